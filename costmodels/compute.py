@@ -1,0 +1,147 @@
+"""Time of one engine step on one GPU of one pipeline stage: a roofline per operation.
+
+Each operation costs ``max(FLOPs / (peak x efficiency), bytes / (HBM x efficiency))``:
+linear layers (GEMMs: weights read once per step, FLOPs grow with tokens), attention
+(KV read per decode token, FLOPs growing with context), then tensor-parallel and
+expert-parallel communication and a fixed per-step overhead.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from costmodels import calibration as cal
+from costmodels.comm import allreduce_s, alltoall_s
+from costmodels.hardware import GPU
+from costmodels.models import ModelSpec
+from costmodels.units import dtype_bytes
+from topologies.graph import Link
+
+ACT_BYTES = 2.0  # activations travel in 16 bit
+
+
+def matmul_efficiency(tokens: float) -> float:
+    """Share of peak a GEMM with ``tokens`` rows reaches.
+
+    >>> round(matmul_efficiency(32), 3)
+    0.375
+    """
+    if tokens <= 0:
+        return cal.MATMUL_EFFICIENCY_MAX
+    return cal.MATMUL_EFFICIENCY_MAX * tokens / (tokens + cal.MATMUL_M_HALF_TOKENS)
+
+
+@dataclass(frozen=True)
+class StepTime:
+    linear_s: float
+    attention_s: float
+    comm_s: float
+    overhead_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.linear_s + self.attention_s + self.comm_s + self.overhead_s
+
+
+@dataclass(frozen=True)
+class StageShape:
+    """What one pipeline stage holds on one GPU."""
+
+    layer_start: int
+    layer_count: int
+    first: bool
+    last: bool
+
+
+def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, ep: int,
+                    weight_dtype: str, kv_dtype: str, prefill_tokens: float, prefill_context: float,
+                    decode_tokens: float, decode_context: float, steps: int = 1,
+                    tp_link: Link, ep_link: Link | None = None) -> StepTime:
+    """Time one stage takes to process a step's tokens on each of its ``tp`` GPUs.
+
+    ``prefill_tokens`` new prompt tokens, each attending to ``prefill_context`` tokens on
+    average; ``decode_tokens`` sequences generating one token each, attending to
+    ``decode_context`` tokens. ``steps`` is how many engine steps the tokens are spread
+    over (chunked prefill caps tokens per step): weights are read, and the fixed
+    overhead paid, once per step.
+    """
+    tokens = prefill_tokens + decode_tokens
+    if tokens <= 0:
+        return StepTime(0.0, 0.0, 0.0, 0.0)
+    layers = range(stage.layer_start, stage.layer_start + stage.layer_count)
+    b_w = dtype_bytes(weight_dtype)
+    peak = gpu.matmul_flop_per_s(weight_dtype)
+    hbm = gpu.hbm_bandwidth_bytes_per_s * cal.HBM_EFFICIENCY
+    tok_per_step = tokens / steps
+
+    # Linear layers: dense part (attention projections, dense MLPs, shared experts) and
+    # routed experts, whose GEMMs see only the tokens routed to each expert.
+    linear_s = 0.0
+    dense_params = 0.0
+    moe_layers = 0
+    for i in layers:
+        if model.is_moe and i >= model.dense_layers:
+            moe_layers += 1
+            dense_params += model.attention_params_per_layer() + model.shared_expert_params()
+        else:
+            dense_params += model.attention_params_per_layer() + model.dense_mlp_params()
+    dense_params /= tp
+    flops = 2 * tokens * dense_params
+    linear_s += max(flops / (peak * matmul_efficiency(tok_per_step)), steps * dense_params * b_w / hbm)
+    if moe_layers:
+        local_experts = model.experts / ep
+        expert_params_per_gpu = model.expert_params() * ep / tp  # each rank: experts/ep, sliced tp/ep
+        # Experts a step touches: each of E experts is missed by a token with prob 1 - k/E.
+        touched = local_experts * (1 - (1 - model.experts_per_token / model.experts) ** tok_per_step)
+        tokens_per_expert = tok_per_step * model.experts_per_token / model.experts
+        moe_flops = 2 * tokens * model.experts_per_token / model.experts * local_experts * expert_params_per_gpu
+        moe_bytes = steps * touched * expert_params_per_gpu * b_w
+        linear_s += moe_layers * max(moe_flops / (peak * matmul_efficiency(tokens_per_expert)), moe_bytes / hbm)
+    if stage.last:
+        # LM head: one row per sequence that samples (decode tokens; prompts finishing prefill
+        # are a small share and ignored).
+        head_params = model.lm_head_params() or model.embedding_params()
+        head = head_params / tp
+        linear_s += max(2 * max(decode_tokens, 1) * head / (gpu.bf16_flop_per_s * matmul_efficiency(decode_tokens / steps)),
+                        steps * head * 2.0 / hbm)
+
+    # Attention: FLOPs QK^T and AV over the attended context; decode reads the KV cache.
+    heads_per_gpu = model.heads / tp
+    if model.is_mla:
+        flop_per_ctx = 2 * heads_per_gpu * (model.qk_nope_head_dim + model.qk_rope_head_dim + model.v_head_dim)
+    else:
+        flop_per_ctx = 4 * heads_per_gpu * model.head_dim
+    n_layers = stage.layer_count
+    attn_flops = n_layers * flop_per_ctx * (prefill_tokens * prefill_context + decode_tokens * decode_context)
+    kv_token_bytes = model.kv_elements_per_token_per_layer(tp) * dtype_bytes(kv_dtype)
+    decode_kv_tokens = decode_tokens * model.kv_tokens_stored(int(decode_context), n_layers) if decode_tokens else 0.0
+    # Decode reads each sequence's cache; every new token's K and V is written once. Prompt
+    # attention works on tiles in on-chip memory, so its HBM traffic is the write.
+    kv_bytes = (decode_kv_tokens + tokens * n_layers) * kv_token_bytes
+    attention_s = max(attn_flops / (gpu.bf16_flop_per_s * cal.ATTENTION_EFFICIENCY), kv_bytes / hbm)
+
+    # Communication: two all-reduces per layer under TP; with EP the MoE layer's reduction
+    # becomes a dispatch and a combine all-to-all among the EP ranks.
+    msg = tok_per_step * model.hidden * ACT_BYTES
+    comm_s = 0.0
+    if tp > 1:
+        dense_layers = n_layers - moe_layers
+        per_step = 2 * dense_layers * allreduce_s(message_bytes=msg, ranks=tp, link=tp_link)
+        if moe_layers:
+            if ep > 1:
+                a2a = alltoall_s(message_bytes=msg * model.experts_per_token, ranks=ep, link=ep_link or tp_link)
+                per_step += moe_layers * (allreduce_s(message_bytes=msg, ranks=tp, link=tp_link) + 2 * a2a)
+            else:
+                per_step += 2 * moe_layers * allreduce_s(message_bytes=msg, ranks=tp, link=tp_link)
+        comm_s = steps * per_step
+    overhead_s = steps * (cal.STEP_OVERHEAD_S + cal.LAYER_OVERHEAD_S * n_layers)
+    return StepTime(linear_s, attention_s, comm_s, overhead_s)
+
+
+def steps_for_tokens(tokens: float, max_num_batched_tokens: int) -> int:
+    """Engine steps needed to process ``tokens`` tokens at a per-step token budget.
+
+    >>> steps_for_tokens(10000, 8192)
+    2
+    """
+    return max(1, math.ceil(tokens / max_num_batched_tokens - 1e-9))

@@ -1,0 +1,106 @@
+"""The GPU catalog: datasheet figures, one row per GPU, each with its source.
+
+The figures live in ``costmodels/data/gpus.csv`` (copied, with their sources, from
+published datasheets and vendor-submitted MLPerf system descriptions). TFLOPS are dense
+(no 2:4 sparsity). Memory is read as GiB: HBM stacks come in binary sizes (H100 80GB is
+five 16 GiB stacks); the driver's own reservation is part of the runtime overhead.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from difflib import get_close_matches
+from functools import lru_cache
+from importlib import resources
+
+from topologies.errors import InputError
+from costmodels.units import GIB, TB, TERA
+
+
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    aliases: tuple[str, ...]
+    bf16_flop_per_s: float
+    fp8_flop_per_s: float | None
+    fp4_flop_per_s: float | None
+    int8_op_per_s: float | None
+    memory_bytes: float
+    hbm_bandwidth_bytes_per_s: float
+    nvlink_bytes_per_s: float | None  # per direction
+    nvlink_domain_gpus: int
+    nic_gbit_per_s: float | None
+    source: str
+
+    def matmul_flop_per_s(self, weight_dtype: str) -> float:
+        """Peak dense tensor-core rate for GEMMs with weights in ``weight_dtype``.
+
+        FP8/INT8 weights run W8A8 where the GPU has the format; FP4 runs natively on
+        Blackwell. Where the format has no tensor-core support (FP8 on A100, 4-bit on
+        Hopper), runtimes dequantise and compute in 16 bit (weight-only quantisation),
+        so the 16-bit rate applies.
+        """
+        if weight_dtype == "fp8" and self.fp8_flop_per_s:
+            return self.fp8_flop_per_s
+        if weight_dtype == "int8" and self.int8_op_per_s:
+            return self.int8_op_per_s
+        if weight_dtype == "fp4" and self.fp4_flop_per_s:
+            return self.fp4_flop_per_s
+        return self.bf16_flop_per_s
+
+
+def _num(s: str) -> float | None:
+    return float(s) if s.strip() else None
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@lru_cache(maxsize=1)
+def gpu_catalog() -> dict[str, GPU]:
+    """Every GPU in the catalog by its canonical name."""
+    text = (resources.files("costmodels") / "data" / "gpus.csv").read_text(encoding="utf-8")
+    out: dict[str, GPU] = {}
+    for r in csv.DictReader(text.splitlines()):
+        out[r["name"]] = GPU(
+            name=r["name"],
+            aliases=tuple(a for a in r["aliases"].split(";") if a),
+            bf16_flop_per_s=float(r["bf16_dense_tflops"]) * TERA,
+            fp8_flop_per_s=(_num(r["fp8_dense_tflops"]) or 0) * TERA or None,
+            fp4_flop_per_s=(_num(r["fp4_dense_tflops"]) or 0) * TERA or None,
+            int8_op_per_s=(_num(r["int8_dense_tops"]) or 0) * TERA or None,
+            memory_bytes=float(r["memory_gib"]) * GIB,
+            hbm_bandwidth_bytes_per_s=float(r["hbm_bandwidth_tbyte_per_s"]) * TB,
+            nvlink_bytes_per_s=(_num(r["nvlink_gbyte_per_s_per_direction"]) or 0) * 1e9 or None,
+            nvlink_domain_gpus=int(r["nvlink_domain_gpus"]),
+            nic_gbit_per_s=_num(r["nic_gbit_per_s"]),
+            source=r["source"],
+        )
+    return out
+
+
+@lru_cache(maxsize=1)
+def _index() -> dict[str, str]:
+    idx: dict[str, str] = {}
+    for g in gpu_catalog().values():
+        for n in (g.name, *g.aliases):
+            idx[_key(n)] = g.name
+    return idx
+
+
+def get_gpu(name: str, *, source: str | None = None, field: str | None = None) -> GPU:
+    """Look a GPU up by name or alias (case and punctuation ignored).
+
+    >>> get_gpu("h100-sxm").name
+    'H100-SXM-80GB'
+    """
+    hit = _index().get(_key(name))
+    if hit is None:
+        names = sorted(gpu_catalog())
+        near = get_close_matches(name, names + [a for g in gpu_catalog().values() for a in g.aliases], n=1, cutoff=0.4)
+        hint = f"did you mean {_index()[_key(near[0])]!r}? " if near else ""
+        raise InputError(f"unknown GPU {name!r}; {hint}see `plan-search catalog gpus`",
+                         source=source, field=field)
+    return gpu_catalog()[hit]

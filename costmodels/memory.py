@@ -1,0 +1,160 @@
+"""Memory per GPU: weights, KV cache, activations, runtime overhead and the reserve.
+
+All functions are pure; sizes are bytes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from costmodels import calibration as cal
+from costmodels.models import ModelSpec
+from costmodels.units import dtype_bytes
+
+#: Embedding and LM head stay in 16 bit when the linear layers are quantised (vLLM and
+#: TensorRT-LLM FP8/INT4 recipes leave ``lm_head`` and the embedding unquantised).
+EMBEDDING_BYTES = 2.0
+
+
+def weight_bytes(*, params: float, dtype: str) -> float:
+    """Bytes to hold ``params`` parameters in ``dtype``.
+
+    >>> weight_bytes(params=130e9, dtype="fp16") / 1e9
+    260.0
+    >>> weight_bytes(params=130e9, dtype="int4") / 1e9
+    65.0
+    """
+    return params * dtype_bytes(dtype)
+
+
+def kv_cache_bytes_per_token(*, layers: int, kv_heads: int, head_dim: int, tp: int, dtype_bytes: float) -> float:
+    """Bytes of K and V one token occupies on one GPU (GQA/MQA heads replicated past tp).
+
+    >>> kv_cache_bytes_per_token(layers=80, kv_heads=8, head_dim=128, tp=1, dtype_bytes=2)
+    327680
+    """
+    return 2 * layers * max(kv_heads // tp, 1) * head_dim * dtype_bytes
+
+
+def balanced_layer_split(layers: int, pp: int) -> tuple[int, ...]:
+    """Layers per pipeline stage, as even as possible; extra layers go to the middle stages.
+
+    The first and last stages also hold the embedding and the LM head, so they are the
+    ones left lighter when the split is uneven.
+
+    >>> balanced_layer_split(80, 3)
+    (26, 27, 27)
+    >>> balanced_layer_split(126, 4)
+    (31, 32, 32, 31)
+    """
+    if not 1 <= pp <= layers:
+        raise ValueError(f"pp={pp} must be between 1 and the {layers} layers")
+    base, extra = divmod(layers, pp)
+    split = [base] * pp
+    order = sorted(range(pp), key=lambda i: (i in (0, pp - 1), abs(i - (pp - 1) / 2), i))
+    for i in order[:extra]:
+        split[i] += 1
+    return tuple(split)
+
+
+def stage_weight_bytes(model: ModelSpec, *, tp: int, layer_start: int, layer_count: int,
+                       first: bool, last: bool, weight_dtype: str) -> float:
+    """Weight bytes on one GPU of a pipeline stage holding layers [start, start+count).
+
+    Linear layers are split across the ``tp`` ranks (experts too: with expert
+    parallelism of degree ``ep`` each rank holds experts/ep experts sliced tp/ep ways,
+    the same bytes). Embedding on the first stage and LM head on the last, both split
+    by vocabulary across TP ranks.
+    """
+    layer_params = sum(model.layer_params(i) for i in range(layer_start, layer_start + layer_count))
+    out = weight_bytes(params=layer_params / tp, dtype=weight_dtype)
+    emb_bytes = max(EMBEDDING_BYTES, dtype_bytes(weight_dtype))
+    if first:
+        out += model.embedding_params() / tp * emb_bytes
+    if last:
+        out += (model.lm_head_params() / tp + model.hidden) * emb_bytes
+    return out
+
+
+def kv_bytes_per_token_per_gpu(model: ModelSpec, *, tp: int, layers: int, kv_dtype: str) -> float:
+    """KV-cache bytes one token of context takes on one GPU of a stage with ``layers`` layers.
+
+    >>> from costmodels.models import get_model
+    >>> kv_bytes_per_token_per_gpu(get_model("llama-2-70b"), tp=1, layers=80, kv_dtype="fp16")
+    327680.0
+    """
+    return layers * model.kv_elements_per_token_per_layer(tp) * dtype_bytes(kv_dtype)
+
+
+def kv_bytes_per_sequence_per_gpu(model: ModelSpec, *, tp: int, layers: int, kv_dtype: str,
+                                  context: int) -> float:
+    """KV-cache bytes one sequence of ``context`` tokens holds on one GPU (sliding windows capped)."""
+    return (model.kv_tokens_stored(context, layers) * model.kv_elements_per_token_per_layer(tp)
+            * dtype_bytes(kv_dtype))
+
+
+def activation_bytes(model: ModelSpec, *, tp: int, step_tokens: int, batch: int) -> float:
+    """Peak activation workspace of one forward step on one GPU.
+
+    The largest live tensors of a step of ``step_tokens`` tokens: the MLP's up/gate
+    projection output (the widest), the QKV projection, a few hidden-size buffers for
+    residual and norm, all in 16 bit; plus FP32 logits for the ``batch`` sequences being
+    sampled. This is what vLLM's profiling run measures at ``max_num_batched_tokens``.
+    """
+    mlp_width = model.moe_intermediate * model.experts_per_token if model.is_moe else model.intermediate
+    mlp_width = max(mlp_width, model.intermediate if not model.is_moe or model.dense_layers else 0)
+    per_token = ((2 if model.gated_mlp else 1) * mlp_width / tp
+                 + (model.heads + 2 * model.kv_heads) * model.head_dim / tp
+                 + 4 * model.hidden) * 2.0
+    logits = batch * model.vocab / tp * 4.0
+    return step_tokens * per_token + logits
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Memory of the most loaded GPU of a replica, in bytes."""
+
+    weights: float
+    kv_cache: float
+    activations: float
+    overhead: float
+    reserve: float
+    capacity: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.kv_cache + self.activations + self.overhead + self.reserve
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.capacity * (1 + 1e-9) and self.kv_cache >= 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"weights": int(self.weights), "kv_cache": int(self.kv_cache),
+                "activations": int(self.activations), "overhead": int(self.overhead),
+                "reserve": int(self.reserve), "total": int(self.total), "capacity": int(self.capacity)}
+
+
+def overhead_bytes(*, gpus_in_replica: int) -> float:
+    return cal.RUNTIME_OVERHEAD_BYTES + (cal.NCCL_BUFFER_BYTES if gpus_in_replica > 1 else 0.0)
+
+
+def kv_budget_bytes(*, capacity: float, weights: float, activations: float, overhead: float,
+                    utilization: float = cal.GPU_MEMORY_UTILIZATION) -> float:
+    """Bytes left for the KV cache on one GPU (negative when the rest does not fit).
+
+    >>> kv_budget_bytes(capacity=100.0, weights=50.0, activations=5.0, overhead=5.0, utilization=0.9)
+    30.0
+    """
+    return capacity * utilization - weights - activations - overhead
+
+
+def max_sequences(*, kv_budget: float, kv_bytes_per_sequence: float) -> int:
+    """How many sequences of a given KV footprint fit in ``kv_budget`` bytes.
+
+    >>> max_sequences(kv_budget=10.0, kv_bytes_per_sequence=3.0)
+    3
+    """
+    if kv_budget <= 0 or kv_bytes_per_sequence <= 0:
+        return 0
+    return math.floor(kv_budget / kv_bytes_per_sequence)

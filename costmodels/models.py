@@ -1,0 +1,323 @@
+"""Model architectures: a small frozen description read from an HF ``config.json``.
+
+Covers dense and mixture-of-experts decoders; multi-head, grouped-query and multi-query
+attention (``num_key_value_heads`` = heads, fewer, or 1); DeepSeek's multi-head latent
+attention (MLA, ``kv_lora_rank``); sliding-window layers (Mistral, GPT-OSS).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from difflib import get_close_matches
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from topologies.errors import InputError
+
+GELU_ACTS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One decoder-only transformer. Counts are per model, not per GPU."""
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int  # dense MLP width
+    vocab: int
+    tied_embeddings: bool = False
+    gated_mlp: bool = True  # SwiGLU (3 matrices) vs GELU MLP (2 matrices)
+    # Mixture of experts
+    experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate: int = 0
+    shared_experts: int = 0
+    shared_intermediate: int = 0
+    dense_layers: int = 0  # leading layers with a dense MLP (DeepSeek first_k_dense_replace)
+    # Multi-head latent attention
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    # Sliding-window attention
+    sliding_window: int = 0
+    sliding_layers: int = 0
+    max_context: int = 0
+    native_dtype: str = "bf16"  # the dtype the published checkpoint's weights ship in
+    source: str = ""
+
+    @property
+    def is_moe(self) -> bool:
+        return self.experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        return self.layers - self.dense_layers if self.is_moe else 0
+
+    @property
+    def attention_kind(self) -> str:
+        if self.is_mla:
+            return "MLA"
+        if self.kv_heads == 1:
+            return "MQA"
+        return "MHA" if self.kv_heads == self.heads else "GQA"
+
+    # -- parameter counts --------------------------------------------------------------
+    def attention_params_per_layer(self) -> int:
+        h = self.hidden
+        if self.is_mla:
+            qk_dim = self.qk_nope_head_dim + self.qk_rope_head_dim
+            q = (h * self.q_lora_rank + self.q_lora_rank * self.heads * qk_dim) if self.q_lora_rank \
+                else h * self.heads * qk_dim
+            kv = h * (self.kv_lora_rank + self.qk_rope_head_dim) \
+                + self.kv_lora_rank * self.heads * (self.qk_nope_head_dim + self.v_head_dim)
+            o = self.heads * self.v_head_dim * h
+            return q + kv + o
+        return h * self.heads * self.head_dim * 2 + h * self.kv_heads * self.head_dim * 2
+
+    def _mlp(self, width: int) -> int:
+        return (3 if self.gated_mlp else 2) * self.hidden * width
+
+    def dense_mlp_params(self) -> int:
+        return self._mlp(self.intermediate)
+
+    def expert_params(self) -> int:
+        """Parameters of one routed expert."""
+        return self._mlp(self.moe_intermediate)
+
+    def shared_expert_params(self) -> int:
+        return self.shared_experts * self._mlp(self.shared_intermediate or self.moe_intermediate)
+
+    def layer_params(self, layer: int, *, active: bool = False) -> int:
+        """Parameters of one decoder layer (``active``: only the experts a token uses)."""
+        norms = 2 * self.hidden
+        if self.is_moe and layer >= self.dense_layers:
+            n = self.experts_per_token if active else self.experts
+            mlp = n * self.expert_params() + self.shared_expert_params() + self.hidden * self.experts
+        else:
+            mlp = self.dense_mlp_params()
+        return self.attention_params_per_layer() + mlp + norms
+
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden
+
+    def lm_head_params(self) -> int:
+        return 0 if self.tied_embeddings else self.vocab * self.hidden
+
+    def total_params(self) -> int:
+        """Resident parameters (all experts).
+
+        >>> get_model("llama-3.1-70b").total_params() // 10**8
+        705
+        """
+        return (self.embedding_params() + self.lm_head_params() + self.hidden
+                + sum(self.layer_params(i) for i in range(self.layers)))
+
+    def active_params(self) -> int:
+        """Parameters one token touches (routed experts: only ``experts_per_token``)."""
+        return (self.embedding_params() + self.lm_head_params() + self.hidden
+                + sum(self.layer_params(i, active=True) for i in range(self.layers)))
+
+    # -- KV cache -----------------------------------------------------------------------
+    def kv_elements_per_token_per_layer(self, tp: int) -> int:
+        """K and V elements one token stores in one layer on one GPU of a TP group.
+
+        GQA/MQA: KV heads are split across TP ranks and replicated once ``tp`` exceeds
+        them. MLA: one compressed latent (``kv_lora_rank + qk_rope_head_dim``), the same
+        on every TP rank (replicated, not split).
+        """
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        heads_per_gpu = max(self.kv_heads // tp, 1) if self.kv_heads % tp == 0 or tp % self.kv_heads == 0 \
+            else -(-self.kv_heads // tp)
+        return 2 * heads_per_gpu * self.head_dim
+
+    def kv_tokens_stored(self, context: int, layers: int) -> float:
+        """Token-layers of KV kept for one sequence of ``context`` tokens over ``layers`` layers.
+
+        Sliding-window layers keep at most ``sliding_window`` tokens; they are spread
+        evenly over the model, so a stage of ``layers`` layers has its share of them.
+        """
+        if not self.sliding_window or not self.sliding_layers:
+            return float(context * layers)
+        sw_share = self.sliding_layers / self.layers
+        return layers * ((1 - sw_share) * context + sw_share * min(context, self.sliding_window))
+
+
+# -- reading HF configs -------------------------------------------------------------------
+
+def _get(cfg: dict, *names: str, default: Any = None) -> Any:
+    for n in names:
+        if n in cfg and cfg[n] is not None:
+            return cfg[n]
+        nested = cfg.get("hf_format_fields")
+        if isinstance(nested, dict) and nested.get(n) is not None:
+            return nested[n]
+    return default
+
+
+def _native_dtype(cfg: dict) -> str:
+    """The weight format of the published checkpoint (DeepSeek-V3 ships FP8, GPT-OSS MXFP4)."""
+    q = cfg.get("quantization_config")
+    method = str(q.get("quant_method", "")).lower() if isinstance(q, dict) else ""
+    if "fp8" in method:
+        return "fp8"
+    if "mxfp4" in method or _get(cfg, "model_type") == "gpt_oss":
+        return "fp4"  # MoE experts in MXFP4 (4.25 bits with scales); attention stays 16 bit
+    if method in ("awq", "gptq"):
+        return "int4"
+    return "bf16"
+
+
+def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> ModelSpec:
+    """Build a :class:`ModelSpec` from an HF ``config.json`` dict.
+
+    Raises :class:`InputError` naming the field when one is missing or inconsistent.
+    """
+    if not isinstance(cfg, dict):
+        raise InputError("a model config must be a JSON object", source=source)
+    if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM here
+        cfg = {**cfg, **cfg["text_config"]}
+
+    def need_int(*names: str, minimum: int = 1) -> int:
+        v = _get(cfg, *names)
+        if v is None:
+            raise InputError(f"missing; an HF config.json of a decoder model has it", source=source,
+                             field=names[0])
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise InputError(f"must be an integer >= {minimum}, got {v!r}", source=source, field=names[0])
+        return v
+
+    def opt_int(*names: str, default: int = 0) -> int:
+        v = _get(cfg, *names, default=default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InputError(f"must be a non-negative integer, got {v!r}", source=source, field=names[0])
+        return v
+
+    hidden = need_int("hidden_size", "n_embd", "d_model")
+    layers = need_int("num_hidden_layers", "n_layer", "num_layers")
+    heads = need_int("num_attention_heads", "n_head")
+    kv_heads = opt_int("num_key_value_heads", "num_kv_heads", default=heads) or heads
+    if kv_heads > heads or heads % kv_heads:
+        raise InputError(f"{kv_heads} KV heads do not divide {heads} attention heads", source=source,
+                         field="num_key_value_heads")
+    head_dim = opt_int("head_dim", default=0) or hidden // heads
+    act = str(_get(cfg, "hidden_act", "activation_function", default="silu")).lower()
+    gated = act not in GELU_ACTS
+    intermediate = opt_int("intermediate_size", "n_inner", "ffn_hidden_size", default=0) or 4 * hidden
+    vocab = need_int("vocab_size")
+
+    experts = opt_int("num_local_experts", "n_routed_experts", "num_experts")
+    per_tok = opt_int("num_experts_per_tok", "experts_per_token", "moe_topk")
+    if experts and not per_tok:
+        raise InputError("missing for an MoE model (it has experts)", source=source, field="num_experts_per_tok")
+    if per_tok and not experts:
+        raise InputError("set but the config declares no experts (num_local_experts / n_routed_experts)",
+                         source=source, field="num_experts_per_tok")
+    if per_tok > experts:
+        raise InputError(f"{per_tok} experts per token is more than the {experts} experts", source=source,
+                         field="num_experts_per_tok")
+    moe_inter = opt_int("moe_intermediate_size", default=0) or (intermediate if experts else 0)
+    shared = opt_int("n_shared_experts", default=0)
+    shared_inter = opt_int("shared_expert_intermediate_size", default=0)
+    if shared_inter and not shared:
+        shared = 1
+    dense_layers = opt_int("first_k_dense_replace", default=0) if experts else 0
+    mlp_only = _get(cfg, "mlp_only_layers", default=[]) or []
+    if experts and isinstance(mlp_only, list) and mlp_only:
+        dense_layers = max(dense_layers, len(mlp_only))
+
+    kv_lora = opt_int("kv_lora_rank", default=0)
+    sliding = opt_int("sliding_window", default=0) if _get(cfg, "use_sliding_window", default=True) else 0
+    layer_types = _get(cfg, "layer_types", default=None)
+    if isinstance(layer_types, list):
+        sliding_layers = sum(1 for t in layer_types if "sliding" in str(t))
+    elif isinstance(layer_types, str) and "alternating" in layer_types:
+        sliding_layers = layers // 2
+    else:
+        sliding_layers = layers if sliding else 0
+    if sliding_layers == 0:
+        sliding = 0
+    return ModelSpec(
+        name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+        intermediate=intermediate, vocab=vocab,
+        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=False)), gated_mlp=gated,
+        experts=experts, experts_per_token=per_tok, moe_intermediate=moe_inter,
+        shared_experts=shared, shared_intermediate=shared_inter, dense_layers=dense_layers,
+        kv_lora_rank=kv_lora, q_lora_rank=opt_int("q_lora_rank", default=0),
+        qk_rope_head_dim=opt_int("qk_rope_head_dim", default=0),
+        qk_nope_head_dim=opt_int("qk_nope_head_dim", default=0),
+        v_head_dim=opt_int("v_head_dim", default=0) or head_dim,
+        sliding_window=sliding, sliding_layers=sliding_layers,
+        max_context=opt_int("max_position_embeddings", "n_positions", "seq_length", default=0),
+        native_dtype=_native_dtype(cfg),
+        source=str(cfg.get("source", source)),
+    )
+
+
+# -- the catalog ---------------------------------------------------------------------------
+
+_SUFFIXES = ("-instruct", "-chat", "-hf", "-base", "-it", "-v0.1", "-v0.2", "-v0.3")
+
+
+def normalize_model_name(name: str) -> str:
+    """Map an HF repo id or display name to a catalog key.
+
+    >>> normalize_model_name("meta-llama/Meta-Llama-3.1-70B-Instruct")
+    'llama-3.1-70b'
+    """
+    n = name.strip().lower().rsplit("/", 1)[-1]
+    n = re.sub(r"^meta-(?=llama)", "", n)
+    changed = True
+    while changed:
+        changed = False
+        for s in _SUFFIXES:
+            if n.endswith(s):
+                n, changed = n[: -len(s)], True
+    return n.replace("_", "-")
+
+
+def builtin_model_names() -> list[str]:
+    d = resources.files("costmodels") / "data" / "models"
+    return sorted(f.name[:-5] for f in d.iterdir() if f.name.endswith(".json"))
+
+
+@lru_cache(maxsize=None)
+def _builtin(name: str) -> ModelSpec:
+    f = resources.files("costmodels") / "data" / "models" / f"{name}.json"
+    return model_from_config(json.loads(f.read_text(encoding="utf-8")), name=name,
+                             source=f"builtin:{name}")
+
+
+def get_model(name_or_path: str | Path) -> ModelSpec:
+    """A built-in model by (HF or display) name, or any HF ``config.json`` by path."""
+    ref = str(name_or_path)
+    key = normalize_model_name(ref)
+    if key in builtin_model_names() and not Path(ref).is_file():
+        return _builtin(key)
+    p = Path(ref)
+    if p.is_dir() and (p / "config.json").is_file():
+        p = p / "config.json"
+    if p.is_file() or ref.endswith(".json"):
+        from topologies.load import read_structured_file  # the one place files are parsed
+
+        if p.suffix.lower() != ".json":
+            raise InputError("a model config must be a .json file (an HF config.json)", source=ref)
+        data, _ = read_structured_file(p)
+        return model_from_config(data, name=p.parent.name if p.name == "config.json" else p.stem, source=ref)
+    near = get_close_matches(key, builtin_model_names(), n=1, cutoff=0.5)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    raise InputError(f"unknown model {ref!r}: not a built-in name and no such config.json; {hint}"
+                     f"see `plan-search catalog models`", source="--model")

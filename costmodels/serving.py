@@ -1,0 +1,220 @@
+"""One replica serving a workload: memory, largest batch, TTFT, TPOT, throughput, queueing.
+
+A replica is ``tp x pp`` GPUs of one type running one copy of the model. It serves with
+in-flight (continuous) batching and chunked prefill, as vLLM and TensorRT-LLM do:
+
+* ``batch`` sequences are in flight. In steady state each iteration every sequence
+  emits one token, and new requests' prompts (``batch x isl / osl`` tokens per
+  iteration, amortised) are prefilled in chunks in the same steps. TPOT therefore
+  includes the prefill work that shares the steps.
+* Under pipeline parallelism the batch is split into ``min(pp, batch)`` micro-batches
+  that keep the stages busy (vLLM's virtual engines); a token takes ``pp`` stage steps.
+* The largest batch is set by the KV-cache budget for full-length sequences
+  (``isl + osl`` tokens each), as TensorRT-LLM's guaranteed-no-evict scheduler reserves.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from costmodels import calibration as cal
+from costmodels.comm import send_s
+from costmodels.compute import ACT_BYTES, StageShape, StepTime, stage_step_time, steps_for_tokens
+from costmodels.hardware import GPU
+from costmodels.memory import (MemoryBreakdown, activation_bytes, balanced_layer_split,
+                               kv_budget_bytes, kv_bytes_per_sequence_per_gpu, max_sequences,
+                               overhead_bytes, stage_weight_bytes)
+from costmodels.models import ModelSpec
+from topologies.graph import LOCAL, Link
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How one replica is split. ``layer_split`` empty means balanced."""
+
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    weight_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    layer_split: tuple[int, ...] = ()
+    max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp
+
+
+@dataclass(frozen=True)
+class Links:
+    """The links a replica's collectives use, as the topology graph reports them."""
+
+    tp: Link = LOCAL
+    pp: Link = LOCAL
+    ep: Link = LOCAL
+
+
+def validate_strategy(model: ModelSpec, s: Strategy) -> str | None:
+    """Why a runtime would reject this strategy for this model, or ``None`` if valid."""
+    if s.tp < 1 or s.pp < 1 or s.ep < 1:
+        return "tp, pp and ep must be at least 1"
+    if model.heads % s.tp:
+        return f"tp={s.tp} does not divide the {model.heads} attention heads"
+    if not model.is_mla and model.kv_heads % s.tp and s.tp % model.kv_heads:
+        return f"tp={s.tp} and the {model.kv_heads} KV heads do not divide one another"
+    if s.pp > model.layers:
+        return f"pp={s.pp} is more than the {model.layers} layers"
+    if s.layer_split and (len(s.layer_split) != s.pp or sum(s.layer_split) != model.layers
+                          or min(s.layer_split) < 1):
+        return f"layer split {list(s.layer_split)} must give pp={s.pp} stages >= 1 layer summing to {model.layers}"
+    if s.ep > 1:
+        if not model.is_moe:
+            return f"ep={s.ep} but {model.name} has no experts"
+        if model.experts % s.ep:
+            return f"ep={s.ep} does not divide the {model.experts} experts"
+        if s.tp % s.ep:
+            return f"ep={s.ep} must divide tp={s.tp} (moe_tp x moe_ep = tp)"
+    return None
+
+
+def stages(model: ModelSpec, s: Strategy) -> list[StageShape]:
+    split = s.layer_split or balanced_layer_split(model.layers, s.pp)
+    out, start = [], 0
+    for i, n in enumerate(split):
+        out.append(StageShape(layer_start=start, layer_count=n, first=i == 0, last=i == len(split) - 1))
+        start += n
+    return out
+
+
+def replica_memory(model: ModelSpec, gpu: GPU, s: Strategy, *, batch: int, context: int) -> list[MemoryBreakdown]:
+    """Memory of one GPU of each stage with ``batch`` sequences of ``context`` tokens."""
+    step_tokens = min(s.max_num_batched_tokens, max(batch, 1) * max(context, 1))
+    out = []
+    for st in stages(model, s):
+        w = stage_weight_bytes(model, tp=s.tp, layer_start=st.layer_start, layer_count=st.layer_count,
+                               first=st.first, last=st.last, weight_dtype=s.weight_dtype)
+        act = activation_bytes(model, tp=s.tp, step_tokens=step_tokens, batch=batch)
+        kv = batch * kv_bytes_per_sequence_per_gpu(model, tp=s.tp, layers=st.layer_count, kv_dtype=s.kv_dtype,
+                                                   context=context)
+        over = overhead_bytes(gpus_in_replica=s.gpus)
+        out.append(MemoryBreakdown(weights=w, kv_cache=kv, activations=act, overhead=over,
+                                   reserve=gpu.memory_bytes * (1 - cal.GPU_MEMORY_UTILIZATION),
+                                   capacity=gpu.memory_bytes))
+    return out
+
+
+def max_batch_size(model: ModelSpec, gpu: GPU, s: Strategy, *, context: int,
+                   cap: int = cal.MAX_BATCH_SIZE) -> int:
+    """Largest number of concurrent ``context``-token sequences every stage can hold."""
+    best = cap
+    for st in stages(model, s):
+        w = stage_weight_bytes(model, tp=s.tp, layer_start=st.layer_start, layer_count=st.layer_count,
+                               first=st.first, last=st.last, weight_dtype=s.weight_dtype)
+        per_seq = kv_bytes_per_sequence_per_gpu(model, tp=s.tp, layers=st.layer_count, kv_dtype=s.kv_dtype,
+                                                context=context)
+        n = best
+        for _ in range(3):  # activations grow with the batch (logits); settle the fixed point
+            act = activation_bytes(model, tp=s.tp, step_tokens=min(s.max_num_batched_tokens, n * context), batch=n)
+            budget = kv_budget_bytes(capacity=gpu.memory_bytes, weights=w, activations=act,
+                                     overhead=overhead_bytes(gpus_in_replica=s.gpus))
+            n = min(best, max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq))
+        best = n
+    return max(best, 0)
+
+
+@dataclass(frozen=True)
+class ReplicaMetrics:
+    """Predicted behaviour of one replica at ``batch`` concurrent sequences."""
+
+    batch: int
+    max_batch: int
+    fits: bool
+    memory: MemoryBreakdown  # the most loaded GPU
+    ttft_s: float  # a request arriving to a running batch, no queueing
+    tpot_s: float  # time per output token under the full batch, prefill interference included
+    output_tokens_per_s: float
+    requests_per_s: float
+    step: StepTime = field(repr=False, default=StepTime(0, 0, 0, 0))
+    pp_send_s: float = 0.0
+
+
+def _stage_time(model, gpu, s, st, links, **kw) -> StepTime:
+    return stage_step_time(model, gpu, stage=st, tp=s.tp, ep=s.ep, weight_dtype=s.weight_dtype,
+                           kv_dtype=s.kv_dtype, tp_link=links.tp, ep_link=links.ep, **kw)
+
+
+def evaluate_replica(model: ModelSpec, gpu: GPU, s: Strategy, *, isl: int, osl: int,
+                     batch: int | None = None, links: Links = Links()) -> ReplicaMetrics:
+    """Predict one replica. Without ``batch``, the largest batch that fits (max throughput)."""
+    context = isl + osl
+    mb = max_batch_size(model, gpu, s, context=context)
+    b = mb if batch is None else batch
+    mems = replica_memory(model, gpu, s, batch=max(b, 0), context=context)
+    worst = max(mems, key=lambda m: m.total)
+    fits = b >= 1 and all(m.fits for m in mems) and b <= max(mb, 0)
+    if b < 1:
+        return ReplicaMetrics(batch=0, max_batch=mb, fits=False, memory=worst, ttft_s=math.inf,
+                              tpot_s=math.inf, output_tokens_per_s=0.0, requests_per_s=0.0)
+    sts = stages(model, s)
+    micro = min(s.pp, b)
+    per_micro = b / micro
+    # Steady state: each micro-batch step carries one decode token per sequence and its
+    # share of new prompts (per_micro * isl / osl tokens), chunked to the step budget.
+    prefill_per_step = per_micro * isl / max(osl, 1)
+    steps = steps_for_tokens(per_micro + prefill_per_step, s.max_num_batched_tokens)
+    # Pipeline send: each TP rank sends its 1/tp slice of the hidden states to the same
+    # rank of the next stage, which all-gathers them over its own TP links; ``links.pp``
+    # is the per-GPU share of the stage-to-stage link.
+    send = send_s(message_bytes=(per_micro + prefill_per_step) * model.hidden * ACT_BYTES / s.tp,
+                  link=links.pp) if s.pp > 1 else 0.0
+    stage_times = [_stage_time(model, gpu, s, st, links, prefill_tokens=prefill_per_step,
+                               prefill_context=isl / 2, decode_tokens=per_micro,
+                               decode_context=isl + osl / 2, steps=steps) for st in sts]
+    slowest = max(stage_times, key=lambda t: t.total_s)
+    tpot = s.pp * (slowest.total_s + send)
+    tokens_per_s = b / tpot
+
+    # TTFT: the prompt in chunks; each chunk step also carries the running decodes, and
+    # the chunks flow through the pipeline (fill once, then one stage step per chunk).
+    chunk = min(isl, s.max_num_batched_tokens)
+    n_chunks = steps_for_tokens(isl, s.max_num_batched_tokens)
+    others = (b - 1) / micro
+    chunk_times = [_stage_time(model, gpu, s, st, links, prefill_tokens=chunk, prefill_context=isl / 2,
+                               decode_tokens=others, decode_context=isl + osl / 2).total_s for st in sts]
+    chunk_send = send_s(message_bytes=chunk * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
+    ttft = sum(chunk_times) + s.pp * chunk_send + (n_chunks - 1) * (max(chunk_times) + chunk_send)
+    return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=ttft, tpot_s=tpot,
+                          output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),
+                          step=slowest, pp_send_s=send)
+
+
+# -- queueing ---------------------------------------------------------------------------------
+
+def ttft_under_load_s(*, ttft_s: float, utilization: float) -> float:
+    """TTFT with queueing: an M/D/1 wait in front of the prompt, ``rho / (2 (1 - rho))`` services.
+
+    >>> ttft_under_load_s(ttft_s=0.1, utilization=0.5)
+    0.15
+    """
+    if utilization >= 1:
+        return math.inf
+    if utilization <= 0:
+        return ttft_s
+    return ttft_s * (1 + utilization / (2 * (1 - utilization)))
+
+
+def max_utilization(*, ttft_s: float, ttft_slo_s: float | None) -> float:
+    """Highest utilisation at which the queued TTFT stays within ``ttft_slo_s``.
+
+    Inverts :func:`ttft_under_load_s`; capped at ``MAX_PLANNED_UTILIZATION``.
+
+    >>> round(max_utilization(ttft_s=0.1, ttft_slo_s=0.15), 3)
+    0.5
+    """
+    cap = cal.MAX_PLANNED_UTILIZATION
+    if ttft_slo_s is None:
+        return cap
+    if ttft_s > ttft_slo_s:
+        return 0.0
+    x = ttft_slo_s / ttft_s - 1
+    return min(cap, 2 * x / (1 + 2 * x))

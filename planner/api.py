@@ -1,0 +1,399 @@
+"""The library API: ``search``, ``evaluate``, ``explain``. The CLI only calls these.
+
+>>> from planner import search
+>>> plan = search(topology="dgx-h100x1", model="llama-3.1-8b", isl=512, osl=128)
+>>> plan.solver.status
+'OPTIMAL'
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from costmodels.hardware import GPU, get_gpu
+from costmodels.memory import weight_bytes
+from costmodels.models import ModelSpec, get_model
+from costmodels.serving import (Links, ReplicaMetrics, Strategy, evaluate_replica, stages,
+                                ttft_under_load_s, validate_strategy)
+from costmodels import calibration as cal
+from costmodels.units import DTYPES, GIB
+from planner import schema as S
+from planner.candidates import (Candidate, ClusterView, Pricing, Request, _slowness, _spans,
+                                _inter_domain_link_fn, cluster_view, price_candidates)
+from planner.cpsat import SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution, solve, split_classes
+from planner.placement import PlacedReplica, PlacementError, place, replica_links
+from topologies.errors import InfeasibleError, InputError
+from topologies.graph import Topology
+from topologies.load import load_topology
+
+VERSION = "0.1.0"
+OBJECTIVES = ("throughput", "throughput-per-gpu", "min-gpus", "latency")
+
+
+def _topology(t: str | Path | Topology) -> Topology:
+    if isinstance(t, Topology):
+        return t
+    spec, sha = load_topology(t)
+    return Topology(spec, sha)
+
+
+def _model(m: str | Path | ModelSpec) -> ModelSpec:
+    return m if isinstance(m, ModelSpec) else get_model(m)
+
+
+def _dtype(value: str | None, default: str, flag: str) -> str:
+    if value is None or value == "auto":
+        return default
+    v = value.lower()
+    if v not in DTYPES:
+        raise InputError(f"unknown dtype {value!r}; choose one of {', '.join(DTYPES)}", source=flag)
+    return v
+
+
+def _positive(value, flag: str, *, allow_none: bool = True, integer: bool = False):
+    if value is None and allow_none:
+        return None
+    if value is None or isinstance(value, bool) or (integer and int(value) != value) or not value > 0 \
+            or (isinstance(value, float) and not math.isfinite(value)):
+        kind = "a positive integer" if integer else "a positive number"
+        raise InputError(f"must be {kind}, got {value!r}", source=flag)
+    return value
+
+
+def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = None,
+                 ttft_ms: float | None = None, tpot_ms: float | None = None, objective: str = "throughput",
+                 weight_dtype: str | None = None, kv_dtype: str | None = None, max_gpus: int | None = None,
+                 allow_cross_domain_tp: bool = False, tp: int | None = None, pp: int | None = None,
+                 ep: int | None = None, batch: int | None = None) -> Request:
+    """Validate user-level arguments into a :class:`Request` (raises :class:`InputError`)."""
+    _positive(isl, "--isl", allow_none=False, integer=True)
+    _positive(osl, "--osl", allow_none=False, integer=True)
+    if qps is not None and (not math.isfinite(qps) or qps < 0):
+        raise InputError(f"must be a non-negative number, got {qps!r}", source="--qps")
+    _positive(ttft_ms, "--ttft-ms")
+    _positive(tpot_ms, "--tpot-ms")
+    for v, f in ((max_gpus, "--max-gpus"), (tp, "--tp"), (pp, "--pp"), (ep, "--ep"), (batch, "--batch")):
+        _positive(v, f, integer=True)
+    if objective not in OBJECTIVES:
+        raise InputError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}",
+                         source="--objective")
+    if objective == "min-gpus" and not qps:
+        raise InputError("--objective min-gpus needs a target request rate: add --qps", source="--objective")
+    if model.max_context and isl + osl > model.max_context:
+        raise InputError(f"isl + osl = {isl + osl} tokens exceeds {model.name}'s context of "
+                         f"{model.max_context}", source="--isl")
+    if ep is not None and ep > 1:
+        if not model.is_moe:
+            raise InputError(f"{model.name} has no experts; drop --ep", source="--ep")
+        if model.experts % ep:
+            raise InputError(f"--ep {ep} does not divide the {model.experts} experts of {model.name}",
+                             source="--ep")
+    wd = _dtype(weight_dtype, model.native_dtype, "--weight-dtype")
+    kd = _dtype(kv_dtype, "bf16", "--kv-dtype")
+    return Request(isl=isl, osl=osl, qps=qps, ttft_s=ttft_ms / 1e3 if ttft_ms else None,
+                   tpot_s=tpot_ms / 1e3 if tpot_ms else None, objective=objective, weight_dtype=wd,
+                   kv_dtype=kd, max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
+                   tp=tp, pp=pp, ep=ep, batch=batch)
+
+
+# -- search --------------------------------------------------------------------------------------
+
+def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, isl: int = 1024,
+           osl: int = 256, qps: float | None = None, ttft_ms: float | None = None,
+           tpot_ms: float | None = None, objective: str = "throughput", weight_dtype: str | None = None,
+           kv_dtype: str | None = None, max_gpus: int | None = None, allow_cross_domain_tp: bool = False,
+           time_limit_s: float = 10.0, workers: int = 1, seed: int = 0, include_timings: bool = False,
+           log: bool = False) -> S.Plan:
+    """Find the best plan. Raises :class:`InputError` (bad input) or :class:`InfeasibleError`."""
+    t_start = time.perf_counter()
+    topo = _topology(topology)
+    spec = _model(model)
+    req = make_request(spec, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms, objective=objective,
+                       weight_dtype=weight_dtype, kv_dtype=kv_dtype, max_gpus=max_gpus,
+                       allow_cross_domain_tp=allow_cross_domain_tp)
+    _positive(time_limit_s, "--time-limit-s")
+    _positive(workers, "--workers", integer=True)
+    params = SolverParams(time_limit_s=time_limit_s, workers=workers, seed=seed, log=log)
+    view = cluster_view(topo)
+    pricing = price_candidates(spec, view, req)
+    if not pricing.candidates:
+        raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
+    sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params)
+    if sol is None:
+        raise InfeasibleError(explain_infeasible(spec, view, req, pricing, solved=True))
+    wall = time.perf_counter() - t_start
+    return build_plan(spec, topo, view, req, sol, inst, placed, pricing, params,
+                      wall_time_s=wall if include_timings else None)
+
+
+def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, params: SolverParams):
+    """Solve per the objective; on a packing failure of an aggregated class, re-solve exactly."""
+    for up_to in (SPLIT_CLASSES_UP_TO, 10**9):
+        classes = split_classes(view.classes, up_to=up_to)
+        sol, inst = _solve_objective(cands, classes, req, params)
+        if sol is None:
+            return None, None, None
+        try:
+            return sol, inst, place(sol, inst, view)
+        except PlacementError:
+            continue
+    raise AssertionError("exact class split cannot fail to place")  # pragma: no cover
+
+
+def _solve_objective(cands: list[Candidate], classes, req: Request, params: SolverParams):
+    def run(subset: list[Candidate], objective: str = "max-throughput", **kw) -> tuple[Solution, Instance]:
+        inst = Instance(candidates=subset, classes=classes, request=req)
+        return solve(inst, params, objective=objective, hint=_greedy_hint(subset, classes), **kw), inst
+
+    def ok(sol: Solution) -> bool:
+        return sol.status in ("OPTIMAL", "FEASIBLE")
+
+    if req.objective == "min-gpus":
+        sol, inst = run(cands, "min-gpus")
+        return (sol, inst) if ok(sol) else (None, None)
+    if req.objective == "throughput":
+        sol, inst = run(cands)
+        return (sol, inst) if ok(sol) else (None, None)
+    # Lexicographic objectives: find the best per-candidate key a feasible plan can reach
+    # (binary search over candidates sorted by key; feasibility grows with the subset), then
+    # maximise throughput among candidates at least that good.
+    if req.objective == "latency":
+        key = lambda c: c.metrics.tpot_s  # noqa: E731
+    else:  # throughput-per-gpu
+        key = lambda c: -c.metrics.output_tokens_per_s / c.gpus  # noqa: E731
+    ordered = sorted(cands, key=lambda c: (key(c), c.index))
+    values = sorted({key(c) for c in ordered})
+    lo, hi, best = 0, len(values) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        subset = [c for c in ordered if key(c) <= values[mid]]
+        sol, inst = run(subset)
+        if ok(sol):
+            best, hi = (sol, inst), mid - 1
+        else:
+            lo = mid + 1
+    return best if best else (None, None)
+
+
+def _greedy_hint(cands: list[Candidate], classes) -> dict[int, int]:
+    """Replicate the candidate with the best throughput per GPU as often as it fits on its GPU type."""
+    if not cands:
+        return {}
+    c = max(cands, key=lambda c: (c.metrics.output_tokens_per_s / c.gpus, -c.index))
+    free = sum(k.free * k.count for k in classes if k.signature in c.classes)
+    n = free // c.gpus if c.span != "intra" else sum(k.count * (k.free // c.unit_gpus)
+                                                     for k in classes if k.signature in c.classes)
+    return {c.index: n}
+
+
+# -- plan assembly -------------------------------------------------------------------------------
+
+def _link_out(link) -> S.LinkOut:
+    bw = link.bandwidth_bytes_per_s
+    return S.LinkOut(kind=link.kind, bandwidth_bytes_per_s=bw if math.isfinite(bw) else 0.0,
+                     latency_s=link.latency_s)
+
+
+def _r(x: float, nd: int = 3) -> float:
+    return float(round(x, nd))
+
+
+def _model_ref(spec: ModelSpec) -> S.ModelRef:
+    return S.ModelRef(name=spec.name, source=spec.source, params=spec.total_params(),
+                      active_params=spec.active_params(), layers=spec.layers, attention=spec.attention_kind,
+                      moe_experts=spec.experts, moe_experts_per_token=spec.experts_per_token)
+
+
+def _topo_ref(topo: Topology) -> S.TopologyRef:
+    return S.TopologyRef(name=topo.name, sha256=topo.content_sha256, gpus_total=len(topo.gpus()),
+                         gpus_available=len(topo.gpus(available_only=True)))
+
+
+def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, sol: Solution,
+               inst: Instance, placed: list[PlacedReplica], pricing: Pricing, params: SolverParams,
+               *, wall_time_s: float | None) -> S.Plan:
+    by_cand: dict[int, list[PlacedReplica]] = {}
+    for p in placed:
+        by_cand.setdefault(p.candidate.index, []).append(p)
+    total_capacity_rps = 0.0
+    group_metrics = {}
+    for ci, reps in by_cand.items():
+        c = reps[0].candidate
+        links = [replica_links(topo, r) for r in reps]
+        worst = Links(tp=max((lk.tp for lk in links), key=_slowness), pp=max((lk.pp for lk in links), key=_slowness),
+                      ep=max((lk.ep for lk in links), key=_slowness))
+        m = evaluate_replica(spec, view.gpu_of_type[c.gpu], c.strategy, isl=req.isl, osl=req.osl, batch=c.batch,
+                             links=worst)
+        group_metrics[ci] = (m, worst)
+        total_capacity_rps += m.requests_per_s * len(reps)
+    util = (req.qps / total_capacity_rps) if req.qps and total_capacity_rps > 0 else None
+    groups = []
+    for gi, ci in enumerate(sorted(by_cand)):
+        reps = by_cand[ci]
+        c = reps[0].candidate
+        m, links = group_metrics[ci]
+        ttft = ttft_under_load_s(ttft_s=m.ttft_s, utilization=util) if util is not None else m.ttft_s
+        replicas = []
+        for ri, r in enumerate(reps):
+            ranks = []
+            for st, gpus in enumerate(r.stages):
+                for tr, gid in enumerate(gpus):
+                    a = topo.gpu(gid)
+                    ranks.append(S.Rank(rank=st * c.strategy.tp + tr, stage=st, tp_rank=tr, node=a["node"],
+                                        gpu_index=a["index"]))
+            replicas.append(S.Replica(index=ri, ranks=ranks))
+        split = [s.layer_count for s in stages(spec, c.strategy)]
+        groups.append(S.ReplicaGroup(
+            id=f"g{gi}", gpu=c.gpu,
+            strategy=S.StrategyOut(tp=c.strategy.tp, pp=c.strategy.pp, dp=len(reps), ep=c.strategy.ep,
+                                   batch_size=c.batch, max_num_batched_tokens=c.strategy.max_num_batched_tokens,
+                                   max_model_len=req.isl + req.osl, layer_split=split,
+                                   weight_dtype=c.strategy.weight_dtype, kv_dtype=c.strategy.kv_dtype),
+            metrics_per_replica=S.Metrics(ttft_ms=_r(ttft * 1e3), ttft_unloaded_ms=_r(m.ttft_s * 1e3),
+                                          tpot_ms=_r(m.tpot_s * 1e3), output_tokens_per_s=_r(m.output_tokens_per_s, 1),
+                                          requests_per_s=_r(m.requests_per_s, 4),
+                                          utilization=_r(util, 4) if util is not None else None),
+            memory_per_gpu_bytes=S.MemoryOut(**m.memory.as_dict()),
+            links={"tp": _link_out(links.tp), "pp": _link_out(links.pp)},
+            replicas=replicas))
+    gpus_used = sum(g.strategy.tp * g.strategy.pp * g.strategy.dp for g in groups)
+    tput = sum(g.metrics_per_replica.output_tokens_per_s * g.strategy.dp for g in groups)
+    totals = S.Totals(gpus_used=gpus_used, output_tokens_per_s=_r(tput, 1),
+                      output_tokens_per_s_per_gpu=_r(tput / gpus_used, 1),
+                      requests_per_s=_r(sum(g.metrics_per_replica.requests_per_s * g.strategy.dp for g in groups), 4),
+                      ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups),
+                      tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups))
+    objective_desc = {"throughput": "max output tokens/s", "throughput-per-gpu": "max output tokens/s per GPU",
+                      "min-gpus": "min GPUs serving qps", "latency": "min TPOT"}[req.objective]
+    inputs = S.Inputs(model=_model_ref(spec), topology=_topo_ref(topo),
+                      workload=S.Workload(isl=req.isl, osl=req.osl, qps=req.qps),
+                      slo=S.Slo(ttft_ms=req.ttft_s * 1e3 if req.ttft_s else None,
+                                tpot_ms=req.tpot_s * 1e3 if req.tpot_s else None),
+                      objective=req.objective, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
+                      max_gpus=req.max_gpus, allow_cross_domain_tp=req.allow_cross_domain_tp)
+    solver = S.SolverOut(status=sol.status, objective=objective_desc, objective_value=_r(sol.objective_value, 2),
+                         best_bound=_r(sol.best_bound, 2), gap=_r(sol.gap, 6), candidates_priced=pricing.priced,
+                         seed=params.seed, workers=params.workers, time_limit_s=params.time_limit_s,
+                         wall_time_s=_r(wall_time_s, 3) if wall_time_s is not None else None)
+    return S.Plan(generator=f"plan-search {VERSION}", inputs=inputs, replica_groups=groups, totals=totals,
+                  solver=solver)
+
+
+# -- infeasibility -------------------------------------------------------------------------------
+
+def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing: Pricing,
+                       solved: bool = False) -> str:
+    """One line saying which constraint binds and by how much."""
+    wbytes = weight_bytes(params=spec.total_params(), dtype=req.weight_dtype)
+    usable = sum(view.gpu_of_type[k.gpu].memory_bytes * cal.GPU_MEMORY_UTILIZATION * k.free * k.count
+                 for k in view.classes)
+    if not pricing.fits_anywhere:
+        if wbytes > usable:
+            return (f"{spec.name} needs {wbytes / GIB:.1f} GiB of weights in {req.weight_dtype}; the cluster's "
+                    f"free GPUs have {usable / GIB:.1f} GiB usable: add GPUs or use --weight-dtype fp8/int4")
+        return (f"{spec.name} ({wbytes / GIB:.1f} GiB of weights in {req.weight_dtype}) fits no replica shape "
+                f"with room for one sequence of {req.isl + req.osl} tokens on this cluster's domains; "
+                f"try --weight-dtype fp8, --kv-dtype fp8, shorter --isl/--osl, or --allow-cross-domain-tp")
+    parts = []
+    if req.tpot_s is not None and pricing.best_tpot_s > req.tpot_s:
+        parts.append(f"TPOT {req.tpot_s * 1e3:g} ms is unreachable: the fastest plan reaches "
+                     f"{pricing.best_tpot_s * 1e3:.1f} ms ({pricing.best_tpot_label}); relax --tpot-ms to "
+                     f"{math.ceil(pricing.best_tpot_s * 1e3 * 10) / 10:g}")
+    if req.ttft_s is not None and pricing.best_ttft_s > req.ttft_s:
+        parts.append(f"TTFT {req.ttft_s * 1e3:g} ms is unreachable: the fastest prompt takes "
+                     f"{pricing.best_ttft_s * 1e3:.1f} ms ({pricing.best_ttft_label}); relax --ttft-ms to "
+                     f"{math.ceil(pricing.best_ttft_s * 1e3 * 10) / 10:g}")
+    if parts:
+        return "; ".join(parts)
+    if pricing.candidates and req.qps:
+        best = max(c.usable_requests_per_s / c.gpus for c in pricing.candidates)
+        free = sum(k.free * k.count for k in view.classes)
+        cap = min(free, req.max_gpus or free)
+        return (f"--qps {req.qps:g} is more than this cluster serves within the SLOs: at most about "
+                f"{best * cap:.2f} requests/s on {cap} GPUs; lower --qps, relax the SLOs or add GPUs")
+    if req.max_gpus is not None:
+        need = min(c.gpus for c in pricing.candidates) if pricing.candidates else 0
+        return f"--max-gpus {req.max_gpus} is fewer than the smallest replica that meets the request ({need} GPUs)"
+    if pricing.rejected:
+        why = max(pricing.rejected.items(), key=lambda kv: kv[1])[0]
+        return f"no replica shape meets the request; most shapes fail on: {why}"
+    return "no replica shape meets the request"
+
+
+# -- evaluate / explain --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Evaluation:
+    gpu: GPU
+    strategy: Strategy
+    dp: int
+    metrics: ReplicaMetrics
+    links: Links
+    span: str
+    available_gpus: int
+    reason: str | None  # why it does not fit/place, or None
+
+    @property
+    def fits(self) -> bool:
+        return self.reason is None and self.metrics.fits
+
+    def as_dict(self) -> dict:
+        m = self.metrics
+        gpus = self.strategy.gpus * self.dp
+        return {
+            "fits": self.fits,
+            "reason": self.reason if self.reason else (None if m.fits else "does not fit in GPU memory"),
+            "gpu": self.gpu.name,
+            "tp": self.strategy.tp, "pp": self.strategy.pp, "dp": self.dp, "ep": self.strategy.ep,
+            "span": self.span,
+            "weight_dtype": self.strategy.weight_dtype, "kv_dtype": self.strategy.kv_dtype,
+            "batch_size": m.batch,
+            "max_batch_size": m.max_batch,
+            "memory_per_gpu_bytes": m.memory.as_dict(),
+            "ttft_ms": _r(m.ttft_s * 1e3) if math.isfinite(m.ttft_s) else None,
+            "tpot_ms": _r(m.tpot_s * 1e3) if math.isfinite(m.tpot_s) else None,
+            "output_tokens_per_s": _r(m.output_tokens_per_s * self.dp, 1),
+            "output_tokens_per_s_per_gpu": _r(m.output_tokens_per_s * self.dp / gpus, 1),
+            "requests_per_s": _r(m.requests_per_s * self.dp, 4),
+            "links": {"tp": _link_out(self.links.tp).model_dump(), "pp": _link_out(self.links.pp).model_dump()},
+        }
+
+
+def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, tp: int, pp: int = 1, dp: int = 1,
+             ep: int = 1, batch: int | None = None, isl: int, osl: int, weight_dtype: str | None = None,
+             kv_dtype: str | None = None, gpu: str | None = None,
+             max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS) -> Evaluation:
+    """Score one given strategy on the topology's links. Without ``batch``: the largest that fits."""
+    topo = _topology(topology)
+    spec = _model(model)
+    req = make_request(spec, isl=isl, osl=osl, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep,
+                       batch=batch)
+    _positive(dp, "--dp", allow_none=False, integer=True)
+    s = Strategy(tp=tp, pp=pp, ep=ep, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
+                 max_num_batched_tokens=max_num_batched_tokens)
+    why = validate_strategy(spec, s)
+    if why:
+        raise InputError(why, source="--tp/--pp/--ep")
+    view = cluster_view(topo)
+    types = sorted({k.gpu for k in view.classes}, key=lambda g: (-view.free_by_type.get(g, 0), g))
+    gpu_name = get_gpu(gpu, source="--gpu").name if gpu else types[0]
+    if gpu_name not in view.free_by_type:
+        raise InputError(f"topology {topo.name!r} has no free {gpu_name}", source="--gpu")
+    classes = [k for k in view.classes if k.gpu == gpu_name]
+    spans = list(_spans(view, classes, tp, pp, req, _inter_domain_link_fn(topo, view, classes)))
+    reason = None
+    if spans:
+        span, *_, links = spans[0]
+    else:
+        span, links = "none", Links()
+        reason = (f"tp={tp} does not fit in one NVLink domain of this topology; pass "
+                  f"--allow-cross-domain-tp to price it over the network") if tp > max(k.free for k in classes) \
+            else f"tp={tp} x pp={pp} needs more free {gpu_name} GPUs than the topology has"
+    free = view.free_by_type[gpu_name]
+    if reason is None and tp * pp * dp > free:
+        reason = f"tp x pp x dp = {tp * pp * dp} GPUs but the topology has {free} free {gpu_name}"
+    m = evaluate_replica(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl, batch=batch, links=links)
+    return Evaluation(gpu=view.gpu_of_type[gpu_name], strategy=s, dp=dp, metrics=m, links=links, span=span,
+                      available_gpus=free, reason=reason)

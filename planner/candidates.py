@@ -1,0 +1,365 @@
+"""Price every replica shape the cluster could run, before the solver chooses among them.
+
+The cluster is reduced to *domain classes*: scale-up domains (an NVSwitch node, a
+multi-node NVLink domain, a PCIe server) with the same GPU type, node type, free GPU
+positions and rack are interchangeable, so the solver decides counts per class and
+:mod:`planner.placement` picks the concrete GPUs afterwards.
+
+A candidate is one replica shape on one GPU type: (tp, pp, ep, batch) and a *span*:
+
+``intra``
+    the whole replica (tp x pp GPUs) inside one domain; pipeline sends use the domain's
+    links. Its placement unit is the replica.
+``inter``
+    each pipeline stage (tp GPUs) in a domain, stages in different domains; sends cross
+    the scale-out network. Its placement unit is the stage.
+``cross``
+    (only with ``allow_cross_domain_tp``) each stage spans ``tp / domain size`` whole
+    domains, tensor parallelism over the network.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from costmodels import calibration as cal
+from costmodels.hardware import GPU, get_gpu
+from costmodels.models import ModelSpec
+from costmodels.serving import (Links, ReplicaMetrics, Strategy, evaluate_replica,
+                                max_utilization, validate_strategy)
+from topologies.errors import InputError
+from topologies.graph import LOCAL, Link, Topology
+
+MAX_PP = 16
+
+
+@dataclass(frozen=True)
+class DomainClass:
+    index: int
+    gpu: str  # catalog name
+    node_type: str
+    rack: str
+    domains: tuple[str, ...]
+    free_positions: tuple[int, ...]  # positions of free GPUs in the domain's GPU list
+    domain_size: int
+
+    @property
+    def free(self) -> int:
+        return len(self.free_positions)
+
+    @property
+    def count(self) -> int:
+        return len(self.domains)
+
+    @property
+    def signature(self) -> tuple:
+        """What makes two domains interchangeable for pricing (the rack aside)."""
+        return (self.gpu, self.node_type, self.free_positions, self.domain_size, self.rack)
+
+
+@dataclass
+class ClusterView:
+    topology: Topology
+    classes: list[DomainClass]
+    gpu_of_type: dict[str, GPU] = field(default_factory=dict)
+
+    @cached_property
+    def free_by_type(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.classes:
+            out[c.gpu] = out.get(c.gpu, 0) + c.free * c.count
+        return out
+
+    def free_gpus(self, domain: str, cls: DomainClass) -> list[str]:
+        gpus = self.topology.domains[domain]
+        return [gpus[p] for p in cls.free_positions]
+
+
+def cluster_view(topo: Topology) -> ClusterView:
+    """Group the topology's scale-up domains into interchangeable classes."""
+    g = topo.graph
+    by_key: dict[tuple, list[str]] = {}
+    for dom, gpus in topo.domains.items():
+        free = tuple(i for i, x in enumerate(gpus) if g.nodes[x]["available"])
+        if not free:
+            continue
+        first = g.nodes[gpus[0]]
+        gpu_names = {g.nodes[x]["gpu"] for x in gpus}
+        if len(gpu_names) > 1:
+            raise InputError(f"NVLink domain {dom!r} mixes GPU types {sorted(gpu_names)}", source=topo.name,
+                             field="nvlink_domains")
+        node_type = topo.node_type_of(first["node"])
+        key = (first["gpu"], node_type, first["rack"], free, len(gpus))
+        by_key.setdefault(key, []).append(dom)
+    classes, types = [], {}
+    for i, (key, doms) in enumerate(sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1], -len(kv[0][3]), kv[0][3]))):
+        gpu_name, node_type, rack, free, size = key
+        gpu = types.setdefault(gpu_name, get_gpu(gpu_name, source=topo.name, field=f"node_types.{node_type}.gpu"))
+        classes.append(DomainClass(index=i, gpu=gpu.name, node_type=node_type, rack=rack, domains=tuple(doms),
+                                   free_positions=free, domain_size=size))
+    if not classes:
+        raise InputError("every GPU is marked unavailable", source=topo.name, field="nodes")
+    return ClusterView(topology=topo, classes=classes, gpu_of_type={c.gpu: types[c.gpu] for c in classes})
+
+
+@dataclass(frozen=True)
+class Candidate:
+    index: int
+    gpu: str
+    strategy: Strategy
+    span: str  # intra | inter | cross
+    batch: int
+    metrics: ReplicaMetrics
+    links: Links
+    unit_gpus: int  # GPUs one placement unit takes
+    units_per_replica: int
+    units_per_stage: int  # span 'cross': whole domains per stage; otherwise 1
+    classes: tuple[tuple, ...]  # signatures of the domain classes a unit may go to
+    usable_requests_per_s: float  # capacity at the highest utilisation the TTFT SLO allows
+
+    @property
+    def gpus(self) -> int:
+        return self.strategy.gpus
+
+    def label(self) -> str:
+        s = self.strategy
+        ep = f" ep={s.ep}" if s.ep > 1 else ""
+        return f"{self.gpu} tp={s.tp} pp={s.pp}{ep} batch={self.batch} ({self.span})"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the solver is asked (the library's normalised form of the CLI flags)."""
+
+    isl: int
+    osl: int
+    qps: float | None = None
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    objective: str = "throughput"
+    weight_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    max_gpus: int | None = None
+    allow_cross_domain_tp: bool = False
+    max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS
+    tp: int | None = None  # pin a degree (None: search)
+    pp: int | None = None
+    ep: int | None = None
+    batch: int | None = None
+
+
+def _tp_options(model: ModelSpec, limit: int) -> list[int]:
+    out = []
+    for t in range(1, limit + 1):
+        if validate_strategy(model, Strategy(tp=t)) is None:
+            out.append(t)
+    return out
+
+
+def _batch_grid(max_batch: int) -> list[int]:
+    grid, b = [], 1
+    while b < max_batch:
+        grid.append(b)
+        b *= 2
+    grid.append(max_batch)
+    return grid
+
+
+def _chunks(gpus: list[str], size: int) -> list[list[str]]:
+    return [gpus[i:i + size] for i in range(0, len(gpus) - size + 1, size)]
+
+
+@dataclass
+class Pricing:
+    candidates: list[Candidate]
+    priced: int
+    rejected: dict[str, int]  # reason -> shapes rejected for it (for infeasibility messages)
+    best_tpot_s: float = math.inf
+    best_tpot_label: str = ""
+    best_ttft_s: float = math.inf
+    best_ttft_label: str = ""
+    smallest_weights_label: str = ""
+    fits_anywhere: bool = False
+
+
+def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Pricing:
+    """Every valid shape on every GPU type, each at the batch its objective prefers."""
+    topo = view.topology
+    out: list[Candidate] = []
+    priced = 0
+    rejected: dict[str, int] = {}
+    pr = Pricing(candidates=out, priced=0, rejected=rejected)
+    by_type: dict[str, list[DomainClass]] = {}
+    for c in view.classes:
+        by_type.setdefault(c.gpu, []).append(c)
+    for gpu_name, classes in sorted(by_type.items()):
+        gpu = view.gpu_of_type[gpu_name]
+        total_free = sum(c.free * c.count for c in classes)
+        max_free = max(c.free for c in classes)
+        tp_limit = total_free if req.allow_cross_domain_tp else max_free
+        tps = [t for t in _tp_options(model, tp_limit) if req.tp is None or t == req.tp]
+        inter_pp = _inter_domain_link_fn(topo, view, classes)
+        for tp in tps:
+            pps = [p for p in range(1, min(MAX_PP, model.layers) + 1) if tp * p <= total_free]
+            if req.pp is not None:
+                pps = [p for p in pps if p == req.pp]
+            eps = [1] if not model.is_moe else [e for e in range(1, tp + 1) if tp % e == 0 and model.experts % e == 0]
+            if req.ep is not None:
+                eps = [e for e in eps if e == req.ep]
+            for pp in pps:
+                for span, unit, units, per_stage, cls_ok, links in _spans(view, classes, tp, pp, req, inter_pp):
+                    for ep in eps:
+                        s = Strategy(tp=tp, pp=pp, ep=ep, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
+                                     max_num_batched_tokens=req.max_num_batched_tokens)
+                        why = validate_strategy(model, s)
+                        if why:
+                            rejected[why] = rejected.get(why, 0) + 1
+                            continue
+                        cand, n = _best_batch(model, gpu, s, req, Links(tp=links.tp, pp=links.pp, ep=links.tp), pr)
+                        priced += n
+                        if cand is None:
+                            continue
+                        out.append(Candidate(index=len(out), gpu=gpu_name, strategy=s, span=span, batch=cand.batch,
+                                             metrics=cand, links=Links(tp=links.tp, pp=links.pp, ep=links.tp),
+                                             unit_gpus=unit, units_per_replica=units,
+                                             units_per_stage=per_stage, classes=cls_ok,
+                                             usable_requests_per_s=cand.requests_per_s * max_utilization(
+                                                 ttft_s=cand.ttft_s, ttft_slo_s=req.ttft_s)))
+    pr.priced = priced
+    return pr
+
+
+def _spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req: Request, inter_pp):
+    """(span, unit GPUs, units per replica, units per stage, classes, links) for a shape."""
+    topo = view.topology
+    intra = [c for c in classes if tp * pp <= c.free]
+    if intra:
+        worst_tp, worst_pp = None, None
+        for c in intra:
+            free = view.free_gpus(c.domains[0], c)[: tp * pp]
+            stages = _chunks(free, tp)
+            lt = max((topo.slowest_link(s) for s in stages), key=_slowness)
+            lp = LOCAL if pp == 1 else max((topo.slowest_link(a[:1] + b[:1]) for a, b in zip(stages, stages[1:])),
+                                           key=_slowness)
+            worst_tp = lt if worst_tp is None else max(worst_tp, lt, key=_slowness)
+            worst_pp = lp if worst_pp is None else max(worst_pp, lp, key=_slowness)
+        yield "intra", tp * pp, 1, 1, tuple(c.signature for c in intra), Links(tp=worst_tp, pp=worst_pp)
+    inter = [c for c in classes if tp <= c.free]
+    if pp > 1 and inter and sum(c.count * (c.free // tp) for c in inter) >= pp and (
+            sum(c.count for c in inter) > 1):
+        lt = max((topo.slowest_link(_chunks(view.free_gpus(c.domains[0], c), tp)[0]) for c in inter), key=_slowness)
+        yield "inter", tp, pp, 1, tuple(c.signature for c in inter), Links(tp=lt, pp=inter_pp(tp))
+    if req.allow_cross_domain_tp:
+        full = [c for c in classes if c.free == c.domain_size and tp > c.free and tp % c.free == 0]
+        for c in full:
+            k = tp // c.free
+            if c.count < k * pp:
+                continue
+            doms = c.domains[: k * (2 if pp > 1 else 1)]
+            group = [x for d in doms[:k] for x in view.free_gpus(d, c)]
+            lt = topo.slowest_link(group)
+            lp = LOCAL
+            if pp > 1:
+                nxt = [x for d in doms[k:2 * k] for x in view.free_gpus(d, c)]
+                lp = topo.slowest_link(group[:1] + nxt[:1])
+            yield "cross", c.free, k * pp, k, (c.signature,), Links(tp=lt, pp=lp)  # a unit is one whole domain
+
+
+def _slowness(link: Link) -> tuple[float, float]:
+    """Sort key: larger is slower."""
+    return (-link.bandwidth_bytes_per_s, link.latency_s)
+
+
+def _inter_domain_link_fn(topo: Topology, view: ClusterView, classes: list[DomainClass]):
+    """Link a pipeline send takes between stages in two different domains, worst case.
+
+    Stage k of a TP group sends to rank k of the next stage; all ``tp`` ranks send at
+    once, sharing the NICs their GPUs sit behind. Priced on a same-rack pair and a
+    cross-rack pair of domains where they exist.
+    """
+    cache: dict[int, Link] = {}
+    doms = [(c, d) for c in classes for d in c.domains]
+
+    def link(tp: int) -> Link:
+        if tp in cache:
+            return cache[tp]
+        c0, d0 = doms[0]
+        pairs = []
+        same = next(((c, d) for c, d in doms[1:] if c.rack == c0.rack), None)
+        other = next(((c, d) for c, d in doms[1:] if c.rack != c0.rack), None)
+        for hit in (same, other):
+            if hit is None:
+                continue
+            c1, d1 = hit
+            a = view.free_gpus(d0, c0)[:tp]
+            b = view.free_gpus(d1, c1)[:tp]
+            if len(a) == tp and len(b) == tp:
+                pairs.append(_pp_link(topo, a, b))
+        cache[tp] = max(pairs, key=_slowness) if pairs else LOCAL
+        return cache[tp]
+
+    return link
+
+
+def _pp_link(topo: Topology, a: list[str], b: list[str]) -> Link:
+    """Per-GPU link of a stage-to-stage send where rank i of ``a`` sends to rank i of ``b``."""
+    worst = None
+    members = a + b
+    for x, y in zip(a, b):
+        lk = topo.slowest_link([x, y]) if len(members) == 2 else _shared(topo, members, x, y)
+        worst = lk if worst is None else max(worst, lk, key=_slowness)
+    return worst
+
+
+def _shared(topo: Topology, members: list[str], x: str, y: str) -> Link:
+    """The x->y link with the NIC shared by every member of ``members`` behind the same NIC."""
+    base = topo.link(x, y)
+    if base.kind not in ("nic", "network"):
+        return base
+    g = topo.graph
+    nic_of = {m: next((n for n in g[m] if g.nodes[n].get("kind") == "nic"), None) for m in members}
+    share = sum(1 for m in members if nic_of[m] is not None and nic_of[m] == nic_of[x])
+    return Link(bandwidth_bytes_per_s=base.bandwidth_bytes_per_s / max(share, 1), latency_s=base.latency_s,
+                kind=base.kind)
+
+
+def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Links, pr: Pricing):
+    """The batch this shape runs at for the request's objective, or None if none meets the SLOs."""
+    top = evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, links=links)
+    n = 1
+    if top.max_batch < 1:
+        pr.rejected["memory"] = pr.rejected.get("memory", 0) + 1
+        return None, n
+    pr.fits_anywhere = True
+    grid = [req.batch] if req.batch is not None else _batch_grid(top.max_batch)
+    best = None
+    for b in grid:
+        if b > top.max_batch:
+            pr.rejected["memory"] = pr.rejected.get("memory", 0) + 1
+            continue
+        m = top if b == top.batch else evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links)
+        n += 1
+        if m.tpot_s < pr.best_tpot_s:
+            pr.best_tpot_s, pr.best_tpot_label = m.tpot_s, f"{gpu.name} tp={s.tp} pp={s.pp} batch {b}"
+        if m.ttft_s < pr.best_ttft_s:
+            pr.best_ttft_s, pr.best_ttft_label = m.ttft_s, f"{gpu.name} tp={s.tp} pp={s.pp} batch {b}"
+        if req.tpot_s is not None and m.tpot_s > req.tpot_s:
+            pr.rejected["tpot"] = pr.rejected.get("tpot", 0) + 1
+            continue
+        if req.ttft_s is not None and m.ttft_s > req.ttft_s:
+            pr.rejected["ttft"] = pr.rejected.get("ttft", 0) + 1
+            continue
+        if best is None or _better(m, best, req):
+            best = m
+    return best, n
+
+
+def _better(a: ReplicaMetrics, b: ReplicaMetrics, req: Request) -> bool:
+    if req.objective == "latency":
+        return (a.tpot_s, -a.output_tokens_per_s) < (b.tpot_s, -b.output_tokens_per_s)
+    ua = a.requests_per_s * max_utilization(ttft_s=a.ttft_s, ttft_slo_s=req.ttft_s)
+    ub = b.requests_per_s * max_utilization(ttft_s=b.ttft_s, ttft_slo_s=req.ttft_s)
+    if req.qps is not None and not math.isclose(ua, ub):
+        return ua > ub
+    return (a.output_tokens_per_s, -a.batch) > (b.output_tokens_per_s, -b.batch)

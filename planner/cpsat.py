@@ -1,0 +1,201 @@
+"""The CP-SAT master model: how many replicas of which priced shape, in which domain classes.
+
+Instance, variables, constraint modules and objective are kept apart. CP-SAT has no
+floats: throughputs are scaled once, to integer centi-tokens per second
+(``THROUGHPUT_SCALE``), request rates to micro-requests per second (``QPS_SCALE``).
+
+Capacity per class is a sum of unit sizes. That is exact for a class of one domain (its
+GPUs are interchangeable within a domain) and for a class of many domains when the unit
+sizes divide one another and the domain (divisible bin packing, e.g. 1/2/4/8 in an 8-GPU
+node). Small classes are split into one class per domain; if placement of a large class
+still fails, :func:`planner.solve.search` re-solves with every class split.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from planner.candidates import Candidate, DomainClass, Request
+
+THROUGHPUT_SCALE = 100  # centi-tokens/s
+QPS_SCALE = 1_000_000  # micro-requests/s
+SPLIT_CLASSES_UP_TO = 16  # classes of at most this many domains get one variable set per domain
+
+
+@dataclass(frozen=True)
+class Instance:
+    candidates: list[Candidate]
+    classes: list[DomainClass]
+    request: Request
+
+
+@dataclass
+class Solution:
+    status: str  # OPTIMAL, FEASIBLE, INFEASIBLE, UNKNOWN, MODEL_INVALID
+    replicas: dict[int, int] = field(default_factory=dict)  # candidate index -> replicas
+    units: dict[tuple[int, int], int] = field(default_factory=dict)  # (candidate, class) -> units
+    objective_value: float = 0.0
+    best_bound: float = 0.0
+    wall_time_s: float = 0.0
+
+    @property
+    def gap(self) -> float:
+        if self.status == "OPTIMAL":
+            return 0.0
+        denom = max(abs(self.objective_value), 1e-9)
+        return abs(self.best_bound - self.objective_value) / denom
+
+
+def split_classes(classes: list[DomainClass], *, up_to: int) -> list[DomainClass]:
+    """One class per domain for every class of at most ``up_to`` domains (exact capacity)."""
+    out: list[DomainClass] = []
+    for c in classes:
+        if 1 < c.count <= up_to:
+            for d in c.domains:
+                out.append(DomainClass(index=len(out), gpu=c.gpu, node_type=c.node_type, rack=c.rack,
+                                       domains=(d,), free_positions=c.free_positions, domain_size=c.domain_size))
+        else:
+            out.append(DomainClass(index=len(out), gpu=c.gpu, node_type=c.node_type, rack=c.rack, domains=c.domains,
+                                   free_positions=c.free_positions, domain_size=c.domain_size))
+    return out
+
+
+class Vars:
+    """Decision variables and the questions constraint modules ask of them."""
+
+    def __init__(self, m: cp_model.CpModel, inst: Instance):
+        self.inst = inst
+        self.cand = {c.index: c for c in inst.candidates}
+        self.replicas: dict[int, cp_model.IntVar] = {}
+        self.units: dict[tuple[int, int], cp_model.IntVar] = {}
+        for c in inst.candidates:
+            cap_gpus = sum(k.free * k.count for k in inst.classes if k.gpu == c.gpu)
+            self.replicas[c.index] = m.new_int_var(0, cap_gpus // c.gpus, f"replicas_{c.index}")
+            for k in self.classes_for(c):
+                if c.unit_gpus <= k.free:
+                    self.units[(c.index, k.index)] = m.new_int_var(0, k.count * (k.free // c.unit_gpus),
+                                                                   f"units_{c.index}_{k.index}")
+
+    def classes_for(self, c: Candidate) -> list[DomainClass]:
+        return [k for k in self.inst.classes if k.signature in c.classes]
+
+    def units_of(self, c: Candidate):
+        return [v for (ci, _), v in self.units.items() if ci == c.index]
+
+    def units_in(self, k: DomainClass):
+        return [(self.cand[ci], v) for (ci, ki), v in self.units.items() if ki == k.index]
+
+    def gpus_used(self):
+        return sum(v * self.cand[i].gpus for i, v in self.replicas.items())
+
+    def throughput(self):
+        return sum(v * _tput(self.cand[i]) for i, v in self.replicas.items())
+
+    def usable_qps(self):
+        return sum(v * _qps(self.cand[i]) for i, v in self.replicas.items())
+
+
+def _tput(c: Candidate) -> int:
+    return int(round(c.metrics.output_tokens_per_s * THROUGHPUT_SCALE))
+
+
+def _qps(c: Candidate) -> int:
+    return int(math.floor(c.usable_requests_per_s * QPS_SCALE))
+
+
+# -- constraint modules ------------------------------------------------------------------------
+
+def units_make_replicas(m: cp_model.CpModel, v: Vars) -> None:
+    # \sum_k units_{c,k} = units_per_replica_c * replicas_c
+    for c in v.inst.candidates:
+        m.add(sum(v.units_of(c)) == c.units_per_replica * v.replicas[c.index])
+
+
+def class_capacity(m: cp_model.CpModel, v: Vars) -> None:
+    # \sum_c units_{c,k} * unit_gpus_c <= free_k * count_k
+    for k in v.inst.classes:
+        used = v.units_in(k)
+        if used:
+            m.add(sum(u * c.unit_gpus for c, u in used) <= k.free * k.count)
+        # whole-domain units (span 'cross') and others share domains: count domains too
+        cross = [(c, u) for c, u in used if c.span == "cross"]
+        if cross:
+            m.add(sum(u for _, u in cross) <= k.count)
+
+
+def gpu_budget(m: cp_model.CpModel, v: Vars) -> None:
+    # \sum_c replicas_c * gpus_c <= max_gpus
+    if v.inst.request.max_gpus is not None:
+        m.add(v.gpus_used() <= v.inst.request.max_gpus)
+
+
+def serves_qps(m: cp_model.CpModel, v: Vars) -> None:
+    # \sum_c replicas_c * usable_qps_c >= qps
+    q = v.inst.request.qps
+    if q is not None and q > 0:
+        m.add(v.usable_qps() >= int(math.ceil(q * QPS_SCALE)))
+
+
+def at_least_one_replica(m: cp_model.CpModel, v: Vars) -> None:
+    # \sum_c replicas_c >= 1
+    m.add(sum(v.replicas.values()) >= 1)
+
+
+MODULES = (units_make_replicas, class_capacity, gpu_budget, serves_qps, at_least_one_replica)
+
+
+# -- solving -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SolverParams:
+    time_limit_s: float = 10.0
+    workers: int = 1
+    seed: int = 0
+    log: bool = False
+
+
+def solve(inst: Instance, params: SolverParams, *,
+          objective: str, hint: dict[int, int] | None = None) -> Solution:
+    """Build and solve one CP-SAT model.
+
+    ``objective``: ``max-throughput`` (ties: fewer GPUs) or ``min-gpus`` (ties: more
+    throughput), each lexicographic through one weighted integer objective.
+    """
+    m = cp_model.CpModel()
+    v = Vars(m, inst)
+    for module in MODULES:
+        module(m, v)
+    total_gpus = sum(k.free * k.count for k in inst.classes)
+    max_tput = sum(_tput(c) * (total_gpus // c.gpus) for c in inst.candidates) + 1
+    if objective == "max-throughput":
+        # maximise throughput * (G+1) - gpus: more throughput first, then fewer GPUs
+        m.maximize(v.throughput() * (total_gpus + 1) - v.gpus_used())
+        scale = lambda x: (x + total_gpus) / (total_gpus + 1) / THROUGHPUT_SCALE  # noqa: E731
+    elif objective == "min-gpus":
+        # minimise gpus * (T+1) - throughput: fewer GPUs first, then more throughput
+        m.minimize(v.gpus_used() * max_tput - v.throughput())
+        scale = lambda x: math.ceil(x / max_tput)  # noqa: E731
+    else:
+        raise ValueError(objective)
+    if hint:
+        for i, var in v.replicas.items():
+            m.add_hint(var, hint.get(i, 0))
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = params.time_limit_s
+    solver.parameters.num_workers = params.workers
+    solver.parameters.random_seed = params.seed
+    solver.parameters.log_search_progress = params.log
+    t0 = time.perf_counter()
+    status = solver.solve(m)
+    wall = time.perf_counter() - t0
+    name = solver.status_name(status)
+    sol = Solution(status=name, wall_time_s=wall)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        sol.replicas = {i: solver.value(x) for i, x in v.replicas.items() if solver.value(x) > 0}
+        sol.units = {key: solver.value(x) for key, x in v.units.items() if solver.value(x) > 0}
+        sol.objective_value = scale(solver.objective_value)
+        sol.best_bound = scale(solver.best_objective_bound)
+    return sol

@@ -1,0 +1,77 @@
+"""Put every rank of the chosen replicas on a concrete GPU.
+
+Per class, units go largest first into the first domain with room (first-fit
+decreasing: optimal for divisible sizes), each unit taking the lowest free GPU
+positions of its domain, so TP groups land on aligned blocks (NVLink-bridged pairs on
+PCIe servers). Pipeline stages of one replica are consecutive units in (rack, domain)
+order, so neighbouring stages share a rack wherever the solution allows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.candidates import Candidate, ClusterView, _pp_link, _slowness
+from planner.cpsat import Instance, Solution
+from costmodels.serving import Links
+from topologies.graph import LOCAL, Topology
+
+
+class PlacementError(Exception):
+    """The aggregated capacity admitted a solution that cannot be packed (caller re-solves exactly)."""
+
+
+@dataclass(frozen=True)
+class PlacedReplica:
+    candidate: Candidate
+    stages: tuple[tuple[str, ...], ...]  # GPU ids of each stage, tp of them
+
+
+def place(sol: Solution, inst: Instance, view: ClusterView) -> list[PlacedReplica]:
+    free: dict[str, list[str]] = {}
+    for k in inst.classes:
+        for d in k.domains:
+            free[d] = view.free_gpus(d, k)
+    order = {d: i for i, d in enumerate(view.topology.domains)}
+    units: dict[int, list[tuple[tuple, tuple[str, ...]]]] = {}
+    cands = {c.index: c for c in inst.candidates}
+    for k in inst.classes:
+        items = sorted(((cands[ci], n) for (ci, ki), n in sol.units.items() if ki == k.index),
+                       key=lambda cn: (-cn[0].unit_gpus, cn[0].index))
+        doms = sorted(k.domains, key=order.__getitem__)
+        for c, n in items:
+            for _ in range(n):
+                for d in doms:
+                    room = len(free[d])
+                    if room >= c.unit_gpus and (c.span != "cross" or room == k.domain_size):
+                        gpus, free[d] = tuple(free[d][: c.unit_gpus]), free[d][c.unit_gpus:]
+                        units.setdefault(c.index, []).append(((k.rack, order[d]), gpus))
+                        break
+                else:
+                    raise PlacementError(f"class {k.index}: no domain has {c.unit_gpus} free GPUs")
+    out: list[PlacedReplica] = []
+    for ci in sorted(sol.replicas):
+        c = cands[ci]
+        us = [g for _, g in sorted(units.get(ci, []))]
+        tp, pp = c.strategy.tp, c.strategy.pp
+        if c.span == "intra":
+            for u in us:
+                out.append(PlacedReplica(c, tuple(u[s * tp:(s + 1) * tp] for s in range(pp))))
+        elif c.span == "inter":
+            for r in range(0, len(us), pp):
+                out.append(PlacedReplica(c, tuple(us[r:r + pp])))
+        else:  # cross: k whole domains per stage
+            k = c.units_per_stage
+            for r in range(0, len(us), k * pp):
+                block = us[r:r + k * pp]
+                out.append(PlacedReplica(c, tuple(tuple(x for u in block[s * k:(s + 1) * k] for x in u)
+                                                  for s in range(pp))))
+    return out
+
+
+def replica_links(topo: Topology, rep: PlacedReplica) -> Links:
+    """The links this placed replica's collectives actually use."""
+    tp = max((topo.slowest_link(list(s)) for s in rep.stages), key=_slowness)
+    pp = LOCAL
+    if len(rep.stages) > 1:
+        pp = max((_pp_link(topo, list(a), list(b)) for a, b in zip(rep.stages, rep.stages[1:])), key=_slowness)
+    return Links(tp=tp, pp=pp, ep=tp)

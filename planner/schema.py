@@ -1,0 +1,175 @@
+"""The placement JSON: what runtimes and deployment tools consume.
+
+Pydantic models are the source of truth; ``planner/plan.schema.json`` is generated from
+them (``python -m planner.schema``) and shipped, and a test keeps the two in step.
+Fields are added, never renamed; ``schema_version`` follows semantic versioning.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0.0"
+SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRef(_Out):
+    name: str
+    source: str
+    params: int = Field(description="resident parameters")
+    active_params: int = Field(description="parameters one token uses (MoE: routed experts)")
+    layers: int
+    attention: Literal["MHA", "GQA", "MQA", "MLA"]
+    moe_experts: int = 0
+    moe_experts_per_token: int = 0
+
+
+class TopologyRef(_Out):
+    name: str
+    sha256: str
+    gpus_total: int
+    gpus_available: int
+
+
+class Workload(_Out):
+    isl: int = Field(ge=1, description="input (prompt) tokens per request")
+    osl: int = Field(ge=1, description="output tokens per request")
+    qps: float | None = Field(default=None, ge=0, description="target requests per second")
+
+
+class Slo(_Out):
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tpot_ms: float | None = Field(default=None, gt=0)
+
+
+class Inputs(_Out):
+    model: ModelRef
+    topology: TopologyRef
+    workload: Workload
+    slo: Slo
+    objective: Literal["throughput", "throughput-per-gpu", "min-gpus", "latency"]
+    weight_dtype: str
+    kv_dtype: str
+    max_gpus: int | None = None
+    allow_cross_domain_tp: bool = False
+
+
+class StrategyOut(_Out):
+    tp: int = Field(ge=1)
+    pp: int = Field(ge=1)
+    dp: int = Field(ge=1, description="replicas of this shape (data parallelism)")
+    ep: int = Field(ge=1)
+    batch_size: int = Field(ge=1, description="max concurrent sequences per replica (max_num_seqs)")
+    max_num_batched_tokens: int = Field(ge=1)
+    max_model_len: int = Field(ge=1)
+    layer_split: list[int] = Field(description="decoder layers per pipeline stage, first stage first")
+    weight_dtype: str
+    kv_dtype: str
+
+
+class Metrics(_Out):
+    ttft_ms: float = Field(description="time to first token, queueing at the planned load included")
+    ttft_unloaded_ms: float
+    tpot_ms: float
+    output_tokens_per_s: float
+    requests_per_s: float
+    utilization: float | None = Field(default=None, description="planned load / capacity, when qps is given")
+
+
+class MemoryOut(_Out):
+    weights: int
+    kv_cache: int
+    activations: int
+    overhead: int
+    reserve: int
+    total: int
+    capacity: int
+
+
+class LinkOut(_Out):
+    kind: str
+    bandwidth_bytes_per_s: float
+    latency_s: float
+
+
+class Rank(_Out):
+    rank: int = Field(ge=0, description="global rank in the replica: stage * tp + tp_rank")
+    stage: int = Field(ge=0)
+    tp_rank: int = Field(ge=0)
+    node: str
+    gpu_index: int = Field(ge=0)
+
+
+class Replica(_Out):
+    index: int = Field(ge=0)
+    ranks: list[Rank]
+
+
+class ReplicaGroup(_Out):
+    id: str
+    role: Literal["unified", "prefill", "decode"] = "unified"
+    gpu: str
+    strategy: StrategyOut
+    metrics_per_replica: Metrics
+    memory_per_gpu_bytes: MemoryOut = Field(description="the most loaded GPU of a replica")
+    links: dict[str, LinkOut] = Field(description="the slowest link each collective uses (tp, pp)")
+    replicas: list[Replica]
+
+
+class Totals(_Out):
+    gpus_used: int
+    output_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+    requests_per_s: float
+    ttft_ms: float = Field(description="worst over groups")
+    tpot_ms: float = Field(description="worst over groups")
+
+
+class SolverOut(_Out):
+    name: Literal["cp-sat"] = "cp-sat"
+    status: Literal["OPTIMAL", "FEASIBLE"]
+    objective: str
+    objective_value: float
+    best_bound: float
+    gap: float
+    candidates_priced: int
+    seed: int
+    workers: int
+    time_limit_s: float
+    wall_time_s: float | None = Field(default=None, description="only with include_timings; varies run to run")
+
+
+class Plan(_Out):
+    schema_version: Literal["1.0.0"] = SCHEMA_VERSION
+    generator: str
+    inputs: Inputs
+    replica_groups: list[ReplicaGroup] = Field(min_length=1)
+    totals: Totals
+    solver: SolverOut
+
+    def to_json(self) -> str:
+        """Canonical JSON: sorted keys, fixed float formatting, trailing newline."""
+        return json.dumps(self.model_dump(mode="json", exclude_none=False), indent=2, sort_keys=True) + "\n"
+
+
+def json_schema() -> dict:
+    schema = Plan.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://plan-search.dev/schema/plan-{SCHEMA_VERSION}.json"
+    return schema
+
+
+def load_json_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    SCHEMA_PATH.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {SCHEMA_PATH}")

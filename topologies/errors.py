@@ -1,0 +1,35 @@
+"""Errors every layer raises. They live at the bottom layer so that imports run one way.
+
+``PlanSearchError`` is the base; the CLI turns any of them into one line and an exit code
+(``exit_code``), never a traceback. A bug is anything else.
+"""
+from __future__ import annotations
+
+
+class PlanSearchError(Exception):
+    """Base of every expected failure."""
+
+    exit_code = 2
+
+
+class InputError(PlanSearchError):
+    """The user's input is wrong: a file, a field, a flag. Exit code 2.
+
+    The message names where (``source``: a file or flag), what (``field``) and the fix.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
+        self.source = source
+        self.field = field
+        where = ": ".join(p for p in (source, field) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class TopologyError(InputError):
+    """A topology file that parses but does not describe a usable cluster."""
+
+
+class InfeasibleError(PlanSearchError):
+    """No plan meets the request. Exit code 3; the message names the binding constraint."""
+
+    exit_code = 3

@@ -1,0 +1,135 @@
+"""The only place topology files are read.
+
+Files are YAML or JSON (JSON is YAML, but JSON files are parsed by :mod:`json` for exact
+error positions). YAML is loaded with a safe loader that also refuses alias expansion
+past a small budget (a "billion laughs" file) and files larger than ``MAX_FILE_BYTES``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from topologies.errors import InputError
+from topologies.schema import TopologySpec
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_YAML_ALIASES = 1000
+
+
+class _GuardedLoader(yaml.SafeLoader):
+    """SafeLoader that counts alias nodes; a file that expands past the budget is refused."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent, index):  # noqa: D102 - PyYAML hook
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} YAML aliases; refusing to expand")
+        return super().compose_node(parent, index)
+
+
+def read_structured_file(path: str | Path) -> tuple[Any, bytes]:
+    """Read a YAML or JSON file into plain Python data; returns (data, raw bytes).
+
+    Raises :class:`InputError` naming the file for every way reading can fail.
+    """
+    p = Path(path)
+    src = str(path)
+    if not p.exists():
+        raise InputError("file does not exist; check the path", source=src)
+    if not p.is_file():
+        raise InputError("not a regular file", source=src)
+    size = p.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"file is {size / 2**20:.0f} MiB; the limit is "
+                         f"{MAX_FILE_BYTES // 2**20} MiB", source=src)
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text (byte {e.start}); save the file as UTF-8", source=src) from None
+    if not text.strip():
+        raise InputError("file is empty", source=src)
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", source=src) from None
+    else:
+        try:
+            data = yaml.load(text, Loader=_GuardedLoader)  # noqa: S506 - _GuardedLoader is a SafeLoader
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise InputError(f"invalid YAML{where}: {problem}", source=src) from None
+        except RecursionError:
+            raise InputError("YAML nests too deeply", source=src) from None
+    return data, raw
+
+
+def _pydantic_error(e: ValidationError, src: str) -> InputError:
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or None
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key; remove it or check its spelling"
+    return InputError(msg, source=src, field=loc)
+
+
+BUILTIN_DIR = "builtin"
+
+
+def builtin_topology_names() -> list[str]:
+    d = resources.files("topologies") / BUILTIN_DIR
+    return sorted(f.name[:-5] for f in d.iterdir() if f.name.endswith(".yaml"))
+
+
+def _builtin_path(name: str) -> Path | None:
+    f = resources.files("topologies") / BUILTIN_DIR / f"{name}.yaml"
+    return Path(str(f)) if f.is_file() else None
+
+
+def load_topology(name_or_path: str | Path) -> tuple[TopologySpec, str]:
+    """Load a built-in topology by name, or a topology file by path.
+
+    Returns the validated spec and the SHA-256 of the file's bytes (echoed in plans).
+    """
+    ref = str(name_or_path)
+    path = _builtin_path(ref) if "/" not in ref and not ref.endswith((".yaml", ".yml", ".json")) else None
+    if path is None:
+        if not Path(ref).exists() and "/" not in ref and "." not in ref:
+            from difflib import get_close_matches
+
+            near = get_close_matches(ref, builtin_topology_names(), n=1, cutoff=0.5)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise InputError(f"unknown topology {ref!r}: not a built-in name and no such file; "
+                             f"{hint}see `plan-search catalog topologies`", source="--topology")
+        path = Path(ref)
+    data, raw = read_structured_file(path)
+    if not isinstance(data, dict):
+        raise InputError("a topology file must be a mapping at the top level", source=ref)
+    try:
+        spec = TopologySpec.model_validate(data)
+    except ValidationError as e:
+        raise _pydantic_error(e, ref) from None
+    return spec, hashlib.sha256(raw).hexdigest()
+
+
+def parse_topology(data: Any, *, source: str = "<topology>") -> TopologySpec:
+    """Validate already-parsed topology data (a dict), for library callers."""
+    try:
+        return TopologySpec.model_validate(data)
+    except ValidationError as e:
+        raise _pydantic_error(e, source) from None
