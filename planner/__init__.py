@@ -3,17 +3,9 @@
 The functions here are what the CLI calls; deployment tools call them directly.
 """
 from planner.api import evaluate, search
+from planner.breakdown import explain
+from planner.check import check_plan
 from topologies.errors import InfeasibleError, InputError, PlanSearchError, TopologyError
 
 __all__ = ["search", "evaluate", "explain", "check_plan", "PlanSearchError", "InputError", "InfeasibleError",
            "TopologyError"]
-
-
-def __getattr__(name):  # lazy: keep `import planner` light
-    if name == "explain":
-        from planner.explain import explain
-        return explain
-    if name == "check_plan":
-        from planner.check import check_plan
-        return check_plan
-    raise AttributeError(name)

@@ -240,7 +240,7 @@ def _spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req:
             free = view.free_gpus(c.domains[0], c)[: tp * pp]
             stages = _chunks(free, tp)
             lt = max((topo.slowest_link(s) for s in stages), key=_slowness)
-            lp = LOCAL if pp == 1 else max((topo.slowest_link(a[:1] + b[:1]) for a, b in zip(stages, stages[1:])),
+            lp = LOCAL if pp == 1 else max((topo.stage_link(a, b) for a, b in zip(stages, stages[1:])),
                                            key=_slowness)
             worst_tp = lt if worst_tp is None else max(worst_tp, lt, key=_slowness)
             worst_pp = lp if worst_pp is None else max(worst_pp, lp, key=_slowness)
@@ -262,7 +262,7 @@ def _spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req:
             lp = LOCAL
             if pp > 1:
                 nxt = [x for d in doms[k:2 * k] for x in view.free_gpus(d, c)]
-                lp = topo.slowest_link(group[:1] + nxt[:1])
+                lp = topo.stage_link(group, nxt)
             yield "cross", c.free, k * pp, k, (c.signature,), Links(tp=lt, pp=lp)  # a unit is one whole domain
 
 
@@ -295,33 +295,11 @@ def _inter_domain_link_fn(topo: Topology, view: ClusterView, classes: list[Domai
             a = view.free_gpus(d0, c0)[:tp]
             b = view.free_gpus(d1, c1)[:tp]
             if len(a) == tp and len(b) == tp:
-                pairs.append(_pp_link(topo, a, b))
+                pairs.append(topo.stage_link(a, b))
         cache[tp] = max(pairs, key=_slowness) if pairs else LOCAL
         return cache[tp]
 
     return link
-
-
-def _pp_link(topo: Topology, a: list[str], b: list[str]) -> Link:
-    """Per-GPU link of a stage-to-stage send where rank i of ``a`` sends to rank i of ``b``."""
-    worst = None
-    members = a + b
-    for x, y in zip(a, b):
-        lk = topo.slowest_link([x, y]) if len(members) == 2 else _shared(topo, members, x, y)
-        worst = lk if worst is None else max(worst, lk, key=_slowness)
-    return worst
-
-
-def _shared(topo: Topology, members: list[str], x: str, y: str) -> Link:
-    """The x->y link with the NIC shared by every member of ``members`` behind the same NIC."""
-    base = topo.link(x, y)
-    if base.kind not in ("nic", "network"):
-        return base
-    g = topo.graph
-    nic_of = {m: next((n for n in g[m] if g.nodes[n].get("kind") == "nic"), None) for m in members}
-    share = sum(1 for m in members if nic_of[m] is not None and nic_of[m] == nic_of[x])
-    return Link(bandwidth_bytes_per_s=base.bandwidth_bytes_per_s / max(share, 1), latency_s=base.latency_s,
-                kind=base.kind)
 
 
 def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Links, pr: Pricing):

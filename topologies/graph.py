@@ -323,5 +323,26 @@ class Topology:
                 worst = lk
         return worst
 
+    def stage_link(self, a: list[str], b: list[str]) -> Link:
+        """Per-GPU link of a pipeline send where rank i of group ``a`` sends to rank i of ``b``.
+
+        All ranks send at once, so GPUs that leave their node through the same NIC share
+        it. Returns the slowest rank pair's link.
+        """
+        g = self.graph
+        members = list(a) + list(b)
+        nic_of = {m: next((n for n in g[m] if g.nodes[n].get("kind") == "nic"), None) for m in members}
+        worst = None
+        for x, y in zip(a, b):
+            lk = self.link(x, y)
+            if lk.kind in ("nic", "network"):
+                share = sum(1 for m in members if nic_of[m] is not None and nic_of[m] == nic_of[x])
+                lk = Link(bandwidth_bytes_per_s=lk.bandwidth_bytes_per_s / max(share, 1), latency_s=lk.latency_s,
+                          kind=lk.kind)
+            if worst is None or (lk.bandwidth_bytes_per_s, -lk.latency_s) < (
+                    worst.bandwidth_bytes_per_s, -worst.latency_s):
+                worst = lk
+        return worst or LOCAL
+
     def _nics_of(self, a: str, b: str) -> list[str]:
         return [y for m in (a, b) for y in self.graph[m] if self.graph.nodes[y].get("kind") == "nic"] or ["-"]

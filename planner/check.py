@@ -1,0 +1,142 @@
+"""``check_plan``: re-verify any plan from scratch, trusting none of its numbers.
+
+It reloads nothing from the planner's search: it takes the plan's placement, asks the
+topology graph for the GPUs and links, recomputes memory and latency with the cost
+model, and lists every way the plan breaks the rules:
+
+* every rank on a GPU that exists, is available, is of the group's GPU type, used once;
+* ranks numbered ``stage * tp + tp_rank``, ``tp x pp`` of them per replica, the layer
+  split covering the model;
+* every TP group inside one scale-up domain (unless the plan allows otherwise);
+* memory of every GPU within its capacity at the plan's batch and context;
+* TTFT and TPOT within the SLOs, and the reported figures matching the recomputation;
+* the planned capacity covering the requested rate.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from costmodels.hardware import get_gpu
+from costmodels.models import ModelSpec, get_model
+from costmodels.serving import Links, Strategy, evaluate_replica, replica_memory, ttft_under_load_s
+from planner.schema import Plan
+from topologies.graph import LOCAL, Topology, gpu_id
+from topologies.load import load_topology
+
+#: Reported and recomputed metrics may differ by rounding only.
+REL_TOL = 1e-3
+
+
+@dataclass
+class CheckReport:
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def _slowest(links):
+    return min(links, key=lambda lk: (lk.bandwidth_bytes_per_s, -lk.latency_s), default=LOCAL)
+
+
+def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = None,
+               model: str | Path | ModelSpec | None = None) -> CheckReport:
+    """Verify ``plan`` against ``topology`` (default: the built-in named in the plan)."""
+    plan = plan if isinstance(plan, Plan) else Plan.model_validate(plan)
+    rep = CheckReport()
+    bad = rep.problems.append
+    if isinstance(topology, Topology):
+        topo = topology
+    else:
+        spec, sha = load_topology(topology or plan.inputs.topology.name)
+        topo = Topology(spec, sha)
+        if topology is None and sha != plan.inputs.topology.sha256:
+            bad(f"topology {topo.name!r}: content hash differs from the plan's; pass the topology the plan used")
+    spec_m = model if isinstance(model, ModelSpec) else get_model(model or plan.inputs.model.name)
+    isl, osl = plan.inputs.workload.isl, plan.inputs.workload.osl
+    slo = plan.inputs.slo
+    used: dict[str, str] = {}
+    capacity_rps = 0.0
+    recomputed = []
+    for g in plan.replica_groups:
+        st = g.strategy
+        gpu = get_gpu(g.gpu)
+        if sum(st.layer_split) != spec_m.layers or len(st.layer_split) != st.pp or min(st.layer_split) < 1:
+            bad(f"{g.id}: layer split {st.layer_split} does not cover {spec_m.layers} layers in {st.pp} stages")
+            continue
+        if len(g.replicas) != st.dp:
+            bad(f"{g.id}: dp={st.dp} but {len(g.replicas)} replicas placed")
+        strategy = Strategy(tp=st.tp, pp=st.pp, ep=st.ep, weight_dtype=st.weight_dtype, kv_dtype=st.kv_dtype,
+                            layer_split=tuple(st.layer_split), max_num_batched_tokens=st.max_num_batched_tokens)
+        group_links = []
+        for r in g.replicas:
+            where = f"{g.id} replica {r.index}"
+            if len(r.ranks) != st.tp * st.pp:
+                bad(f"{where}: {len(r.ranks)} ranks, expected tp x pp = {st.tp * st.pp}")
+                continue
+            stages: list[list[str]] = [[""] * st.tp for _ in range(st.pp)]
+            for k in r.ranks:
+                gid = gpu_id(k.node, k.gpu_index)
+                if gid not in topo.graph or topo.graph.nodes[gid].get("kind") != "gpu":
+                    bad(f"{where} rank {k.rank}: no GPU {k.gpu_index} on node {k.node!r}")
+                    continue
+                a = topo.graph.nodes[gid]
+                if not a["available"]:
+                    bad(f"{where} rank {k.rank}: GPU {gid} is marked unavailable")
+                if get_gpu(a["gpu"]).name != gpu.name:
+                    bad(f"{where} rank {k.rank}: GPU {gid} is a {a['gpu']}, the group is {gpu.name}")
+                if gid in used:
+                    bad(f"{where} rank {k.rank}: GPU {gid} already used by {used[gid]}")
+                used[gid] = f"{where} rank {k.rank}"
+                if k.rank != k.stage * st.tp + k.tp_rank or k.stage >= st.pp or k.tp_rank >= st.tp:
+                    bad(f"{where} rank {k.rank}: inconsistent with stage {k.stage}, tp_rank {k.tp_rank}")
+                    continue
+                stages[k.stage][k.tp_rank] = gid
+            if any("" in s for s in stages):
+                bad(f"{where}: some (stage, tp_rank) positions are missing")
+                continue
+            for s_i, s in enumerate(stages):
+                doms = {topo.domain_of(x) for x in s}
+                if len(doms) > 1 and not plan.inputs.allow_cross_domain_tp:
+                    bad(f"{where} stage {s_i}: TP group spans domains {sorted(doms)}")
+            group_links.append(Links(tp=_slowest(topo.slowest_link(s) for s in stages),
+                                     pp=_slowest(topo.stage_link(a, b) for a, b in zip(stages, stages[1:]))))
+        if not group_links:
+            continue
+        links = Links(tp=_slowest(lk.tp for lk in group_links), pp=_slowest(lk.pp for lk in group_links))
+        links = Links(tp=links.tp, pp=links.pp, ep=links.tp)
+        for i, mem in enumerate(replica_memory(spec_m, gpu, strategy, batch=st.batch_size, context=isl + osl)):
+            if not mem.fits:
+                bad(f"{g.id} stage {i}: memory {mem.total / 2**30:.2f} GiB exceeds {gpu.name}'s "
+                    f"{mem.capacity / 2**30:.2f} GiB")
+        m = evaluate_replica(spec_m, gpu, strategy, isl=isl, osl=osl, batch=st.batch_size, links=links)
+        if not m.fits:
+            bad(f"{g.id}: batch {st.batch_size} does not fit (max {m.max_batch})")
+        recomputed.append((g, m))
+        capacity_rps += m.requests_per_s * st.dp
+    util = plan.inputs.workload.qps / capacity_rps if plan.inputs.workload.qps and capacity_rps else None
+    for g, m in recomputed:
+        ttft = ttft_under_load_s(ttft_s=m.ttft_s, utilization=util) if util is not None else m.ttft_s
+        if slo.tpot_ms is not None and m.tpot_s * 1e3 > slo.tpot_ms * (1 + 1e-9):
+            bad(f"{g.id}: TPOT {m.tpot_s * 1e3:.2f} ms exceeds the SLO of {slo.tpot_ms} ms")
+        if slo.ttft_ms is not None and ttft * 1e3 > slo.ttft_ms * (1 + 1e-9):
+            bad(f"{g.id}: TTFT {ttft * 1e3:.2f} ms exceeds the SLO of {slo.ttft_ms} ms")
+        for name, got, want in (("tpot_ms", g.metrics_per_replica.tpot_ms, m.tpot_s * 1e3),
+                                ("output_tokens_per_s", g.metrics_per_replica.output_tokens_per_s,
+                                 m.output_tokens_per_s),
+                                ("memory total", g.memory_per_gpu_bytes.total, m.memory.total)):
+            if not math.isclose(got, want, rel_tol=REL_TOL, abs_tol=0.01):
+                bad(f"{g.id}: reported {name} {got} but recomputed {want:.3f}")
+    if util is not None and util > 1:
+        bad(f"planned capacity {capacity_rps:.3f} requests/s is below the requested {plan.inputs.workload.qps}")
+    if plan.inputs.max_gpus is not None and len(used) > plan.inputs.max_gpus:
+        bad(f"{len(used)} GPUs used, more than max_gpus={plan.inputs.max_gpus}")
+    if len(used) != plan.totals.gpus_used:
+        bad(f"totals.gpus_used is {plan.totals.gpus_used} but {len(used)} GPUs are placed")
+    return rep

@@ -1,0 +1,280 @@
+"""The ``plan-search`` command line: a thin click layer over :mod:`planner`.
+
+Every command loads, calls one library function and prints. Expected failures
+(:class:`PlanSearchError`) become one line on stderr and exit code 2 (bad input) or 3
+(no plan meets the request); anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from topologies.errors import InputError, PlanSearchError
+
+OBJECTIVES = ["throughput", "throughput-per-gpu", "min-gpus", "latency"]
+DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
+
+
+def _clean_errors(fn):
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PlanSearchError as e:
+            click.echo(f"plan-search: {'error' if e.exit_code == 2 else 'infeasible'}: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("plan-search: interrupted", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (temp file in the same folder, then rename)."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError("is a directory; give a file name", source=path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError("folder does not exist", source=path)
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _dtype(v: str) -> str | None:
+    return None if v == "auto" else v
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="plan-search")
+def main() -> None:
+    """Plan how to serve a large language model on a GPU cluster.
+
+    Picks tensor, pipeline, data and expert parallelism, batch size and the GPU each rank
+    sits on, so that the model fits, meets its latency targets and serves the most traffic.
+    """
+
+
+def _common_model_options(f):
+    f = click.option("--topology", "-t", required=True, help="Built-in topology name or a YAML/JSON file.")(f)
+    f = click.option("--model", "-m", required=True, help="Built-in model name (HF names accepted) or a config.json.")(f)
+    f = click.option("--weight-dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
+                     help="Weight format; auto = the checkpoint's own (bf16, or fp8/fp4 where it ships so).")(f)
+    f = click.option("--kv-dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
+                     help="KV-cache format; auto = bf16.")(f)
+    return f
+
+
+@main.command()
+@_common_model_options
+@click.option("--isl", type=int, default=1024, show_default=True, help="Input (prompt) tokens per request.")
+@click.option("--osl", type=int, default=256, show_default=True, help="Output tokens per request.")
+@click.option("--ttft-ms", type=float, help="Time-to-first-token target (queueing included when --qps is given).")
+@click.option("--tpot-ms", type=float, help="Time-per-output-token target.")
+@click.option("--qps", type=float, help="Request rate to serve (requests/s).")
+@click.option("--objective", type=click.Choice(OBJECTIVES), default="throughput", show_default=True)
+@click.option("--max-gpus", type=int, help="Use at most this many GPUs.")
+@click.option("--allow-cross-domain-tp", is_flag=True, help="Let a TP group span NVLink domains (over the network).")
+@click.option("--time-limit-s", type=float, default=10.0, show_default=True, help="Solver time limit.")
+@click.option("--workers", type=int, default=1, show_default=True, help="CP-SAT search workers.")
+@click.option("--seed", type=int, default=0, show_default=True, help="CP-SAT random seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the placement JSON instead of the report.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the placement JSON to this file.")
+@click.option("--include-timings", is_flag=True, help="Put the wall time in the JSON (it then differs run to run).")
+@_clean_errors
+def search(topology, model, weight_dtype, kv_dtype, isl, osl, ttft_ms, tpot_ms, qps, objective, max_gpus,
+           allow_cross_domain_tp, time_limit_s, workers, seed, as_json, output, include_timings):
+    """Find the best plan for a model on a topology."""
+    import time
+
+    from planner import api
+    from planner.report import plan_text
+
+    t0 = time.perf_counter()
+    plan = api.search(topology=topology, model=model, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms,
+                      tpot_ms=tpot_ms, objective=objective, weight_dtype=_dtype(weight_dtype),
+                      kv_dtype=_dtype(kv_dtype), max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
+                      time_limit_s=time_limit_s, workers=workers, seed=seed, include_timings=include_timings)
+    text = plan.to_json()
+    if output:
+        _write_atomic(output, text)
+    if as_json:
+        click.echo(text, nl=False)
+    else:
+        click.echo(plan_text(plan), nl=False)
+        if not include_timings:
+            click.echo(f"wall time: {time.perf_counter() - t0:.2f} s")
+
+
+def _strategy_options(f):
+    f = click.option("--tp", type=int, required=True, help="Tensor-parallel degree.")(f)
+    f = click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel degree.")(f)
+    f = click.option("--dp", type=int, default=1, show_default=True, help="Replicas (data parallelism).")(f)
+    f = click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE).")(f)
+    f = click.option("--batch", type=int, help="Concurrent sequences per replica; default: the largest that fits.")(f)
+    f = click.option("--isl", type=int, required=True, help="Input tokens per request.")(f)
+    f = click.option("--osl", type=int, required=True, help="Output tokens per request.")(f)
+    f = click.option("--gpu", help="GPU type to evaluate on, for mixed topologies (default: the most numerous).")(f)
+    return f
+
+
+@main.command()
+@_common_model_options
+@_strategy_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_clean_errors
+def evaluate(topology, model, weight_dtype, kv_dtype, tp, pp, dp, ep, batch, isl, osl, gpu, as_json):
+    """Score one given strategy: memory, largest batch, TTFT, TPOT, throughput."""
+    from planner import api
+    from planner.report import evaluation_text
+
+    ev = api.evaluate(topology=topology, model=model, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
+                      weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu)
+    d = ev.as_dict()
+    click.echo(json.dumps(d, indent=2, sort_keys=True) if as_json else evaluation_text(d), nl=not not as_json)
+
+
+@main.command()
+@_common_model_options
+@_strategy_options
+@_clean_errors
+def explain(topology, model, weight_dtype, kv_dtype, tp, pp, dp, ep, batch, isl, osl, gpu):
+    """Explain where memory and time go for one strategy, in words and numbers."""
+    from planner.breakdown import explain as explain_fn
+
+    click.echo(explain_fn(topology=topology, model=model, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
+                          weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu), nl=False)
+
+
+@main.group()
+def topology():
+    """Validate and show topology files."""
+
+
+@topology.command("validate")
+@click.argument("file")
+@_clean_errors
+def topology_validate(file):
+    """Check a topology file (or built-in name); print a one-line summary."""
+    from topologies.graph import Topology
+    from topologies.load import load_topology
+    from planner.candidates import cluster_view
+
+    spec, sha = load_topology(file)
+    topo = Topology(spec, sha)
+    cluster_view(topo)  # GPU names resolve against the catalog
+    click.echo(f"{file}: ok: {topo.name}, {len(spec.all_nodes())} nodes, {len(topo.gpus())} GPUs "
+               f"({len(topo.gpus(available_only=True))} available), {len(topo.domains)} scale-up domains")
+
+
+@topology.command("show")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="Print the graph as node-link JSON.")
+@_clean_errors
+def topology_show(file, as_json):
+    """Show a topology: nodes, domains, and the links between representative GPUs."""
+    import networkx as nx
+    from tabulate import tabulate
+
+    from topologies.graph import Topology
+    from topologies.load import load_topology
+
+    spec, sha = load_topology(file)
+    topo = Topology(spec, sha)
+    if as_json:
+        click.echo(json.dumps(nx.node_link_data(topo.graph, edges="links"), indent=2, sort_keys=True, default=str))
+        return
+    rows = []
+    for dom, gpus in topo.domains.items():
+        a = topo.gpu(gpus[0])
+        free = sum(1 for x in gpus if topo.gpu(x)["available"])
+        inner = topo.slowest_link(gpus) if len(gpus) > 1 else None
+        rows.append([dom, a["gpu"], len(gpus), free, a["rack"],
+                     f"{inner.kind} {inner.bandwidth_bytes_per_s / 1e9:.0f} GB/s" if inner else "-"])
+    click.echo(f"{topo.name}: {spec.description.strip()}\n")
+    click.echo(tabulate(rows, headers=["domain", "GPU", "GPUs", "free", "rack", "slowest link inside"]))
+    doms = list(topo.domains.values())
+    if len(doms) > 1:
+        lk = topo.link(doms[0][0], doms[-1][0])
+        click.echo(f"\nbetween domains ({doms[0][0]} -> {doms[-1][0]}): {lk.kind} "
+                   f"{lk.bandwidth_bytes_per_s / 1e9:.1f} GB/s, {lk.latency_s * 1e6:.1f} us")
+
+
+@main.group()
+def catalog():
+    """List the built-in GPUs, models and topologies."""
+
+
+@catalog.command("gpus")
+@click.option("--json", "as_json", is_flag=True)
+def catalog_gpus(as_json):
+    """GPUs with their datasheet figures and sources."""
+    from tabulate import tabulate
+
+    from costmodels.hardware import gpu_catalog
+
+    gs = sorted(gpu_catalog().values(), key=lambda g: g.name)
+    if as_json:
+        click.echo(json.dumps([{"name": g.name, "aliases": list(g.aliases), "bf16_flop_per_s": g.bf16_flop_per_s,
+                                "fp8_flop_per_s": g.fp8_flop_per_s, "fp4_flop_per_s": g.fp4_flop_per_s,
+                                "memory_bytes": g.memory_bytes, "hbm_bandwidth_bytes_per_s": g.hbm_bandwidth_bytes_per_s,
+                                "source": g.source} for g in gs], indent=2))
+        return
+    click.echo(tabulate([[g.name, f"{g.bf16_flop_per_s / 1e12:g}", f"{(g.fp8_flop_per_s or 0) / 1e12:g}" or "-",
+                          f"{g.memory_bytes / 2**30:g}", f"{g.hbm_bandwidth_bytes_per_s / 1e12:g}",
+                          g.nvlink_domain_gpus] for g in gs],
+                        headers=["GPU", "BF16 TFLOPS", "FP8 TFLOPS", "memory GiB", "HBM TB/s", "NVLink domain"]))
+
+
+@catalog.command("models")
+@click.option("--json", "as_json", is_flag=True)
+def catalog_models(as_json):
+    """Built-in models."""
+    from tabulate import tabulate
+
+    from costmodels.models import builtin_model_names, get_model
+
+    ms = [get_model(n) for n in builtin_model_names()]
+    if as_json:
+        click.echo(json.dumps([{"name": m.name, "params": m.total_params(), "active_params": m.active_params(),
+                                "layers": m.layers, "attention": m.attention_kind, "experts": m.experts,
+                                "source": m.source} for m in ms], indent=2))
+        return
+    click.echo(tabulate([[m.name, f"{m.total_params() / 1e9:.1f}", f"{m.active_params() / 1e9:.1f}", m.layers,
+                          m.attention_kind, f"{m.experts}x{m.experts_per_token}" if m.is_moe else "dense",
+                          m.native_dtype] for m in ms],
+                        headers=["model", "params B", "active B", "layers", "attention", "experts", "weights"]))
+
+
+@catalog.command("topologies")
+def catalog_topologies():
+    """Built-in topologies (use the name with --topology)."""
+    from tabulate import tabulate
+
+    from topologies.load import builtin_topology_names, load_topology
+
+    rows = []
+    for n in builtin_topology_names():
+        spec, _ = load_topology(n)
+        nodes = spec.all_nodes()
+        gpus = sum(spec.node_types[x.type].gpus_per_node for x in nodes)
+        types = sorted({spec.node_types[x.type].gpu for x in nodes})
+        rows.append([n, len(nodes), gpus, ", ".join(types)])
+    click.echo(tabulate(rows, headers=["topology", "nodes", "GPUs", "GPU types"]))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

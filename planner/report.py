@@ -1,0 +1,92 @@
+"""Human-readable text for plans, evaluations and explanations (no I/O)."""
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from planner.schema import Plan
+
+GIB = 2**30
+
+
+def _gib(x: float) -> str:
+    return f"{x / GIB:.1f}"
+
+
+def _bw(bytes_per_s: float) -> str:
+    return "-" if not bytes_per_s else f"{bytes_per_s / 1e9:.1f} GB/s"
+
+
+def _ranks_line(ranks) -> str:
+    """Compress a replica's ranks to 'node[gpus] | node[gpus]' per stage."""
+    by_stage: dict[int, dict[str, list[int]]] = {}
+    for r in ranks:
+        by_stage.setdefault(r.stage, {}).setdefault(r.node, []).append(r.gpu_index)
+    parts = []
+    for s in sorted(by_stage):
+        nodes = ", ".join(f"{n}[{','.join(map(str, sorted(g)))}]" for n, g in by_stage[s].items())
+        parts.append(nodes)
+    return " -> ".join(parts)
+
+
+def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
+    i = plan.inputs
+    slo = ", ".join(f"{k} <= {v:g}" for k, v in (("TTFT ms", i.slo.ttft_ms), ("TPOT ms", i.slo.tpot_ms)) if v) or "none"
+    lines = [
+        f"plan-search: {i.model.name} on {i.topology.name} "
+        f"({i.topology.gpus_available}/{i.topology.gpus_total} GPUs free)",
+        f"workload: isl={i.workload.isl} osl={i.workload.osl}"
+        + (f" qps={i.workload.qps:g}" if i.workload.qps else "")
+        + f"  SLOs: {slo}  objective: {i.objective}  weights {i.weight_dtype}, KV {i.kv_dtype}",
+        "",
+    ]
+    rows = []
+    for g in plan.replica_groups:
+        s, m = g.strategy, g.metrics_per_replica
+        rows.append([g.id, g.gpu, s.tp, s.pp, s.dp, s.ep, s.batch_size, f"{m.ttft_ms:.1f}", f"{m.tpot_ms:.2f}",
+                     f"{m.output_tokens_per_s:,.0f}", f"{m.requests_per_s:.2f}"])
+    lines.append(tabulate(rows, headers=["group", "GPU", "tp", "pp", "dp", "ep", "batch", "TTFT ms", "TPOT ms",
+                                         "tok/s/replica", "req/s/replica"], tablefmt="simple"))
+    lines.append("")
+    mem_rows = []
+    for g in plan.replica_groups:
+        mm = g.memory_per_gpu_bytes
+        mem_rows.append([g.id, _gib(mm.weights), _gib(mm.kv_cache), _gib(mm.activations), _gib(mm.overhead),
+                         _gib(mm.reserve), _gib(mm.total), _gib(mm.capacity)])
+    lines.append("memory per GPU (GiB, most loaded GPU of a replica):")
+    lines.append(tabulate(mem_rows, headers=["group", "weights", "KV cache", "activations", "overhead", "reserve",
+                                             "total", "capacity"], tablefmt="simple"))
+    lines.append("")
+    for g in plan.replica_groups:
+        lk = g.links
+        lines.append(f"{g.id}: layers per stage {g.strategy.layer_split}; TP link {lk['tp'].kind} "
+                     f"{_bw(lk['tp'].bandwidth_bytes_per_s)}, PP link {lk['pp'].kind} {_bw(lk['pp'].bandwidth_bytes_per_s)}")
+        for r in g.replicas[:max_replicas_shown]:
+            lines.append(f"  replica {r.index}: {_ranks_line(r.ranks)}")
+        if len(g.replicas) > max_replicas_shown:
+            lines.append(f"  ... {len(g.replicas) - max_replicas_shown} more replicas (see --json)")
+    t = plan.totals
+    lines += ["", f"total: {t.gpus_used} GPUs, {t.output_tokens_per_s:,.0f} output tok/s "
+                  f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s; "
+                  f"worst TTFT {t.ttft_ms:.1f} ms, TPOT {t.tpot_ms:.2f} ms"]
+    sv = plan.solver
+    timing = f", {sv.wall_time_s:.2f} s" if sv.wall_time_s is not None else ""
+    lines.append(f"solver: CP-SAT {sv.status} ({sv.objective} = {sv.objective_value:,.2f}, bound "
+                 f"{sv.best_bound:,.2f}, gap {sv.gap:.2%}), {sv.candidates_priced} candidates priced{timing}")
+    return "\n".join(lines) + "\n"
+
+
+def evaluation_text(d: dict) -> str:
+    mm = d["memory_per_gpu_bytes"]
+    fit = "fits" if d["fits"] else f"does NOT fit: {d['reason']}"
+    lines = [
+        f"{d['gpu']} tp={d['tp']} pp={d['pp']} dp={d['dp']} ep={d['ep']} "
+        f"(weights {d['weight_dtype']}, KV {d['kv_dtype']}): {fit}",
+        f"memory per GPU: weights {_gib(mm['weights'])} GiB, KV cache {_gib(mm['kv_cache'])} GiB, activations "
+        f"{_gib(mm['activations'])} GiB, overhead {_gib(mm['overhead'])} GiB, reserve {_gib(mm['reserve'])} GiB; "
+        f"total {_gib(mm['total'])} of {_gib(mm['capacity'])} GiB",
+        f"batch {d['batch_size']} (largest that fits: {d['max_batch_size']})",
+    ]
+    if d["tpot_ms"] is not None:
+        lines.append(f"TTFT {d['ttft_ms']:.1f} ms, TPOT {d['tpot_ms']:.2f} ms, {d['output_tokens_per_s']:,.0f} "
+                     f"output tok/s ({d['output_tokens_per_s_per_gpu']:,.0f} per GPU), {d['requests_per_s']:.2f} req/s")
+    return "\n".join(lines) + "\n"
