@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+from costmodels.models import builtin_model_names, get_model, model_from_config, normalize_model_name
+from topologies.errors import InputError
+
+REQUIRED = ["llama-2-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "mistral-7b", "mixtral-8x7b",
+            "mixtral-8x22b", "qwen2.5-72b", "qwen3-32b", "deepseek-v3", "gpt-oss-120b"]
+
+
+def test_catalog_has_the_issue_models():
+    assert set(REQUIRED) <= set(builtin_model_names())
+
+
+@pytest.mark.parametrize("alias", ["Llama-3.1-70B", "meta-llama/Llama-3.1-70B-Instruct",
+                                   "meta-llama/Meta-Llama-3.1-70B-Instruct", "llama-3.1-70b"])
+def test_names_resolve_to_one_entry(alias):
+    assert get_model(alias).name == "llama-3.1-70b"
+
+
+def test_normalize():
+    assert normalize_model_name("Qwen/Qwen2.5-72B-Instruct") == "qwen2.5-72b"
+    assert normalize_model_name("mistralai/Mistral-7B-v0.1") == "mistral-7b"
+
+
+@pytest.mark.parametrize("name, kind", [("llama-2-7b", "MHA"), ("llama-3.1-8b", "GQA"), ("deepseek-v3", "MLA")])
+def test_attention_kinds(name, kind):
+    assert get_model(name).attention_kind == kind
+
+
+def test_mqa_recognised():
+    cfg = {"hidden_size": 4096, "num_hidden_layers": 2, "num_attention_heads": 32, "num_key_value_heads": 1,
+           "vocab_size": 1000, "intermediate_size": 8192}
+    m = model_from_config(cfg, name="mqa")
+    assert m.attention_kind == "MQA"
+    assert m.kv_elements_per_token_per_layer(8) == 2 * 128  # one head, replicated on every rank
+
+
+def test_config_json_by_path(tmp_path):
+    cfg = {"hidden_size": 2048, "num_hidden_layers": 4, "num_attention_heads": 16, "num_key_value_heads": 4,
+           "vocab_size": 32000, "intermediate_size": 5632}
+    d = tmp_path / "my-model"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(cfg))
+    m = get_model(str(d / "config.json"))
+    assert m.name == "my-model" and m.kv_heads == 4
+    assert get_model(str(d)).layers == 4
+
+
+def test_moe_inconsistent_config_is_input_error():
+    cfg = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+           "num_local_experts": 2, "num_experts_per_tok": 4}
+    with pytest.raises(InputError, match="num_experts_per_tok"):
+        model_from_config(cfg, name="bad", source="bad.json")
+
+
+def test_missing_field_names_it():
+    with pytest.raises(InputError, match="hidden_size"):
+        model_from_config({"num_hidden_layers": 2}, name="bad", source="x.json")
+
+
+def test_unknown_model_suggests():
+    with pytest.raises(InputError, match="llama-3.1-70b"):
+        get_model("llama-3.1-70")
