@@ -40,10 +40,11 @@ def balanced_layer_split(layers: int, pp: int) -> tuple[int, ...]:
     """Layers per pipeline stage, as even as possible; extra layers go to the middle stages.
 
     The first and last stages also hold the embedding and the LM head, so they are the
-    ones left lighter when the split is uneven.
+    ones left lighter when the split is uneven; the last (which also runs the LM head
+    GEMM) before the first.
 
     >>> balanced_layer_split(80, 3)
-    (26, 27, 27)
+    (27, 27, 26)
     >>> balanced_layer_split(126, 4)
     (31, 32, 32, 31)
     """

@@ -193,7 +193,7 @@ def evaluate_replica(model: ModelSpec, gpu: GPU, s: Strategy, *, isl: int, osl: 
 def ttft_under_load_s(*, ttft_s: float, utilization: float) -> float:
     """TTFT with queueing: an M/D/1 wait in front of the prompt, ``rho / (2 (1 - rho))`` services.
 
-    >>> ttft_under_load_s(ttft_s=0.1, utilization=0.5)
+    >>> round(ttft_under_load_s(ttft_s=0.1, utilization=0.5), 6)
     0.15
     """
     if utilization >= 1:

@@ -310,7 +310,15 @@ def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Li
         pr.rejected["memory"] = pr.rejected.get("memory", 0) + 1
         return None, n
     pr.fits_anywhere = True
-    grid = [req.batch] if req.batch is not None else _batch_grid(top.max_batch)
+    if req.batch is not None:
+        grid = [req.batch]
+    else:
+        grid = _batch_grid(top.max_batch)
+        # TPOT and TTFT grow with the batch: the largest batch meeting both is found by
+        # bisection and priced beside the powers of two.
+        limit = _largest_batch_within_slos(model, gpu, s, req, links, top.max_batch)
+        if limit and limit not in grid:
+            grid = sorted(grid + [limit])
     best = None
     for b in grid:
         if b > top.max_batch:
@@ -331,6 +339,24 @@ def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Li
         if best is None or _better(m, best, req):
             best = m
     return best, n
+
+
+def _largest_batch_within_slos(model, gpu, s, req: Request, links: Links, max_batch: int) -> int:
+    if req.tpot_s is None and req.ttft_s is None:
+        return max_batch
+
+    def ok(b: int) -> bool:
+        m = evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links)
+        return (req.tpot_s is None or m.tpot_s <= req.tpot_s) and (req.ttft_s is None or m.ttft_s <= req.ttft_s)
+
+    lo, hi = 0, max_batch  # ok(lo) holds (vacuously for 0); find the largest b with ok(b)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _better(a: ReplicaMetrics, b: ReplicaMetrics, req: Request) -> bool:
