@@ -24,7 +24,7 @@ from planner.candidates import (Candidate, ClusterView, Pricing, Request, _slown
                                 _inter_domain_link_fn, cluster_view, price_candidates)
 from planner.cpsat import SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution, solve, split_classes
 from planner.placement import PlacedReplica, PlacementError, place, replica_links
-from topologies.errors import InfeasibleError, InputError
+from topologies.errors import InfeasibleError, InputError, SolveTimeout
 from topologies.graph import Topology
 from topologies.load import load_topology
 
@@ -143,9 +143,15 @@ def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, pa
 
 
 def _solve_objective(cands: list[Candidate], classes, req: Request, params: SolverParams):
-    def run(subset: list[Candidate], objective: str = "max-throughput", **kw) -> tuple[Solution, Instance]:
+    deadline = time.perf_counter() + params.time_limit_s
+
+    def run(subset: list[Candidate], objective: str = "max-throughput") -> tuple[Solution, Instance]:
         inst = Instance(candidates=subset, classes=classes, request=req)
-        return solve(inst, params, objective=objective, hint=_greedy_hint(subset, classes), **kw), inst
+        sol = solve(inst, params, objective=objective, time_limit_s=deadline - time.perf_counter())
+        if sol.status == "UNKNOWN":
+            raise SolveTimeout(f"no plan found within --time-limit-s {params.time_limit_s:g} (the solver neither "
+                               f"found a plan nor proved there is none); raise --time-limit-s")
+        return sol, inst
 
     def ok(sol: Solution) -> bool:
         return sol.status in ("OPTIMAL", "FEASIBLE")
@@ -175,17 +181,6 @@ def _solve_objective(cands: list[Candidate], classes, req: Request, params: Solv
         else:
             lo = mid + 1
     return best if best else (None, None)
-
-
-def _greedy_hint(cands: list[Candidate], classes) -> dict[int, int]:
-    """Replicate the candidate with the best throughput per GPU as often as it fits on its GPU type."""
-    if not cands:
-        return {}
-    c = max(cands, key=lambda c: (c.metrics.output_tokens_per_s / c.gpus, -c.index))
-    free = sum(k.free * k.count for k in classes if k.signature in c.classes)
-    n = free // c.gpus if c.span != "intra" else sum(k.count * (k.free // c.unit_gpus)
-                                                     for k in classes if k.signature in c.classes)
-    return {c.index: n}
 
 
 # -- plan assembly -------------------------------------------------------------------------------

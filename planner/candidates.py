@@ -36,17 +36,23 @@ MAX_PP = 16
 
 @dataclass(frozen=True)
 class DomainClass:
+    """Scale-up domains the solver treats as interchangeable.
+
+    Domains whose GPUs are all-to-all (NVSwitch, multi-node NVLink) are alike when their
+    GPU type, node type, size and number of free GPUs match: which GPUs are free does not
+    change any link. On PCIe servers (with or without NVLink bridges) the free positions
+    matter too, since they decide which pairs a TP group gets. Racks are not part of the
+    class: links between domains are priced at the worst rack pair, and placement keeps
+    pipeline neighbours in one rack where it can.
+    """
+
     index: int
     gpu: str  # catalog name
     node_type: str
-    rack: str
     domains: tuple[str, ...]
-    free_positions: tuple[int, ...]  # positions of free GPUs in the domain's GPU list
+    free: int
     domain_size: int
-
-    @property
-    def free(self) -> int:
-        return len(self.free_positions)
+    free_positions: tuple[int, ...] | None  # None where positions do not matter
 
     @property
     def count(self) -> int:
@@ -54,8 +60,7 @@ class DomainClass:
 
     @property
     def signature(self) -> tuple:
-        """What makes two domains interchangeable for pricing (the rack aside)."""
-        return (self.gpu, self.node_type, self.free_positions, self.domain_size, self.rack)
+        return (self.gpu, self.node_type, self.domain_size, self.free, self.free_positions)
 
 
 @dataclass
@@ -63,6 +68,7 @@ class ClusterView:
     topology: Topology
     classes: list[DomainClass]
     gpu_of_type: dict[str, GPU] = field(default_factory=dict)
+    free_of: dict[str, list[str]] = field(default_factory=dict)  # domain -> its free GPUs, in order
 
     @cached_property
     def free_by_type(self) -> dict[str, int]:
@@ -71,36 +77,45 @@ class ClusterView:
             out[c.gpu] = out.get(c.gpu, 0) + c.free * c.count
         return out
 
-    def free_gpus(self, domain: str, cls: DomainClass) -> list[str]:
-        gpus = self.topology.domains[domain]
-        return [gpus[p] for p in cls.free_positions]
+    def free_gpus(self, domain: str) -> list[str]:
+        return list(self.free_of[domain])
+
+    def rack_of(self, domain: str) -> str:
+        return self.topology.gpu(self.topology.domains[domain][0])["rack"]
 
 
 def cluster_view(topo: Topology) -> ClusterView:
     """Group the topology's scale-up domains into interchangeable classes."""
     g = topo.graph
     by_key: dict[tuple, list[str]] = {}
+    free_of: dict[str, list[str]] = {}
     for dom, gpus in topo.domains.items():
-        free = tuple(i for i, x in enumerate(gpus) if g.nodes[x]["available"])
+        free = [x for x in gpus if g.nodes[x]["available"]]
         if not free:
             continue
+        free_of[dom] = free
         first = g.nodes[gpus[0]]
         gpu_names = {g.nodes[x]["gpu"] for x in gpus}
         if len(gpu_names) > 1:
             raise InputError(f"NVLink domain {dom!r} mixes GPU types {sorted(gpu_names)}", source=topo.name,
                              field="nvlink_domains")
         node_type = topo.node_type_of(first["node"])
-        key = (first["gpu"], node_type, first["rack"], free, len(gpus))
+        kind = topo.spec.node_types[node_type].fabric.kind
+        positions = None if kind in ("nvswitch", "nvlink-domain") else tuple(
+            i for i, x in enumerate(gpus) if g.nodes[x]["available"])
+        key = (first["gpu"], node_type, len(gpus), len(free), positions)
         by_key.setdefault(key, []).append(dom)
     classes, types = [], {}
-    for i, (key, doms) in enumerate(sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1], -len(kv[0][3]), kv[0][3]))):
-        gpu_name, node_type, rack, free, size = key
+    for i, (key, doms) in enumerate(sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][3],
+                                                                           kv[0][4] or ()))):
+        gpu_name, node_type, size, free, positions = key
         gpu = types.setdefault(gpu_name, get_gpu(gpu_name, source=topo.name, field=f"node_types.{node_type}.gpu"))
-        classes.append(DomainClass(index=i, gpu=gpu.name, node_type=node_type, rack=rack, domains=tuple(doms),
-                                   free_positions=free, domain_size=size))
+        classes.append(DomainClass(index=i, gpu=gpu.name, node_type=node_type, domains=tuple(doms), free=free,
+                                   domain_size=size, free_positions=positions))
     if not classes:
         raise InputError("every GPU is marked unavailable", source=topo.name, field="nodes")
-    return ClusterView(topology=topo, classes=classes, gpu_of_type={c.gpu: types[c.gpu] for c in classes})
+    return ClusterView(topology=topo, classes=classes, gpu_of_type={c.gpu: types[c.gpu] for c in classes},
+                       free_of=free_of)
 
 
 @dataclass(frozen=True)
@@ -237,7 +252,7 @@ def _spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req:
     if intra:
         worst_tp, worst_pp = None, None
         for c in intra:
-            free = view.free_gpus(c.domains[0], c)[: tp * pp]
+            free = view.free_gpus(c.domains[0])[: tp * pp]
             stages = _chunks(free, tp)
             lt = max((topo.slowest_link(s) for s in stages), key=_slowness)
             lp = LOCAL if pp == 1 else max((topo.stage_link(a, b) for a, b in zip(stages, stages[1:])),
@@ -248,7 +263,7 @@ def _spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req:
     inter = [c for c in classes if tp <= c.free]
     if pp > 1 and inter and sum(c.count * (c.free // tp) for c in inter) >= pp and (
             sum(c.count for c in inter) > 1):
-        lt = max((topo.slowest_link(_chunks(view.free_gpus(c.domains[0], c), tp)[0]) for c in inter), key=_slowness)
+        lt = max((topo.slowest_link(_chunks(view.free_gpus(c.domains[0]), tp)[0]) for c in inter), key=_slowness)
         yield "inter", tp, pp, 1, tuple(c.signature for c in inter), Links(tp=lt, pp=inter_pp(tp))
     if req.allow_cross_domain_tp:
         full = [c for c in classes if c.free == c.domain_size and tp > c.free and tp % c.free == 0]
@@ -257,11 +272,11 @@ def _spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req:
             if c.count < k * pp:
                 continue
             doms = c.domains[: k * (2 if pp > 1 else 1)]
-            group = [x for d in doms[:k] for x in view.free_gpus(d, c)]
+            group = [x for d in doms[:k] for x in view.free_gpus(d)]
             lt = topo.slowest_link(group)
             lp = LOCAL
             if pp > 1:
-                nxt = [x for d in doms[k:2 * k] for x in view.free_gpus(d, c)]
+                nxt = [x for d in doms[k:2 * k] for x in view.free_gpus(d)]
                 lp = topo.stage_link(group, nxt)
             yield "cross", c.free, k * pp, k, (c.signature,), Links(tp=lt, pp=lp)  # a unit is one whole domain
 
@@ -286,14 +301,15 @@ def _inter_domain_link_fn(topo: Topology, view: ClusterView, classes: list[Domai
             return cache[tp]
         c0, d0 = doms[0]
         pairs = []
-        same = next(((c, d) for c, d in doms[1:] if c.rack == c0.rack), None)
-        other = next(((c, d) for c, d in doms[1:] if c.rack != c0.rack), None)
+        r0 = view.rack_of(d0)
+        same = next(((c, d) for c, d in doms[1:] if view.rack_of(d) == r0), None)
+        other = next(((c, d) for c, d in doms[1:] if view.rack_of(d) != r0), None)
         for hit in (same, other):
             if hit is None:
                 continue
             c1, d1 = hit
-            a = view.free_gpus(d0, c0)[:tp]
-            b = view.free_gpus(d1, c1)[:tp]
+            a = view.free_gpus(d0)[:tp]
+            b = view.free_gpus(d1)[:tp]
             if len(a) == tp and len(b) == tp:
                 pairs.append(topo.stage_link(a, b))
         cache[tp] = max(pairs, key=_slowness) if pairs else LOCAL

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ortools.sat.python import cp_model
 
@@ -53,14 +53,22 @@ def split_classes(classes: list[DomainClass], *, up_to: int) -> list[DomainClass
     """One class per domain for every class of at most ``up_to`` domains (exact capacity)."""
     out: list[DomainClass] = []
     for c in classes:
-        if 1 < c.count <= up_to:
-            for d in c.domains:
-                out.append(DomainClass(index=len(out), gpu=c.gpu, node_type=c.node_type, rack=c.rack,
-                                       domains=(d,), free_positions=c.free_positions, domain_size=c.domain_size))
-        else:
-            out.append(DomainClass(index=len(out), gpu=c.gpu, node_type=c.node_type, rack=c.rack, domains=c.domains,
-                                   free_positions=c.free_positions, domain_size=c.domain_size))
+        parts = [(d,) for d in c.domains] if 1 < c.count <= up_to else [c.domains]
+        for doms in parts:
+            out.append(replace(c, index=len(out), domains=doms))
     return out
+
+
+def tiles(unit_gpus: int, free: int) -> bool:
+    """Unit sizes a class of many domains admits: powers of two dividing ``free``, and ``free``.
+
+    They divide one another and the domain, so a sum-of-sizes capacity is exact
+    (divisible bin packing). Other sizes are used only in classes of one domain.
+
+    >>> [u for u in range(1, 9) if tiles(u, 8)], [u for u in range(1, 7) if tiles(u, 6)]
+    ([1, 2, 4, 8], [1, 2, 6])
+    """
+    return free % unit_gpus == 0 and (unit_gpus & (unit_gpus - 1) == 0 or unit_gpus == free)
 
 
 class Vars:
@@ -71,22 +79,49 @@ class Vars:
         self.cand = {c.index: c for c in inst.candidates}
         self.replicas: dict[int, cp_model.IntVar] = {}
         self.units: dict[tuple[int, int], cp_model.IntVar] = {}
+        self._by_cand: dict[int, list[cp_model.IntVar]] = {}
+        self._by_class: dict[int, list[tuple[Candidate, cp_model.IntVar]]] = {}
         for c in inst.candidates:
             cap_gpus = sum(k.free * k.count for k in inst.classes if k.gpu == c.gpu)
             self.replicas[c.index] = m.new_int_var(0, cap_gpus // c.gpus, f"replicas_{c.index}")
             for k in self.classes_for(c):
-                if c.unit_gpus <= k.free:
-                    self.units[(c.index, k.index)] = m.new_int_var(0, k.count * (k.free // c.unit_gpus),
-                                                                   f"units_{c.index}_{k.index}")
+                if c.unit_gpus > k.free or (k.count > 1 and not tiles(c.unit_gpus, k.free)):
+                    continue
+                u = m.new_int_var(0, k.count * (k.free // c.unit_gpus), f"units_{c.index}_{k.index}")
+                self.units[(c.index, k.index)] = u
+                self._by_cand.setdefault(c.index, []).append(u)
+                self._by_class.setdefault(k.index, []).append((c, u))
 
     def classes_for(self, c: Candidate) -> list[DomainClass]:
         return [k for k in self.inst.classes if k.signature in c.classes]
 
+    def greedy_hint(self, m: cp_model.CpModel) -> None:
+        """A complete hint: the candidate with the best throughput per GPU, replicated as often as it fits."""
+        if not self.inst.candidates:
+            return
+        best = max(self.inst.candidates, key=lambda c: (c.metrics.output_tokens_per_s / c.gpus, -c.index))
+        room = [(k, v) for (ci, ki), v in self.units.items() if ci == best.index
+                for k in [self.inst.classes[ki]]]
+        total_units = sum(k.count * (k.free // best.unit_gpus) for k, _ in room)
+        n = total_units // best.units_per_replica
+        if self.inst.request.max_gpus is not None:
+            n = min(n, self.inst.request.max_gpus // best.gpus)
+        left = n * best.units_per_replica
+        for (ci, ki), v in self.units.items():
+            take = 0
+            if ci == best.index:
+                k = self.inst.classes[ki]
+                take = min(left, k.count * (k.free // best.unit_gpus))
+                left -= take
+            m.add_hint(v, take)
+        for i, v in self.replicas.items():
+            m.add_hint(v, n if i == best.index else 0)
+
     def units_of(self, c: Candidate):
-        return [v for (ci, _), v in self.units.items() if ci == c.index]
+        return self._by_cand.get(c.index, [])
 
     def units_in(self, k: DomainClass):
-        return [(self.cand[ci], v) for (ci, ki), v in self.units.items() if ki == k.index]
+        return self._by_class.get(k.index, [])
 
     def gpus_used(self):
         return sum(v * self.cand[i].gpus for i, v in self.replicas.items())
@@ -157,8 +192,7 @@ class SolverParams:
     log: bool = False
 
 
-def solve(inst: Instance, params: SolverParams, *,
-          objective: str, hint: dict[int, int] | None = None) -> Solution:
+def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s: float | None = None) -> Solution:
     """Build and solve one CP-SAT model.
 
     ``objective``: ``max-throughput`` (ties: fewer GPUs) or ``min-gpus`` (ties: more
@@ -180,11 +214,9 @@ def solve(inst: Instance, params: SolverParams, *,
         scale = lambda x: math.ceil(x / max_tput)  # noqa: E731
     else:
         raise ValueError(objective)
-    if hint:
-        for i, var in v.replicas.items():
-            m.add_hint(var, hint.get(i, 0))
+    v.greedy_hint(m)
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = params.time_limit_s
+    solver.parameters.max_time_in_seconds = max(0.01, params.time_limit_s if time_limit_s is None else time_limit_s)
     solver.parameters.num_workers = params.workers
     solver.parameters.random_seed = params.seed
     solver.parameters.log_search_progress = params.log

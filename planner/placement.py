@@ -30,7 +30,7 @@ def place(sol: Solution, inst: Instance, view: ClusterView) -> list[PlacedReplic
     free: dict[str, list[str]] = {}
     for k in inst.classes:
         for d in k.domains:
-            free[d] = view.free_gpus(d, k)
+            free[d] = view.free_gpus(d)
     order = {d: i for i, d in enumerate(view.topology.domains)}
     units: dict[int, list[tuple[tuple, tuple[str, ...]]]] = {}
     cands = {c.index: c for c in inst.candidates}
@@ -44,7 +44,7 @@ def place(sol: Solution, inst: Instance, view: ClusterView) -> list[PlacedReplic
                     room = len(free[d])
                     if room >= c.unit_gpus and (c.span != "cross" or room == k.domain_size):
                         gpus, free[d] = tuple(free[d][: c.unit_gpus]), free[d][c.unit_gpus:]
-                        units.setdefault(c.index, []).append(((k.rack, order[d]), gpus))
+                        units.setdefault(c.index, []).append(((view.rack_of(d), order[d]), gpus))
                         break
                 else:
                     raise PlacementError(f"class {k.index}: no domain has {c.unit_gpus} free GPUs")

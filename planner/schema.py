@@ -143,7 +143,8 @@ class SolverOut(_Out):
     seed: int
     workers: int
     time_limit_s: float
-    wall_time_s: float | None = Field(default=None, description="only with include_timings; varies run to run")
+    wall_time_s: float | None = Field(default=None, description="the whole search (pricing, solving, placement); "
+                                                                "only with include_timings, as it varies run to run")
 
 
 class Plan(_Out):

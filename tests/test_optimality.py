@@ -11,7 +11,7 @@ import pytest
 from costmodels.models import get_model
 from planner.api import _solve_objective, make_request
 from planner.candidates import cluster_view, price_candidates
-from planner.cpsat import SolverParams, split_classes
+from planner.cpsat import SolverParams, split_classes, tiles
 from topologies.graph import Topology
 from topologies.load import parse_topology
 
@@ -108,7 +108,11 @@ def test_cpsat_equals_brute_force(seed):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_aggregated_classes_match_exact_split(seed):
-    """Large identical classes are solved in aggregate; the optimum equals the per-domain model's."""
+    """Large identical classes are solved in aggregate, admitting only unit sizes that tile a domain.
+
+    Its optimum lies between the exact per-domain model over the tiling candidates and the
+    exact per-domain model over all candidates; with tiling units only, it is exact.
+    """
     from planner.api import _solve_and_place
 
     rnd = random.Random(1000 + seed)
@@ -127,8 +131,14 @@ def test_aggregated_classes_match_exact_split(seed):
     cands = price_candidates(model, view, req).candidates
     params = SolverParams(time_limit_s=20)
     agg, _, placed = _solve_and_place(view, cands, req, params)
-    exact, _ = _solve_objective(cands, split_classes(view.classes, up_to=10**9), req, params)
-    assert agg.status == exact.status == "OPTIMAL"
-    assert agg.objective_value == pytest.approx(exact.objective_value, rel=1e-9)
+    every = split_classes(view.classes, up_to=10**9)
+    exact, _ = _solve_objective(cands, every, req, params)
+    tiling = [c for c in cands if all(tiles(c.unit_gpus, k.free) for k in view.classes)]
+    exact_tiling, _ = _solve_objective(tiling, every, req, params)
+    agg_tiling, _, _ = _solve_and_place(view, tiling, req, params)
+    assert agg.status == exact.status == exact_tiling.status == "OPTIMAL"
+    assert exact_tiling.objective_value <= agg.objective_value * (1 + 1e-9)
+    assert agg.objective_value <= exact.objective_value * (1 + 1e-9)
+    assert agg_tiling.objective_value == pytest.approx(exact_tiling.objective_value, rel=1e-9)
     assert sum(len(p.stages) * len(p.stages[0]) for p in placed) == sum(
         n * cands[i].gpus for i, n in agg.replicas.items())

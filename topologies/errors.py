@@ -33,3 +33,9 @@ class InfeasibleError(PlanSearchError):
     """No plan meets the request. Exit code 3; the message names the binding constraint."""
 
     exit_code = 3
+
+
+class SolveTimeout(PlanSearchError):
+    """The time limit ran out before the solver found any plan (none proven impossible). Exit code 3."""
+
+    exit_code = 3
