@@ -311,15 +311,15 @@ class Predictor:
         return self._topos[key]
 
     def evaluate(self, *, model: str, gpu: GPU, num_gpus: int, dtypes: tuple[str, str], tp: int, pp: int,
-                 dp: int, ep: int, batch: int | None, isl: int, osl: int) -> Evaluation | str:
+                 dp: int, ep: int, batch: int | None, isl: int, osl: int, runtime: str) -> Evaluation | str:
         """The Evaluation, or the cost model's reason for rejecting the input (a string)."""
-        key = (model, gpu.name, max(8, num_gpus), dtypes, tp, pp, dp, ep, batch, isl, osl)
+        key = (model, gpu.name, max(8, num_gpus), dtypes, tp, pp, dp, ep, batch, isl, osl, runtime)
         if key not in self._evals:
             self.evaluate_calls += 1
             try:
                 self._evals[key] = evaluate(topology=self.topology(gpu, num_gpus), model=model, tp=tp, pp=pp,
                                             dp=dp, ep=ep, batch=batch, isl=isl, osl=osl, weight_dtype=dtypes[0],
-                                            kv_dtype=dtypes[1], gpu=gpu.name)
+                                            kv_dtype=dtypes[1], gpu=gpu.name, runtime=runtime)
             except InputError as e:  # one reason per cause, not per shape: drop the token count
                 self._evals[key] = "rejected by cost model: " + re.sub(
                     r"isl \+ osl = \d+ tokens exceeds", "isl + osl exceeds", str(e))
@@ -350,7 +350,7 @@ class Predictor:
                 return Result(row, None, "layout inconsistent: tp x pp does not divide num_gpus")
             dp = row.num_gpus // (row.tp * pp)
         common = dict(model=spec.name, gpu=gpu, num_gpus=row.num_gpus, dtypes=dtypes, tp=row.tp, pp=pp, dp=dp,
-                      ep=ep, isl=row.isl, osl=row.osl)
+                      ep=ep, isl=row.isl, osl=row.osl, runtime=runtime_of_source(row.source_id))
 
         def ev_at(batch: int | None) -> Evaluation | str:
             return self.evaluate(batch=batch, **common)
@@ -426,6 +426,19 @@ class Predictor:
             else:
                 lo = mid + 1
         return lo
+
+
+def runtime_of_source(source_id: str) -> str:
+    """Which runtime's memory and batching defaults a source measured with, from its id prefix.
+
+    >>> runtime_of_source("TRTLLM_PERF_v0.17"), runtime_of_source("HAND_A")
+    ('trtllm', 'vllm')
+    """
+    sid = source_id.upper()
+    for prefix, runtime in (("TRTLLM", "trtllm"), ("TENSORRT", "trtllm"), ("SGLANG", "sglang"), ("VLLM", "vllm")):
+        if sid.startswith(prefix):
+            return runtime
+    return "vllm"
 
 
 def _finite(row: Row, value: float) -> Result:

@@ -52,6 +52,14 @@ ATTENTION_EFFICIENCY = 0.50
 STEP_OVERHEAD_S = 300 * US
 LAYER_OVERHEAD_S = 4 * US
 
+#: Share of the dense GEMM efficiency grouped (MoE expert) GEMMs reach: experts' GEMMs are
+#: many small ones launched together, with routing, permutation and un-permutation around them.
+MOE_GEMM_EFFICIENCY = 1.0
+
+#: Fixed cost of one request's first token beyond its prompt's compute: tokenisation,
+#: scheduling it into a step, first sampling and detokenisation.
+PREFILL_REQUEST_OVERHEAD_S = 0.0
+
 #: Share of link bandwidth NCCL collectives reach ("bus bandwidth" of nccl-tests is
 #: typically 75-85 % of the link's per-direction rate on NVLink and InfiniBand).
 COLLECTIVE_EFFICIENCY = 0.80
@@ -59,3 +67,57 @@ COLLECTIVE_EFFICIENCY = 0.80
 #: Utilisation a replica is planned to run at when a request rate is given and no TTFT
 #: target bounds it: queueing delay grows without limit as utilisation nears 1.
 MAX_PLANNED_UTILIZATION = 0.90
+
+
+# -- runtimes ------------------------------------------------------------------------------------
+# How each serving runtime sizes its KV cache and caps its batch, by default. These are the
+# runtimes' documented or coded defaults, not fitted numbers.
+
+from dataclasses import dataclass  # noqa: E402
+
+
+@dataclass(frozen=True)
+class RuntimeProfile:
+    name: str
+    #: "total": the runtime claims ``memory_fraction`` of the GPU and the KV cache gets what
+    #: weights, activations and overhead leave (vLLM ``--gpu-memory-utilization``, SGLang
+    #: ``--mem-fraction-static``). "free": the KV cache gets ``memory_fraction`` of what is
+    #: still free after them (TensorRT-LLM ``kv_cache_free_gpu_memory_fraction``).
+    kv_rule: str
+    memory_fraction: float
+    #: Largest batch the runtime's default configuration schedules, per pipeline stage.
+    max_batch: int
+    #: Whether KV of sliding-window layers is capped at the window when memory is allocated.
+    sliding_window_kv: bool
+
+
+RUNTIMES: dict[str, RuntimeProfile] = {
+    # vLLM: gpu_memory_utilization 0.9; the V1 hybrid KV allocator keeps only the window for
+    # sliding-window layers. The planner sets --max-num-seqs itself, so the cap is ours.
+    "vllm": RuntimeProfile("vllm", kv_rule="total", memory_fraction=GPU_MEMORY_UTILIZATION, max_batch=MAX_BATCH_SIZE,
+                           sliding_window_kv=True),
+    # SGLang: --mem-fraction-static around 0.88 on 80 GB GPUs (server_args picks it by GPU memory).
+    "sglang": RuntimeProfile("sglang", kv_rule="total", memory_fraction=0.88, max_batch=MAX_BATCH_SIZE,
+                             sliding_window_kv=True),
+    # TensorRT-LLM: kv_cache_free_gpu_memory_fraction 0.9 of free memory; trtllm-bench caps the
+    # batch at 4096 / pp (tensorrt_llm/bench/build/tuning.py, finetune_setting) and allocates full
+    # attention windows unless max_attention_window is set.
+    "trtllm": RuntimeProfile("trtllm", kv_rule="free", memory_fraction=0.90, max_batch=4096, sliding_window_kv=False),
+}
+
+
+def trtllm_bench_max_num_tokens(*, max_batch: int, isl: int, osl: int) -> int:
+    """The token budget per step trtllm-bench builds with for a batch and ISL/OSL.
+
+    Its tuning heuristic: the batch's prompt and generation tokens per step,
+    ``batch x (1 + isl / osl)``, capped at 32768, rounded up to 256/512/1024 steps, at
+    least 2048.
+
+    >>> trtllm_bench_max_num_tokens(max_batch=512, isl=128, osl=128)
+    2048
+    >>> trtllm_bench_max_num_tokens(max_batch=3000, isl=1000, osl=1000)
+    6144
+    """
+    raw = min(max_batch * (1 + isl / max(osl, 1)), 32768)
+    step = 256 if raw < 4096 else 512 if raw < 8192 else 1024
+    return max(2048, int(step * -(-raw // step)))

@@ -96,7 +96,8 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         tokens_per_expert = tok_per_step * model.experts_per_token / model.experts
         moe_flops = 2 * tokens * model.experts_per_token / model.experts * local_experts * expert_params_per_gpu
         moe_bytes = steps * touched * expert_params_per_gpu * b_w
-        linear_s += moe_layers * max(moe_flops / (peak * matmul_efficiency(tokens_per_expert)), moe_bytes / hbm)
+        linear_s += moe_layers * max(moe_flops / (peak * matmul_efficiency(tokens_per_expert) * cal.MOE_GEMM_EFFICIENCY),
+                                     moe_bytes / hbm)
     if stage.last:
         # LM head: one row per sequence that samples (decode tokens; prompts finishing prefill
         # are a small share and ignored).

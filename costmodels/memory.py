@@ -88,10 +88,13 @@ def kv_bytes_per_token_per_gpu(model: ModelSpec, *, tp: int, layers: int, kv_dty
 
 
 def kv_bytes_per_sequence_per_gpu(model: ModelSpec, *, tp: int, layers: int, kv_dtype: str,
-                                  context: int) -> float:
-    """KV-cache bytes one sequence of ``context`` tokens holds on one GPU (sliding windows capped)."""
-    return (model.kv_tokens_stored(context, layers) * model.kv_elements_per_token_per_layer(tp)
-            * dtype_bytes(kv_dtype))
+                                  context: int, sliding_window: bool = True) -> float:
+    """KV-cache bytes one sequence of ``context`` tokens holds on one GPU.
+
+    With ``sliding_window`` the runtime keeps only the window for sliding-window layers.
+    """
+    stored = model.kv_tokens_stored(context, layers) if sliding_window else float(context * layers)
+    return stored * model.kv_elements_per_token_per_layer(tp) * dtype_bytes(kv_dtype)
 
 
 def activation_bytes(model: ModelSpec, *, tp: int, step_tokens: int, batch: int) -> float:
@@ -141,13 +144,23 @@ def overhead_bytes(*, gpus_in_replica: int) -> float:
 
 
 def kv_budget_bytes(*, capacity: float, weights: float, activations: float, overhead: float,
-                    utilization: float = cal.GPU_MEMORY_UTILIZATION) -> float:
-    """Bytes left for the KV cache on one GPU (negative when the rest does not fit).
+                    utilization: float = cal.GPU_MEMORY_UTILIZATION, rule: str = "total") -> tuple[float, float]:
+    """(KV-cache budget, reserve) in bytes on one GPU; the budget is negative when the rest does not fit.
 
-    >>> kv_budget_bytes(capacity=100.0, weights=50.0, activations=5.0, overhead=5.0, utilization=0.9)
-    30.0
+    ``rule="total"``: the runtime claims ``utilization`` of the whole GPU (vLLM, SGLang).
+    ``rule="free"``: the KV cache gets ``utilization`` of what is free after the rest (TensorRT-LLM).
+
+    >>> [round(x, 6) for x in kv_budget_bytes(capacity=100.0, weights=50.0, activations=5.0, overhead=5.0, utilization=0.9)]
+    [30.0, 10.0]
+    >>> [round(x, 6) for x in kv_budget_bytes(capacity=100.0, weights=50.0, activations=5.0, overhead=5.0,
+    ...                                       utilization=0.9, rule="free")]
+    [36.0, 4.0]
     """
-    return capacity * utilization - weights - activations - overhead
+    if rule == "free":
+        free = capacity - weights - activations - overhead
+        return free * utilization, max(free, 0.0) * (1 - utilization)
+    reserve = capacity * (1 - utilization)
+    return capacity - reserve - weights - activations - overhead, reserve
 
 
 def max_sequences(*, kv_budget: float, kv_bytes_per_sequence: float) -> int:

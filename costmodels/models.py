@@ -17,6 +17,11 @@ from typing import Any
 
 from topologies.errors import InputError
 
+#: Upper bounds far beyond any published model, to refuse a corrupt config before pricing it.
+PLAUSIBLE_MAX = {"num_hidden_layers": 1024, "hidden_size": 1 << 20, "num_attention_heads": 1 << 14,
+                 "num_key_value_heads": 1 << 14, "vocab_size": 1 << 24, "intermediate_size": 1 << 24,
+                 "num_local_experts": 1 << 16, "num_experts_per_tok": 1 << 16, "head_dim": 1 << 14}
+
 GELU_ACTS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu"}
 
 
@@ -194,16 +199,22 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
     def need_int(*names: str, minimum: int = 1) -> int:
         v = _get(cfg, *names)
         if v is None:
-            raise InputError(f"missing; an HF config.json of a decoder model has it", source=source,
+            raise InputError("missing; an HF config.json of a decoder model has it", source=source,
                              field=names[0])
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise InputError(f"must be an integer >= {minimum}, got {v!r}", source=source, field=names[0])
+        if v > PLAUSIBLE_MAX.get(names[0], 10**7):
+            raise InputError(f"{v} is implausibly large (limit {PLAUSIBLE_MAX.get(names[0], 10**7):,})",
+                             source=source, field=names[0])
         return v
 
     def opt_int(*names: str, default: int = 0) -> int:
         v = _get(cfg, *names, default=default)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise InputError(f"must be a non-negative integer, got {v!r}", source=source, field=names[0])
+        if v > PLAUSIBLE_MAX.get(names[0], 10**9):
+            raise InputError(f"{v} is implausibly large (limit {PLAUSIBLE_MAX.get(names[0], 10**9):,})",
+                             source=source, field=names[0])
         return v
 
     hidden = need_int("hidden_size", "n_embd", "d_model")

@@ -15,7 +15,7 @@ in-flight (continuous) batching and chunked prefill, as vLLM and TensorRT-LLM do
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from costmodels import calibration as cal
 from costmodels.comm import send_s
@@ -39,10 +39,15 @@ class Strategy:
     kv_dtype: str = "bf16"
     layer_split: tuple[int, ...] = ()
     max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS
+    runtime: str = "vllm"  # a key of calibration.RUNTIMES: how KV memory and batch caps are set
 
     @property
     def gpus(self) -> int:
         return self.tp * self.pp
+
+    @property
+    def profile(self) -> cal.RuntimeProfile:
+        return cal.RUNTIMES[self.runtime]
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ def validate_strategy(model: ModelSpec, s: Strategy) -> str | None:
     """Why a runtime would reject this strategy for this model, or ``None`` if valid."""
     if s.tp < 1 or s.pp < 1 or s.ep < 1:
         return "tp, pp and ep must be at least 1"
+    if s.runtime not in cal.RUNTIMES:
+        return f"unknown runtime {s.runtime!r}; choose one of {', '.join(cal.RUNTIMES)}"
     if model.heads % s.tp:
         return f"tp={s.tp} does not divide the {model.heads} attention heads"
     if not model.is_mla and model.kv_heads % s.tp and s.tp % model.kv_heads:
@@ -86,37 +93,39 @@ def stages(model: ModelSpec, s: Strategy) -> list[StageShape]:
     return out
 
 
+def _stage_memory(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, *, batch: int,
+                  context: int) -> tuple[MemoryBreakdown, float, float]:
+    """(memory at ``batch``, KV budget, KV bytes per sequence) of one GPU of stage ``st``."""
+    p = s.profile
+    w = stage_weight_bytes(model, tp=s.tp, layer_start=st.layer_start, layer_count=st.layer_count,
+                           first=st.first, last=st.last, weight_dtype=s.weight_dtype)
+    act = activation_bytes(model, tp=s.tp, step_tokens=min(s.max_num_batched_tokens, max(batch, 1) * max(context, 1)),
+                           batch=max(batch, 1))
+    over = overhead_bytes(gpus_in_replica=s.gpus)
+    budget, reserve = kv_budget_bytes(capacity=gpu.memory_bytes, weights=w, activations=act, overhead=over,
+                                      utilization=p.memory_fraction, rule=p.kv_rule)
+    per_seq = kv_bytes_per_sequence_per_gpu(model, tp=s.tp, layers=st.layer_count, kv_dtype=s.kv_dtype,
+                                            context=context, sliding_window=p.sliding_window_kv)
+    mem = MemoryBreakdown(weights=w, kv_cache=batch * per_seq, activations=act, overhead=over, reserve=reserve,
+                          capacity=gpu.memory_bytes)
+    return mem, budget, per_seq
+
+
 def replica_memory(model: ModelSpec, gpu: GPU, s: Strategy, *, batch: int, context: int) -> list[MemoryBreakdown]:
     """Memory of one GPU of each stage with ``batch`` sequences of ``context`` tokens."""
-    step_tokens = min(s.max_num_batched_tokens, max(batch, 1) * max(context, 1))
-    out = []
-    for st in stages(model, s):
-        w = stage_weight_bytes(model, tp=s.tp, layer_start=st.layer_start, layer_count=st.layer_count,
-                               first=st.first, last=st.last, weight_dtype=s.weight_dtype)
-        act = activation_bytes(model, tp=s.tp, step_tokens=step_tokens, batch=batch)
-        kv = batch * kv_bytes_per_sequence_per_gpu(model, tp=s.tp, layers=st.layer_count, kv_dtype=s.kv_dtype,
-                                                   context=context)
-        over = overhead_bytes(gpus_in_replica=s.gpus)
-        out.append(MemoryBreakdown(weights=w, kv_cache=kv, activations=act, overhead=over,
-                                   reserve=gpu.memory_bytes * (1 - cal.GPU_MEMORY_UTILIZATION),
-                                   capacity=gpu.memory_bytes))
-    return out
+    return [_stage_memory(model, gpu, s, st, batch=batch, context=context)[0] for st in stages(model, s)]
 
 
-def max_batch_size(model: ModelSpec, gpu: GPU, s: Strategy, *, context: int,
-                   cap: int = cal.MAX_BATCH_SIZE) -> int:
-    """Largest number of concurrent ``context``-token sequences every stage can hold."""
-    best = cap
+def max_batch_size(model: ModelSpec, gpu: GPU, s: Strategy, *, context: int, cap: int | None = None) -> int:
+    """Largest number of concurrent ``context``-token sequences every stage can hold.
+
+    Capped by the runtime's default scheduler limit (per pipeline stage) unless ``cap``.
+    """
+    best = cap if cap is not None else s.profile.max_batch
     for st in stages(model, s):
-        w = stage_weight_bytes(model, tp=s.tp, layer_start=st.layer_start, layer_count=st.layer_count,
-                               first=st.first, last=st.last, weight_dtype=s.weight_dtype)
-        per_seq = kv_bytes_per_sequence_per_gpu(model, tp=s.tp, layers=st.layer_count, kv_dtype=s.kv_dtype,
-                                                context=context)
         n = best
         for _ in range(3):  # activations grow with the batch (logits); settle the fixed point
-            act = activation_bytes(model, tp=s.tp, step_tokens=min(s.max_num_batched_tokens, n * context), batch=n)
-            budget = kv_budget_bytes(capacity=gpu.memory_bytes, weights=w, activations=act,
-                                     overhead=overhead_bytes(gpus_in_replica=s.gpus))
+            _, budget, per_seq = _stage_memory(model, gpu, s, st, batch=n, context=context)
             n = min(best, max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq))
         best = n
     return max(best, 0)
@@ -148,6 +157,11 @@ def evaluate_replica(model: ModelSpec, gpu: GPU, s: Strategy, *, isl: int, osl: 
     """Predict one replica. Without ``batch``, the largest batch that fits (max throughput)."""
     context = isl + osl
     mb = max_batch_size(model, gpu, s, context=context)
+    if s.runtime == "trtllm" and s.max_num_batched_tokens == cal.DEFAULT_MAX_NUM_BATCHED_TOKENS:
+        # trtllm-bench builds its engine with a token budget derived from the batch it expects
+        s = replace(s, max_num_batched_tokens=cal.trtllm_bench_max_num_tokens(
+            max_batch=max(mb, 1) // s.pp or 1, isl=isl, osl=osl))
+        mb = max_batch_size(model, gpu, s, context=context)
     b = mb if batch is None else batch
     mems = replica_memory(model, gpu, s, batch=max(b, 0), context=context)
     worst = max(mems, key=lambda m: m.total)
@@ -182,7 +196,8 @@ def evaluate_replica(model: ModelSpec, gpu: GPU, s: Strategy, *, isl: int, osl: 
     chunk_times = [_stage_time(model, gpu, s, st, links, prefill_tokens=chunk, prefill_context=isl / 2,
                                decode_tokens=others, decode_context=isl + osl / 2).total_s for st in sts]
     chunk_send = send_s(message_bytes=chunk * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
-    ttft = sum(chunk_times) + s.pp * chunk_send + (n_chunks - 1) * (max(chunk_times) + chunk_send)
+    ttft = (sum(chunk_times) + s.pp * chunk_send + (n_chunks - 1) * (max(chunk_times) + chunk_send)
+            + cal.PREFILL_REQUEST_OVERHEAD_S)
     return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=ttft, tpot_s=tpot,
                           output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),
                           step=slowest, pp_send_s=send)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from costmodels.hardware import GPU, get_gpu
@@ -36,7 +36,7 @@ def _topology(t: str | Path | Topology) -> Topology:
     if isinstance(t, Topology):
         return t
     spec, sha = load_topology(t)
-    return Topology(spec, sha)
+    return Topology(spec, sha, source=str(t))
 
 
 def _model(m: str | Path | ModelSpec) -> ModelSpec:
@@ -66,7 +66,8 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
                  ttft_ms: float | None = None, tpot_ms: float | None = None, objective: str = "throughput",
                  weight_dtype: str | None = None, kv_dtype: str | None = None, max_gpus: int | None = None,
                  allow_cross_domain_tp: bool = False, tp: int | None = None, pp: int | None = None,
-                 ep: int | None = None, batch: int | None = None) -> Request:
+                 ep: int | None = None, batch: int | None = None, runtime: str = "vllm",
+                 check_context: bool = True) -> Request:
     """Validate user-level arguments into a :class:`Request` (raises :class:`InputError`)."""
     _positive(isl, "--isl", allow_none=False, integer=True)
     _positive(osl, "--osl", allow_none=False, integer=True)
@@ -80,8 +81,10 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
         raise InputError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}",
                          source="--objective")
     if objective == "min-gpus" and not qps:
-        raise InputError("--objective min-gpus needs a target request rate: add --qps", source="--objective")
-    if model.max_context and isl + osl > model.max_context:
+        raise InputError("min-gpus needs a target request rate: add --qps", source="--objective")
+    if runtime not in cal.RUNTIMES:
+        raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(cal.RUNTIMES)}", source="--runtime")
+    if check_context and model.max_context and isl + osl > model.max_context:
         raise InputError(f"isl + osl = {isl + osl} tokens exceeds {model.name}'s context of "
                          f"{model.max_context}", source="--isl")
     if ep is not None and ep > 1:
@@ -95,7 +98,7 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
     return Request(isl=isl, osl=osl, qps=qps, ttft_s=ttft_ms / 1e3 if ttft_ms else None,
                    tpot_s=tpot_ms / 1e3 if tpot_ms else None, objective=objective, weight_dtype=wd,
                    kv_dtype=kd, max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
-                   tp=tp, pp=pp, ep=ep, batch=batch)
+                   tp=tp, pp=pp, ep=ep, batch=batch, runtime=runtime)
 
 
 # -- search --------------------------------------------------------------------------------------
@@ -105,20 +108,29 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
            tpot_ms: float | None = None, objective: str = "throughput", weight_dtype: str | None = None,
            kv_dtype: str | None = None, max_gpus: int | None = None, allow_cross_domain_tp: bool = False,
            time_limit_s: float = 10.0, workers: int = 1, seed: int = 0, include_timings: bool = False,
-           log: bool = False) -> S.Plan:
+           log: bool = False, runtime: str = "vllm") -> S.Plan:
     """Find the best plan. Raises :class:`InputError` (bad input) or :class:`InfeasibleError`."""
     t_start = time.perf_counter()
     topo = _topology(topology)
     spec = _model(model)
     req = make_request(spec, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms, objective=objective,
                        weight_dtype=weight_dtype, kv_dtype=kv_dtype, max_gpus=max_gpus,
-                       allow_cross_domain_tp=allow_cross_domain_tp)
+                       allow_cross_domain_tp=allow_cross_domain_tp, runtime=runtime)
     _positive(time_limit_s, "--time-limit-s")
     _positive(workers, "--workers", integer=True)
+    if workers > 1024:
+        raise InputError(f"{workers} is more workers than CP-SAT can use; give at most 1024", source="--workers")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise InputError(f"must be an integer from 0 to {2**31 - 1}, got {seed!r}", source="--seed")
     params = SolverParams(time_limit_s=time_limit_s, workers=workers, seed=seed, log=log)
     view = cluster_view(topo)
+    free = sum(k.free * k.count for k in view.classes)
+    if req.max_gpus is not None and req.max_gpus > free:
+        req = replace(req, max_gpus=None)  # a cap above what the cluster has does not bind
     pricing = price_candidates(spec, view, req)
     if not pricing.candidates:
+        raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
+    if req.qps and req.qps > max(c.usable_requests_per_s / c.gpus for c in pricing.candidates) * free:
         raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
     sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params)
     if sol is None:
@@ -267,7 +279,7 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                       slo=S.Slo(ttft_ms=req.ttft_s * 1e3 if req.ttft_s else None,
                                 tpot_ms=req.tpot_s * 1e3 if req.tpot_s else None),
                       objective=req.objective, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
-                      max_gpus=req.max_gpus, allow_cross_domain_tp=req.allow_cross_domain_tp)
+                      max_gpus=req.max_gpus, allow_cross_domain_tp=req.allow_cross_domain_tp, runtime=req.runtime)
     solver = S.SolverOut(status=sol.status, objective=objective_desc, objective_value=_r(sol.objective_value, 2),
                          best_bound=_r(sol.best_bound, 2), gap=_r(sol.gap, 6), candidates_priced=pricing.priced,
                          seed=params.seed, workers=params.workers, time_limit_s=params.time_limit_s,
@@ -282,7 +294,7 @@ def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing
                        solved: bool = False) -> str:
     """One line saying which constraint binds and by how much."""
     wbytes = weight_bytes(params=spec.total_params(), dtype=req.weight_dtype)
-    usable = sum(view.gpu_of_type[k.gpu].memory_bytes * cal.GPU_MEMORY_UTILIZATION * k.free * k.count
+    usable = sum(view.gpu_of_type[k.gpu].memory_bytes * cal.RUNTIMES[req.runtime].memory_fraction * k.free * k.count
                  for k in view.classes)
     if not pricing.fits_anywhere:
         if wbytes > usable:
@@ -358,16 +370,20 @@ class Evaluation:
 
 def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, tp: int, pp: int = 1, dp: int = 1,
              ep: int = 1, batch: int | None = None, isl: int, osl: int, weight_dtype: str | None = None,
-             kv_dtype: str | None = None, gpu: str | None = None,
-             max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS) -> Evaluation:
+             kv_dtype: str | None = None, gpu: str | None = None, runtime: str = "vllm",
+             max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS,
+             allow_cross_domain_tp: bool = False) -> Evaluation:
     """Score one given strategy on the topology's links. Without ``batch``: the largest that fits."""
     topo = _topology(topology)
     spec = _model(model)
+    # Scoring a given strategy prices it even past the model's trained context, as runtimes
+    # let a user do (search refuses such a request).
     req = make_request(spec, isl=isl, osl=osl, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep,
-                       batch=batch)
+                       batch=batch, runtime=runtime, check_context=False,
+                       allow_cross_domain_tp=allow_cross_domain_tp)
     _positive(dp, "--dp", allow_none=False, integer=True)
     s = Strategy(tp=tp, pp=pp, ep=ep, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
-                 max_num_batched_tokens=max_num_batched_tokens)
+                 max_num_batched_tokens=max_num_batched_tokens, runtime=req.runtime)
     why = validate_strategy(spec, s)
     if why:
         raise InputError(why, source="--tp/--pp/--ep")

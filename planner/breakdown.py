@@ -1,7 +1,6 @@
 """``explain``: the memory and time breakdown of one strategy, in words and numbers."""
 from __future__ import annotations
 
-from costmodels import calibration as cal
 from costmodels.memory import kv_bytes_per_token_per_gpu
 from costmodels.serving import stages
 from planner.api import evaluate
@@ -27,18 +26,23 @@ def explain(**kwargs) -> str:
     out = [f"{spec.name} ({spec.total_params() / 1e9:.1f}B parameters, {spec.active_params() / 1e9:.1f}B active, "
            f"{spec.attention_kind}) on {gpu.name}, tp={s.tp} pp={s.pp} ep={s.ep}, weights {s.weight_dtype}, "
            f"KV {s.kv_dtype}, {isl} in / {osl} out tokens."]
+    frac = s.profile.memory_fraction
+    budget_rule = (f"The runtime ({s.runtime}) may use {frac:.0%} of {mem.capacity / GIB:.1f} GiB; after "
+                   if s.profile.kv_rule == "total" else
+                   f"The runtime ({s.runtime}) gives the KV cache {frac:.0%} of what is free of "
+                   f"{mem.capacity / GIB:.1f} GiB after weights, ")
     out.append(
         f"Memory: the most loaded GPU holds {mem.weights / GIB:.1f} GiB of weights (its stage's "
         f"{max(x.layer_count for x in st)} layers split {s.tp} ways, plus embedding or LM head on the end stages). "
-        f"The runtime may use {cal.GPU_MEMORY_UTILIZATION:.0%} of {mem.capacity / GIB:.1f} GiB; after "
+        + budget_rule +
         f"{mem.overhead / GIB:.1f} GiB of runtime overhead and {mem.activations / GIB:.1f} GiB of activation "
         f"workspace for {s.max_num_batched_tokens}-token steps, the KV cache gets what is left. One token of "
         f"context costs {kv_tok / 1024:.0f} KiB of KV cache per GPU, one {isl + osl}-token sequence "
         f"{kv_tok * (isl + osl) / GIB:.3f} GiB, so at most {m.max_batch} sequences fit"
-        + (f" - not one: weights alone exceed the {mem.capacity * cal.GPU_MEMORY_UTILIZATION / GIB:.1f} GiB the "
-           f"runtime may use by {(mem.weights + mem.overhead - mem.capacity * cal.GPU_MEMORY_UTILIZATION) / GIB:.1f} "
+        + (f" - not one: weights alone exceed the {mem.capacity * frac / GIB:.1f} GiB the "
+           f"runtime may use by {(mem.weights + mem.overhead - mem.capacity * frac) / GIB:.1f} "
            f"GiB; raise tp or pp, or quantise the weights." if mem.weights + mem.overhead
-           > mem.capacity * cal.GPU_MEMORY_UTILIZATION else
+           > mem.capacity * frac else
            " - not one: no room is left for a sequence's KV cache." if m.max_batch < 1 else "."))
     if m.batch >= 1:
         step = m.step

@@ -97,7 +97,7 @@ def cluster_view(topo: Topology) -> ClusterView:
         first = g.nodes[gpus[0]]
         gpu_names = {g.nodes[x]["gpu"] for x in gpus}
         if len(gpu_names) > 1:
-            raise InputError(f"NVLink domain {dom!r} mixes GPU types {sorted(gpu_names)}", source=topo.name,
+            raise InputError(f"NVLink domain {dom!r} mixes GPU types {sorted(gpu_names)}", source=topo.source,
                              field="nvlink_domains")
         node_type = topo.node_type_of(first["node"])
         kind = topo.spec.node_types[node_type].fabric.kind
@@ -109,11 +109,11 @@ def cluster_view(topo: Topology) -> ClusterView:
     for i, (key, doms) in enumerate(sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][3],
                                                                            kv[0][4] or ()))):
         gpu_name, node_type, size, free, positions = key
-        gpu = types.setdefault(gpu_name, get_gpu(gpu_name, source=topo.name, field=f"node_types.{node_type}.gpu"))
+        gpu = types.setdefault(gpu_name, get_gpu(gpu_name, source=topo.source, field=f"node_types.{node_type}.gpu"))
         classes.append(DomainClass(index=i, gpu=gpu.name, node_type=node_type, domains=tuple(doms), free=free,
                                    domain_size=size, free_positions=positions))
     if not classes:
-        raise InputError("every GPU is marked unavailable", source=topo.name, field="nodes")
+        raise InputError("every GPU is marked unavailable; free some in 'nodes'", source=topo.source, field="nodes")
     return ClusterView(topology=topo, classes=classes, gpu_of_type={c.gpu: types[c.gpu] for c in classes},
                        free_of=free_of)
 
@@ -158,6 +158,7 @@ class Request:
     max_gpus: int | None = None
     allow_cross_domain_tp: bool = False
     max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS
+    runtime: str = "vllm"
     tp: int | None = None  # pin a degree (None: search)
     pp: int | None = None
     ep: int | None = None
@@ -226,7 +227,7 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                 for span, unit, units, per_stage, cls_ok, links in _spans(view, classes, tp, pp, req, inter_pp):
                     for ep in eps:
                         s = Strategy(tp=tp, pp=pp, ep=ep, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
-                                     max_num_batched_tokens=req.max_num_batched_tokens)
+                                     max_num_batched_tokens=req.max_num_batched_tokens, runtime=req.runtime)
                         why = validate_strategy(model, s)
                         if why:
                             rejected[why] = rejected.get(why, 0) + 1

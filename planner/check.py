@@ -55,7 +55,7 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
         topo = topology
     else:
         spec, sha = load_topology(topology or plan.inputs.topology.name)
-        topo = Topology(spec, sha)
+        topo = Topology(spec, sha, source=str(topology or plan.inputs.topology.name))
         if topology is None and sha != plan.inputs.topology.sha256:
             bad(f"topology {topo.name!r}: content hash differs from the plan's; pass the topology the plan used")
     spec_m = model if isinstance(model, ModelSpec) else get_model(model or plan.inputs.model.name)
@@ -73,7 +73,8 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
         if len(g.replicas) != st.dp:
             bad(f"{g.id}: dp={st.dp} but {len(g.replicas)} replicas placed")
         strategy = Strategy(tp=st.tp, pp=st.pp, ep=st.ep, weight_dtype=st.weight_dtype, kv_dtype=st.kv_dtype,
-                            layer_split=tuple(st.layer_split), max_num_batched_tokens=st.max_num_batched_tokens)
+                            layer_split=tuple(st.layer_split), max_num_batched_tokens=st.max_num_batched_tokens,
+                            runtime=plan.inputs.runtime)
         group_links = []
         for r in g.replicas:
             where = f"{g.id} replica {r.index}"

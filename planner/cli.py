@@ -58,7 +58,28 @@ def _dtype(v: str) -> str | None:
     return None if v == "auto" else v
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """A group whose usage errors are one line on stderr (exit 2), like every other user mistake."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            cmd = e.ctx.command_path if e.ctx else "plan-search"
+            click.echo(f"plan-search: error: {e.format_message()} (see `{cmd} --help`)", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"plan-search: error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("plan-search: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="plan-search")
 def main() -> None:
     """Plan how to serve a large language model on a GPU cluster.
@@ -75,6 +96,8 @@ def _common_model_options(f):
                      help="Weight format; auto = the checkpoint's own (bf16, or fp8/fp4 where it ships so).")(f)
     f = click.option("--kv-dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
                      help="KV-cache format; auto = bf16.")(f)
+    f = click.option("--runtime", type=click.Choice(["vllm", "sglang", "trtllm"]), default="vllm", show_default=True,
+                     help="Serving runtime whose memory and batching defaults to price with.")(f)
     return f
 
 
@@ -95,7 +118,7 @@ def _common_model_options(f):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the placement JSON to this file.")
 @click.option("--include-timings", is_flag=True, help="Put the wall time in the JSON (it then differs run to run).")
 @_clean_errors
-def search(topology, model, weight_dtype, kv_dtype, isl, osl, ttft_ms, tpot_ms, qps, objective, max_gpus,
+def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, tpot_ms, qps, objective, max_gpus,
            allow_cross_domain_tp, time_limit_s, workers, seed, as_json, output, include_timings):
     """Find the best plan for a model on a topology."""
     import time
@@ -107,7 +130,8 @@ def search(topology, model, weight_dtype, kv_dtype, isl, osl, ttft_ms, tpot_ms, 
     plan = api.search(topology=topology, model=model, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms,
                       tpot_ms=tpot_ms, objective=objective, weight_dtype=_dtype(weight_dtype),
                       kv_dtype=_dtype(kv_dtype), max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
-                      time_limit_s=time_limit_s, workers=workers, seed=seed, include_timings=include_timings)
+                      time_limit_s=time_limit_s, workers=workers, seed=seed, include_timings=include_timings,
+                      runtime=runtime)
     text = plan.to_json()
     if output:
         _write_atomic(output, text)
@@ -136,13 +160,13 @@ def _strategy_options(f):
 @_strategy_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_clean_errors
-def evaluate(topology, model, weight_dtype, kv_dtype, tp, pp, dp, ep, batch, isl, osl, gpu, as_json):
+def evaluate(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, batch, isl, osl, gpu, as_json):
     """Score one given strategy: memory, largest batch, TTFT, TPOT, throughput."""
     from planner import api
     from planner.report import evaluation_text
 
     ev = api.evaluate(topology=topology, model=model, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
-                      weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu)
+                      weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime)
     d = ev.as_dict()
     click.echo(json.dumps(d, indent=2, sort_keys=True) if as_json else evaluation_text(d), nl=not not as_json)
 
@@ -151,15 +175,16 @@ def evaluate(topology, model, weight_dtype, kv_dtype, tp, pp, dp, ep, batch, isl
 @_common_model_options
 @_strategy_options
 @_clean_errors
-def explain(topology, model, weight_dtype, kv_dtype, tp, pp, dp, ep, batch, isl, osl, gpu):
+def explain(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, batch, isl, osl, gpu):
     """Explain where memory and time go for one strategy, in words and numbers."""
     from planner.breakdown import explain as explain_fn
 
     click.echo(explain_fn(topology=topology, model=model, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
-                          weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu), nl=False)
+                          weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime),
+               nl=False)
 
 
-@main.group()
+@main.group(cls=_Group)
 def topology():
     """Validate and show topology files."""
 
@@ -174,7 +199,7 @@ def topology_validate(file):
     from planner.candidates import cluster_view
 
     spec, sha = load_topology(file)
-    topo = Topology(spec, sha)
+    topo = Topology(spec, sha, source=file)
     cluster_view(topo)  # GPU names resolve against the catalog
     click.echo(f"{file}: ok: {topo.name}, {len(spec.all_nodes())} nodes, {len(topo.gpus())} GPUs "
                f"({len(topo.gpus(available_only=True))} available), {len(topo.domains)} scale-up domains")
@@ -193,7 +218,7 @@ def topology_show(file, as_json):
     from topologies.load import load_topology
 
     spec, sha = load_topology(file)
-    topo = Topology(spec, sha)
+    topo = Topology(spec, sha, source=file)
     if as_json:
         click.echo(json.dumps(nx.node_link_data(topo.graph, edges="links"), indent=2, sort_keys=True, default=str))
         return
@@ -213,7 +238,7 @@ def topology_show(file, as_json):
                    f"{lk.bandwidth_bytes_per_s / 1e9:.1f} GB/s, {lk.latency_s * 1e6:.1f} us")
 
 
-@main.group()
+@main.group(cls=_Group)
 def catalog():
     """List the built-in GPUs, models and topologies."""
 

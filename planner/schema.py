@@ -59,6 +59,8 @@ class Inputs(_Out):
     kv_dtype: str
     max_gpus: int | None = None
     allow_cross_domain_tp: bool = False
+    runtime: Literal["vllm", "sglang", "trtllm"] = Field(
+        default="vllm", description="whose memory and batching defaults the plan was priced with")
 
 
 class StrategyOut(_Out):

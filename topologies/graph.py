@@ -178,9 +178,10 @@ class Topology:
     450000000000.0
     """
 
-    def __init__(self, spec: TopologySpec, content_sha256: str = ""):
+    def __init__(self, spec: TopologySpec, content_sha256: str = "", *, source: str | None = None):
         self.spec = spec
         self.content_sha256 = content_sha256
+        self.source = source or spec.name  # the file (or built-in name) errors should point at
         self.graph = build_graph(spec)
         self._link_cache: dict[tuple, Link] = {}
         self._node_type = {n.name: n.type for n in spec.all_nodes()}

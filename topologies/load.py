@@ -7,6 +7,7 @@ past a small budget (a "billion laughs" file) and files larger than ``MAX_FILE_B
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 from importlib import resources
 from pathlib import Path
@@ -45,6 +46,8 @@ def read_structured_file(path: str | Path) -> tuple[Any, bytes]:
     p = Path(path)
     src = str(path)
     if not p.exists():
+        if p.is_symlink():
+            raise InputError("is a broken or looping symbolic link", source=src)
         raise InputError("file does not exist; check the path", source=src)
     if not p.is_file():
         raise InputError("not a regular file", source=src)
@@ -54,7 +57,7 @@ def read_structured_file(path: str | Path) -> tuple[Any, bytes]:
                          f"{MAX_FILE_BYTES // 2**20} MiB", source=src)
     raw = p.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(f"not UTF-8 text (byte {e.start}); save the file as UTF-8", source=src) from None
     if not text.strip():
@@ -64,6 +67,10 @@ def read_structured_file(path: str | Path) -> tuple[Any, bytes]:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", source=src) from None
+        except RecursionError:
+            raise InputError("JSON nests too deeply", source=src) from None
+        except ValueError as e:  # e.g. an integer literal longer than Python's digit limit
+            raise InputError(f"invalid JSON: {str(e).splitlines()[0]}", source=src) from None
     else:
         try:
             data = yaml.load(text, Loader=_GuardedLoader)  # noqa: S506 - _GuardedLoader is a SafeLoader
@@ -74,6 +81,8 @@ def read_structured_file(path: str | Path) -> tuple[Any, bytes]:
             raise InputError(f"invalid YAML{where}: {problem}", source=src) from None
         except RecursionError:
             raise InputError("YAML nests too deeply", source=src) from None
+        except ValueError as e:  # e.g. an integer literal longer than Python's digit limit
+            raise InputError(f"invalid YAML: {str(e).splitlines()[0]}", source=src) from None
     return data, raw
 
 
@@ -85,6 +94,10 @@ def _pydantic_error(e: ValidationError, src: str) -> InputError:
         msg = msg[len("Value error, "):]
     if err["type"] == "extra_forbidden":
         msg = "unknown key; remove it or check its spelling"
+    m = re.match(r"^([a-z_]+): (.*)$", msg)
+    if m:  # a model validator naming one of its own fields
+        loc = f"{loc}.{m.group(1)}" if loc else m.group(1)
+        msg = m.group(2)
     return InputError(msg, source=src, field=loc)
 
 
@@ -107,6 +120,8 @@ def load_topology(name_or_path: str | Path) -> tuple[TopologySpec, str]:
     Returns the validated spec and the SHA-256 of the file's bytes (echoed in plans).
     """
     ref = str(name_or_path)
+    if not ref.strip():
+        raise InputError("empty; give a built-in topology name or a file path", source="--topology")
     path = _builtin_path(ref) if "/" not in ref and not ref.endswith((".yaml", ".yml", ".json")) else None
     if path is None:
         if not Path(ref).exists() and "/" not in ref and "." not in ref:

@@ -15,7 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, data):
+        # pydantic's lax mode reads `true` as 1; in a topology file that is always a typo.
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                v = data.get(name)
+                if isinstance(v, bool) and info.annotation is not bool:
+                    raise ValueError(f"{name}: expected a number, got {str(v).lower()}")
+        return data
 
 
 class Fabric(_Strict):

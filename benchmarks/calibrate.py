@@ -1,0 +1,141 @@
+"""Fit the cost model's efficiency constants to published measurements, and say how well they transfer.
+
+    python benchmarks/calibrate.py --data FILE.csv [--holdout-gpus] [--max-evals N]
+
+Fits the constants named in ``PARAMS`` (they live in ``costmodels/calibration.py``) by
+minimising the mean absolute log error, |log(predicted / measured)|, over every row the
+fidelity harness predicts (rows it cannot predict cost a fixed penalty). The optimiser is
+Powell's method on bounded, transformed parameters; the result is deterministic for a given
+start. With ``--holdout-gpus`` it also fits once per GPU type with that GPU's rows left
+out and reports the error on the left-out rows: how the model does on hardware it was not
+fitted to. It prints the fitted values for copying into ``costmodels/calibration.py``; it
+writes no file.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fidelity  # noqa: E402
+from costmodels import calibration as cal  # noqa: E402
+
+# name, lower bound, upper bound (the fit stays inside; bounds are physical ranges)
+PARAMS = [
+    ("MATMUL_EFFICIENCY_MAX", 0.30, 0.95),
+    ("MATMUL_M_HALF_TOKENS", 1.0, 1024.0),
+    ("HBM_EFFICIENCY", 0.50, 0.95),
+    ("ATTENTION_EFFICIENCY", 0.10, 0.90),
+    ("STEP_OVERHEAD_S", 1e-5, 1e-2),
+    ("LAYER_OVERHEAD_S", 1e-7, 1e-4),
+    ("COLLECTIVE_EFFICIENCY", 0.20, 1.00),
+    ("MOE_GEMM_EFFICIENCY", 0.10, 1.00),
+    ("PREFILL_REQUEST_OVERHEAD_S", 1e-5, 3e-2),
+]
+LOG_SCALE = {"MATMUL_M_HALF_TOKENS", "STEP_OVERHEAD_S", "LAYER_OVERHEAD_S", "PREFILL_REQUEST_OVERHEAD_S"}
+MISS_PENALTY = math.log(3.0)  # a row the model cannot predict counts as a 3x miss
+
+
+def _to_x(values: dict) -> np.ndarray:
+    out = []
+    for name, lo, hi in PARAMS:
+        v = min(max(values[name], lo * 1.0001), hi * 0.9999)
+        if name in LOG_SCALE:
+            lo, hi, v = math.log(lo), math.log(hi), math.log(v)
+        u = (v - lo) / (hi - lo)
+        out.append(math.log(u / (1 - u)))
+    return np.array(out)
+
+
+def _from_x(x: np.ndarray) -> dict:
+    out = {}
+    for (name, lo, hi), xi in zip(PARAMS, x):
+        u = 1 / (1 + math.exp(-float(np.clip(xi, -30, 30))))
+        if name in LOG_SCALE:
+            out[name] = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+        else:
+            out[name] = lo + u * (hi - lo)
+    return out
+
+
+def apply(values: dict) -> None:
+    for k, v in values.items():
+        setattr(cal, k, v)
+
+
+def loss(rows, values: dict) -> float:
+    apply(values)
+    pred = fidelity.Predictor()
+    total = 0.0
+    for r in rows:
+        res = fidelity._predict_safely(pred, r)
+        if res.predicted is None or not res.predicted > 0:
+            if fidelity.metric_family(r.metric) is not None:
+                total += MISS_PENALTY
+            continue
+        total += abs(math.log(res.predicted / r.value))
+    return total / max(len(rows), 1)
+
+
+def fit(rows, start: dict, max_evals: int) -> tuple[dict, float]:
+    f = lambda x: loss(rows, _from_x(x))  # noqa: E731
+    best = minimize(f, _to_x(start), method="Powell", options={"maxfev": max_evals, "xtol": 1e-3, "ftol": 1e-5})
+    values = _from_x(best.x)
+    return values, loss(rows, values)
+
+
+def report(data: str, values: dict, holdout_gpu: str | None = None) -> dict:
+    apply(values)
+    return fidelity.run(data, holdout_gpu=holdout_gpu)
+
+
+def _line(label: str, r: dict) -> str:
+    t = r["throughput"]
+    lat = r["latency"]
+    return (f"{label:28s} thr rows {t['n']:4d} MAPE {t['mape']:.1%} within25 {t['within_25pct']:.1%} | "
+            f"lat rows {lat['n']:4d} MAPE {lat['mape'] if lat['mape'] is not None else float('nan'):.1%} | "
+            f"top-1 {r['top1_match'] if r['top1_match'] is not None else float('nan'):.1%} "
+            f"mean regret {r['mean_regret'] if r['mean_regret'] is not None else float('nan'):.1%} "
+            f"worst {r['worst_regret'] if r['worst_regret'] is not None else float('nan'):.1%}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--holdout-gpus", action="store_true", help="leave-one-GPU-out fits and their errors")
+    ap.add_argument("--max-evals", type=int, default=400)
+    args = ap.parse_args(argv)
+    try:
+        rows = fidelity.read_rows(args.data)
+    except fidelity.CsvError as e:
+        print(e, file=sys.stderr)
+        return 2
+    start = {name: getattr(cal, name) for name, _, _ in PARAMS}
+    print(f"start loss {loss(rows, start):.4f}")
+    values, value = fit(rows, start, args.max_evals)
+    print(f"fitted on all {len(rows)} rows: loss {value:.4f}")
+    for name, _, _ in PARAMS:
+        print(f"  {name} = {values[name]:.6g}")
+    print(_line("all rows, fitted on all", report(args.data, values)))
+    if args.holdout_gpus:
+        gpus = sorted({fidelity._canonical_gpu(r.gpu) for r in rows})
+        for g in gpus:
+            train = [r for r in rows if fidelity._canonical_gpu(r.gpu) != g]
+            v, _ = fit(train, start, args.max_evals)
+            print(_line(f"{g} held out", report(args.data, v, holdout_gpu=g)))
+            print(_line(f"{g} (fitted on all)", report(args.data, values, holdout_gpu=g)))
+    apply(start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""The ``plan-search`` command line, driven in-process with click's CliRunner.
+
+Covers: --help on every command, the happy paths of search / evaluate / explain / catalog,
+the plan JSON against the shipped schema, determinism, and the two infeasible exit paths.
+Malformed and hostile inputs live in tests/test_bad_inputs.py.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import click
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from planner.cli import main
+
+SMALL = ["--topology", "dgx-h100x1", "--model", "llama-3.1-8b"]
+
+
+def run(args: list[str]) -> tuple[int, str, str]:
+    """Invoke the CLI in-process; return (exit code, stdout, stderr).
+
+    An uncaught exception (a bug: the CLI should never show a traceback) is re-raised so the
+    test fails with it.
+    """
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _all_command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = [prefix]
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            out.extend(_all_command_paths(cmd, prefix + (name,)))
+        else:
+            out.append(prefix + (name,))
+    return out
+
+
+COMMAND_PATHS = _all_command_paths(main)
+
+
+def test_command_walk_finds_every_command():
+    names = {" ".join(p) for p in COMMAND_PATHS}
+    assert {"", "search", "evaluate", "explain", "topology", "topology validate", "topology show",
+            "catalog", "catalog gpus", "catalog models", "catalog topologies"} <= names
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "plan-search")
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help(path, flag):
+    code, out, err = run([*path, flag])
+    assert code == 0, err
+    assert out.startswith("Usage: "), out
+    assert err == ""
+
+
+def test_version():
+    code, out, _ = run(["--version"])
+    assert code == 0
+    assert "0.1.0" in out
+
+
+# -- search --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def plan_json() -> str:
+    code, out, err = run(["search", *SMALL, "--json"])
+    assert code == 0, err
+    return out
+
+
+@pytest.fixture(scope="module")
+def plan_schema() -> dict:
+    return json.loads((resources.files("planner") / "plan.schema.json").read_text(encoding="utf-8"))
+
+
+def test_search_report_says_optimal():
+    code, out, err = run(["search", *SMALL])
+    assert code == 0, err
+    assert "OPTIMAL" in out
+    assert "llama-3.1-8b" in out and "dgx-h100x1" in out
+    assert err == ""
+
+
+def test_search_json_parses_and_matches_schema(plan_json, plan_schema):
+    plan = json.loads(plan_json)
+    jsonschema.validate(plan, plan_schema)
+    assert plan["solver"]["status"] == "OPTIMAL"
+    assert plan["inputs"]["model"]["name"] == "llama-3.1-8b"
+    assert plan["inputs"]["topology"]["name"] == "dgx-h100x1"
+    assert plan["totals"]["gpus_used"] >= 1
+
+
+def test_search_output_file_equals_json_stdout(plan_json, tmp_path):
+    out_file = tmp_path / "plan.json"
+    code, out, err = run(["search", *SMALL, "-o", out_file])
+    assert code == 0, err
+    assert out_file.read_text(encoding="utf-8") == plan_json
+    assert "OPTIMAL" in out  # -o alone still prints the report
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]  # no temp file left behind
+
+
+def test_search_output_file_with_json_flag(plan_json, tmp_path):
+    out_file = tmp_path / "plan.json"
+    code, out, err = run(["search", *SMALL, "--json", "-o", out_file])
+    assert code == 0, err
+    assert out == plan_json
+    assert out_file.read_text(encoding="utf-8") == plan_json
+
+
+def test_search_json_is_deterministic(plan_json):
+    code, again, err = run(["search", *SMALL, "--json"])
+    assert code == 0, err
+    assert again.encode() == plan_json.encode()
+
+
+# -- evaluate / explain --------------------------------------------------------------------------
+
+EVAL_KEYS = {"fits", "memory_per_gpu_bytes", "max_batch_size", "ttft_ms", "tpot_ms", "output_tokens_per_s",
+             "output_tokens_per_s_per_gpu"}
+MEMORY_KEYS = {"weights", "kv_cache", "activations", "overhead", "total", "capacity"}
+
+
+def _evaluate(*extra: str) -> dict:
+    code, out, err = run(["evaluate", "--topology", "dgx-h100x1", "--model", "llama-3.1-70b", "--json", *extra])
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_evaluate_70b_tp1_does_not_fit():
+    d = _evaluate("--tp", "1", "--weight-dtype", "bf16", "--isl", "1024", "--osl", "256")
+    assert EVAL_KEYS <= d.keys()
+    assert MEMORY_KEYS <= d["memory_per_gpu_bytes"].keys()
+    assert d["fits"] is False
+    assert d["memory_per_gpu_bytes"]["weights"] > d["memory_per_gpu_bytes"]["capacity"]
+
+
+def test_evaluate_70b_tp2_fits():
+    d = _evaluate("--tp", "2", "--isl", "512", "--osl", "128")
+    assert EVAL_KEYS <= d.keys()
+    assert MEMORY_KEYS <= d["memory_per_gpu_bytes"].keys()
+    assert d["fits"] is True
+    assert d["max_batch_size"] >= 1
+    mem = d["memory_per_gpu_bytes"]
+    assert 0 < mem["total"] <= mem["capacity"]
+    assert d["ttft_ms"] > 0 and d["tpot_ms"] > 0
+    assert d["output_tokens_per_s"] > 0
+    assert d["output_tokens_per_s_per_gpu"] == pytest.approx(d["output_tokens_per_s"] / 2, rel=1e-3)
+
+
+def test_evaluate_text():
+    code, out, err = run(["evaluate", "--topology", "dgx-h100x1", "--model", "llama-3.1-70b", "--tp", "2",
+                          "--isl", "512", "--osl", "128"])
+    assert code == 0, err
+    assert "tp=2" in out
+
+
+def test_explain_mentions_kv_cache():
+    code, out, err = run(["explain", "--topology", "dgx-h100x1", "--model", "llama-3.1-70b", "--tp", "2",
+                          "--isl", "512", "--osl", "128"])
+    assert code == 0, err
+    assert "KV cache" in out
+    assert err == ""
+
+
+# -- infeasible requests: exit 3, one line --------------------------------------------------------
+
+def _one_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_unreachable_tpot_exits_3(tmp_path):
+    out_file = tmp_path / "plan.json"
+    code, out, err = run(["search", "--topology", "dgx-h100x1", "--model", "llama-3.1-70b", "--tpot-ms", "0.5",
+                          "-o", out_file])
+    assert code == 3
+    assert "--tpot-ms" in _one_line(err)
+    assert out == ""
+    assert not out_file.exists()
+
+
+def test_model_too_big_for_cluster_exits_3():
+    code, out, err = run(["search", "--topology", "pcie-l40sx1", "--model", "llama-3.1-405b"])
+    assert code == 3
+    line = _one_line(err)
+    assert "GiB" in line and "llama-3.1-405b" in line
+    assert out == ""
+
+
+# -- topology / catalog --------------------------------------------------------------------------
+
+def test_topology_validate_builtin():
+    code, out, err = run(["topology", "validate", "dgx-h100x1"])
+    assert code == 0, err
+    assert out.startswith("dgx-h100x1: ok:")
+    assert "8 GPUs" in out
+
+
+def test_topology_show_builtin_json():
+    code, out, err = run(["topology", "show", "dgx-h100x2", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["links"]
+
+
+@pytest.mark.parametrize("what, expected", [
+    ("gpus", "H100-SXM-80GB"),
+    ("models", "llama-3.1-70b"),
+    ("topologies", "dgx-h100x2"),
+])
+def test_catalog(what, expected):
+    code, out, err = run(["catalog", what])
+    assert code == 0, err
+    assert expected in out
+
+
+@pytest.mark.parametrize("what, expected", [("gpus", "H100-SXM-80GB"), ("models", "llama-3.1-70b")])
+def test_catalog_json(what, expected):
+    code, out, err = run(["catalog", what, "--json"])
+    assert code == 0, err
+    assert expected in {row["name"] for row in json.loads(out)}
