@@ -1,7 +1,34 @@
+import json
 import os
 import sys
+
+import pytest
 
 # Tests import the packages from the checkout; no test may read ../shared.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(autouse=True)
+def every_plan_is_verified(monkeypatch):
+    """Every plan any test builds is validated against the shipped JSON Schema and re-verified
+    by the independent ``check_plan`` before the test sees it."""
+    import jsonschema
+
+    from planner import api
+    from planner.check import check_plan
+    from planner.schema import load_json_schema
+
+    schema = load_json_schema()
+    real = api.build_plan
+
+    def verified(spec, topo, *args, **kwargs):
+        plan = real(spec, topo, *args, **kwargs)
+        jsonschema.validate(json.loads(plan.to_json()), schema)
+        report = check_plan(plan, topology=topo, model=spec)
+        assert report.ok, report.problems
+        return plan
+
+    monkeypatch.setattr(api, "build_plan", verified)
+    yield
