@@ -43,11 +43,11 @@
 # online rows (request rate q; q = INF means every request sent at once, served = cap):
 #   served = min(q, cap);  req_per_s = served;  total_output_tok_per_s = served x osl;
 #   total_token_tok_per_s = served x (isl + osl);  per GPU: divided by num_gpus
-#   in-flight batch per replica b: the least fixed point of Little's law
-#       b = ceil(q / dp x (m(b).ttft_s + (osl - 1) x m(b).tpot_s)), capped at the largest batch
-#   itl_ms_mean  = m(b).tpot_s x 1000
-#   ttft_ms_mean = costmodels.serving.ttft_under_load_s(ttft_s=m(b).ttft_s, utilization=q/cap)
-#                  (not modelled at q = INF or q >= cap: the M/D/1 queue has no steady state)
+#   latency from evaluate(..., qps=q).loaded (costmodels.serving.serve_at_rate): the in-flight
+#   batch b is the least fixed point of Little's law b = q/dp x (TTFT(b) + (osl - 1) TPOT(b));
+#   itl_ms_mean  = TPOT(b) x 1000
+#   ttft_ms_mean = TTFT(b) with the M/D/1 queueing wait at utilisation q/cap, x 1000
+#                  (not modelled at q = INF or q >= cap: the queue has no steady state)
 # Rows that cannot be predicted are counted as skipped with their reason, never dropped:
 # unknown model / gpu / precision, metric not modelled, layout inconsistent with num_gpus,
 # rejected by the cost model (e.g. isl + osl beyond the model's context), and "does not fit
@@ -91,7 +91,6 @@ if str(_ROOT) not in sys.path:  # run as a script from a checkout
 
 from costmodels.hardware import GPU, get_gpu  # noqa: E402
 from costmodels.models import get_model  # noqa: E402
-from costmodels.serving import ttft_under_load_s  # noqa: E402
 from planner.api import Evaluation, evaluate  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
 from topologies.graph import Topology  # noqa: E402
@@ -311,15 +310,16 @@ class Predictor:
         return self._topos[key]
 
     def evaluate(self, *, model: str, gpu: GPU, num_gpus: int, dtypes: tuple[str, str], tp: int, pp: int,
-                 dp: int, ep: int, batch: int | None, isl: int, osl: int, runtime: str) -> Evaluation | str:
+                 dp: int, ep: int, batch: int | None, isl: int, osl: int, runtime: str,
+                 qps: float | None = None) -> Evaluation | str:
         """The Evaluation, or the cost model's reason for rejecting the input (a string)."""
-        key = (model, gpu.name, max(8, num_gpus), dtypes, tp, pp, dp, ep, batch, isl, osl, runtime)
+        key = (model, gpu.name, max(8, num_gpus), dtypes, tp, pp, dp, ep, batch, isl, osl, runtime, qps)
         if key not in self._evals:
             self.evaluate_calls += 1
             try:
                 self._evals[key] = evaluate(topology=self.topology(gpu, num_gpus), model=model, tp=tp, pp=pp,
                                             dp=dp, ep=ep, batch=batch, isl=isl, osl=osl, weight_dtype=dtypes[0],
-                                            kv_dtype=dtypes[1], gpu=gpu.name, runtime=runtime)
+                                            kv_dtype=dtypes[1], gpu=gpu.name, runtime=runtime, qps=qps)
             except InputError as e:  # one reason per cause, not per shape: drop the token count
                 self._evals[key] = "rejected by cost model: " + re.sub(
                     r"isl \+ osl = \d+ tokens exceeds", "isl + osl exceeds", str(e))
@@ -352,13 +352,10 @@ class Predictor:
         common = dict(model=spec.name, gpu=gpu, num_gpus=row.num_gpus, dtypes=dtypes, tp=row.tp, pp=pp, dp=dp,
                       ep=ep, isl=row.isl, osl=row.osl, runtime=runtime_of_source(row.source_id))
 
-        def ev_at(batch: int | None) -> Evaluation | str:
-            return self.evaluate(batch=batch, **common)
-
         rate = row.request_rate
         online = rate is not None
         batch = None if online else row.concurrency
-        ev = ev_at(batch)
+        ev = self.evaluate(batch=batch, **common)
         if isinstance(ev, str):
             return Result(row, None, ev)
         if ev.reason is not None:
@@ -379,53 +376,23 @@ class Predictor:
                 return _finite(row, m.ttft_s * 1e3)
             return _finite(row, m.tpot_s * 1e3)  # itl / tpot
 
-        # online serving at request rate `rate` (ev is at the largest batch: the capacity)
-        cap = m.requests_per_s * dp
-        served = cap if math.isinf(rate) else min(rate, cap)
+        # online serving at request rate `rate`: the same library call with qps, which gives the
+        # in-flight batch the rate sustains, TPOT there, and TTFT with queueing
+        loaded = self.evaluate(batch=None, qps=rate, **common)
+        if isinstance(loaded, str):
+            return Result(row, None, loaded)
+        lm = loaded.loaded
+        served = lm.requests_per_s * dp
         per = {"total_output_tok_per_s": served * row.osl, "output_tok_per_s_per_gpu": served * row.osl / gpus,
                "req_per_s": served, "total_token_tok_per_s": served * (row.isl + row.osl)}
         if metric in per:
             return _finite(row, per[metric])
-        if metric.startswith("ttft") and (math.isinf(rate) or rate >= cap):
+        if metric.startswith("ttft") and not math.isfinite(lm.ttft_s):
             why = "request_rate=INF" if math.isinf(rate) else "request rate at or above predicted capacity"
             return Result(row, None, f"metric not modelled: {metric} at {why} (queue has no steady state)")
-        b = self._inflight_batch(ev_at, rate / dp, m.max_batch, row.osl)
-        mb = ev_at(b)
-        if isinstance(mb, str) or not mb.metrics.fits:
-            return Result(row, None, NOT_FIT)
         if metric.startswith("ttft"):
-            return _finite(row, ttft_under_load_s(ttft_s=mb.metrics.ttft_s, utilization=rate / cap) * 1e3)
-        return _finite(row, mb.metrics.tpot_s * 1e3)
-
-    @staticmethod
-    def _inflight_batch(ev_at, rate_per_replica: float, max_batch: int, osl: int) -> int:
-        """Least fixed point of Little's law b = ceil(rate x (ttft(b) + (osl - 1) tpot(b))), capped."""
-        if math.isinf(rate_per_replica):
-            return max_batch
-
-        def g(b: int) -> int:
-            e = ev_at(b)
-            if isinstance(e, str):
-                return max_batch
-            t = rate_per_replica * (e.metrics.ttft_s + (osl - 1) * e.metrics.tpot_s)
-            return max(1, min(max_batch, math.ceil(t - 1e-9)))
-
-        b = 1
-        for _ in range(24):
-            nb = g(b)
-            if nb <= b:
-                return b
-            b = nb
-        lo, hi = b, max_batch  # slow convergence near saturation: bisect for g(b) <= b
-        if g(hi) > hi:
-            return hi
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if g(mid) <= mid:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
+            return _finite(row, lm.ttft_s * 1e3)
+        return _finite(row, lm.tpot_s * 1e3)
 
 
 def runtime_of_source(source_id: str) -> str:

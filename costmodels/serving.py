@@ -233,3 +233,66 @@ def max_utilization(*, ttft_s: float, ttft_slo_s: float | None) -> float:
         return 0.0
     x = ttft_slo_s / ttft_s - 1
     return min(cap, 2 * x / (1 + 2 * x))
+
+
+# -- a replica under a given request rate ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoadedMetrics:
+    """One replica serving ``rate_per_s`` requests/s (open loop, Poisson-like arrivals)."""
+
+    rate_per_s: float
+    batch: int  # sequences in flight on average (Little's law)
+    utilization: float  # rate / capacity at the largest batch
+    ttft_s: float  # queueing included
+    tpot_s: float
+    requests_per_s: float  # served: min(rate, capacity)
+    output_tokens_per_s: float
+
+
+def serve_at_rate(model: ModelSpec, gpu: GPU, s: Strategy, *, isl: int, osl: int, rate_per_s: float,
+                  links: Links = Links(), capacity: ReplicaMetrics | None = None) -> LoadedMetrics:
+    """Predict a replica at a request rate: the in-flight batch the rate sustains, its TPOT,
+    and TTFT with the queueing wait at that utilisation.
+
+    The batch is the least fixed point of Little's law, ``b = rate x (TTFT(b) + (osl - 1)
+    TPOT(b))``, capped at the largest batch that fits. At or above capacity the queue has no
+    steady state: TTFT is infinite and the replica serves its capacity.
+    """
+    cap = capacity or evaluate_replica(model, gpu, s, isl=isl, osl=osl, links=links)
+    if cap.max_batch < 1 or cap.requests_per_s <= 0:
+        return LoadedMetrics(rate_per_s, 0, math.inf, math.inf, math.inf, 0.0, 0.0)
+    util = rate_per_s / cap.requests_per_s
+    if util >= 1:
+        return LoadedMetrics(rate_per_s, cap.batch, util, math.inf, cap.tpot_s, cap.requests_per_s,
+                             cap.output_tokens_per_s)
+    at: dict[int, ReplicaMetrics] = {}
+
+    def metrics(b: int) -> ReplicaMetrics:
+        if b not in at:
+            at[b] = evaluate_replica(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
+        return at[b]
+
+    def little(b: int) -> int:
+        m = metrics(b)
+        return max(1, min(cap.max_batch, math.ceil(rate_per_s * (m.ttft_s + (osl - 1) * m.tpot_s) - 1e-9)))
+
+    b = 1
+    for _ in range(24):
+        nb = little(b)
+        if nb <= b:
+            break
+        b = nb
+    else:  # slow convergence near saturation: bisect for the least b with little(b) <= b
+        lo, hi = b, cap.max_batch
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if little(mid) <= mid:
+                hi = mid
+            else:
+                lo = mid + 1
+        b = lo
+    m = metrics(b)
+    return LoadedMetrics(rate_per_s=rate_per_s, batch=b, utilization=util,
+                         ttft_s=ttft_under_load_s(ttft_s=m.ttft_s, utilization=util), tpot_s=m.tpot_s,
+                         requests_per_s=rate_per_s, output_tokens_per_s=rate_per_s * osl)

@@ -15,8 +15,8 @@ from pathlib import Path
 from costmodels.hardware import GPU, get_gpu
 from costmodels.memory import weight_bytes
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import (Links, ReplicaMetrics, Strategy, evaluate_replica, stages,
-                                ttft_under_load_s, validate_strategy)
+from costmodels.serving import (LoadedMetrics, Links, ReplicaMetrics, Strategy, evaluate_replica,
+                                serve_at_rate, stages, ttft_under_load_s, validate_strategy)
 from costmodels import calibration as cal
 from costmodels.units import DTYPES, GIB
 from planner import schema as S
@@ -341,6 +341,7 @@ class Evaluation:
     span: str
     available_gpus: int
     reason: str | None  # why it does not fit/place, or None
+    loaded: LoadedMetrics | None = None  # at the request rate, when one was given
 
     @property
     def fits(self) -> bool:
@@ -365,6 +366,14 @@ class Evaluation:
             "output_tokens_per_s_per_gpu": _r(m.output_tokens_per_s * self.dp / gpus, 1),
             "requests_per_s": _r(m.requests_per_s * self.dp, 4),
             "links": {"tp": _link_out(self.links.tp).model_dump(), "pp": _link_out(self.links.pp).model_dump()},
+            "at_qps": None if self.loaded is None else {
+                "qps": self.loaded.rate_per_s * self.dp if math.isfinite(self.loaded.rate_per_s) else None,
+                "utilization": _r(self.loaded.utilization, 4) if math.isfinite(self.loaded.utilization) else None,
+                "batch_in_flight": self.loaded.batch,
+                "ttft_ms": _r(self.loaded.ttft_s * 1e3) if math.isfinite(self.loaded.ttft_s) else None,
+                "tpot_ms": _r(self.loaded.tpot_s * 1e3) if math.isfinite(self.loaded.tpot_s) else None,
+                "requests_per_s": _r(self.loaded.requests_per_s * self.dp, 4),
+                "output_tokens_per_s": _r(self.loaded.output_tokens_per_s * self.dp, 1)},
         }
 
 
@@ -372,8 +381,12 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
              ep: int = 1, batch: int | None = None, isl: int, osl: int, weight_dtype: str | None = None,
              kv_dtype: str | None = None, gpu: str | None = None, runtime: str = "vllm",
              max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS,
-             allow_cross_domain_tp: bool = False) -> Evaluation:
-    """Score one given strategy on the topology's links. Without ``batch``: the largest that fits."""
+             allow_cross_domain_tp: bool = False, qps: float | None = None) -> Evaluation:
+    """Score one given strategy on the topology's links. Without ``batch``: the largest that fits.
+
+    With ``qps`` (spread evenly over the ``dp`` replicas) it also predicts the replicas at
+    that load: the batch in flight, TPOT, and TTFT with queueing (``Evaluation.loaded``).
+    """
     topo = _topology(topology)
     spec = _model(model)
     # Scoring a given strategy prices it even past the model's trained context, as runtimes
@@ -406,5 +419,14 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
     if reason is None and tp * pp * dp > free:
         reason = f"tp x pp x dp = {tp * pp * dp} GPUs but the topology has {free} free {gpu_name}"
     m = evaluate_replica(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl, batch=batch, links=links)
+    loaded = None
+    if qps is not None:
+        if not math.isfinite(qps) and qps > 0:
+            qps = math.inf
+        elif qps < 0 or not qps == qps:
+            raise InputError(f"must be a non-negative number, got {qps!r}", source="--qps")
+        cap = m if batch is None else None
+        loaded = serve_at_rate(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl, rate_per_s=qps / dp,
+                               links=links, capacity=cap)
     return Evaluation(gpu=view.gpu_of_type[gpu_name], strategy=s, dp=dp, metrics=m, links=links, span=span,
-                      available_gpus=free, reason=reason)
+                      available_gpus=free, reason=reason, loaded=loaded)
