@@ -29,26 +29,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fidelity  # noqa: E402
 from costmodels import calibration as cal  # noqa: E402
 
-# name, lower bound, upper bound (the fit stays inside; bounds are physical ranges)
+# name, lower bound, upper bound. The fit stays inside; the bounds are what is physically
+# plausible, so a constant cannot stand in for an effect the model lacks: GEMMs reach at most
+# 90 % of dense peak, streams at most 92 % of HBM bandwidth, attention kernels 75 %; a CUDA-graph
+# step costs at most 3 ms on the host and a layer at most 20 us of launch overhead.
 PARAMS = [
-    ("MATMUL_EFFICIENCY_MAX", 0.30, 0.95),
-    ("MATMUL_M_HALF_TOKENS", 1.0, 1024.0),
-    ("HBM_EFFICIENCY", 0.50, 0.95),
-    ("ATTENTION_EFFICIENCY", 0.10, 0.90),
-    ("STEP_OVERHEAD_S", 1e-5, 1e-2),
-    ("LAYER_OVERHEAD_S", 1e-7, 1e-4),
-    ("COLLECTIVE_EFFICIENCY", 0.20, 1.00),
+    ("MATMUL_EFFICIENCY_MAX", 0.30, 0.90),
+    ("LOW_PRECISION_MATMUL_EFFICIENCY", 0.40, 1.00),
+    ("MATMUL_M_HALF_TOKENS", 1.0, 512.0),
+    ("HBM_EFFICIENCY", 0.50, 0.92),
+    ("ATTENTION_EFFICIENCY", 0.10, 0.75),
+    ("STEP_OVERHEAD_S", 1e-5, 3e-3),
+    ("LAYER_OVERHEAD_S", 1e-7, 2e-5),
+    ("COLLECTIVE_EFFICIENCY", 0.30, 1.00),
     ("MOE_GEMM_EFFICIENCY", 0.10, 1.00),
-    ("PREFILL_REQUEST_OVERHEAD_S", 1e-5, 3e-2),
+    ("PREFILL_REQUEST_OVERHEAD_S", 1e-5, 2e-2),
+    ("ONLINE_REQUEST_OVERHEAD_S", 1e-5, 5e-2),
 ]
-LOG_SCALE = {"MATMUL_M_HALF_TOKENS", "STEP_OVERHEAD_S", "LAYER_OVERHEAD_S", "PREFILL_REQUEST_OVERHEAD_S"}
+# Where every fit starts: first-order figures from kernel and NCCL benchmarks, not from the
+# data being fitted, so a held-out fit learns nothing from the rows it leaves out.
+NEUTRAL_START = {"MATMUL_EFFICIENCY_MAX": 0.75, "LOW_PRECISION_MATMUL_EFFICIENCY": 0.8, "MATMUL_M_HALF_TOKENS": 32.0,
+                 "HBM_EFFICIENCY": 0.8, "ATTENTION_EFFICIENCY": 0.5, "STEP_OVERHEAD_S": 300e-6,
+                 "LAYER_OVERHEAD_S": 4e-6, "COLLECTIVE_EFFICIENCY": 0.8, "MOE_GEMM_EFFICIENCY": 0.8,
+                 "PREFILL_REQUEST_OVERHEAD_S": 1e-3, "ONLINE_REQUEST_OVERHEAD_S": 5e-3}
+LOG_SCALE = {"MATMUL_M_HALF_TOKENS", "STEP_OVERHEAD_S", "LAYER_OVERHEAD_S", "PREFILL_REQUEST_OVERHEAD_S",
+             "ONLINE_REQUEST_OVERHEAD_S"}
 MISS_PENALTY = math.log(3.0)  # a row the model cannot predict counts as a 3x miss
 
 
 def _to_x(values: dict) -> np.ndarray:
+    """Transformed start point; a start on a bound is moved 10 % inside (the logit is flat there)."""
     out = []
     for name, lo, hi in PARAMS:
-        v = min(max(values[name], lo * 1.0001), hi * 0.9999)
+        if name in LOG_SCALE:
+            llo, lhi = math.log(lo), math.log(hi)
+            v = math.exp(min(max(math.log(max(values[name], lo)), llo + 0.1 * (lhi - llo)), lhi - 0.1 * (lhi - llo)))
+        else:
+            v = min(max(values[name], lo + 0.1 * (hi - lo)), hi - 0.1 * (hi - lo))
         if name in LOG_SCALE:
             lo, hi, v = math.log(lo), math.log(hi), math.log(v)
         u = (v - lo) / (hi - lo)
@@ -73,17 +90,29 @@ def apply(values: dict) -> None:
 
 
 def loss(rows, values: dict) -> float:
+    """Mean |log error| per metric family (throughput and latency weigh the same), plus the
+    spread of log errors inside each layout group: the planner ranks layouts, so a bias that
+    is the same for all layouts of a group costs less than one that reorders them."""
     apply(values)
     pred = fidelity.Predictor()
-    total = 0.0
+    errs: dict[str, list[float]] = {}
+    groups: dict[tuple, list[float]] = {}
     for r in rows:
+        fam = fidelity.metric_family(r.metric)
+        if fam is None:
+            continue
         res = fidelity._predict_safely(pred, r)
         if res.predicted is None or not res.predicted > 0:
-            if fidelity.metric_family(r.metric) is not None:
-                total += MISS_PENALTY
+            errs.setdefault(fam, []).append(MISS_PENALTY)
             continue
-        total += abs(math.log(res.predicted / r.value))
-    return total / max(len(rows), 1)
+        e = math.log(res.predicted / r.value)
+        errs.setdefault(fam, []).append(abs(e))
+        if fam == "throughput" and r.request_rate is None:
+            key = (r.source_id, r.model, r.gpu, r.precision, r.isl, r.osl, r.metric)
+            groups.setdefault(key, []).append(e)
+    fit = sum(sum(v) / len(v) for v in errs.values()) / max(len(errs), 1)
+    spread = [abs(e - sum(v) / len(v)) for v in groups.values() if len(v) > 1 for e in v]
+    return fit + (sum(spread) / len(spread) if spread else 0.0)
 
 
 def fit(rows, start: dict, max_evals: int) -> tuple[dict, float]:
@@ -119,8 +148,9 @@ def main(argv=None) -> int:
     except fidelity.CsvError as e:
         print(e, file=sys.stderr)
         return 2
-    start = {name: getattr(cal, name) for name, _, _ in PARAMS}
-    print(f"start loss {loss(rows, start):.4f}")
+    current = {name: getattr(cal, name) for name, _, _ in PARAMS}
+    start = dict(NEUTRAL_START)
+    print(f"start loss {loss(rows, start):.4f}; loss of the constants in calibration.py {loss(rows, current):.4f}")
     values, value = fit(rows, start, args.max_evals)
     print(f"fitted on all {len(rows)} rows: loss {value:.4f}")
     for name, _, _ in PARAMS:
@@ -133,7 +163,7 @@ def main(argv=None) -> int:
             v, _ = fit(train, start, args.max_evals)
             print(_line(f"{g} held out", report(args.data, v, holdout_gpu=g)))
             print(_line(f"{g} (fitted on all)", report(args.data, values, holdout_gpu=g)))
-    apply(start)
+    apply(current)
     return 0
 
 

@@ -23,8 +23,8 @@ ACT_BYTES = 2.0  # activations travel in 16 bit
 def matmul_efficiency(tokens: float) -> float:
     """Share of peak a GEMM with ``tokens`` rows reaches.
 
-    >>> round(matmul_efficiency(32), 3)
-    0.375
+    >>> matmul_efficiency(cal.MATMUL_M_HALF_TOKENS) == cal.MATMUL_EFFICIENCY_MAX / 2
+    True
     """
     if tokens <= 0:
         return cal.MATMUL_EFFICIENCY_MAX
@@ -71,6 +71,8 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     layers = range(stage.layer_start, stage.layer_start + stage.layer_count)
     b_w = dtype_bytes(weight_dtype)
     peak = gpu.matmul_flop_per_s(weight_dtype)
+    if peak > gpu.bf16_flop_per_s:  # the GEMMs run in an 8- or 4-bit tensor-core format
+        peak *= cal.LOW_PRECISION_MATMUL_EFFICIENCY
     hbm = gpu.hbm_bandwidth_bytes_per_s * cal.HBM_EFFICIENCY
     tok_per_step = tokens / steps
 

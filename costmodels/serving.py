@@ -294,5 +294,6 @@ def serve_at_rate(model: ModelSpec, gpu: GPU, s: Strategy, *, isl: int, osl: int
         b = lo
     m = metrics(b)
     return LoadedMetrics(rate_per_s=rate_per_s, batch=b, utilization=util,
-                         ttft_s=ttft_under_load_s(ttft_s=m.ttft_s, utilization=util), tpot_s=m.tpot_s,
+                         ttft_s=ttft_under_load_s(ttft_s=m.ttft_s, utilization=util) + cal.ONLINE_REQUEST_OVERHEAD_S,
+                         tpot_s=m.tpot_s,
                          requests_per_s=rate_per_s, output_tokens_per_s=rate_per_s * osl)

@@ -136,9 +136,12 @@ def test_aggregated_classes_match_exact_split(seed):
     tiling = [c for c in cands if all(tiles(c.unit_gpus, k.free) for k in view.classes)]
     exact_tiling, _ = _solve_objective(tiling, every, req, params)
     agg_tiling, _, _ = _solve_and_place(view, tiling, req, params)
-    assert agg.status == exact.status == exact_tiling.status == "OPTIMAL"
-    assert exact_tiling.objective_value <= agg.objective_value * (1 + 1e-9)
+    assert agg.status == exact.status == "OPTIMAL"
     assert agg.objective_value <= exact.objective_value * (1 + 1e-9)
-    assert agg_tiling.objective_value == pytest.approx(exact_tiling.objective_value, rel=1e-9)
+    if exact_tiling is None:  # no tiling shape meets the request: the aggregate finds none either
+        assert agg_tiling is None
+    else:
+        assert exact_tiling.objective_value <= agg.objective_value * (1 + 1e-9)
+        assert agg_tiling.objective_value == pytest.approx(exact_tiling.objective_value, rel=1e-9)
     assert sum(len(p.stages) * len(p.stages[0]) for p in placed) == sum(
         n * cands[i].gpus for i, n in agg.replicas.items())
