@@ -41,51 +41,56 @@ MAX_BATCH_SIZE = 2048
 
 #: [fitted] Share of peak dense tensor-core throughput large 16-bit GEMMs reach
 #: (bounds 0.30-0.90; cuBLAS reaches 70-80 % of dense peak on large Hopper/Ampere GEMMs).
-MATMUL_EFFICIENCY_MAX = 0.722
+MATMUL_EFFICIENCY_MAX = 0.729
 
 #: [fitted] Share of the 16-bit GEMM efficiency reached when GEMMs run in FP8/INT8/FP4
 #: (bounds 0.40-1.00): the doubled tensor rate meets the same SM data paths, scaling and
 #: epilogues, so a smaller share of the datasheet peak is reached.
-LOW_PRECISION_MATMUL_EFFICIENCY = 0.747
+LOW_PRECISION_MATMUL_EFFICIENCY = 0.767
 
 #: [fitted] GEMM rows (tokens) at which the efficiency reaches half its maximum (bounds
 #: 1-512): below one tile of rows (64-128 on Hopper) tensor cores idle.
 #: efficiency(m) = max * m / (m + M_HALF).
-MATMUL_M_HALF_TOKENS = 121.0
+MATMUL_M_HALF_TOKENS = 83.0
 
 #: [fitted] Share of peak HBM bandwidth a streaming read reaches (bounds 0.50-0.92; H100
 #: SXM copy/STREAM-style tests reach about 2.6-2.9 of 3.35 TB/s).
-HBM_EFFICIENCY = 0.775
+HBM_EFFICIENCY = 0.758
 
 #: [fitted, on its upper bound 0.75] Share of peak tensor throughput attention kernels
 #: (FlashAttention-2/3, TensorRT-LLM's FMHA) reach.
 ATTENTION_EFFICIENCY = 0.75
 
 #: [fitted] Fixed cost of one engine step: scheduling, sampling, input preparation, kernel
-#: launches (bounds 10 us-3 ms per step, 0.1-20 us per layer). The per-layer cost sits on
-#: its upper bound: the data asks for more fixed time per step than launches explain, an
-#: effect the model does not have (e.g. small-batch kernel inefficiency beyond GEMMs).
-STEP_OVERHEAD_S = 2222 * US
-LAYER_OVERHEAD_S = 20 * US
+#: launches (bounds 10 us-3 ms per step, 0.1-20 us per layer). 2.1 ms per step is more
+#: than CUDA-graph launches alone: it carries TensorRT-LLM's per-iteration scheduling and
+#: the small kernels (norms, rotary, sampling) the roofline does not price.
+STEP_OVERHEAD_S = 2091 * US
+LAYER_OVERHEAD_S = 13 * US
 
-#: [fitted, on its upper bound 1.0] Share of the dense GEMM efficiency grouped (MoE expert)
-#: GEMMs reach: experts' GEMMs are many small ones launched together, with routing,
-#: permutation and un-permutation around them. The Mixtral rows ask for no penalty.
-MOE_GEMM_EFFICIENCY = 1.0
+#: [fitted] Share of the dense GEMM efficiency grouped (MoE expert) GEMMs reach (bounds
+#: 0.10-1.00): experts' GEMMs are many small ones launched together, with routing,
+#: permutation and un-permutation around them.
+MOE_GEMM_EFFICIENCY = 0.778
 
 #: [fitted] Fixed cost of one request's first token beyond its prompt's compute inside the
 #: engine (bounds 10 us-20 ms): scheduling it into a step, first sampling.
-PREFILL_REQUEST_OVERHEAD_S = 26 * US
+PREFILL_REQUEST_OVERHEAD_S = 650 * US
 
 #: [fitted, online-serving rows] What a client sees on top of the engine's TTFT in online
 #: serving (bounds 10 us-50 ms): the HTTP front end, tokenisation, detokenisation and
 #: streaming of the first token.
-ONLINE_REQUEST_OVERHEAD_S = 9.88 * MS
+ONLINE_REQUEST_OVERHEAD_S = 9.68 * MS
 
 #: [fitted] Share of link bandwidth tensor-parallel all-reduces reach (bounds 0.30-1.00).
 #: nccl-tests' bus bandwidth is 75-85 % of the link rate for large messages; the fit is
-#: lower because decode all-reduces are small (latency-bound) and not overlapped.
-COLLECTIVE_EFFICIENCY = 0.499
+#: lower: these all-reduces are mid-sized and not overlapped with compute.
+COLLECTIVE_EFFICIENCY = 0.605
+
+#: [fitted] Software latency of one step of a collective (bounds 0.5-20 us), on top of the
+#: link's own: NCCL's protocol handshakes and kernel synchronisation per ring or tree step.
+#: It is why small decode all-reduces cost more at higher TP than their bytes suggest.
+COLLECTIVE_STEP_LATENCY_S = 12.8 * US
 
 #: Utilisation a replica is planned to run at when a request rate is given and no TTFT
 #: target bounds it: queueing delay grows without limit as utilisation nears 1.

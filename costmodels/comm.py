@@ -5,6 +5,8 @@ bandwidth and that hop's latency. NCCL reaches ``COLLECTIVE_EFFICIENCY`` of it.
 """
 from __future__ import annotations
 
+import math
+
 from costmodels import calibration as cal
 from topologies.graph import Link
 
@@ -14,7 +16,12 @@ def _bw(link: Link) -> float:
 
 
 def allreduce_s(*, message_bytes: float, ranks: int, link: Link) -> float:
-    """Ring all-reduce: each rank sends and receives 2(n-1)/n of the message, in 2(n-1) steps.
+    """All-reduce time: the faster of a ring and a tree, as NCCL's tuner picks per message size.
+
+    Ring: each rank moves 2(n-1)/n of the message in 2(n-1) latency-bound steps (best for
+    large messages). Tree (double binary tree): 2 log2(n) steps, each rank moving the whole
+    message up and down (best for small messages at high n). Each step pays the link's
+    latency plus NCCL's per-step software latency.
 
     >>> from topologies.graph import Link
     >>> allreduce_s(message_bytes=1e6, ranks=1, link=Link(1e9, 1e-6, "nvlink"))
@@ -22,7 +29,10 @@ def allreduce_s(*, message_bytes: float, ranks: int, link: Link) -> float:
     """
     if ranks <= 1 or message_bytes <= 0:
         return 0.0
-    return 2 * (ranks - 1) / ranks * message_bytes / _bw(link) + 2 * (ranks - 1) * link.latency_s
+    step_latency_s = link.latency_s + cal.COLLECTIVE_STEP_LATENCY_S
+    ring = 2 * (ranks - 1) / ranks * message_bytes / _bw(link) + 2 * (ranks - 1) * step_latency_s
+    tree = 2 * message_bytes / _bw(link) + 2 * math.ceil(math.log2(ranks)) * step_latency_s
+    return min(ring, tree)
 
 
 def send_s(*, message_bytes: float, link: Link) -> float:
@@ -40,4 +50,4 @@ def alltoall_s(*, message_bytes: float, ranks: int, link: Link) -> float:
     """
     if ranks <= 1 or message_bytes <= 0:
         return 0.0
-    return (ranks - 1) / ranks * message_bytes / _bw(link) + 2 * link.latency_s
+    return (ranks - 1) / ranks * message_bytes / _bw(link) + 2 * (link.latency_s + cal.COLLECTIVE_STEP_LATENCY_S)

@@ -134,17 +134,21 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
         raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
     sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params)
     if sol is None:
-        raise InfeasibleError(explain_infeasible(spec, view, req, pricing, solved=True))
+        raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
     wall = time.perf_counter() - t_start
     return build_plan(spec, topo, view, req, sol, inst, placed, pricing, params,
                       wall_time_s=wall if include_timings else None)
 
 
 def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, params: SolverParams):
-    """Solve per the objective; on a packing failure of an aggregated class, re-solve exactly."""
+    """Solve per the objective; on a packing failure of an aggregated class, re-solve exactly.
+
+    All solves share one deadline: ``params.time_limit_s`` bounds the whole search.
+    """
+    deadline = time.perf_counter() + params.time_limit_s
     for up_to in (SPLIT_CLASSES_UP_TO, 10**9):
         classes = split_classes(view.classes, up_to=up_to)
-        sol, inst = _solve_objective(cands, classes, req, params)
+        sol, inst = _solve_objective(cands, classes, req, params, deadline=deadline)
         if sol is None:
             return None, None, None
         try:
@@ -154,8 +158,9 @@ def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, pa
     raise AssertionError("exact class split cannot fail to place")  # pragma: no cover
 
 
-def _solve_objective(cands: list[Candidate], classes, req: Request, params: SolverParams):
-    deadline = time.perf_counter() + params.time_limit_s
+def _solve_objective(cands: list[Candidate], classes, req: Request, params: SolverParams,
+                     deadline: float | None = None):
+    deadline = deadline if deadline is not None else time.perf_counter() + params.time_limit_s
 
     def run(subset: list[Candidate], objective: str = "max-throughput") -> tuple[Solution, Instance]:
         inst = Instance(candidates=subset, classes=classes, request=req)
@@ -290,8 +295,7 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
 
 # -- infeasibility -------------------------------------------------------------------------------
 
-def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing: Pricing,
-                       solved: bool = False) -> str:
+def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing: Pricing) -> str:
     """One line saying which constraint binds and by how much."""
     wbytes = weight_bytes(params=spec.total_params(), dtype=req.weight_dtype)
     usable = sum(view.gpu_of_type[k.gpu].memory_bytes * cal.RUNTIMES[req.runtime].memory_fraction * k.free * k.count
