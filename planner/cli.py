@@ -117,9 +117,11 @@ def _common_model_options(f):
 @click.option("--json", "as_json", is_flag=True, help="Print the placement JSON instead of the report.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the placement JSON to this file.")
 @click.option("--include-timings", is_flag=True, help="Put the wall time in the JSON (it then differs run to run).")
+@click.option("--verbose", "-v", is_flag=True, help="Show the CP-SAT search log on stderr.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but the result (no wall-time line).")
 @_clean_errors
 def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, tpot_ms, qps, objective, max_gpus,
-           allow_cross_domain_tp, time_limit_s, workers, seed, as_json, output, include_timings):
+           allow_cross_domain_tp, time_limit_s, workers, seed, as_json, output, include_timings, verbose, quiet):
     """Find the best plan for a model on a topology."""
     import time
 
@@ -131,7 +133,7 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
                       tpot_ms=tpot_ms, objective=objective, weight_dtype=_dtype(weight_dtype),
                       kv_dtype=_dtype(kv_dtype), max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
                       time_limit_s=time_limit_s, workers=workers, seed=seed, include_timings=include_timings,
-                      runtime=runtime)
+                      runtime=runtime, log=verbose)
     text = plan.to_json()
     if output:
         _write_atomic(output, text)
@@ -139,7 +141,7 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
         click.echo(text, nl=False)
     else:
         click.echo(plan_text(plan), nl=False)
-        if not include_timings:
+        if not include_timings and not quiet:
             click.echo(f"wall time: {time.perf_counter() - t0:.2f} s")
 
 

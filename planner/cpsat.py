@@ -13,6 +13,7 @@ still fails, :func:`planner.solve.search` re-solves with every class split.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field, replace
 
@@ -219,7 +220,10 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
     solver.parameters.max_time_in_seconds = max(0.01, params.time_limit_s if time_limit_s is None else time_limit_s)
     solver.parameters.num_workers = params.workers
     solver.parameters.random_seed = params.seed
-    solver.parameters.log_search_progress = params.log
+    if params.log:  # the solver's log goes to stderr, so stdout stays the result alone
+        solver.parameters.log_search_progress = True
+        solver.parameters.log_to_stdout = False
+        solver.log_callback = lambda line: print(line, file=sys.stderr)
     t0 = time.perf_counter()
     status = solver.solve(m)
     wall = time.perf_counter() - t0

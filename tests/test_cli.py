@@ -226,3 +226,16 @@ def test_catalog_json(what, expected):
     code, out, err = run(["catalog", what, "--json"])
     assert code == 0, err
     assert expected in {row["name"] for row in json.loads(out)}
+
+
+def test_verbose_logs_the_solver_on_stderr_and_keeps_stdout_clean(plan_json):
+    code, out, err = run(["search", *SMALL, "--json", "--verbose"])
+    assert code == 0
+    assert out == plan_json  # the log does not change the plan or leak into stdout
+    assert "CP-SAT" in err or "Starting" in err
+
+
+def test_quiet_prints_only_the_result():
+    code, out, err = run(["search", *SMALL, "--quiet"])
+    assert code == 0 and err == ""
+    assert "wall time" not in out and "OPTIMAL" in out
