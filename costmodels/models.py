@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from difflib import get_close_matches
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -305,7 +305,7 @@ def builtin_model_names() -> list[str]:
     return sorted(f.name[:-5] for f in d.iterdir() if f.name.endswith(".json"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _builtin(name: str) -> ModelSpec:
     f = resources.files("costmodels") / "data" / "models" / f"{name}.json"
     return model_from_config(json.loads(f.read_text(encoding="utf-8")), name=name,

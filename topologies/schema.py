@@ -47,7 +47,7 @@ class Fabric(_Strict):
     pcie_latency_us: float = Field(default=2.0, ge=0)
 
     @model_validator(mode="after")
-    def _needs_nvlink_figures(self) -> "Fabric":
+    def _needs_nvlink_figures(self) -> Fabric:
         if self.kind in ("nvswitch", "nvlink-pairs") and self.nvlink_bandwidth_gbyte_per_s is None:
             raise ValueError(f"fabric kind {self.kind!r} needs nvlink_bandwidth_gbyte_per_s")
         if self.kind == "nvlink-pairs" and not self.pairs:
@@ -135,7 +135,7 @@ class TopologySpec(_Strict):
         return out
 
     @model_validator(mode="after")
-    def _cross_references(self) -> "TopologySpec":
+    def _cross_references(self) -> TopologySpec:
         nodes = self.all_nodes()
         if not nodes:
             raise ValueError("no nodes: give 'nodes' or 'node_groups'")
@@ -177,7 +177,7 @@ class TopologySpec(_Strict):
                 raise ValueError(f"nodes: node {n.name!r} has fabric kind 'nvlink-domain' but is "
                                  f"in no entry of 'nvlink_domains'")
         if len(nodes) > 1 and self.network.kind != "none":
-            for i, n in enumerate(nodes):
+            for n in nodes:
                 if self.node_types[n.type].nics is None and n.name not in in_domain:
                     raise ValueError(f"node_types.{n.type}.nics: node {n.name!r} has no NICs, so "
                                      f"it cannot reach the other nodes; add 'nics'")
