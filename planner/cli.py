@@ -186,6 +186,62 @@ def explain(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, ba
                nl=False)
 
 
+@main.command()
+@click.option("--plan", "plan_file", required=True, help="Placement JSON written by `search --json` or `-o`.")
+@click.option("--target", required=True, type=click.Choice(["vllm", "sglang", "trtllm"]), help="Serving runtime.")
+@click.option("--model-path", help="Checkpoint to serve (HF repo id or folder); default: the model's HF repo.")
+@click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False),
+              help="Write the files into this folder (created); default: print them all.")
+@_clean_errors
+def emit(plan_file, target, model_path, out_dir):
+    """Write the runtime's launch files for a plan (scripts per replica group)."""
+    from planner.emit import emit as emit_fn
+    from planner.emit import load_plan
+
+    plan = load_plan(plan_file)
+    try:
+        files = emit_fn(plan, target, model_path=model_path)
+    except InputError as e:  # a plan the runtime cannot express: say which file
+        if e.source is not None:
+            raise
+        raise InputError(str(e), source=plan_file) from None
+    if not out_dir:
+        click.echo("".join(f"# === {name} ===\n{text}" for name, text in files.items()), nl=False)
+        return
+    _write_all_atomic(out_dir, files)
+    for name in files:
+        click.echo(os.path.join(out_dir, name))
+
+
+def _write_all_atomic(out_dir: str, files: dict[str, str]) -> None:
+    """Write every file into ``out_dir`` (created) via temp files renamed only once all are written."""
+    d = Path(out_dir)
+    if d.exists() and not d.is_dir():
+        raise InputError("exists and is not a folder", source=out_dir)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create folder: {e.strerror}", source=out_dir) from None
+    temps: list[tuple[str, Path]] = []
+    try:
+        for name, text in files.items():
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{name}.", suffix=".tmp")
+            temps.append((tmp, d / name))
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            if name.endswith(".sh"):
+                os.chmod(tmp, 0o755)
+            else:
+                os.chmod(tmp, 0o644)
+        for tmp, target in temps:
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+
+
 @main.group(cls=_Group)
 def topology():
     """Validate and show topology files."""

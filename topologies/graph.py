@@ -301,49 +301,35 @@ class Topology:
         members = list(group)
         if len(members) < 2:
             return LOCAL
-        worst = None
-        per_nic: dict[str, int] = {}
-        per_rack: dict[str, int] = {}
-        nodes = {self.graph.nodes[m]["node"] for m in members}
-        for m in members:
-            for y in self.graph[m]:
-                if self.graph.nodes[y].get("kind") == "nic" and len(nodes) > 1:
-                    per_nic[y] = per_nic.get(y, 0) + 1
-            per_rack[self.graph.nodes[m]["rack"]] = per_rack.get(self.graph.nodes[m]["rack"], 0) + 1
-        multi_rack = len(per_rack) > 1
-        for a, b in zip(members, members[1:] + members[:1]):
-            lk = self.link(a, b)
-            if lk.kind in ("nic", "network"):
-                share = max(per_nic.get(n, 1) for n in self._nics_of(a, b))
-                bw = lk.bandwidth_bytes_per_s / share
-                if multi_rack and lk.kind == "network":
-                    bw = lk.bandwidth_bytes_per_s / max(per_rack.values())
-                lk = Link(bandwidth_bytes_per_s=bw, latency_s=lk.latency_s, kind=lk.kind)
-            if worst is None or (lk.bandwidth_bytes_per_s, -lk.latency_s) < (
-                    worst.bandwidth_bytes_per_s, -worst.latency_s):
-                worst = lk
-        return worst
+        return self._slowest_of_pairs(zip(members, members[1:] + members[:1]), members)
 
     def stage_link(self, a: list[str], b: list[str]) -> Link:
         """Per-GPU link of a pipeline send where rank i of group ``a`` sends to rank i of ``b``.
 
-        All ranks send at once, so GPUs that leave their node through the same NIC share
-        it. Returns the slowest rank pair's link.
+        All ranks send at once, so GPUs that leave their node through the same NIC (or their
+        rack through the same uplink) share it. Returns the slowest rank pair's link.
         """
+        return self._slowest_of_pairs(zip(a, b), list(a) + list(b))
+
+    def _slowest_of_pairs(self, pairs: Iterable[tuple[str, str]], members: list[str]) -> Link:
+        """The slowest of the pairs' widest paths, scale-out edges shared by all ``members`` at once."""
         g = self.graph
-        members = list(a) + list(b)
         nic_of = {m: next((n for n in g[m] if g.nodes[n].get("kind") == "nic"), None) for m in members}
+        per_nic: dict[str | None, int] = {}
+        per_rack: dict[str, int] = {}
+        for m in members:
+            per_nic[nic_of[m]] = per_nic.get(nic_of[m], 0) + 1
+            per_rack[g.nodes[m]["rack"]] = per_rack.get(g.nodes[m]["rack"], 0) + 1
         worst = None
-        for x, y in zip(a, b):
+        for x, y in pairs:
             lk = self.link(x, y)
             if lk.kind in ("nic", "network"):
-                share = sum(1 for m in members if nic_of[m] is not None and nic_of[m] == nic_of[x])
-                lk = Link(bandwidth_bytes_per_s=lk.bandwidth_bytes_per_s / max(share, 1), latency_s=lk.latency_s,
+                share = max(per_nic.get(nic_of[x], 1), per_nic.get(nic_of[y], 1))
+                if lk.kind == "network" and len(per_rack) > 1:
+                    share = max(share, max(per_rack.values()))
+                lk = Link(bandwidth_bytes_per_s=lk.bandwidth_bytes_per_s / share, latency_s=lk.latency_s,
                           kind=lk.kind)
             if worst is None or (lk.bandwidth_bytes_per_s, -lk.latency_s) < (
                     worst.bandwidth_bytes_per_s, -worst.latency_s):
                 worst = lk
         return worst or LOCAL
-
-    def _nics_of(self, a: str, b: str) -> list[str]:
-        return [y for m in (a, b) for y in self.graph[m] if self.graph.nodes[y].get("kind") == "nic"] or ["-"]

@@ -1,0 +1,184 @@
+"""Emitters: turn a placement plan into the launch files a serving runtime takes.
+
+Each emitter is a pure function ``emit_<target>(plan, model_path=None) -> dict[str, str]``
+mapping file name to file content (sorted by name, deterministic, no I/O). A plan the
+runtime cannot express (an unknown checkpoint, a dtype it has no flag for, an expert or
+layer layout it cannot pin) raises :class:`InputError` naming the field, never a file
+with a silently different deployment.
+
+Every command-line flag an emitter writes was looked up in the runtime's own argument
+parser; the file and version are named at the top of each emitter module and in the
+files it writes, and ``tests/test_emit.py`` keeps the list of allowed flags per runtime.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.schema import Plan, ReplicaGroup, Replica
+from topologies.errors import InputError
+
+TARGETS = ("vllm", "sglang", "trtllm")
+
+# Built-in model name -> (Hugging Face repo id, dtype the checkpoint ships in).
+HF_MODELS: dict[str, tuple[str, str]] = {
+    "deepseek-v3": ("deepseek-ai/DeepSeek-V3", "fp8"),
+    "falcon-180b": ("tiiuae/falcon-180B-chat", "bf16"),
+    "gpt-j-6b": ("EleutherAI/gpt-j-6b", "bf16"),
+    "gpt-oss-120b": ("openai/gpt-oss-120b", "fp4"),
+    "llama-2-70b": ("meta-llama/Llama-2-70b-chat-hf", "bf16"),
+    "llama-2-7b": ("meta-llama/Llama-2-7b-chat-hf", "bf16"),
+    "llama-3.1-405b": ("meta-llama/Llama-3.1-405B-Instruct", "bf16"),
+    "llama-3.1-70b": ("meta-llama/Llama-3.1-70B-Instruct", "bf16"),
+    "llama-3.1-8b": ("meta-llama/Llama-3.1-8B-Instruct", "bf16"),
+    "mistral-7b": ("mistralai/Mistral-7B-v0.1", "bf16"),
+    "mixtral-8x22b": ("mistralai/Mixtral-8x22B-Instruct-v0.1", "bf16"),
+    "mixtral-8x7b": ("mistralai/Mixtral-8x7B-Instruct-v0.1", "bf16"),
+    "qwen2.5-72b": ("Qwen/Qwen2.5-72B-Instruct", "bf16"),
+    "qwen3-235b-a22b": ("Qwen/Qwen3-235B-A22B", "bf16"),
+    "qwen3-32b": ("Qwen/Qwen3-32B", "bf16"),
+}
+
+_HALF = ("bf16", "fp16")
+
+
+def model_ref(plan: Plan, model_path: str | None) -> tuple[str, str | None]:
+    """(what to pass the runtime as the model, the checkpoint's dtype if known)."""
+    name = plan.inputs.model.name
+    known = HF_MODELS.get(name)
+    if model_path:
+        return model_path, known[1] if known else None
+    if known is None:
+        raise InputError(f"no Hugging Face repository is known for model {name!r}; give the checkpoint "
+                         "with --model-path", field="inputs.model.name")
+    return known
+
+
+def needs_fp8_quantization(group: ReplicaGroup, checkpoint_dtype: str | None, target: str) -> bool:
+    """True when the runtime must quantize weights to FP8 on load; refuse what no flag can express."""
+    w = group.strategy.weight_dtype
+    if w == checkpoint_dtype or (w in _HALF and checkpoint_dtype in (*_HALF, None)):
+        return False
+    if w == "fp8" and checkpoint_dtype != "fp8":
+        return True
+    raise InputError(f"weights in {w} from a {checkpoint_dtype or 'unknown-dtype'} checkpoint cannot be set by "
+                     f"a {target} flag; give a {w} checkpoint with --model-path",
+                     field=f"replica_groups.{group.id}.strategy.weight_dtype")
+
+
+def floor2(num: int, den: int) -> str:
+    """num/den rounded down to two decimals, as text (exact integer arithmetic)."""
+    if den <= 0 or num <= 0:
+        raise InputError("memory budget leaves nothing for the runtime", field="memory_per_gpu_bytes")
+    pct = min(num * 100 // den, 100)
+    return f"{pct // 100}.{pct % 100:02d}"
+
+
+@dataclass(frozen=True)
+class ReplicaLayout:
+    replica: Replica
+    nodes: list[str]                  # nodes in order of first appearance by rank (rank 0's node first)
+    gpus: dict[str, list[int]]        # node -> GPU indices of its ranks, in rank order
+    port: int                         # HTTP port of the replica (on its first node)
+
+    @property
+    def head(self) -> str:
+        return self.nodes[0]
+
+    @property
+    def multi_node(self) -> bool:
+        return len(self.nodes) > 1
+
+
+def layouts(plan: Plan, base_port: int) -> dict[str, list[ReplicaLayout]]:
+    """Per group, each replica's nodes, GPUs and a port distinct among replicas sharing a head node."""
+    used: dict[str, int] = {}
+    out: dict[str, list[ReplicaLayout]] = {}
+    for g in plan.replica_groups:
+        rows = []
+        for r in g.replicas:
+            nodes: list[str] = []
+            gpus: dict[str, list[int]] = {}
+            for k in sorted(r.ranks, key=lambda k: k.rank):
+                if k.node not in gpus:
+                    nodes.append(k.node)
+                    gpus[k.node] = []
+                gpus[k.node].append(k.gpu_index)
+            if not nodes:
+                raise InputError("replica has no ranks", field=f"replica_groups.{g.id}.replicas.{r.index}.ranks")
+            n = used.get(nodes[0], 0)
+            used[nodes[0]] = n + 1
+            rows.append(ReplicaLayout(r, nodes, gpus, base_port + n))
+        out[g.id] = rows
+    return out
+
+
+def all_nodes(rows: list[ReplicaLayout]) -> list[str]:
+    seen: list[str] = []
+    for row in rows:
+        for n in row.nodes:
+            if n not in seen:
+                seen.append(n)
+    return sorted(seen)
+
+
+def uneven(split: list[int]) -> bool:
+    return len(set(split)) > 1
+
+
+def csv(xs) -> str:
+    return ",".join(str(x) for x in xs)
+
+
+def script(lines: list[str]) -> str:
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def continued(cmd: list[str], indent: str = "  ") -> list[str]:
+    """A command as lines: the program then one flag (with its value) per continuation line."""
+    head, *rest = cmd
+    out = [indent + head + (" \\" if rest else "")]
+    for i, part in enumerate(rest):
+        out.append(indent + "    " + part + (" \\" if i < len(rest) - 1 else ""))
+    return out
+
+
+def node_case(nodes: list[str], bodies: dict[str, list[str]]) -> list[str]:
+    """A ``case "$NODE"`` over the nodes: run the script on each node with its name."""
+    lines = [f'NODE="${{1:?usage: $0 NODE   (one of: {" ".join(nodes)})}}"', 'case "$NODE" in']
+    for n in nodes:
+        lines.append(f"{n})")
+        lines.extend(bodies[n])
+        lines.append("  ;;")
+    lines.append('*) echo "unknown node: $NODE (expected one of: ' + " ".join(nodes) + ')" >&2; exit 2 ;;')
+    lines.append("esac")
+    return lines
+
+
+def emit(plan: Plan, target: str, model_path: str | None = None) -> dict[str, str]:
+    if target == "vllm":
+        from planner.emit.vllm import emit_vllm as fn
+    elif target == "sglang":
+        from planner.emit.sglang import emit_sglang as fn
+    elif target == "trtllm":
+        from planner.emit.trtllm import emit_trtllm as fn
+    else:
+        raise InputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}", source="--target")
+    return fn(plan, model_path=model_path)
+
+
+def load_plan(path: str) -> Plan:
+    """Read and validate a placement JSON file; every failure is an :class:`InputError` naming the file."""
+    from pydantic import ValidationError
+
+    from topologies.load import read_structured_file
+
+    data, _ = read_structured_file(path)
+    if not isinstance(data, dict):
+        raise InputError("not a placement plan (expected a JSON object)", source=path)
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or None
+        msg = "unknown key; remove it or check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
+        raise InputError(f"not a valid placement plan: {msg}", source=path, field=loc) from None

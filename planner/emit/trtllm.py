@@ -1,0 +1,122 @@
+"""TensorRT-LLM launch scripts: ``trtllm-serve`` per replica, plus an extra-options YAML when needed.
+
+Flags checked against TensorRT-LLM 1.x ``trtllm-serve`` (click options of ``serve``):
+  NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py @ 00209af149e7: --host, --port,
+  --tp_size (alias of --tensor_parallel_size), --pp_size, --ep_size (alias of
+  --moe_expert_parallel_size), --gpus_per_node, --max_batch_size, --max_num_tokens,
+  --max_seq_len, --kv_cache_free_gpu_memory_fraction (alias of --free_gpu_memory_fraction),
+  --extra_llm_api_options (alias of --config; a YAML merged into the LLM API arguments).
+Multi-node replicas: ``mpirun -H host:n,... -np N trtllm-llmapi-launch trtllm-serve ...``
+(tensorrt_llm/llmapi/trtllm-llmapi-launch is in the same repository).
+Refused, with the reason: an uneven pipeline layer split (trtllm-serve has no flag that pins one),
+FP8 weights from a non-FP8 checkpoint (no online FP8 quantization flag in trtllm-serve), and
+multi-node replicas whose nodes use different GPU indices (one CUDA_VISIBLE_DEVICES per mpirun).
+"""
+from __future__ import annotations
+
+from planner.emit import (ReplicaLayout, all_nodes, continued, csv, floor2, layouts, model_ref, node_case,
+                          needs_fp8_quantization, script, uneven)
+from planner.schema import Plan, ReplicaGroup
+from topologies.errors import InputError
+
+TRTLLM_VERSION = "1.x"
+SOURCE = "NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py @ 00209af149e7"
+BASE_PORT = 8000
+
+
+def _kv_fraction(g: ReplicaGroup) -> str:
+    # trtllm-serve gives the KV cache this fraction of the memory left after weights and buffers;
+    # the plan's budget for KV is what remains of that after its reserve.
+    m = g.memory_per_gpu_bytes
+    free = m.capacity - m.weights - m.activations - m.overhead
+    return floor2(free - m.reserve, free)
+
+
+def _extra_yaml(g: ReplicaGroup) -> str | None:
+    kv = g.strategy.kv_dtype
+    if kv in ("bf16", "fp16"):
+        return None
+    if kv == "fp8":
+        return "# KV cache in FP8 (LLM API KvCacheConfig.dtype)\nkv_cache_config:\n  dtype: fp8\n"
+    raise InputError(f"trtllm-serve has no KV-cache dtype {kv}", field=f"replica_groups.{g.id}.strategy.kv_dtype")
+
+
+def _serve(model: str, g: ReplicaGroup, port: int, extra: str | None, gpus_per_node: int | None) -> list[str]:
+    s = g.strategy
+    cmd = [f"trtllm-serve {model}", "--host 0.0.0.0", f"--port {port}",
+           f"--tp_size {s.tp}", f"--pp_size {s.pp}"]
+    if s.ep > 1:
+        cmd.append(f"--ep_size {s.ep}")
+    if gpus_per_node is not None:
+        cmd.append(f"--gpus_per_node {gpus_per_node}")
+    cmd += [f"--max_batch_size {s.batch_size}", f"--max_num_tokens {s.max_num_batched_tokens}",
+            f"--max_seq_len {s.max_model_len}", f"--kv_cache_free_gpu_memory_fraction {_kv_fraction(g)}"]
+    if extra:
+        cmd.append(f"--extra_llm_api_options {extra}")
+    return cmd
+
+
+def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str) -> dict[str, str]:
+    s = g.strategy
+    if uneven(s.layer_split):
+        raise InputError(f"trtllm-serve cannot pin the uneven layer split {s.layer_split} (it has no layer-partition "
+                         "flag); choose another target or a pp that divides the layers",
+                         field=f"replica_groups.{g.id}.strategy.layer_split")
+    yaml_text = _extra_yaml(g)
+    yaml_name = f"trtllm-{g.id}-extra.yaml" if yaml_text else None
+    nodes = all_nodes(rows)
+    bodies: dict[str, list[str]] = {n: [] for n in nodes}
+    for row in rows:
+        r = row.replica
+        if not row.multi_node:
+            gpus = csv(row.gpus[row.head])
+            bodies[row.head].append(f"  # replica {r.index}: GPUs {gpus}, port {row.port}")
+            cmd = _serve(model, g, row.port, yaml_name, None)
+            cmd[0] = f"CUDA_VISIBLE_DEVICES={gpus} {cmd[0]}"
+            cmd[-1] += " &"
+            bodies[row.head].extend(continued(cmd))
+            continue
+        lists = {tuple(v) for v in row.gpus.values()}
+        if len(lists) != 1:
+            raise InputError(f"replica {r.index} uses different GPU indices on its nodes; one mpirun launch takes one "
+                             "CUDA_VISIBLE_DEVICES", field=f"replica_groups.{g.id}.replicas.{r.index}.ranks")
+        gpus = list(lists.pop())
+        world = len(gpus) * len(row.nodes)
+        hosts = ",".join(f"{n}:{len(gpus)}" for n in row.nodes)
+        bodies[row.head].append(f"  # replica {r.index}: {len(row.nodes)} nodes ({', '.join(row.nodes)}), "
+                                f"GPUs {csv(gpus)} on each, port {row.port}; launched from here over MPI")
+        cmd = _serve(model, g, row.port, yaml_name, len(gpus))
+        cmd[0] = (f"CUDA_VISIBLE_DEVICES={csv(gpus)} mpirun -H {hosts} -np {world} -x CUDA_VISIBLE_DEVICES "
+                  f"trtllm-llmapi-launch {cmd[0]}")
+        cmd[-1] += " &"
+        bodies[row.head].extend(continued(cmd))
+        for n in row.nodes[1:]:
+            bodies[n].append(f"  # replica {r.index}: started over MPI from {row.head}; nothing to run here")
+            bodies[n].append("  :")
+    for n in nodes:
+        if any(line.rstrip().endswith("&") for line in bodies[n]):
+            bodies[n].append("  wait")
+    header = [
+        "#!/usr/bin/env bash",
+        f"# TensorRT-LLM {TRTLLM_VERSION} launch for plan group {g.id} ({g.role}, {g.gpu}): "
+        f"{plan.inputs.model.name}, tp={s.tp} pp={s.pp} ep={s.ep}, {len(rows)} replica(s)",
+        f"# generated by {plan.generator} `plan-search emit --target trtllm`; flags checked in {SOURCE}",
+        "# run on every node of the group with that node's name as the only argument",
+        "set -euo pipefail",
+    ]
+    files = {f"trtllm-{g.id}.sh": script(header + node_case(nodes, bodies))}
+    if yaml_name:
+        files[yaml_name] = yaml_text
+    return files
+
+
+def emit_trtllm(plan: Plan, model_path: str | None = None) -> dict[str, str]:
+    model, ckpt = model_ref(plan, model_path)
+    rows = layouts(plan, BASE_PORT)
+    files: dict[str, str] = {}
+    for g in plan.replica_groups:
+        if needs_fp8_quantization(g, ckpt, "trtllm-serve"):
+            raise InputError("trtllm-serve does not quantize weights to FP8 on load; give an FP8 checkpoint with "
+                             "--model-path", field=f"replica_groups.{g.id}.strategy.weight_dtype")
+        files.update(_group_files(plan, g, rows[g.id], model))
+    return dict(sorted(files.items()))
