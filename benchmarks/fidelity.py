@@ -279,14 +279,12 @@ def harness_topology_spec(gpu: GPU, num_gpus: int) -> dict:
         nic = gpu.nic_gbit_per_s or DEFAULT_NIC_GBIT_PER_S
         return {**base, "node_types": {"n": {
             "gpu": gpu.name, "gpus_per_node": domain,
-            "fabric": {"kind": "nvswitch", "nvlink_bandwidth_gbyte_per_s": _gbyte(gpu.nvlink_bytes_per_s),
-                       "in_network_reduction": gpu.nvlink_sharp},
+            "fabric": {"kind": "nvswitch", "nvlink_bandwidth_gbyte_per_s": _gbyte(gpu.nvlink_bytes_per_s)},
             "nics": {"count": domain, "bandwidth_gbit_per_s": nic}}},
             "node_groups": [{"prefix": "node", "count": nodes, "type": "n"}],
             "network": {"kind": "single-switch"}}
     if gpu.nvlink_bytes_per_s and domain >= n:
-        fabric = {"kind": "nvswitch", "nvlink_bandwidth_gbyte_per_s": _gbyte(gpu.nvlink_bytes_per_s),
-                  "in_network_reduction": gpu.nvlink_sharp}
+        fabric = {"kind": "nvswitch", "nvlink_bandwidth_gbyte_per_s": _gbyte(gpu.nvlink_bytes_per_s)}
     elif gpu.nvlink_bytes_per_s and domain == 2:
         fabric = {"kind": "nvlink-pairs", "nvlink_bandwidth_gbyte_per_s": _gbyte(gpu.nvlink_bytes_per_s),
                   "pairs": [[i, i + 1] for i in range(0, n - 1, 2)],

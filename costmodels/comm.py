@@ -20,10 +20,8 @@ def allreduce_s(*, message_bytes: float, ranks: int, link: Link) -> float:
 
     Ring: each rank moves 2(n-1)/n of the message in 2(n-1) latency-bound steps (best for
     large messages). Tree (double binary tree): 2 log2(n) steps, each rank moving the whole
-    message up and down (best for small messages at high n). NVLS, where the NVSwitch
-    reduces in the switch (NVLink SHARP): each rank sends its message once and receives the
-    sum once, in two steps. Each step pays the link's latency plus NCCL's per-step software
-    latency.
+    message up and down (best for small messages at high n). Each step pays the link's
+    latency plus NCCL's per-step software latency.
 
     >>> from topologies.graph import Link
     >>> allreduce_s(message_bytes=1e6, ranks=1, link=Link(1e9, 1e-6, "nvlink"))
@@ -34,8 +32,6 @@ def allreduce_s(*, message_bytes: float, ranks: int, link: Link) -> float:
     step_latency_s = link.latency_s + cal.COLLECTIVE_STEP_LATENCY_S
     ring = 2 * (ranks - 1) / ranks * message_bytes / _bw(link) + 2 * (ranks - 1) * step_latency_s
     tree = 2 * message_bytes / _bw(link) + 2 * math.ceil(math.log2(ranks)) * step_latency_s
-    if link.in_network_reduction:
-        return min(ring, tree, message_bytes / _bw(link) + 2 * step_latency_s)
     return min(ring, tree)
 
 

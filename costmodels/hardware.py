@@ -31,7 +31,6 @@ class GPU:
     nvlink_bytes_per_s: float | None  # per direction
     nvlink_domain_gpus: int
     nic_gbit_per_s: float | None
-    nvlink_sharp: bool  # its NVSwitch can reduce in the switch (NCCL NVLS)
     source: str
 
     def matmul_flop_per_s(self, weight_dtype: str) -> float:
@@ -77,7 +76,6 @@ def gpu_catalog() -> dict[str, GPU]:
             nvlink_bytes_per_s=(_num(r["nvlink_gbyte_per_s_per_direction"]) or 0) * 1e9 or None,
             nvlink_domain_gpus=int(r["nvlink_domain_gpus"]),
             nic_gbit_per_s=_num(r["nic_gbit_per_s"]),
-            nvlink_sharp=r["nvlink_sharp"] == "1",
             source=r["source"],
         )
     return out

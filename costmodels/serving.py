@@ -99,9 +99,8 @@ def _stage_memory(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, *, ba
     p = s.profile
     w = stage_weight_bytes(model, tp=s.tp, layer_start=st.layer_start, layer_count=st.layer_count,
                            first=st.first, last=st.last, weight_dtype=s.weight_dtype)
-    # Runtimes reserve the workspace of a full step (vLLM's profiling run and TensorRT-LLM's
-    # buffers use max_num_batched_tokens / max_num_tokens), whatever the batch in flight.
-    act = activation_bytes(model, tp=s.tp, step_tokens=s.max_num_batched_tokens, batch=max(batch, 1))
+    act = activation_bytes(model, tp=s.tp, step_tokens=min(s.max_num_batched_tokens, max(batch, 1) * max(context, 1)),
+                           batch=max(batch, 1))
     over = overhead_bytes(gpus_in_replica=s.gpus)
     budget, reserve = kv_budget_bytes(capacity=gpu.memory_bytes, weights=w, activations=act, overhead=over,
                                       utilization=p.memory_fraction, rule=p.kv_rule)
@@ -123,23 +122,13 @@ def max_batch_size(model: ModelSpec, gpu: GPU, s: Strategy, *, context: int, cap
     Capped by the runtime's default scheduler limit (per pipeline stage) unless ``cap``.
     """
     best = cap if cap is not None else s.profile.max_batch
-
-    def fits(n: int, st: StageShape) -> bool:
-        _, budget, per_seq = _stage_memory(model, gpu, s, st, batch=n, context=context)
-        return n <= max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq)
-
     for st in stages(model, s):
-        # The logits buffer grows with the batch, so the KV room shrinks as n grows: fits(n)
-        # holds up to some n and not past it. Bisect for the largest n that fits.
-        lo, hi = 0, best
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits(mid, st):
-                lo = mid
-            else:
-                hi = mid - 1
-        best = lo
-    return best
+        n = best
+        for _ in range(3):  # activations grow with the batch (logits); settle the fixed point
+            _, budget, per_seq = _stage_memory(model, gpu, s, st, batch=n, context=context)
+            n = min(best, max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq))
+        best = n
+    return max(best, 0)
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,7 @@ def test_harness_topologies():
     assert kind("L40S")["node_types"]["n"]["fabric"]["kind"] == "pcie"
     assert kind("H100-PCIe")["node_types"]["n"]["fabric"]["kind"] == "nvlink-pairs"
     h = kind("H100")["node_types"]["n"]
-    assert h["fabric"] == {"kind": "nvswitch", "nvlink_bandwidth_gbyte_per_s": 450.0, "in_network_reduction": True}
+    assert h["fabric"] == {"kind": "nvswitch", "nvlink_bandwidth_gbyte_per_s": 450.0}
     assert h["gpus_per_node"] == 8
     big = kind("H100", 16)
     assert big["node_groups"][0]["count"] == 2 and big["network"]["kind"] == "single-switch"

@@ -46,7 +46,6 @@ class Link:
     bandwidth_bytes_per_s: float
     latency_s: float
     kind: str  # the kind of the bottleneck edge: nvlink, pcie, nic, network, local
-    in_network_reduction: bool = False  # a group inside one NVSwitch domain that reduces in the switch
 
     def transfer_s(self, payload_bytes: float) -> float:
         """Time to move ``payload_bytes`` one way over this link (latency + size/bandwidth)."""
@@ -96,11 +95,9 @@ def build_graph(spec: TopologySpec) -> nx.Graph:
             else:
                 nvd = None
             scale_up = domain_of_node.get(node.name, node.name)
-            sharp = (fab.kind == "nvswitch" and fab.in_network_reduction) or (
-                fab.kind == "nvlink-domain" and domains[domain_of_node[node.name]].in_network_reduction)
             g.add_node(gpu_id(node.name, i), kind="gpu", node=node.name, index=i, gpu=nt.gpu,
                        rack=node.rack, available=not node.unavailable and i not in busy,
-                       domain=scale_up, nvlink_domain=nvd, in_network_reduction=sharp)
+                       domain=scale_up, nvlink_domain=nvd)
             g.add_edge(gpu_id(node.name, i), pcie, kind="pcie",
                        bandwidth_bytes_per_s=fab.pcie_bandwidth_gbyte_per_s * GBYTE,
                        latency_s=fab.pcie_latency_us * US / 2)
@@ -335,7 +332,4 @@ class Topology:
             if worst is None or (lk.bandwidth_bytes_per_s, -lk.latency_s) < (
                     worst.bandwidth_bytes_per_s, -worst.latency_s):
                 worst = lk
-        if worst is not None and worst.kind == "nvlink" and all(g.nodes[m]["in_network_reduction"] for m in members) \
-                and len({g.nodes[m]["nvlink_domain"] for m in members}) == 1:
-            worst = Link(worst.bandwidth_bytes_per_s, worst.latency_s, worst.kind, in_network_reduction=True)
         return worst or LOCAL

@@ -41,8 +41,6 @@ class Fabric(_Strict):
 
     kind: Literal["nvswitch", "nvlink-pairs", "pcie", "nvlink-domain"]
     nvlink_bandwidth_gbyte_per_s: float | None = Field(default=None, gt=0)
-    in_network_reduction: bool = Field(default=False, description="NVSwitch reduces in the switch "
-                                       "(NVLink SHARP: NVSwitch gen 3+, HGX H100/H200/B200)")
     nvlink_latency_us: float = Field(default=1.0, ge=0)
     pairs: list[tuple[int, int]] = Field(default_factory=list)
     pcie_bandwidth_gbyte_per_s: float = Field(default=25.0, gt=0)
@@ -54,9 +52,6 @@ class Fabric(_Strict):
             raise ValueError(f"fabric kind {self.kind!r} needs nvlink_bandwidth_gbyte_per_s")
         if self.kind == "nvlink-pairs" and not self.pairs:
             raise ValueError("fabric kind 'nvlink-pairs' needs a list of GPU index pairs in 'pairs'")
-        if self.in_network_reduction and self.kind != "nvswitch":
-            raise ValueError("in_network_reduction: only an 'nvswitch' fabric reduces in the switch; for a "
-                             "multi-node NVLink domain set it on the domain in 'nvlink_domains'")
         if self.kind != "nvlink-pairs" and self.pairs:
             raise ValueError(f"'pairs' only applies to fabric kind 'nvlink-pairs', not {self.kind!r}")
         return self
@@ -103,7 +98,6 @@ class NvlinkDomain(_Strict):
     nodes: list[str] = Field(min_length=1)
     bandwidth_gbyte_per_s: float = Field(gt=0, description="per GPU, per direction")
     latency_us: float = Field(default=1.5, ge=0)
-    in_network_reduction: bool = Field(default=False, description="NVLink SHARP in the domain's switches")
 
 
 class Network(_Strict):
