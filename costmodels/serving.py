@@ -122,12 +122,24 @@ def max_batch_size(model: ModelSpec, gpu: GPU, s: Strategy, *, context: int, cap
     Capped by the runtime's default scheduler limit (per pipeline stage) unless ``cap``.
     """
     best = cap if cap is not None else s.profile.max_batch
+
+    def room(n: int, st: StageShape) -> int:
+        _, budget, per_seq = _stage_memory(model, gpu, s, st, batch=n, context=context)
+        return max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq)
+
     for st in stages(model, s):
-        n = best
-        for _ in range(3):  # activations grow with the batch (logits); settle the fixed point
-            _, budget, per_seq = _stage_memory(model, gpu, s, st, batch=n, context=context)
-            n = min(best, max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq))
-        best = n
+        # Activations (logits, the step's tokens) grow with the batch, so the KV room shrinks
+        # as n grows and "n fits" holds up to some n and not past it. The room at the cap is
+        # a lower bound of the answer, the room at that bound an upper one: bisect between.
+        lo = min(best, room(best, st))
+        hi = min(best, room(lo, st))
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if mid <= room(mid, st):
+                lo = mid
+            else:
+                hi = mid - 1
+        best = lo
     return max(best, 0)
 
 

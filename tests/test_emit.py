@@ -143,11 +143,14 @@ def test_single_node_details(plans):
 
 
 def test_multi_node_vllm_uses_ray(plans):
-    text = emit(plans["llama405b-dgx-h100x2-rdma200"], "vllm")["vllm-g0.sh"]
+    plan = plans["llama405b-dgx-h100x2-rdma200"]
+    text = emit(plan, "vllm")["vllm-g0.sh"]
     assert "ray start --head --port=6379" in text
     assert "ray start --address=${RAY_HEAD_ADDR:-node0}:6379" in text
     assert "--distributed-executor-backend ray" in text
-    assert "VLLM_PP_LAYER_PARTITION=15,16,16,16,16,16,16,15" in text
+    split = plan.replica_groups[0].strategy.layer_split
+    partition = "VLLM_PP_LAYER_PARTITION=" + ",".join(map(str, split))
+    assert (partition in text) == (len(set(split)) > 1)  # set exactly when the split is uneven
 
 
 def test_multi_node_sglang_one_line_per_node(plans):
@@ -161,13 +164,16 @@ def test_trtllm_multi_node_mpirun(plans):
     base = plans["llama70b-dgx-h100x2"]
     g = base.replica_groups[0]
     r0 = g.replicas[0]
-    ranks = [k.model_copy(update={"node": "dgx1" if k.stage == 1 else "dgx0",
-                                  "gpu_index": k.tp_rank}) for k in r0.ranks]
+    n = len(r0.ranks)
+    half = n // 2  # move the second half of the replica's ranks to the other node
+    ranks = [k.model_copy(update={"node": "dgx1" if k.rank >= half else "dgx0",
+                                  "gpu_index": k.rank % half}) for k in r0.ranks]
     g2 = g.model_copy(update={"replicas": [r0.model_copy(update={"ranks": ranks})]})
     plan = base.model_copy(update={"replica_groups": [g2]})
     text = emit(plan, "trtllm")["trtllm-g0.sh"]
-    assert "mpirun -H dgx0:2,dgx1:2 -np 4 -x CUDA_VISIBLE_DEVICES trtllm-llmapi-launch trtllm-serve" in text
-    assert "--gpus_per_node 2" in text
+    assert (f"mpirun -H dgx0:{half},dgx1:{half} -np {n} -x CUDA_VISIBLE_DEVICES trtllm-llmapi-launch "
+            f"trtllm-serve") in text
+    assert f"--gpus_per_node {half}" in text
     assert _flags(text) <= ALLOWED["trtllm"]
 
 
