@@ -20,8 +20,8 @@ from costmodels.serving import (LoadedMetrics, Links, ReplicaMetrics, Strategy, 
 from costmodels import calibration as cal
 from costmodels.units import DTYPES, GIB
 from planner import schema as S
-from planner.candidates import (Candidate, ClusterView, Pricing, Request, _slowness, _spans,
-                                _inter_domain_link_fn, cluster_view, price_candidates)
+from planner.candidates import (Candidate, ClusterView, Pricing, Request, slowness, replica_spans,
+                                inter_domain_link_fn, cluster_view, price_candidates)
 from planner.cpsat import SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution, solve, split_classes
 from planner.placement import PlacedReplica, PlacementError, place, replica_links
 from topologies.errors import InfeasibleError, InputError, SolveTimeout
@@ -234,8 +234,8 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
     for ci, reps in by_cand.items():
         c = reps[0].candidate
         links = [replica_links(topo, r) for r in reps]
-        worst = Links(tp=max((lk.tp for lk in links), key=_slowness), pp=max((lk.pp for lk in links), key=_slowness),
-                      ep=max((lk.ep for lk in links), key=_slowness))
+        worst = Links(tp=max((lk.tp for lk in links), key=slowness), pp=max((lk.pp for lk in links), key=slowness),
+                      ep=max((lk.ep for lk in links), key=slowness))
         m = evaluate_replica(spec, view.gpu_of_type[c.gpu], c.strategy, isl=req.isl, osl=req.osl, batch=c.batch,
                              links=worst)
         group_metrics[ci] = (m, worst)
@@ -410,7 +410,7 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
     if gpu_name not in view.free_by_type:
         raise InputError(f"topology {topo.name!r} has no free {gpu_name}", source="--gpu")
     classes = [k for k in view.classes if k.gpu == gpu_name]
-    spans = list(_spans(view, classes, tp, pp, req, _inter_domain_link_fn(topo, view, classes)))
+    spans = list(replica_spans(view, classes, tp, pp, req, inter_domain_link_fn(topo, view, classes)))
     reason = None
     if spans:
         span, *_, links = spans[0]

@@ -215,7 +215,7 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
         max_free = max(c.free for c in classes)
         tp_limit = total_free if req.allow_cross_domain_tp else max_free
         tps = [t for t in _tp_options(model, tp_limit) if req.tp is None or t == req.tp]
-        inter_pp = _inter_domain_link_fn(topo, view, classes)
+        inter_pp = inter_domain_link_fn(topo, view, classes)
         for tp in tps:
             pps = [p for p in range(1, min(MAX_PP, model.layers) + 1) if tp * p <= total_free]
             if req.pp is not None:
@@ -224,7 +224,7 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
             if req.ep is not None:
                 eps = [e for e in eps if e == req.ep]
             for pp in pps:
-                for span, unit, units, per_stage, cls_ok, links in _spans(view, classes, tp, pp, req, inter_pp):
+                for span, unit, units, per_stage, cls_ok, links in replica_spans(view, classes, tp, pp, req, inter_pp):
                     for ep in eps:
                         s = Strategy(tp=tp, pp=pp, ep=ep, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
                                      max_num_batched_tokens=req.max_num_batched_tokens, runtime=req.runtime)
@@ -246,7 +246,7 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
     return pr
 
 
-def _spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req: Request, inter_pp):
+def replica_spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req: Request, inter_pp):
     """(span, unit GPUs, units per replica, units per stage, classes, links) for a shape."""
     topo = view.topology
     intra = [c for c in classes if tp * pp <= c.free]
@@ -255,16 +255,16 @@ def _spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req:
         for c in intra:
             free = view.free_gpus(c.domains[0])[: tp * pp]
             stages = _chunks(free, tp)
-            lt = max((topo.slowest_link(s) for s in stages), key=_slowness)
+            lt = max((topo.slowest_link(s) for s in stages), key=slowness)
             lp = LOCAL if pp == 1 else max((topo.stage_link(a, b) for a, b in zip(stages, stages[1:])),
-                                           key=_slowness)
-            worst_tp = lt if worst_tp is None else max(worst_tp, lt, key=_slowness)
-            worst_pp = lp if worst_pp is None else max(worst_pp, lp, key=_slowness)
+                                           key=slowness)
+            worst_tp = lt if worst_tp is None else max(worst_tp, lt, key=slowness)
+            worst_pp = lp if worst_pp is None else max(worst_pp, lp, key=slowness)
         yield "intra", tp * pp, 1, 1, tuple(c.signature for c in intra), Links(tp=worst_tp, pp=worst_pp)
     inter = [c for c in classes if tp <= c.free]
     if pp > 1 and inter and sum(c.count * (c.free // tp) for c in inter) >= pp and (
             sum(c.count for c in inter) > 1):
-        lt = max((topo.slowest_link(_chunks(view.free_gpus(c.domains[0]), tp)[0]) for c in inter), key=_slowness)
+        lt = max((topo.slowest_link(_chunks(view.free_gpus(c.domains[0]), tp)[0]) for c in inter), key=slowness)
         yield "inter", tp, pp, 1, tuple(c.signature for c in inter), Links(tp=lt, pp=inter_pp(tp))
     if req.allow_cross_domain_tp:
         full = [c for c in classes if c.free == c.domain_size and tp > c.free and tp % c.free == 0]
@@ -282,12 +282,12 @@ def _spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req:
             yield "cross", c.free, k * pp, k, (c.signature,), Links(tp=lt, pp=lp)  # a unit is one whole domain
 
 
-def _slowness(link: Link) -> tuple[float, float]:
+def slowness(link: Link) -> tuple[float, float]:
     """Sort key: larger is slower."""
     return (-link.bandwidth_bytes_per_s, link.latency_s)
 
 
-def _inter_domain_link_fn(topo: Topology, view: ClusterView, classes: list[DomainClass]):
+def inter_domain_link_fn(topo: Topology, view: ClusterView, classes: list[DomainClass]):
     """Link a pipeline send takes between stages in two different domains, worst case.
 
     Stage k of a TP group sends to rank k of the next stage; all ``tp`` ranks send at
@@ -313,7 +313,7 @@ def _inter_domain_link_fn(topo: Topology, view: ClusterView, classes: list[Domai
             b = view.free_gpus(d1)[:tp]
             if len(a) == tp and len(b) == tp:
                 pairs.append(topo.stage_link(a, b))
-        cache[tp] = max(pairs, key=_slowness) if pairs else LOCAL
+        cache[tp] = max(pairs, key=slowness) if pairs else LOCAL
         return cache[tp]
 
     return link

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.candidates import Candidate, ClusterView, _slowness
+from planner.candidates import Candidate, ClusterView, slowness
 from planner.cpsat import Instance, Solution
 from costmodels.serving import Links
 from topologies.graph import LOCAL, Topology
@@ -70,8 +70,8 @@ def place(sol: Solution, inst: Instance, view: ClusterView) -> list[PlacedReplic
 
 def replica_links(topo: Topology, rep: PlacedReplica) -> Links:
     """The links this placed replica's collectives actually use."""
-    tp = max((topo.slowest_link(list(s)) for s in rep.stages), key=_slowness)
+    tp = max((topo.slowest_link(list(s)) for s in rep.stages), key=slowness)
     pp = LOCAL
     if len(rep.stages) > 1:
-        pp = max((topo.stage_link(list(a), list(b)) for a, b in zip(rep.stages, rep.stages[1:])), key=_slowness)
+        pp = max((topo.stage_link(list(a), list(b)) for a, b in zip(rep.stages, rep.stages[1:])), key=slowness)
     return Links(tp=tp, pp=pp, ep=tp)
