@@ -251,6 +251,15 @@ def _run_script(path: Path) -> subprocess.CompletedProcess:
                           cwd=str(path.parent))
 
 
+def _one_error_line(cp) -> str:
+    """Exit 2, nothing on stdout, exactly one line on stderr and no traceback; returns the line."""
+    assert cp.returncode == 2
+    lines = cp.stderr.strip().splitlines()
+    assert len(lines) == 1, cp.stderr
+    assert "Traceback" not in cp.stderr and cp.stdout == ""
+    return lines[0]
+
+
 def test_missing_column_exits_2_with_one_line(tmp_path):
     text = SMALL.read_text().splitlines()
     header = text[0].split(",")
@@ -258,12 +267,8 @@ def test_missing_column_exits_2_with_one_line(tmp_path):
     bad = [",".join(c for j, c in enumerate(line.split(",")) if j != drop) for line in text[:3]]
     p = tmp_path / "missing.csv"
     p.write_text("\n".join(bad) + "\n")
-    cp = _run_script(p)
-    assert cp.returncode == 2
-    lines = cp.stderr.strip().splitlines()
-    assert len(lines) == 1, cp.stderr
-    assert "missing.csv" in lines[0] and "missing column tp;" in lines[0] and "fix" in lines[0]
-    assert "Traceback" not in cp.stderr and cp.stdout == ""
+    line = _one_error_line(_run_script(p))
+    assert "missing.csv" in line and "missing column tp;" in line and "fix" in line
 
 
 def test_non_numeric_value_exits_2_naming_line_and_column(tmp_path):
@@ -271,13 +276,9 @@ def test_non_numeric_value_exits_2_naming_line_and_column(tmp_path):
     text[3] = text[3].replace(",1024,256,", ",1024,lots,", 1)
     p = tmp_path / "nonnumeric.csv"
     p.write_text("\n".join(text) + "\n")
-    cp = _run_script(p)
-    assert cp.returncode == 2
-    lines = cp.stderr.strip().splitlines()
-    assert len(lines) == 1, cp.stderr
-    assert "line 4" in lines[0] and "'osl'" in lines[0] and "'lots'" in lines[0] and "fix" in lines[0]
+    line = _one_error_line(_run_script(p))
+    assert "line 4" in line and "'osl'" in line and "'lots'" in line and "fix" in line
 
 
 def test_missing_file_exits_2(tmp_path):
-    cp = _run_script(tmp_path / "nope.csv")
-    assert cp.returncode == 2 and len(cp.stderr.strip().splitlines()) == 1 and "Traceback" not in cp.stderr
+    _one_error_line(_run_script(tmp_path / "nope.csv"))
