@@ -23,6 +23,7 @@ from planner import schema as S
 from planner.candidates import (Candidate, ClusterView, Pricing, Request, slowness, replica_spans,
                                 inter_domain_link_fn, cluster_view, price_candidates)
 from planner.cpsat import SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution, solve, split_classes
+from planner.progress import SearchControl
 from planner.placement import PlacedReplica, PlacementError, place, replica_links
 from topologies.errors import InfeasibleError, InputError, SolveTimeout
 from topologies.graph import Topology
@@ -108,8 +109,14 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
            tpot_ms: float | None = None, objective: str = "throughput", weight_dtype: str | None = None,
            kv_dtype: str | None = None, max_gpus: int | None = None, allow_cross_domain_tp: bool = False,
            time_limit_s: float = 10.0, workers: int = 1, seed: int = 0, include_timings: bool = False,
-           log: bool = False, runtime: str = "vllm") -> S.Plan:
-    """Find the best plan. Raises :class:`InputError` (bad input) or :class:`InfeasibleError`."""
+           log: bool = False, runtime: str = "vllm", control: SearchControl | None = None) -> S.Plan:
+    """Find the best plan. Raises :class:`InputError` (bad input) or :class:`InfeasibleError`.
+
+    ``control`` (optional) receives progress lines and makes the search interruptible: a
+    Ctrl-C while the solver runs returns the best plan found so far (status FEASIBLE, with
+    its gap) and sets ``control.interrupted``; before any plan exists it raises
+    ``KeyboardInterrupt``.
+    """
     t_start = time.perf_counter()
     topo = _topology(topology)
     spec = _model(model)
@@ -127,12 +134,16 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
     free = sum(k.free * k.count for k in view.classes)
     if req.max_gpus is not None and req.max_gpus > free:
         req = replace(req, max_gpus=None)  # a cap above what the cluster has does not bind
+    t_price = time.perf_counter()
     pricing = price_candidates(spec, view, req)
+    if control is not None:
+        control.say(f"priced {pricing.priced:,} shapes on {free:,} free GPUs in {time.perf_counter() - t_price:.1f} s: "
+                    f"{len(pricing.candidates):,} candidates meet the request")
     if not pricing.candidates:
         raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
     if req.qps and req.qps > max(c.usable_requests_per_s / c.gpus for c in pricing.candidates) * free:
         raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
-    sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params)
+    sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params, control)
     if sol is None:
         raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
     wall = time.perf_counter() - t_start
@@ -140,7 +151,8 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
                       wall_time_s=wall if include_timings else None)
 
 
-def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, params: SolverParams):
+def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, params: SolverParams,
+                     control: SearchControl | None = None):
     """Solve per the objective; on a packing failure of an aggregated class, re-solve exactly.
 
     All solves share one deadline: ``params.time_limit_s`` bounds the whole search.
@@ -148,7 +160,7 @@ def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, pa
     deadline = time.perf_counter() + params.time_limit_s
     for up_to in (SPLIT_CLASSES_UP_TO, 10**9):
         classes = split_classes(view.classes, up_to=up_to)
-        sol, inst = _solve_objective(cands, classes, req, params, deadline=deadline)
+        sol, inst = _solve_objective(cands, classes, req, params, deadline=deadline, control=control)
         if sol is None:
             return None, None, None
         try:
@@ -158,13 +170,23 @@ def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, pa
     raise AssertionError("exact class split cannot fail to place")  # pragma: no cover
 
 
+class _Stopped(Exception):
+    """Ctrl-C stopped a solve before it found anything."""
+
+
 def _solve_objective(cands: list[Candidate], classes, req: Request, params: SolverParams,
-                     deadline: float | None = None):
+                     deadline: float | None = None, control: SearchControl | None = None):
     deadline = deadline if deadline is not None else time.perf_counter() + params.time_limit_s
 
     def run(subset: list[Candidate], objective: str = "max-throughput") -> tuple[Solution, Instance]:
+        if control is not None and control.interrupted:
+            raise _Stopped
         inst = Instance(candidates=subset, classes=classes, request=req)
-        sol = solve(inst, params, objective=objective, time_limit_s=deadline - time.perf_counter())
+        sol = solve(inst, params, objective=objective, time_limit_s=deadline - time.perf_counter(), control=control)
+        if control is not None and control.interrupted:
+            if sol.status != "FEASIBLE" and sol.status != "OPTIMAL":
+                raise _Stopped
+            sol.status = "FEASIBLE"  # the search as a whole was cut short
         if sol.status == "UNKNOWN":
             raise SolveTimeout(f"no plan found within --time-limit-s {params.time_limit_s:g} (the solver neither "
                                f"found a plan nor proved there is none); raise --time-limit-s")
@@ -173,12 +195,15 @@ def _solve_objective(cands: list[Candidate], classes, req: Request, params: Solv
     def ok(sol: Solution) -> bool:
         return sol.status in ("OPTIMAL", "FEASIBLE")
 
-    if req.objective == "min-gpus":
-        sol, inst = run(cands, "min-gpus")
-        return (sol, inst) if ok(sol) else (None, None)
-    if req.objective == "throughput":
-        sol, inst = run(cands)
-        return (sol, inst) if ok(sol) else (None, None)
+    try:
+        if req.objective == "min-gpus":
+            sol, inst = run(cands, "min-gpus")
+            return (sol, inst) if ok(sol) else (None, None)
+        if req.objective == "throughput":
+            sol, inst = run(cands)
+            return (sol, inst) if ok(sol) else (None, None)
+    except _Stopped:
+        raise KeyboardInterrupt from None
     # Lexicographic objectives: find the best per-candidate key a feasible plan can reach
     # (binary search over candidates sorted by key; feasibility grows with the subset), then
     # maximise throughput among candidates at least that good.
@@ -192,7 +217,13 @@ def _solve_objective(cands: list[Candidate], classes, req: Request, params: Solv
     while lo <= hi:
         mid = (lo + hi) // 2
         subset = [c for c in ordered if key(c) <= values[mid]]
-        sol, inst = run(subset)
+        try:
+            sol, inst = run(subset)
+        except _Stopped:
+            if best is None:
+                raise KeyboardInterrupt from None
+            best[0].status = "FEASIBLE"  # not proven best: the bisection was cut short
+            break
         if ok(sol):
             best, hi = (sol, inst), mid - 1
         else:

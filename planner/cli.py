@@ -29,10 +29,33 @@ def _clean_errors(fn):
         except PlanSearchError as e:
             click.echo(f"plan-search: {'error' if e.exit_code == 2 else 'infeasible'}: {e}", err=True)
             sys.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("plan-search: interrupted", err=True)
+        except KeyboardInterrupt as e:
+            click.echo(f"plan-search: {e.args[0] if e.args else 'interrupted'}", err=True)
             sys.exit(130)
     return wrapper
+
+
+class _StatusLine:
+    """Progress on stderr. On a terminal one line is rewritten in place and cleared at the end;
+    elsewhere (``--progress`` into a file or pipe) each report is its own line."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._shown = False
+
+    def show(self, line: str) -> None:
+        if self._tty:
+            self._stream.write("\r\033[K" + line)
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._tty and self._shown:
+            self._stream.write("\r\033[K")
+            self._stream.flush()
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -119,21 +142,44 @@ def _common_model_options(f):
 @click.option("--include-timings", is_flag=True, help="Put the wall time in the JSON (it then differs run to run).")
 @click.option("--verbose", "-v", is_flag=True, help="Show the CP-SAT search log on stderr.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the result (no wall-time line).")
+@click.option("--progress/--no-progress", default=None,
+              help="Show candidates priced and the solver's incumbent and bound on stderr "
+                   "[default: when stderr is a terminal].")
 @_clean_errors
 def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, tpot_ms, qps, objective, max_gpus,
-           allow_cross_domain_tp, time_limit_s, workers, seed, as_json, output, include_timings, verbose, quiet):
-    """Find the best plan for a model on a topology."""
+           allow_cross_domain_tp, time_limit_s, workers, seed, as_json, output, include_timings, verbose, quiet,
+           progress):
+    """Find the best plan for a model on a topology.
+
+    Ctrl-C while the solver runs stops it and prints the best plan found so far
+    (status FEASIBLE, with its optimality gap).
+    """
     import time
 
     from planner import api
+    from planner.progress import SearchControl
     from planner.report import plan_text
 
     t0 = time.perf_counter()
-    plan = api.search(topology=topology, model=model, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms,
-                      tpot_ms=tpot_ms, objective=objective, weight_dtype=_dtype(weight_dtype),
-                      kv_dtype=_dtype(kv_dtype), max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
-                      time_limit_s=time_limit_s, workers=workers, seed=seed, include_timings=include_timings,
-                      runtime=runtime, log=verbose)
+    if progress is None:
+        progress = not quiet and sys.stderr.isatty()
+    status_line = _StatusLine(sys.stderr) if progress and not quiet else None
+    control = SearchControl(report=status_line.show if status_line else None)
+    try:
+        plan = api.search(topology=topology, model=model, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms,
+                          tpot_ms=tpot_ms, objective=objective, weight_dtype=_dtype(weight_dtype),
+                          kv_dtype=_dtype(kv_dtype), max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
+                          time_limit_s=time_limit_s, workers=workers, seed=seed, include_timings=include_timings,
+                          runtime=runtime, log=verbose, control=control)
+    except KeyboardInterrupt:
+        if status_line:
+            status_line.close()
+        raise KeyboardInterrupt("interrupted before any plan was found") from None
+    if status_line:
+        status_line.close()
+    if control.interrupted:
+        click.echo(f"plan-search: interrupted: the best plan found so far (status {plan.solver.status}, "
+                   f"gap {plan.solver.gap:.2%})", err=True)
     text = plan.to_json()
     if output:
         _write_atomic(output, text)
@@ -188,7 +234,8 @@ def explain(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, ba
 
 @main.command()
 @click.option("--plan", "plan_file", required=True, help="Placement JSON written by `search --json` or `-o`.")
-@click.option("--target", required=True, type=click.Choice(["vllm", "sglang", "trtllm"]), help="Serving runtime.")
+@click.option("--target", required=True, type=click.Choice(list(__import__("planner.emit", fromlist=["TARGETS"]).TARGETS)),
+              help="Serving runtime (vllm, sglang, trtllm), Ray placement groups (ray) or Kubernetes manifests (k8s).")
 @click.option("--model-path", help="Checkpoint to serve (HF repo id or folder); default: the model's HF repo.")
 @click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False),
               help="Write the files into this folder (created); default: print them all.")

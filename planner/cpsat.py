@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from ortools.sat.python import cp_model
 
 from planner.candidates import Candidate, DomainClass, Request
+from planner.progress import SearchControl, run_interruptibly
 
 THROUGHPUT_SCALE = 100  # centi-tokens/s
 QPS_SCALE = 1_000_000  # micro-requests/s
@@ -193,7 +194,8 @@ class SolverParams:
     log: bool = False
 
 
-def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s: float | None = None) -> Solution:
+def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s: float | None = None,
+          control: SearchControl | None = None) -> Solution:
     """Build and solve one CP-SAT model.
 
     ``objective``: ``max-throughput`` (ties: fewer GPUs) or ``min-gpus`` (ties: more
@@ -209,10 +211,12 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
         # maximise throughput * (G+1) - gpus: more throughput first, then fewer GPUs
         m.maximize(v.throughput() * (total_gpus + 1) - v.gpus_used())
         scale = lambda x: (x + total_gpus) / (total_gpus + 1) / THROUGHPUT_SCALE  # noqa: E731
+        unit = "tok/s"
     elif objective == "min-gpus":
         # minimise gpus * (T+1) - throughput: fewer GPUs first, then more throughput
         m.minimize(v.gpus_used() * max_tput - v.throughput())
         scale = lambda x: math.ceil(x / max_tput)  # noqa: E731
+        unit = "GPUs"
     else:
         raise ValueError(objective)
     v.greedy_hint(m)
@@ -225,7 +229,7 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
         solver.parameters.log_to_stdout = False
         solver.log_callback = lambda line: print(line, file=sys.stderr)
     t0 = time.perf_counter()
-    status = solver.solve(m)
+    status = run_interruptibly(solver, m, control, scale=scale, unit=unit)
     wall = time.perf_counter() - t0
     name = solver.status_name(status)
     sol = Solution(status=name, wall_time_s=wall)
