@@ -149,6 +149,15 @@ def _twenty_mb(d: Path) -> Path:
     return p
 
 
+def _hundred_mb_model(d: Path) -> Path:
+    """A 100 MiB config.json (sparse: the size is refused before a byte is read)."""
+    p = d / "config.json"
+    with p.open("wb") as f:
+        f.write(b'{"model_type": "llama", "pad": "')
+        f.truncate(100 * 2**20)
+    return p
+
+
 def _directory(d: Path) -> Path:
     p = d / "a_directory.yaml"
     p.mkdir()
@@ -224,6 +233,7 @@ CASES: list[Case] = [
     generated("topology-billion-laughs", _billion_laughs, "description"),
     generated("topology-alias-flood", _alias_flood, "aliases"),
     generated("topology-20mb", _twenty_mb, "MiB"),
+    generated("model-100mb", _hundred_mb_model, "MiB", as_model=True),
     generated("topology-non-utf8", _write("latin1.yaml", "name: caf\xe9\n".encode("latin-1")), "UTF-8"),
     generated("topology-nul-byte", _write("nul.yaml", b"name: a\x00b\n"), "invalid YAML"),
     generated("topology-utf8-bom-json", _write("bom.json", b'\xef\xbb\xbf{"name": "x"}'), "node_types"),
