@@ -119,6 +119,24 @@ def test_search_json_is_deterministic(plan_json):
     assert again.encode() == plan_json.encode()
 
 
+@pytest.mark.parametrize("kw", [
+    dict(topology="mixed-h100x2-a100x2", model="llama-3.1-70b", tpot_ms=50),
+    dict(topology="dgx-h100x128", model="llama-3.1-8b", qps=300, objective="min-gpus", tpot_ms=20),
+    dict(topology="hgx-a100x4", model="mixtral-8x7b", objective="latency"),
+], ids=["mixed", "min-gpus-1024", "latency"])
+def test_proven_plans_do_not_depend_on_workers(kw):
+    """With optimality proven, more CP-SAT workers give the same plan, byte for byte, except
+    the recorded ``solver.workers`` itself."""
+    from planner import api
+
+    texts = set()
+    for workers in (1, 2, 4):
+        plan = api.search(isl=1024, osl=256, workers=workers, **kw)
+        assert plan.solver.status == "OPTIMAL" and plan.solver.workers == workers
+        texts.add(plan.model_copy(update={"solver": plan.solver.model_copy(update={"workers": 1})}).to_json())
+    assert len(texts) == 1
+
+
 # -- evaluate / explain --------------------------------------------------------------------------
 
 EVAL_KEYS = {"fits", "memory_per_gpu_bytes", "max_batch_size", "ttft_ms", "tpot_ms", "output_tokens_per_s",
