@@ -30,7 +30,7 @@ from topologies.graph import Topology
 from topologies.load import load_topology
 
 VERSION = "0.1.0"
-OBJECTIVES = ("throughput", "throughput-per-gpu", "min-gpus", "latency")
+OBJECTIVES = ("throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency")
 
 
 def _topology(t: str | Path | Topology) -> Topology:
@@ -81,8 +81,8 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
     if objective not in OBJECTIVES:
         raise InputError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}",
                          source="--objective")
-    if objective == "min-gpus" and not qps:
-        raise InputError("min-gpus needs a target request rate: add --qps", source="--objective")
+    if objective in ("min-gpus", "min-cost") and not qps:
+        raise InputError(f"{objective} needs a target request rate: add --qps", source="--objective")
     if runtime not in cal.RUNTIMES:
         raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(cal.RUNTIMES)}", source="--runtime")
     if check_context and model.max_context and isl + osl > model.max_context:
@@ -109,13 +109,18 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
            tpot_ms: float | None = None, objective: str = "throughput", weight_dtype: str | None = None,
            kv_dtype: str | None = None, max_gpus: int | None = None, allow_cross_domain_tp: bool = False,
            time_limit_s: float = 10.0, workers: int = 1, seed: int = 0, include_timings: bool = False,
-           log: bool = False, runtime: str = "vllm", control: SearchControl | None = None) -> S.Plan:
+           log: bool = False, runtime: str = "vllm", control: SearchControl | None = None,
+           price_per_gpu_hour: dict[str, float] | None = None) -> S.Plan:
     """Find the best plan. Raises :class:`InputError` (bad input) or :class:`InfeasibleError`.
 
     ``control`` (optional) receives progress lines and makes the search interruptible: a
     Ctrl-C while the solver runs returns the best plan found so far (status FEASIBLE, with
     its gap) and sets ``control.interrupted``; before any plan exists it raises
     ``KeyboardInterrupt``.
+
+    ``price_per_gpu_hour`` maps GPU type to its price per GPU-hour (over the topology's own
+    ``price_per_gpu_hour`` of the node types with that GPU); objective ``min-cost`` needs a
+    price for every GPU type the plan could use.
     """
     t_start = time.perf_counter()
     topo = _topology(topology)
@@ -131,6 +136,7 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
         raise InputError(f"must be an integer from 0 to {2**31 - 1}, got {seed!r}", source="--seed")
     params = SolverParams(time_limit_s=time_limit_s, workers=workers, seed=seed, log=log)
     view = cluster_view(topo)
+    req = replace(req, prices=resolve_prices(topo, view, price_per_gpu_hour, required=req.objective == "min-cost"))
     free = sum(k.free * k.count for k in view.classes)
     if req.max_gpus is not None and req.max_gpus > free:
         req = replace(req, max_gpus=None)  # a cap above what the cluster has does not bind
@@ -149,6 +155,35 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
     wall = time.perf_counter() - t_start
     return build_plan(spec, topo, view, req, sol, inst, placed, pricing, params,
                       wall_time_s=wall if include_timings else None)
+
+
+def resolve_prices(topo: Topology, view: ClusterView, flags: dict[str, float] | None, *,
+                   required: bool) -> tuple[tuple[str, float], ...]:
+    """(node type, price per GPU-hour) for every node type with free GPUs whose price is known:
+    ``--price GPU=USD`` over the topology's ``price_per_gpu_hour``."""
+    by_gpu: dict[str, float] = {}
+    for name, price in sorted((flags or {}).items()):
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price < 0:
+            raise InputError(f"price of {name} must be a non-negative number of dollars, got {price!r}",
+                             source="--price")
+        gpu = get_gpu(name, source="--price").name
+        if gpu not in {get_gpu(nt.gpu).name for nt in topo.spec.node_types.values()}:
+            have = ", ".join(sorted({get_gpu(nt.gpu).name for nt in topo.spec.node_types.values()}))
+            raise InputError(f"{gpu} is not in topology {topo.name!r} (it has {have}); drop its price",
+                             source="--price")
+        by_gpu[gpu] = float(price)
+    out = []
+    for nt in sorted({k.node_type for k in view.classes}):
+        node_type = topo.spec.node_types[nt]
+        price = by_gpu.get(get_gpu(node_type.gpu).name, node_type.price_per_gpu_hour)
+        if price is None:
+            if required:
+                raise InputError(f"min-cost needs a price for every GPU type: node type {nt!r} ({node_type.gpu}) "
+                                 f"has none; add --price {get_gpu(node_type.gpu).name}=USD_PER_HOUR or "
+                                 f"price_per_gpu_hour to the node type", source="--price")
+            continue
+        out.append((nt, price))
+    return tuple(out)
 
 
 def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, params: SolverParams,
@@ -196,8 +231,8 @@ def _solve_objective(cands: list[Candidate], classes, req: Request, params: Solv
         return sol.status in ("OPTIMAL", "FEASIBLE")
 
     try:
-        if req.objective == "min-gpus":
-            sol, inst = run(cands, "min-gpus")
+        if req.objective in ("min-gpus", "min-cost"):
+            sol, inst = run(cands, req.objective)
             return (sol, inst) if ok(sol) else (None, None)
         if req.objective == "throughput":
             sol, inst = run(cands)
@@ -303,19 +338,26 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
             replicas=replicas))
     gpus_used = sum(g.strategy.tp * g.strategy.pp * g.strategy.dp for g in groups)
     tput = sum(g.metrics_per_replica.output_tokens_per_s * g.strategy.dp for g in groups)
+    prices = dict(req.prices)
+    node_type = {n.name: n.type for n in topo.spec.all_nodes()}
+    used_types = [node_type[k.node] for g in groups for r in g.replicas for k in r.ranks]
+    cost = sum(prices[t] for t in used_types) if all(t in prices for t in used_types) else None
     totals = S.Totals(gpus_used=gpus_used, output_tokens_per_s=_r(tput, 1),
                       output_tokens_per_s_per_gpu=_r(tput / gpus_used, 1),
                       requests_per_s=_r(sum(g.metrics_per_replica.requests_per_s * g.strategy.dp for g in groups), 4),
                       ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups),
-                      tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups))
+                      tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups),
+                      cost_per_hour=_r(cost, 4) if cost is not None else None)
     objective_desc = {"throughput": "max output tokens/s", "throughput-per-gpu": "max output tokens/s per GPU",
-                      "min-gpus": "min GPUs serving qps", "latency": "min TPOT"}[req.objective]
+                      "min-gpus": "min GPUs serving qps", "min-cost": "min $/hour serving qps",
+                      "latency": "min TPOT"}[req.objective]
     inputs = S.Inputs(model=_model_ref(spec), topology=_topo_ref(topo),
                       workload=S.Workload(isl=req.isl, osl=req.osl, qps=req.qps),
                       slo=S.Slo(ttft_ms=req.ttft_s * 1e3 if req.ttft_s else None,
                                 tpot_ms=req.tpot_s * 1e3 if req.tpot_s else None),
                       objective=req.objective, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
-                      max_gpus=req.max_gpus, allow_cross_domain_tp=req.allow_cross_domain_tp, runtime=req.runtime)
+                      max_gpus=req.max_gpus, allow_cross_domain_tp=req.allow_cross_domain_tp, runtime=req.runtime,
+                      price_per_gpu_hour=prices or None)
     solver = S.SolverOut(status=sol.status, objective=objective_desc, objective_value=_r(sol.objective_value, 2),
                          best_bound=_r(sol.best_bound, 2), gap=_r(sol.gap, 6), candidates_priced=pricing.priced,
                          seed=params.seed, workers=params.workers, time_limit_s=params.time_limit_s,

@@ -84,13 +84,34 @@ class ClusterView:
         return self.topology.gpu(self.topology.domains[domain][0])["rack"]
 
 
+def _bridged_pairs_first(topo: Topology, free: list[str]) -> list[str]:
+    """The order in which pricing and placement take a domain's free GPUs (the first tp of them).
+
+    On servers whose GPUs are NVLink-bridged in pairs, the two GPUs of every wholly free pair
+    come first, pair by pair, so a TP group of two gets a bridge even where the pairs are not
+    neighbouring indices (bridges joining GPU0-GPU2 and GPU1-GPU3); then the other free GPUs.
+    Elsewhere the order is the GPU index order.
+    """
+    if not free:
+        return free
+    node = topo.gpu(free[0])["node"]
+    fabric = topo.spec.node_types[topo.node_type_of(node)].fabric
+    if fabric.kind != "nvlink-pairs":
+        return free
+    by_index = {topo.gpu(x)["index"]: x for x in free if topo.gpu(x)["node"] == node}
+    first = [by_index[i] for a, b in sorted(tuple(sorted(p)) for p in fabric.pairs)
+             if a in by_index and b in by_index for i in (a, b)]
+    taken = set(first)
+    return first + [x for x in free if x not in taken]
+
+
 def cluster_view(topo: Topology) -> ClusterView:
     """Group the topology's scale-up domains into interchangeable classes."""
     g = topo.graph
     by_key: dict[tuple, list[str]] = {}
     free_of: dict[str, list[str]] = {}
     for dom, gpus in topo.domains.items():
-        free = [x for x in gpus if g.nodes[x]["available"]]
+        free = _bridged_pairs_first(topo, [x for x in gpus if g.nodes[x]["available"]])
         if not free:
             continue
         free_of[dom] = free
@@ -163,6 +184,10 @@ class Request:
     pp: int | None = None
     ep: int | None = None
     batch: int | None = None
+    prices: tuple[tuple[str, float], ...] = ()  # (node type, price per GPU-hour), for min-cost
+
+    def price_of(self, node_type: str) -> float | None:
+        return dict(self.prices).get(node_type)
 
 
 def _tp_options(model: ModelSpec, limit: int) -> list[int]:

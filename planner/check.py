@@ -138,6 +138,17 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
         bad(f"planned capacity {capacity_rps:.3f} requests/s is below the requested {plan.inputs.workload.qps}")
     if plan.inputs.max_gpus is not None and len(used) > plan.inputs.max_gpus:
         bad(f"{len(used)} GPUs used, more than max_gpus={plan.inputs.max_gpus}")
+    if plan.totals.cost_per_hour is not None:
+        prices = plan.inputs.price_per_gpu_hour or {}
+        node_type = {n.name: n.type for n in topo.spec.all_nodes()}
+        types = [node_type[k.node] for g in plan.replica_groups for r in g.replicas for k in r.ranks
+                 if k.node in node_type]
+        missing = sorted({t for t in types if t not in prices})
+        if missing:
+            bad(f"totals.cost_per_hour is given but node types {missing} have no price in inputs.price_per_gpu_hour")
+        elif not math.isclose(plan.totals.cost_per_hour, sum(prices[t] for t in types), rel_tol=1e-6, abs_tol=1e-4):
+            bad(f"totals.cost_per_hour is {plan.totals.cost_per_hour} but the used GPUs cost "
+                f"{sum(prices[t] for t in types):.4f} per hour")
     if len(used) != plan.totals.gpus_used:
         bad(f"totals.gpus_used is {plan.totals.gpus_used} but {len(used)} GPUs are placed")
     return rep

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import click
 
+from planner.emit import TARGETS as EMIT_TARGETS
 from topologies.errors import InputError, PlanSearchError
 
-OBJECTIVES = ["throughput", "throughput-per-gpu", "min-gpus", "latency"]
+OBJECTIVES = ["throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency"]
 DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 
 
@@ -77,6 +78,23 @@ def _write_atomic(path: str, text: str) -> None:
         raise
 
 
+def _prices(items: tuple[str, ...]) -> dict[str, float] | None:
+    """``--price GPU=USD`` flags as a mapping; malformed ones are one-line errors."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            price = float(value)
+        except ValueError:
+            price = None
+        if not sep or not name.strip() or price is None:
+            raise InputError(f"expected GPU=USD_PER_HOUR (e.g. H100-SXM-80GB=2.5), got {item!r}", source="--price")
+        if name.strip() in out:
+            raise InputError(f"{name.strip()} is priced twice", source="--price")
+        out[name.strip()] = price
+    return out or None
+
+
 def _dtype(v: str) -> str | None:
     return None if v == "auto" else v
 
@@ -133,6 +151,9 @@ def _common_model_options(f):
 @click.option("--qps", type=float, help="Request rate to serve (requests/s).")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="throughput", show_default=True)
 @click.option("--max-gpus", type=int, help="Use at most this many GPUs.")
+@click.option("--price", "prices", multiple=True, metavar="GPU=USD",
+              help="Price of one GPU of this type per hour (repeatable); overrides the topology's "
+                   "price_per_gpu_hour. Needed by --objective min-cost.")
 @click.option("--allow-cross-domain-tp", is_flag=True, help="Let a TP group span NVLink domains (over the network).")
 @click.option("--time-limit-s", type=float, default=10.0, show_default=True, help="Solver time limit.")
 @click.option("--workers", type=int, default=1, show_default=True, help="CP-SAT search workers.")
@@ -147,8 +168,8 @@ def _common_model_options(f):
                    "[default: when stderr is a terminal].")
 @_clean_errors
 def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, tpot_ms, qps, objective, max_gpus,
-           allow_cross_domain_tp, time_limit_s, workers, seed, as_json, output, include_timings, verbose, quiet,
-           progress):
+           prices, allow_cross_domain_tp, time_limit_s, workers, seed, as_json, output, include_timings, verbose,
+           quiet, progress):
     """Find the best plan for a model on a topology.
 
     Ctrl-C while the solver runs stops it and prints the best plan found so far
@@ -170,7 +191,8 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
                           tpot_ms=tpot_ms, objective=objective, weight_dtype=_dtype(weight_dtype),
                           kv_dtype=_dtype(kv_dtype), max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
                           time_limit_s=time_limit_s, workers=workers, seed=seed, include_timings=include_timings,
-                          runtime=runtime, log=verbose, control=control)
+                          runtime=runtime, log=verbose, control=control,
+                          price_per_gpu_hour=_prices(prices))
     except KeyboardInterrupt:
         if status_line:
             status_line.close()
@@ -234,7 +256,7 @@ def explain(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, ba
 
 @main.command()
 @click.option("--plan", "plan_file", required=True, help="Placement JSON written by `search --json` or `-o`.")
-@click.option("--target", required=True, type=click.Choice(list(__import__("planner.emit", fromlist=["TARGETS"]).TARGETS)),
+@click.option("--target", required=True, type=click.Choice(list(EMIT_TARGETS)),
               help="Serving runtime (vllm, sglang, trtllm), Ray placement groups (ray) or Kubernetes manifests (k8s).")
 @click.option("--model-path", help="Checkpoint to serve (HF repo id or folder); default: the model's HF repo.")
 @click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False),
@@ -291,7 +313,7 @@ def _write_all_atomic(out_dir: str, files: dict[str, str]) -> None:
 
 @main.group(cls=_Group)
 def topology():
-    """Validate and show topology files."""
+    """Validate, show and import topology files."""
 
 
 @topology.command("validate")
@@ -341,6 +363,81 @@ def topology_show(file, as_json):
         lk = topo.link(doms[0][0], doms[-1][0])
         click.echo(f"\nbetween domains ({doms[0][0]} -> {doms[-1][0]}): {lk.kind} "
                    f"{lk.bandwidth_bytes_per_s / 1e9:.1f} GB/s, {lk.latency_s * 1e6:.1f} us")
+
+
+@topology.group("import", cls=_Group)
+def topology_import():
+    """Write a topology file from what machines report: `nvidia-smi topo -m` or NCCL's topology XML.
+
+    One FILE per node; or one FILE and --nodes N for N identical nodes. The YAML goes to stdout,
+    or to -o FILE (whole or not at all); warnings (a pattern written conservatively) go to stderr.
+    """
+
+
+def _import_options(f):
+    f = click.option("--output", "-o", type=click.Path(dir_okay=False),
+                     help="Write the topology YAML to this file instead of stdout.")(f)
+    f = click.option("--name", help="Topology name  [default: from the first FILE's name].")(f)
+    f = click.option("--nics-per-node", type=click.IntRange(1, 1024),
+                     help="NIC ports per node  [default: counted in the file].")(f)
+    f = click.option("--nic-gbit-per-s", type=click.FloatRange(0, min_open=True),
+                     help="Line rate of one NIC port in Gb/s; needed for several nodes unless the file gives it.")(f)
+    f = click.option("--nodes", type=click.IntRange(1, 100_000), help="Replicate the one FILE's node N times.")(f)
+    f = click.option("--gpu", help="GPU model, a name from `plan-search catalog gpus`; needed unless the file "
+                                   "names it.")(f)
+    return f
+
+
+def _import(fmt: str, files: tuple[str, ...], gpu, nodes, nic_gbit_per_s, nics_per_node, name, output) -> None:
+    from costmodels.hardware import get_gpu
+    from topologies.importers import import_topology
+    from topologies.load import parse_topology
+
+    gpu_name = get_gpu(gpu, source="--gpu").name if gpu is not None else None
+    result = import_topology(fmt, list(files), gpu=gpu_name, nodes=nodes, nic_gbit_per_s=nic_gbit_per_s,
+                             nics_per_node=nics_per_node, name=name)
+    spec = parse_topology(result.data, source=files[0])
+    for nt_name, nt in spec.node_types.items():
+        get_gpu(nt.gpu, source=files[0], field=f"node_types.{nt_name}.gpu")
+    if output:
+        _write_atomic(output, result.yaml_text)
+    for w in result.warnings:
+        click.echo(f"plan-search: warning: {w}", err=True)
+    if output:
+        nodes_ = spec.all_nodes()
+        gpus = sum(spec.node_types[x.type].gpus_per_node for x in nodes_)
+        click.echo(f"{output}: {spec.name}, {len(nodes_)} node{'' if len(nodes_) == 1 else 's'}, {gpus} GPUs")
+    else:
+        click.echo(result.yaml_text, nl=False)
+
+
+@topology_import.command("nvidia-smi")
+@click.argument("files", nargs=-1, required=True, metavar="FILE [FILE...]")
+@_import_options
+@_clean_errors
+def topology_import_nvidia_smi(files, gpu, nodes, nic_gbit_per_s, nics_per_node, name, output):
+    """Import the text of `nvidia-smi topo -m` (pasted from a terminal or a log), one FILE per node.
+
+    NV# cells between all GPU pairs become an NVSwitch fabric, NVLink bridge pairs become
+    nvlink-pairs, no NVLink becomes PCIe; bandwidth is NV# x the GPU's per-link NVLink figure.
+    The table does not name the GPU model: pass --gpu unless the file also holds
+    `nvidia-smi -L` lines. NIC speeds are not in the table: pass --nic-gbit-per-s for several nodes.
+    """
+    _import("nvidia-smi", files, gpu, nodes, nic_gbit_per_s, nics_per_node, name, output)
+
+
+@topology_import.command("nccl")
+@click.argument("files", nargs=-1, required=True, metavar="FILE [FILE...]")
+@_import_options
+@_clean_errors
+def topology_import_nccl(files, gpu, nodes, nic_gbit_per_s, nics_per_node, name, output):
+    """Import NCCL topology XML (NCCL_TOPO_DUMP_FILE output, or an NCCL_TOPO_FILE), one FILE per node.
+
+    NVLinks to NVSwitches (tclass 0x068000) become an NVSwitch fabric, GPU-to-GPU NVLinks pairs
+    or a mesh; the GPU model comes from the GPUs' PCI device id (or --gpu), NIC ports and speeds
+    from the <net> elements.
+    """
+    _import("nccl", files, gpu, nodes, nic_gbit_per_s, nics_per_node, name, output)
 
 
 @main.group(cls=_Group)

@@ -24,6 +24,7 @@ from planner.progress import SearchControl, run_interruptibly
 
 THROUGHPUT_SCALE = 100  # centi-tokens/s
 QPS_SCALE = 1_000_000  # micro-requests/s
+PRICE_SCALE = 10_000  # 1e-4 $ per GPU-hour
 SPLIT_CLASSES_UP_TO = 16  # classes of at most this many domains get one variable set per domain
 
 
@@ -131,12 +132,24 @@ class Vars:
     def throughput(self):
         return sum(v * _tput(self.cand[i]) for i, v in self.replicas.items())
 
+    def cost(self):
+        """Price per hour of the GPUs the units occupy, in 1e-4 $ (each class has one node type)."""
+        req = self.inst.request
+        return sum(u * self.cand[ci].unit_gpus * _price(req.price_of(self.inst.classes[ki].node_type))
+                   for (ci, ki), u in self.units.items())
+
     def usable_qps(self):
         return sum(v * _qps(self.cand[i]) for i, v in self.replicas.items())
 
 
 def _tput(c: Candidate) -> int:
     return int(round(c.metrics.output_tokens_per_s * THROUGHPUT_SCALE))
+
+
+def _price(p: float | None) -> int:
+    if p is None:
+        raise ValueError("min-cost needs a price for every node type it may use")
+    return int(round(p * PRICE_SCALE))
 
 
 def _qps(c: Candidate) -> int:
@@ -198,8 +211,8 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
           control: SearchControl | None = None) -> Solution:
     """Build and solve one CP-SAT model.
 
-    ``objective``: ``max-throughput`` (ties: fewer GPUs) or ``min-gpus`` (ties: more
-    throughput), each lexicographic through one weighted integer objective.
+    ``objective``: ``max-throughput`` (ties: fewer GPUs), ``min-gpus`` or ``min-cost`` (ties:
+    more throughput), each lexicographic through one weighted integer objective.
     """
     m = cp_model.CpModel()
     v = Vars(m, inst)
@@ -217,6 +230,11 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
         m.minimize(v.gpus_used() * max_tput - v.throughput())
         scale = lambda x: math.ceil(x / max_tput)  # noqa: E731
         unit = "GPUs"
+    elif objective == "min-cost":
+        # minimise cost * (T+1) - throughput: cheapest first, then more throughput
+        m.minimize(v.cost() * max_tput - v.throughput())
+        scale = lambda x: math.ceil(x / max_tput) / PRICE_SCALE  # noqa: E731
+        unit = "$/h"
     else:
         raise ValueError(objective)
     v.greedy_hint(m)

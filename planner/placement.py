@@ -1,10 +1,11 @@
 """Put every rank of the chosen replicas on a concrete GPU.
 
 Per class, units go largest first into the first domain with room (first-fit
-decreasing: optimal for divisible sizes), each unit taking the lowest free GPU
-positions of its domain, so TP groups land on aligned blocks (NVLink-bridged pairs on
-PCIe servers). Pipeline stages of one replica are consecutive units in (rack, domain)
-order, so neighbouring stages share a rack wherever the solution allows.
+decreasing: optimal for divisible sizes), each unit taking the first free GPUs of
+its domain in the order ``cluster_view`` gives them (index order; on PCIe servers with
+NVLink bridges, bridged pairs first), so TP groups land on aligned blocks. Pipeline
+stages of one replica are consecutive units in (rack, domain) order, so neighbouring
+stages share a rack wherever the solution allows.
 """
 from __future__ import annotations
 

@@ -67,7 +67,8 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     t = plan.totals
     lines += ["", f"total: {t.gpus_used} GPUs, {t.output_tokens_per_s:,.0f} output tok/s "
                   f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s; "
-                  f"worst TTFT {t.ttft_ms:.1f} ms, TPOT {t.tpot_ms:.2f} ms"]
+                  f"worst TTFT {t.ttft_ms:.1f} ms, TPOT {t.tpot_ms:.2f} ms"
+                  + (f"; ${t.cost_per_hour:,.2f} per hour" if t.cost_per_hour is not None else "")]
     sv = plan.solver
     timing = f", {sv.wall_time_s:.2f} s" if sv.wall_time_s is not None else ""
     lines.append(f"solver: CP-SAT {sv.status} ({sv.objective} = {sv.objective_value:,.2f}, bound "

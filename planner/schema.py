@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
+READABLE_VERSIONS = ("1.0.0", "1.1.0")  # 1.1.0 added min-cost: prices and costs
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 
 
@@ -54,13 +55,15 @@ class Inputs(_Out):
     topology: TopologyRef
     workload: Workload
     slo: Slo
-    objective: Literal["throughput", "throughput-per-gpu", "min-gpus", "latency"]
+    objective: Literal["throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency"]
     weight_dtype: str
     kv_dtype: str
     max_gpus: int | None = None
     allow_cross_domain_tp: bool = False
     runtime: Literal["vllm", "sglang", "trtllm"] = Field(
         default="vllm", description="whose memory and batching defaults the plan was priced with")
+    price_per_gpu_hour: dict[str, float] | None = Field(
+        default=None, description="price of one GPU for one hour by node type (topology or --price), when known")
 
 
 class StrategyOut(_Out):
@@ -132,6 +135,8 @@ class Totals(_Out):
     requests_per_s: float
     ttft_ms: float = Field(description="worst over groups")
     tpot_ms: float = Field(description="worst over groups")
+    cost_per_hour: float | None = Field(default=None, description="sum of the used GPUs' prices per hour, "
+                                                                  "when every used GPU has a price")
 
 
 class SolverOut(_Out):
@@ -150,7 +155,7 @@ class SolverOut(_Out):
 
 
 class Plan(_Out):
-    schema_version: Literal["1.0.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0.0", "1.1.0"] = SCHEMA_VERSION
     generator: str
     inputs: Inputs
     replica_groups: list[ReplicaGroup] = Field(min_length=1)

@@ -38,10 +38,11 @@ class _GuardedLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def read_structured_file(path: str | Path) -> tuple[Any, bytes]:
-    """Read a YAML or JSON file into plain Python data; returns (data, raw bytes).
+def read_text_file(path: str | Path) -> tuple[str, bytes]:
+    """Read a UTF-8 text file whole; returns (text, raw bytes).
 
-    Raises :class:`InputError` naming the file for every way reading can fail.
+    Refuses what is not a regular file, files over ``MAX_FILE_BYTES``, bytes that are not
+    UTF-8 and empty files, each as an :class:`InputError` naming the file and the fix.
     """
     p = Path(path)
     src = str(path)
@@ -55,13 +56,27 @@ def read_structured_file(path: str | Path) -> tuple[Any, bytes]:
     if size > MAX_FILE_BYTES:
         raise InputError(f"file is {size / 2**20:.0f} MiB; the limit is "
                          f"{MAX_FILE_BYTES // 2**20} MiB", source=src)
-    raw = p.read_bytes()
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", source=src) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(f"not UTF-8 text (byte {e.start}); save the file as UTF-8", source=src) from None
     if not text.strip():
         raise InputError("file is empty", source=src)
+    return text, raw
+
+
+def read_structured_file(path: str | Path) -> tuple[Any, bytes]:
+    """Read a YAML or JSON file into plain Python data; returns (data, raw bytes).
+
+    Raises :class:`InputError` naming the file for every way reading can fail.
+    """
+    p = Path(path)
+    src = str(path)
+    text, raw = read_text_file(path)
     if p.suffix.lower() == ".json":
         try:
             data = json.loads(text)

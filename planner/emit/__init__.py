@@ -9,15 +9,18 @@ with a silently different deployment.
 Every command-line flag an emitter writes was looked up in the runtime's own argument
 parser; the file and version are named at the top of each emitter module and in the
 files it writes, and ``tests/test_emit.py`` keeps the list of allowed flags per runtime.
+Besides the runtimes' launch scripts (vllm, sglang, trtllm), ``ray`` writes Ray placement
+groups that reserve each replica's GPUs on its plan nodes, and ``k8s`` Kubernetes manifests
+(Deployment / LeaderWorkerSet per replica) that run the vLLM commands on the plan's nodes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.schema import Plan, ReplicaGroup, Replica
+from planner.schema import SCHEMA_VERSION, Plan, Replica, ReplicaGroup
 from topologies.errors import InputError
 
-TARGETS = ("vllm", "sglang", "trtllm")
+TARGETS = ("vllm", "sglang", "trtllm", "ray", "k8s")
 
 # Built-in model name -> (Hugging Face repo id, dtype the checkpoint ships in).
 HF_MODELS: dict[str, tuple[str, str]] = {
@@ -191,9 +194,24 @@ def emit(plan: Plan, target: str, model_path: str | None = None) -> dict[str, st
         from planner.emit.sglang import emit_sglang as fn
     elif target == "trtllm":
         from planner.emit.trtllm import emit_trtllm as fn
+    elif target == "ray":
+        from planner.emit.ray import emit_ray as fn
+    elif target == "k8s":
+        from planner.emit.k8s import emit_k8s as fn
     else:
         raise InputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}", source="--target")
     return fn(plan, model_path=model_path)
+
+
+def _newer_schema_version(v) -> str | None:
+    """``v`` when it is a semantic version above the one this package reads, else None."""
+    if not isinstance(v, str):
+        return None
+    parts = v.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    ours = tuple(int(p) for p in SCHEMA_VERSION.split("."))
+    return v if tuple(int(p) for p in parts) > ours else None
 
 
 def load_plan(path: str) -> Plan:
@@ -205,6 +223,10 @@ def load_plan(path: str) -> Plan:
     data, _ = read_structured_file(path)
     if not isinstance(data, dict):
         raise InputError("not a placement plan (expected a JSON object)", source=path)
+    newer = _newer_schema_version(data.get("schema_version"))
+    if newer:
+        raise InputError(f"plan schema_version {newer} is newer than this plan-search supports ({SCHEMA_VERSION}); "
+                         "upgrade plan-search", source=path)
     try:
         return Plan.model_validate(data)
     except ValidationError as e:

@@ -12,6 +12,9 @@ Multi-node: the Ray cluster launch vLLM documents (docs "Parallelism and Scaling
 examples/online_serving/multi-node-serving.sh): ``ray start --head --port`` on the first node,
 ``ray start --address`` on the others, then ``vllm serve ... --distributed-executor-backend ray``
 on the first node.
+The command builders here (``serve_command``, ``pp_partition_env``, ``ray_wait_command``) are shared
+with the Kubernetes emitter (planner/emit/k8s.py), which runs the same commands in pods of
+``VLLM_IMAGE``, the vLLM OpenAI-server image of the version named above.
 """
 from __future__ import annotations
 
@@ -21,12 +24,14 @@ from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
 VLLM_VERSION = "0.11"
+VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"  # Docker Hub image of the release VLLM_VERSION names
 SOURCE = "vllm-project/vllm vllm/engine/arg_utils.py @ 99d7eb5d6a51, vllm/entrypoints/openai/cli_args.py"
 BASE_PORT = 8000
 RAY_PORT = 6379
 
 
-def _serve(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool) -> list[str]:
+def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool) -> list[str]:
+    """``vllm serve`` for one replica of the group: the program, then one flag (with its value) per item."""
     s, m = g.strategy, g.memory_per_gpu_bytes
     cmd = [f"vllm serve {model}",
            f"--tensor-parallel-size {s.tp}",
@@ -49,9 +54,20 @@ def _serve(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool) -> li
     return cmd
 
 
+def pp_partition_env(g: ReplicaGroup) -> dict[str, str]:
+    """The environment that pins an uneven pipeline layer split (empty when the split is even)."""
+    split = g.strategy.layer_split
+    return {"VLLM_PP_LAYER_PARTITION": csv(split)} if uneven(split) else {}
+
+
+def ray_wait_command(world: int) -> str:
+    """Shell loop that waits until the Ray cluster reports ``world`` GPUs."""
+    return (f"until python3 -c 'import ray, sys; ray.init(address=\"auto\"); "
+            f"sys.exit(ray.cluster_resources().get(\"GPU\", 0) < {world})'; do sleep 5; done")
+
+
 def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str, quant: bool) -> str:
-    s = g.strategy
-    pp_env = f"VLLM_PP_LAYER_PARTITION={csv(s.layer_split)} " if uneven(s.layer_split) else ""
+    pp_env = "".join(f"{k}={v} " for k, v in pp_partition_env(g).items())
     nodes = all_nodes(rows)
     bodies: dict[str, list[str]] = {n: [] for n in nodes}
     for i, row in enumerate(rows):
@@ -59,7 +75,7 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
         if not row.multi_node:
             gpus = csv(row.gpus[row.head])
             bodies[row.head].append(f"  # replica {r.index}: GPUs {gpus}, port {row.port}")
-            cmd = _serve(model, g, quant, row.port, ray=False)
+            cmd = serve_command(model, g, quant, row.port, ray=False)
             cmd[0] = f"CUDA_VISIBLE_DEVICES={gpus} {pp_env}{cmd[0]}"
             cmd[-1] += " &"
             bodies[row.head].extend(continued(cmd))
@@ -73,9 +89,8 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
         b.append(f"  CUDA_VISIBLE_DEVICES={csv(row.gpus[head])} {pp_env}ray start --head --port={ray_port} "
                  f"--num-gpus={len(row.gpus[head])}")
         b.append(f"  # now run this script on {', '.join(row.nodes[1:])}; wait until the cluster has all {world} GPUs:")
-        b.append(f"  until python3 -c 'import ray, sys; ray.init(address=\"auto\"); "
-                 f"sys.exit(ray.cluster_resources().get(\"GPU\", 0) < {world})'; do sleep 5; done")
-        cmd = _serve(model, g, quant, row.port, ray=True)
+        b.append(f"  {ray_wait_command(world)}")
+        cmd = serve_command(model, g, quant, row.port, ray=True)
         cmd[0] = f"{pp_env}{cmd[0]}"
         cmd[-1] += " &"
         b.extend(continued(cmd))

@@ -1,0 +1,240 @@
+"""Kubernetes manifests: per plan replica, a Deployment (one node) or a LeaderWorkerSet (several).
+
+Runtime: vLLM only (the image ``VLLM_IMAGE`` of planner/emit/vllm.py), with the very commands the
+vLLM emitter writes (``serve_command``, ``pp_partition_env``, ``ray_wait_command`` there).
+
+A plan pins each replica's ranks to named nodes, and a LeaderWorkerSet has one pod template
+for all its groups, so each plan replica becomes its own object with ``replicas: 1``:
+  * one node: an apps/v1 Deployment whose pod asks for the node's GPUs of the replica and is
+    pinned to that node (strategy Recreate: a surge pod could not get the pinned GPUs);
+  * several nodes: a LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) of ``size`` = its nodes; the
+    leader pod on the replica's first node runs ``ray start --head``, waits for all GPUs and runs
+    ``vllm serve ... --distributed-executor-backend ray``; each worker pod runs
+    ``ray start --address=$LWS_LEADER_ADDRESS:6379 --block`` (retried until the head answers), as
+    vLLM's LWS guide does through examples/online_serving/multi-node-serving.sh.
+    Workers share one template: they are pinned to the set of the other nodes, one per node
+    (pod anti-affinity on kubernetes.io/hostname), and must all hold the same number of GPUs.
+Pinning is node affinity ``requiredDuringSchedulingIgnoredDuringExecution`` on the node label
+``kubernetes.io/hostname`` In [plan node]; plan node names must equal the nodes' hostname labels.
+GPU indices are not pinned: the NVIDIA device plugin chooses which of a node's GPUs a pod gets.
+One ClusterIP Service per replica group selects the group's serving pods (Deployment pods and
+LWS leaders). ``/dev/shm`` is a memory-backed emptyDir, as in vLLM's LWS example; ``HF_TOKEN``
+comes from the optional Secret ``hf-token`` (key ``token``) for gated checkpoints.
+
+Schemas checked: kubernetes-sigs/lws api/leaderworkerset/v1/leaderworkerset_types.go
+(spec.replicas, spec.leaderWorkerTemplate.{size, restartPolicy (RecreateGroupOnPodRestart),
+leaderTemplate, workerTemplate}; env LWS_LEADER_ADDRESS injected into every container);
+vLLM docs/deployment/frameworks/lws.md; Kubernetes core/v1 and apps/v1 (PodTemplateSpec,
+Deployment, Service), which tests/test_emit.py validates field by field against the
+``kubernetes`` Python client's models. ``ray start`` flags: Ray's ray/scripts/scripts.py
+(--head, --port, --address, --num-gpus, --block).
+Refused: node names that are not hostname label values, group ids that cannot name an object,
+and multi-node replicas whose worker nodes hold different numbers of GPUs.
+"""
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from planner.emit import ReplicaLayout, continued, layouts, model_ref, needs_fp8_quantization
+from planner.emit.vllm import (RAY_PORT, VLLM_IMAGE, VLLM_VERSION, pp_partition_env, ray_wait_command,
+                               serve_command)
+from planner.schema import Plan, ReplicaGroup
+from topologies.errors import InputError
+
+LWS_API = "leaderworkerset.x-k8s.io/v1"
+LWS_SOURCE = "kubernetes-sigs/lws api/leaderworkerset/v1/leaderworkerset_types.go"
+PORT = 8000
+GPU_RESOURCE = "nvidia.com/gpu"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+LABEL = "plan-search"  # label prefix: plan-search/group, plan-search/replica, plan-search/role
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line strings (the shell scripts), no anchors/aliases, plain PyYAML otherwise."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def _str(dumper: yaml.SafeDumper, s: str):
+    return dumper.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _yaml(doc: dict) -> str:
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def _check_names(plan: Plan) -> None:
+    for g in plan.replica_groups:
+        if not _DNS_LABEL.fullmatch(g.id):
+            raise InputError(f"group id {g.id!r} cannot name Kubernetes objects; use at most 40 lowercase letters, "
+                             "digits and '-'", field=f"replica_groups.{g.id}.id")
+        for r in g.replicas:
+            for i, k in enumerate(r.ranks):
+                if not _LABEL_VALUE.fullmatch(k.node):
+                    raise InputError(f"node name {k.node!r} is not a Kubernetes hostname label value (at most 63 "
+                                     "letters, digits, '-', '_', '.'), so no node affinity can pin it",
+                                     field=f"replica_groups.{g.id}.replicas.{r.index}.ranks.{i}.node")
+
+
+def _labels(g: ReplicaGroup, replica: int, role: str | None = None) -> dict[str, str]:
+    """Labels of an object (no role) or of a pod (role ``leader``: serves HTTP; ``worker``: Ray worker only)."""
+    out = {"app.kubernetes.io/name": "vllm", f"{LABEL}/group": g.id, f"{LABEL}/replica": str(replica)}
+    if role:
+        out[f"{LABEL}/role"] = role
+    return out
+
+
+def _node_affinity(nodes: list[str]) -> dict:
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": list(nodes)}]}]}}}
+
+
+def _env(g: ReplicaGroup) -> list[dict]:
+    env = [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token",
+                                                                "optional": True}}}]
+    env += [{"name": k, "value": v} for k, v in pp_partition_env(g).items()]
+    return env
+
+
+def _container(name: str, g: ReplicaGroup, gpus: int, command: list[str], serving: bool) -> dict:
+    c: dict = {"name": name, "image": VLLM_IMAGE, "command": command, "env": _env(g)}
+    if serving:
+        c["ports"] = [{"name": "http", "containerPort": PORT}]
+        c["readinessProbe"] = {"tcpSocket": {"port": PORT}, "initialDelaySeconds": 15, "periodSeconds": 10}
+    n = str(gpus)
+    c["resources"] = {"limits": {GPU_RESOURCE: n}, "requests": {GPU_RESOURCE: n}}
+    c["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    return c
+
+
+def _pod(labels: dict[str, str], container: dict, affinity: dict) -> dict:
+    return {"metadata": {"labels": labels},
+            "spec": {"affinity": affinity, "containers": [container],
+                     "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "15Gi"}}]}}
+
+
+def _argv(cmd: list[str], model: str) -> list[str]:
+    """``serve_command``'s items as an argv list (its first item is ``vllm serve <model>``)."""
+    out = ["vllm", "serve", model]
+    for part in cmd[1:]:
+        out.extend(part.split(" ", 1))
+    return out
+
+
+def _sh(lines: list[str]) -> list[str]:
+    return ["sh", "-c", "\n".join(lines) + "\n"]
+
+
+def _deployment(g: ReplicaGroup, row: ReplicaLayout, name: str, model: str, quant: bool) -> tuple[str, dict]:
+    r = row.replica
+    gpus = row.gpus[row.head]
+    labels = _labels(g, r.index, "leader")
+    cmd = _argv(serve_command(model, g, quant, PORT, ray=False), model)
+    doc = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": _labels(g, r.index)},
+        "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": labels},
+                 "template": _pod(labels, _container("vllm", g, len(gpus), cmd, serving=True),
+                                  _node_affinity([row.head]))},
+    }
+    why = (f"# replica {r.index} of {g.id}: one node ({row.head}, plan GPUs {', '.join(map(str, gpus))}); "
+           "a Deployment of one pod pinned to that node")
+    return why, doc
+
+
+def _leader_worker_set(g: ReplicaGroup, row: ReplicaLayout, name: str, model: str, quant: bool) -> tuple[str, dict]:
+    r = row.replica
+    workers = row.nodes[1:]
+    counts = {n: len(row.gpus[n]) for n in workers}
+    if len(set(counts.values())) != 1:
+        raise InputError("a LeaderWorkerSet has one worker template, so its worker nodes must hold the same number "
+                         f"of GPUs; replica {r.index} has {', '.join(f'{n}: {c}' for n, c in counts.items())}",
+                         field=f"replica_groups.{g.id}.replicas.{r.index}.ranks")
+    world = sum(len(v) for v in row.gpus.values())
+    head_gpus = len(row.gpus[row.head])
+    worker_gpus = counts[workers[0]]
+    serve = continued(serve_command(model, g, quant, PORT, ray=True), indent="")
+    serve[0] = "exec " + serve[0]
+    leader_cmd = _sh(["set -e", f"ray start --head --port={RAY_PORT} --num-gpus={head_gpus}",
+                      ray_wait_command(world), *serve])
+    worker_cmd = _sh([f"until ray start --address=${{LWS_LEADER_ADDRESS}}:{RAY_PORT} --num-gpus={worker_gpus} "
+                      "--block; do sleep 5; done"])
+    worker_labels = _labels(g, r.index, "worker")
+    worker_affinity = _node_affinity(workers)
+    if len(workers) > 1:  # one worker per node of the set
+        worker_affinity["podAntiAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": worker_labels}, "topologyKey": HOSTNAME_LABEL}]}
+    doc = {
+        "apiVersion": LWS_API, "kind": "LeaderWorkerSet",
+        "metadata": {"name": name, "labels": _labels(g, r.index)},
+        "spec": {
+            "replicas": 1,
+            "leaderWorkerTemplate": {
+                "size": len(row.nodes),
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": _pod(_labels(g, r.index, "leader"),
+                                       _container("vllm-leader", g, head_gpus, leader_cmd, serving=True),
+                                       _node_affinity([row.head])),
+                "workerTemplate": _pod(worker_labels,
+                                       _container("vllm-worker", g, worker_gpus, worker_cmd, serving=False),
+                                       worker_affinity),
+            },
+        },
+    }
+    where = ", ".join(f"{n}: {len(row.gpus[n])} GPUs" for n in row.nodes)
+    why = (f"# replica {r.index} of {g.id}: {len(row.nodes)} nodes ({where}); one LeaderWorkerSet per plan replica\n"
+           "# (replicas: 1) because a plan pins each replica to its own nodes and an LWS has one template for all\n"
+           f"# its groups; leader pinned to {row.head} (Ray head, vllm serve), "
+           + (f"worker to {workers[0]}" if len(workers) == 1 else
+              f"workers to {', '.join(workers)}, one per node") + " (Ray workers)")
+    return why, doc
+
+
+def _service(g: ReplicaGroup) -> tuple[str, dict]:
+    doc = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": f"vllm-{g.id}", "labels": {"app.kubernetes.io/name": "vllm", f"{LABEL}/group": g.id}},
+           "spec": {"type": "ClusterIP",
+                    "selector": {f"{LABEL}/group": g.id, f"{LABEL}/role": "leader"},
+                    "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}]}}
+    return f"# the OpenAI-compatible endpoint of group {g.id}: every replica's serving pod, port {PORT}", doc
+
+
+def _group_file(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str, quant: bool) -> str:
+    s = g.strategy
+    docs = [_service(g)]
+    for row in rows:
+        name = f"vllm-{g.id}-r{row.replica.index}"
+        make = _leader_worker_set if row.multi_node else _deployment
+        docs.append(make(g, row, name, model, quant))
+    header = [
+        f"# Kubernetes manifests for plan group {g.id} ({g.role}, {g.gpu}): {plan.inputs.model.name}, "
+        f"tp={s.tp} pp={s.pp} ep={s.ep}, {len(rows)} replica(s)",
+        f"# generated by {plan.generator} `plan-search emit --target k8s`; runtime vLLM {VLLM_VERSION} only "
+        f"(image {VLLM_IMAGE}); LeaderWorkerSet schema: {LWS_SOURCE}",
+        "# each plan replica is pinned by node affinity on kubernetes.io/hostname to the plan's node names (which must",
+        "# be the nodes' hostname labels); the device plugin, not the plan, picks GPU indices within a node",
+        "# multi-node replicas need the LeaderWorkerSet controller; gated models need Secret hf-token (key token)",
+    ]
+    parts = []
+    for why, doc in docs:
+        parts.append(f"{why}\n{_yaml(doc)}")
+    return "\n".join(header) + "\n---\n" + "---\n".join(parts)
+
+
+def emit_k8s(plan: Plan, model_path: str | None = None) -> dict[str, str]:
+    _check_names(plan)
+    model, ckpt = model_ref(plan, model_path)
+    rows = layouts(plan, PORT)
+    files = {}
+    for g in plan.replica_groups:
+        quant = needs_fp8_quantization(g, ckpt, "vLLM")
+        files[f"k8s-{g.id}.yaml"] = _group_file(plan, g, rows[g.id], model, quant)
+    return dict(sorted(files.items()))
