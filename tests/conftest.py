@@ -8,6 +8,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+TESTS = os.path.dirname(os.path.abspath(__file__))  # tests may share helpers: `from test_optimality import _packs`
+if TESTS not in sys.path:
+    sys.path.append(TESTS)
 
 
 @pytest.fixture(autouse=True)
