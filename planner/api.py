@@ -123,6 +123,24 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
     price for every GPU type the plan could use.
     """
     t_start = time.perf_counter()
+    topo, spec, req, params, view, pricing = prepare(
+        topology=topology, model=model, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
+        objective=objective, weight_dtype=weight_dtype, kv_dtype=kv_dtype, max_gpus=max_gpus,
+        allow_cross_domain_tp=allow_cross_domain_tp, time_limit_s=time_limit_s, workers=workers, seed=seed,
+        log=log, runtime=runtime, control=control, price_per_gpu_hour=price_per_gpu_hour)
+    sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params, control)
+    if sol is None:
+        raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
+    wall = time.perf_counter() - t_start
+    return build_plan(spec, topo, view, req, sol, inst, placed, pricing, params,
+                      wall_time_s=wall if include_timings else None)
+
+
+def prepare(*, topology, model, isl, osl, qps, ttft_ms, tpot_ms, objective, weight_dtype, kv_dtype, max_gpus,
+            allow_cross_domain_tp, time_limit_s, workers, seed, log, runtime, control, price_per_gpu_hour):
+    """Everything ``search`` does before the solver: validate, load, price the candidates, and
+    refuse requests no candidate can meet. Returns (topology, model, request, solver params,
+    cluster view, pricing)."""
     topo = _topology(topology)
     spec = _model(model)
     req = make_request(spec, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms, objective=objective,
@@ -149,12 +167,7 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
         raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
     if req.qps and req.qps > max(c.usable_requests_per_s / c.gpus for c in pricing.candidates) * free:
         raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
-    sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params, control)
-    if sol is None:
-        raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
-    wall = time.perf_counter() - t_start
-    return build_plan(spec, topo, view, req, sol, inst, placed, pricing, params,
-                      wall_time_s=wall if include_timings else None)
+    return topo, spec, req, params, view, pricing
 
 
 def resolve_prices(topo: Topology, view: ClusterView, flags: dict[str, float] | None, *,
@@ -187,7 +200,7 @@ def resolve_prices(topo: Topology, view: ClusterView, flags: dict[str, float] | 
 
 
 def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, params: SolverParams,
-                     control: SearchControl | None = None):
+                     control: SearchControl | None = None, exclude: tuple[dict[tuple, int], ...] = ()):
     """Solve per the objective; on a packing failure of an aggregated class, re-solve exactly.
 
     All solves share one deadline: ``params.time_limit_s`` bounds the whole search.
@@ -195,7 +208,8 @@ def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, pa
     deadline = time.perf_counter() + params.time_limit_s
     for up_to in (SPLIT_CLASSES_UP_TO, 10**9):
         classes = split_classes(view.classes, up_to=up_to)
-        sol, inst = _solve_objective(cands, classes, req, params, deadline=deadline, control=control)
+        sol, inst = _solve_objective(cands, classes, req, params, deadline=deadline, control=control,
+                                     exclude=exclude)
         if sol is None:
             return None, None, None
         try:
@@ -210,14 +224,16 @@ class _Stopped(Exception):
 
 
 def _solve_objective(cands: list[Candidate], classes, req: Request, params: SolverParams,
-                     deadline: float | None = None, control: SearchControl | None = None):
+                     deadline: float | None = None, control: SearchControl | None = None,
+                     exclude: tuple[dict[tuple, int], ...] = ()):
     deadline = deadline if deadline is not None else time.perf_counter() + params.time_limit_s
 
     def run(subset: list[Candidate], objective: str = "max-throughput") -> tuple[Solution, Instance]:
         if control is not None and control.interrupted:
             raise _Stopped
         inst = Instance(candidates=subset, classes=classes, request=req)
-        sol = solve(inst, params, objective=objective, time_limit_s=deadline - time.perf_counter(), control=control)
+        sol = solve(inst, params, objective=objective, time_limit_s=deadline - time.perf_counter(), control=control,
+                    exclude=exclude)
         if control is not None and control.interrupted:
             if sol.status != "FEASIBLE" and sol.status != "OPTIMAL":
                 raise _Stopped

@@ -59,6 +59,16 @@ class _StatusLine:
             self._stream.flush()
 
 
+def _check_writable(path: str) -> None:
+    """Refuse an output path that cannot be written before any work is done."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError("is a directory; give a file name", source=path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError("folder does not exist", source=path)
+
+
 def _write_atomic(path: str, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all (temp file in the same folder, then rename)."""
     target = Path(path)
@@ -166,10 +176,21 @@ def _common_model_options(f):
 @click.option("--progress/--no-progress", default=None,
               help="Show candidates priced and the solver's incumbent and bound on stderr "
                    "[default: when stderr is a terminal].")
+@click.option("--top-k", type=int, help="The N best plans with distinct replica-shape mixes, each with why it "
+                                        "ranks below the first (objectives throughput, min-gpus, min-cost).")
+@click.option("--pareto", is_flag=True, help="The non-dominated plans: tokens/s per GPU against latency.")
+@click.option("--pareto-axis", type=click.Choice(["tpot", "ttft"]), default="tpot", show_default=True,
+              help="The latency the frontier trades against throughput.")
+@click.option("--pareto-points", type=int, default=8, show_default=True, help="SLO steps the frontier tries.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False),
+              help="With --pareto: draw the frontier, chosen plan marked (.png or .svg; needs matplotlib).")
+@click.option("--emit", "emit_target", type=click.Choice(list(EMIT_TARGETS)),
+              help="Also write the plan's launch files for this target (as `plan-search emit`).")
+@click.option("--emit-dir", type=click.Path(file_okay=False), help="Folder for --emit (default: ./launch-TARGET).")
 @_clean_errors
 def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, tpot_ms, qps, objective, max_gpus,
            prices, allow_cross_domain_tp, time_limit_s, workers, seed, as_json, output, include_timings, verbose,
-           quiet, progress):
+           quiet, progress, top_k, pareto, pareto_axis, pareto_points, plot_file, emit_target, emit_dir):
     """Find the best plan for a model on a topology.
 
     Ctrl-C while the solver runs stops it and prints the best plan found so far
@@ -182,17 +203,33 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     from planner.report import plan_text
 
     t0 = time.perf_counter()
+    for path, flag in ((output, "--output"), (plot_file, "--plot")):
+        if path:
+            _check_writable(path)
+    if top_k is not None and pareto:
+        raise InputError("give --top-k or --pareto, not both", source="--top-k")
+    if plot_file and not pareto:
+        raise InputError("--plot draws the frontier: add --pareto", source="--plot")
+    if emit_target and (top_k is not None or pareto):
+        raise InputError("--emit writes one plan's launch files; drop --top-k/--pareto", source="--emit")
     if progress is None:
         progress = not quiet and sys.stderr.isatty()
     status_line = _StatusLine(sys.stderr) if progress and not quiet else None
     control = SearchControl(report=status_line.show if status_line else None)
+    args = dict(topology=topology, model=model, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
+                objective=objective, weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), max_gpus=max_gpus,
+                allow_cross_domain_tp=allow_cross_domain_tp, time_limit_s=time_limit_s, workers=workers, seed=seed,
+                runtime=runtime, log=verbose, control=control, price_per_gpu_hour=_prices(prices))
     try:
-        plan = api.search(topology=topology, model=model, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms,
-                          tpot_ms=tpot_ms, objective=objective, weight_dtype=_dtype(weight_dtype),
-                          kv_dtype=_dtype(kv_dtype), max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
-                          time_limit_s=time_limit_s, workers=workers, seed=seed, include_timings=include_timings,
-                          runtime=runtime, log=verbose, control=control,
-                          price_per_gpu_hour=_prices(prices))
+        if top_k is not None:
+            from planner.frontier import top_k as top_k_fn
+            result = top_k_fn(top_k, **args)
+        elif pareto:
+            from planner.frontier import frontier
+            args.pop("control")
+            result = frontier(axis=pareto_axis, points=pareto_points, **args)
+        else:
+            result = api.search(include_timings=include_timings, **args)
     except KeyboardInterrupt:
         if status_line:
             status_line.close()
@@ -200,15 +237,45 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     if status_line:
         status_line.close()
     if control.interrupted:
-        click.echo(f"plan-search: interrupted: the best plan found so far (status {plan.solver.status}, "
-                   f"gap {plan.solver.gap:.2%})", err=True)
-    text = plan.to_json()
+        if isinstance(result, list):
+            click.echo(f"plan-search: interrupted: the {len(result)} best plan(s) found so far", err=True)
+        else:
+            click.echo(f"plan-search: interrupted: the best plan found so far (status {result.solver.status}, "
+                       f"gap {result.solver.gap:.2%})", err=True)
+    if top_k is not None:
+        from planner.frontier import why_worse
+        why = [None] + [why_worse(result[0], p) for p in result[1:]]
+        text = json.dumps({"kind": "top-k", "objective": objective, "why_below_first": why,
+                           "plans": [json.loads(p.to_json()) for p in result]}, indent=2, sort_keys=True) + "\n"
+    else:
+        text = result.to_json()
+    if plot_file:
+        from planner.plot import plot_frontier
+        plot_frontier(result, plot_file)
+    emitted = None
+    if emit_target:
+        from planner.emit import emit as emit_fn
+        emitted = emit_fn(result, emit_target)  # before any file is written: a plan it cannot express writes none
     if output:
         _write_atomic(output, text)
+    if emitted is not None:
+        _write_all_atomic(emit_dir or f"launch-{emit_target}", emitted)
     if as_json:
         click.echo(text, nl=False)
     else:
-        click.echo(plan_text(plan), nl=False)
+        if top_k is not None:
+            from planner.report import top_k_text
+            click.echo(top_k_text(result, why), nl=False)
+        elif pareto:
+            from planner.report import frontier_text
+            click.echo(frontier_text(result), nl=False)
+        else:
+            click.echo(plan_text(result), nl=False)
+        if plot_file and not quiet:
+            click.echo(f"plot: {plot_file}")
+        if emitted is not None and not quiet:
+            for name in emitted:
+                click.echo(f"launch file: {os.path.join(emit_dir or f'launch-{emit_target}', name)}")
         if not include_timings and not quiet:
             click.echo(f"wall time: {time.perf_counter() - t0:.2f} s")
 
@@ -501,6 +568,93 @@ def catalog_topologies():
         types = sorted({spec.node_types[x.type].gpu for x in nodes})
         rows.append([n, len(nodes), gpus, ", ".join(types)])
     click.echo(tabulate(rows, headers=["topology", "nodes", "GPUs", "GPU types"]))
+
+
+@main.command("sweep")
+@click.argument("file")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Write the table to this file: .csv, or .parquet (needs pyarrow)  [default: CSV on stdout].")
+@click.option("--jobs", "-j", type=click.IntRange(1, 4096),
+              help="Local processes; with --ray-address local, the Ray instance's CPUs; with a Ray cluster, "
+                   "at most 2 x N tasks queued at once  [default: CPU count].")
+@click.option("--ray-address", metavar="ADDR",
+              help="Run each row as a Ray task: auto or ray://HOST:PORT or HOST:PORT (a running cluster), "
+                   "or local (start a local instance). Needs the ray extra.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show the rows done on stderr  [default: when stderr is a terminal].")
+@_clean_errors
+def sweep_command(file, output, jobs, ray_address, quiet, progress):
+    """Run a grid of search requests from FILE (YAML or JSON) and write one table of results.
+
+    FILE has `base` (search arguments every row shares), `grid` (lists whose cartesian
+    product gives the rows) and optional `cases` (extra rows); see README.md, "Sweeps".
+    One row per request, in grid order: the request, its status (ok, infeasible, bad-input,
+    timeout, error), the message of a failed row and the plan's totals. A failing row does
+    not stop the sweep; a bad FILE stops it before anything runs (exit 2).
+    """
+    import time
+
+    from tabulate import tabulate
+
+    from planner import sweep as sw
+
+    spec = sw.load_sweep(file)
+    parquet = False
+    if output:
+        suffix = Path(output).suffix.lower()
+        if suffix not in (".csv", ".parquet"):
+            raise InputError("give a file name ending in .csv or .parquet", source=output)
+        if Path(output).is_dir():
+            raise InputError("is a directory; give a file name", source=output)
+        if not (Path(output).parent if str(Path(output).parent) else Path(".")).is_dir():
+            raise InputError("folder does not exist", source=output)
+        parquet = suffix == ".parquet"
+        if parquet:
+            sw.require_pyarrow(output)
+    if ray_address is not None:
+        sw.require_ray()
+    if progress is None:
+        progress = sys.stderr.isatty()
+    status_line = _StatusLine(sys.stderr) if progress and not quiet else None
+    t0 = time.perf_counter()
+    last = [0.0]
+
+    def report(done: int, total: int, counts: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if done < total and now - last[0] < (0.1 if sys.stderr.isatty() else 2.0):
+            return
+        last[0] = now
+        failed = done - counts["ok"] - counts["infeasible"]
+        status_line.show(f"sweep {spec.name}: {done:,}/{total:,} rows ({counts['ok']:,} ok, "
+                         f"{counts['infeasible']:,} infeasible, {failed:,} failed), {now - t0:.1f} s")
+
+    try:
+        result = sw.run_sweep(spec, jobs=jobs, ray_address=ray_address, progress=report if status_line else None)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt("sweep interrupted: nothing written") from None
+    finally:
+        if status_line:
+            status_line.close()
+    if not output:
+        click.echo(sw.to_csv(result.rows), nl=False)
+    elif parquet:
+        sw.write_parquet(result.rows, output)
+    else:
+        _write_atomic(output, sw.to_csv(result.rows))
+    if quiet:
+        return
+    c = result.counts()
+    failed = len(result.rows) - c["ok"] - c["infeasible"]
+    why = ", ".join(f"{c[s]:,} {s}" for s in ("bad-input", "timeout", "error") if c[s])
+    lines = [f"sweep {spec.name}: {len(result.rows):,} rows in {result.wall_time_s:.2f} s on {result.backend}",
+             tabulate([["ok", c["ok"]], ["infeasible", c["infeasible"]], ["failed", failed],
+                       ["total", len(result.rows)]], headers=["status", "rows"])]
+    if failed:
+        lines.append(f"failed: {why}; the status and message columns say why")
+    if output:
+        lines.append(f"wrote {output}")
+    click.echo("\n".join(lines), err=not output)
 
 
 if __name__ == "__main__":  # pragma: no cover

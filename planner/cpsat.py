@@ -146,6 +146,19 @@ def _tput(c: Candidate) -> int:
     return int(round(c.metrics.output_tokens_per_s * THROUGHPUT_SCALE))
 
 
+def shape_key(c: Candidate) -> tuple[str, int, int, int]:
+    """What makes two candidates the same replica shape to a user: GPU type, tp, pp, ep."""
+    return (c.gpu, c.strategy.tp, c.strategy.pp, c.strategy.ep)
+
+
+def mix(sol: Solution, cands: dict[int, Candidate]) -> dict[tuple[str, int, int, int], int]:
+    """A solution's replicas per shape."""
+    out: dict[tuple[str, int, int, int], int] = {}
+    for i, n in sol.replicas.items():
+        out[shape_key(cands[i])] = out.get(shape_key(cands[i]), 0) + n
+    return out
+
+
 def _price(p: float | None) -> int:
     if p is None:
         raise ValueError("min-cost needs a price for every node type it may use")
@@ -208,16 +221,32 @@ class SolverParams:
 
 
 def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s: float | None = None,
-          control: SearchControl | None = None) -> Solution:
+          control: SearchControl | None = None, exclude: tuple[dict[tuple, int], ...] = ()) -> Solution:
     """Build and solve one CP-SAT model.
 
     ``objective``: ``max-throughput`` (ties: fewer GPUs), ``min-gpus`` or ``min-cost`` (ties:
-    more throughput), each lexicographic through one weighted integer objective.
+    more throughput), each lexicographic through one weighted integer objective. With
+    ``control``, improving solutions are reported and Ctrl-C stops the solve with its
+    incumbent. ``exclude`` lists replica-count vectors (candidate index -> replicas) the
+    solution must differ from (the next of the top k).
     """
     m = cp_model.CpModel()
     v = Vars(m, inst)
     for module in MODULES:
         module(m, v)
+    for prev in exclude:
+        # a different mix of replica shapes: some shape's replica count differs from `prev`
+        by_shape: dict[tuple, list] = {}
+        for i, x in v.replicas.items():
+            by_shape.setdefault(shape_key(v.cand[i]), []).append(x)
+        if any(n > 0 and key not in by_shape for key, n in prev.items()):
+            continue  # `prev` uses a shape this model cannot: every solution differs
+        differs = []
+        for j, (key, xs) in enumerate(sorted(by_shape.items())):
+            b = m.new_bool_var(f"differs_{j}")
+            m.add(sum(xs) != prev.get(key, 0)).only_enforce_if(b)
+            differs.append(b)
+        m.add_bool_or(differs)
     total_gpus = sum(k.free * k.count for k in inst.classes)
     max_tput = sum(_tput(c) * (total_gpus // c.gpus) for c in inst.candidates) + 1
     if objective == "max-throughput":

@@ -91,3 +91,41 @@ def evaluation_text(d: dict) -> str:
         lines.append(f"TTFT {d['ttft_ms']:.1f} ms, TPOT {d['tpot_ms']:.2f} ms, {d['output_tokens_per_s']:,.0f} "
                      f"output tok/s ({d['output_tokens_per_s_per_gpu']:,.0f} per GPU), {d['requests_per_s']:.2f} req/s")
     return "\n".join(lines) + "\n"
+
+
+def top_k_text(plans: list[Plan], why: list[str | None]) -> str:
+    """The best plan in full, then the ranking with why each later plan ranks below it."""
+    from planner.frontier import shapes
+
+    rows = []
+    for i, (p, w) in enumerate(zip(plans, why), start=1):
+        t = p.totals
+        rows.append([i, f"{t.output_tokens_per_s:,.0f}", f"{t.output_tokens_per_s_per_gpu:,.0f}", t.gpus_used,
+                     f"{t.cost_per_hour:,.2f}" if t.cost_per_hour is not None else "-",
+                     f"{t.tpot_ms:.1f}", f"{t.ttft_ms:.1f}", shapes(p), w or "best"])
+    table = tabulate(rows, headers=["#", "tok/s", "tok/s/GPU", "GPUs", "$/h", "TPOT ms", "TTFT ms", "replicas",
+                                    "why below #1"], tablefmt="simple", disable_numparse=True)
+    note = "" if len(plans) > 1 else "\n(only one distinct mix of replica shapes meets the request)\n"
+    return plan_text(plans[0]) + f"\ntop {len(plans)} plans by {plans[0].solver.objective}:\n" + table + "\n" + note
+
+
+def frontier_text(front) -> str:
+    """The frontier as a table, fastest first; the chosen plan marked with *."""
+    from planner.frontier import shapes
+
+    axis = "TPOT" if front.axis == "tpot" else "TTFT"
+    rows = []
+    for i, p in enumerate(front.plans):
+        t, slo = p.totals, p.inputs.slo
+        step = slo.tpot_ms if front.axis == "tpot" else slo.ttft_ms
+        rows.append(["*" if i == front.chosen else "", i, f"{t.output_tokens_per_s_per_gpu:,.0f}", f"{t.output_tokens_per_s:,.0f}", t.gpus_used,
+                     f"{t.tpot_ms:.1f}", f"{t.ttft_ms:.1f}", f"{step:g}" if step else "-", shapes(p)])
+    head = front.plans[front.chosen].inputs
+    lines = [f"plan-search frontier: {head.model.name} on {head.topology.name}, isl={head.workload.isl} "
+             f"osl={head.workload.osl}; tokens/s per GPU against {axis}",
+             tabulate(rows, headers=["", "#", "tok/s/GPU", "tok/s", "GPUs", "TPOT ms", "TTFT ms",
+                                     f"{axis} SLO step", "replicas"], tablefmt="simple", disable_numparse=True),
+             f"* the plan for objective {head.objective}"
+             + (" (dominated by another plan here, kept for reference)" if front.chosen_dominated else "")
+             + f"; {len(front.plans)} non-dominated plans (--json prints each in full)"]
+    return "\n".join(lines) + "\n"

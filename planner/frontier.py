@@ -1,0 +1,195 @@
+"""More than one plan: the k best (``--top-k``) and the latency/throughput frontier (``--pareto``).
+
+**Top k.** The best plan, then the best plan whose mix of replica shapes differs from every
+plan before it (a no-good cut per earlier plan on the replica-count vector, re-solved by
+CP-SAT), k times. Each later plan says why it lost to the first, in the objective's terms.
+Ranking needs one objective the solver optimises in one model, so top-k takes the
+objectives ``throughput``, ``min-gpus`` and ``min-cost``.
+
+**Frontier.** The epsilon-constraint method: the latency SLO on the chosen axis (TPOT or
+TTFT) is tightened step by step, from the loosest plan found down to the fastest any
+candidate reaches, and at each step the planner finds the plan with the most output
+tokens/s per GPU that meets it. With the max-throughput plan, the min-latency plan and the
+plan of the user's own objective added, the plans dominated by another are dropped: a plan
+is dominated when another is at least as good on tokens/s per GPU, total tokens/s and the
+axis's latency, and strictly better on one. Each plan on the frontier is a full plan whose
+``inputs.slo`` records the step's SLO.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from planner import api
+from planner import schema as S
+from planner.cpsat import mix
+from topologies.errors import InfeasibleError, InputError
+
+TOP_K_OBJECTIVES = ("throughput", "min-gpus", "min-cost")
+AXES = ("tpot", "ttft")
+
+
+# -- top k ---------------------------------------------------------------------------------------
+
+def top_k(k: int, **search_args) -> list[S.Plan]:
+    """The ``k`` best plans with distinct replica-shape mixes, best first (fewer when the
+    cluster admits fewer). Arguments as :func:`planner.api.search`."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
+        raise InputError(f"must be an integer from 1 to 100, got {k!r}", source="--top-k")
+    objective = search_args.get("objective", "throughput")
+    if objective not in TOP_K_OBJECTIVES:
+        raise InputError(f"--top-k ranks plans of objectives {', '.join(TOP_K_OBJECTIVES)}, not {objective!r}; "
+                         "use --pareto to compare latency against throughput", source="--top-k")
+    include_timings = search_args.pop("include_timings", False)
+    control = search_args.get("control")
+    topo, spec, req, params, view, pricing = api.prepare(**_prepare_args(search_args))
+    plans: list[S.Plan] = []
+    seen: list[dict[tuple, int]] = []
+    by_index = {c.index: c for c in pricing.candidates}
+    for _ in range(k):
+        sol, inst, placed = api._solve_and_place(view, pricing.candidates, req, params, control, exclude=tuple(seen))
+        if sol is None:
+            break
+        seen.append(mix(sol, by_index))
+        plans.append(api.build_plan(spec, topo, view, req, sol, inst, placed, pricing, params, wall_time_s=None))
+        if control is not None and control.interrupted:
+            break
+    if not plans:
+        raise InfeasibleError(api.explain_infeasible(spec, view, req, pricing))
+    del include_timings
+    return plans
+
+
+def _prepare_args(args: dict) -> dict:
+    names = ("topology", "model", "isl", "osl", "qps", "ttft_ms", "tpot_ms", "objective", "weight_dtype", "kv_dtype",
+             "max_gpus", "allow_cross_domain_tp", "time_limit_s", "workers", "seed", "log", "runtime", "control",
+             "price_per_gpu_hour")
+    defaults = dict(isl=1024, osl=256, qps=None, ttft_ms=None, tpot_ms=None, objective="throughput",
+                    weight_dtype=None, kv_dtype=None, max_gpus=None, allow_cross_domain_tp=False, time_limit_s=10.0,
+                    workers=1, seed=0, log=False, runtime="vllm", control=None, price_per_gpu_hour=None)
+    unknown = set(args) - set(names)
+    if unknown:
+        raise TypeError(f"unexpected arguments {sorted(unknown)}")
+    return {n: args.get(n, defaults.get(n)) for n in names}
+
+
+def shapes(plan: S.Plan) -> str:
+    """The plan's replica mix in a few words: ``H100-SXM-80GB tp=8 pp=1 x2 + ...``."""
+    counts: dict[str, int] = {}
+    for g in plan.replica_groups:
+        name = f"{g.gpu} tp={g.strategy.tp} pp={g.strategy.pp}" + (f" ep={g.strategy.ep}" if g.strategy.ep > 1 else "")
+        counts[name] = counts.get(name, 0) + g.strategy.dp
+    return " + ".join(f"{name} x{n}" for name, n in counts.items())
+
+
+def why_worse(best: S.Plan, other: S.Plan) -> str:
+    """Why ``other`` ranks below ``best`` under their (shared) objective, in its own terms."""
+    b, o = best.totals, other.totals
+    objective = best.inputs.objective
+    parts = []
+    if objective == "min-gpus" and o.gpus_used != b.gpus_used:
+        parts.append(f"needs {o.gpus_used - b.gpus_used} more GPUs ({o.gpus_used} vs {b.gpus_used})")
+    elif objective == "min-cost" and o.cost_per_hour is not None and b.cost_per_hour is not None \
+            and not math.isclose(o.cost_per_hour, b.cost_per_hour):
+        parts.append(f"costs ${o.cost_per_hour - b.cost_per_hour:,.2f} more per hour "
+                     f"(${o.cost_per_hour:,.2f} vs ${b.cost_per_hour:,.2f})")
+    elif b.output_tokens_per_s > 0 and not math.isclose(o.output_tokens_per_s, b.output_tokens_per_s):
+        pct = (b.output_tokens_per_s - o.output_tokens_per_s) / b.output_tokens_per_s
+        parts.append(f"{pct:.1%} fewer output tokens/s ({o.output_tokens_per_s:,.0f} vs {b.output_tokens_per_s:,.0f})")
+    else:
+        parts.append(f"ties on the objective but uses {o.gpus_used} GPUs against {b.gpus_used}")
+    if o.output_tokens_per_s_per_gpu < b.output_tokens_per_s_per_gpu:
+        parts.append(f"{o.output_tokens_per_s_per_gpu:,.0f} tok/s per GPU against {b.output_tokens_per_s_per_gpu:,.0f}")
+    return "; ".join(parts)
+
+
+# -- frontier ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Frontier:
+    axis: str
+    plans: list[S.Plan]  # non-dominated, fastest first on the axis
+    chosen: int  # index in ``plans`` of the plan the user's own objective picks
+    chosen_dominated: bool  # the user's plan is kept (and marked) though another dominates it
+
+    def latency_ms(self, plan: S.Plan) -> float:
+        return plan.totals.tpot_ms if self.axis == "tpot" else plan.totals.ttft_ms
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": "pareto-frontier", "axis": self.axis, "chosen": self.chosen,
+                           "chosen_dominated": self.chosen_dominated,
+                           "plans": [json.loads(p.to_json()) for p in self.plans]}, indent=2, sort_keys=True) + "\n"
+
+
+def _key(plan: S.Plan) -> str:
+    return json.dumps([g.model_dump(mode="json") for g in plan.replica_groups], sort_keys=True)
+
+
+def dominates(a: S.Plan, b: S.Plan, axis: str) -> bool:
+    la = a.totals.tpot_ms if axis == "tpot" else a.totals.ttft_ms
+    lb = b.totals.tpot_ms if axis == "tpot" else b.totals.ttft_ms
+    ge = (a.totals.output_tokens_per_s_per_gpu >= b.totals.output_tokens_per_s_per_gpu
+          and a.totals.output_tokens_per_s >= b.totals.output_tokens_per_s and la <= lb)
+    gt = (a.totals.output_tokens_per_s_per_gpu > b.totals.output_tokens_per_s_per_gpu
+          or a.totals.output_tokens_per_s > b.totals.output_tokens_per_s or la < lb)
+    return ge and gt
+
+
+def frontier(*, axis: str = "tpot", points: int = 8, **search_args) -> Frontier:
+    """The non-dominated plans between the fastest and the most efficient (module docstring)."""
+    if axis not in AXES:
+        raise InputError(f"unknown axis {axis!r}; choose tpot or ttft", source="--pareto-axis")
+    if isinstance(points, bool) or not isinstance(points, int) or not 2 <= points <= 50:
+        raise InputError(f"must be an integer from 2 to 50, got {points!r}", source="--pareto-points")
+    search_args.pop("include_timings", None)
+    slo_name = f"{axis}_ms"
+    user_slo = search_args.get(slo_name)
+    chosen = api.search(**search_args)  # the user's own question first: its errors are theirs
+    found: list[S.Plan] = [chosen]
+
+    def attempt(**override) -> S.Plan | None:
+        try:
+            return api.search(**{**search_args, **override})
+        except InfeasibleError:
+            return None
+
+    for extra in ({"objective": "throughput"}, {"objective": "throughput-per-gpu"}):
+        p = attempt(**extra)
+        if p is not None:
+            found.append(p)
+    if axis == "tpot":
+        fastest = attempt(objective="latency")
+        lo_ms = fastest.totals.tpot_ms if fastest else None
+        if fastest is not None:
+            found.append(fastest)
+    else:
+        _, _, _, _, _, pricing = api.prepare(**_prepare_args({k: v for k, v in search_args.items()
+                                                             if k != "objective"} | {"objective": "throughput"}))
+        lo_ms = pricing.best_ttft_s * 1e3
+    hi_ms = max((p.totals.tpot_ms if axis == "tpot" else p.totals.ttft_ms) for p in found)
+    if lo_ms is not None and hi_ms > lo_ms:
+        ratio = (hi_ms / lo_ms) ** (1 / (points - 1))
+        for i in range(points):
+            t_ms = math.ceil(lo_ms * ratio ** i * 100) / 100
+            if user_slo is not None:
+                t_ms = min(t_ms, user_slo)
+            p = attempt(objective="throughput-per-gpu", **{slo_name: t_ms})
+            if p is not None:
+                found.append(p)
+    unique: dict[str, S.Plan] = {}
+    for p in found:
+        unique.setdefault(_key(p), p)
+    plans = list(unique.values())
+    keep = [p for p in plans if not any(dominates(q, p, axis) for q in plans if q is not p)]
+    chosen_key = _key(chosen)
+    dominated = not any(_key(p) == chosen_key for p in keep)
+    if dominated:
+        keep.append(unique[chosen_key])
+
+    def lat(p: S.Plan) -> float:
+        return p.totals.tpot_ms if axis == "tpot" else p.totals.ttft_ms
+
+    keep.sort(key=lambda p: (lat(p), -p.totals.output_tokens_per_s_per_gpu, -p.totals.output_tokens_per_s, _key(p)))
+    index = next(i for i, p in enumerate(keep) if _key(p) == chosen_key)
+    return Frontier(axis=axis, plans=keep, chosen=index, chosen_dominated=dominated)

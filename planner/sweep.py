@@ -1,0 +1,600 @@
+"""Sweeps: one table of ``search`` results over a grid of requests (``plan-search sweep``).
+
+A sweep file (YAML or JSON, read through :func:`topologies.load.read_structured_file`, so
+the same size, alias and encoding guards apply as to topology files)::
+
+    name: capacity-q3                 # optional; default: the file's name
+    base: {isl: 1024, osl: 256, time_limit_s: 10}   # search() arguments every row shares
+    grid:                             # the cartesian product of these lists, last key fastest
+      topology: [dgx-h100x2, hgx-a100x4]
+      model: [llama-3.1-8b, llama-3.1-70b]
+      tpot_ms: [null, 50]
+    cases:                            # optional explicit requests, after the grid rows
+      - {topology: dgx-h100x2, model: llama-3.1-70b, qps: 20, objective: min-gpus}
+
+Keys are the arguments of :func:`planner.api.search` listed in :data:`SEARCH_KEYS`; unknown
+keys, wrong types and out-of-range values are refused before anything runs, as one
+:class:`InputError` naming the file and the field. Grid values override ``base``; a case is
+``base`` plus the case. Relative topology and model file paths are relative to the sweep
+file's folder.
+
+Each row runs one ``search`` (CP-SAT with one worker: the sweep is parallel across rows)
+and becomes one table row: the request (defaults filled in), then ``status`` (ok,
+infeasible, bad-input, timeout or error) and, for ok rows, the plan's totals. A failing row
+never stops the sweep. Rows come out in grid order whatever order they finish in, so the
+same sweep gives the same table byte for byte (as long as every solve ends within its time
+limit: a solve the limit cuts short may differ from run to run).
+
+Rows run in this process (``jobs=1``), in local processes, or as Ray tasks on a cluster.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+import os
+import re
+import signal
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from costmodels import calibration as cal
+from costmodels.units import DTYPES
+from planner.api import OBJECTIVES
+from topologies.errors import InfeasibleError, InputError, PlanSearchError, SolveTimeout
+
+MAX_ROWS = 100_000
+RAY_LOCAL_OBJECT_STORE_BYTES = 80 * 1024 * 1024  # rows are small; Ray's minimum is 75 MiB
+
+# The search() arguments a sweep may set, in column order, with search()'s defaults.
+# (weight_dtype / kv_dtype: search() takes None for "auto".)
+SEARCH_DEFAULTS: dict[str, Any] = {
+    "topology": None, "model": None, "isl": 1024, "osl": 256, "qps": None, "ttft_ms": None, "tpot_ms": None,
+    "objective": "throughput", "weight_dtype": "auto", "kv_dtype": "auto", "max_gpus": None,
+    "allow_cross_domain_tp": False, "time_limit_s": 10.0, "seed": 0, "runtime": "vllm",
+}
+SEARCH_KEYS = tuple(SEARCH_DEFAULTS)
+
+STATUSES = ("ok", "infeasible", "bad-input", "timeout", "error")
+
+# Column name -> type, for the CSV header order and the Parquet schema.
+RESULT_COLUMNS: dict[str, str] = {
+    "status": "str", "message": "str", "gpus_used": "int", "output_tokens_per_s": "float",
+    "output_tokens_per_s_per_gpu": "float", "requests_per_s": "float",
+    "plan_ttft_ms": "float",  # worst over the plan's replica groups (queueing included with qps)
+    "plan_tpot_ms": "float", "replica_groups": "str", "solver_status": "str", "solver_gap": "float",
+}
+REQUEST_TYPES: dict[str, str] = {
+    "topology": "str", "model": "str", "isl": "int", "osl": "int", "qps": "float", "ttft_ms": "float",
+    "tpot_ms": "float", "objective": "str", "weight_dtype": "str", "kv_dtype": "str", "max_gpus": "int",
+    "allow_cross_domain_tp": "bool", "time_limit_s": "float", "seed": "int", "runtime": "str",
+}
+COLUMN_TYPES: dict[str, str] = {"index": "int", **REQUEST_TYPES, **RESULT_COLUMNS}
+COLUMNS = tuple(COLUMN_TYPES)
+
+
+# -- the file format ---------------------------------------------------------------------------
+
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+_Name = Annotated[str, Field(min_length=1, max_length=4096)]
+_FIELD_TYPES: dict[str, Any] = {
+    "topology": _Name,
+    "model": _Name,
+    "isl": Annotated[int, Field(gt=0)],
+    "osl": Annotated[int, Field(gt=0)],
+    "qps": Optional[Annotated[float, Field(ge=0)]],
+    "ttft_ms": Optional[Annotated[float, Field(gt=0)]],
+    "tpot_ms": Optional[Annotated[float, Field(gt=0)]],
+    "objective": Literal[tuple(OBJECTIVES)],
+    "weight_dtype": Optional[Literal[("auto",) + tuple(DTYPES)]],
+    "kv_dtype": Optional[Literal[("auto",) + tuple(DTYPES)]],
+    "max_gpus": Optional[Annotated[int, Field(gt=0)]],
+    "allow_cross_domain_tp": bool,
+    "time_limit_s": Annotated[float, Field(gt=0, le=7 * 24 * 3600)],
+    "seed": Annotated[int, Field(ge=0, lt=2**31)],
+    "runtime": Literal[tuple(cal.RUNTIMES)],
+}
+assert tuple(_FIELD_TYPES) == SEARCH_KEYS
+
+# Unset fields stay None (not validated); only keys the file gives count (model_fields_set).
+SearchArgs = create_model("SearchArgs", __config__=_STRICT,
+                          **{k: (t, None) for k, t in _FIELD_TYPES.items()})  # type: ignore[call-overload]
+Grid = create_model("Grid", __config__=_STRICT,
+                    **{k: (Annotated[list[t], Field(min_length=1)], None)  # type: ignore[valid-type]
+                       for k, t in _FIELD_TYPES.items()})  # type: ignore[call-overload]
+
+
+class SweepFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Optional[Annotated[str, Field(min_length=1, max_length=200, strict=True)]] = None
+    base: SearchArgs = Field(default_factory=SearchArgs)  # type: ignore[valid-type]
+    grid: Grid = Field(default_factory=Grid)  # type: ignore[valid-type]
+    cases: list[SearchArgs] = Field(default_factory=list)  # type: ignore[valid-type]
+
+
+def _validation_error(e: ValidationError, src: str) -> InputError:
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or None
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key; the keys a sweep may set are {', '.join(SEARCH_KEYS)}" \
+            if loc and re.match(r"^(base|grid|cases\.\d+)\.", loc) else \
+            "unknown key; a sweep file has name, base, grid and cases"
+    elif err["type"] == "missing":
+        msg = "missing"
+    elif err["type"] == "too_short":
+        msg = "empty list; give at least one value"
+    elif err["type"] in ("dict_type", "model_type", "model_attributes_type"):
+        msg = "must be a mapping (key: value)" if loc != "grid" else "must be a mapping of keys to lists of values"
+    elif not isinstance(err.get("input"), (dict, list)):
+        msg = f"{msg}, got {err.get('input')!r}"
+    return InputError(msg, source=src, field=loc)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep: every row's request (all of :data:`SEARCH_KEYS`), in grid order."""
+
+    name: str
+    source: str
+    folder: Path  # relative topology/model paths are relative to this
+    points: list[dict[str, Any]] = field(repr=False)
+
+
+def _given(args: BaseModel) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in SEARCH_KEYS if k in args.model_fields_set}
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and validate a sweep file; raises :class:`InputError` naming the file and field."""
+    from topologies.load import read_structured_file
+
+    src = str(path)
+    data, _ = read_structured_file(path)
+    if not isinstance(data, dict):
+        raise InputError("a sweep file must be a mapping with base, grid and cases", source=src)
+    try:
+        spec = SweepFile.model_validate(data)
+    except ValidationError as e:
+        raise _validation_error(e, src) from None
+    return sweep_from_spec(spec, source=src, folder=Path(path).parent,
+                           grid_order=list(data.get("grid") or {}))
+
+
+def sweep_from_spec(spec: SweepFile, *, source: str, folder: Path, grid_order: list[str] | None = None) -> Sweep:
+    base = _given(spec.base)
+    grid = _given(spec.grid)
+    keys = [k for k in (grid_order or SEARCH_KEYS) if k in grid]
+    cases = [_given(c) for c in spec.cases]
+    grid_rows = math.prod(len(grid[k]) for k in keys) if keys else 0
+    total = grid_rows + len(cases)
+    if total == 0:
+        raise InputError("nothing to run: give lists under grid, or cases", source=source, field="grid")
+    if total > MAX_ROWS:
+        raise InputError(f"{total:,} rows is more than the limit of {MAX_ROWS:,}; split the sweep into several files",
+                         source=source, field="grid" if grid_rows > MAX_ROWS or not cases else "cases")
+    for k in ("topology", "model"):
+        if keys and k not in base and k not in grid:
+            raise InputError(f"missing: the grid rows need a {k}; add it to base or grid", source=source, field=k)
+        for i, c in enumerate(cases):
+            if k not in base and k not in c:
+                raise InputError(f"missing: add {k} to the case or to base", source=source, field=f"cases.{i}.{k}")
+    defaults = {**SEARCH_DEFAULTS, **base}
+    points = []
+    if keys:
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            points.append({**defaults, **dict(zip(keys, combo))})
+    points.extend({**defaults, **c} for c in cases)
+    for p in points:
+        for k in ("weight_dtype", "kv_dtype"):
+            if p[k] is None:
+                p[k] = "auto"
+    name = spec.name or Path(source).stem
+    return Sweep(name=name, source=source, folder=folder, points=points)
+
+
+# -- resolving topologies and models (once, in the driver) ----------------------------------------
+
+def _topology_path(value: str, folder: Path) -> Path | None:
+    """The file a topology value names (relative to the sweep's folder), or None for a built-in name.
+
+    Mirrors :func:`topologies.load.load_topology`: a value with a ``/`` or a YAML/JSON suffix is a path.
+    """
+    if "/" not in value and not value.endswith((".yaml", ".yml", ".json")):
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else folder / p
+
+
+def _model_path(value: str, folder: Path) -> Path | None:
+    from costmodels.models import builtin_model_names, normalize_model_name
+
+    if normalize_model_name(value) in builtin_model_names():
+        return None
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p
+    q = folder / p
+    return q if q.exists() or value.endswith(".json") else None
+
+
+@dataclass(frozen=True)
+class _TopologyPayload:
+    """What a worker needs to rebuild a topology without reading any file."""
+
+    spec: Any  # topologies.schema.TopologySpec
+    sha256: str
+    source: str
+
+
+def resolve_topology(value: str, folder: Path) -> _TopologyPayload:
+    from topologies.load import load_topology
+
+    path = _topology_path(value, folder)
+    spec, sha = load_topology(path if path is not None else value)
+    return _TopologyPayload(spec=spec, sha256=sha, source=value)
+
+
+def resolve_model(value: str, folder: Path):
+    from costmodels.models import get_model
+
+    path = _model_path(value, folder)
+    return get_model(path if path is not None else value)
+
+
+# -- running one row -----------------------------------------------------------------------------
+
+_TOPOLOGY_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _topology(payload: _TopologyPayload):
+    from topologies.graph import Topology
+
+    key = (payload.sha256, payload.source)
+    topo = _TOPOLOGY_CACHE.get(key)
+    if topo is None:
+        if len(_TOPOLOGY_CACHE) >= 32:
+            _TOPOLOGY_CACHE.clear()
+        topo = _TOPOLOGY_CACHE[key] = Topology(payload.spec, payload.sha256, source=payload.source)
+    return topo
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def replica_groups_summary(plan) -> str:
+    """``H100-SXM-80GB tp=2 pp=2 batch=105 x4``, one per replica group, joined by ``; ``."""
+    parts = []
+    for g in plan.replica_groups:
+        s = g.strategy
+        ep = f" ep={s.ep}" if s.ep > 1 else ""
+        parts.append(f"{g.gpu} tp={s.tp} pp={s.pp}{ep} batch={s.batch_size} x{s.dp}")
+    return "; ".join(parts)
+
+
+def _empty_result(status: str, message: str) -> dict[str, Any]:
+    row: dict[str, Any] = {k: None for k in RESULT_COLUMNS}
+    row["status"], row["message"] = status, message
+    return row
+
+
+def plan_result(plan) -> dict[str, Any]:
+    """The result columns of an ok row."""
+    t = plan.totals
+    return {"status": "ok", "message": None, "gpus_used": t.gpus_used, "output_tokens_per_s": t.output_tokens_per_s,
+            "output_tokens_per_s_per_gpu": t.output_tokens_per_s_per_gpu, "requests_per_s": t.requests_per_s,
+            "plan_ttft_ms": t.ttft_ms, "plan_tpot_ms": t.tpot_ms, "replica_groups": replica_groups_summary(plan),
+            "solver_status": plan.solver.status, "solver_gap": plan.solver.gap}
+
+
+def run_point(args: dict[str, Any], topology, model) -> dict[str, Any]:
+    """One ``search`` for one row's request; returns the result columns, never raises
+    (except ``KeyboardInterrupt``). ``topology`` is a resolved payload, Topology or name."""
+    from planner import api
+
+    if isinstance(topology, _TopologyPayload):
+        topology = _topology(topology)
+    kwargs = {k: v for k, v in args.items() if k not in ("topology", "model")}
+    for k in ("weight_dtype", "kv_dtype"):
+        if kwargs.get(k) == "auto":
+            kwargs[k] = None
+    try:
+        plan = api.search(topology=topology, model=model, workers=1, **kwargs)
+    except SolveTimeout as e:
+        return _empty_result("timeout", _first_line(str(e)))
+    except InfeasibleError as e:
+        return _empty_result("infeasible", _first_line(str(e)))
+    except InputError as e:
+        return _empty_result("bad-input", _first_line(str(e)))
+    except PlanSearchError as e:
+        return _empty_result("bad-input" if e.exit_code == 2 else "infeasible", _first_line(str(e)))
+    except Exception as e:  # a bug in one row must not lose the others; the row says what happened
+        return _empty_result("error", _first_line(f"{type(e).__name__}: {e}"))
+    return plan_result(plan)
+
+
+# Local worker processes get the resolved topologies and models once, at start.
+_WORKER_TABLES: dict[str, dict] = {}
+
+
+def _worker_init(topologies: dict, models: dict) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent, which stops the pool
+    _WORKER_TABLES["topologies"] = topologies
+    _WORKER_TABLES["models"] = models
+
+
+def _worker_point(index: int, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return index, run_point(args, _WORKER_TABLES["topologies"][args["topology"]],
+                            _WORKER_TABLES["models"][args["model"]])
+
+
+def _ray_point(args: dict[str, Any], topology: _TopologyPayload, model) -> dict[str, Any]:
+    return run_point(args, topology, model)
+
+
+# -- running a sweep -----------------------------------------------------------------------------
+
+@dataclass
+class SweepResult:
+    sweep: Sweep
+    rows: list[dict[str, Any]]  # one per point, grid order, every column of COLUMNS
+    wall_time_s: float
+    backend: str  # e.g. "2 local processes", "Ray at auto"
+
+    def counts(self) -> dict[str, int]:
+        c = {s: 0 for s in STATUSES}
+        for r in self.rows:
+            c[r["status"]] += 1
+        return c
+
+
+Progress = Callable[[int, int, dict[str, int]], None]
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (not the machine's, where a container or affinity limits it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def require_ray():
+    """Import Ray, or refuse in one line naming the fix."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray-address needs Ray: pip install 'plan-search[ray]'") from None
+    return ray
+
+
+def run_sweep(sweep: Sweep, *, jobs: int | None = None, ray_address: str | None = None,
+              progress: Progress | None = None) -> SweepResult:
+    """Run every row of ``sweep``: in this process (``jobs=1``), in ``jobs`` local processes
+    (default: one per CPU), or as Ray tasks when ``ray_address`` is given (``auto``,
+    ``ray://HOST:PORT``, ``HOST:PORT``, or ``local`` to start a local instance of ``jobs`` CPUs)."""
+    t0 = time.perf_counter()
+    if ray_address is not None:
+        ray = require_ray()
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise InputError(f"must be a positive integer, got {jobs!r}", source="--jobs")
+    n = len(sweep.points)
+    results: list[dict[str, Any] | None] = [None] * n
+    counts = {s: 0 for s in STATUSES}
+
+    def finish(i: int, result: dict[str, Any]) -> None:
+        results[i] = result
+        counts[result["status"]] += 1
+        if progress is not None:
+            progress(sum(counts.values()), n, dict(counts))
+
+    # Resolve each distinct topology and model once; a bad one makes its rows bad-input.
+    topologies: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    for table, key, resolve in ((topologies, "topology", resolve_topology), (models, "model", resolve_model)):
+        for p in sweep.points:
+            v = p[key]
+            if v not in table:
+                try:
+                    table[v] = resolve(v, sweep.folder)
+                except PlanSearchError as e:
+                    table[v] = e
+    pending: list[int] = []
+    for i, p in enumerate(sweep.points):
+        bad = next((x for x in (topologies[p["topology"]], models[p["model"]]) if isinstance(x, PlanSearchError)), None)
+        if bad is not None:
+            finish(i, _empty_result("bad-input", _first_line(str(bad))))
+        else:
+            pending.append(i)
+    ok_topologies = {k: v for k, v in topologies.items() if not isinstance(v, PlanSearchError)}
+    ok_models = {k: v for k, v in models.items() if not isinstance(v, PlanSearchError)}
+
+    if ray_address is not None:
+        backend = _run_ray(ray, ray_address, jobs, sweep, pending, ok_topologies, ok_models, finish)
+    else:
+        jobs = jobs or cpu_count()
+        workers = max(1, min(jobs, len(pending)))
+        if workers == 1:
+            backend = "1 process"
+            for i in pending:
+                p = sweep.points[i]
+                finish(i, run_point(p, ok_topologies[p["topology"]], ok_models[p["model"]]))
+        else:
+            backend = f"{workers} local processes"
+            _run_local(workers, sweep, pending, ok_topologies, ok_models, finish)
+    rows = [{"index": i, **sweep.points[i], **results[i]} for i in range(n)]  # type: ignore[dict-item]
+    return SweepResult(sweep=sweep, rows=rows, wall_time_s=time.perf_counter() - t0, backend=backend)
+
+
+@contextmanager
+def _sigint_ignored(active: bool = True):
+    """Ignore Ctrl-C while starting worker processes, so that they start ignoring it (a
+    disposition a new process inherits) and only this process sees it: it then stops them."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _run_local(workers: int, sweep: Sweep, pending: list[int], topologies: dict, models: dict,
+               finish: Callable[[int, dict], None]) -> None:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn, not fork: the parent may hold CP-SAT or Ray threads, which fork does not copy safely.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(topologies, models))
+    todo = iter(pending)
+    in_flight: dict[Any, int] = {}
+    window = workers * 4
+    first = True
+    try:
+        while True:
+            with _sigint_ignored(first):  # the first submit starts the workers: they inherit SIG_IGN
+                for i in itertools.islice(todo, window - len(in_flight)):
+                    try:
+                        in_flight[pool.submit(_worker_point, i, sweep.points[i])] = i
+                    except BrokenProcessPool as e:  # a worker died: the pool takes no more work
+                        finish(i, _empty_result("error", _first_line(f"worker process died: {e}")))
+            first = False
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for f in done:
+                i = in_flight.pop(f)
+                e = f.exception()
+                if e is not None:  # the worker process died (e.g. killed for memory)
+                    finish(i, _empty_result("error", _first_line(f"worker process died: {type(e).__name__}: {e}")))
+                else:
+                    finish(*f.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+        if terminate is not None:
+            terminate()
+        else:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        raise
+    pool.shutdown(wait=True)
+
+
+def _run_ray(ray, address: str, jobs: int | None, sweep: Sweep, pending: list[int], topologies: dict,
+             models: dict, finish: Callable[[int, dict], None]) -> str:
+    import logging
+
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+        if address == "local":
+            kwargs.update(num_cpus=jobs or cpu_count(), include_dashboard=False,
+                          object_store_memory=RAY_LOCAL_OBJECT_STORE_BYTES)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as e:  # ConnectionError, ValueError, RuntimeError: Ray's words, in one line
+            raise InputError(f"cannot start or reach Ray: {_first_line(str(e)) or type(e).__name__}",
+                             source=f"--ray-address {address}") from None
+        started = True
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        window = min(max(2, 2 * (jobs or cpus)), 10_000)  # tasks in flight: enough to keep every CPU busy
+        task = ray.remote(num_cpus=1)(_ray_point)
+        used_t = {sweep.points[i]["topology"] for i in pending}
+        used_m = {sweep.points[i]["model"] for i in pending}
+        t_refs = {k: ray.put(v) for k, v in topologies.items() if k in used_t}
+        m_refs = {k: ray.put(v) for k, v in models.items() if k in used_m}
+        todo = iter(pending)
+        in_flight: dict[Any, int] = {}
+        while True:
+            for i in itertools.islice(todo, window - len(in_flight)):
+                p = sweep.points[i]
+                in_flight[task.remote(p, t_refs[p["topology"]], m_refs[p["model"]])] = i
+            if not in_flight:
+                break
+            refs = list(in_flight)
+            ray.wait(refs, num_returns=1)  # block for one, then take every one that is ready
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            for ref in ready:
+                i = in_flight.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as e:  # the task's worker died or was lost
+                    result = _empty_result("error", _first_line(f"{type(e).__name__}: {e}"))
+                finish(i, result)
+    finally:
+        if started:  # a connection this sweep made (a cluster it started, it stops)
+            ray.shutdown()
+    return f"Ray at {address} ({cpus} CPUs)"
+
+
+# -- writing the table ---------------------------------------------------------------------------
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """The table as CSV text: a header of :data:`COLUMNS`, one line per row, empty cells for null."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in rows:
+        w.writerow([_cell(r[c]) for c in COLUMNS])
+    return buf.getvalue()
+
+
+def require_pyarrow(output: str):
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise InputError("Parquet output needs pyarrow: pip install 'plan-search[parquet]' (or write a .csv)",
+                         source=output) from None
+    return pyarrow
+
+
+def to_arrow(rows: list[dict[str, Any]]):
+    """The table as a ``pyarrow.Table`` with typed, nullable columns."""
+    pa = require_pyarrow("parquet")
+    types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+    schema = pa.schema([pa.field(c, types[t], nullable=True) for c, t in COLUMN_TYPES.items()])
+    return pa.Table.from_pydict({c: [r[c] for r in rows] for c in COLUMNS}, schema=schema)
+
+
+def write_parquet(rows: list[dict[str, Any]], path: str) -> None:
+    """Write the table to ``path`` as Parquet, whole or not at all (temp file, then rename)."""
+    require_pyarrow(path)
+    import pyarrow.parquet as pq
+
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.",
+                               suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(to_arrow(rows), tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

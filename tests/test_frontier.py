@@ -1,0 +1,141 @@
+"""--top-k and --pareto: several full plans, each verified; the frontier holds no dominated
+plan and contains both extremes; the plot is written deterministically."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from planner import api
+from planner.cli import main
+from planner.frontier import _key, dominates, frontier, top_k
+from planner.schema import load_json_schema
+
+KW = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=1024, osl=256)
+
+
+@pytest.fixture(scope="module")
+def tpot_front():
+    return frontier(axis="tpot", **KW)
+
+
+def test_frontier_has_no_dominated_plan_and_both_extremes(tpot_front):
+    f = tpot_front
+    assert len(f.plans) >= 3
+    for a in f.plans:
+        for b in f.plans:
+            assert a is b or not dominates(a, b, "tpot")
+    keys = {_key(p) for p in f.plans}
+    assert _key(api.search(objective="throughput", **KW)) in keys
+    assert _key(api.search(objective="latency", **KW)) in keys
+    lat = [p.totals.tpot_ms for p in f.plans]
+    assert lat == sorted(lat)
+    # along the frontier, paying latency buys throughput per GPU
+    per_gpu = [p.totals.output_tokens_per_s_per_gpu for p in f.plans]
+    assert per_gpu == sorted(per_gpu)
+
+
+def test_ttft_frontier_and_a_user_slo_bounds_every_plan():
+    f = frontier(axis="ttft", ttft_ms=150, **KW)
+    assert all(p.totals.ttft_ms <= 150 for p in f.plans)
+    for a in f.plans:
+        for b in f.plans:
+            assert a is b or not dominates(a, b, "ttft")
+
+
+def test_top_k_is_ranked_distinct_and_starts_with_the_best():
+    plans = top_k(4, **KW)
+    assert len(plans) == 4
+    assert plans[0].to_json() == api.search(**KW).to_json()
+    tput = [p.totals.output_tokens_per_s for p in plans]
+    assert tput == sorted(tput, reverse=True)
+    mixes = [tuple(sorted((g.gpu, g.strategy.tp, g.strategy.pp, g.strategy.ep, g.strategy.dp)
+                          for g in p.replica_groups)) for p in plans]
+    assert len({_merge(m) for m in mixes}) == 4
+
+
+def _merge(mix):
+    out = {}
+    for gpu, tp, pp, ep, dp in mix:
+        out[(gpu, tp, pp, ep)] = out.get((gpu, tp, pp, ep), 0) + dp
+    return tuple(sorted(out.items()))
+
+
+def test_top_k_min_gpus_ranks_by_gpus():
+    plans = top_k(3, topology="dgx-h100x4", model="llama-3.1-8b", qps=40, objective="min-gpus", tpot_ms=30)
+    gpus = [p.totals.gpus_used for p in plans]
+    assert gpus == sorted(gpus) and all(p.totals.requests_per_s >= 40 for p in plans)
+
+
+def test_top_k_refuses_objectives_it_cannot_rank():
+    from topologies.errors import InputError
+    with pytest.raises(InputError, match="--top-k ranks plans"):
+        top_k(3, objective="latency", **KW)
+
+
+def test_cli_pareto_json_is_full_valid_plans(tmp_path):
+    out = tmp_path / "front.json"
+    r = CliRunner().invoke(main, ["search", "-t", "dgx-h100x2", "-m", "llama-3.1-70b", "--pareto", "--json",
+                                  "-o", str(out)])
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc == json.loads(out.read_text())
+    assert doc["kind"] == "pareto-frontier" and doc["axis"] == "tpot"
+    schema = load_json_schema()
+    for p in doc["plans"]:
+        jsonschema.validate(p, schema)
+    assert 0 <= doc["chosen"] < len(doc["plans"])
+
+
+def test_cli_top_k_json_says_why(tmp_path):
+    r = CliRunner().invoke(main, ["search", "-t", "dgx-h100x2", "-m", "llama-3.1-70b", "--top-k", "3", "--json"])
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["why_below_first"][0] is None
+    assert all("fewer output tokens/s" in w or "ties" in w for w in doc["why_below_first"][1:])
+    text = CliRunner().invoke(main, ["search", "-t", "dgx-h100x2", "-m", "llama-3.1-70b", "--top-k", "3"]).stdout
+    assert "why below #1" in text
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_plot_is_written_and_repeatable(tmp_path, suffix):
+    pytest.importorskip("matplotlib")
+    a, b = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
+    for path in (a, b):
+        r = CliRunner().invoke(main, ["search", "-t", "dgx-h100x1", "-m", "llama-3.1-8b", "--pareto",
+                                      "--pareto-points", "3", "--plot", str(path), "-q"])
+        assert r.exit_code == 0, r.stderr
+    assert a.stat().st_size > 1000
+    assert a.read_bytes() == b.read_bytes()
+    assert sorted(x.name for x in tmp_path.iterdir()) == sorted([a.name, b.name])  # no temp files left
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--plot", "{tmp}/f.png"], "--plot draws the frontier: add --pareto"),
+    (["--pareto", "--plot", "{tmp}/f.jpg"], "name the file .png or .svg"),
+    (["--pareto", "--plot", "{tmp}/no/such/f.png"], "folder does not exist"),
+    (["--pareto", "--top-k", "2"], "give --top-k or --pareto, not both"),
+    (["--top-k", "0"], "--top-k"),
+    (["--top-k", "2", "--objective", "latency"], "--top-k ranks plans"),
+    (["--pareto", "--pareto-points", "1"], "--pareto-points"),
+    (["--pareto", "--emit", "vllm"], "--emit writes one plan"),
+])
+def test_bad_frontier_flags(tmp_path, args, needle):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = tmp_path / "out.json"
+    r = CliRunner().invoke(main, ["search", "-t", "dgx-h100x1", "-m", "llama-3.1-8b", "-o", str(out), *args])
+    assert r.exit_code == 2, r.output
+    assert len(r.stderr.splitlines()) == 1 and needle in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_search_emit_writes_the_launch_files(tmp_path):
+    d = tmp_path / "launch"
+    r = CliRunner().invoke(main, ["search", "-t", "dgx-h100x2", "-m", "llama-3.1-70b", "--emit", "vllm",
+                                  "--emit-dir", str(d), "-q"])
+    assert r.exit_code == 0, r.stderr
+    files = sorted(p.name for p in d.iterdir())
+    assert files and all(f.endswith(".sh") for f in files)
+    assert "vllm serve" in (d / files[0]).read_text()
