@@ -184,7 +184,7 @@ def test_trtllm_multi_node_mpirun(plans):
     g2 = g.model_copy(update={"replicas": [r0.model_copy(update={"ranks": ranks})]})
     plan = base.model_copy(update={"replica_groups": [g2]})
     text = emit(plan, "trtllm")["trtllm-g0.sh"]
-    assert (f"mpirun -H dgx0:{half},dgx1:{half} -np {n} -x CUDA_VISIBLE_DEVICES trtllm-llmapi-launch "
+    assert (f"mpirun -H dgx0:{half},dgx1:{half} -np {n} -x CUDA_VISIBLE_DEVICES -x CUDA_DEVICE_ORDER trtllm-llmapi-launch "
             f"trtllm-serve") in text
     assert f"--gpus_per_node {half}" in text
     assert _flags(text) <= ALLOWED["trtllm"]

@@ -87,7 +87,7 @@ def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: 
                                 f"GPUs {csv(gpus)} on each, port {row.port}; launched from here over MPI")
         cmd = _serve(model, g, row.port, yaml_name, len(gpus))
         cmd[0] = (f"CUDA_VISIBLE_DEVICES={csv(gpus)} mpirun -H {hosts} -np {world} -x CUDA_VISIBLE_DEVICES "
-                  f"trtllm-llmapi-launch {cmd[0]}")
+                  f"-x CUDA_DEVICE_ORDER trtllm-llmapi-launch {cmd[0]}")
         cmd[-1] += " &"
         bodies[row.head].extend(continued(cmd))
         for n in row.nodes[1:]:
