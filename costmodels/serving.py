@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 from costmodels import calibration as cal
 from costmodels.comm import send_s
@@ -84,6 +85,20 @@ def validate_strategy(model: ModelSpec, s: Strategy) -> str | None:
     return None
 
 
+#: One GPU type for the whole replica, or one per pipeline stage (a pipeline across types).
+GPUs = GPU | Sequence[GPU]
+
+
+def stage_gpus(gpu: GPUs, pp: int) -> list[GPU]:
+    """The GPU of each pipeline stage."""
+    if isinstance(gpu, GPU):
+        return [gpu] * pp
+    out = list(gpu)
+    if len(out) != pp:
+        raise ValueError(f"{len(out)} stage GPUs for pp={pp}")
+    return out
+
+
 def stages(model: ModelSpec, s: Strategy) -> list[StageShape]:
     split = s.layer_split or balanced_layer_split(model.layers, s.pp)
     out, start = [], 0
@@ -91,6 +106,71 @@ def stages(model: ModelSpec, s: Strategy) -> list[StageShape]:
         out.append(StageShape(layer_start=start, layer_count=n, first=i == 0, last=i == len(split) - 1))
         start += n
     return out
+
+
+def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int,
+                       micro_batch: int = 16) -> tuple[int, ...]:
+    """Layers per pipeline stage so that the slowest stage is as fast as possible and every
+    stage holds at least one full-length sequence.
+
+    Each stage's time is modelled as ``layers x (its GPU's time per layer) + (LM head time
+    on the last stage)``, at a representative decode micro-batch of ``micro_batch``
+    sequences with their share of chunked prefill. The least bottleneck time ``T`` with
+    ``sum_i min(cap_i, floor((T - extra_i) / t_i)) >= layers`` is found by bisection (the
+    split is exact for that linear model); layers beyond the total are then taken from the
+    slowest stages. ``cap_i`` is the most layers stage ``i``'s GPU holds with room for one
+    sequence of ``isl + osl`` tokens. On one GPU type this gives the last stage fewer layers
+    when its LM head costs as much as a layer; across types the faster GPU gets more layers.
+    Falls back to the balanced split when no split fits.
+    """
+    pp = s.pp
+    if pp == 1:
+        return (model.layers,)
+    gpus = stage_gpus(gpu, pp)
+    context = isl + osl
+    prefill = micro_batch * isl / max(osl, 1)
+    steps = steps_for_tokens(micro_batch + prefill, s.max_num_batched_tokens)
+    L = model.layers
+
+    def stage_s(g: GPU, count: int, *, first: bool, last: bool) -> float:
+        st = StageShape(layer_start=0, layer_count=count, first=first, last=last)
+        return _stage_time(model, g, s, st, Links(), prefill_tokens=prefill, prefill_context=isl / 2,
+                           decode_tokens=micro_batch, decode_context=isl + osl / 2, steps=steps).total_s
+
+    per_layer, extra, cap = [], [], []
+    for i, g in enumerate(gpus):
+        first, last = i == 0, i == pp - 1
+        body = stage_s(g, L, first=False, last=False)
+        per_layer.append(max(body - stage_s(g, 0, first=False, last=False), 1e-12) / L)
+        extra.append(stage_s(g, L, first=first, last=last) - body)
+
+        def fits(n: int, g=g, first=first, last=last) -> bool:
+            st = StageShape(layer_start=0, layer_count=n, first=first, last=last)
+            _, budget, per_seq = _stage_memory(model, g, s, st, batch=1, context=context)
+            return budget >= per_seq
+        lo, hi = 0, L  # the largest n with fits(n); fits is monotone (more layers, less room)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        cap.append(lo)
+    if sum(cap) < L or min(cap) < 1:
+        return balanced_layer_split(L, pp)
+
+    def take(t: float) -> list[int]:
+        return [max(0, min(c, math.floor((t - e) / w))) for c, e, w in zip(cap, extra, per_layer)]
+
+    lo_t, hi_t = 0.0, max(e + c * w for c, e, w in zip(cap, extra, per_layer))
+    for _ in range(100):
+        mid = (lo_t + hi_t) / 2
+        lo_t, hi_t = (lo_t, mid) if sum(take(mid)) >= L and min(take(mid)) >= 1 else (mid, hi_t)
+    split = take(hi_t)
+    if sum(split) < L or min(split) < 1:
+        return balanced_layer_split(L, pp)
+    while sum(split) > L:  # drop layers from the slowest stage that can spare one (last first)
+        i = max((j for j in range(pp) if split[j] > 1),
+                key=lambda j: (split[j] * per_layer[j] + extra[j], j))
+        split[i] -= 1
+    return tuple(split)
 
 
 def _stage_memory(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, *, batch: int,
@@ -111,12 +191,13 @@ def _stage_memory(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, *, ba
     return mem, budget, per_seq
 
 
-def replica_memory(model: ModelSpec, gpu: GPU, s: Strategy, *, batch: int, context: int) -> list[MemoryBreakdown]:
+def replica_memory(model: ModelSpec, gpu: GPUs, s: Strategy, *, batch: int, context: int) -> list[MemoryBreakdown]:
     """Memory of one GPU of each stage with ``batch`` sequences of ``context`` tokens."""
-    return [_stage_memory(model, gpu, s, st, batch=batch, context=context)[0] for st in stages(model, s)]
+    return [_stage_memory(model, g, s, st, batch=batch, context=context)[0]
+            for g, st in zip(stage_gpus(gpu, s.pp), stages(model, s))]
 
 
-def max_batch_size(model: ModelSpec, gpu: GPU, s: Strategy, *, context: int, cap: int | None = None) -> int:
+def max_batch_size(model: ModelSpec, gpu: GPUs, s: Strategy, *, context: int, cap: int | None = None) -> int:
     """Largest number of concurrent ``context``-token sequences every stage can hold.
 
     Capped by the runtime's default scheduler limit (per pipeline stage) unless ``cap``.
@@ -124,10 +205,10 @@ def max_batch_size(model: ModelSpec, gpu: GPU, s: Strategy, *, context: int, cap
     best = cap if cap is not None else s.profile.max_batch
 
     def room(n: int, st: StageShape) -> int:
-        _, budget, per_seq = _stage_memory(model, gpu, s, st, batch=n, context=context)
+        _, budget, per_seq = _stage_memory(model, g, s, st, batch=n, context=context)
         return max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq)
 
-    for st in stages(model, s):
+    for g, st in zip(stage_gpus(gpu, s.pp), stages(model, s)):
         # Activations (logits, the step's tokens) grow with the batch, so the KV room shrinks
         # as n grows and "n fits" holds up to some n and not past it. The room at the cap is
         # a lower bound of the answer, the room at that bound an upper one: bisect between.
@@ -164,9 +245,13 @@ def _stage_time(model, gpu, s, st, links, **kw) -> StepTime:
                            kv_dtype=s.kv_dtype, tp_link=links.tp, ep_link=links.ep, **kw)
 
 
-def evaluate_replica(model: ModelSpec, gpu: GPU, s: Strategy, *, isl: int, osl: int,
+def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int,
                      batch: int | None = None, links: Links = Links()) -> ReplicaMetrics:
-    """Predict one replica. Without ``batch``, the largest batch that fits (max throughput)."""
+    """Predict one replica. Without ``batch``, the largest batch that fits (max throughput).
+
+    ``gpu`` is one GPU type, or one per pipeline stage for a pipeline across types.
+    """
+    gpus = stage_gpus(gpu, s.pp)
     context = isl + osl
     mb = max_batch_size(model, gpu, s, context=context)
     if s.runtime == "trtllm" and s.max_num_batched_tokens == cal.DEFAULT_MAX_NUM_BATCHED_TOKENS:
@@ -176,7 +261,7 @@ def evaluate_replica(model: ModelSpec, gpu: GPU, s: Strategy, *, isl: int, osl: 
         mb = max_batch_size(model, gpu, s, context=context)
     b = mb if batch is None else batch
     mems = replica_memory(model, gpu, s, batch=max(b, 0), context=context)
-    worst = max(mems, key=lambda m: m.total)
+    worst = max(mems, key=lambda m: (m.total / m.capacity, m.total))
     fits = b >= 1 and all(m.fits for m in mems) and b <= max(mb, 0)
     if b < 1:
         return ReplicaMetrics(batch=0, max_batch=mb, fits=False, memory=worst, ttft_s=math.inf,
@@ -193,9 +278,9 @@ def evaluate_replica(model: ModelSpec, gpu: GPU, s: Strategy, *, isl: int, osl: 
     # is the per-GPU share of the stage-to-stage link.
     send = send_s(message_bytes=(per_micro + prefill_per_step) * model.hidden * ACT_BYTES / s.tp,
                   link=links.pp) if s.pp > 1 else 0.0
-    stage_times = [_stage_time(model, gpu, s, st, links, prefill_tokens=prefill_per_step,
+    stage_times = [_stage_time(model, g, s, st, links, prefill_tokens=prefill_per_step,
                                prefill_context=isl / 2, decode_tokens=per_micro,
-                               decode_context=isl + osl / 2, steps=steps) for st in sts]
+                               decode_context=isl + osl / 2, steps=steps) for g, st in zip(gpus, sts)]
     slowest = max(stage_times, key=lambda t: t.total_s)
     tpot = s.pp * (slowest.total_s + send)
     tokens_per_s = b / tpot
@@ -205,8 +290,9 @@ def evaluate_replica(model: ModelSpec, gpu: GPU, s: Strategy, *, isl: int, osl: 
     chunk = min(isl, s.max_num_batched_tokens)
     n_chunks = steps_for_tokens(isl, s.max_num_batched_tokens)
     others = (b - 1) / micro
-    chunk_times = [_stage_time(model, gpu, s, st, links, prefill_tokens=chunk, prefill_context=isl / 2,
-                               decode_tokens=others, decode_context=isl + osl / 2).total_s for st in sts]
+    chunk_times = [_stage_time(model, g, s, st, links, prefill_tokens=chunk, prefill_context=isl / 2,
+                               decode_tokens=others, decode_context=isl + osl / 2).total_s
+                   for g, st in zip(gpus, sts)]
     chunk_send = send_s(message_bytes=chunk * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
     ttft = (sum(chunk_times) + s.pp * chunk_send + (n_chunks - 1) * (max(chunk_times) + chunk_send)
             + cal.PREFILL_REQUEST_OVERHEAD_S)
@@ -262,7 +348,7 @@ class LoadedMetrics:
     output_tokens_per_s: float
 
 
-def serve_at_rate(model: ModelSpec, gpu: GPU, s: Strategy, *, isl: int, osl: int, rate_per_s: float,
+def serve_at_rate(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, rate_per_s: float,
                   links: Links = Links(), capacity: ReplicaMetrics | None = None) -> LoadedMetrics:
     """Predict a replica at a request rate: the in-flight batch the rate sustains, its TPOT,
     and TTFT with the queueing wait at that utilisation.

@@ -318,7 +318,8 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
         links = [replica_links(topo, r) for r in reps]
         worst = Links(tp=max((lk.tp for lk in links), key=slowness), pp=max((lk.pp for lk in links), key=slowness),
                       ep=max((lk.ep for lk in links), key=slowness))
-        m = evaluate_replica(spec, view.gpu_of_type[c.gpu], c.strategy, isl=req.isl, osl=req.osl, batch=c.batch,
+        gpus = [view.gpu_of_type[g] for g in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
+        m = evaluate_replica(spec, gpus, c.strategy, isl=req.isl, osl=req.osl, batch=c.batch,
                              links=worst)
         group_metrics[ci] = (m, worst)
         total_capacity_rps += m.requests_per_s * len(reps)
@@ -340,7 +341,7 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
             replicas.append(S.Replica(index=ri, ranks=ranks))
         split = [s.layer_count for s in stages(spec, c.strategy)]
         groups.append(S.ReplicaGroup(
-            id=f"g{gi}", gpu=c.gpu,
+            id=f"g{gi}", gpu=c.gpu, stage_gpus=list(c.stage_gpus) if c.hetero else None,
             strategy=S.StrategyOut(tp=c.strategy.tp, pp=c.strategy.pp, dp=len(reps), ep=c.strategy.ep,
                                    batch_size=c.batch, max_num_batched_tokens=c.strategy.max_num_batched_tokens,
                                    max_model_len=req.isl + req.osl, layer_split=split,

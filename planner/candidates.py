@@ -16,17 +16,25 @@ A candidate is one replica shape on one GPU type: (tp, pp, ep, batch) and a *spa
 ``cross``
     (only with ``allow_cross_domain_tp``) each stage spans ``tp / domain size`` whole
     domains, tensor parallelism over the network.
+``hetero``
+    a pipeline across two GPU types: the first stages on one type, the rest on the
+    other, each stage (tp GPUs) in a domain of its type, the layer split balanced for the
+    two speeds. Its placement unit is the stage.
+
+Pipeline layer splits are chosen per shape (:func:`costmodels.serving.choose_layer_split`)
+for runtimes that can pin one; otherwise the runtime's balanced split is used.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from costmodels import calibration as cal
 from costmodels.hardware import GPU, get_gpu
 from costmodels.models import ModelSpec
-from costmodels.serving import (Links, ReplicaMetrics, Strategy, evaluate_replica,
+from costmodels.memory import balanced_layer_split
+from costmodels.serving import (Links, ReplicaMetrics, Strategy, choose_layer_split, evaluate_replica,
                                 max_utilization, validate_strategy)
 from topologies.errors import InputError
 from topologies.graph import LOCAL, Link, Topology
@@ -153,15 +161,30 @@ class Candidate:
     units_per_stage: int  # span 'cross': whole domains per stage; otherwise 1
     classes: tuple[tuple, ...]  # signatures of the domain classes a unit may go to
     usable_requests_per_s: float  # capacity at the highest utilisation the TTFT SLO allows
+    stage_gpus: tuple[str, ...] = ()  # span 'hetero': the GPU type of each stage (else all `gpu`)
 
     @property
     def gpus(self) -> int:
         return self.strategy.gpus
 
+    @property
+    def hetero(self) -> bool:
+        return bool(self.stage_gpus)
+
+    def units_by_gpu(self) -> dict[str, int]:
+        """Units per replica on each GPU type (a pipeline across types needs some of each)."""
+        if not self.stage_gpus:
+            return {self.gpu: self.units_per_replica}
+        out: dict[str, int] = {}
+        for g in self.stage_gpus:
+            out[g] = out.get(g, 0) + 1
+        return out
+
     def label(self) -> str:
         s = self.strategy
         ep = f" ep={s.ep}" if s.ep > 1 else ""
-        return f"{self.gpu} tp={s.tp} pp={s.pp}{ep} batch={self.batch} ({self.span})"
+        gpu = "+".join(dict.fromkeys(self.stage_gpus)) if self.stage_gpus else self.gpu
+        return f"{gpu} tp={s.tp} pp={s.pp}{ep} batch={self.batch} ({self.span})"
 
 
 @dataclass(frozen=True)
@@ -257,6 +280,7 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                         if why:
                             rejected[why] = rejected.get(why, 0) + 1
                             continue
+                        s = _with_split(model, gpu, s, req)
                         cand, n = _best_batch(model, gpu, s, req, Links(tp=links.tp, pp=links.pp, ep=links.tp), pr)
                         priced += n
                         if cand is None:
@@ -267,8 +291,91 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                                              units_per_stage=per_stage, classes=cls_ok,
                                              usable_requests_per_s=cand.requests_per_s * max_utilization(
                                                  ttft_s=cand.ttft_s, ttft_slo_s=req.ttft_s)))
+    priced += _price_cross_type_pipelines(model, view, req, by_type, pr)
     pr.priced = priced
     return pr
+
+
+#: Pipelines across GPU types: at most this many stages (two types, each at least one stage).
+MAX_CROSS_TYPE_PP = 4
+#: Runtimes that take an uneven pipeline layer split, and how (the emitters write it). For
+#: TensorRT-LLM the planner keeps the runtime's own balanced split.
+UNEVEN_SPLIT_RUNTIMES = {"vllm": "VLLM_PP_LAYER_PARTITION", "sglang": "SGLANG_PP_LAYER_PARTITION"}
+
+
+def _with_split(model: ModelSpec, gpu, s: Strategy, req: Request) -> Strategy:
+    """The strategy with its pipeline layer split chosen (runtimes that can pin one only)."""
+    if s.pp == 1 or s.runtime not in UNEVEN_SPLIT_RUNTIMES:
+        return s
+    split = choose_layer_split(model, gpu, s, isl=req.isl, osl=req.osl)
+    return replace(s, layer_split=split) if split != balanced_layer_split(model.layers, s.pp) else s
+
+
+def _price_cross_type_pipelines(model: ModelSpec, view: ClusterView, req: Request,
+                                by_type: dict[str, list[DomainClass]], pr: Pricing) -> int:
+    """Replicas whose pipeline stages sit on two GPU types: the first stages on one type, the
+    rest on the other, tp GPUs per stage inside one domain, the layer split balanced for
+    the two speeds (:func:`choose_layer_split`). Only for runtimes that can pin an uneven
+    split; each stage is a placement unit of ``tp`` GPUs (span ``hetero``)."""
+    if len(by_type) < 2 or req.runtime not in UNEVEN_SPLIT_RUNTIMES or req.pp == 1:
+        return 0
+    topo = view.topology
+    priced = 0
+    names = sorted(by_type)
+    for a_name in names:
+        for b_name in names:
+            if a_name == b_name:
+                continue
+            a_cls, b_cls = by_type[a_name], by_type[b_name]
+            limit = min(max(c.free for c in a_cls), max(c.free for c in b_cls))
+            for tp in _tp_options(model, limit):
+                if req.tp is not None and tp != req.tp:
+                    continue
+                a_ok = [c for c in a_cls if tp <= c.free]
+                b_ok = [c for c in b_cls if tp <= c.free]
+                a_units = sum(c.count * (c.free // tp) for c in a_ok)
+                b_units = sum(c.count * (c.free // tp) for c in b_ok)
+                for pp in range(2, min(MAX_CROSS_TYPE_PP, model.layers) + 1):
+                    if req.pp is not None and pp != req.pp:
+                        continue
+                    for n_a in range(1, pp):
+                        n_b = pp - n_a
+                        if n_a > a_units or n_b > b_units:
+                            continue
+                        names_by_stage = (a_name,) * n_a + (b_name,) * n_b
+                        gpus = [view.gpu_of_type[g] for g in names_by_stage]
+                        lt = max((topo.slowest_link(_chunks(view.free_gpus(c.domains[0]), tp)[0])
+                                  for c in a_ok + b_ok), key=slowness)
+                        lp = topo.stage_link(view.free_gpus(a_ok[0].domains[0])[:tp],
+                                             view.free_gpus(b_ok[0].domains[0])[:tp])
+                        if n_a > 1 or n_b > 1:  # same-type neighbours cross domains too
+                            lp = max(lp, inter_domain_link_fn(topo, view, a_ok)(tp),
+                                     inter_domain_link_fn(topo, view, b_ok)(tp), key=slowness)
+                        links = Links(tp=lt, pp=lp, ep=lt)
+                        eps = [1] if not model.is_moe else [e for e in range(1, tp + 1)
+                                                            if tp % e == 0 and model.experts % e == 0]
+                        for ep in eps:
+                            if req.ep is not None and ep != req.ep:
+                                continue
+                            s = Strategy(tp=tp, pp=pp, ep=ep, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
+                                         max_num_batched_tokens=req.max_num_batched_tokens, runtime=req.runtime)
+                            if validate_strategy(model, s):
+                                continue
+                            s = replace(s, layer_split=choose_layer_split(model, gpus, s, isl=req.isl,
+                                                                          osl=req.osl))
+                            cand, n = _best_batch(model, gpus, s, req, links, pr)
+                            priced += n
+                            if cand is None:
+                                continue
+                            out = pr.candidates
+                            out.append(Candidate(
+                                index=len(out), gpu=a_name, strategy=s, span="hetero", batch=cand.batch,
+                                metrics=cand, links=links, unit_gpus=tp, units_per_replica=pp, units_per_stage=1,
+                                classes=tuple(c.signature for c in a_ok + b_ok),
+                                usable_requests_per_s=cand.requests_per_s * max_utilization(
+                                    ttft_s=cand.ttft_s, ttft_slo_s=req.ttft_s),
+                                stage_gpus=names_by_stage))
+    return priced
 
 
 def replica_spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req: Request, inter_pp):
@@ -352,6 +459,7 @@ def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Li
         pr.rejected["memory"] = pr.rejected.get("memory", 0) + 1
         return None, n
     pr.fits_anywhere = True
+    name = gpu.name if isinstance(gpu, GPU) else "+".join(dict.fromkeys(g.name for g in gpu))
     if req.batch is not None:
         grid = [req.batch]
     else:
@@ -369,9 +477,9 @@ def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Li
         m = top if b == top.batch else evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links)
         n += 1
         if m.tpot_s < pr.best_tpot_s:
-            pr.best_tpot_s, pr.best_tpot_label = m.tpot_s, f"{gpu.name} tp={s.tp} pp={s.pp} batch {b}"
+            pr.best_tpot_s, pr.best_tpot_label = m.tpot_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
         if m.ttft_s < pr.best_ttft_s:
-            pr.best_ttft_s, pr.best_ttft_label = m.ttft_s, f"{gpu.name} tp={s.tp} pp={s.pp} batch {b}"
+            pr.best_ttft_s, pr.best_ttft_label = m.ttft_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
         if req.tpot_s is not None and m.tpot_s > req.tpot_s:
             pr.rejected["tpot"] = pr.rejected.get("tpot", 0) + 1
             continue

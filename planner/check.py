@@ -67,6 +67,11 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
     for g in plan.replica_groups:
         st = g.strategy
         gpu = get_gpu(g.gpu)
+        if g.stage_gpus is not None and (len(g.stage_gpus) != st.pp or g.stage_gpus[0] != g.gpu):
+            bad(f"{g.id}: stage_gpus {g.stage_gpus} must name one GPU type per stage (pp={st.pp}), "
+                f"the first being gpu={g.gpu}")
+            continue
+        gpus = [get_gpu(x) for x in g.stage_gpus] if g.stage_gpus else [gpu] * st.pp
         if sum(st.layer_split) != spec_m.layers or len(st.layer_split) != st.pp or min(st.layer_split) < 1:
             bad(f"{g.id}: layer split {st.layer_split} does not cover {spec_m.layers} layers in {st.pp} stages")
             continue
@@ -90,8 +95,9 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
                 a = topo.graph.nodes[gid]
                 if not a["available"]:
                     bad(f"{where} rank {k.rank}: GPU {gid} is marked unavailable")
-                if get_gpu(a["gpu"]).name != gpu.name:
-                    bad(f"{where} rank {k.rank}: GPU {gid} is a {a['gpu']}, the group is {gpu.name}")
+                want = gpus[k.stage].name if k.stage < st.pp else gpu.name
+                if get_gpu(a["gpu"]).name != want:
+                    bad(f"{where} rank {k.rank}: GPU {gid} is a {a['gpu']}, stage {k.stage} is {want}")
                 if gid in used:
                     bad(f"{where} rank {k.rank}: GPU {gid} already used by {used[gid]}")
                 used[gid] = f"{where} rank {k.rank}"
@@ -112,11 +118,11 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
             continue
         links = Links(tp=_slowest(lk.tp for lk in group_links), pp=_slowest(lk.pp for lk in group_links))
         links = Links(tp=links.tp, pp=links.pp, ep=links.tp)
-        for i, mem in enumerate(replica_memory(spec_m, gpu, strategy, batch=st.batch_size, context=isl + osl)):
+        for i, mem in enumerate(replica_memory(spec_m, gpus, strategy, batch=st.batch_size, context=isl + osl)):
             if not mem.fits:
-                bad(f"{g.id} stage {i}: memory {mem.total / 2**30:.2f} GiB exceeds {gpu.name}'s "
+                bad(f"{g.id} stage {i}: memory {mem.total / 2**30:.2f} GiB exceeds {gpus[i].name}'s "
                     f"{mem.capacity / 2**30:.2f} GiB")
-        m = evaluate_replica(spec_m, gpu, strategy, isl=isl, osl=osl, batch=st.batch_size, links=links)
+        m = evaluate_replica(spec_m, gpus, strategy, isl=isl, osl=osl, batch=st.batch_size, links=links)
         if not m.fits:
             bad(f"{g.id}: batch {st.batch_size} does not fit (max {m.max_batch})")
         recomputed.append((g, m))

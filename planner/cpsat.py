@@ -85,7 +85,8 @@ class Vars:
         self._by_cand: dict[int, list[cp_model.IntVar]] = {}
         self._by_class: dict[int, list[tuple[Candidate, cp_model.IntVar]]] = {}
         for c in inst.candidates:
-            cap_gpus = sum(k.free * k.count for k in inst.classes if k.gpu == c.gpu)
+            types = set(c.units_by_gpu())
+            cap_gpus = sum(k.free * k.count for k in inst.classes if k.gpu in types)
             self.replicas[c.index] = m.new_int_var(0, cap_gpus // c.gpus, f"replicas_{c.index}")
             for k in self.classes_for(c):
                 if c.unit_gpus > k.free or (k.count > 1 and not tiles(c.unit_gpus, k.free)):
@@ -102,7 +103,10 @@ class Vars:
         """A complete hint: the candidate with the best throughput per GPU, replicated as often as it fits."""
         if not self.inst.candidates:
             return
-        best = max(self.inst.candidates, key=lambda c: (c.metrics.output_tokens_per_s / c.gpus, -c.index))
+        plain = [c for c in self.inst.candidates if not c.hetero]
+        if not plain:
+            return
+        best = max(plain, key=lambda c: (c.metrics.output_tokens_per_s / c.gpus, -c.index))
         room = [(k, v) for (ci, ki), v in self.units.items() if ci == best.index
                 for k in [self.inst.classes[ki]]]
         total_units = sum(k.count * (k.free // best.unit_gpus) for k, _ in room)
@@ -173,8 +177,14 @@ def _qps(c: Candidate) -> int:
 
 def units_make_replicas(m: cp_model.CpModel, v: Vars) -> None:
     # \sum_k units_{c,k} = units_per_replica_c * replicas_c
+    # (a pipeline across GPU types: per type g, \sum_{k of type g} units_{c,k} = stages on g * replicas_c)
     for c in v.inst.candidates:
-        m.add(sum(v.units_of(c)) == c.units_per_replica * v.replicas[c.index])
+        if not c.hetero:
+            m.add(sum(v.units_of(c)) == c.units_per_replica * v.replicas[c.index])
+            continue
+        for gpu, n in sorted(c.units_by_gpu().items()):
+            m.add(sum(u for (ci, ki), u in v.units.items() if ci == c.index and v.inst.classes[ki].gpu == gpu)
+                  == n * v.replicas[c.index])
 
 
 def class_capacity(m: cp_model.CpModel, v: Vars) -> None:

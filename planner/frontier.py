@@ -78,7 +78,7 @@ def shapes(plan: S.Plan) -> str:
     """The plan's replica mix in a few words: ``H100-SXM-80GB tp=8 pp=1 x2 + ...``."""
     counts: dict[str, int] = {}
     for g in plan.replica_groups:
-        name = f"{g.gpu} tp={g.strategy.tp} pp={g.strategy.pp}" + (f" ep={g.strategy.ep}" if g.strategy.ep > 1 else "")
+        name = f"{g.gpu_label} tp={g.strategy.tp} pp={g.strategy.pp}" + (f" ep={g.strategy.ep}" if g.strategy.ep > 1 else "")
         counts[name] = counts.get(name, 0) + g.strategy.dp
     return " + ".join(f"{name} x{n}" for name, n in counts.items())
 

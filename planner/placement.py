@@ -1,6 +1,7 @@
 """Put every rank of the chosen replicas on a concrete GPU.
 
-Per class, units go largest first into the first domain with room (first-fit
+A pipeline across GPU types takes its stages' units from its types' classes, in the
+order of its stages. Per class, units go largest first into the first domain with room (first-fit
 decreasing: optimal for divisible sizes), each unit taking the first free GPUs of
 its domain in the order ``cluster_view`` gives them (index order; on PCIe servers with
 NVLink bridges, bridged pairs first), so TP groups land on aligned blocks. Pipeline
@@ -33,7 +34,7 @@ def place(sol: Solution, inst: Instance, view: ClusterView) -> list[PlacedReplic
         for d in k.domains:
             free[d] = view.free_gpus(d)
     order = {d: i for i, d in enumerate(view.topology.domains)}
-    units: dict[int, list[tuple[tuple, tuple[str, ...]]]] = {}
+    units: dict[int, list[tuple[tuple, tuple[str, ...], str]]] = {}
     cands = {c.index: c for c in inst.candidates}
     for k in inst.classes:
         items = sorted(((cands[ci], n) for (ci, ki), n in sol.units.items() if ki == k.index),
@@ -45,16 +46,22 @@ def place(sol: Solution, inst: Instance, view: ClusterView) -> list[PlacedReplic
                     room = len(free[d])
                     if room >= c.unit_gpus and (c.span != "cross" or room == k.domain_size):
                         gpus, free[d] = tuple(free[d][: c.unit_gpus]), free[d][c.unit_gpus:]
-                        units.setdefault(c.index, []).append(((view.rack_of(d), order[d]), gpus))
+                        units.setdefault(c.index, []).append(((view.rack_of(d), order[d]), gpus, k.gpu))
                         break
                 else:
                     raise PlacementError(f"class {k.index}: no domain has {c.unit_gpus} free GPUs")
     out: list[PlacedReplica] = []
     for ci in sorted(sol.replicas):
         c = cands[ci]
-        us = [g for _, g in sorted(units.get(ci, []))]
+        us = [g for _, g, _ in sorted(units.get(ci, []))]
         tp, pp = c.strategy.tp, c.strategy.pp
-        if c.span == "intra":
+        if c.span == "hetero":  # stages in the candidate's order of GPU types
+            by_type: dict[str, list[tuple[str, ...]]] = {}
+            for _, g, gpu in sorted(units.get(ci, [])):
+                by_type.setdefault(gpu, []).append(g)
+            for _ in range(sol.replicas[ci]):
+                out.append(PlacedReplica(c, tuple(by_type[gpu].pop(0) for gpu in c.stage_gpus)))
+        elif c.span == "intra":
             for u in us:
                 out.append(PlacedReplica(c, tuple(u[s * tp:(s + 1) * tp] for s in range(pp))))
         elif c.span == "inter":

@@ -42,7 +42,7 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     rows = []
     for g in plan.replica_groups:
         s, m = g.strategy, g.metrics_per_replica
-        rows.append([g.id, g.gpu, s.tp, s.pp, s.dp, s.ep, s.batch_size, f"{m.ttft_ms:.1f}", f"{m.tpot_ms:.2f}",
+        rows.append([g.id, g.gpu_label, s.tp, s.pp, s.dp, s.ep, s.batch_size, f"{m.ttft_ms:.1f}", f"{m.tpot_ms:.2f}",
                      f"{m.output_tokens_per_s:,.0f}", f"{m.requests_per_s:.2f}"])
     lines.append(tabulate(rows, headers=["group", "GPU", "tp", "pp", "dp", "ep", "batch", "TTFT ms", "TPOT ms",
                                          "tok/s/replica", "req/s/replica"], tablefmt="simple"))

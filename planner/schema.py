@@ -120,12 +120,19 @@ class Replica(_Out):
 class ReplicaGroup(_Out):
     id: str
     role: Literal["unified", "prefill", "decode"] = "unified"
-    gpu: str
+    gpu: str = Field(description="GPU type (of the first stage when stage_gpus is given)")
+    stage_gpus: list[str] | None = Field(default=None, description="a pipeline across GPU types: the GPU type of "
+                                                                   "each stage, first stage first")
     strategy: StrategyOut
     metrics_per_replica: Metrics
     memory_per_gpu_bytes: MemoryOut = Field(description="the most loaded GPU of a replica")
     links: dict[str, LinkOut] = Field(description="the slowest link each collective uses (tp, pp)")
     replicas: list[Replica]
+
+    @property
+    def gpu_label(self) -> str:
+        """The GPU type, or the types of a pipeline across types joined by '+', in stage order."""
+        return "+".join(dict.fromkeys(self.stage_gpus)) if self.stage_gpus else self.gpu
 
 
 class Totals(_Out):

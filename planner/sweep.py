@@ -278,7 +278,7 @@ def replica_groups_summary(plan) -> str:
     for g in plan.replica_groups:
         s = g.strategy
         ep = f" ep={s.ep}" if s.ep > 1 else ""
-        parts.append(f"{g.gpu} tp={s.tp} pp={s.pp}{ep} batch={s.batch_size} x{s.dp}")
+        parts.append(f"{g.gpu_label} tp={s.tp} pp={s.pp}{ep} batch={s.batch_size} x{s.dp}")
     return "; ".join(parts)
 
 
