@@ -352,6 +352,7 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                                           utilization=_r(util, 4) if util is not None else None),
             memory_per_gpu_bytes=S.MemoryOut(**m.memory.as_dict()),
             links={"tp": _link_out(links.tp), "pp": _link_out(links.pp)},
+            traffic_share=_r(m.requests_per_s * len(reps) / total_capacity_rps, 6) if total_capacity_rps > 0 else 0.0,
             replicas=replicas))
     gpus_used = sum(g.strategy.tp * g.strategy.pp * g.strategy.dp for g in groups)
     tput = sum(g.metrics_per_replica.output_tokens_per_s * g.strategy.dp for g in groups)

@@ -140,6 +140,10 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
                                 ("memory total", g.memory_per_gpu_bytes.total, m.memory.total)):
             if not math.isclose(got, want, rel_tol=REL_TOL, abs_tol=0.051):  # plans round to 0.1
                 bad(f"{g.id}: reported {name} {got} but recomputed {want:.3f}")
+    shares = [(g, m.requests_per_s * g.strategy.dp / capacity_rps) for g, m in recomputed] if capacity_rps else []
+    for g, share in shares:
+        if g.traffic_share is not None and not math.isclose(g.traffic_share, share, rel_tol=1e-3, abs_tol=1e-5):
+            bad(f"{g.id}: traffic_share {g.traffic_share} but its capacity is {share:.6f} of the plan's")
     if util is not None and util > 1:
         bad(f"planned capacity {capacity_rps:.3f} requests/s is below the requested {plan.inputs.workload.qps}")
     if plan.inputs.max_gpus is not None and len(used) > plan.inputs.max_gpus:

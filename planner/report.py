@@ -43,9 +43,10 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     for g in plan.replica_groups:
         s, m = g.strategy, g.metrics_per_replica
         rows.append([g.id, g.gpu_label, s.tp, s.pp, s.dp, s.ep, s.batch_size, f"{m.ttft_ms:.1f}", f"{m.tpot_ms:.2f}",
-                     f"{m.output_tokens_per_s:,.0f}", f"{m.requests_per_s:.2f}"])
+                     f"{m.output_tokens_per_s:,.0f}", f"{m.requests_per_s:.2f}",
+                     f"{g.traffic_share:.1%}" if g.traffic_share is not None else "-"])
     lines.append(tabulate(rows, headers=["group", "GPU", "tp", "pp", "dp", "ep", "batch", "TTFT ms", "TPOT ms",
-                                         "tok/s/replica", "req/s/replica"], tablefmt="simple"))
+                                         "tok/s/replica", "req/s/replica", "traffic"], tablefmt="simple"))
     lines.append("")
     mem_rows = []
     for g in plan.replica_groups:

@@ -127,6 +127,9 @@ class ReplicaGroup(_Out):
     metrics_per_replica: Metrics
     memory_per_gpu_bytes: MemoryOut = Field(description="the most loaded GPU of a replica")
     links: dict[str, LinkOut] = Field(description="the slowest link each collective uses (tp, pp)")
+    traffic_share: float | None = Field(default=None, ge=0, le=1,
+                                        description="share of requests to route to this group (its capacity over "
+                                                    "the plan's), split evenly over its replicas")
     replicas: list[Replica]
 
     @property
