@@ -23,7 +23,8 @@ from costmodels.comm import send_s
 from costmodels.compute import ACT_BYTES, StageShape, StepTime, stage_step_time, steps_for_tokens
 from costmodels.hardware import GPU
 from costmodels.memory import (MemoryBreakdown, activation_bytes, balanced_layer_split,
-                               kv_budget_bytes, kv_bytes_per_sequence_per_gpu, max_sequences,
+                               kv_budget_bytes, kv_bytes_per_sequence_per_gpu, kv_bytes_per_token_per_gpu,
+                               max_sequences,
                                overhead_bytes, stage_weight_bytes)
 from costmodels.models import ModelSpec
 from topologies.graph import LOCAL, Link
@@ -246,11 +247,16 @@ def _stage_time(model, gpu, s, st, links, **kw) -> StepTime:
 
 
 def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int,
-                     batch: int | None = None, links: Links = Links()) -> ReplicaMetrics:
+                     batch: int | None = None, links: Links = Links(), role: str = "unified") -> ReplicaMetrics:
     """Predict one replica. Without ``batch``, the largest batch that fits (max throughput).
 
     ``gpu`` is one GPU type, or one per pipeline stage for a pipeline across types.
+    ``role="decode"``: a decode-only replica of a disaggregated deployment. Its steps carry
+    no prompt chunks (the prefill pool computed the prompt and sent its KV cache), so TPOT is
+    the pure decode step; its TTFT is 0 here (see :func:`evaluate_prefill`).
     """
+    if role not in ("unified", "decode"):
+        raise ValueError(f"role {role!r}: unified or decode (prefill: evaluate_prefill)")
     gpus = stage_gpus(gpu, s.pp)
     context = isl + osl
     mb = max_batch_size(model, gpu, s, context=context)
@@ -271,7 +277,7 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     per_micro = b / micro
     # Steady state: each micro-batch step carries one decode token per sequence and its
     # share of new prompts (per_micro * isl / osl tokens), chunked to the step budget.
-    prefill_per_step = per_micro * isl / max(osl, 1)
+    prefill_per_step = per_micro * isl / max(osl, 1) if role == "unified" else 0.0
     steps = steps_for_tokens(per_micro + prefill_per_step, s.max_num_batched_tokens)
     # Pipeline send: each TP rank sends its 1/tp slice of the hidden states to the same
     # rank of the next stage, which all-gathers them over its own TP links; ``links.pp``
@@ -284,6 +290,10 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     slowest = max(stage_times, key=lambda t: t.total_s)
     tpot = s.pp * (slowest.total_s + send)
     tokens_per_s = b / tpot
+    if role == "decode":
+        return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=0.0, tpot_s=tpot,
+                              output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),
+                              step=slowest, pp_send_s=send)
 
     # TTFT: the prompt in chunks; each chunk step also carries the running decodes, and
     # the chunks flow through the pipeline (fill once, then one stage step per chunk).
@@ -299,6 +309,55 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=ttft, tpot_s=tpot,
                           output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),
                           step=slowest, pp_send_s=send)
+
+
+@dataclass(frozen=True)
+class PrefillMetrics:
+    """A prefill-only replica of a disaggregated deployment (the KV transfer not included)."""
+
+    fits: bool
+    memory: MemoryBreakdown  # the most loaded GPU, with the KV of one full step of prompts
+    ttft_s: float  # one prompt through the pipeline in chunks, nothing else running
+    requests_per_s: float  # prompts per second with every step full
+    in_flight: int  # prompts whose KV the replica holds at once (one step's worth)
+
+
+def evaluate_prefill(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, links: Links = Links()) -> PrefillMetrics:
+    """Predict a prefill-only replica: every step packs ``max_num_batched_tokens`` prompt tokens
+    (prompts chunked to that budget), so its capacity is that many tokens per pipeline step
+    and a prompt's own time is its chunks flowing through the stages. It holds the KV of the
+    prompts of about one step until they are sent to the decode pool."""
+    gpus = stage_gpus(gpu, s.pp)
+    sts = stages(model, s)
+    budget = s.max_num_batched_tokens
+    in_flight = max(1, math.ceil(budget / max(isl, 1)))
+    mems = replica_memory(model, gpu, s, batch=in_flight, context=isl)
+    worst = max(mems, key=lambda m: (m.total / m.capacity, m.total))
+    fits = all(m.fits for m in mems)
+
+    def step_s(tokens: float) -> tuple[list[float], float]:
+        times = [_stage_time(model, g, s, st, links, prefill_tokens=tokens, prefill_context=isl / 2,
+                             decode_tokens=0, decode_context=0).total_s for g, st in zip(gpus, sts)]
+        send = send_s(message_bytes=tokens * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
+        return times, send
+
+    chunk = min(isl, budget)
+    n_chunks = steps_for_tokens(isl, budget)
+    times, send = step_s(chunk)
+    ttft = sum(times) + s.pp * send + (n_chunks - 1) * (max(times) + send) + cal.PREFILL_REQUEST_OVERHEAD_S
+    full, full_send = step_s(budget)
+    tokens_per_s = budget / (max(full) + full_send)  # a full step leaves every stage each stage-step
+    return PrefillMetrics(fits=fits, memory=worst, ttft_s=ttft, requests_per_s=tokens_per_s / max(isl, 1),
+                          in_flight=in_flight)
+
+
+def kv_transfer_s(model: ModelSpec, s: Strategy, *, isl: int, link: Link) -> float:
+    """Time to move one prompt's KV cache from a prefill replica to a decode replica: every
+    GPU of the prefill replica sends its share (its heads' KV of its stage's layers) at
+    once, each at its share of ``link`` (the slowest path between the pools, per GPU)."""
+    total = kv_bytes_per_token_per_gpu(model, tp=1, layers=model.layers, kv_dtype=s.kv_dtype) * isl
+    per_gpu = total / s.gpus if not model.is_mla else total / s.pp  # MLA's latent KV is whole on every TP rank
+    return send_s(message_bytes=per_gpu, link=link)
 
 
 # -- queueing ---------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ from pathlib import Path
 from costmodels.hardware import GPU, get_gpu
 from costmodels.memory import weight_bytes
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import (LoadedMetrics, Links, ReplicaMetrics, Strategy, evaluate_replica,
-                                serve_at_rate, stages, ttft_under_load_s, validate_strategy)
+from costmodels.serving import (LoadedMetrics, Links, ReplicaMetrics, Strategy, evaluate_prefill,
+                                evaluate_replica, kv_transfer_s, serve_at_rate, stages, ttft_under_load_s,
+                                validate_strategy)
 from costmodels import calibration as cal
 from costmodels.units import DTYPES, GIB
 from planner import schema as S
@@ -26,7 +27,7 @@ from planner.cpsat import SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution,
 from planner.progress import SearchControl
 from planner.placement import PlacedReplica, PlacementError, place, replica_links
 from topologies.errors import InfeasibleError, InputError, SolveTimeout
-from topologies.graph import Topology
+from topologies.graph import LOCAL, Topology
 from topologies.load import load_topology
 
 VERSION = "0.1.0"
@@ -68,7 +69,7 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
                  weight_dtype: str | None = None, kv_dtype: str | None = None, max_gpus: int | None = None,
                  allow_cross_domain_tp: bool = False, tp: int | None = None, pp: int | None = None,
                  ep: int | None = None, batch: int | None = None, runtime: str = "vllm",
-                 check_context: bool = True) -> Request:
+                 check_context: bool = True, disaggregation: str = "auto") -> Request:
     """Validate user-level arguments into a :class:`Request` (raises :class:`InputError`)."""
     _positive(isl, "--isl", allow_none=False, integer=True)
     _positive(osl, "--osl", allow_none=False, integer=True)
@@ -83,6 +84,11 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
                          source="--objective")
     if objective in ("min-gpus", "min-cost") and not qps:
         raise InputError(f"{objective} needs a target request rate: add --qps", source="--objective")
+    if disaggregation not in ("auto", "off", "only"):
+        raise InputError(f"unknown value {disaggregation!r}; choose auto, off or only", source="--disaggregation")
+    if disaggregation == "only" and objective not in ("throughput", "min-gpus", "min-cost"):
+        raise InputError(f"prefill/decode pools are planned for objectives throughput, min-gpus and min-cost, "
+                         f"not {objective}", source="--disaggregation")
     if runtime not in cal.RUNTIMES:
         raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(cal.RUNTIMES)}", source="--runtime")
     if check_context and model.max_context and isl + osl > model.max_context:
@@ -99,7 +105,7 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
     return Request(isl=isl, osl=osl, qps=qps, ttft_s=ttft_ms / 1e3 if ttft_ms else None,
                    tpot_s=tpot_ms / 1e3 if tpot_ms else None, objective=objective, weight_dtype=wd,
                    kv_dtype=kd, max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
-                   tp=tp, pp=pp, ep=ep, batch=batch, runtime=runtime)
+                   tp=tp, pp=pp, ep=ep, batch=batch, runtime=runtime, disaggregation=disaggregation)
 
 
 # -- search --------------------------------------------------------------------------------------
@@ -110,7 +116,7 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
            kv_dtype: str | None = None, max_gpus: int | None = None, allow_cross_domain_tp: bool = False,
            time_limit_s: float = 10.0, workers: int = 1, seed: int = 0, include_timings: bool = False,
            log: bool = False, runtime: str = "vllm", control: SearchControl | None = None,
-           price_per_gpu_hour: dict[str, float] | None = None) -> S.Plan:
+           price_per_gpu_hour: dict[str, float] | None = None, disaggregation: str = "auto") -> S.Plan:
     """Find the best plan. Raises :class:`InputError` (bad input) or :class:`InfeasibleError`.
 
     ``control`` (optional) receives progress lines and makes the search interruptible: a
@@ -127,17 +133,25 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
         topology=topology, model=model, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
         objective=objective, weight_dtype=weight_dtype, kv_dtype=kv_dtype, max_gpus=max_gpus,
         allow_cross_domain_tp=allow_cross_domain_tp, time_limit_s=time_limit_s, workers=workers, seed=seed,
-        log=log, runtime=runtime, control=control, price_per_gpu_hour=price_per_gpu_hour)
+        log=log, runtime=runtime, control=control, price_per_gpu_hour=price_per_gpu_hour,
+        disaggregation=disaggregation)
+    deadline = time.perf_counter() + params.time_limit_s
     sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params, control)
     if sol is None:
         raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
+    why = None
+    if not (control is not None and control.interrupted):
+        from planner.disagg import verdict
+        why = verdict(spec, view, req, sol, pricing.candidates, inst.classes, params, deadline, _solve_objective)
     wall = time.perf_counter() - t_start
-    return build_plan(spec, topo, view, req, sol, inst, placed, pricing, params,
+    plan = build_plan(spec, topo, view, req, sol, inst, placed, pricing, params,
                       wall_time_s=wall if include_timings else None)
+    return plan.model_copy(update={"disaggregation": why}) if why is not None else plan
 
 
 def prepare(*, topology, model, isl, osl, qps, ttft_ms, tpot_ms, objective, weight_dtype, kv_dtype, max_gpus,
-            allow_cross_domain_tp, time_limit_s, workers, seed, log, runtime, control, price_per_gpu_hour):
+            allow_cross_domain_tp, time_limit_s, workers, seed, log, runtime, control, price_per_gpu_hour,
+            disaggregation="auto"):
     """Everything ``search`` does before the solver: validate, load, price the candidates, and
     refuse requests no candidate can meet. Returns (topology, model, request, solver params,
     cluster view, pricing)."""
@@ -145,7 +159,7 @@ def prepare(*, topology, model, isl, osl, qps, ttft_ms, tpot_ms, objective, weig
     spec = _model(model)
     req = make_request(spec, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms, objective=objective,
                        weight_dtype=weight_dtype, kv_dtype=kv_dtype, max_gpus=max_gpus,
-                       allow_cross_domain_tp=allow_cross_domain_tp, runtime=runtime)
+                       allow_cross_domain_tp=allow_cross_domain_tp, runtime=runtime, disaggregation=disaggregation)
     _positive(time_limit_s, "--time-limit-s")
     _positive(workers, "--workers", integer=True)
     if workers > 1024:
@@ -305,31 +319,68 @@ def _topo_ref(topo: Topology) -> S.TopologyRef:
                          gpus_available=len(topo.gpus(available_only=True)))
 
 
+def kv_link(topo: Topology, prefill: list[PlacedReplica], decode: list[PlacedReplica]):
+    """The slowest path a prefill replica's KV cache takes to a decode replica of the plan
+    (first stage to first stage, per GPU, every prefill GPU sending at once)."""
+    worst = None
+    for p in prefill:
+        for d in decode:
+            lk = topo.stage_link(list(p.stages[0]), list(d.stages[0]))
+            worst = lk if worst is None else max(worst, lk, key=slowness)
+    return worst if worst is not None else LOCAL
+
+
 def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, sol: Solution,
                inst: Instance, placed: list[PlacedReplica], pricing: Pricing, params: SolverParams,
                *, wall_time_s: float | None) -> S.Plan:
     by_cand: dict[int, list[PlacedReplica]] = {}
     for p in placed:
         by_cand.setdefault(p.candidate.index, []).append(p)
-    total_capacity_rps = 0.0
+    decode_reps = [p for p in placed if p.candidate.role == "decode"]
     group_metrics = {}
+    cap = {"unified": 0.0, "prefill": 0.0, "decode": 0.0}  # requests/s each kind of group sustains
     for ci, reps in by_cand.items():
         c = reps[0].candidate
         links = [replica_links(topo, r) for r in reps]
         worst = Links(tp=max((lk.tp for lk in links), key=slowness), pp=max((lk.pp for lk in links), key=slowness),
                       ep=max((lk.ep for lk in links), key=slowness))
         gpus = [view.gpu_of_type[g] for g in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
-        m = evaluate_replica(spec, gpus, c.strategy, isl=req.isl, osl=req.osl, batch=c.batch,
-                             links=worst)
-        group_metrics[ci] = (m, worst)
-        total_capacity_rps += m.requests_per_s * len(reps)
+        xfer, kv = 0.0, None
+        if c.role == "prefill":
+            kv = kv_link(topo, reps, decode_reps)
+            xfer = kv_transfer_s(spec, c.strategy, isl=req.isl, link=kv)
+            pm = evaluate_prefill(spec, gpus, c.strategy, isl=req.isl, links=worst)
+            m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=pm.fits, memory=pm.memory,
+                               ttft_s=pm.ttft_s + xfer, tpot_s=0.0, output_tokens_per_s=0.0,
+                               requests_per_s=pm.requests_per_s)
+        else:
+            m = evaluate_replica(spec, gpus, c.strategy, isl=req.isl, osl=req.osl, batch=c.batch, links=worst,
+                                 role=c.role)
+        group_metrics[ci] = (m, worst, xfer, kv)
+        cap[c.role] += m.requests_per_s * len(reps)
+    pools_rps = min(cap["prefill"], cap["decode"])  # requests/s the disaggregated pools carry together
+    total_capacity_rps = cap["unified"] + pools_rps
     util = (req.qps / total_capacity_rps) if req.qps and total_capacity_rps > 0 else None
     groups = []
     for gi, ci in enumerate(sorted(by_cand)):
         reps = by_cand[ci]
         c = reps[0].candidate
-        m, links = group_metrics[ci]
-        ttft = ttft_under_load_s(ttft_s=m.ttft_s, utilization=util) if util is not None else m.ttft_s
+        m, links, xfer, kv = group_metrics[ci]
+        # A request goes to a unified group, or to one prefill and one decode group; each
+        # group's share and load follow its capacity within its kind.
+        group_rps = m.requests_per_s * len(reps)
+        if c.role == "unified":
+            share = group_rps / total_capacity_rps if total_capacity_rps else 0.0
+            g_util = util
+        else:
+            pool = cap[c.role]
+            share = (pools_rps / total_capacity_rps) * (group_rps / pool) if total_capacity_rps and pool else 0.0
+            g_util = util * pools_rps / pool if util is not None and pool else None
+        if c.role == "prefill":
+            base = m.ttft_s - xfer
+            ttft = (ttft_under_load_s(ttft_s=base, utilization=g_util) if g_util is not None else base) + xfer
+        else:
+            ttft = ttft_under_load_s(ttft_s=m.ttft_s, utilization=g_util) if g_util is not None else m.ttft_s
         replicas = []
         for ri, r in enumerate(reps):
             ranks = []
@@ -340,8 +391,11 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                                         gpu_index=a["index"]))
             replicas.append(S.Replica(index=ri, ranks=ranks))
         split = [s.layer_count for s in stages(spec, c.strategy)]
+        group_links = {"tp": _link_out(links.tp), "pp": _link_out(links.pp)}
+        if kv is not None:
+            group_links["kv"] = _link_out(kv)
         groups.append(S.ReplicaGroup(
-            id=f"g{gi}", gpu=c.gpu, stage_gpus=list(c.stage_gpus) if c.hetero else None,
+            id=f"g{gi}", role=c.role, gpu=c.gpu, stage_gpus=list(c.stage_gpus) if c.hetero else None,
             strategy=S.StrategyOut(tp=c.strategy.tp, pp=c.strategy.pp, dp=len(reps), ep=c.strategy.ep,
                                    batch_size=c.batch, max_num_batched_tokens=c.strategy.max_num_batched_tokens,
                                    max_model_len=req.isl + req.osl, layer_split=split,
@@ -349,22 +403,24 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
             metrics_per_replica=S.Metrics(ttft_ms=_r(ttft * 1e3), ttft_unloaded_ms=_r(m.ttft_s * 1e3),
                                           tpot_ms=_r(m.tpot_s * 1e3), output_tokens_per_s=_r(m.output_tokens_per_s, 1),
                                           requests_per_s=_r(m.requests_per_s, 4),
-                                          utilization=_r(util, 4) if util is not None else None),
+                                          utilization=_r(g_util, 4) if g_util is not None else None,
+                                          kv_transfer_ms=_r(xfer * 1e3) if c.role == "prefill" else None),
             memory_per_gpu_bytes=S.MemoryOut(**m.memory.as_dict()),
-            links={"tp": _link_out(links.tp), "pp": _link_out(links.pp)},
-            traffic_share=_r(m.requests_per_s * len(reps) / total_capacity_rps, 6) if total_capacity_rps > 0 else 0.0,
+            links=group_links,
+            traffic_share=_r(share, 6),
             replicas=replicas))
     gpus_used = sum(g.strategy.tp * g.strategy.pp * g.strategy.dp for g in groups)
-    tput = sum(g.metrics_per_replica.output_tokens_per_s * g.strategy.dp for g in groups)
+    tput = sum(g.metrics_per_replica.output_tokens_per_s * g.strategy.dp for g in groups if g.role == "unified") \
+        + pools_rps * req.osl
     prices = dict(req.prices)
     node_type = {n.name: n.type for n in topo.spec.all_nodes()}
     used_types = [node_type[k.node] for g in groups for r in g.replicas for k in r.ranks]
     cost = sum(prices[t] for t in used_types) if all(t in prices for t in used_types) else None
     totals = S.Totals(gpus_used=gpus_used, output_tokens_per_s=_r(tput, 1),
                       output_tokens_per_s_per_gpu=_r(tput / gpus_used, 1),
-                      requests_per_s=_r(sum(g.metrics_per_replica.requests_per_s * g.strategy.dp for g in groups), 4),
-                      ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups),
-                      tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups),
+                      requests_per_s=_r(total_capacity_rps, 4),
+                      ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups if g.role != "decode"),
+                      tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups if g.role != "prefill"),
                       cost_per_hour=_r(cost, 4) if cost is not None else None)
     objective_desc = {"throughput": "max output tokens/s", "throughput-per-gpu": "max output tokens/s per GPU",
                       "min-gpus": "min GPUs serving qps", "min-cost": "min $/hour serving qps",

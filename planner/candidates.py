@@ -34,8 +34,8 @@ from costmodels import calibration as cal
 from costmodels.hardware import GPU, get_gpu
 from costmodels.models import ModelSpec
 from costmodels.memory import balanced_layer_split
-from costmodels.serving import (Links, ReplicaMetrics, Strategy, choose_layer_split, evaluate_replica,
-                                max_utilization, validate_strategy)
+from costmodels.serving import (Links, ReplicaMetrics, Strategy, choose_layer_split, evaluate_prefill,
+                                evaluate_replica, kv_transfer_s, max_utilization, validate_strategy)
 from topologies.errors import InputError
 from topologies.graph import LOCAL, Link, Topology
 
@@ -162,6 +162,8 @@ class Candidate:
     classes: tuple[tuple, ...]  # signatures of the domain classes a unit may go to
     usable_requests_per_s: float  # capacity at the highest utilisation the TTFT SLO allows
     stage_gpus: tuple[str, ...] = ()  # span 'hetero': the GPU type of each stage (else all `gpu`)
+    role: str = "unified"  # unified | prefill | decode (a disaggregated deployment's two pools)
+    kv_transfer_s: float = 0.0  # prefill: sending one prompt's KV cache to the decode pool (in its TTFT)
 
     @property
     def gpus(self) -> int:
@@ -184,7 +186,8 @@ class Candidate:
         s = self.strategy
         ep = f" ep={s.ep}" if s.ep > 1 else ""
         gpu = "+".join(dict.fromkeys(self.stage_gpus)) if self.stage_gpus else self.gpu
-        return f"{gpu} tp={s.tp} pp={s.pp}{ep} batch={self.batch} ({self.span})"
+        role = "" if self.role == "unified" else f" {self.role}"
+        return f"{gpu}{role} tp={s.tp} pp={s.pp}{ep} batch={self.batch} ({self.span})"
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,7 @@ class Request:
     ep: int | None = None
     batch: int | None = None
     prices: tuple[tuple[str, float], ...] = ()  # (node type, price per GPU-hour), for min-cost
+    disaggregation: str = "auto"  # off | auto (the solver decides) | only (prefill and decode pools only)
 
     def price_of(self, node_type: str) -> float | None:
         return dict(self.prices).get(node_type)
@@ -281,6 +285,12 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                             rejected[why] = rejected.get(why, 0) + 1
                             continue
                         s = _with_split(model, gpu, s, req)
+                        if disaggregate(req):
+                            priced += _price_roles(model, gpu, gpu_name, s, span, unit, units, per_stage, cls_ok,
+                                                   Links(tp=links.tp, pp=links.pp, ep=links.tp),
+                                                   _kv_link(view, classes, tp, links), req, pr)
+                        if req.disaggregation == "only":
+                            continue
                         cand, n = _best_batch(model, gpu, s, req, Links(tp=links.tp, pp=links.pp, ep=links.tp), pr)
                         priced += n
                         if cand is None:
@@ -294,6 +304,50 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
     priced += _price_cross_type_pipelines(model, view, req, by_type, pr)
     pr.priced = priced
     return pr
+
+
+DISAGGREGATION_OBJECTIVES = ("throughput", "min-gpus", "min-cost")
+
+
+def disaggregate(req: Request) -> bool:
+    """Whether prefill-only and decode-only replicas are priced: for objectives that count
+    served traffic (not the per-replica latency or per-GPU keys), unless turned off."""
+    return req.disaggregation != "off" and req.objective in DISAGGREGATION_OBJECTIVES
+
+
+def _kv_link(view: ClusterView, classes: list[DomainClass], tp: int, links: Links) -> Link:
+    """The link a prefill replica's KV cache takes to the decode pool, worst case: across the
+    network when the cluster has more than one domain (the pools may sit in different
+    domains), else the domain's own links."""
+    if sum(c.count for c in view.classes) > 1:
+        return max(inter_domain_link_fn(view.topology, view, view.classes)(tp), links.tp, key=slowness)
+    return max(links.tp, links.pp, key=slowness)
+
+
+def _price_roles(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, span: str, unit: int, units: int,
+                 per_stage: int, cls_ok: tuple, links: Links, kv_link: Link, req: Request, pr: Pricing) -> int:
+    """Add this shape's prefill-only and decode-only candidates (disaggregated serving)."""
+    out = pr.candidates
+    common = dict(gpu=gpu_name, strategy=s, span=span, links=links, unit_gpus=unit, units_per_replica=units,
+                  units_per_stage=per_stage, classes=cls_ok)
+    n = 1
+    pm = evaluate_prefill(model, gpu, s, isl=req.isl, links=links)
+    if pm.fits:
+        xfer = kv_transfer_s(model, s, isl=req.isl, link=kv_link)
+        ttft = pm.ttft_s + xfer
+        if req.ttft_s is None or ttft <= req.ttft_s:
+            m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=True, memory=pm.memory, ttft_s=ttft,
+                               tpot_s=0.0, output_tokens_per_s=0.0, requests_per_s=pm.requests_per_s)
+            out.append(Candidate(index=len(out), batch=pm.in_flight, metrics=m, role="prefill", kv_transfer_s=xfer,
+                                 usable_requests_per_s=pm.requests_per_s * max_utilization(
+                                     ttft_s=ttft, ttft_slo_s=req.ttft_s), **common))
+    dm, k = _best_batch(model, gpu, s, replace(req, ttft_s=None), links, pr, role="decode")
+    n += k
+    if dm is not None:
+        out.append(Candidate(index=len(out), batch=dm.batch, metrics=dm, role="decode",
+                             usable_requests_per_s=dm.requests_per_s * max_utilization(ttft_s=0.0, ttft_slo_s=None),
+                             **common))
+    return n
 
 
 #: Pipelines across GPU types: at most this many stages (two types, each at least one stage).
@@ -451,9 +505,10 @@ def inter_domain_link_fn(topo: Topology, view: ClusterView, classes: list[Domain
     return link
 
 
-def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Links, pr: Pricing):
+def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Links, pr: Pricing,
+                role: str = "unified"):
     """The batch this shape runs at for the request's objective, or None if none meets the SLOs."""
-    top = evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, links=links)
+    top = evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, links=links, role=role)
     n = 1
     if top.max_batch < 1:
         pr.rejected["memory"] = pr.rejected.get("memory", 0) + 1
@@ -466,7 +521,7 @@ def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Li
         grid = _batch_grid(top.max_batch)
         # TPOT and TTFT grow with the batch: the largest batch meeting both is found by
         # bisection and priced beside the powers of two.
-        limit = _largest_batch_within_slos(model, gpu, s, req, links, top.max_batch)
+        limit = _largest_batch_within_slos(model, gpu, s, req, links, top.max_batch, role)
         if limit and limit not in grid:
             grid = sorted(grid + [limit])
     best = None
@@ -474,11 +529,12 @@ def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Li
         if b > top.max_batch:
             pr.rejected["memory"] = pr.rejected.get("memory", 0) + 1
             continue
-        m = top if b == top.batch else evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links)
+        m = top if b == top.batch else evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links,
+                                                        role=role)
         n += 1
-        if m.tpot_s < pr.best_tpot_s:
+        if role == "unified" and m.tpot_s < pr.best_tpot_s:
             pr.best_tpot_s, pr.best_tpot_label = m.tpot_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
-        if m.ttft_s < pr.best_ttft_s:
+        if role == "unified" and m.ttft_s < pr.best_ttft_s:
             pr.best_ttft_s, pr.best_ttft_label = m.ttft_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
         if req.tpot_s is not None and m.tpot_s > req.tpot_s:
             pr.rejected["tpot"] = pr.rejected.get("tpot", 0) + 1
@@ -491,12 +547,13 @@ def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Li
     return best, n
 
 
-def _largest_batch_within_slos(model, gpu, s, req: Request, links: Links, max_batch: int) -> int:
+def _largest_batch_within_slos(model, gpu, s, req: Request, links: Links, max_batch: int,
+                               role: str = "unified") -> int:
     if req.tpot_s is None and req.ttft_s is None:
         return max_batch
 
     def ok(b: int) -> bool:
-        m = evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links)
+        m = evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links, role=role)
         return (req.tpot_s is None or m.tpot_s <= req.tpot_s) and (req.ttft_s is None or m.ttft_s <= req.ttft_s)
 
     lo, hi = 0, max_batch  # ok(lo) holds (vacuously for 0); find the largest b with ok(b)

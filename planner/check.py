@@ -10,7 +10,9 @@ model, and lists every way the plan breaks the rules:
 * every TP group inside one scale-up domain (unless the plan allows otherwise);
 * memory of every GPU within its capacity at the plan's batch and context;
 * TTFT and TPOT within the SLOs, and the reported figures matching the recomputation;
-* the planned capacity covering the requested rate.
+* the planned capacity covering the requested rate;
+* prefill/decode pools: both present, the KV transfer recomputed on the slowest path
+  between them, TTFT checked on prefill groups and TPOT on decode groups.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from pathlib import Path
 
 from costmodels.hardware import get_gpu
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import Links, Strategy, evaluate_replica, replica_memory, ttft_under_load_s
+from costmodels.serving import (Links, ReplicaMetrics, Strategy, evaluate_prefill, evaluate_replica,
+                                kv_transfer_s, replica_memory, ttft_under_load_s)
 from planner.schema import Plan
 from topologies.graph import LOCAL, Topology, gpu_id
 from topologies.load import load_topology
@@ -64,6 +67,8 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
     used: dict[str, str] = {}
     capacity_rps = 0.0
     recomputed = []
+    pending = []
+    firsts: dict[str, list[list[str]]] = {}
     for g in plan.replica_groups:
         st = g.strategy
         gpu = get_gpu(g.gpu)
@@ -108,6 +113,7 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
             if any("" in s for s in stages):
                 bad(f"{where}: some (stage, tp_rank) positions are missing")
                 continue
+            firsts.setdefault(g.id, []).append(stages[0])
             for s_i, s in enumerate(stages):
                 doms = {topo.domain_of(x) for x in s}
                 if len(doms) > 1 and not plan.inputs.allow_cross_domain_tp:
@@ -118,21 +124,60 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
             continue
         links = Links(tp=_slowest(lk.tp for lk in group_links), pp=_slowest(lk.pp for lk in group_links))
         links = Links(tp=links.tp, pp=links.pp, ep=links.tp)
-        for i, mem in enumerate(replica_memory(spec_m, gpus, strategy, batch=st.batch_size, context=isl + osl)):
+        pending.append((g, gpus, strategy, links))
+    # Disaggregated pools: a prefill replica's KV cache goes to some decode replica; price
+    # the slowest such path (first stage to first stage), as the plan must.
+    decode_firsts = [f for g in plan.replica_groups if g.role == "decode" for f in firsts.get(g.id, [])]
+    cap = {"unified": 0.0, "prefill": 0.0, "decode": 0.0}
+    for g, gpus, strategy, links in pending:
+        st = g.strategy
+        xfer = 0.0
+        if g.role == "prefill":
+            if not decode_firsts:
+                bad(f"{g.id}: a prefill group but no decode group to send the KV cache to")
+                continue
+            kv = _slowest(topo.stage_link(p, d) for p in firsts[g.id] for d in decode_firsts)
+            xfer = kv_transfer_s(spec_m, strategy, isl=isl, link=kv)
+            pm = evaluate_prefill(spec_m, gpus, strategy, isl=isl, links=links)
+            mems = replica_memory(spec_m, gpus, strategy, batch=pm.in_flight, context=isl)
+            m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=pm.fits, memory=pm.memory,
+                               ttft_s=pm.ttft_s + xfer, tpot_s=0.0, output_tokens_per_s=0.0,
+                               requests_per_s=pm.requests_per_s)
+            got = g.metrics_per_replica.kv_transfer_ms
+            if got is None or not math.isclose(got, xfer * 1e3, rel_tol=REL_TOL, abs_tol=0.0051):
+                bad(f"{g.id}: reported kv_transfer_ms {got} but recomputed {xfer * 1e3:.3f}")
+        else:
+            mems = replica_memory(spec_m, gpus, strategy, batch=st.batch_size, context=isl + osl)
+            m = evaluate_replica(spec_m, gpus, strategy, isl=isl, osl=osl, batch=st.batch_size, links=links,
+                                 role=g.role)
+            if not m.fits:
+                bad(f"{g.id}: batch {st.batch_size} does not fit (max {m.max_batch})")
+        for i, mem in enumerate(mems):
             if not mem.fits:
                 bad(f"{g.id} stage {i}: memory {mem.total / 2**30:.2f} GiB exceeds {gpus[i].name}'s "
                     f"{mem.capacity / 2**30:.2f} GiB")
-        m = evaluate_replica(spec_m, gpus, strategy, isl=isl, osl=osl, batch=st.batch_size, links=links)
-        if not m.fits:
-            bad(f"{g.id}: batch {st.batch_size} does not fit (max {m.max_batch})")
-        recomputed.append((g, m))
-        capacity_rps += m.requests_per_s * st.dp
+        recomputed.append((g, m, xfer))
+        cap[g.role] += m.requests_per_s * st.dp
+    if (cap["prefill"] > 0) != (cap["decode"] > 0):
+        bad("a disaggregated plan needs both prefill and decode groups")
+    pools = min(cap["prefill"], cap["decode"])
+    capacity_rps = cap["unified"] + pools
     util = plan.inputs.workload.qps / capacity_rps if plan.inputs.workload.qps and capacity_rps else None
-    for g, m in recomputed:
-        ttft = ttft_under_load_s(ttft_s=m.ttft_s, utilization=util) if util is not None else m.ttft_s
-        if slo.tpot_ms is not None and m.tpot_s * 1e3 > slo.tpot_ms * (1 + 1e-9):
+    shares = []
+    for g, m, xfer in recomputed:
+        group_rps = m.requests_per_s * g.strategy.dp
+        if g.role == "unified":
+            g_util, share = util, group_rps / capacity_rps if capacity_rps else 0.0
+        else:
+            pool = cap[g.role]
+            g_util = util * pools / pool if util is not None and pool else None
+            share = pools / capacity_rps * group_rps / pool if capacity_rps and pool else 0.0
+        shares.append((g, share))
+        base = m.ttft_s - xfer
+        ttft = (ttft_under_load_s(ttft_s=base, utilization=g_util) if g_util is not None else base) + xfer
+        if g.role != "prefill" and slo.tpot_ms is not None and m.tpot_s * 1e3 > slo.tpot_ms * (1 + 1e-9):
             bad(f"{g.id}: TPOT {m.tpot_s * 1e3:.2f} ms exceeds the SLO of {slo.tpot_ms} ms")
-        if slo.ttft_ms is not None and ttft * 1e3 > slo.ttft_ms * (1 + 1e-9):
+        if g.role != "decode" and slo.ttft_ms is not None and ttft * 1e3 > slo.ttft_ms * (1 + 1e-9):
             bad(f"{g.id}: TTFT {ttft * 1e3:.2f} ms exceeds the SLO of {slo.ttft_ms} ms")
         for name, got, want in (("tpot_ms", g.metrics_per_replica.tpot_ms, m.tpot_s * 1e3),
                                 ("output_tokens_per_s", g.metrics_per_replica.output_tokens_per_s,
@@ -140,7 +185,6 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
                                 ("memory total", g.memory_per_gpu_bytes.total, m.memory.total)):
             if not math.isclose(got, want, rel_tol=REL_TOL, abs_tol=0.051):  # plans round to 0.1
                 bad(f"{g.id}: reported {name} {got} but recomputed {want:.3f}")
-    shares = [(g, m.requests_per_s * g.strategy.dp / capacity_rps) for g, m in recomputed] if capacity_rps else []
     for g, share in shares:
         if g.traffic_share is not None and not math.isclose(g.traffic_share, share, rel_tol=1e-3, abs_tol=1e-5):
             bad(f"{g.id}: traffic_share {g.traffic_share} but its capacity is {share:.6f} of the plan's")

@@ -165,6 +165,9 @@ def _common_model_options(f):
               help="Price of one GPU of this type per hour (repeatable); overrides the topology's "
                    "price_per_gpu_hour. Needed by --objective min-cost.")
 @click.option("--allow-cross-domain-tp", is_flag=True, help="Let a TP group span NVLink domains (over the network).")
+@click.option("--disaggregation", type=click.Choice(["auto", "off", "only"]), default="auto", show_default=True,
+              help="Prefill/decode pools: auto lets the solver weigh them against unified replicas "
+                   "(objectives throughput, min-gpus, min-cost); only plans pools alone.")
 @click.option("--time-limit-s", type=float, default=10.0, show_default=True, help="Solver time limit.")
 @click.option("--workers", type=int, default=1, show_default=True, help="CP-SAT search workers.")
 @click.option("--seed", type=int, default=0, show_default=True, help="CP-SAT random seed.")
@@ -189,7 +192,7 @@ def _common_model_options(f):
 @click.option("--emit-dir", type=click.Path(file_okay=False), help="Folder for --emit (default: ./launch-TARGET).")
 @_clean_errors
 def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, tpot_ms, qps, objective, max_gpus,
-           prices, allow_cross_domain_tp, time_limit_s, workers, seed, as_json, output, include_timings, verbose,
+           prices, allow_cross_domain_tp, disaggregation, time_limit_s, workers, seed, as_json, output, include_timings, verbose,
            quiet, progress, top_k, pareto, pareto_axis, pareto_points, plot_file, emit_target, emit_dir):
     """Find the best plan for a model on a topology.
 
@@ -219,7 +222,8 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     args = dict(topology=topology, model=model, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
                 objective=objective, weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), max_gpus=max_gpus,
                 allow_cross_domain_tp=allow_cross_domain_tp, time_limit_s=time_limit_s, workers=workers, seed=seed,
-                runtime=runtime, log=verbose, control=control, price_per_gpu_hour=_prices(prices))
+                runtime=runtime, log=verbose, control=control, price_per_gpu_hour=_prices(prices),
+                disaggregation=disaggregation)
     try:
         if top_k is not None:
             from planner.frontier import top_k as top_k_fn

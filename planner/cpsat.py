@@ -43,6 +43,7 @@ class Solution:
     objective_value: float = 0.0
     best_bound: float = 0.0
     wall_time_s: float = 0.0
+    served_by_pools: int = 0  # disaggregated output tokens/s (x THROUGHPUT_SCALE) the prefill+decode pools carry
 
     @property
     def gap(self) -> float:
@@ -95,6 +96,18 @@ class Vars:
                 self.units[(c.index, k.index)] = u
                 self._by_cand.setdefault(c.index, []).append(u)
                 self._by_class.setdefault(k.index, []).append((c, u))
+        # Disaggregated serving: the output tokens/s the prefill and decode pools carry together,
+        # at most what either pool sustains (each prompt needs a prefill, each token a decode step).
+        self.served = None
+        pools = [c for c in inst.candidates if c.role != "unified"]
+        if pools:
+            total_gpus = sum(k.free * k.count for k in inst.classes)
+            bound = sum(_pool_tput(c, inst.request.osl) * (total_gpus // c.gpus) for c in pools
+                        if c.role == "decode")
+            self.served = m.new_int_var(0, bound, "served_by_pools")
+            for role in ("prefill", "decode"):
+                m.add(self.served <= sum(self.replicas[c.index] * _pool_tput(c, inst.request.osl)
+                                         for c in pools if c.role == role))
 
     def classes_for(self, c: Candidate) -> list[DomainClass]:
         return [k for k in self.inst.classes if k.signature in c.classes]
@@ -103,7 +116,9 @@ class Vars:
         """A complete hint: the candidate with the best throughput per GPU, replicated as often as it fits."""
         if not self.inst.candidates:
             return
-        plain = [c for c in self.inst.candidates if not c.hetero]
+        plain = [c for c in self.inst.candidates if not c.hetero and c.role == "unified"]
+        if self.served is not None:
+            m.add_hint(self.served, 0)
         if not plain:
             return
         best = max(plain, key=lambda c: (c.metrics.output_tokens_per_s / c.gpus, -c.index))
@@ -134,7 +149,8 @@ class Vars:
         return sum(v * self.cand[i].gpus for i, v in self.replicas.items())
 
     def throughput(self):
-        return sum(v * _tput(self.cand[i]) for i, v in self.replicas.items())
+        unified = sum(v * _tput(self.cand[i]) for i, v in self.replicas.items() if self.cand[i].role == "unified")
+        return unified + self.served if self.served is not None else unified
 
     def cost(self):
         """Price per hour of the GPUs the units occupy, in 1e-4 $ (each class has one node type)."""
@@ -143,16 +159,21 @@ class Vars:
                    for (ci, ki), u in self.units.items())
 
     def usable_qps(self):
-        return sum(v * _qps(self.cand[i]) for i, v in self.replicas.items())
+        return sum(v * _qps(self.cand[i]) for i, v in self.replicas.items() if self.cand[i].role == "unified")
+
+
+def _pool_tput(c: Candidate, osl: int) -> int:
+    """What one prefill or decode replica sustains, as output tokens/s of the requests it serves."""
+    return int(math.floor(c.usable_requests_per_s * osl * THROUGHPUT_SCALE))
 
 
 def _tput(c: Candidate) -> int:
     return int(round(c.metrics.output_tokens_per_s * THROUGHPUT_SCALE))
 
 
-def shape_key(c: Candidate) -> tuple[str, int, int, int]:
-    """What makes two candidates the same replica shape to a user: GPU type, tp, pp, ep."""
-    return (c.gpu, c.strategy.tp, c.strategy.pp, c.strategy.ep)
+def shape_key(c: Candidate) -> tuple:
+    """What makes two candidates the same replica shape to a user: GPU type, tp, pp, ep, role."""
+    return (c.gpu, c.strategy.tp, c.strategy.pp, c.strategy.ep, c.role)
 
 
 def mix(sol: Solution, cands: dict[int, Candidate]) -> dict[tuple[str, int, int, int], int]:
@@ -209,12 +230,20 @@ def serves_qps(m: cp_model.CpModel, v: Vars) -> None:
     # \sum_c replicas_c * usable_qps_c >= qps
     q = v.inst.request.qps
     if q is not None and q > 0:
-        m.add(v.usable_qps() >= int(math.ceil(q * QPS_SCALE)))
+        need = int(math.ceil(q * QPS_SCALE))
+        if v.served is None:
+            m.add(v.usable_qps() >= need)
+        else:  # in units of (micro-requests/s) x osl x THROUGHPUT_SCALE, to stay integral
+            scale = v.inst.request.osl * THROUGHPUT_SCALE
+            m.add(v.usable_qps() * scale + v.served * QPS_SCALE >= need * scale)
 
 
 def at_least_one_replica(m: cp_model.CpModel, v: Vars) -> None:
-    # \sum_c replicas_c >= 1
+    # \sum_c replicas_c >= 1, and the plan serves something: throughput >= 1 (a prefill pool
+    # without a decode pool, or the reverse, serves nothing)
     m.add(sum(v.replicas.values()) >= 1)
+    if v.served is not None:
+        m.add(v.throughput() >= 1)
 
 
 MODULES = (units_make_replicas, class_capacity, gpu_budget, serves_qps, at_least_one_replica)
@@ -293,6 +322,8 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         sol.replicas = {i: solver.value(x) for i, x in v.replicas.items() if solver.value(x) > 0}
         sol.units = {key: solver.value(x) for key, x in v.units.items() if solver.value(x) > 0}
+        sol.served_by_pools = solver.value(v.served) if v.served is not None else 0
         sol.objective_value = scale(solver.objective_value)
         sol.best_bound = scale(solver.best_objective_bound)
     return sol
+

@@ -42,11 +42,18 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     rows = []
     for g in plan.replica_groups:
         s, m = g.strategy, g.metrics_per_replica
-        rows.append([g.id, g.gpu_label, s.tp, s.pp, s.dp, s.ep, s.batch_size, f"{m.ttft_ms:.1f}", f"{m.tpot_ms:.2f}",
-                     f"{m.output_tokens_per_s:,.0f}", f"{m.requests_per_s:.2f}",
+        decode, prefill = g.role == "decode", g.role == "prefill"
+        rows.append([g.id, g.role, g.gpu_label, s.tp, s.pp, s.dp, s.ep, s.batch_size,
+                     "-" if decode else f"{m.ttft_ms:.1f}", "-" if prefill else f"{m.tpot_ms:.2f}",
+                     "-" if prefill else f"{m.output_tokens_per_s:,.0f}", f"{m.requests_per_s:.2f}",
                      f"{g.traffic_share:.1%}" if g.traffic_share is not None else "-"])
-    lines.append(tabulate(rows, headers=["group", "GPU", "tp", "pp", "dp", "ep", "batch", "TTFT ms", "TPOT ms",
-                                         "tok/s/replica", "req/s/replica", "traffic"], tablefmt="simple"))
+    lines.append(tabulate(rows, headers=["group", "role", "GPU", "tp", "pp", "dp", "ep", "batch", "TTFT ms",
+                                         "TPOT ms", "tok/s/replica", "req/s/replica", "traffic"],
+                          tablefmt="simple", disable_numparse=True))
+    if any(g.role == "prefill" for g in plan.replica_groups):
+        lines.append("prefill groups' TTFT includes sending the KV cache to the decode pool: "
+                     + ", ".join(f"{g.id} {g.metrics_per_replica.kv_transfer_ms:.1f} ms over {g.links['kv'].kind}"
+                                 for g in plan.replica_groups if g.role == "prefill" and "kv" in g.links))
     lines.append("")
     mem_rows = []
     for g in plan.replica_groups:
@@ -70,6 +77,9 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
                   f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s; "
                   f"worst TTFT {t.ttft_ms:.1f} ms, TPOT {t.tpot_ms:.2f} ms"
                   + (f"; ${t.cost_per_hour:,.2f} per hour" if t.cost_per_hour is not None else "")]
+    if plan.disaggregation is not None:
+        d = plan.disaggregation
+        lines.append(f"prefill/decode pools: {d.decision}: {d.reason}")
     sv = plan.solver
     timing = f", {sv.wall_time_s:.2f} s" if sv.wall_time_s is not None else ""
     lines.append(f"solver: CP-SAT {sv.status} ({sv.objective} = {sv.objective_value:,.2f}, bound "

@@ -86,6 +86,8 @@ class Metrics(_Out):
     output_tokens_per_s: float
     requests_per_s: float
     utilization: float | None = Field(default=None, description="planned load / capacity, when qps is given")
+    kv_transfer_ms: float | None = Field(default=None, description="prefill groups: sending one prompt's KV cache "
+                                                                   "to the decode pool (included in ttft_ms)")
 
 
 class MemoryOut(_Out):
@@ -164,6 +166,16 @@ class SolverOut(_Out):
                                                                 "only with include_timings, as it varies run to run")
 
 
+class Disaggregation(_Out):
+    """Whether the plan splits prefill and decode into separate pools, and why."""
+
+    decision: Literal["unified", "disaggregated", "mixed"]
+    reason: str
+    alternative: Literal["unified-only", "pools-only"] = Field(description="what the plan was compared with")
+    alternative_objective_value: float | None = Field(description="the alternative's objective value; "
+                                                                  "null when no such plan meets the request")
+
+
 class Plan(_Out):
     schema_version: Literal["1.0.0", "1.1.0"] = SCHEMA_VERSION
     generator: str
@@ -171,6 +183,8 @@ class Plan(_Out):
     replica_groups: list[ReplicaGroup] = Field(min_length=1)
     totals: Totals
     solver: SolverOut
+    disaggregation: Disaggregation | None = Field(default=None, description="present when prefill/decode pools "
+                                                                            "were considered")
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, fixed float formatting, trailing newline."""

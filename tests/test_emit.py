@@ -30,6 +30,7 @@ from click.testing import CliRunner
 from planner import api
 from planner.cli import main
 from planner.emit import HF_MODELS, TARGETS, emit
+from costmodels.memory import balanced_layer_split
 from planner.schema import SCHEMA_VERSION, Plan
 from topologies.errors import InputError
 
@@ -78,7 +79,8 @@ def _flags(text: str) -> set[str]:
 def plans() -> dict[str, Plan]:
     out = {}
     for name, kw in PLANS.items():
-        plan = api.search(**kw, time_limit_s=10.0, workers=1, seed=0)
+        # unified replicas: the pools of disaggregated plans have their own tests (test_disagg.py)
+        plan = api.search(**{"disaggregation": "off", **kw}, time_limit_s=10.0, workers=1, seed=0)
         out[name] = Plan.model_validate(json.loads(plan.to_json()))
     return out
 
@@ -181,7 +183,9 @@ def test_trtllm_multi_node_mpirun(plans):
     half = n // 2  # move the second half of the replica's ranks to the other node
     ranks = [k.model_copy(update={"node": "dgx1" if k.rank >= half else "dgx0",
                                   "gpu_index": k.rank % half}) for k in r0.ranks]
-    g2 = g.model_copy(update={"replicas": [r0.model_copy(update={"ranks": ranks})]})
+    even = g.strategy.model_copy(update={"layer_split": list(balanced_layer_split(sum(g.strategy.layer_split),
+                                                                                 g.strategy.pp))})
+    g2 = g.model_copy(update={"replicas": [r0.model_copy(update={"ranks": ranks})], "strategy": even})
     plan = base.model_copy(update={"replica_groups": [g2]})
     text = emit(plan, "trtllm")["trtllm-g0.sh"]
     assert (f"mpirun -H dgx0:{half},dgx1:{half} -np {n} -x CUDA_VISIBLE_DEVICES -x CUDA_DEVICE_ORDER trtllm-llmapi-launch "

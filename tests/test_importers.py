@@ -507,7 +507,7 @@ def test_round_trip_tp_groups_sit_on_nvlink(fixture, gpu, kwargs, tp, tmp_path):
     args = ["topology", "import", "nvidia-smi", fixture, "-o", out] + (["--gpu", gpu] if gpu else [])
     code, _, err = run(args)
     assert code == 0, err
-    plan = api.search(topology=str(out), **kwargs)
+    plan = api.search(topology=str(out), disaggregation="off", **kwargs)
     if tp is not None:
         assert {g.strategy.tp for g in plan.replica_groups} == {tp}
     nvlinked = _nvlinked_pairs(fixture)

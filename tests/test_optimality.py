@@ -91,7 +91,7 @@ def test_cpsat_equals_brute_force(seed):
     topo, model, req, rnd = _instance(seed)
     view = cluster_view(topo)
     pricing = price_candidates(model, view, req)
-    cands = [c for c in pricing.candidates if c.span != "cross"]
+    cands = [c for c in pricing.candidates if c.span != "cross" and c.role == "unified" and not c.hetero]
     if not cands:
         pytest.skip("no candidate fits this random instance")
     subset = sorted(rnd.sample(cands, min(5, len(cands))), key=lambda c: c.index)
@@ -126,7 +126,9 @@ def test_aggregated_classes_match_exact_split(seed):
                              "nics": {"count": 8, "bandwidth_gbit_per_s": 400}}},
         "nodes": nodes}))
     model = get_model(rnd.choice(["llama-3.1-70b", "qwen3-32b", "llama-3.1-8b"]))
-    req = make_request(model, isl=1024, osl=256, tpot_ms=rnd.choice([None, 60.0]))
+    # unified replicas only: with prefill/decode pools the exact per-domain model is far
+    # harder for CP-SAT (the pools' min() coupling), and the point here is the class aggregation
+    req = make_request(model, isl=1024, osl=256, tpot_ms=rnd.choice([None, 60.0]), disaggregation="off")
     view = cluster_view(topo)
     cands = price_candidates(model, view, req).candidates
     params = SolverParams(time_limit_s=20)

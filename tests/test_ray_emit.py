@@ -37,7 +37,8 @@ START = re.compile(r"^(\S+)\)\n.*?ray start .*?--num-gpus=(\d+) --resources='([^
 
 @pytest.fixture(scope="module")
 def plan() -> Plan:
-    p = api.search(topology="dgx-h100x2-rdma200", model="llama-3.1-405b", time_limit_s=10.0, workers=1, seed=0)
+    p = api.search(topology="dgx-h100x2-rdma200", model="llama-3.1-405b", time_limit_s=10.0, workers=1, seed=0,
+                   disaggregation="off")
     return Plan.model_validate(json.loads(p.to_json()))
 
 

@@ -188,7 +188,17 @@ def group_script(plan: Plan, g: ReplicaGroup, *, runtime: str, version: str, tar
     return script(header + node_case(nodes, bodies))
 
 
+#: Targets that write prefill/decode pools (disaggregated plans). Ray placement groups reserve
+#: GPUs whatever runs on them.
+POOL_TARGETS = ("sglang", "ray")
+
+
 def emit(plan: Plan, target: str, model_path: str | None = None) -> dict[str, str]:
+    pools = [g for g in plan.replica_groups if g.role != "unified"]
+    if pools and target in TARGETS and target not in POOL_TARGETS:
+        raise InputError(f"the plan has prefill/decode pools and the {target} target does not write them; "
+                         f"use --target sglang, or plan again with --disaggregation off",
+                         field=f"replica_groups.{pools[0].id}.role")
     if target == "vllm":
         from planner.emit.vllm import emit_vllm as fn
     elif target == "sglang":

@@ -1,0 +1,87 @@
+"""Why a plan does or does not split prefill and decode into separate pools.
+
+With disaggregation ``auto`` the solver prices prefill-only and decode-only replicas beside
+unified ones and chooses whatever serves the request best; this module re-solves without
+the option the plan took (unified replicas only, or prefill/decode pools only) and states
+the difference in the objective's units, with the mechanism behind it: how much the
+prompt chunks slow a unified replica's decode steps (what a decode pool avoids) against
+what a prefill pool costs (its GPUs, and the KV-cache transfer in every TTFT).
+"""
+from __future__ import annotations
+
+import time
+
+from costmodels.serving import evaluate_replica
+from planner import schema as S
+from planner.candidates import Candidate, ClusterView, Request
+from planner.cpsat import SolverParams, Solution
+
+UNITS = {"throughput": "output tokens/s", "min-gpus": "GPUs", "min-cost": "$/hour"}
+
+
+def _fmt(value: float, objective: str) -> str:
+    return f"${value:,.2f}" if objective == "min-cost" else f"{value:,.0f}"
+
+
+def _top(sol: Solution, cands: dict[int, Candidate], role: str) -> Candidate | None:
+    """The candidate of ``role`` with the most GPUs in the solution."""
+    picked = [(n * cands[i].gpus, -i, cands[i]) for i, n in sol.replicas.items() if cands[i].role == role]
+    return max(picked, key=lambda t: (t[0], t[1]))[2] if picked else None
+
+
+def _interference(model, view: ClusterView, c: Candidate, req: Request) -> tuple[float, float]:
+    """(TPOT of a unified candidate, TPOT of the same shape and batch with decode-only steps)."""
+    gpus = [view.gpu_of_type[g] for g in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
+    d = evaluate_replica(model, gpus, c.strategy, isl=req.isl, osl=req.osl, batch=c.batch, links=c.links,
+                         role="decode")
+    return c.metrics.tpot_s, d.tpot_s
+
+
+def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[Candidate], classes,
+            params: SolverParams, deadline: float, solve_objective) -> S.Disaggregation | None:
+    """The decision and its reason, or None when pools were not considered."""
+    if req.disaggregation != "auto" or not any(c.role != "unified" for c in cands):
+        return None
+    by_index = {c.index: c for c in cands}
+    roles = {by_index[i].role for i in sol.replicas}
+    uses_pools = bool(roles & {"prefill", "decode"})
+    decision = ("mixed" if "unified" in roles else "disaggregated") if uses_pools else "unified"
+    alt_cands = [c for c in cands if (c.role == "unified") == uses_pools]
+    alternative = "unified-only" if uses_pools else "pools-only"
+    alt = None
+    if alt_cands and deadline - time.perf_counter() > 0.05:
+        alt, _ = solve_objective(alt_cands, classes, req, params, deadline=deadline)
+    unit = UNITS[req.objective]
+    ours = sol.objective_value
+    if alt is None:
+        versus = f"no plan with {'unified replicas only' if uses_pools else 'prefill/decode pools only'} " \
+                 f"meets the request"
+    else:
+        versus = f"{_fmt(alt.objective_value, req.objective)} {unit} with " \
+                 f"{'unified replicas only' if uses_pools else 'prefill/decode pools only'}"
+    parts = [f"{_fmt(ours, req.objective)} {unit} against {versus}"]
+    slo = f"TPOT <= {req.tpot_s * 1e3:g} ms" if req.tpot_s is not None else "no TPOT limit"
+    if uses_pools:
+        dec, pre = _top(sol, by_index, "decode"), _top(sol, by_index, "prefill")
+        uni = _top(alt, by_index, "unified") if alt is not None else None
+        if dec is not None:
+            parts.append(f"decode replicas ({dec.label()}) run batch {dec.batch} at TPOT "
+                         f"{dec.metrics.tpot_s * 1e3:.1f} ms, their steps free of prompt chunks")
+        if uni is not None:
+            t_u, t_d = _interference(model, view, uni, req)
+            parts.append(f"the best unified shape ({uni.label()}) meets {slo} only at batch {uni.batch} "
+                         f"(TPOT {t_u * 1e3:.1f} ms, {1 - t_d / t_u:.0%} of it on {req.isl}-token prompts)")
+        if pre is not None:
+            parts.append(f"each prompt's KV cache takes {pre.kv_transfer_s * 1e3:.1f} ms to reach the decode pool")
+    else:
+        uni = _top(sol, by_index, "unified")
+        pre = _top(alt, by_index, "prefill") if alt is not None else None
+        if uni is not None:
+            t_u, t_d = _interference(model, view, uni, req)
+            meet = f"and still meet {slo}" if req.tpot_s is not None else "with no TPOT limit to meet"
+            parts.append(f"the chosen replicas spend {1 - t_d / t_u:.0%} of each step on {req.isl}-token prompts "
+                         f"(TPOT {t_u * 1e3:.1f} ms, {t_d * 1e3:.1f} ms without them) {meet}")
+        xfer = f" and moving each prompt's KV cache ({pre.kv_transfer_s * 1e3:.1f} ms)" if pre is not None else ""
+        parts.append(f"dedicating GPUs to prompts{xfer} serves less")
+    return S.Disaggregation(decision=decision, reason="; ".join(parts), alternative=alternative,
+                            alternative_objective_value=None if alt is None else round(alt.objective_value, 2))
