@@ -36,6 +36,19 @@ def kv_cache_bytes_per_token(*, layers: int, kv_heads: int, head_dim: int, tp: i
     return 2 * layers * max(kv_heads // tp, 1) * head_dim * dtype_bytes
 
 
+def front_loaded_split(layers: int, pp: int) -> tuple[int, ...]:
+    """Layers per stage as TensorRT-LLM splits them (``Mapping.pp_layers``: ``torch.tensor_split``,
+    so when ``layers % pp = n`` the first ``n`` stages get one layer more).
+
+    >>> front_loaded_split(31, 2), front_loaded_split(80, 3)
+    ((16, 15), (27, 27, 26))
+    """
+    if not 1 <= pp <= layers:
+        raise ValueError(f"pp={pp} must be between 1 and the {layers} layers")
+    base, extra = divmod(layers, pp)
+    return tuple(base + (1 if i < extra else 0) for i in range(pp))
+
+
 def balanced_layer_split(layers: int, pp: int) -> tuple[int, ...]:
     """Layers per pipeline stage, as even as possible; extra layers go to the middle stages.
 

@@ -83,6 +83,10 @@ def validate_strategy(model: ModelSpec, s: Strategy) -> str | None:
             return f"ep={s.ep} does not divide the {model.experts} experts"
         if s.tp % s.ep:
             return f"ep={s.ep} must divide tp={s.tp} (moe_tp x moe_ep = tp)"
+        if s.runtime == "vllm" and s.ep != s.tp:
+            # vLLM has no EP size: --enable-expert-parallel makes the experts' EP group the whole
+            # TP (x DP) group (vllm/config/parallel.py enable_expert_parallel)
+            return f"vLLM's expert parallelism spans the whole TP group: ep must be 1 or tp={s.tp}, not {s.ep}"
     return None
 
 
@@ -246,6 +250,16 @@ def _stage_time(model, gpu, s, st, links, **kw) -> StepTime:
                            kv_dtype=s.kv_dtype, tp_link=links.tp, ep_link=links.ep, **kw)
 
 
+def effective_strategy(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int) -> Strategy:
+    """The strategy as the runtime will run it: for TensorRT-LLM with the default token budget,
+    the budget trtllm-bench derives from the batch it expects (what the plan must record)."""
+    if s.runtime == "trtllm" and s.max_num_batched_tokens == cal.DEFAULT_MAX_NUM_BATCHED_TOKENS:
+        mb = max_batch_size(model, gpu, s, context=isl + osl)
+        return replace(s, max_num_batched_tokens=cal.trtllm_bench_max_num_tokens(
+            max_batch=max(mb, 1) // s.pp or 1, isl=isl, osl=osl))
+    return s
+
+
 def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int,
                      batch: int | None = None, links: Links = Links(), role: str = "unified") -> ReplicaMetrics:
     """Predict one replica. Without ``batch``, the largest batch that fits (max throughput).
@@ -259,12 +273,8 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
         raise ValueError(f"role {role!r}: unified or decode (prefill: evaluate_prefill)")
     gpus = stage_gpus(gpu, s.pp)
     context = isl + osl
+    s = effective_strategy(model, gpu, s, isl=isl, osl=osl)
     mb = max_batch_size(model, gpu, s, context=context)
-    if s.runtime == "trtllm" and s.max_num_batched_tokens == cal.DEFAULT_MAX_NUM_BATCHED_TOKENS:
-        # trtllm-bench builds its engine with a token budget derived from the batch it expects
-        s = replace(s, max_num_batched_tokens=cal.trtllm_bench_max_num_tokens(
-            max_batch=max(mb, 1) // s.pp or 1, isl=isl, osl=osl))
-        mb = max_batch_size(model, gpu, s, context=context)
     b = mb if batch is None else batch
     mems = replica_memory(model, gpu, s, batch=max(b, 0), context=context)
     worst = max(mems, key=lambda m: (m.total / m.capacity, m.total))

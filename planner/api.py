@@ -15,7 +15,7 @@ from pathlib import Path
 from costmodels.hardware import GPU, get_gpu
 from costmodels.memory import weight_bytes
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import (LoadedMetrics, Links, ReplicaMetrics, Strategy, evaluate_prefill,
+from costmodels.serving import (LoadedMetrics, Links, ReplicaMetrics, Strategy, effective_strategy, evaluate_prefill,
                                 evaluate_replica, kv_transfer_s, serve_at_rate, stages, ttft_under_load_s,
                                 validate_strategy)
 from costmodels import calibration as cal
@@ -391,13 +391,15 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                                         gpu_index=a["index"]))
             replicas.append(S.Replica(index=ri, ranks=ranks))
         split = [s.layer_count for s in stages(spec, c.strategy)]
+        gpus_c = [view.gpu_of_type[x] for x in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
+        budget = effective_strategy(spec, gpus_c, c.strategy, isl=req.isl, osl=req.osl).max_num_batched_tokens
         group_links = {"tp": _link_out(links.tp), "pp": _link_out(links.pp)}
         if kv is not None:
             group_links["kv"] = _link_out(kv)
         groups.append(S.ReplicaGroup(
             id=f"g{gi}", role=c.role, gpu=c.gpu, stage_gpus=list(c.stage_gpus) if c.hetero else None,
             strategy=S.StrategyOut(tp=c.strategy.tp, pp=c.strategy.pp, dp=len(reps), ep=c.strategy.ep,
-                                   batch_size=c.batch, max_num_batched_tokens=c.strategy.max_num_batched_tokens,
+                                   batch_size=c.batch, max_num_batched_tokens=budget,
                                    max_model_len=req.isl + req.osl, layer_split=split,
                                    weight_dtype=c.strategy.weight_dtype, kv_dtype=c.strategy.kv_dtype),
             metrics_per_replica=S.Metrics(ttft_ms=_r(ttft * 1e3), ttft_unloaded_ms=_r(m.ttft_s * 1e3),

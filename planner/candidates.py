@@ -33,7 +33,7 @@ from functools import cached_property
 from costmodels import calibration as cal
 from costmodels.hardware import GPU, get_gpu
 from costmodels.models import ModelSpec
-from costmodels.memory import balanced_layer_split
+from costmodels.memory import balanced_layer_split, front_loaded_split
 from costmodels.serving import (Links, ReplicaMetrics, Strategy, choose_layer_split, evaluate_prefill,
                                 evaluate_replica, kv_transfer_s, max_utilization, validate_strategy)
 from topologies.errors import InputError
@@ -359,8 +359,11 @@ UNEVEN_SPLIT_RUNTIMES = {"vllm": "VLLM_PP_LAYER_PARTITION", "sglang": "SGLANG_PP
 
 def _with_split(model: ModelSpec, gpu, s: Strategy, req: Request) -> Strategy:
     """The strategy with its pipeline layer split chosen (runtimes that can pin one only)."""
-    if s.pp == 1 or s.runtime not in UNEVEN_SPLIT_RUNTIMES:
+    if s.pp == 1:
         return s
+    if s.runtime not in UNEVEN_SPLIT_RUNTIMES:  # the runtime's own split (TensorRT-LLM: front-loaded)
+        split = front_loaded_split(model.layers, s.pp)
+        return replace(s, layer_split=split) if split != balanced_layer_split(model.layers, s.pp) else s
     split = choose_layer_split(model, gpu, s, isl=req.isl, osl=req.osl)
     return replace(s, layer_split=split) if split != balanced_layer_split(model.layers, s.pp) else s
 

@@ -511,8 +511,15 @@ def test_cli_emit_new_targets_refuse_in_one_line(plans, tmp_path, target, needle
 
 
 def test_cli_emit_inexpressible_plan_writes_nothing(plans, tmp_path):
+    base = plans["llama405b-dgx-h100x2-rdma200"]
+    g = base.replica_groups[0]
+    pp, layers = g.strategy.pp, sum(g.strategy.layer_split)
+    back_loaded = [layers // pp] * (pp - 1) + [layers - layers // pp * (pp - 1)]  # not TensorRT-LLM's split
+    assert back_loaded != sorted(back_loaded, reverse=True)
+    bad = base.model_copy(update={"replica_groups": [g.model_copy(update={"strategy": g.strategy.model_copy(
+        update={"layer_split": back_loaded})})]})
     p = tmp_path / "plan405.json"
-    p.write_text(plans["llama405b-dgx-h100x2-rdma200"].to_json(), encoding="utf-8")
+    p.write_text(bad.to_json(), encoding="utf-8")
     out_dir = tmp_path / "out"
     code, out, err = _run(["emit", "--plan", p, "--target", "trtllm", "-o", out_dir])
     assert code == 2 and out == ""

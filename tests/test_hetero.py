@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from costmodels.hardware import get_gpu
+from costmodels.memory import front_loaded_split
 from costmodels.models import get_model
 from costmodels.serving import Strategy, choose_layer_split, replica_memory
 from planner import api
@@ -117,12 +118,13 @@ def test_split_balances_speed_and_fits_every_stage():
     assert split[0] > split[1] and sum(split) == small.layers
 
 
-def test_trtllm_plans_keep_the_runtimes_balanced_split():
+def test_trtllm_plans_keep_the_runtimes_own_split():
     view = cluster_view(Topology(*load_topology("mixed-h100x2-a100x2")))
     model = get_model("llama-3.1-8b")
     req = api.make_request(model, isl=1024, osl=256, runtime="trtllm")
     cands = price_candidates(model, view, req).candidates
     assert cands and not any(c.hetero for c in cands)
-    assert all(not c.strategy.layer_split for c in cands)
+    assert all(not c.strategy.layer_split or c.strategy.layer_split == front_loaded_split(model.layers, c.strategy.pp)
+               for c in cands)
     vllm = price_candidates(model, view, api.make_request(model, isl=1024, osl=256)).candidates
     assert any(c.hetero for c in vllm) and any(c.strategy.layer_split for c in vllm)

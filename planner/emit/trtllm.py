@@ -14,6 +14,8 @@ multi-node replicas whose nodes use different GPU indices (one CUDA_VISIBLE_DEVI
 """
 from __future__ import annotations
 
+from costmodels.memory import front_loaded_split
+
 from planner.emit import (ReplicaLayout, all_nodes, continued, csv, floor2, group_script, layouts, model_ref,
                           needs_fp8_quantization, uneven)
 from planner.schema import Plan, ReplicaGroup
@@ -58,10 +60,10 @@ def _serve(model: str, g: ReplicaGroup, port: int, extra: str | None, gpus_per_n
 
 def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str) -> dict[str, str]:
     s = g.strategy
-    if uneven(s.layer_split):
+    if uneven(s.layer_split) and tuple(s.layer_split) != front_loaded_split(sum(s.layer_split), s.pp):
         raise InputError(f"trtllm-serve cannot pin the uneven layer split {s.layer_split} (it has no layer-partition "
-                         "flag); choose another target or a pp that divides the layers",
-                         field=f"replica_groups.{g.id}.strategy.layer_split")
+                         f"flag and splits {list(front_loaded_split(sum(s.layer_split), s.pp))}); choose another "
+                         "target or plan with --runtime trtllm", field=f"replica_groups.{g.id}.strategy.layer_split")
     yaml_text = _extra_yaml(g)
     yaml_name = f"trtllm-{g.id}-extra.yaml" if yaml_text else None
     nodes = all_nodes(rows)
