@@ -518,3 +518,26 @@ def test_round_trip_tp_groups_sit_on_nvlink(fixture, gpu, kwargs, tp, tmp_path):
             for b in grp:
                 if a != b:
                     assert frozenset((a, b)) in nvlinked, (grp, sorted(map(sorted, nvlinked)))
+
+
+SHARED_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "topology-samples" / \
+    "nvidia-smi-topo-m_8xH100-SXM_dstack.txt"
+
+
+@pytest.mark.skipif(not SHARED_SAMPLE.is_file(), reason="the shared real-machine sample is not beside this checkout "
+                                                        "(its licence keeps it out of the project)")
+def test_round_trip_on_the_real_dstack_sample(tmp_path):
+    """The real `nvidia-smi topo -m` of an 8x H100 SXM machine (read in place, never copied):
+    imported, planned on, emitted for vLLM; each CUDA_VISIBLE_DEVICES is an NVLink-joined set."""
+    from planner import api
+    from planner.emit import emit
+
+    out = tmp_path / "real.yaml"
+    code, _, err = run(["topology", "import", "nvidia-smi", SHARED_SAMPLE, "--gpu", "H100-SXM-80GB", "-o", out])
+    assert code == 0, err
+    plan = api.search(topology=str(out), model="llama-3.1-70b", disaggregation="off")
+    text = "".join(emit(plan, "vllm").values())
+    sets = re.findall(r"CUDA_VISIBLE_DEVICES=([\d,]+)", text)
+    assert sets and all(len(s.split(",")) >= 2 for s in sets)  # 70B in BF16 needs TP >= 2 on 80 GB GPUs
+    spec, _ = load_topology(str(out))
+    assert spec.node_types[spec.all_nodes()[0].type].fabric.kind == "nvswitch"  # NV18 everywhere: one domain
