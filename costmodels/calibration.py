@@ -41,56 +41,103 @@ MAX_BATCH_SIZE = 2048
 
 #: [fitted] Share of peak dense tensor-core throughput large 16-bit GEMMs reach
 #: (bounds 0.30-0.90; cuBLAS reaches 70-80 % of dense peak on large Hopper/Ampere GEMMs).
-MATMUL_EFFICIENCY_MAX = 0.729
+MATMUL_EFFICIENCY_MAX = 0.7341
 
 #: [fitted] Share of the 16-bit GEMM efficiency reached when GEMMs run in FP8/INT8/FP4
 #: (bounds 0.40-1.00): the doubled tensor rate meets the same SM data paths, scaling and
 #: epilogues, so a smaller share of the datasheet peak is reached.
-LOW_PRECISION_MATMUL_EFFICIENCY = 0.767
+LOW_PRECISION_MATMUL_EFFICIENCY = 0.7559
 
 #: [fitted] GEMM rows (tokens) at which the efficiency reaches half its maximum (bounds
 #: 1-512): below one tile of rows (64-128 on Hopper) tensor cores idle.
 #: efficiency(m) = max * m / (m + M_HALF).
-MATMUL_M_HALF_TOKENS = 83.0
+MATMUL_M_HALF_TOKENS = 109.2
 
 #: [fitted] Share of peak HBM bandwidth a streaming read reaches (bounds 0.50-0.92; H100
 #: SXM copy/STREAM-style tests reach about 2.6-2.9 of 3.35 TB/s).
-HBM_EFFICIENCY = 0.758
+HBM_EFFICIENCY = 0.7537
 
 #: [fitted, on its upper bound 0.75] Share of peak tensor throughput attention kernels
 #: (FlashAttention-2/3, TensorRT-LLM's FMHA) reach.
 ATTENTION_EFFICIENCY = 0.75
 
 #: [fitted] Fixed cost of one engine step: scheduling, sampling, input preparation, kernel
-#: launches (bounds 10 us-3 ms per step, 0.1-20 us per layer). 2.1 ms per step is more
+#: launches (bounds 10 us-3 ms per step, 0.1-20 us per layer). 1.9 ms per step is more
 #: than CUDA-graph launches alone: it carries TensorRT-LLM's per-iteration scheduling and
 #: the small kernels (norms, rotary, sampling) the roofline does not price.
-STEP_OVERHEAD_S = 2091 * US
-LAYER_OVERHEAD_S = 13 * US
+STEP_OVERHEAD_S = 1874 * US
+LAYER_OVERHEAD_S = 15.73 * US
 
 #: [fitted] Share of the dense GEMM efficiency grouped (MoE expert) GEMMs reach (bounds
 #: 0.10-1.00): experts' GEMMs are many small ones launched together, with routing,
 #: permutation and un-permutation around them.
-MOE_GEMM_EFFICIENCY = 0.778
+MOE_GEMM_EFFICIENCY = 0.8741
 
 #: [fitted] Fixed cost of one request's first token beyond its prompt's compute inside the
 #: engine (bounds 10 us-20 ms): scheduling it into a step, first sampling.
-PREFILL_REQUEST_OVERHEAD_S = 650 * US
+PREFILL_REQUEST_OVERHEAD_S = 567.2 * US
 
 #: [fitted, online-serving rows] What a client sees on top of the engine's TTFT in online
 #: serving (bounds 10 us-50 ms): the HTTP front end, tokenisation, detokenisation and
 #: streaming of the first token.
-ONLINE_REQUEST_OVERHEAD_S = 9.68 * MS
+ONLINE_REQUEST_OVERHEAD_S = 9.414 * MS
 
 #: [fitted] Share of link bandwidth tensor-parallel all-reduces reach (bounds 0.30-1.00).
 #: nccl-tests' bus bandwidth is 75-85 % of the link rate for large messages; the fit is
 #: lower: these all-reduces are mid-sized and not overlapped with compute.
-COLLECTIVE_EFFICIENCY = 0.605
+COLLECTIVE_EFFICIENCY = 0.6006
 
 #: [fitted] Software latency of one step of a collective (bounds 0.5-20 us), on top of the
-#: link's own: NCCL's protocol handshakes and kernel synchronisation per ring or tree step.
-#: It is why small decode all-reduces cost more at higher TP than their bytes suggest.
-COLLECTIVE_STEP_LATENCY_S = 12.8 * US
+#: link's own: NCCL's protocol handshakes and kernel synchronisation per ring or tree step
+#: (Simple protocol; ``NCCL_RING_PROTOCOLS`` scales it for LL and LL128), or the one-shot
+#: kernel's cross-GPU barrier. It is why decode all-reduces cost more at higher TP than their
+#: bytes suggest: an 8-rank NCCL ring takes 14 such steps. The fit is above NCCL's own model
+#: (3.4 us per Simple step over NVLink): it is an effective figure that also carries what the
+#: roofline does not price at high TP.
+COLLECTIVE_STEP_LATENCY_S = 14.31 * US
+
+#: [fitted] Fixed cost of every collective (bounds 0.5-30 us): launching it and synchronising
+#: the ranks, before its per-step costs. NCCL's tuning model gives a ring 6.6-14 us of base
+#: latency by protocol (``baseLat`` in ``src/graph/tuning.cc``) against 0.6-3.4 us per step
+#: over NVLink (``hwLat``).
+COLLECTIVE_BASE_LATENCY_S = 14.35 * US
+
+#: NCCL's ring protocols as (share of link bandwidth, share of the Simple protocol's per-step
+#: latency), from NCCL's tuning model (``src/graph/tuning.cc``): Simple (1, 1); LL128 moves
+#: 120 of every 128 bytes as data with an NVLink step of 1.9 us against Simple's 3.4; LL moves
+#: half (a flag with every 4-byte word) with a 0.6 us step. NCCL picks the fastest for the size.
+NCCL_RING_PROTOCOLS = ((1.0, 1.0), (120 / 128, 1.9 / 3.4), (0.5, 0.6 / 3.4))
+
+#: Most GPUs one node's NVLink joins (an NVSwitch baseboard: DGX/HGX A100, H100, H200, B200);
+#: a larger NVLink group spans the trays of an NVLink Switch system (GB200 NVL72, 4 per tray).
+SINGLE_NODE_MAX_RANKS = 8
+
+
+def one_shot_allreduce_max_bytes(ranks: int) -> float:
+    """Largest all-reduce (bytes) run by the runtime's one-shot peer-to-peer kernel inside one
+    NVLink domain; larger ones go to NCCL (``costmodels.comm.allreduce_s``).
+
+    TensorRT-LLM's AUTO strategy (``AllreducePlugin::selectImplementation``): one-shot for
+    every message within the 16 MB IPC workspace at 2 ranks, below 1 MB at up to 4 ranks,
+    below 500 kB at up to 8 (``MAX_RANKS_PER_NODE``). Its two-shot kernel has been switched
+    off in AUTO since 2024 (the code's "temporary measure" for nvbug 4718747; NVIDIA/
+    TensorRT-LLM issue #2575, 2024-12: "twoshot algorithm has been disabled currently"), so
+    in v0.17, whose sweeps rank the layouts here, everything else is an NCCL all-reduce
+    (earlier releases ran a two-shot kernel up to the 8 MB workspace). vLLM and SGLang use
+    one-shot up to 512 kB (4 ranks) / 256 kB (8 ranks), then a two-shot kernel up to 8 MiB;
+    this model follows TensorRT-LLM, whose measurements it is fitted to.
+
+    >>> one_shot_allreduce_max_bytes(2), one_shot_allreduce_max_bytes(8), one_shot_allreduce_max_bytes(16)
+    (16000000.0, 500000.0, 0.0)
+    """
+    if ranks <= 2:
+        return 16e6
+    if ranks <= 4:
+        return 1e6
+    if ranks <= 8:
+        return 5e5
+    return 0.0
+
 
 #: Utilisation a replica is planned to run at when a request rate is given and no TTFT
 #: target bounds it: queueing delay grows without limit as utilisation nears 1.

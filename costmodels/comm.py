@@ -1,7 +1,8 @@
 """Collective and point-to-point communication times over a :class:`topologies.graph.Link`.
 
 The link is what the topology graph reports for the group: its slowest hop's per-direction
-bandwidth and that hop's latency. NCCL reaches ``COLLECTIVE_EFFICIENCY`` of it.
+bandwidth and that hop's latency. NCCL and the runtimes' own all-reduce kernels reach
+``COLLECTIVE_EFFICIENCY`` of it.
 """
 from __future__ import annotations
 
@@ -16,12 +17,31 @@ def _bw(link: Link) -> float:
 
 
 def allreduce_s(*, message_bytes: float, ranks: int, link: Link) -> float:
-    """All-reduce time: the faster of a ring and a tree, as NCCL's tuner picks per message size.
+    """All-reduce time, by the algorithm the serving runtime and NCCL pick for the message.
 
-    Ring: each rank moves 2(n-1)/n of the message in 2(n-1) latency-bound steps (best for
-    large messages). Tree (double binary tree): 2 log2(n) steps, each rank moving the whole
-    message up and down (best for small messages at high n). Each step pays the link's
-    latency plus NCCL's per-step software latency.
+    Inside one NVLink domain (``link.kind == "nvlink"``), small messages go to the runtime's
+    own peer-to-peer **one-shot** kernel: after one cross-GPU barrier every rank reads the
+    whole message from each of its ``n - 1`` peers and sums it (``(n - 1) x message`` over
+    the link, one latency step). It is used up to
+    :func:`costmodels.calibration.one_shot_allreduce_max_bytes` (TensorRT-LLM's AUTO
+    strategy: 16 MB at 2 ranks, 1 MB at up to 4, 500 kB at 8). Larger messages go to NCCL,
+    which inside a node runs **rings**: ``2 (n - 1) / n x message`` in ``2 (n - 1)``
+    latency-bound steps, in whichever of its LL, LL128 and Simple protocols is fastest for
+    the size (``NCCL_RING_PROTOCOLS``). NCCL builds no trees inside a node (its double binary trees span
+    nodes; inside a node they are chains: NVIDIA/nccl issues #211 and #671), so the
+    **tree**, ``2 x message`` in ``2 log2(n)`` steps, is a choice only for groups whose
+    slowest link leaves the NVLink domain. NVLink groups of more than
+    ``SINGLE_NODE_MAX_RANKS`` GPUs (no NVSwitch baseboard holds more) exist only on NVLink
+    Switch systems such as GB200 NVL72, where NCCL reduces in the switches (NVLS): one
+    message each way per rank in two steps, whatever the group size.
+
+    Every collective pays ``COLLECTIVE_BASE_LATENCY_S`` (launch and rank synchronisation)
+    and, per step, the link's latency plus ``COLLECTIVE_STEP_LATENCY_S``: NCCL's own tuning
+    model prices an algorithm as ``baseLat + steps x hwLat`` (``src/graph/tuning.cc``).
+
+    This is why TP=8 loses to TP=4 at large decode batches on NVSwitch nodes: past 500 kB
+    (about 30 tokens of a 8192-wide model) every one of its all-reduces is a 14-step NCCL
+    ring, where TP=4 pays 6 steps, or one while its messages stay under 1 MB.
 
     >>> from topologies.graph import Link
     >>> allreduce_s(message_bytes=1e6, ranks=1, link=Link(1e9, 1e-6, "nvlink"))
@@ -29,10 +49,23 @@ def allreduce_s(*, message_bytes: float, ranks: int, link: Link) -> float:
     """
     if ranks <= 1 or message_bytes <= 0:
         return 0.0
+    n, m, bw = ranks, message_bytes, _bw(link)
     step_latency_s = link.latency_s + cal.COLLECTIVE_STEP_LATENCY_S
-    ring = 2 * (ranks - 1) / ranks * message_bytes / _bw(link) + 2 * (ranks - 1) * step_latency_s
-    tree = 2 * message_bytes / _bw(link) + 2 * math.ceil(math.log2(ranks)) * step_latency_s
-    return min(ring, tree)
+    # NCCL runs the ring in the protocol that is fastest for the size: LL and LL128 trade
+    # bandwidth for shorter steps (calibration.NCCL_RING_PROTOCOLS).
+    ring = min(2 * (n - 1) / n * m / (bw * bw_share) + 2 * (n - 1) * step_latency_s * lat_share
+               for bw_share, lat_share in cal.NCCL_RING_PROTOCOLS)
+    if link.kind == "nvlink" and m <= cal.one_shot_allreduce_max_bytes(n):
+        return cal.COLLECTIVE_BASE_LATENCY_S + (n - 1) * m / bw + step_latency_s
+    if link.kind == "nvlink" and n <= cal.SINGLE_NODE_MAX_RANKS:
+        return cal.COLLECTIVE_BASE_LATENCY_S + ring
+    if link.kind == "nvlink":
+        # An NVLink group wider than a baseboard exists only on NVLink Switch systems (GB200
+        # NVL72), whose switches reduce in the network (NVLink SHARP; NCCL's NVLS algorithm):
+        # each rank sends its message once and receives the sum once, in two phases.
+        return cal.COLLECTIVE_BASE_LATENCY_S + m / bw + 2 * step_latency_s
+    tree = 2 * m / bw + 2 * math.ceil(math.log2(n)) * step_latency_s
+    return cal.COLLECTIVE_BASE_LATENCY_S + min(ring, tree)
 
 
 def send_s(*, message_bytes: float, link: Link) -> float:

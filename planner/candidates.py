@@ -285,7 +285,7 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                             rejected[why] = rejected.get(why, 0) + 1
                             continue
                         s = _with_split(model, gpu, s, req)
-                        if disaggregate(req):
+                        if disaggregate(req) and span == "intra":  # pool replicas sit in one domain
                             priced += _price_roles(model, gpu, gpu_name, s, span, unit, units, per_stage, cls_ok,
                                                    Links(tp=links.tp, pp=links.pp, ep=links.tp),
                                                    _kv_link(view, classes, tp, links), req, pr)
@@ -303,7 +303,29 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                                                  ttft_s=cand.ttft_s, ttft_slo_s=req.ttft_s)))
     priced += _price_cross_type_pipelines(model, view, req, by_type, pr)
     pr.priced = priced
+    pr.candidates[:] = _without_dominated_pools(pr.candidates)
     return pr
+
+
+def _without_dominated_pools(cands: list[Candidate]) -> list[Candidate]:
+    """Drop prefill and decode candidates another one of the same role beats on every count.
+
+    A pool replica's whole worth to the plan is the requests/s it sustains (its SLOs were met
+    when it was priced); two that take the same placement units in the same classes are
+    interchangeable but for that figure, so only the larger can be in an optimal plan. (For
+    span ``intra`` the unit is the whole replica, so every shape with the same GPU count
+    collapses to its best.) Fewer symmetric choices keep CP-SAT's proof short. Unified
+    candidates are kept: the lexicographic objectives rank them on other keys too.
+    """
+    best: dict[tuple, Candidate] = {}
+    for c in cands:
+        if c.role == "unified":
+            continue
+        key = (c.role, c.gpu, c.stage_gpus, c.span, c.unit_gpus, c.units_per_replica, c.units_per_stage, c.classes)
+        if key not in best or (c.usable_requests_per_s, -c.index) > (best[key].usable_requests_per_s, -best[key].index):
+            best[key] = c
+    keep = {id(c) for c in best.values()}
+    return [c for c in cands if c.role == "unified" or id(c) in keep]
 
 
 DISAGGREGATION_OBJECTIVES = ("throughput", "min-gpus", "min-cost")

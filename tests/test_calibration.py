@@ -57,3 +57,56 @@ def test_trtllm_gives_kv_a_share_of_free_memory():
     kw = dict(topology="dgx-h100x1", model="llama-3.1-70b", tp=1, isl=128, osl=2048, weight_dtype="fp8",
               kv_dtype="fp8")
     assert evaluate(runtime="trtllm", **kw).metrics.max_batch > 3 * evaluate(runtime="vllm", **kw).metrics.max_batch
+
+
+def test_a100_tp4_beats_tp8_per_gpu_at_long_outputs():
+    # Measured (same source, FP16, ISL 128 / OSL 2048, total tok/s): TP4 2811.27 = 703 per GPU,
+    # TP8 5241.5 = 655 per GPU. At TP8's decode batch every all-reduce outgrows TensorRT-LLM's
+    # one-shot kernel (500 kB at 8 ranks) and runs as a 14-step NCCL ring.
+    def per_gpu(tp):
+        return _predict("llama-3.1-70b", "A100-SXM4-80GB", "FP16", tp, 128, 2048) / tp
+
+    assert per_gpu(4) > per_gpu(8)
+
+
+def test_allreduce_follows_the_runtime_and_nccl_algorithms():
+    from costmodels import calibration as cal
+    from costmodels.comm import allreduce_s
+    from topologies.graph import Link
+
+    nv = Link(300e9, 0.0, "nvlink")
+    base, step = cal.COLLECTIVE_BASE_LATENCY_S, cal.COLLECTIVE_STEP_LATENCY_S
+    bw = 300e9 * cal.COLLECTIVE_EFFICIENCY
+
+    def ring(m, n, step_latency=step):
+        return min(2 * (n - 1) / n * m / (bw * b) + 2 * (n - 1) * step_latency * s for b, s in cal.NCCL_RING_PROTOCOLS)
+
+    # one-shot inside an NVLink node: every rank reads the message from its n - 1 peers, one barrier
+    assert allreduce_s(message_bytes=400e3, ranks=8, link=nv) == pytest.approx(base + 7 * 400e3 / bw + step)
+    assert allreduce_s(message_bytes=800e3, ranks=4, link=nv) == pytest.approx(base + 3 * 800e3 / bw + step)
+    # past 500 kB at 8 ranks (1 MB at 4): an NCCL ring, 2 (n - 1) steps; no trees inside a node
+    for m, n in ((4e6, 8), (4e6, 4), (20e6, 2)):
+        assert allreduce_s(message_bytes=m, ranks=n, link=nv) == pytest.approx(base + ring(m, n))
+    # a 16-GPU NVLink group (NVL72): in-switch reduction, one message each way in two steps
+    assert allreduce_s(message_bytes=4e6, ranks=16, link=nv) == pytest.approx(base + 4e6 / bw + 2 * step)
+    # across nodes the double binary tree is a choice: small messages take its 2 log2(n) steps
+    nic = Link(50e9, 2e-6, "nic")
+    nic_bw = 50e9 * cal.COLLECTIVE_EFFICIENCY
+    tree = 2 * 1e3 / nic_bw + 2 * 4 * (2e-6 + step)
+    expected = base + min(tree, min(2 * 15 / 16 * 1e3 / (nic_bw * b) + 30 * (2e-6 + step) * s
+                                    for b, s in cal.NCCL_RING_PROTOCOLS))
+    assert allreduce_s(message_bytes=1e3, ranks=16, link=nic) == pytest.approx(expected)
+
+
+def test_allreduce_time_never_falls_as_the_message_grows():
+    # TensorRT-LLM's switch from one-shot to NCCL sits where the two cost about the same, so the
+    # modelled cost must not jump down (nor far up) there: decode batches grow smoothly.
+    from costmodels.comm import allreduce_s
+    from topologies.graph import Link
+
+    nv = Link(300e9, 5e-7, "nvlink")
+    for n in (2, 4, 8, 16):
+        sizes = [2 ** k for k in range(10, 27)]
+        t = [allreduce_s(message_bytes=m, ranks=n, link=nv) for m in sizes]
+        assert all(b >= a for a, b in zip(t, t[1:])), n
+        assert all(b <= 2.5 * a for a, b in zip(t, t[1:])), n
