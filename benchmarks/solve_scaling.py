@@ -83,7 +83,7 @@ def cpsat_timer():
 
 
 def run_one(size: int, gpus: int, types: tuple[str, ...], busy: float, *, model: str, isl: int, osl: int,
-            time_limit_s: float) -> dict:
+            time_limit_s: float, disaggregation: str = "auto") -> dict:
     row = {"gpus": gpus, "gpu_types": "+".join(SHORT.get(t, t) for t in types), "busy": f"{busy:.0%}"}
     t0 = time.perf_counter()
     try:
@@ -99,7 +99,7 @@ def run_one(size: int, gpus: int, types: tuple[str, ...], busy: float, *, model:
     try:
         with cpsat_timer() as cpsat:
             plan = search(topology=topo, model=model, isl=isl, osl=osl, objective="throughput",
-                          time_limit_s=time_limit_s, include_timings=True)
+                          time_limit_s=time_limit_s, include_timings=True, disaggregation=disaggregation)
     except PlanSearchError as e:
         total = time.perf_counter() - t0
         row.update(status=f"ERROR: {e}", gap=None, candidates_priced=None, replicas=None, gpus_used=None,
@@ -158,12 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--isl", type=int, default=1024)
     ap.add_argument("--osl", type=int, default=256)
     ap.add_argument("--time-limit-s", type=float, default=10.0, help="CP-SAT time limit per solve")
+    ap.add_argument("--disaggregation", choices=["auto", "off"], default="auto",
+                    help="weigh prefill/decode pools (auto, the CLI default) or plan unified replicas only")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = ap.parse_args(argv)
     rows = []
     for size, gpus, types, busy in scenarios(args.sizes):
         rows.append(run_one(size, gpus, types, busy, model=args.model, isl=args.isl, osl=args.osl,
-                            time_limit_s=args.time_limit_s))
+                            time_limit_s=args.time_limit_s, disaggregation=args.disaggregation))
         if not args.json:
             print(f"... {gpus} GPUs {rows[-1]['gpu_types']}: {_cell('total_wall_s', rows[-1])} s", file=sys.stderr)
     if args.json:
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                           "time_limit_s": args.time_limit_s, "rows": rows}, indent=2))
     else:
         print(f"model {args.model}, isl {args.isl}, osl {args.osl}, objective throughput, "
-              f"CP-SAT time limit {args.time_limit_s:g} s")
+              f"CP-SAT time limit {args.time_limit_s:g} s, disaggregation {args.disaggregation}")
         print(table(rows))
     return 0
 

@@ -303,29 +303,44 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                                                  ttft_s=cand.ttft_s, ttft_slo_s=req.ttft_s)))
     priced += _price_cross_type_pipelines(model, view, req, by_type, pr)
     pr.priced = priced
-    pr.candidates[:] = _without_dominated_pools(pr.candidates)
+    pr.candidates[:] = _without_dominated(pr.candidates, req)
     return pr
 
 
-def _without_dominated_pools(cands: list[Candidate]) -> list[Candidate]:
-    """Drop prefill and decode candidates another one of the same role beats on every count.
+def _without_dominated(cands: list[Candidate], req: Request) -> list[Candidate]:
+    """Drop candidates another one of the same role beats on every count that matters.
 
-    A pool replica's whole worth to the plan is the requests/s it sustains (its SLOs were met
-    when it was priced); two that take the same placement units in the same classes are
-    interchangeable but for that figure, so only the larger can be in an optimal plan. (For
-    span ``intra`` the unit is the whole replica, so every shape with the same GPU count
-    collapses to its best.) Fewer symmetric choices keep CP-SAT's proof short. Unified
-    candidates are kept: the lexicographic objectives rank them on other keys too.
+    Two candidates that take the same placement units in the same classes are
+    interchangeable to the solver but for their figures. A prefill or decode replica's whole
+    worth is the requests/s it sustains (its SLOs were met when it was priced), so only the
+    largest can be in an optimal plan. A unified replica is worth its output tokens/s and
+    its usable requests/s: one beaten on both is never needed by the objectives that count
+    served traffic (throughput, min-gpus, min-cost); the latency and per-GPU objectives rank
+    candidates on other keys and keep them all. For span ``intra`` the unit is the whole
+    replica, so shapes of the same GPU count compete directly. Fewer symmetric choices keep
+    CP-SAT's proof short.
     """
-    best: dict[tuple, Candidate] = {}
+    prune_unified = req.objective in DISAGGREGATION_OBJECTIVES
+    groups: dict[tuple, list[Candidate]] = {}
     for c in cands:
-        if c.role == "unified":
+        if c.role == "unified" and not prune_unified:
             continue
         key = (c.role, c.gpu, c.stage_gpus, c.span, c.unit_gpus, c.units_per_replica, c.units_per_stage, c.classes)
-        if key not in best or (c.usable_requests_per_s, -c.index) > (best[key].usable_requests_per_s, -best[key].index):
-            best[key] = c
-    keep = {id(c) for c in best.values()}
-    return [c for c in cands if c.role == "unified" or id(c) in keep]
+        groups.setdefault(key, []).append(c)
+    drop: set[int] = set()
+    for members in groups.values():
+        if members[0].role != "unified":
+            best = max(members, key=lambda c: (c.usable_requests_per_s, -c.index))
+            drop |= {id(c) for c in members if c is not best}
+            continue
+        for c in members:  # Pareto on (tokens/s, usable requests/s); ties keep the lower index
+            if any((o.metrics.output_tokens_per_s >= c.metrics.output_tokens_per_s
+                    and o.usable_requests_per_s >= c.usable_requests_per_s
+                    and (o.metrics.output_tokens_per_s > c.metrics.output_tokens_per_s
+                         or o.usable_requests_per_s > c.usable_requests_per_s or o.index < c.index))
+                   for o in members if o is not c):
+                drop.add(id(c))
+    return [c for c in cands if id(c) not in drop]
 
 
 DISAGGREGATION_OBJECTIVES = ("throughput", "min-gpus", "min-cost")
@@ -374,6 +389,11 @@ def _price_roles(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, span: s
 
 #: Pipelines across GPU types: at most this many stages (two types, each at least one stage).
 MAX_CROSS_TYPE_PP = 4
+#: On fleets of more domains, pipelines across types are priced only when some GPU type cannot
+#: serve the model alone. There they would only use the odd GPUs left between same-type
+#: replicas (a fraction of a percent), and the coupling between types costs CP-SAT its proof on
+#: the 4,080-GPU fleet of benchmarks/solve_scaling.py.
+CROSS_TYPE_MAX_DOMAINS = 64
 #: Runtimes that take an uneven pipeline layer split, and how (the emitters write it). For
 #: TensorRT-LLM the planner keeps the runtime's own balanced split.
 UNEVEN_SPLIT_RUNTIMES = {"vllm": "VLLM_PP_LAYER_PARTITION", "sglang": "SGLANG_PP_LAYER_PARTITION"}
@@ -398,6 +418,9 @@ def _price_cross_type_pipelines(model: ModelSpec, view: ClusterView, req: Reques
     split; each stage is a placement unit of ``tp`` GPUs (span ``hetero``)."""
     if len(by_type) < 2 or req.runtime not in UNEVEN_SPLIT_RUNTIMES or req.pp == 1:
         return 0
+    served_alone = {c.gpu for c in pr.candidates}
+    if sum(c.count for c in view.classes) > CROSS_TYPE_MAX_DOMAINS and all(t in served_alone for t in by_type):
+        return 0  # a large fleet whose every type serves the model alone: not worth CP-SAT's time
     topo = view.topology
     priced = 0
     names = sorted(by_type)

@@ -145,5 +145,6 @@ def test_aggregated_classes_match_exact_split(seed):
     else:
         assert exact_tiling.objective_value <= agg.objective_value * (1 + 1e-9)
         assert agg_tiling.objective_value == pytest.approx(exact_tiling.objective_value, rel=1e-9)
+    by_index = {c.index: c for c in cands}
     assert sum(len(p.stages) * len(p.stages[0]) for p in placed) == sum(
-        n * cands[i].gpus for i, n in agg.replicas.items())
+        n * by_index[i].gpus for i, n in agg.replicas.items())
