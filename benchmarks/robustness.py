@@ -49,18 +49,7 @@ MEMORY_TARGET_BYTES = 2 * 2**30
 def run_case(case) -> dict:
     """Run one corpus case in its own process; say whether it was handled cleanly and why not."""
     with tempfile.TemporaryDirectory(prefix="robustness-") as tmp:
-        scratch, out_dir = Path(tmp) / "in", Path(tmp) / "out"
-        scratch.mkdir()
-        out_dir.mkdir()
-        made = case.make(scratch) if case.make else None
-
-        def fill(s: str) -> str:
-            s = s.replace("{tmp}", str(out_dir))
-            return s.replace("{file}", str(made)) if made is not None else s
-
-        args = [fill(a) for a in case.args]
-        if args[0] == "search" and "-o" not in args:
-            args += ["-o", str(out_dir / "out.json")]
+        made, out_dir, args = case.prepare(Path(tmp))
         t0 = time.perf_counter()
         try:
             p = subprocess.run([sys.executable, "-m", "planner.cli", *args], capture_output=True, text=True,
@@ -83,8 +72,7 @@ def run_case(case) -> dict:
         elif list(out_dir.iterdir()):
             why = "left an output file"
         else:
-            for m in case.mentions:
-                m = m.replace("{file}", made.name) if made is not None else m
+            for m in case.expected_mentions(made):
                 if m not in p.stderr:
                     why = f"stderr does not name {m!r}"
                     break

@@ -71,12 +71,9 @@ def _check_writable(path: str) -> None:
 
 def _write_atomic(path: str, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all (temp file in the same folder, then rename)."""
+    _check_writable(path)
     target = Path(path)
-    if target.is_dir():
-        raise InputError("is a directory; give a file name", source=path)
     parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError("folder does not exist", source=path)
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -609,10 +606,7 @@ def sweep_command(file, output, jobs, ray_address, quiet, progress):
         suffix = Path(output).suffix.lower()
         if suffix not in (".csv", ".parquet"):
             raise InputError("give a file name ending in .csv or .parquet", source=output)
-        if Path(output).is_dir():
-            raise InputError("is a directory; give a file name", source=output)
-        if not (Path(output).parent if str(Path(output).parent) else Path(".")).is_dir():
-            raise InputError("folder does not exist", source=output)
+        _check_writable(output)
         parquet = suffix == ".parquet"
         if parquet:
             sw.require_pyarrow(output)

@@ -81,6 +81,27 @@ class Case:
     timeout_s: int = 20
     corpus: tuple[Path, ...] = field(default=())
 
+    def prepare(self, root: Path) -> tuple[Path | None, Path, list[str]]:
+        """Build the case under ``root``: (the generated input or None, the output folder, the
+        command-line arguments), a ``search`` always given an ``-o`` that must stay unwritten."""
+        scratch, out_dir = root / "in", root / "out"
+        scratch.mkdir()
+        out_dir.mkdir()
+        made = self.make(scratch) if self.make else None
+
+        def fill(s: str) -> str:
+            s = s.replace("{tmp}", str(out_dir))
+            return s.replace("{file}", str(made)) if made is not None else s
+
+        args = [fill(a) for a in self.args]
+        if args[0] == "search" and "-o" not in args:
+            args += ["-o", str(out_dir / "out.json")]
+        return made, out_dir, args
+
+    def expected_mentions(self, made: Path | None) -> list[str]:
+        """What stderr must contain, ``{file}`` being the generated input's name."""
+        return [m.replace("{file}", made.name) if made is not None else m for m in self.mentions]
+
 
 def topo(file: str, *mentions: str, **kw) -> Case:
     """A topology corpus file given to ``search``; stderr must name the file."""
@@ -353,19 +374,7 @@ def _param(c: Case):
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_bad_input(case: Case, tmp_path: Path):
-    scratch = tmp_path / "in"
-    scratch.mkdir()
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    made = case.make(scratch) if case.make else None
-
-    def fill(s: str) -> str:
-        s = s.replace("{tmp}", str(out_dir))
-        return s.replace("{file}", str(made)) if made is not None else s
-
-    args = [fill(a) for a in case.args]
-    if args[0] == "search" and "-o" not in args:
-        args += ["-o", str(out_dir / "out.json")]
+    made, out_dir, args = case.prepare(tmp_path)
     code, out, err = run(args, timeout_s=case.timeout_s)
     if made is not None and made.is_file() and not made.is_symlink() and made.stat().st_size > 2**20:
         made.unlink()  # do not keep 20 MB in pytest's retained temp folders
@@ -377,8 +386,7 @@ def test_bad_input(case: Case, tmp_path: Path):
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}: {err!r}"
     prefix = "plan-search: infeasible: " if code == 3 else "plan-search: error: "
     assert lines[0].startswith(prefix), err
-    for m in case.mentions:
-        m = m.replace("{file}", made.name) if made is not None else m
+    for m in case.expected_mentions(made):
         assert m in err, f"stderr does not mention {m!r}: {err}"
     assert out == "", f"unexpected stdout: {out!r}"
     assert list(out_dir.iterdir()) == [], "an output (or temp) file was left behind"
