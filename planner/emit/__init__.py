@@ -124,6 +124,15 @@ def all_nodes(rows: list[ReplicaLayout]) -> list[str]:
     return sorted(seen)
 
 
+def check_node_names(g: ReplicaGroup, pattern, why: str) -> None:
+    """Refuse a group whose plan node names the target cannot write: ``node name 'x' {why}``."""
+    for r in g.replicas:
+        for i, k in enumerate(r.ranks):
+            if not pattern.fullmatch(k.node):
+                raise InputError(f"node name {k.node!r} {why}",
+                                 field=f"replica_groups.{g.id}.replicas.{r.index}.ranks.{i}.node")
+
+
 def uneven(split: list[int]) -> bool:
     return len(set(split)) > 1
 

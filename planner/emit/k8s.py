@@ -37,7 +37,7 @@ import re
 
 import yaml
 
-from planner.emit import ReplicaLayout, continued, layouts, model_ref, needs_fp8_quantization
+from planner.emit import ReplicaLayout, check_node_names, continued, layouts, model_ref, needs_fp8_quantization
 from planner.emit.vllm import (RAY_PORT, VLLM_IMAGE, VLLM_VERSION, pp_partition_env, ray_wait_command,
                                serve_command)
 from planner.schema import Plan, ReplicaGroup
@@ -76,12 +76,8 @@ def _check_names(plan: Plan) -> None:
         if not _DNS_LABEL.fullmatch(g.id):
             raise InputError(f"group id {g.id!r} cannot name Kubernetes objects; use at most 40 lowercase letters, "
                              "digits and '-'", field=f"replica_groups.{g.id}.id")
-        for r in g.replicas:
-            for i, k in enumerate(r.ranks):
-                if not _LABEL_VALUE.fullmatch(k.node):
-                    raise InputError(f"node name {k.node!r} is not a Kubernetes hostname label value (at most 63 "
-                                     "letters, digits, '-', '_', '.'), so no node affinity can pin it",
-                                     field=f"replica_groups.{g.id}.replicas.{r.index}.ranks.{i}.node")
+        check_node_names(g, _LABEL_VALUE, "is not a Kubernetes hostname label value (at most 63 letters, digits, "
+                                          "'-', '_', '.'), so no node affinity can pin it")
 
 
 def _labels(g: ReplicaGroup, replica: int, role: str | None = None) -> dict[str, str]:

@@ -33,9 +33,8 @@ from __future__ import annotations
 import json
 import re
 
-from planner.emit import csv, layouts, node_case, script
+from planner.emit import check_node_names, csv, layouts, node_case, script
 from planner.schema import Plan
-from topologies.errors import InputError
 
 RAY_VERSION = "2.60"
 MIN_RAY = "2.9"
@@ -57,12 +56,8 @@ def node_resource(node: str) -> str:
 
 def _check_names(plan: Plan) -> None:
     for g in plan.replica_groups:
-        for r in g.replicas:
-            for i, k in enumerate(r.ranks):
-                if not _NODE_NAME.fullmatch(k.node):
-                    raise InputError(f"node name {k.node!r} cannot name a Ray resource in a `ray start --resources` "
-                                     "line; use letters, digits, '.', '_' and '-' (first a letter or digit)",
-                                     field=f"replica_groups.{g.id}.replicas.{r.index}.ranks.{i}.node")
+        check_node_names(g, _NODE_NAME, "cannot name a Ray resource in a `ray start --resources` line; use letters, "
+                                        "digits, '.', '_' and '-' (first a letter or digit)")
 
 
 def _spec(plan: Plan) -> tuple[dict, dict[str, list[int]]]:
