@@ -75,12 +75,28 @@ def send_s(*, message_bytes: float, link: Link) -> float:
     return link.latency_s + message_bytes / _bw(link)
 
 
-def alltoall_s(*, message_bytes: float, ranks: int, link: Link) -> float:
-    """All-to-all where each rank holds ``message_bytes`` and keeps 1/n of it.
+def alltoall_s(*, message_bytes: float, ranks: int, link: Link, local_link: Link | None = None,
+               local_ranks: int = 0) -> float:
+    """All-to-all where each rank sends ``message_bytes`` spread evenly over all ``ranks``
+    (its own share stays).
 
-    Pairwise exchange: (n-1)/n of the message leaves each rank; the latency is paid once
-    per peer group as the sends are issued together.
+    All ranks send at once, pairwise, so the time is the bytes leaving one rank over its
+    link plus two latency steps. Where the group spans several scale-up domains of
+    ``local_ranks`` ranks each, ``(local_ranks - 1) / ranks`` of the message goes to peers in
+    the same domain over ``local_link`` (NVLink) and ``(ranks - local_ranks) / ranks`` over
+    ``link`` (the per-GPU share of the NICs), both at the same time: the slower decides.
+
+    >>> from topologies.graph import Link
+    >>> nvl, nic = Link(400e9, 1e-6, "nvlink"), Link(50e9, 5e-6, "nic")
+    >>> one = alltoall_s(message_bytes=8e6, ranks=8, link=nvl)
+    >>> two = alltoall_s(message_bytes=8e6, ranks=16, link=nic, local_link=nvl, local_ranks=8)
+    >>> two > one
+    True
     """
     if ranks <= 1 or message_bytes <= 0:
         return 0.0
-    return (ranks - 1) / ranks * message_bytes / _bw(link) + 2 * (link.latency_s + cal.COLLECTIVE_STEP_LATENCY_S)
+    if local_link is None or not 0 < local_ranks < ranks:
+        return (ranks - 1) / ranks * message_bytes / _bw(link) + 2 * (link.latency_s + cal.COLLECTIVE_STEP_LATENCY_S)
+    remote = (ranks - local_ranks) / ranks * message_bytes / _bw(link)
+    local = (local_ranks - 1) / ranks * message_bytes / _bw(local_link)
+    return max(remote, local) + 2 * (link.latency_s + cal.COLLECTIVE_STEP_LATENCY_S)

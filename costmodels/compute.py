@@ -53,10 +53,44 @@ class StageShape:
     last: bool
 
 
+def expert_load_factor(*, routed: float, ep: int, imbalance: float | None = None) -> float:
+    """The busiest expert-parallel rank's routed (token, expert) pairs over the mean.
+
+    The step waits for the busiest rank, so its expert GEMMs and its share of the
+    all-to-all are what a step pays. With ``imbalance`` given (``--expert-imbalance``) that
+    figure is used as is: measured routing skew, or 1.0 for perfectly balanced experts
+    (e.g. after an expert-placement load balancer). Otherwise routing is taken as uniform
+    and random: ``routed`` pairs fall on ``ep`` ranks about binomially, mean ``mu = routed /
+    ep`` and deviation ``sigma = sqrt(routed (1/ep) (1 - 1/ep))``, and the largest of ``ep``
+    such counts is about ``mu + sigma sqrt(2 ln ep)`` (the usual bound on the maximum of
+    ``ep`` near-normal variables). The factor is large for the few tokens of a decode step
+    on many ranks and falls towards 1 as steps grow; it never exceeds ``ep`` (one rank has
+    every pair).
+
+    >>> expert_load_factor(routed=8, ep=1)
+    1.0
+    >>> round(expert_load_factor(routed=8 * 256, ep=8), 3), round(expert_load_factor(routed=8 * 4096, ep=8), 3)
+    (1.119, 1.03)
+    >>> expert_load_factor(routed=64, ep=8, imbalance=1.5)
+    1.5
+    """
+    if ep <= 1:
+        return 1.0
+    if imbalance is not None:
+        return min(float(imbalance), float(ep))
+    if routed <= 0:
+        return 1.0
+    mean = routed / ep
+    sigma = math.sqrt(routed * (1 / ep) * (1 - 1 / ep))
+    return min(float(ep), 1 + math.sqrt(2 * math.log(ep)) * sigma / mean)
+
+
 def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, ep: int,
                     weight_dtype: str, kv_dtype: str, prefill_tokens: float, prefill_context: float,
                     decode_tokens: float, decode_context: float, steps: int = 1,
-                    tp_link: Link, ep_link: Link | None = None) -> StepTime:
+                    tp_link: Link, ep_link: Link | None = None, attention_dp: int = 1,
+                    expert_imbalance: float | None = None, ep_local_link: Link | None = None,
+                    ep_local_ranks: int = 0) -> StepTime:
     """Time one stage takes to process a step's tokens on each of its ``tp`` GPUs.
 
     ``prefill_tokens`` new prompt tokens, each attending to ``prefill_context`` tokens on
@@ -64,10 +98,17 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     ``decode_context`` tokens. ``steps`` is how many engine steps the tokens are spread
     over (chunked prefill caps tokens per step): weights are read, and the fixed
     overhead paid, once per step.
+
+    With ``attention_dp`` > 1 the stage's tokens are split over that many attention groups
+    of ``tp / attention_dp`` GPUs, each attending to its own sequences with its own copy of
+    the dense weights, all in lockstep; the routed experts see every group's tokens. The
+    counts above are the whole stage's.
     """
     tokens = prefill_tokens + decode_tokens
     if tokens <= 0:
         return StepTime(0.0, 0.0, 0.0, 0.0)
+    dp = attention_dp
+    at = tp // dp  # GPUs per attention group
     layers = range(stage.layer_start, stage.layer_start + stage.layer_count)
     b_w = dtype_bytes(weight_dtype)
     peak = gpu.matmul_flop_per_s(weight_dtype)
@@ -75,9 +116,12 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         peak *= cal.LOW_PRECISION_MATMUL_EFFICIENCY
     hbm = gpu.hbm_bandwidth_bytes_per_s * cal.HBM_EFFICIENCY
     tok_per_step = tokens / steps
+    group_tokens = tokens / dp  # one attention group's tokens
+    group_per_step = group_tokens / steps
 
-    # Linear layers: dense part (attention projections, dense MLPs, shared experts) and
-    # routed experts, whose GEMMs see only the tokens routed to each expert.
+    # Linear layers: dense part (attention projections, dense MLPs, shared experts) on the
+    # attention group's tokens, and routed experts, whose GEMMs see only the tokens routed
+    # to each expert, from every group.
     linear_s = 0.0
     dense_params = 0.0
     moe_layers = 0
@@ -87,16 +131,18 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
             dense_params += model.attention_params_per_layer() + model.shared_expert_params()
         else:
             dense_params += model.attention_params_per_layer() + model.dense_mlp_params()
-    dense_params /= tp
-    flops = 2 * tokens * dense_params
-    linear_s += max(flops / (peak * matmul_efficiency(tok_per_step)), steps * dense_params * b_w / hbm)
+    dense_params /= at
+    flops = 2 * group_tokens * dense_params
+    linear_s += max(flops / (peak * matmul_efficiency(group_per_step)), steps * dense_params * b_w / hbm)
+    load = 1.0
     if moe_layers:
         local_experts = model.experts / ep
         expert_params_per_gpu = model.expert_params() * ep / tp  # each rank: experts/ep, sliced tp/ep
         # Experts a step touches: each of E experts is missed by a token with prob 1 - k/E.
         touched = local_experts * (1 - (1 - model.experts_per_token / model.experts) ** tok_per_step)
         tokens_per_expert = tok_per_step * model.experts_per_token / model.experts
-        moe_flops = 2 * tokens * model.experts_per_token / model.experts * local_experts * expert_params_per_gpu
+        load = expert_load_factor(routed=tok_per_step * model.experts_per_token, ep=ep, imbalance=expert_imbalance)
+        moe_flops = load * 2 * tokens * model.experts_per_token / model.experts * local_experts * expert_params_per_gpu
         moe_bytes = steps * touched * expert_params_per_gpu * b_w
         linear_s += moe_layers * max(moe_flops / (peak * matmul_efficiency(tokens_per_expert) * cal.MOE_GEMM_EFFICIENCY),
                                      moe_bytes / hbm)
@@ -104,38 +150,53 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         # LM head: one row per sequence that samples (decode tokens; prompts finishing prefill
         # are a small share and ignored).
         head_params = model.lm_head_params() or model.embedding_params()
-        head = head_params / tp
-        linear_s += max(2 * max(decode_tokens, 1) * head / (gpu.bf16_flop_per_s * matmul_efficiency(decode_tokens / steps)),
+        head = head_params / at
+        group_decode = decode_tokens / dp
+        linear_s += max(2 * max(group_decode, 1) * head / (gpu.bf16_flop_per_s * matmul_efficiency(group_decode / steps)),
                         steps * head * 2.0 / hbm)
 
     # Attention: FLOPs QK^T and AV over the attended context; decode reads the KV cache.
-    heads_per_gpu = model.heads / tp
+    heads_per_gpu = model.heads / at
     if model.is_mla:
         flop_per_ctx = 2 * heads_per_gpu * (model.qk_nope_head_dim + model.qk_rope_head_dim + model.v_head_dim)
     else:
         flop_per_ctx = 4 * heads_per_gpu * model.head_dim
     n_layers = stage.layer_count
-    attn_flops = n_layers * flop_per_ctx * (prefill_tokens * prefill_context + decode_tokens * decode_context)
-    kv_token_bytes = model.kv_elements_per_token_per_layer(tp) * dtype_bytes(kv_dtype)
-    decode_kv_tokens = decode_tokens * model.kv_tokens_stored(int(decode_context), n_layers) if decode_tokens else 0.0
+    g_prefill, g_decode = prefill_tokens / dp, decode_tokens / dp
+    attn_flops = n_layers * flop_per_ctx * (g_prefill * prefill_context + g_decode * decode_context)
+    kv_token_bytes = model.kv_elements_per_token_per_layer(at) * dtype_bytes(kv_dtype)
+    decode_kv_tokens = g_decode * model.kv_tokens_stored(int(decode_context), n_layers) if g_decode else 0.0
     # Decode reads each sequence's cache; every new token's K and V is written once. Prompt
     # attention works on tiles in on-chip memory, so its HBM traffic is the write.
-    kv_bytes = (decode_kv_tokens + tokens * n_layers) * kv_token_bytes
+    kv_bytes = (decode_kv_tokens + group_tokens * n_layers) * kv_token_bytes
     attention_s = max(attn_flops / (gpu.bf16_flop_per_s * cal.ATTENTION_EFFICIENCY), kv_bytes / hbm)
 
-    # Communication: two all-reduces per layer under TP; with EP the MoE layer's reduction
-    # becomes a dispatch and a combine all-to-all among the EP ranks.
-    msg = tok_per_step * model.hidden * ACT_BYTES
+    # Communication. Without attention DP every rank holds every token: two all-reduces per
+    # layer across the stage (an MoE layer's experts, EP or not, are combined by the second
+    # one: each rank computes its experts' share of all tokens, as vLLM, SGLang and
+    # TensorRT-LLM do when the attention is not data-parallel). With attention DP an
+    # attention group all-reduces its own tokens, and each MoE layer dispatches the groups'
+    # tokens to the ranks holding their experts and combines the results: two all-to-alls
+    # over the whole stage, each rank sending its 1/tp share of the tokens, k copies each.
     comm_s = 0.0
-    if tp > 1:
-        dense_layers = n_layers - moe_layers
-        per_step = 2 * dense_layers * allreduce_s(message_bytes=msg, ranks=tp, link=tp_link)
+    dense_layers = n_layers - moe_layers
+    if dp == 1:
+        if tp > 1:
+            msg = tok_per_step * model.hidden * ACT_BYTES
+            comm_s = steps * 2 * n_layers * allreduce_s(message_bytes=msg, ranks=tp, link=tp_link)
+    else:
+        msg = group_per_step * model.hidden * ACT_BYTES
+        ar = allreduce_s(message_bytes=msg, ranks=at, link=tp_link)
+        per_step = 2 * dense_layers * ar
         if moe_layers:
-            if ep > 1:
-                a2a = alltoall_s(message_bytes=msg * model.experts_per_token, ranks=ep, link=ep_link or tp_link)
-                per_step += moe_layers * (allreduce_s(message_bytes=msg, ranks=tp, link=tp_link) + 2 * a2a)
-            else:
-                per_step += 2 * moe_layers * allreduce_s(message_bytes=msg, ranks=tp, link=tp_link)
+            # Dispatch carries the experts' GEMM inputs: 8-bit where the experts run in FP8 (DeepEP's
+            # FP8 dispatch, DeepSeek's published inference system), 16-bit otherwise; combine is 16-bit.
+            dispatch_bytes = 1.0 if dtype_bytes(weight_dtype) == 1.0 else ACT_BYTES
+            pairs = load * tok_per_step / tp * model.experts_per_token * model.hidden
+            kw = dict(ranks=tp, link=ep_link or tp_link, local_link=ep_local_link, local_ranks=ep_local_ranks)
+            a2a = alltoall_s(message_bytes=pairs * dispatch_bytes, **kw) + alltoall_s(message_bytes=pairs * ACT_BYTES,
+                                                                                      **kw)
+            per_step += moe_layers * (ar + a2a)
         comm_s = steps * per_step
     overhead_s = steps * (cal.STEP_OVERHEAD_S + cal.LAYER_OVERHEAD_S * n_layers)
     return StepTime(linear_s, attention_s, comm_s, overhead_s)

@@ -72,21 +72,27 @@ def balanced_layer_split(layers: int, pp: int) -> tuple[int, ...]:
 
 
 def stage_weight_bytes(model: ModelSpec, *, tp: int, layer_start: int, layer_count: int,
-                       first: bool, last: bool, weight_dtype: str) -> float:
-    """Weight bytes on one GPU of a pipeline stage holding layers [start, start+count).
+                       first: bool, last: bool, weight_dtype: str, attention_tp: int | None = None) -> float:
+    """Weight bytes on one GPU of a pipeline stage of ``tp`` GPUs holding layers [start, start+count).
 
-    Linear layers are split across the ``tp`` ranks (experts too: with expert
-    parallelism of degree ``ep`` each rank holds experts/ep experts sliced tp/ep ways,
-    the same bytes). Embedding on the first stage and LM head on the last, both split
-    by vocabulary across TP ranks.
+    The routed experts are spread over all ``tp`` ranks of the stage (with expert parallelism
+    of degree ``ep`` each rank holds experts/ep experts sliced tp/ep ways: the same bytes).
+    Everything else (attention, dense MLPs, shared experts, router) is split across the
+    attention group's ``attention_tp`` ranks (``tp`` without attention data parallelism; with
+    it, each attention group holds its own copy, as TensorRT-LLM and SGLang run the dense
+    part under attention DP). Embedding on the first stage and LM head on the last, both
+    split by vocabulary across the attention group.
     """
-    layer_params = sum(model.layer_params(i) for i in range(layer_start, layer_start + layer_count))
-    out = weight_bytes(params=layer_params / tp, dtype=weight_dtype)
+    at = attention_tp or tp
+    layers = range(layer_start, layer_start + layer_count)
+    routed = sum(model.routed_expert_params(i) for i in layers)
+    dense = sum(model.layer_params(i) for i in layers) - routed
+    out = weight_bytes(params=dense / at + routed / tp, dtype=weight_dtype)
     emb_bytes = max(EMBEDDING_BYTES, dtype_bytes(weight_dtype))
     if first:
-        out += model.embedding_params() / tp * emb_bytes
+        out += model.embedding_params() / at * emb_bytes
     if last:
-        out += (model.lm_head_params() / tp + model.hidden) * emb_bytes
+        out += (model.lm_head_params() / at + model.hidden) * emb_bytes
     return out
 
 

@@ -115,6 +115,11 @@ class ModelSpec:
             mlp = self.dense_mlp_params()
         return self.attention_params_per_layer() + mlp + norms
 
+    def routed_expert_params(self, layer: int) -> int:
+        """Parameters of the routed experts of one layer (0 for a dense layer): the part of
+        :meth:`layer_params` that expert parallelism spreads over its ranks."""
+        return self.experts * self.expert_params() if self.is_moe and layer >= self.dense_layers else 0
+
     def embedding_params(self) -> int:
         return self.vocab * self.hidden
 

@@ -42,10 +42,21 @@ class Strategy:
     layer_split: tuple[int, ...] = ()
     max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS
     runtime: str = "vllm"  # a key of calibration.RUNTIMES: how KV memory and batch caps are set
+    # Attention data parallelism (MoE models): each stage's tp GPUs form attention_dp attention
+    # groups of tp / attention_dp GPUs, each serving its own sequences; experts span the stage.
+    attention_dp: int = 1
+    # The busiest EP rank's routed tokens over the mean; None: uniform random routing
+    # (costmodels.compute.expert_load_factor).
+    expert_imbalance: float | None = None
 
     @property
     def gpus(self) -> int:
         return self.tp * self.pp
+
+    @property
+    def attention_tp(self) -> int:
+        """GPUs of one attention group (the tensor parallelism of attention and dense layers)."""
+        return self.tp // self.attention_dp if self.attention_dp >= 1 and self.tp % self.attention_dp == 0 else self.tp
 
     @property
     def profile(self) -> cal.RuntimeProfile:
@@ -54,11 +65,19 @@ class Strategy:
 
 @dataclass(frozen=True)
 class Links:
-    """The links a replica's collectives use, as the topology graph reports them."""
+    """The links a replica's collectives use, as the topology graph reports them.
+
+    ``tp``: the all-reduce group (an attention group under attention DP); ``pp``: a pipeline
+    send. ``ep``: the MoE all-to-all of a stage under attention DP; when the stage spans
+    several scale-up domains of ``ep_local_ranks`` GPUs each, ``ep`` is the per-GPU share of
+    the network between them and ``ep_local`` the link inside one.
+    """
 
     tp: Link = LOCAL
     pp: Link = LOCAL
     ep: Link = LOCAL
+    ep_local: Link | None = None
+    ep_local_ranks: int = 0
 
 
 def validate_strategy(model: ModelSpec, s: Strategy) -> str | None:
@@ -67,10 +86,23 @@ def validate_strategy(model: ModelSpec, s: Strategy) -> str | None:
         return "tp, pp and ep must be at least 1"
     if s.runtime not in cal.RUNTIMES:
         return f"unknown runtime {s.runtime!r}; choose one of {', '.join(cal.RUNTIMES)}"
-    if model.heads % s.tp:
-        return f"tp={s.tp} does not divide the {model.heads} attention heads"
-    if not model.is_mla and model.kv_heads % s.tp and s.tp % model.kv_heads:
-        return f"tp={s.tp} and the {model.kv_heads} KV heads do not divide one another"
+    if s.attention_dp < 1 or s.tp % s.attention_dp:
+        return f"attention_dp={s.attention_dp} must divide tp={s.tp}"
+    at = s.attention_tp
+    what = f"tp={at}" if s.attention_dp == 1 else f"attention tp={at} (tp={s.tp} / attention_dp={s.attention_dp})"
+    if model.heads % at:
+        return f"{what} does not divide the {model.heads} attention heads"
+    if not model.is_mla and model.kv_heads % at and at % model.kv_heads:
+        return f"{what} and the {model.kv_heads} KV heads do not divide one another"
+    if s.attention_dp > 1:
+        if not model.is_moe:
+            return (f"attention_dp={s.attention_dp} but {model.name} has no experts: for a dense model "
+                    f"attention data parallelism is just more replicas")
+        if s.runtime == "trtllm" and s.attention_dp != s.tp:
+            # enable_attention_dp gives every rank its own attention (attention tp 1)
+            return f"TensorRT-LLM's attention DP runs attention on every rank alone: attention_dp must be tp={s.tp}"
+    if s.expert_imbalance is not None and not s.expert_imbalance >= 1:
+        return f"expert_imbalance={s.expert_imbalance} must be at least 1 (the busiest EP rank over the mean)"
     if s.pp > model.layers:
         return f"pp={s.pp} is more than the {model.layers} layers"
     if s.layer_split and (len(s.layer_split) != s.pp or sum(s.layer_split) != model.layers
@@ -87,6 +119,10 @@ def validate_strategy(model: ModelSpec, s: Strategy) -> str | None:
             # vLLM has no EP size: --enable-expert-parallel makes the experts' EP group the whole
             # TP (x DP) group (vllm/config/parallel.py enable_expert_parallel)
             return f"vLLM's expert parallelism spans the whole TP group: ep must be 1 or tp={s.tp}, not {s.ep}"
+        if s.runtime == "sglang" and s.attention_dp > 1 and s.ep != s.tp:
+            # SGLang's DP attention runs the MoE layers over the whole tp group (moe_ep x moe_tp = tp)
+            # with DeepEP all-to-alls only when ep covers it
+            return f"SGLang's DP attention with expert parallelism needs ep = tp={s.tp}, not {s.ep}"
     return None
 
 
@@ -182,16 +218,19 @@ def _stage_memory(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, *, ba
                   context: int) -> tuple[MemoryBreakdown, float, float]:
     """(memory at ``batch``, KV budget, KV bytes per sequence) of one GPU of stage ``st``."""
     p = s.profile
+    at = s.attention_tp
     w = stage_weight_bytes(model, tp=s.tp, layer_start=st.layer_start, layer_count=st.layer_count,
-                           first=st.first, last=st.last, weight_dtype=s.weight_dtype)
-    act = activation_bytes(model, tp=s.tp, step_tokens=min(s.max_num_batched_tokens, max(batch, 1) * max(context, 1)),
-                           batch=max(batch, 1))
+                           first=st.first, last=st.last, weight_dtype=s.weight_dtype, attention_tp=at)
+    group_batch = math.ceil(max(batch, 1) / s.attention_dp)  # sequences of the fullest attention group
+    act = activation_bytes(model, tp=at, step_tokens=min(s.max_num_batched_tokens, group_batch * max(context, 1)),
+                           batch=group_batch)
     over = overhead_bytes(gpus_in_replica=s.gpus)
     budget, reserve = kv_budget_bytes(capacity=gpu.memory_bytes, weights=w, activations=act, overhead=over,
                                       utilization=p.memory_fraction, rule=p.kv_rule)
-    per_seq = kv_bytes_per_sequence_per_gpu(model, tp=s.tp, layers=st.layer_count, kv_dtype=s.kv_dtype,
+    per_seq = kv_bytes_per_sequence_per_gpu(model, tp=at, layers=st.layer_count, kv_dtype=s.kv_dtype,
                                             context=context, sliding_window=p.sliding_window_kv)
-    mem = MemoryBreakdown(weights=w, kv_cache=batch * per_seq, activations=act, overhead=over, reserve=reserve,
+    held = math.ceil(batch / s.attention_dp) if batch > 0 else 0  # each GPU holds its group's sequences
+    mem = MemoryBreakdown(weights=w, kv_cache=held * per_seq, activations=act, overhead=over, reserve=reserve,
                           capacity=gpu.memory_bytes)
     return mem, budget, per_seq
 
@@ -205,13 +244,16 @@ def replica_memory(model: ModelSpec, gpu: GPUs, s: Strategy, *, batch: int, cont
 def max_batch_size(model: ModelSpec, gpu: GPUs, s: Strategy, *, context: int, cap: int | None = None) -> int:
     """Largest number of concurrent ``context``-token sequences every stage can hold.
 
-    Capped by the runtime's default scheduler limit (per pipeline stage) unless ``cap``.
+    Capped by the runtime's default scheduler limit (per pipeline stage, and per attention
+    group: each runs its own scheduler) unless ``cap``. Under attention DP the sequences are
+    spread over the groups, each GPU holding its group's.
     """
-    best = cap if cap is not None else s.profile.max_batch
+    dp = s.attention_dp
+    best = cap if cap is not None else s.profile.max_batch * dp
 
     def room(n: int, st: StageShape) -> int:
         _, budget, per_seq = _stage_memory(model, g, s, st, batch=n, context=context)
-        return max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq)
+        return dp * max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq)
 
     for g, st in zip(stage_gpus(gpu, s.pp), stages(model, s)):
         # Activations (logits, the step's tokens) grow with the batch, so the KV room shrinks
@@ -247,7 +289,9 @@ class ReplicaMetrics:
 
 def _stage_time(model, gpu, s, st, links, **kw) -> StepTime:
     return stage_step_time(model, gpu, stage=st, tp=s.tp, ep=s.ep, weight_dtype=s.weight_dtype,
-                           kv_dtype=s.kv_dtype, tp_link=links.tp, ep_link=links.ep, **kw)
+                           kv_dtype=s.kv_dtype, tp_link=links.tp, ep_link=links.ep, attention_dp=s.attention_dp,
+                           expert_imbalance=s.expert_imbalance, ep_local_link=links.ep_local,
+                           ep_local_ranks=links.ep_local_ranks, **kw)
 
 
 def effective_strategy(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int) -> Strategy:
@@ -288,7 +332,8 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     # Steady state: each micro-batch step carries one decode token per sequence and its
     # share of new prompts (per_micro * isl / osl tokens), chunked to the step budget.
     prefill_per_step = per_micro * isl / max(osl, 1) if role == "unified" else 0.0
-    steps = steps_for_tokens(per_micro + prefill_per_step, s.max_num_batched_tokens)
+    # The token budget is per scheduler: one per attention group under attention DP.
+    steps = steps_for_tokens((per_micro + prefill_per_step) / s.attention_dp, s.max_num_batched_tokens)
     # Pipeline send: each TP rank sends its 1/tp slice of the hidden states to the same
     # rank of the next stage, which all-gathers them over its own TP links; ``links.pp``
     # is the per-GPU share of the stage-to-stage link.
@@ -306,14 +351,16 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
                               step=slowest, pp_send_s=send)
 
     # TTFT: the prompt in chunks; each chunk step also carries the running decodes, and
-    # the chunks flow through the pipeline (fill once, then one stage step per chunk).
+    # the chunks flow through the pipeline (fill once, then one stage step per chunk). Under
+    # attention DP the groups step together, each taken as prefilling a chunk of its own.
     chunk = min(isl, s.max_num_batched_tokens)
     n_chunks = steps_for_tokens(isl, s.max_num_batched_tokens)
     others = (b - 1) / micro
-    chunk_times = [_stage_time(model, g, s, st, links, prefill_tokens=chunk, prefill_context=isl / 2,
+    chunk_times = [_stage_time(model, g, s, st, links, prefill_tokens=chunk * s.attention_dp, prefill_context=isl / 2,
                                decode_tokens=others, decode_context=isl + osl / 2).total_s
                    for g, st in zip(gpus, sts)]
-    chunk_send = send_s(message_bytes=chunk * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
+    chunk_send = send_s(message_bytes=chunk * model.hidden * ACT_BYTES / s.attention_tp,
+                        link=links.pp) if s.pp > 1 else 0.0
     ttft = (sum(chunk_times) + s.pp * chunk_send + (n_chunks - 1) * (max(chunk_times) + chunk_send)
             + cal.PREFILL_REQUEST_OVERHEAD_S)
     return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=ttft, tpot_s=tpot,
@@ -340,7 +387,7 @@ def evaluate_prefill(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, link
     gpus = stage_gpus(gpu, s.pp)
     sts = stages(model, s)
     budget = s.max_num_batched_tokens
-    in_flight = max(1, math.ceil(budget / max(isl, 1)))
+    in_flight = max(1, math.ceil(budget / max(isl, 1))) * s.attention_dp  # under attention DP: per group
     mems = replica_memory(model, gpu, s, batch=in_flight, context=isl)
     worst = max(mems, key=lambda m: (m.total / m.capacity, m.total))
     fits = all(m.fits for m in mems)
@@ -351,12 +398,13 @@ def evaluate_prefill(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, link
         send = send_s(message_bytes=tokens * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
         return times, send
 
+    dp = s.attention_dp
     chunk = min(isl, budget)
     n_chunks = steps_for_tokens(isl, budget)
-    times, send = step_s(chunk)
+    times, send = step_s(chunk * dp)
     ttft = sum(times) + s.pp * send + (n_chunks - 1) * (max(times) + send) + cal.PREFILL_REQUEST_OVERHEAD_S
-    full, full_send = step_s(budget)
-    tokens_per_s = budget / (max(full) + full_send)  # a full step leaves every stage each stage-step
+    full, full_send = step_s(budget * dp)
+    tokens_per_s = budget * dp / (max(full) + full_send)  # a full step leaves every stage each stage-step
     return PrefillMetrics(fits=fits, memory=worst, ttft_s=ttft, requests_per_s=tokens_per_s / max(isl, 1),
                           in_flight=in_flight)
 
@@ -366,7 +414,9 @@ def kv_transfer_s(model: ModelSpec, s: Strategy, *, isl: int, link: Link) -> flo
     GPU of the prefill replica sends its share (its heads' KV of its stage's layers) at
     once, each at its share of ``link`` (the slowest path between the pools, per GPU)."""
     total = kv_bytes_per_token_per_gpu(model, tp=1, layers=model.layers, kv_dtype=s.kv_dtype) * isl
-    per_gpu = total / s.gpus if not model.is_mla else total / s.pp  # MLA's latent KV is whole on every TP rank
+    # A prompt's KV sits on its attention group's GPUs of every stage; MLA's latent KV is whole
+    # on every rank of the group.
+    per_gpu = total / (s.attention_tp * s.pp) if not model.is_mla else total / s.pp
     return send_s(message_bytes=per_gpu, link=link)
 
 

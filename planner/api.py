@@ -19,13 +19,13 @@ from costmodels.serving import (LoadedMetrics, Links, ReplicaMetrics, Strategy, 
                                 evaluate_replica, kv_transfer_s, serve_at_rate, stages, ttft_under_load_s,
                                 validate_strategy)
 from costmodels import calibration as cal
-from costmodels.units import DTYPES, GIB
+from costmodels.units import DTYPES, GIB, dtype_bytes
 from planner import schema as S
-from planner.candidates import (Candidate, ClusterView, Pricing, Request, slowness, replica_spans,
+from planner.candidates import (Candidate, ClusterView, Pricing, Request, slowness, replica_spans, wide_span,
                                 inter_domain_link_fn, cluster_view, price_candidates)
 from planner.cpsat import SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution, solve, split_classes
 from planner.progress import SearchControl
-from planner.placement import PlacedReplica, PlacementError, place, replica_links
+from planner.placement import PlacedReplica, PlacementError, place, replica_links, worst_links
 from topologies.errors import InfeasibleError, InputError, SolveTimeout
 from topologies.graph import LOCAL, Topology
 from topologies.load import load_topology
@@ -69,7 +69,8 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
                  weight_dtype: str | None = None, kv_dtype: str | None = None, max_gpus: int | None = None,
                  allow_cross_domain_tp: bool = False, tp: int | None = None, pp: int | None = None,
                  ep: int | None = None, batch: int | None = None, runtime: str = "vllm",
-                 check_context: bool = True, disaggregation: str = "auto") -> Request:
+                 check_context: bool = True, disaggregation: str = "auto", attention_dp: int | None = None,
+                 expert_imbalance: float | None = None) -> Request:
     """Validate user-level arguments into a :class:`Request` (raises :class:`InputError`)."""
     _positive(isl, "--isl", allow_none=False, integer=True)
     _positive(osl, "--osl", allow_none=False, integer=True)
@@ -77,7 +78,8 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
         raise InputError(f"must be a non-negative number, got {qps!r}", source="--qps")
     _positive(ttft_ms, "--ttft-ms")
     _positive(tpot_ms, "--tpot-ms")
-    for v, f in ((max_gpus, "--max-gpus"), (tp, "--tp"), (pp, "--pp"), (ep, "--ep"), (batch, "--batch")):
+    for v, f in ((max_gpus, "--max-gpus"), (tp, "--tp"), (pp, "--pp"), (ep, "--ep"), (batch, "--batch"),
+                 (attention_dp, "--attention-dp")):
         _positive(v, f, integer=True)
     if objective not in OBJECTIVES:
         raise InputError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}",
@@ -100,12 +102,24 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
         if model.experts % ep:
             raise InputError(f"--ep {ep} does not divide the {model.experts} experts of {model.name}",
                              source="--ep")
+    if attention_dp is not None and attention_dp > 1 and not model.is_moe:
+        raise InputError(f"{model.name} has no experts: attention data parallelism is for MoE models "
+                         f"(for a dense model it is just more replicas); drop --attention-dp", source="--attention-dp")
+    if expert_imbalance is not None:
+        if isinstance(expert_imbalance, bool) or not isinstance(expert_imbalance, (int, float)) \
+                or not math.isfinite(expert_imbalance) or expert_imbalance < 1:
+            raise InputError(f"must be a number >= 1 (the busiest expert-parallel rank's routed tokens over the "
+                             f"mean; 1 = perfectly balanced), got {expert_imbalance!r}", source="--expert-imbalance")
+        if not model.is_moe:
+            raise InputError(f"{model.name} has no experts; drop --expert-imbalance", source="--expert-imbalance")
     wd = _dtype(weight_dtype, model.native_dtype, "--weight-dtype")
     kd = _dtype(kv_dtype, "bf16", "--kv-dtype")
     return Request(isl=isl, osl=osl, qps=qps, ttft_s=ttft_ms / 1e3 if ttft_ms else None,
                    tpot_s=tpot_ms / 1e3 if tpot_ms else None, objective=objective, weight_dtype=wd,
                    kv_dtype=kd, max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
-                   tp=tp, pp=pp, ep=ep, batch=batch, runtime=runtime, disaggregation=disaggregation)
+                   tp=tp, pp=pp, ep=ep, batch=batch, runtime=runtime, disaggregation=disaggregation,
+                   attention_dp=attention_dp,
+                   expert_imbalance=float(expert_imbalance) if expert_imbalance is not None else None)
 
 
 # -- search --------------------------------------------------------------------------------------
@@ -116,7 +130,9 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
            kv_dtype: str | None = None, max_gpus: int | None = None, allow_cross_domain_tp: bool = False,
            time_limit_s: float = 10.0, workers: int = 1, seed: int = 0, include_timings: bool = False,
            log: bool = False, runtime: str = "vllm", control: SearchControl | None = None,
-           price_per_gpu_hour: dict[str, float] | None = None, disaggregation: str = "auto") -> S.Plan:
+           price_per_gpu_hour: dict[str, float] | None = None, disaggregation: str = "auto",
+           ep: int | None = None, attention_dp: int | None = None,
+           expert_imbalance: float | None = None) -> S.Plan:
     """Find the best plan. Raises :class:`InputError` (bad input) or :class:`InfeasibleError`.
 
     ``control`` (optional) receives progress lines and makes the search interruptible: a
@@ -127,6 +143,10 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
     ``price_per_gpu_hour`` maps GPU type to its price per GPU-hour (over the topology's own
     ``price_per_gpu_hour`` of the node types with that GPU); objective ``min-cost`` needs a
     price for every GPU type the plan could use.
+
+    MoE models: ``ep`` and ``attention_dp`` pin those degrees (None: searched);
+    ``expert_imbalance`` is the busiest expert-parallel rank's routed tokens over the mean
+    (None: uniform random routing, :func:`costmodels.compute.expert_load_factor`).
     """
     t_start = time.perf_counter()
     topo, spec, req, params, view, pricing = prepare(
@@ -134,7 +154,7 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
         objective=objective, weight_dtype=weight_dtype, kv_dtype=kv_dtype, max_gpus=max_gpus,
         allow_cross_domain_tp=allow_cross_domain_tp, time_limit_s=time_limit_s, workers=workers, seed=seed,
         log=log, runtime=runtime, control=control, price_per_gpu_hour=price_per_gpu_hour,
-        disaggregation=disaggregation)
+        disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance)
     deadline = time.perf_counter() + params.time_limit_s
     sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params, control)
     if sol is None:
@@ -151,7 +171,7 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
 
 def prepare(*, topology, model, isl, osl, qps, ttft_ms, tpot_ms, objective, weight_dtype, kv_dtype, max_gpus,
             allow_cross_domain_tp, time_limit_s, workers, seed, log, runtime, control, price_per_gpu_hour,
-            disaggregation="auto"):
+            disaggregation="auto", ep=None, attention_dp=None, expert_imbalance=None):
     """Everything ``search`` does before the solver: validate, load, price the candidates, and
     refuse requests no candidate can meet. Returns (topology, model, request, solver params,
     cluster view, pricing)."""
@@ -159,7 +179,8 @@ def prepare(*, topology, model, isl, osl, qps, ttft_ms, tpot_ms, objective, weig
     spec = _model(model)
     req = make_request(spec, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms, objective=objective,
                        weight_dtype=weight_dtype, kv_dtype=kv_dtype, max_gpus=max_gpus,
-                       allow_cross_domain_tp=allow_cross_domain_tp, runtime=runtime, disaggregation=disaggregation)
+                       allow_cross_domain_tp=allow_cross_domain_tp, runtime=runtime, disaggregation=disaggregation,
+                       ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance)
     _positive(time_limit_s, "--time-limit-s")
     _positive(workers, "--workers", integer=True)
     if workers > 1024:
@@ -341,9 +362,7 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
     cap = {"unified": 0.0, "prefill": 0.0, "decode": 0.0}  # requests/s each kind of group sustains
     for ci, reps in by_cand.items():
         c = reps[0].candidate
-        links = [replica_links(topo, r) for r in reps]
-        worst = Links(tp=max((lk.tp for lk in links), key=slowness), pp=max((lk.pp for lk in links), key=slowness),
-                      ep=max((lk.ep for lk in links), key=slowness))
+        worst = worst_links(replica_links(topo, r) for r in reps)
         gpus = [view.gpu_of_type[g] for g in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
         xfer, kv = 0.0, None
         if c.role == "prefill":
@@ -394,11 +413,16 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
         gpus_c = [view.gpu_of_type[x] for x in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
         budget = effective_strategy(spec, gpus_c, c.strategy, isl=req.isl, osl=req.osl).max_num_batched_tokens
         group_links = {"tp": _link_out(links.tp), "pp": _link_out(links.pp)}
+        if c.strategy.attention_dp > 1:
+            group_links["ep"] = _link_out(links.ep)
+            if links.ep_local is not None:
+                group_links["ep_local"] = _link_out(links.ep_local)
         if kv is not None:
             group_links["kv"] = _link_out(kv)
         groups.append(S.ReplicaGroup(
             id=f"g{gi}", role=c.role, gpu=c.gpu, stage_gpus=list(c.stage_gpus) if c.hetero else None,
             strategy=S.StrategyOut(tp=c.strategy.tp, pp=c.strategy.pp, dp=len(reps), ep=c.strategy.ep,
+                                   attention_dp=c.strategy.attention_dp,
                                    batch_size=c.batch, max_num_batched_tokens=budget,
                                    max_model_len=req.isl + req.osl, layer_split=split,
                                    weight_dtype=c.strategy.weight_dtype, kv_dtype=c.strategy.kv_dtype),
@@ -433,7 +457,7 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                                 tpot_ms=req.tpot_s * 1e3 if req.tpot_s else None),
                       objective=req.objective, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
                       max_gpus=req.max_gpus, allow_cross_domain_tp=req.allow_cross_domain_tp, runtime=req.runtime,
-                      price_per_gpu_hour=prices or None)
+                      price_per_gpu_hour=prices or None, expert_imbalance=req.expert_imbalance)
     solver = S.SolverOut(status=sol.status, objective=objective_desc, objective_value=_r(sol.objective_value, 2),
                          best_bound=_r(sol.best_bound, 2), gap=_r(sol.gap, 6), candidates_priced=pricing.priced,
                          seed=params.seed, workers=params.workers, time_limit_s=params.time_limit_s,
@@ -451,8 +475,14 @@ def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing
                  for k in view.classes)
     if not pricing.fits_anywhere:
         if wbytes > usable:
+            free = sum(k.free * k.count for k in view.classes)
+            more = math.ceil((wbytes - usable) / (usable / free))
+            smaller = [d for d in ("fp8", "int4") if dtype_bytes(d) < dtype_bytes(req.weight_dtype)
+                       and weight_bytes(params=spec.total_params(), dtype=d) <= usable]
+            how = "pipeline stages or expert parallelism across nodes" if spec.is_moe else "pipeline stages across nodes"
             return (f"{spec.name} needs {wbytes / GIB:.1f} GiB of weights in {req.weight_dtype}; the cluster's "
-                    f"free GPUs have {usable / GIB:.1f} GiB usable: add GPUs or use --weight-dtype fp8/int4")
+                    f"free GPUs have {usable / GIB:.1f} GiB usable: add at least {more} GPU{'s' if more > 1 else ''} (the plan then uses "
+                    f"{how})" + (f" or use --weight-dtype {'/'.join(smaller)}" if smaller else ""))
         return (f"{spec.name} ({wbytes / GIB:.1f} GiB of weights in {req.weight_dtype}) fits no replica shape "
                 f"with room for one sequence of {req.isl + req.osl} tokens on this cluster's domains; "
                 f"try --weight-dtype fp8, --kv-dtype fp8, shorter --isl/--osl, or --allow-cross-domain-tp")
@@ -508,6 +538,7 @@ class Evaluation:
             "reason": self.reason if self.reason else (None if m.fits else "does not fit in GPU memory"),
             "gpu": self.gpu.name,
             "tp": self.strategy.tp, "pp": self.strategy.pp, "dp": self.dp, "ep": self.strategy.ep,
+            "attention_dp": self.strategy.attention_dp,
             "span": self.span,
             "weight_dtype": self.strategy.weight_dtype, "kv_dtype": self.strategy.kv_dtype,
             "batch_size": m.batch,
@@ -518,7 +549,8 @@ class Evaluation:
             "output_tokens_per_s": _r(m.output_tokens_per_s * self.dp, 1),
             "output_tokens_per_s_per_gpu": _r(m.output_tokens_per_s * self.dp / gpus, 1),
             "requests_per_s": _r(m.requests_per_s * self.dp, 4),
-            "links": {"tp": _link_out(self.links.tp).model_dump(), "pp": _link_out(self.links.pp).model_dump()},
+            "links": {"tp": _link_out(self.links.tp).model_dump(), "pp": _link_out(self.links.pp).model_dump(),
+                      **({"ep": _link_out(self.links.ep).model_dump()} if self.strategy.attention_dp > 1 else {})},
             "at_qps": None if self.loaded is None else {
                 "qps": self.loaded.rate_per_s * self.dp if math.isfinite(self.loaded.rate_per_s) else None,
                 "utilization": _r(self.loaded.utilization, 4) if math.isfinite(self.loaded.utilization) else None,
@@ -534,7 +566,8 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
              ep: int = 1, batch: int | None = None, isl: int, osl: int, weight_dtype: str | None = None,
              kv_dtype: str | None = None, gpu: str | None = None, runtime: str = "vllm",
              max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS,
-             allow_cross_domain_tp: bool = False, qps: float | None = None) -> Evaluation:
+             allow_cross_domain_tp: bool = False, qps: float | None = None, attention_dp: int = 1,
+             expert_imbalance: float | None = None) -> Evaluation:
     """Score one given strategy on the topology's links. Without ``batch``: the largest that fits.
 
     With ``qps`` (spread evenly over the ``dp`` replicas) it also predicts the replicas at
@@ -546,13 +579,15 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
     # let a user do (search refuses such a request).
     req = make_request(spec, isl=isl, osl=osl, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep,
                        batch=batch, runtime=runtime, check_context=False,
-                       allow_cross_domain_tp=allow_cross_domain_tp)
+                       allow_cross_domain_tp=allow_cross_domain_tp, attention_dp=attention_dp,
+                       expert_imbalance=expert_imbalance)
     _positive(dp, "--dp", allow_none=False, integer=True)
     s = Strategy(tp=tp, pp=pp, ep=ep, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
-                 max_num_batched_tokens=max_num_batched_tokens, runtime=req.runtime)
+                 max_num_batched_tokens=max_num_batched_tokens, runtime=req.runtime, attention_dp=attention_dp,
+                 expert_imbalance=req.expert_imbalance)
     why = validate_strategy(spec, s)
     if why:
-        raise InputError(why, source="--tp/--pp/--ep")
+        raise InputError(why, source="--tp/--pp/--ep/--attention-dp")
     view = cluster_view(topo)
     types = sorted({k.gpu for k in view.classes}, key=lambda g: (-view.free_by_type.get(g, 0), g))
     gpu_name = get_gpu(gpu, source="--gpu").name if gpu else types[0]
@@ -560,9 +595,14 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
         raise InputError(f"topology {topo.name!r} has no free {gpu_name}", source="--gpu")
     classes = [k for k in view.classes if k.gpu == gpu_name]
     spans = list(replica_spans(view, classes, tp, pp, req, inter_domain_link_fn(topo, view, classes)))
+    wide = wide_span(view, classes, tp, s.attention_tp) if attention_dp > 1 and pp == 1 else None
     reason = None
     if spans:
         span, *_, links = spans[0]
+        if attention_dp > 1:
+            links = replace(links, ep=links.tp)
+    elif wide is not None:
+        span, links = "wide", wide[2]
     else:
         span, links = "none", Links()
         reason = (f"tp={tp} does not fit in one NVLink domain of this topology; pass "

@@ -20,6 +20,18 @@ A candidate is one replica shape on one GPU type: (tp, pp, ep, batch) and a *spa
     a pipeline across two GPU types: the first stages on one type, the rest on the
     other, each stage (tp GPUs) in a domain of its type, the layer split balanced for the
     two speeds. Its placement unit is the stage.
+``wide``
+    wide expert parallelism (MoE models, one stage): ``tp`` GPUs over ``tp / g`` domains of
+    ``g`` free GPUs each, attention data-parallel in groups inside each domain, the experts
+    spread over all ``tp`` GPUs (``ep = tp``) and reached by all-to-alls over the network
+    (DeepSeek's and SGLang's large-scale EP, TensorRT-LLM's wide EP). Its placement unit is
+    the ``g`` GPUs of one domain.
+
+Attention data parallelism (``attention_dp`` > 1) is priced for MoE models on one-stage
+replicas (``pp = 1``, as these deployments run), with ``ep = tp``: the layout the runtimes'
+DP-attention paths are built around (TensorRT-LLM's "DEP", SGLang's ``--enable-dp-attention``
+with ``--ep-size`` = ``--tp-size``, vLLM's ``--data-parallel-size`` with
+``--enable-expert-parallel``).
 
 Pipeline layer splits are chosen per shape (:func:`costmodels.serving.choose_layer_split`)
 for runtimes that can pin one; otherwise the runtime's balanced split is used.
@@ -184,7 +196,7 @@ class Candidate:
 
     def label(self) -> str:
         s = self.strategy
-        ep = f" ep={s.ep}" if s.ep > 1 else ""
+        ep = (f" ep={s.ep}" if s.ep > 1 else "") + (f" attention_dp={s.attention_dp}" if s.attention_dp > 1 else "")
         gpu = "+".join(dict.fromkeys(self.stage_gpus)) if self.stage_gpus else self.gpu
         role = "" if self.role == "unified" else f" {self.role}"
         return f"{gpu}{role} tp={s.tp} pp={s.pp}{ep} batch={self.batch} ({self.span})"
@@ -209,6 +221,8 @@ class Request:
     tp: int | None = None  # pin a degree (None: search)
     pp: int | None = None
     ep: int | None = None
+    attention_dp: int | None = None
+    expert_imbalance: float | None = None  # Strategy.expert_imbalance (None: uniform random routing)
     batch: int | None = None
     prices: tuple[tuple[str, float], ...] = ()  # (node type, price per GPU-hour), for min-cost
     disaggregation: str = "auto"  # off | auto (the solver decides) | only (prefill and decode pools only)
@@ -223,6 +237,20 @@ def _tp_options(model: ModelSpec, limit: int) -> list[int]:
         if validate_strategy(model, Strategy(tp=t)) is None:
             out.append(t)
     return out
+
+
+def _moe_layouts(model: ModelSpec, tp: int, pp: int, req: Request) -> list[tuple[int, int]]:
+    """(ep, attention_dp) pairs to price for a stage of ``tp`` GPUs: every EP degree dividing
+    tp and the experts with attention on the whole stage, and, for one-stage replicas, ep = tp
+    with attention data-parallel in groups of every size dividing tp."""
+    if not model.is_moe:
+        out = [(1, 1)]
+    else:
+        out = [(e, 1) for e in range(1, tp + 1) if tp % e == 0 and model.experts % e == 0]
+        if pp == 1 and model.experts % tp == 0:
+            out += [(tp, d) for d in range(2, tp + 1) if tp % d == 0]
+    return [(e, d) for e, d in out if (req.ep is None or e == req.ep)
+            and (req.attention_dp is None or d == req.attention_dp)]
 
 
 def _batch_grid(max_batch: int) -> list[int]:
@@ -272,14 +300,12 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
             pps = [p for p in range(1, min(MAX_PP, model.layers) + 1) if tp * p <= total_free]
             if req.pp is not None:
                 pps = [p for p in pps if p == req.pp]
-            eps = [1] if not model.is_moe else [e for e in range(1, tp + 1) if tp % e == 0 and model.experts % e == 0]
-            if req.ep is not None:
-                eps = [e for e in eps if e == req.ep]
             for pp in pps:
                 for span, unit, units, per_stage, cls_ok, links in replica_spans(view, classes, tp, pp, req, inter_pp):
-                    for ep in eps:
+                    for ep, adp in _moe_layouts(model, tp, pp, req):
                         s = Strategy(tp=tp, pp=pp, ep=ep, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
-                                     max_num_batched_tokens=req.max_num_batched_tokens, runtime=req.runtime)
+                                     max_num_batched_tokens=req.max_num_batched_tokens, runtime=req.runtime,
+                                     attention_dp=adp, expert_imbalance=req.expert_imbalance)
                         why = validate_strategy(model, s)
                         if why:
                             rejected[why] = rejected.get(why, 0) + 1
@@ -302,6 +328,7 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                                              usable_requests_per_s=cand.requests_per_s * max_utilization(
                                                  ttft_s=cand.ttft_s, ttft_slo_s=req.ttft_s)))
     priced += _price_cross_type_pipelines(model, view, req, by_type, pr)
+    priced += _price_wide_ep(model, view, req, by_type, pr)
     pr.priced = priced
     pr.candidates[:] = _without_dominated(pr.candidates, req)
     return pr
@@ -454,13 +481,10 @@ def _price_cross_type_pipelines(model: ModelSpec, view: ClusterView, req: Reques
                             lp = max(lp, inter_domain_link_fn(topo, view, a_ok)(tp),
                                      inter_domain_link_fn(topo, view, b_ok)(tp), key=slowness)
                         links = Links(tp=lt, pp=lp, ep=lt)
-                        eps = [1] if not model.is_moe else [e for e in range(1, tp + 1)
-                                                            if tp % e == 0 and model.experts % e == 0]
-                        for ep in eps:
-                            if req.ep is not None and ep != req.ep:
-                                continue
+                        for ep, adp in _moe_layouts(model, tp, pp, req):
                             s = Strategy(tp=tp, pp=pp, ep=ep, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
-                                         max_num_batched_tokens=req.max_num_batched_tokens, runtime=req.runtime)
+                                         max_num_batched_tokens=req.max_num_batched_tokens, runtime=req.runtime,
+                                         attention_dp=adp, expert_imbalance=req.expert_imbalance)
                             if validate_strategy(model, s):
                                 continue
                             s = replace(s, layer_split=choose_layer_split(model, gpus, s, isl=req.isl,
@@ -477,6 +501,79 @@ def _price_cross_type_pipelines(model: ModelSpec, view: ClusterView, req: Reques
                                 usable_requests_per_s=cand.requests_per_s * max_utilization(
                                     ttft_s=cand.ttft_s, ttft_slo_s=req.ttft_s),
                                 stage_gpus=names_by_stage))
+    return priced
+
+
+#: Wide expert parallelism: stages of at most this many domains (DeepSeek's published decode
+#: deployment spans 18 nodes, 144 GPUs; past that the all-to-all's per-peer messages are tiny).
+MAX_WIDE_DOMAINS = 32
+
+
+def wide_span(view: ClusterView, classes: list[DomainClass], tp: int, attention_tp: int):
+    """Where a one-stage replica of ``tp`` GPUs spread over domains can go, or None: the
+    domain classes whose free GPUs ``g`` (a multiple of ``attention_tp``) tile ``tp`` in at
+    least two domains, as (g, classes, links), for the most common ``g`` that works."""
+    topo = view.topology
+    options = []
+    for g in sorted({c.free for c in classes}):
+        cls = [c for c in classes if c.free == g]
+        domains = sum(c.count for c in cls)
+        if tp % g or tp // g < 2 or g % attention_tp or tp // g > domains:
+            continue
+        ep_local = max((topo.slowest_link(view.free_gpus(c.domains[0])) for c in cls), key=slowness)
+        ep_link = inter_domain_link_fn(topo, view, cls)(g)
+        lt = max((topo.slowest_link(view.free_gpus(c.domains[0])[:attention_tp]) for c in cls), key=slowness)
+        options.append((domains, g, cls, Links(tp=lt, pp=LOCAL, ep=ep_link, ep_local=ep_local, ep_local_ranks=g)))
+    if not options:
+        return None
+    _, g, cls, links = max(options, key=lambda o: (o[0], o[1]))
+    return g, cls, links
+
+
+def _price_wide_ep(model: ModelSpec, view: ClusterView, req: Request, by_type: dict[str, list[DomainClass]],
+                   pr: Pricing) -> int:
+    """One-stage MoE replicas across ``k`` >= 2 domains (span ``wide``): each domain gives its
+    ``g`` free GPUs, attention runs data-parallel in groups of ``g / m`` GPUs inside a domain,
+    and the experts are spread over all ``k g`` GPUs (ep = tp), dispatched and combined by
+    all-to-alls that leave each domain through its NICs."""
+    if not model.is_moe or (req.pp is not None and req.pp != 1):
+        return 0
+    priced = 0
+    for gpu_name, classes in sorted(by_type.items()):
+        gpu = view.gpu_of_type[gpu_name]
+        for g0 in sorted({c.free for c in classes}):
+            domains = sum(c.count for c in classes if c.free == g0)
+            for k in range(2, min(domains, MAX_WIDE_DOMAINS) + 1):
+                tp = k * g0
+                if model.experts % tp or (req.tp is not None and tp != req.tp) or (req.ep is not None and req.ep != tp):
+                    continue
+                for at in range(1, g0 + 1):
+                    if g0 % at or (req.attention_dp is not None and tp // at != req.attention_dp):
+                        continue
+                    s = Strategy(tp=tp, pp=1, ep=tp, attention_dp=tp // at, weight_dtype=req.weight_dtype,
+                                 kv_dtype=req.kv_dtype, max_num_batched_tokens=req.max_num_batched_tokens,
+                                 runtime=req.runtime, expert_imbalance=req.expert_imbalance)
+                    why = validate_strategy(model, s)
+                    if why:
+                        pr.rejected[why] = pr.rejected.get(why, 0) + 1
+                        continue
+                    g, cls, links = wide_span(view, [c for c in classes if c.free == g0], tp, at)
+                    cls_ok = tuple(c.signature for c in cls)
+                    if disaggregate(req):
+                        priced += _price_roles(model, gpu, gpu_name, s, "wide", g, k, k, cls_ok, links,
+                                               max(links.ep, links.tp, key=slowness), req, pr)
+                    if req.disaggregation == "only":
+                        continue
+                    cand, n = _best_batch(model, gpu, s, req, links, pr)
+                    priced += n
+                    if cand is None:
+                        continue
+                    out = pr.candidates
+                    out.append(Candidate(index=len(out), gpu=gpu_name, strategy=s, span="wide", batch=cand.batch,
+                                         metrics=cand, links=links, unit_gpus=g, units_per_replica=k,
+                                         units_per_stage=k, classes=cls_ok,
+                                         usable_requests_per_s=cand.requests_per_s * max_utilization(
+                                             ttft_s=cand.ttft_s, ttft_slo_s=req.ttft_s)))
     return priced
 
 

@@ -7,7 +7,8 @@ model, and lists every way the plan breaks the rules:
 * every rank on a GPU that exists, is available, is of the group's GPU type, used once;
 * ranks numbered ``stage * tp + tp_rank``, ``tp x pp`` of them per replica, the layer
   split covering the model;
-* every TP group inside one scale-up domain (unless the plan allows otherwise);
+* every TP group (each attention group, under attention DP) inside one scale-up domain
+  (unless the plan allows otherwise), and the strategy one the runtime accepts;
 * memory of every GPU within its capacity at the plan's batch and context;
 * TTFT and TPOT within the SLOs, and the reported figures matching the recomputation;
 * the planned capacity covering the requested rate;
@@ -22,8 +23,9 @@ from pathlib import Path
 
 from costmodels.hardware import get_gpu
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import (Links, ReplicaMetrics, Strategy, evaluate_prefill, evaluate_replica,
-                                kv_transfer_s, replica_memory, ttft_under_load_s)
+from costmodels.serving import (ReplicaMetrics, Strategy, evaluate_prefill, evaluate_replica,
+                                kv_transfer_s, replica_memory, ttft_under_load_s, validate_strategy)
+from planner.placement import measure_links, worst_links
 from planner.schema import Plan
 from topologies.graph import LOCAL, Topology, gpu_id
 from topologies.load import load_topology
@@ -84,7 +86,12 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
             bad(f"{g.id}: dp={st.dp} but {len(g.replicas)} replicas placed")
         strategy = Strategy(tp=st.tp, pp=st.pp, ep=st.ep, weight_dtype=st.weight_dtype, kv_dtype=st.kv_dtype,
                             layer_split=tuple(st.layer_split), max_num_batched_tokens=st.max_num_batched_tokens,
-                            runtime=plan.inputs.runtime)
+                            runtime=plan.inputs.runtime, attention_dp=st.attention_dp,
+                            expert_imbalance=plan.inputs.expert_imbalance)
+        why = validate_strategy(spec_m, strategy)
+        if why:
+            bad(f"{g.id}: {why}")
+            continue
         group_links = []
         for r in g.replicas:
             where = f"{g.id} replica {r.index}"
@@ -114,17 +121,17 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
                 bad(f"{where}: some (stage, tp_rank) positions are missing")
                 continue
             firsts.setdefault(g.id, []).append(stages[0])
+            at = strategy.attention_tp
             for s_i, s in enumerate(stages):
-                doms = {topo.domain_of(x) for x in s}
-                if len(doms) > 1 and not plan.inputs.allow_cross_domain_tp:
-                    bad(f"{where} stage {s_i}: TP group spans domains {sorted(doms)}")
-            group_links.append(Links(tp=_slowest(topo.slowest_link(s) for s in stages),
-                                     pp=_slowest(topo.stage_link(a, b) for a, b in zip(stages, stages[1:]))))
+                for a_i in range(0, len(s), at):
+                    doms = {topo.domain_of(x) for x in s[a_i:a_i + at]}
+                    if len(doms) > 1 and not plan.inputs.allow_cross_domain_tp:
+                        what = "TP group" if at == st.tp else f"attention group {a_i // at}"
+                        bad(f"{where} stage {s_i}: {what} spans domains {sorted(doms)}")
+            group_links.append(measure_links(topo, stages, strategy))
         if not group_links:
             continue
-        links = Links(tp=_slowest(lk.tp for lk in group_links), pp=_slowest(lk.pp for lk in group_links))
-        links = Links(tp=links.tp, pp=links.pp, ep=links.tp)
-        pending.append((g, gpus, strategy, links))
+        pending.append((g, gpus, strategy, worst_links(group_links)))
     # Disaggregated pools: a prefill replica's KV cache goes to some decode replica; price
     # the slowest such path (first stage to first stage), as the plan must.
     decode_firsts = [f for g in plan.replica_groups if g.role == "decode" for f in firsts.get(g.id, [])]

@@ -162,6 +162,11 @@ def _common_model_options(f):
               help="Price of one GPU of this type per hour (repeatable); overrides the topology's "
                    "price_per_gpu_hour. Needed by --objective min-cost.")
 @click.option("--allow-cross-domain-tp", is_flag=True, help="Let a TP group span NVLink domains (over the network).")
+@click.option("--ep", type=int, help="MoE: pin the expert-parallel degree (default: searched).")
+@click.option("--attention-dp", type=int, help="MoE: pin the attention data-parallel degree (default: searched).")
+@click.option("--expert-imbalance", type=float, metavar="X",
+              help="MoE: the busiest expert-parallel rank's routed tokens over the mean (1 = balanced; "
+                   "default: uniform random routing).")
 @click.option("--disaggregation", type=click.Choice(["auto", "off", "only"]), default="auto", show_default=True,
               help="Prefill/decode pools: auto lets the solver weigh them against unified replicas "
                    "(objectives throughput, min-gpus, min-cost); only plans pools alone.")
@@ -189,7 +194,7 @@ def _common_model_options(f):
 @click.option("--emit-dir", type=click.Path(file_okay=False), help="Folder for --emit (default: ./launch-TARGET).")
 @_clean_errors
 def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, tpot_ms, qps, objective, max_gpus,
-           prices, allow_cross_domain_tp, disaggregation, time_limit_s, workers, seed, as_json, output, include_timings, verbose,
+           prices, allow_cross_domain_tp, ep, attention_dp, expert_imbalance, disaggregation, time_limit_s, workers, seed, as_json, output, include_timings, verbose,
            quiet, progress, top_k, pareto, pareto_axis, pareto_points, plot_file, emit_target, emit_dir):
     """Find the best plan for a model on a topology.
 
@@ -220,7 +225,7 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
                 objective=objective, weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), max_gpus=max_gpus,
                 allow_cross_domain_tp=allow_cross_domain_tp, time_limit_s=time_limit_s, workers=workers, seed=seed,
                 runtime=runtime, log=verbose, control=control, price_per_gpu_hour=_prices(prices),
-                disaggregation=disaggregation)
+                disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance)
     try:
         if top_k is not None:
             from planner.frontier import top_k as top_k_fn
@@ -286,6 +291,10 @@ def _strategy_options(f):
     f = click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel degree.")(f)
     f = click.option("--dp", type=int, default=1, show_default=True, help="Replicas (data parallelism).")(f)
     f = click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE).")(f)
+    f = click.option("--attention-dp", type=int, default=1, show_default=True,
+                     help="Attention data-parallel groups per stage (MoE; attention tp = tp / this).")(f)
+    f = click.option("--expert-imbalance", type=float, metavar="X",
+                     help="Busiest expert-parallel rank's routed tokens over the mean (default: random routing).")(f)
     f = click.option("--batch", type=int, help="Concurrent sequences per replica; default: the largest that fits.")(f)
     f = click.option("--isl", type=int, required=True, help="Input tokens per request.")(f)
     f = click.option("--osl", type=int, required=True, help="Output tokens per request.")(f)
@@ -298,13 +307,15 @@ def _strategy_options(f):
 @_strategy_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_clean_errors
-def evaluate(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, batch, isl, osl, gpu, as_json):
+def evaluate(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, attention_dp, expert_imbalance, batch,
+             isl, osl, gpu, as_json):
     """Score one given strategy: memory, largest batch, TTFT, TPOT, throughput."""
     from planner import api
     from planner.report import evaluation_text
 
     ev = api.evaluate(topology=topology, model=model, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
-                      weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime)
+                      weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime,
+                      attention_dp=attention_dp, expert_imbalance=expert_imbalance)
     d = ev.as_dict()
     click.echo(json.dumps(d, indent=2, sort_keys=True) if as_json else evaluation_text(d), nl=not not as_json)
 
@@ -313,12 +324,14 @@ def evaluate(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, b
 @_common_model_options
 @_strategy_options
 @_clean_errors
-def explain(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, batch, isl, osl, gpu):
+def explain(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, attention_dp, expert_imbalance, batch, isl,
+            osl, gpu):
     """Explain where memory and time go for one strategy, in words and numbers."""
     from planner.breakdown import explain as explain_fn
 
     click.echo(explain_fn(topology=topology, model=model, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
-                          weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime),
+                          weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime,
+                          attention_dp=attention_dp, expert_imbalance=expert_imbalance),
                nl=False)
 
 

@@ -176,13 +176,13 @@ def _tput(c: Candidate) -> int:
 
 
 def shape_key(c: Candidate) -> tuple:
-    """What makes two candidates the same replica shape to a user: GPU type, tp, pp, ep, role."""
-    return (c.gpu, c.strategy.tp, c.strategy.pp, c.strategy.ep, c.role)
+    """What makes two candidates the same replica shape to a user: GPU type, tp, pp, ep, attention DP, role."""
+    return (c.gpu, c.strategy.tp, c.strategy.pp, c.strategy.ep, c.strategy.attention_dp, c.role)
 
 
-def mix(sol: Solution, cands: dict[int, Candidate]) -> dict[tuple[str, int, int, int], int]:
+def mix(sol: Solution, cands: dict[int, Candidate]) -> dict[tuple, int]:
     """A solution's replicas per shape."""
-    out: dict[tuple[str, int, int, int], int] = {}
+    out: dict[tuple, int] = {}
     for i, n in sol.replicas.items():
         out[shape_key(cands[i])] = out.get(shape_key(cands[i]), 0) + n
     return out

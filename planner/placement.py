@@ -11,10 +11,11 @@ stages share a rack wherever the solution allows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 from planner.candidates import Candidate, ClusterView, slowness
 from planner.cpsat import Instance, Solution
-from costmodels.serving import Links
+from costmodels.serving import Links, Strategy
 from topologies.graph import LOCAL, Topology
 
 
@@ -67,7 +68,7 @@ def place(sol: Solution, inst: Instance, view: ClusterView) -> list[PlacedReplic
         elif c.span == "inter":
             for r in range(0, len(us), pp):
                 out.append(PlacedReplica(c, tuple(us[r:r + pp])))
-        else:  # cross: k whole domains per stage
+        else:  # cross (k whole domains per stage) and wide (k domains' free GPUs per stage)
             k = c.units_per_stage
             for r in range(0, len(us), k * pp):
                 block = us[r:r + k * pp]
@@ -76,10 +77,54 @@ def place(sol: Solution, inst: Instance, view: ClusterView) -> list[PlacedReplic
     return out
 
 
+def measure_links(topo: Topology, stages: list[list[str]], s: Strategy) -> Links:
+    """The links a replica whose stages sit on ``stages`` (GPU ids, rank order) uses for strategy ``s``.
+
+    The all-reduce group is an attention group: consecutive runs of ``s.attention_tp`` ranks
+    (the whole stage without attention DP). Under attention DP the MoE all-to-all spans the
+    whole stage; where the stage covers several domains, ``ep`` is the per-GPU share of the
+    network between neighbouring domains (all GPUs sending at once) and ``ep_local`` the
+    slowest link inside one.
+    """
+    at = s.attention_tp
+    groups = [st[i:i + at] for st in stages for i in range(0, len(st), at)]
+    tp = max((topo.slowest_link(g) for g in groups), key=slowness)
+    pp = LOCAL
+    if len(stages) > 1:
+        pp = max((topo.stage_link(list(a), list(b)) for a, b in zip(stages, stages[1:])), key=slowness)
+    if s.attention_dp == 1:
+        return Links(tp=tp, pp=pp, ep=tp)
+    ep, ep_local, local_ranks = None, None, 0
+    for st in stages:
+        by_dom: dict[str, list[str]] = {}
+        for x in st:
+            by_dom.setdefault(topo.domain_of(x), []).append(x)
+        parts = list(by_dom.values())
+        if len(parts) == 1:
+            lk = topo.slowest_link(st)
+            ep = lk if ep is None else max(ep, lk, key=slowness)
+            continue
+        local_ranks = max(local_ranks, max(len(p) for p in parts))
+        for p in parts:
+            lk = topo.slowest_link(p)
+            ep_local = lk if ep_local is None else max(ep_local, lk, key=slowness)
+        for a, b in zip(parts, parts[1:] + parts[:1]):  # neighbouring domains, as a ring
+            n = min(len(a), len(b))
+            lk = topo.stage_link(a[:n], b[:n])
+            ep = lk if ep is None else max(ep, lk, key=slowness)
+    return Links(tp=tp, pp=pp, ep=ep or tp, ep_local=ep_local, ep_local_ranks=local_ranks)
+
+
 def replica_links(topo: Topology, rep: PlacedReplica) -> Links:
     """The links this placed replica's collectives actually use."""
-    tp = max((topo.slowest_link(list(s)) for s in rep.stages), key=slowness)
-    pp = LOCAL
-    if len(rep.stages) > 1:
-        pp = max((topo.stage_link(list(a), list(b)) for a, b in zip(rep.stages, rep.stages[1:])), key=slowness)
-    return Links(tp=tp, pp=pp, ep=tp)
+    return measure_links(topo, [list(x) for x in rep.stages], rep.candidate.strategy)
+
+
+def worst_links(links: Iterable[Links]) -> Links:
+    """The slowest of each link over several replicas of one shape."""
+    ls = list(links)
+    local = [lk.ep_local for lk in ls if lk.ep_local is not None]
+    return Links(tp=max((lk.tp for lk in ls), key=slowness), pp=max((lk.pp for lk in ls), key=slowness),
+                 ep=max((lk.ep for lk in ls), key=slowness),
+                 ep_local=max(local, key=slowness) if local else None,
+                 ep_local_ranks=max(lk.ep_local_ranks for lk in ls))

@@ -40,16 +40,23 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
         "",
     ]
     rows = []
+    # attention data parallelism gets a column only in plans that use it
+    adp = any(g.strategy.attention_dp > 1 for g in plan.replica_groups)
     for g in plan.replica_groups:
         s, m = g.strategy, g.metrics_per_replica
         decode, prefill = g.role == "decode", g.role == "prefill"
-        rows.append([g.id, g.role, g.gpu_label, s.tp, s.pp, s.dp, s.ep, s.batch_size,
+        rows.append([g.id, g.role, g.gpu_label, s.tp, s.pp, s.dp, s.ep, *([s.attention_dp] if adp else []),
+                     s.batch_size,
                      "-" if decode else f"{m.ttft_ms:.1f}", "-" if prefill else f"{m.tpot_ms:.2f}",
                      "-" if prefill else f"{m.output_tokens_per_s:,.0f}", f"{m.requests_per_s:.2f}",
                      f"{g.traffic_share:.1%}" if g.traffic_share is not None else "-"])
-    lines.append(tabulate(rows, headers=["group", "role", "GPU", "tp", "pp", "dp", "ep", "batch", "TTFT ms",
+    lines.append(tabulate(rows, headers=["group", "role", "GPU", "tp", "pp", "dp", "ep",
+                                         *(["attn-dp"] if adp else []), "batch", "TTFT ms",
                                          "TPOT ms", "tok/s/replica", "req/s/replica", "traffic"],
                           tablefmt="simple", disable_numparse=True))
+    if adp:
+        lines.append("attn-dp: attention data-parallel groups per replica (attention tp = tp / attn-dp), the "
+                     "experts spread over all tp GPUs")
     if any(g.role == "prefill" for g in plan.replica_groups):
         lines.append("prefill groups' TTFT includes sending the KV cache to the decode pool: "
                      + ", ".join(f"{g.id} {g.metrics_per_replica.kv_transfer_ms:.1f} ms over {g.links['kv'].kind}"
@@ -66,8 +73,13 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     lines.append("")
     for g in plan.replica_groups:
         lk = g.links
-        lines.append(f"{g.id}: layers per stage {g.strategy.layer_split}; TP link {lk['tp'].kind} "
-                     f"{_bw(lk['tp'].bandwidth_bytes_per_s)}, PP link {lk['pp'].kind} {_bw(lk['pp'].bandwidth_bytes_per_s)}")
+        line = (f"{g.id}: layers per stage {g.strategy.layer_split}; TP link {lk['tp'].kind} "
+                f"{_bw(lk['tp'].bandwidth_bytes_per_s)}, PP link {lk['pp'].kind} {_bw(lk['pp'].bandwidth_bytes_per_s)}")
+        if "ep" in lk:
+            line += f", EP all-to-all {lk['ep'].kind} {_bw(lk['ep'].bandwidth_bytes_per_s)}"
+            if "ep_local" in lk:
+                line += f" (inside a domain {lk['ep_local'].kind} {_bw(lk['ep_local'].bandwidth_bytes_per_s)})"
+        lines.append(line)
         for r in g.replicas[:max_replicas_shown]:
             lines.append(f"  replica {r.index}: {_ranks_line(r.ranks)}")
         if len(g.replicas) > max_replicas_shown:
@@ -91,7 +103,8 @@ def evaluation_text(d: dict) -> str:
     mm = d["memory_per_gpu_bytes"]
     fit = "fits" if d["fits"] else f"does NOT fit: {d['reason']}"
     lines = [
-        f"{d['gpu']} tp={d['tp']} pp={d['pp']} dp={d['dp']} ep={d['ep']} "
+        f"{d['gpu']} tp={d['tp']} pp={d['pp']} dp={d['dp']} ep={d['ep']}"
+        + (f" attention_dp={d['attention_dp']}" if d.get("attention_dp", 1) > 1 else "") + " "
         f"(weights {d['weight_dtype']}, KV {d['kv_dtype']}): {fit}",
         f"memory per GPU: weights {_gib(mm['weights'])} GiB, KV cache {_gib(mm['kv_cache'])} GiB, activations "
         f"{_gib(mm['activations'])} GiB, overhead {_gib(mm['overhead'])} GiB, reserve {_gib(mm['reserve'])} GiB; "

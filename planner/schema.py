@@ -12,8 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.1.0"
-READABLE_VERSIONS = ("1.0.0", "1.1.0")  # 1.1.0 added min-cost: prices and costs
+SCHEMA_VERSION = "1.2.0"
+# 1.1.0 added min-cost: prices and costs; 1.2.0 attention data parallelism and expert imbalance
+READABLE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 
 
@@ -64,6 +65,9 @@ class Inputs(_Out):
         default="vllm", description="whose memory and batching defaults the plan was priced with")
     price_per_gpu_hour: dict[str, float] | None = Field(
         default=None, description="price of one GPU for one hour by node type (topology or --price), when known")
+    expert_imbalance: float | None = Field(
+        default=None, ge=1, description="MoE: the busiest expert-parallel rank's routed tokens over the mean, as "
+                                        "given (--expert-imbalance); null = uniform random routing")
 
 
 class StrategyOut(_Out):
@@ -71,6 +75,9 @@ class StrategyOut(_Out):
     pp: int = Field(ge=1)
     dp: int = Field(ge=1, description="replicas of this shape (data parallelism)")
     ep: int = Field(ge=1)
+    attention_dp: int = Field(default=1, ge=1, description="attention data parallelism inside each stage (MoE): "
+                                                           "tp / attention_dp GPUs per attention group, each "
+                                                           "serving its own sequences; 1 = attention over all tp")
     batch_size: int = Field(ge=1, description="max concurrent sequences per replica (max_num_seqs)")
     max_num_batched_tokens: int = Field(ge=1)
     max_model_len: int = Field(ge=1)
@@ -128,7 +135,10 @@ class ReplicaGroup(_Out):
     strategy: StrategyOut
     metrics_per_replica: Metrics
     memory_per_gpu_bytes: MemoryOut = Field(description="the most loaded GPU of a replica")
-    links: dict[str, LinkOut] = Field(description="the slowest link each collective uses (tp, pp)")
+    links: dict[str, LinkOut] = Field(description="the slowest link each collective uses: tp (all-reduce "
+                                                  "group), pp, kv (prefill to decode), ep (MoE all-to-all "
+                                                  "under attention DP; ep_local inside one domain when it "
+                                                  "spans several)")
     traffic_share: float | None = Field(default=None, ge=0, le=1,
                                         description="share of requests to route to this group (its capacity over "
                                                     "the plan's), split evenly over its replicas")
@@ -177,7 +187,7 @@ class Disaggregation(_Out):
 
 
 class Plan(_Out):
-    schema_version: Literal["1.0.0", "1.1.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0.0", "1.1.0", "1.2.0"] = SCHEMA_VERSION
     generator: str
     inputs: Inputs
     replica_groups: list[ReplicaGroup] = Field(min_length=1)

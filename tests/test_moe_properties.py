@@ -1,10 +1,12 @@
 """MoE plans never carry a layout a runtime would reject (hypothesis over random MoE configs).
 
 The rules the runtimes enforce (vLLM, SGLang and TensorRT-LLM argument checks): attention
-heads divisible by TP; KV heads and TP dividing one another (MLA exempt); experts divisible
-by EP; the MoE part's ``moe_tp x moe_ep`` equal to the attention part's TP (``tp % ep == 0``,
-no attention data parallelism in these plans); experts per token at most the experts. Every
-candidate priced and every plan returned, and the launch lines emitted for it, must keep them.
+heads divisible by the attention TP (``tp / attention_dp``); KV heads and attention TP dividing
+one another (MLA exempt); experts divisible by EP; the MoE part's ``moe_tp x moe_ep`` equal to
+the stage's GPUs (``tp % ep == 0``); attention DP dividing tp; experts per token at most the
+experts; per runtime: vLLM's EP is all of the stage or nothing, TensorRT-LLM's attention DP
+gives every rank its own attention, SGLang's DP attention runs with ep = tp. Every candidate
+priced and every plan returned, and the launch lines emitted for it, must keep them.
 """
 from __future__ import annotations
 
@@ -46,9 +48,19 @@ def moe_configs(draw):
 TOPO = Topology(*load_topology("dgx-h100x2"))
 
 
-def _valid(model, tp: int, ep: int) -> bool:
-    kv_ok = model.is_mla or model.kv_heads % tp == 0 or tp % model.kv_heads == 0
-    return model.heads % tp == 0 and kv_ok and model.experts % ep == 0 and tp % ep == 0 and ep <= model.experts
+def _valid(model, tp: int, ep: int, adp: int = 1, runtime: str = "vllm") -> bool:
+    if tp % adp:
+        return False
+    at = tp // adp
+    kv_ok = model.is_mla or model.kv_heads % at == 0 or at % model.kv_heads == 0
+    ok = model.heads % at == 0 and kv_ok and model.experts % ep == 0 and tp % ep == 0 and ep <= model.experts
+    if runtime == "vllm":  # --enable-expert-parallel: EP is the whole stage or nothing
+        ok = ok and ep in (1, tp)
+    if runtime == "trtllm" and adp > 1:  # enable_attention_dp: attention on every rank alone
+        ok = ok and adp == tp
+    if runtime == "sglang" and adp > 1:
+        ok = ok and ep == tp
+    return ok
 
 
 FLAG_VALUE = re.compile(r"(?:--|\b)(tensor-parallel-size|tp-size|pipeline-parallel-size|pp-size|ep-size|"
@@ -64,9 +76,7 @@ def test_moe_layouts_are_ones_runtimes_accept(cfg, isl, osl, runtime):
     req = api.make_request(model, isl=isl, osl=osl, runtime=runtime)
     cands = price_candidates(model, cluster_view(TOPO), req).candidates
     for c in cands:
-        assert _valid(model, c.strategy.tp, c.strategy.ep), c.label()
-        if runtime == "vllm":  # --enable-expert-parallel: EP is the whole TP group or nothing
-            assert c.strategy.ep in (1, c.strategy.tp), c.label()
+        assert _valid(model, c.strategy.tp, c.strategy.ep, c.strategy.attention_dp, runtime), c.label()
     try:
         plan = api.search(topology=TOPO, model=model, isl=isl, osl=osl, disaggregation="off", time_limit_s=5,
                           runtime=runtime)
@@ -74,7 +84,7 @@ def test_moe_layouts_are_ones_runtimes_accept(cfg, isl, osl, runtime):
         assume(False)
         return
     for g in plan.replica_groups:
-        assert _valid(model, g.strategy.tp, g.strategy.ep)
+        assert _valid(model, g.strategy.tp, g.strategy.ep, g.strategy.attention_dp, runtime)
     for target in {"vllm": ("vllm",), "sglang": ("sglang",), "trtllm": ("trtllm",)}[runtime]:
         try:
             text = "".join(emit(plan, target, model_path="/models/random-moe").values())
@@ -82,9 +92,15 @@ def test_moe_layouts_are_ones_runtimes_accept(cfg, isl, osl, runtime):
             # the emitter refuses a layout its runtime cannot launch (e.g. SGLang's equal ranks per
             # node): refused in one line, never written wrong
             continue
+        # vLLM's --tensor-parallel-size is the attention TP (tp / attention_dp; its DP size the rest);
+        # SGLang's --tp-size and TensorRT-LLM's tp_size count all of a stage's GPUs
+        attention_tp = {g.strategy.tp // g.strategy.attention_dp for g in plan.replica_groups}
+        stage_gpus = {g.strategy.tp for g in plan.replica_groups}
         for flag, value in FLAG_VALUE.findall(text):
             n = int(value)
-            if flag in ("tensor-parallel-size", "tp-size", "tp_size"):
-                assert model.heads % n == 0
+            if flag == "tensor-parallel-size":
+                assert n in attention_tp and model.heads % n == 0
+            elif flag in ("tp-size", "tp_size"):
+                assert n in stage_gpus
             elif flag in ("ep-size", "moe_expert_parallel_size", "ep_size"):
                 assert model.experts % n == 0

@@ -28,8 +28,21 @@ vLLM docs/deployment/frameworks/lws.md; Kubernetes core/v1 and apps/v1 (PodTempl
 Deployment, Service), which tests/test_emit.py validates field by field against the
 ``kubernetes`` Python client's models. ``ray start`` flags: Ray's ray/scripts/scripts.py
 (--head, --port, --address, --num-gpus, --block).
+Attention data parallelism (``strategy.attention_dp`` > 1): the pods run vLLM's data-parallel launch
+that planner/emit/vllm.py writes (flags and sources in its docstring), without Ray:
+  * one node: the Deployment's pod runs ``vllm serve ... --data-parallel-size D`` on its GPUs;
+  * several nodes: the LeaderWorkerSet leader is the data-parallel head (API server and its local
+    engines, ``--data-parallel-address $POD_IP``: vLLM binds its RPC socket to that address, so it is
+    the pod's IP from the downward API, status.podIP, not a DNS name); each worker runs ``--headless``
+    engines that connect to ``$LWS_LEADER_ADDRESS`` with ``--data-parallel-start-rank`` picked by its
+    ``LWS_WORKER_INDEX`` (1 .. size-1; env var injected into every container, LwsWorkerIndex in
+    leaderworkerset_types.go); llm-d's wide-EP guide derives its start ranks from LWS_WORKER_INDEX
+    the same way (guides/wide-ep-lws/manifests/modelserver/base/decode.yaml, read in a fork of
+    llm-d/llm-d). Worker pods are interchangeable among the worker nodes, as above; each holds the
+    same number of engines, so any order gives the plan's shape.
 Refused: node names that are not hostname label values, group ids that cannot name an object,
-and multi-node replicas whose worker nodes hold different numbers of GPUs.
+multi-node replicas whose worker nodes hold different numbers of GPUs, and what the vLLM emitter
+refuses for attention data parallelism.
 """
 from __future__ import annotations
 
@@ -37,9 +50,10 @@ import re
 
 import yaml
 
-from planner.emit import ReplicaLayout, check_node_names, continued, layouts, model_ref, needs_fp8_quantization
-from planner.emit.vllm import (RAY_PORT, VLLM_IMAGE, VLLM_VERSION, pp_partition_env, ray_wait_command,
-                               serve_command)
+from planner.emit import (ReplicaLayout, attention_groups, check_node_names, continued, layouts, model_ref,
+                          needs_fp8_quantization, shape_text)
+from planner.emit.vllm import (DP_RPC_PORT, RAY_PORT, VLLM_IMAGE, VLLM_VERSION, DataParallel, dp_node_ranks,
+                               pp_partition_env, ray_wait_command, serve_command)
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -100,8 +114,12 @@ def _env(g: ReplicaGroup) -> list[dict]:
     return env
 
 
-def _container(name: str, g: ReplicaGroup, gpus: int, command: list[str], serving: bool) -> dict:
-    c: dict = {"name": name, "image": VLLM_IMAGE, "command": command, "env": _env(g)}
+def _container(name: str, g: ReplicaGroup, gpus: int, command: list[str], serving: bool,
+               pod_ip: bool = False) -> dict:
+    env = _env(g)
+    if pod_ip:  # the pod's own IP address, for a socket that vLLM binds
+        env.append({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+    c: dict = {"name": name, "image": VLLM_IMAGE, "command": command, "env": env}
     if serving:
         c["ports"] = [{"name": "http", "containerPort": PORT}]
         c["readinessProbe"] = {"tcpSocket": {"port": PORT}, "initialDelaySeconds": 15, "periodSeconds": 10}
@@ -141,8 +159,10 @@ def _deployment(g: ReplicaGroup, row: ReplicaLayout, name: str, model: str, quan
                  "template": _pod(labels, _container("vllm", g, len(gpus), cmd, serving=True),
                                   _node_affinity([row.head]))},
     }
+    d, at = attention_groups(g)
+    dp_note = f"; {d} vLLM data-parallel engines of {at} GPU(s) in it" if d > 1 else ""
     why = (f"# replica {r.index} of {g.id}: one node ({row.head}, plan GPUs {', '.join(map(str, gpus))}); "
-           "a Deployment of one pod pinned to that node")
+           f"a Deployment of one pod pinned to that node{dp_note}")
     return why, doc
 
 
@@ -157,12 +177,16 @@ def _leader_worker_set(g: ReplicaGroup, row: ReplicaLayout, name: str, model: st
     world = sum(len(v) for v in row.gpus.values())
     head_gpus = len(row.gpus[row.head])
     worker_gpus = counts[workers[0]]
-    serve = continued(serve_command(model, g, quant, PORT, ray=True), indent="")
-    serve[0] = "exec " + serve[0]
-    leader_cmd = _sh(["set -e", f"ray start --head --port={RAY_PORT} --num-gpus={head_gpus}",
-                      ray_wait_command(world), *serve])
-    worker_cmd = _sh([f"until ray start --address=${{LWS_LEADER_ADDRESS}}:{RAY_PORT} --num-gpus={worker_gpus} "
-                      "--block; do sleep 5; done"])
+    d, at = attention_groups(g)
+    if d > 1:
+        leader_cmd, worker_cmd = _dp_commands(g, row, model, quant)
+    else:
+        serve = continued(serve_command(model, g, quant, PORT, ray=True), indent="")
+        serve[0] = "exec " + serve[0]
+        leader_cmd = _sh(["set -e", f"ray start --head --port={RAY_PORT} --num-gpus={head_gpus}",
+                          ray_wait_command(world), *serve])
+        worker_cmd = _sh([f"until ray start --address=${{LWS_LEADER_ADDRESS}}:{RAY_PORT} --num-gpus={worker_gpus} "
+                          "--block; do sleep 5; done"])
     worker_labels = _labels(g, r.index, "worker")
     worker_affinity = _node_affinity(workers)
     if len(workers) > 1:  # one worker per node of the set
@@ -177,7 +201,8 @@ def _leader_worker_set(g: ReplicaGroup, row: ReplicaLayout, name: str, model: st
                 "size": len(row.nodes),
                 "restartPolicy": "RecreateGroupOnPodRestart",
                 "leaderTemplate": _pod(_labels(g, r.index, "leader"),
-                                       _container("vllm-leader", g, head_gpus, leader_cmd, serving=True),
+                                       _container("vllm-leader", g, head_gpus, leader_cmd, serving=True,
+                                                  pod_ip=d > 1),
                                        _node_affinity([row.head])),
                 "workerTemplate": _pod(worker_labels,
                                        _container("vllm-worker", g, worker_gpus, worker_cmd, serving=False),
@@ -186,12 +211,34 @@ def _leader_worker_set(g: ReplicaGroup, row: ReplicaLayout, name: str, model: st
         },
     }
     where = ", ".join(f"{n}: {len(row.gpus[n])} GPUs" for n in row.nodes)
+    roles = (("vLLM data-parallel head: API server and engines", f"headless engines, tensor-parallel {at} each")
+             if d > 1 else ("Ray head, vllm serve", "Ray workers"))
     why = (f"# replica {r.index} of {g.id}: {len(row.nodes)} nodes ({where}); one LeaderWorkerSet per plan replica\n"
            "# (replicas: 1) because a plan pins each replica to its own nodes and an LWS has one template for all\n"
-           f"# its groups; leader pinned to {row.head} (Ray head, vllm serve), "
+           f"# its groups; leader pinned to {row.head} ({roles[0]}), "
            + (f"worker to {workers[0]}" if len(workers) == 1 else
-              f"workers to {', '.join(workers)}, one per node") + " (Ray workers)")
+              f"workers to {', '.join(workers)}, one per node") + f" ({roles[1]})")
     return why, doc
+
+
+def _dp_commands(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool) -> tuple[list[str], list[str]]:
+    """Leader and worker commands of vLLM's multi-node data-parallel launch (attention_dp > 1, no Ray)."""
+    per_node = dp_node_ranks(g, row)
+    head_local = per_node[0][2]
+    leader = continued(serve_command(model, g, quant, PORT, ray=False, dp=DataParallel(
+        local=head_local, address="$POD_IP", rpc_port=DP_RPC_PORT)), indent="")
+    leader[0] = "exec " + leader[0]
+    # workers share one template; LWS_WORKER_INDEX (1 .. size-1) picks each one's first DP rank
+    worker_local = per_node[1][2]
+    starts = [start for _, start, _ in per_node[1:]]
+    pick = ['case "$LWS_WORKER_INDEX" in']
+    pick += [f"{w}) START={start} ;;" for w, start in enumerate(starts, 1)]
+    pick += ['*) echo "unexpected LWS_WORKER_INDEX=$LWS_WORKER_INDEX" >&2; exit 1 ;;', "esac"]
+    worker = continued(serve_command(model, g, quant, PORT, ray=False, dp=DataParallel(
+        local=worker_local, start="$START", address="${LWS_LEADER_ADDRESS}", rpc_port=DP_RPC_PORT,
+        headless=True)), indent="")
+    worker[0] = "exec " + worker[0]
+    return _sh(["set -e", *leader]), _sh(["set -e", *pick, *worker])
 
 
 def _service(g: ReplicaGroup) -> tuple[str, dict]:
@@ -204,7 +251,6 @@ def _service(g: ReplicaGroup) -> tuple[str, dict]:
 
 
 def _group_file(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str, quant: bool) -> str:
-    s = g.strategy
     docs = [_service(g)]
     for row in rows:
         name = f"vllm-{g.id}-r{row.replica.index}"
@@ -212,7 +258,7 @@ def _group_file(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: s
         docs.append(make(g, row, name, model, quant))
     header = [
         f"# Kubernetes manifests for plan group {g.id} ({g.role}, {g.gpu_label}): {plan.inputs.model.name}, "
-        f"tp={s.tp} pp={s.pp} ep={s.ep}, {len(rows)} replica(s)",
+        f"{shape_text(g)}, {len(rows)} replica(s)",
         f"# generated by {plan.generator} `plan-search emit --target k8s`; runtime vLLM {VLLM_VERSION} only "
         f"(image {VLLM_IMAGE}); LeaderWorkerSet schema: {LWS_SOURCE}",
         "# each plan replica is pinned by node affinity on kubernetes.io/hostname to the plan's node names (which must",

@@ -25,6 +25,11 @@ Checked against Ray 2.60.0 (the ``ray`` wheel's source), in APIs present since R
   "Resources");
   ray/scripts/scripts.py ``ray start``: --head, --port, --address, --num-gpus, --resources (a JSON object);
   docs.ray.io "Configuring Ray" (custom resources with ``ray start --resources='{...}'``).
+Attention data parallelism (``strategy.attention_dp`` > 1) changes nothing here: a replica is still
+one placement group with one pinned bundle per rank in rank order, so attention group k is bundles
+k*tp/attention_dp .. (k+1)*tp/attention_dp - 1, and a replica over several nodes is PACK like any
+other. The groups only reserve GPUs: the data-parallel launches that ``--target vllm`` and
+``sglang`` write for such plans do not run on Ray.
 Refused: node names that cannot be both a resource name and a shell word (letters, digits, ``.``,
 ``_``, ``-``; first a letter or digit).
 """

@@ -14,13 +14,24 @@ Disaggregated plans (prefill and decode groups): --disaggregation-mode prefill|d
 a distinct --disaggregation-bootstrap-port per prefill server; ``sglang-router.sh`` starts the
 router (sgl-router: ``python -m sglang_router.launch_router --pd-disaggregation --prefill URL
 BOOTSTRAP_PORT --decode URL``) that sends each request to one prefill and one decode server.
---dp-size/--enable-dp-attention are not emitted: each plan replica is its own server, and DP
-attention (attention data-parallel, dp == tp) is a layout the plan does not price.
+Attention data parallelism (``strategy.attention_dp`` = D > 1, MoE): ``--tp-size`` stays the plan's
+tp (the GPUs of the server) and ``--dp-size D --enable-dp-attention`` splits attention into D groups
+of tp/D GPUs (ServerArgs fields dp_size, alias --data-parallel-size, and enable_dp_attention in the
+snapshot above), with ``--ep-size`` the plan's ep. Each plan replica is still its own server: D is
+not a count of replicas. With DP attention SGLang divides two budgets by D
+(ServerArgs._handle_data_parallelism: chunked_prefill_size // dp_size; the per-rank limit in
+managers/tp_worker.py TpModelWorker, model_executor/model_runner.py in later trees:
+max_running_requests // (dp_size if enable_dp_attention else 1)), so ``--max-running-requests`` is
+the plan's batch_size over all groups and ``--chunked-prefill-size`` is D x the plan's per-scheduler
+max_num_batched_tokens. Multi-node replicas use the same --nnodes/--node-rank/--dist-init-addr
+launch as above; GPUs in rank order make attention group k the plan's tp ranks k*tp/D .. (k+1)*tp/D - 1.
+Not checked here: which models SGLang runs with DP attention (the flag's help names DeepSeek-V2 and
+Qwen 2/3 MoE; other MoE models, e.g. Mixtral, may be refused by SGLang at start-up).
 """
 from __future__ import annotations
 
-from planner.emit import (ReplicaLayout, all_nodes, continued, csv, floor2, group_script, kv_cache_flag,
-                          layouts, model_ref, needs_fp8_quantization, uneven)
+from planner.emit import (ReplicaLayout, all_nodes, attention_groups, continued, csv, floor2, group_script,
+                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, uneven)
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -41,16 +52,20 @@ def _mem_fraction(g: ReplicaGroup) -> str:
 
 def _launch(model: str, g: ReplicaGroup, quant: bool, port: int, bootstrap: int | None = None) -> list[str]:
     s = g.strategy
+    d, _ = attention_groups(g)
     cmd = ["python -m sglang.launch_server",
            f"--model-path {model}",
            f"--tp-size {s.tp}",
            f"--pp-size {s.pp}"]
+    if d > 1:
+        cmd += [f"--dp-size {d}", "--enable-dp-attention"]
     if s.ep > 1:
         cmd.append(f"--ep-size {s.ep}")
+    # with DP attention both budgets are totals that SGLang divides by dp_size (see the module docstring)
     cmd += [f"--mem-fraction-static {_mem_fraction(g)}",
-            f"--max-running-requests {s.batch_size}",
+            f"--max-running-requests {max(s.batch_size, d)}",
             f"--context-length {s.max_model_len}",
-            f"--chunked-prefill-size {s.max_num_batched_tokens}",
+            f"--chunked-prefill-size {s.max_num_batched_tokens * d}",
             f"--kv-cache-dtype {kv_cache_flag(g, fp8='fp8_e4m3', runtime='SGLang')}"]
     if quant:
         cmd.append("--quantization fp8")
@@ -71,12 +86,14 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
     pp_env = f"SGLANG_PP_LAYER_PARTITION={csv(s.layer_split)} " if uneven(s.layer_split) else ""
     nodes = all_nodes(rows)
     bodies: dict[str, list[str]] = {n: [] for n in nodes}
+    d, at = attention_groups(g)
+    dp_note = f"; DP attention: {d} attention groups of {at} GPU(s)" if d > 1 else ""
     for i, row in enumerate(rows):
         r = row.replica
         cmd = _launch(model, g, quant, row.port, _bootstrap_port(row) if g.role == "prefill" else None)
         if not row.multi_node:
             gpus = csv(row.gpus[row.head])
-            bodies[row.head].append(f"  # replica {r.index}: GPUs {gpus}, port {row.port}")
+            bodies[row.head].append(f"  # replica {r.index}: GPUs {gpus}, port {row.port}{dp_note}")
             line = [f"CUDA_VISIBLE_DEVICES={gpus} {pp_env}{cmd[0]}", *cmd[1:]]
             line[-1] += " &"
             bodies[row.head].extend(continued(line))
@@ -90,7 +107,7 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
         for rank, n in enumerate(row.nodes):
             gpus = csv(row.gpus[n])
             bodies[n].append(f"  # replica {r.index}: node rank {rank} of {len(row.nodes)}, GPUs {gpus}"
-                             + (f", port {row.port}" if rank == 0 else ""))
+                             + (f", port {row.port}{dp_note}" if rank == 0 else ""))
             line = [f"CUDA_VISIBLE_DEVICES={gpus} {pp_env}{cmd[0]}", *cmd[1:],
                     f"--nnodes {len(row.nodes)}", f"--node-rank {rank}", f"--dist-init-addr {addr}"]
             line[-1] += " &"

@@ -8,16 +8,25 @@ Flags checked against TensorRT-LLM 1.x ``trtllm-serve`` (click options of ``serv
   --extra_llm_api_options (alias of --config; a YAML merged into the LLM API arguments).
 Multi-node replicas: ``mpirun -H host:n,... -np N trtllm-llmapi-launch trtllm-serve ...``
 (tensorrt_llm/llmapi/trtllm-llmapi-launch is in the same repository).
+Attention data parallelism (``strategy.attention_dp`` = D > 1, MoE): ``enable_attention_dp: true`` in
+the extra-options YAML (LLM API argument ``enable_attention_dp``, tensorrt_llm/llmapi/llm_args.py;
+used with ``--tp_size 8 --ep_size 8`` in the docs' example examples/serve/deepseek_r1_reasoning_parser.sh).
+It makes every one of the tp ranks its own attention group, so only D == tp is written. Each rank
+then schedules its own requests: the PyTorch executor admits up to tp x max_batch_size requests in
+all (tensorrt_llm/_torch/pyexecutor/py_executor.py, _fetch_new_requests under enable_attention_dp),
+so ``--max_batch_size`` is batch_size // D; ``--max_num_tokens`` is the plan's per-scheduler value.
+Multi-node replicas use the mpirun launch above unchanged.
 Refused, with the reason: an uneven pipeline layer split (trtllm-serve has no flag that pins one),
-FP8 weights from a non-FP8 checkpoint (no online FP8 quantization flag in trtllm-serve), and
-multi-node replicas whose nodes use different GPU indices (one CUDA_VISIBLE_DEVICES per mpirun).
+FP8 weights from a non-FP8 checkpoint (no online FP8 quantization flag in trtllm-serve),
+multi-node replicas whose nodes use different GPU indices (one CUDA_VISIBLE_DEVICES per mpirun),
+and attention_dp other than 1 or tp (enable_attention_dp has no group size).
 """
 from __future__ import annotations
 
 from costmodels.memory import front_loaded_split
 
-from planner.emit import (ReplicaLayout, all_nodes, continued, csv, floor2, group_script, layouts, model_ref,
-                          needs_fp8_quantization, uneven)
+from planner.emit import (ReplicaLayout, all_nodes, attention_groups, continued, csv, floor2, group_script,
+                          layouts, model_ref, needs_fp8_quantization, uneven)
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -35,12 +44,21 @@ def _kv_fraction(g: ReplicaGroup) -> str:
 
 
 def _extra_yaml(g: ReplicaGroup) -> str | None:
+    d, _ = attention_groups(g)
+    text = ""
+    if d > 1:
+        if d != g.strategy.tp:
+            raise InputError(f"trtllm-serve's attention data parallelism gives each of the {g.strategy.tp} ranks "
+                             f"its own attention (enable_attention_dp has no group size); the plan's attention_dp={d} "
+                             "cannot be set", field=f"replica_groups.{g.id}.strategy.attention_dp")
+        text += ("# attention data parallelism: each rank runs attention for its own requests (LLM API "
+                 "enable_attention_dp)\nenable_attention_dp: true\n")
     kv = g.strategy.kv_dtype
-    if kv in ("bf16", "fp16"):
-        return None
     if kv == "fp8":
-        return "# KV cache in FP8 (LLM API KvCacheConfig.dtype)\nkv_cache_config:\n  dtype: fp8\n"
-    raise InputError(f"trtllm-serve has no KV-cache dtype {kv}", field=f"replica_groups.{g.id}.strategy.kv_dtype")
+        text += "# KV cache in FP8 (LLM API KvCacheConfig.dtype)\nkv_cache_config:\n  dtype: fp8\n"
+    elif kv not in ("bf16", "fp16"):
+        raise InputError(f"trtllm-serve has no KV-cache dtype {kv}", field=f"replica_groups.{g.id}.strategy.kv_dtype")
+    return text or None
 
 
 def _serve(model: str, g: ReplicaGroup, port: int, extra: str | None, gpus_per_node: int | None) -> list[str]:
@@ -51,7 +69,8 @@ def _serve(model: str, g: ReplicaGroup, port: int, extra: str | None, gpus_per_n
         cmd.append(f"--ep_size {s.ep}")
     if gpus_per_node is not None:
         cmd.append(f"--gpus_per_node {gpus_per_node}")
-    cmd += [f"--max_batch_size {s.batch_size}", f"--max_num_tokens {s.max_num_batched_tokens}",
+    d, _ = attention_groups(g)
+    cmd += [f"--max_batch_size {max(1, s.batch_size // d)}", f"--max_num_tokens {s.max_num_batched_tokens}",
             f"--max_seq_len {s.max_model_len}", f"--kv_cache_free_gpu_memory_fraction {_kv_fraction(g)}"]
     if extra:
         cmd.append(f"--extra_llm_api_options {extra}")

@@ -12,14 +12,41 @@ Multi-node: the Ray cluster launch vLLM documents (docs "Parallelism and Scaling
 examples/online_serving/multi-node-serving.sh): ``ray start --head --port`` on the first node,
 ``ray start --address`` on the others, then ``vllm serve ... --distributed-executor-backend ray``
 on the first node.
-The command builders here (``serve_command``, ``pp_partition_env``, ``ray_wait_command``) are shared
-with the Kubernetes emitter (planner/emit/k8s.py), which runs the same commands in pods of
-``VLLM_IMAGE``, the vLLM OpenAI-server image of the version named above.
+The command builders here (``serve_command``, ``pp_partition_env``, ``ray_wait_command``,
+``dp_node_ranks``) are shared with the Kubernetes emitter (planner/emit/k8s.py), which runs the same
+commands in pods of ``VLLM_IMAGE``, the vLLM OpenAI-server image of the version named above.
+
+Attention data parallelism (``strategy.attention_dp`` = D > 1, MoE): vLLM runs D data-parallel
+engines of ``--tensor-parallel-size`` tp/D each, in lockstep, with the expert layers spread over all
+D x tp/D = tp GPUs by ``--enable-expert-parallel`` (docs "Data Parallel Deployment",
+docs/serving/data_parallel_deployment.md: "expert layers form a tensor parallel group of size DP x TP",
+expert parallelism with --enable-expert-parallel). Flags, same parser as above (arg_utils.py @
+99d7eb5d6a51, ParallelConfig group): --data-parallel-size (-dp), --data-parallel-size-local (-dpl),
+--data-parallel-start-rank (-dpr), --data-parallel-address (-dpa), --data-parallel-rpc-port (-dpp);
+--headless from the serve parser (vllm/entrypoints/openai/cli_args.py make_arg_parser).
+  * ``--max-num-seqs`` is per data-parallel engine (the same docs page: "--max-num-seqs applies per DP
+    rank"), so it is batch_size // D; ``--max-num-batched-tokens`` is the plan's per-scheduler value.
+  * One node: one ``vllm serve ... --data-parallel-size D``; vLLM gives local engine j the visible GPUs
+    j*tp/D .. (j+1)*tp/D - 1 (vllm/v1/engine/utils.py get_device_indices), so CUDA_VISIBLE_DEVICES in
+    rank order puts attention group j on the plan's GPUs.
+  * Several nodes (no Ray): the multi-node launch of that docs page. The first node runs the API server
+    and its engines (--data-parallel-size-local, --data-parallel-address, --data-parallel-rpc-port);
+    every other node runs ``--headless`` with its own --data-parallel-start-rank. The head binds its
+    RPC socket to --data-parallel-address, so on the head that must be the head's IP address (the
+    script asks for it in DP_HEAD_IP_<node>; the docs' examples give an IP); the other nodes only
+    connect and default to the head's name. Engines on the other nodes learn the head's torch
+    process-group port in the start-up handshake (vllm/v1/engine/utils.py), so only the RPC port is set.
+  Refused: an attention group spread over two nodes (a data-parallel engine is on one node), DP ranks
+  of a node that are not consecutive, and an expert-parallel degree other than tp (vLLM's expert group
+  is all D x tp/D GPUs).
 """
 from __future__ import annotations
 
-from planner.emit import (ReplicaLayout, all_nodes, continued, csv, floor2, group_script, kv_cache_flag,
-                          layouts, model_ref, needs_fp8_quantization, uneven)
+import re
+from dataclasses import dataclass
+
+from planner.emit import (ReplicaLayout, all_nodes, attention_groups, continued, csv, floor2, group_script,
+                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, uneven)
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -28,30 +55,93 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"  # Docker Hub image of the release VLLM_
 SOURCE = "vllm-project/vllm vllm/engine/arg_utils.py @ 99d7eb5d6a51, vllm/entrypoints/openai/cli_args.py"
 BASE_PORT = 8000
 RAY_PORT = 6379
+DP_RPC_PORT = 13345  # --data-parallel-rpc-port of a multi-node replica, + (its HTTP port - BASE_PORT)
 
 
-def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool) -> list[str]:
-    """``vllm serve`` for one replica of the group: the program, then one flag (with its value) per item."""
+@dataclass(frozen=True)
+class DataParallel:
+    """The data-parallel part of one ``vllm serve`` of a replica with attention_dp > 1."""
+    local: int | None = None        # --data-parallel-size-local (multi-node launches only)
+    start: int | str | None = None  # --data-parallel-start-rank (the nodes after the first)
+    address: str | None = None      # --data-parallel-address
+    rpc_port: int | None = None     # --data-parallel-rpc-port
+    headless: bool = False          # --headless: engines only, no API server (the nodes after the first)
+
+
+def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool,
+                  dp: DataParallel | None = None) -> list[str]:
+    """``vllm serve`` for one replica of the group: the program, then one flag (with its value) per item.
+
+    With attention_dp > 1, ``dp`` holds the per-node data-parallel flags of a multi-node launch
+    (None: the replica is on one node)."""
     s, m = g.strategy, g.memory_per_gpu_bytes
+    d, at = attention_groups(g)
+    if d > 1 and ray:
+        raise ValueError("a data-parallel vLLM launch does not use the Ray executor")
     cmd = [f"vllm serve {model}",
-           f"--tensor-parallel-size {s.tp}",
-           f"--pipeline-parallel-size {s.pp}",
-           f"--max-num-seqs {s.batch_size}",
-           f"--max-model-len {s.max_model_len}",
-           f"--max-num-batched-tokens {s.max_num_batched_tokens}",
-           f"--gpu-memory-utilization {floor2(m.capacity - m.reserve, m.capacity)}",
-           f"--kv-cache-dtype {kv_cache_flag(g, fp8='fp8', runtime='vLLM')}"]
+           f"--tensor-parallel-size {at}",
+           f"--pipeline-parallel-size {s.pp}"]
+    if d > 1:
+        cmd.append(f"--data-parallel-size {d}")
+    cmd += [f"--max-num-seqs {max(1, s.batch_size // d)}",
+            f"--max-model-len {s.max_model_len}",
+            f"--max-num-batched-tokens {s.max_num_batched_tokens}",
+            f"--gpu-memory-utilization {floor2(m.capacity - m.reserve, m.capacity)}",
+            f"--kv-cache-dtype {kv_cache_flag(g, fp8='fp8', runtime='vLLM')}"]
     if quant:
         cmd.append("--quantization fp8")
+    if d > 1 and s.ep != s.tp:
+        raise InputError(f"with attention data parallelism vLLM spreads the experts over all {s.tp} GPUs of the "
+                         f"replica (data-parallel {d} x tensor-parallel {at}, --enable-expert-parallel); the plan's "
+                         f"ep={s.ep} cannot be set", field=f"replica_groups.{g.id}.strategy.ep")
     if s.ep > 1:
         if s.ep != s.tp:
             raise InputError(f"vLLM's expert-parallel size is the tensor-parallel size ({s.tp}); the plan's ep={s.ep} "
                              "cannot be set", field=f"replica_groups.{g.id}.strategy.ep")
         cmd.append("--enable-expert-parallel")
+    if dp is not None:
+        if dp.headless:
+            cmd.append("--headless")
+        cmd.append(f"--data-parallel-size-local {dp.local}")
+        if dp.start is not None:
+            cmd.append(f"--data-parallel-start-rank {dp.start}")
+        cmd += [f"--data-parallel-address {dp.address}", f"--data-parallel-rpc-port {dp.rpc_port}"]
     if ray:
         cmd.append("--distributed-executor-backend ray")
-    cmd.append(f"--port {port}")
+    if dp is None or not dp.headless:
+        cmd.append(f"--port {port}")
     return cmd
+
+
+def dp_node_ranks(g: ReplicaGroup, row: ReplicaLayout) -> list[tuple[str, int, int]]:
+    """Per node of a replica with attention_dp > 1, in rank order: (node, its first DP rank, its DP ranks).
+
+    DP rank k is attention group k (tp ranks k*at .. (k+1)*at - 1, at = tp / attention_dp); vLLM runs it
+    as one engine on one node, and a node's engines are consecutive DP ranks from its start rank."""
+    _, at = attention_groups(g)
+    r = row.replica
+    ranks = sorted(r.ranks, key=lambda k: k.rank)
+    where = f"replica_groups.{g.id}.replicas.{r.index}.ranks"
+    out: list[tuple[str, int, int]] = []
+    for k in range(len(ranks) // at):
+        nodes = list(dict.fromkeys(x.node for x in ranks[k * at:(k + 1) * at]))
+        if len(nodes) > 1:
+            raise InputError(f"vLLM runs each data-parallel engine (an attention group of {at} GPUs) on one node; "
+                             f"attention group {k} of replica {r.index} spans {', '.join(nodes)}", field=where)
+        node = nodes[0]
+        if out and out[-1][0] == node:
+            out[-1] = (node, out[-1][1], out[-1][2] + 1)
+        elif any(n == node for n, _, _ in out):
+            raise InputError(f"vLLM gives each node consecutive data-parallel ranks; replica {r.index} has attention "
+                             f"groups on {node} before and after another node", field=where)
+        else:
+            out.append((node, k, 1))
+    return out
+
+
+def head_ip_var(head: str) -> str:
+    """Shell variable that holds the IP address of a data-parallel head node."""
+    return "DP_HEAD_IP_" + re.sub(r"[^A-Za-z0-9_]", "_", head)
 
 
 def pp_partition_env(g: ReplicaGroup) -> dict[str, str]:
@@ -70,11 +160,17 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
     pp_env = "".join(f"{k}={v} " for k, v in pp_partition_env(g).items())
     nodes = all_nodes(rows)
     bodies: dict[str, list[str]] = {n: [] for n in nodes}
+    d, at = attention_groups(g)
     for i, row in enumerate(rows):
         r = row.replica
+        if d > 1 and row.multi_node:
+            _dp_multi_node(g, row, model, quant, bodies)
+            continue
         if not row.multi_node:
             gpus = csv(row.gpus[row.head])
-            bodies[row.head].append(f"  # replica {r.index}: GPUs {gpus}, port {row.port}")
+            dp_note = (f"; {d} data-parallel engines (attention groups) of {at} GPU(s), experts over all "
+                       f"{g.strategy.tp}" if d > 1 else "")
+            bodies[row.head].append(f"  # replica {r.index}: GPUs {gpus}, port {row.port}{dp_note}")
             cmd = serve_command(model, g, quant, row.port, ray=False)
             cmd[0] = f"CUDA_VISIBLE_DEVICES={gpus} {pp_env}{cmd[0]}"
             cmd[-1] += " &"
@@ -100,6 +196,37 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
                              f"--address=${{RAY_HEAD_ADDR:-{head}}}:{ray_port} --num-gpus={len(row.gpus[n])}")
     return group_script(plan, g, runtime="vLLM", version=VLLM_VERSION, target="vllm", source=SOURCE,
                         replicas=len(rows), nodes=nodes, bodies=bodies)
+
+
+def _dp_multi_node(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool,
+                   bodies: dict[str, list[str]]) -> None:
+    """vLLM's multi-node data-parallel launch of one replica: API server and first engines on its first
+    node, ``--headless`` engines on the others; no Ray."""
+    d, at = attention_groups(g)
+    r = row.replica
+    per_node = dp_node_ranks(g, row)
+    var = head_ip_var(row.head)
+    rpc = DP_RPC_PORT + (row.port - BASE_PORT)
+    where = ", ".join(f"{n} GPUs {csv(row.gpus[n])}" for n in row.nodes)
+    for node, start, local in per_node:
+        head = node == row.head
+        dp = DataParallel(local=local, start=None if head else start, rpc_port=rpc, headless=not head,
+                          address=f"${var}" if head else f"${{{var}:-{row.head}}}")
+        b = bodies[node]
+        ranks = f"DP ranks {start}-{start + local - 1} of {d}" if local > 1 else f"DP rank {start} of {d}"
+        if head:
+            b.append(f"  # replica {r.index}: {len(row.nodes)} nodes ({where}); data-parallel head here ({ranks}, "
+                     f"tensor-parallel {at} each), port {row.port}")
+            b.append(f"  # vLLM binds its data-parallel RPC port {rpc} to ${var}, so that must be {row.head}'s IP "
+                     "address (not a host name); start the other nodes too")
+            b.append(f'  : "${{{var}:?set {var} to the IP address of {row.head}}}"')
+        else:
+            b.append(f"  # replica {r.index}: {ranks} (tensor-parallel {at} each), engines only (--headless), "
+                     f"serving through the API server on {row.head} at ${var} (default: the name {row.head})")
+        cmd = serve_command(model, g, quant, row.port, ray=False, dp=dp)
+        cmd[0] = f"CUDA_VISIBLE_DEVICES={csv(row.gpus[node])} {cmd[0]}"
+        cmd[-1] += " &"
+        b.extend(continued(cmd))
 
 
 def emit_vllm(plan: Plan, model_path: str | None = None) -> dict[str, str]:
