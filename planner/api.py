@@ -483,9 +483,15 @@ def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing
             return (f"{spec.name} needs {wbytes / GIB:.1f} GiB of weights in {req.weight_dtype}; the cluster's "
                     f"free GPUs have {usable / GIB:.1f} GiB usable: add at least {more} GPU{'s' if more > 1 else ''} (the plan then uses "
                     f"{how})" + (f" or use --weight-dtype {'/'.join(smaller)}" if smaller else ""))
+        pins = [f for f, v in (("--tp", req.tp), ("--pp", req.pp), ("--ep", req.ep),
+                               ("--attention-dp", req.attention_dp)) if v is not None]
+        tries = ([f"drop {'/'.join(pins)}"] if pins else []) + [
+            f"--weight-dtype {d}" for d in ("fp8", "int4") if dtype_bytes(d) < dtype_bytes(req.weight_dtype)][:1] + [
+            "--kv-dtype fp8" if dtype_bytes(req.kv_dtype) > 1 else "", "shorter --isl/--osl",
+            "" if req.allow_cross_domain_tp else "--allow-cross-domain-tp"]
         return (f"{spec.name} ({wbytes / GIB:.1f} GiB of weights in {req.weight_dtype}) fits no replica shape "
                 f"with room for one sequence of {req.isl + req.osl} tokens on this cluster's domains; "
-                f"try --weight-dtype fp8, --kv-dtype fp8, shorter --isl/--osl, or --allow-cross-domain-tp")
+                f"try {', '.join(t for t in tries if t)}")
     parts = []
     if req.tpot_s is not None and pricing.best_tpot_s > req.tpot_s:
         parts.append(f"TPOT {req.tpot_s * 1e3:g} ms is unreachable: the fastest plan reaches "
