@@ -66,14 +66,49 @@ def place(sol: Solution, inst: Instance, view: ClusterView) -> list[PlacedReplic
             for u in us:
                 out.append(PlacedReplica(c, tuple(u[s * tp:(s + 1) * tp] for s in range(pp))))
         elif c.span == "inter":
-            for r in range(0, len(us), pp):
-                out.append(PlacedReplica(c, tuple(us[r:r + pp])))
+            groups = None
+            if inst.request.runtime in EQUAL_RANKS_PER_NODE_RUNTIMES:
+                groups = _equal_per_node(us, pp, lambda u: view.topology.gpu(u[0])["node"])
+            if groups is None:
+                groups = [us[r:r + pp] for r in range(0, len(us), pp)]
+            for grp in groups:
+                out.append(PlacedReplica(c, tuple(grp)))
         else:  # cross (k whole domains per stage) and wide (k domains' free GPUs per stage)
             k = c.units_per_stage
             for r in range(0, len(us), k * pp):
                 block = us[r:r + k * pp]
                 out.append(PlacedReplica(c, tuple(tuple(x for u in block[s * k:(s + 1) * k] for x in u)
                                                   for s in range(pp))))
+    return out
+
+
+#: Runtimes that start one process per node with the same number of GPUs on every node of a
+#: replica (SGLang: ``--nnodes`` processes of tp x pp / nnodes GPUs each).
+EQUAL_RANKS_PER_NODE_RUNTIMES = ("sglang",)
+
+
+def _equal_per_node(units: list[tuple[str, ...]], pp: int, node_of) -> list[list[tuple[str, ...]]] | None:
+    """Group pipeline-stage units (each on one node, in placement order) into replicas of ``pp``
+    stages whose nodes each hold the same number of stages, or None if this greedy cannot.
+
+    Each replica takes its stages from as few nodes as it can: ``per`` stages from each of
+    ``pp / per`` nodes, ``per`` the largest divisor of ``pp`` for which enough nodes have that
+    many units left (the nodes with the most left first), so that later replicas still find
+    units to pair."""
+    by_node: dict[str, list[tuple[str, ...]]] = {}
+    for u in units:
+        by_node.setdefault(node_of(u), []).append(u)
+    rank = {n: i for i, n in enumerate(by_node)}
+    out = []
+    for _ in range(len(units) // pp):
+        left = sorted((n for n in by_node if by_node[n]), key=lambda n: (-len(by_node[n]), rank[n]))
+        for per in sorted((d for d in range(1, pp + 1) if pp % d == 0), reverse=True):
+            nodes = [n for n in left if len(by_node[n]) >= per][: pp // per]
+            if len(nodes) == pp // per:
+                out.append([by_node[n].pop(0) for n in sorted(nodes, key=rank.__getitem__) for _ in range(per)])
+                break
+        else:
+            return None
     return out
 
 
