@@ -158,12 +158,20 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     # Attention: FLOPs QK^T and AV over the attended context; decode reads the KV cache.
     heads_per_gpu = model.heads / at
     if model.is_mla:
-        flop_per_ctx = 2 * heads_per_gpu * (model.qk_nope_head_dim + model.qk_rope_head_dim + model.v_head_dim)
+        # MLA: prompts run as ordinary attention over decompressed keys and values (QK over
+        # nope + rope dims, AV over v dims); decode runs in the compressed space with the
+        # up-projections absorbed into the query and output (FlashMLA, FlashInfer's MLA
+        # kernels; DeepSeek-V2 paper, section 2.1.2): QK over kv_lora_rank + rope dims and AV
+        # over kv_lora_rank dims per head and context token.
+        prefill_flop_per_ctx = 2 * heads_per_gpu * (model.qk_nope_head_dim + model.qk_rope_head_dim
+                                                    + model.v_head_dim)
+        decode_flop_per_ctx = 2 * heads_per_gpu * (2 * model.kv_lora_rank + model.qk_rope_head_dim)
     else:
-        flop_per_ctx = 4 * heads_per_gpu * model.head_dim
+        prefill_flop_per_ctx = decode_flop_per_ctx = 4 * heads_per_gpu * model.head_dim
     n_layers = stage.layer_count
     g_prefill, g_decode = prefill_tokens / dp, decode_tokens / dp
-    attn_flops = n_layers * flop_per_ctx * (g_prefill * prefill_context + g_decode * decode_context)
+    attn_flops = n_layers * (prefill_flop_per_ctx * g_prefill * prefill_context
+                             + decode_flop_per_ctx * g_decode * decode_context)
     kv_token_bytes = model.kv_elements_per_token_per_layer(at) * dtype_bytes(kv_dtype)
     decode_kv_tokens = g_decode * model.kv_tokens_stored(int(decode_context), n_layers) if g_decode else 0.0
     # Decode reads each sequence's cache; every new token's K and V is written once. Prompt
