@@ -25,7 +25,8 @@ from planner.candidates import (Candidate, ClusterView, Pricing, Request, slowne
                                 inter_domain_link_fn, cluster_view, price_candidates)
 from planner.cpsat import SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution, solve, split_classes
 from planner.progress import SearchControl
-from planner.placement import PlacedReplica, PlacementError, place, replica_links, worst_links
+from planner.placement import (PlacedReplica, PlacementError, place, replica_links, slowest_stage_link,
+                               worst_links)
 from topologies.errors import InfeasibleError, InputError, SolveTimeout
 from topologies.graph import LOCAL, Topology
 from topologies.load import load_topology
@@ -343,12 +344,7 @@ def _topo_ref(topo: Topology) -> S.TopologyRef:
 def kv_link(topo: Topology, prefill: list[PlacedReplica], decode: list[PlacedReplica]):
     """The slowest path a prefill replica's KV cache takes to a decode replica of the plan
     (first stage to first stage, per GPU, every prefill GPU sending at once)."""
-    worst = None
-    for p in prefill:
-        for d in decode:
-            lk = topo.stage_link(list(p.stages[0]), list(d.stages[0]))
-            worst = lk if worst is None else max(worst, lk, key=slowness)
-    return worst if worst is not None else LOCAL
+    return slowest_stage_link(topo, [list(p.stages[0]) for p in prefill], [list(d.stages[0]) for d in decode])
 
 
 def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, sol: Solution,

@@ -25,7 +25,7 @@ from costmodels.hardware import get_gpu
 from costmodels.models import ModelSpec, get_model
 from costmodels.serving import (ReplicaMetrics, Strategy, evaluate_prefill, evaluate_replica,
                                 kv_transfer_s, replica_memory, ttft_under_load_s, validate_strategy)
-from planner.placement import measure_links, worst_links
+from planner.placement import measure_links, slowest_stage_link, worst_links
 from planner.schema import Plan
 from topologies.graph import LOCAL, Topology, gpu_id
 from topologies.load import load_topology
@@ -143,7 +143,7 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
             if not decode_firsts:
                 bad(f"{g.id}: a prefill group but no decode group to send the KV cache to")
                 continue
-            kv = _slowest(topo.stage_link(p, d) for p in firsts[g.id] for d in decode_firsts)
+            kv = slowest_stage_link(topo, firsts[g.id], decode_firsts)
             xfer = kv_transfer_s(spec_m, strategy, isl=isl, link=kv)
             pm = evaluate_prefill(spec_m, gpus, strategy, isl=isl, links=links)
             mems = replica_memory(spec_m, gpus, strategy, batch=pm.in_flight, context=isl)

@@ -16,7 +16,7 @@ from typing import Iterable
 from planner.candidates import Candidate, ClusterView, slowness
 from planner.cpsat import Instance, Solution
 from costmodels.serving import Links, Strategy
-from topologies.graph import LOCAL, Topology
+from topologies.graph import LOCAL, Link, Topology
 
 
 class PlacementError(Exception):
@@ -110,6 +110,80 @@ def _equal_per_node(units: list[tuple[str, ...]], pp: int, node_of) -> list[list
         else:
             return None
     return out
+
+
+def slowest_stage_link(topo: Topology, senders: list[list[str]], receivers: list[list[str]]) -> Link:
+    """The slowest :meth:`Topology.stage_link` from any group of ``senders`` to any group of
+    ``receivers`` (e.g. every prefill replica's first stage to every decode replica's), without
+    pricing all ``len(senders) x len(receivers)`` pairs.
+
+    A pair's link depends only on the two groups' *shapes* (per GPU its node type, index and
+    its rack's uplink, which GPUs share a node, which share a rack) and on which racks and
+    domains the two groups share: that decides NIC and uplink sharing and each GPU pair's
+    widest path (:meth:`Topology._signature`; racks differ only by their uplinks). So pairs
+    are priced once per such class, on a representative. Pairs on disjoint racks are found
+    per pair of shapes; pairs that share a rack are enumerated rack by rack, and those that
+    share a domain priced one by one.
+    """
+    if not senders or not receivers:
+        return LOCAL
+    g = topo.graph
+    leaf_spine = "spine" in g
+
+    def uplink(rack: str) -> float:
+        return g.edges[f"leaf/{rack}", "spine"]["bandwidth_bytes_per_s"] if leaf_spine else 0.0
+
+    def shape(grp: list[str]) -> tuple:
+        nodes: dict[str, int] = {}
+        racks: dict[str, int] = {}
+        return tuple((topo.node_type_of(g.nodes[x]["node"]), g.nodes[x]["index"], uplink(g.nodes[x]["rack"]),
+                      nodes.setdefault(g.nodes[x]["node"], len(nodes)), racks.setdefault(g.nodes[x]["rack"], len(racks)))
+                     for x in grp)
+
+    info = {}
+    for grp in list(senders) + list(receivers):
+        racks = list(dict.fromkeys(g.nodes[x]["rack"] for x in grp))
+        info[id(grp)] = (shape(grp), frozenset(topo.domain_of(x) for x in grp), racks)
+
+    worst: Link | None = None
+    seen: set[tuple] = set()
+
+    def see(a: list[str], b: list[str], key: tuple | None) -> None:
+        nonlocal worst
+        if key is not None:
+            if key in seen:
+                return
+            seen.add(key)
+        lk = topo.stage_link(a, b)
+        worst = lk if worst is None else max(worst, lk, key=slowness)
+
+    by_shape_a: dict[tuple, list[list[str]]] = {}
+    by_shape_b: dict[tuple, list[list[str]]] = {}
+    for a in senders:
+        by_shape_a.setdefault(info[id(a)][0], []).append(a)
+    for b in receivers:
+        by_shape_b.setdefault(info[id(b)][0], []).append(b)
+    for sa, ga in by_shape_a.items():
+        for sb, gb in by_shape_b.items():
+            # the first pair of these shapes on disjoint racks (found at once unless racks are few)
+            pair = next(((a, b) for a in ga for b in gb if set(info[id(a)][2]).isdisjoint(info[id(b)][2])), None)
+            if pair is not None:
+                see(*pair, key=(sa, sb, frozenset()))
+    by_rack: dict[str, list[list[str]]] = {}
+    for b in receivers:
+        for r in info[id(b)][2]:
+            by_rack.setdefault(r, []).append(b)
+    for a in senders:
+        sa, da, ra = info[id(a)]
+        met = {id(b): b for r in ra for b in by_rack.get(r, [])}
+        for b in met.values():
+            sb, db, rb = info[id(b)]
+            if not da.isdisjoint(db):
+                see(a, b, key=None)  # a shared domain: priced as is
+                continue
+            shared = frozenset((i, j) for i, x in enumerate(ra) for j, y in enumerate(rb) if x == y)
+            see(a, b, key=(sa, sb, shared))
+    return worst if worst is not None else LOCAL
 
 
 def measure_links(topo: Topology, stages: list[list[str]], s: Strategy) -> Links:

@@ -27,7 +27,7 @@ NODE_KINDS = {
     "h100pcie": ("H100-PCIe-80GB", "nvlink-pairs", 300.0),
     "l40s": ("L40S-48GB", "pcie", None),
 }
-MODELS = ["llama-3.1-8b", "mistral-7b", "qwen3-32b", "llama-3.1-70b", "mixtral-8x7b"]
+MODELS = ["llama-3.1-8b", "mistral-7b", "qwen3-32b", "llama-3.1-70b", "mixtral-8x7b", "qwen3-235b-a22b"]
 SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -94,9 +94,12 @@ def test_every_plan_keeps_the_rules(data, req):
             for k in r.ranks:
                 a = topo.gpu(gpu_id(k.node, k.gpu_index))
                 assert a["available"], f"busy GPU {k.node}:{k.gpu_index} used"
+            at = g.strategy.tp // g.strategy.attention_dp  # an all-reduce group: the attention group
             for s in range(g.strategy.pp):
-                doms = {topo.domain_of(gpu_id(k.node, k.gpu_index)) for k in r.ranks if k.stage == s}
-                assert len(doms) == 1, f"TP group spans {doms}"
+                for a in range(g.strategy.attention_dp):
+                    doms = {topo.domain_of(gpu_id(k.node, k.gpu_index)) for k in r.ranks
+                            if k.stage == s and k.tp_rank // at == a}
+                    assert len(doms) == 1, f"TP group spans {doms}"
         m = g.metrics_per_replica
         if req["tpot_ms"] is not None:
             assert m.tpot_ms <= req["tpot_ms"] + 1e-6

@@ -258,11 +258,22 @@ class Topology:
             return ("node", ta, a["index"], b["index"])
         if a["domain"] == b["domain"]:
             return ("domain", ta, tb)
-        racks = (a["rack"], b["rack"]) if self.spec.network.kind == "leaf-spine" else ()
+        # Racks enter only through their leaf's uplink to the spine (build_graph gives every
+        # leaf-spine edge the same latency and the rack's NIC total over the oversubscription as
+        # bandwidth; a path between two racks crosses exactly their two uplinks).
+        racks = (self._uplink(a["rack"]), self._uplink(b["rack"])) if self.spec.network.kind == "leaf-spine" else ()
         return ("net", ta, a["index"], tb, b["index"], a["rack"] == b["rack"], racks)
+
+    def _uplink(self, rack: str) -> tuple[float, float]:
+        leaf = f"leaf/{rack}"
+        if leaf not in self.graph or "spine" not in self.graph:
+            return (0.0, 0.0)
+        e = self.graph.edges[leaf, "spine"]
+        return (e["bandwidth_bytes_per_s"], e["latency_s"])
 
     def _widest_path(self, s: str, t: str) -> Link:
         g = self.graph
+        ends = (g.nodes[s]["node"], g.nodes[t]["node"])
         best: dict[str, tuple[float, float]] = {s: (float("inf"), 0.0)}
         kinds: dict[str, str] = {s: "local"}
         heap = [(-float("inf"), 0.0, s)]
@@ -275,8 +286,11 @@ class Topology:
             if x == t:
                 return Link(bandwidth_bytes_per_s=-nbw, latency_s=lat, kind=kinds[x])
             for y, d in g[x].items():
-                # Only switches and the two endpoints relay traffic; other GPUs do not.
-                if y in done or (g.nodes[y].get("kind") == "gpu" and y != t):
+                # Only switches and the two endpoints relay traffic; other GPUs do not. Another
+                # node's NIC leads only to that node's GPUs, so it is a dead end: skipping it keeps
+                # the search to the two nodes and the switches between them on big clusters.
+                kind = g.nodes[y].get("kind")
+                if y in done or (kind == "gpu" and y != t) or (kind == "nic" and g.nodes[y]["node"] not in ends):
                     continue
                 bw = min(-nbw, d["bandwidth_bytes_per_s"])
                 cand = (bw, lat + d["latency_s"])
