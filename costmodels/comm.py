@@ -68,6 +68,22 @@ def allreduce_s(*, message_bytes: float, ranks: int, link: Link) -> float:
     return cal.COLLECTIVE_BASE_LATENCY_S + min(ring, tree)
 
 
+def allgather_s(*, message_bytes: float, ranks: int, link: Link) -> float:
+    """Ring all-gather of ``message_bytes`` in total (each rank contributes 1/n): each rank
+    receives ``(n - 1) / n`` of it in ``n - 1`` steps. A reduce-scatter of the same total
+    moves the same bytes in the same steps.
+
+    >>> from topologies.graph import Link
+    >>> allgather_s(message_bytes=1e6, ranks=1, link=Link(1e9, 1e-6, "nvlink"))
+    0.0
+    """
+    if ranks <= 1 or message_bytes <= 0:
+        return 0.0
+    step_latency_s = link.latency_s + cal.COLLECTIVE_STEP_LATENCY_S
+    return (cal.COLLECTIVE_BASE_LATENCY_S + (ranks - 1) / ranks * message_bytes / _bw(link)
+            + (ranks - 1) * step_latency_s)
+
+
 def send_s(*, message_bytes: float, link: Link) -> float:
     """One point-to-point send (pipeline stage to the next)."""
     if message_bytes <= 0:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from costmodels import calibration as cal
-from costmodels.comm import allreduce_s, alltoall_s
+from costmodels.comm import allgather_s, allreduce_s, alltoall_s
 from costmodels.hardware import GPU
 from costmodels.models import ModelSpec
 from costmodels.units import dtype_bytes
@@ -183,9 +183,14 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     # layer across the stage (an MoE layer's experts, EP or not, are combined by the second
     # one: each rank computes its experts' share of all tokens, as vLLM, SGLang and
     # TensorRT-LLM do when the attention is not data-parallel). With attention DP an
-    # attention group all-reduces its own tokens, and each MoE layer dispatches the groups'
-    # tokens to the ranks holding their experts and combines the results: two all-to-alls
-    # over the whole stage, each rank sending its 1/tp share of the tokens, k copies each.
+    # attention group all-reduces its own tokens, and each MoE layer moves the groups'
+    # tokens to the ranks holding their experts and back, by the exchange the launch uses:
+    # * inside one scale-up domain, the runtimes' default: all-gather every group's tokens to
+    #   every rank, each computes its experts' share, and a reduce-scatter returns the sums
+    #   (vLLM's allgather_reducescatter, SGLang's DP-attention gather, TensorRT-LLM's
+    #   all-gather/reduce-scatter);
+    # * over several domains, DeepEP's dispatch and combine (the emitters select it): two
+    #   all-to-alls, each rank sending its 1/tp share of the tokens, k copies each.
     comm_s = 0.0
     dense_layers = n_layers - moe_layers
     if dp == 1:
@@ -196,7 +201,7 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         msg = group_per_step * model.hidden * ACT_BYTES
         ar = allreduce_s(message_bytes=msg, ranks=at, link=tp_link)
         per_step = 2 * dense_layers * ar
-        if moe_layers:
+        if moe_layers and ep_local_link is not None and 0 < ep_local_ranks < tp:
             # Dispatch carries the experts' GEMM inputs: 8-bit where the experts run in FP8 (DeepEP's
             # FP8 dispatch, DeepSeek's published inference system), 16-bit otherwise; combine is 16-bit.
             dispatch_bytes = 1.0 if dtype_bytes(weight_dtype) == 1.0 else ACT_BYTES
@@ -205,6 +210,10 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
             a2a = alltoall_s(message_bytes=pairs * dispatch_bytes, **kw) + alltoall_s(message_bytes=pairs * ACT_BYTES,
                                                                                       **kw)
             per_step += moe_layers * (ar + a2a)
+        elif moe_layers:
+            every = tok_per_step * model.hidden * ACT_BYTES  # all groups' tokens of one step
+            ag = allgather_s(message_bytes=every, ranks=tp, link=ep_link or tp_link)
+            per_step += moe_layers * (ar + 2 * ag)
         comm_s = steps * per_step
     overhead_s = steps * (cal.STEP_OVERHEAD_S + cal.LAYER_OVERHEAD_S * n_layers)
     return StepTime(linear_s, attention_s, comm_s, overhead_s)

@@ -504,6 +504,10 @@ def _price_cross_type_pipelines(model: ModelSpec, view: ClusterView, req: Reques
     return priced
 
 
+#: Runtimes whose launches the emitters can point at DeepEP's all-to-alls, the exchange a wide
+#: stage is priced with (vLLM: VLLM_ALL2ALL_BACKEND; SGLang: --moe-a2a-backend deepep).
+#: TensorRT-LLM's wide-EP path has its own kernels and configuration, not written here.
+WIDE_EP_RUNTIMES = ("vllm", "sglang")
 #: Wide expert parallelism: stages of at most this many domains (DeepSeek's published decode
 #: deployment spans 18 nodes, 144 GPUs; past that the all-to-all's per-peer messages are tiny).
 MAX_WIDE_DOMAINS = 32
@@ -536,7 +540,7 @@ def _price_wide_ep(model: ModelSpec, view: ClusterView, req: Request, by_type: d
     ``g`` free GPUs, attention runs data-parallel in groups of ``g / m`` GPUs inside a domain,
     and the experts are spread over all ``k g`` GPUs (ep = tp), dispatched and combined by
     all-to-alls that leave each domain through its NICs."""
-    if not model.is_moe or (req.pp is not None and req.pp != 1):
+    if not model.is_moe or (req.pp is not None and req.pp != 1) or req.runtime not in WIDE_EP_RUNTIMES:
         return 0
     priced = 0
     for gpu_name, classes in sorted(by_type.items()):

@@ -26,12 +26,11 @@ PLANS = {
     # the same shape pinned to two attention groups of 8 GPUs (one per node)
     "ds-x4-adp2": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, attention_dp=2),
     # tp=8 ep=8 attention_dp=8 on one node
-    "mix-x1": dict(topology="dgx-h100x1", model="mixtral-8x7b", tpot_ms=50),
+    "mix-x1": dict(topology="dgx-h100x1", model="mixtral-8x7b", tpot_ms=50, attention_dp=8),
     # tp=8 ep=8 attention_dp=2 on one node: attention groups of 4 GPUs
-    "qwen-x1": dict(topology="dgx-h100x1", model="qwen3-235b-a22b"),
+    "qwen-x1": dict(topology="dgx-h100x1", model="qwen3-235b-a22b", attention_dp=2),
     "ds-x4-sglang": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, runtime="sglang"),
-    "ds-x4-trtllm": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, runtime="trtllm"),
-    "mix-x1-trtllm": dict(topology="dgx-h100x1", model="mixtral-8x7b", tpot_ms=50, runtime="trtllm"),
+    "mix-x1-trtllm": dict(topology="dgx-h100x1", model="mixtral-8x7b", tpot_ms=50, runtime="trtllm", attention_dp=8),
     # attention_dp pinned to 1: ordinary tensor parallelism
     "ds-x4-adp1": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, attention_dp=1),
 }
@@ -41,7 +40,10 @@ PLANS = {
 # SGLang: python/sglang/srt/server_args.py (ServerArgs.dp_size, enable_dp_attention).
 VLLM_DP = {"--data-parallel-size", "--data-parallel-size-local", "--data-parallel-start-rank",
            "--data-parallel-address", "--data-parallel-rpc-port", "--headless"}
-SGLANG_DP = {"--dp-size", "--enable-dp-attention"}
+SGLANG_DP = {"--dp-size", "--enable-dp-attention",
+             # DeepEP for experts across nodes: SGLang's own DeepSeek launch configs (server_args.py
+             # moe_a2a_backend, deepep_mode)
+             "--moe-a2a-backend", "--deepep-mode"}
 ALLOWED_DP = {"vllm": ALLOWED["vllm"] | VLLM_DP, "k8s": ALLOWED["k8s"] | VLLM_DP,
               "sglang": ALLOWED["sglang"] | SGLANG_DP, "trtllm": ALLOWED["trtllm"], "ray": ALLOWED["ray"]}
 
@@ -274,7 +276,7 @@ def test_sglang_dp_attention(plans, name):
 
 # -- TensorRT-LLM ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["ds-x4-trtllm", "mix-x1-trtllm"])
+@pytest.mark.parametrize("name", ["mix-x1-trtllm"])
 def test_trtllm_enable_attention_dp(plans, name):
     plan = plans[name]
     (g,) = plan.replica_groups
@@ -301,6 +303,25 @@ def test_trtllm_yaml_keeps_fp8_kv(plans):
     files = emit(_with(plans["mix-x1-trtllm"], kv_dtype="fp8"), "trtllm")
     assert yaml.safe_load(files["trtllm-g0-extra.yaml"]) == {"enable_attention_dp": True,
                                                              "kv_cache_config": {"dtype": "fp8"}}
+
+
+def test_trtllm_refuses_attention_dp_over_several_nodes(plans):
+    # the planner prices wide EP only for runtimes whose all-to-all backend the emitters set
+    assert all(g.strategy.attention_dp == 1 or len({k.node for r in g.replicas for k in r.ranks}) == 1
+               for g in api.search(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512,
+                                   runtime="trtllm", disaggregation="off").replica_groups)
+    e = _refusal(plans["ds-x4"], "trtllm")
+    assert e.field.startswith("replica_groups.g0.replicas.") and "--runtime vllm or sglang" in str(e)
+
+
+def test_wide_replicas_use_deepep(plans):
+    vllm = emit(plans["ds-x4"], "vllm")["vllm-g0.sh"]
+    assert vllm.count("VLLM_ALL2ALL_BACKEND=deepep_high_throughput ") == 4  # every node of both replicas
+    sglang = emit(plans["ds-x4-sglang"], "sglang")["sglang-g0.sh"]
+    assert sglang.count("--moe-a2a-backend deepep") == 4 and "--deepep-mode auto" in sglang
+    # one node: the runtimes' default exchange, which the plan priced there
+    assert "VLLM_ALL2ALL_BACKEND" not in emit(plans["mix-x1"], "vllm")["vllm-g0.sh"]
+    assert "--moe-a2a-backend" not in emit(_with(plans["mix-x1"]), "sglang")["sglang-g0.sh"]
 
 
 def test_trtllm_refuses_attention_groups_of_several_gpus(plans):

@@ -116,9 +116,13 @@ def test_wide_ep_all_to_all_is_priced_on_the_nics():
         links = Links(tp=nvl, ep=Link(nic_bytes_per_s, 8e-6, "nic"), ep_local=nvl, ep_local_ranks=8)
         tpots.append(evaluate_replica(m, gpu, s, isl=2048, osl=512, batch=512, links=links).tpot_s)
     assert tpots[0] < tpots[1] < tpots[2]
-    # the same 16 ranks on one NVLink domain (an NVL72 rack) are faster than over any of those NICs
+    # Inside one NVLink domain the launch keeps the runtimes' default exchange, an all-gather of
+    # every group's tokens and a reduce-scatter: more bytes than DeepEP's all-to-all on the same
+    # links, which the emitters select only for stages over several domains.
     one_domain = evaluate_replica(m, gpu, s, isl=2048, osl=512, batch=512, links=Links(tp=nvl, ep=nvl)).tpot_s
-    assert one_domain < tpots[0]
+    a2a_on_nvlink = evaluate_replica(m, gpu, s, isl=2048, osl=512, batch=512,
+                                     links=Links(tp=nvl, ep=nvl, ep_local=nvl, ep_local_ranks=8)).tpot_s
+    assert a2a_on_nvlink < one_domain
 
 
 def test_expert_load_factor_is_stated_and_changeable():

@@ -53,7 +53,7 @@ import yaml
 from planner.emit import (ReplicaLayout, attention_groups, check_node_names, continued, layouts, model_ref,
                           needs_fp8_quantization, shape_text)
 from planner.emit.vllm import (DP_RPC_PORT, RAY_PORT, VLLM_IMAGE, VLLM_VERSION, DataParallel, dp_node_ranks,
-                               pp_partition_env, ray_wait_command, serve_command)
+                               all2all_env, pp_partition_env, ray_wait_command, serve_command)
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -111,6 +111,8 @@ def _env(g: ReplicaGroup) -> list[dict]:
     env = [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token",
                                                                 "optional": True}}}]
     env += [{"name": k, "value": v} for k, v in pp_partition_env(g).items()]
+    multi_node = any(len({k.node for k in r.ranks}) > 1 for r in g.replicas)
+    env += [{"name": k, "value": v} for k, v in all2all_env(g, multi_node).items()]
     return env
 
 

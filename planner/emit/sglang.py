@@ -9,6 +9,10 @@ Flags checked against SGLang 0.5 (``ServerArgs``, flag = ``--`` + field name wit
   --ep-size (aliases --expert-parallel-size, --ep) per docs.sglang.io cookbook "Server Arguments".
   SGLANG_PP_LAYER_PARTITION: environment override read by sglang/srt/distributed/utils.py
   get_pp_indices (seen in public launch scripts; not read in SGLang's own source here).
+Replicas whose experts span nodes (attention DP over several nodes) add ``--moe-a2a-backend deepep
+--deepep-mode auto`` (DeepEP's all-to-alls, which the plan priced; SGLang's own launch configs for
+DeepSeek use these flags): SGLang's default exchange gathers every attention group's tokens to
+every rank. DeepEP must be installed.
 Disaggregated plans (prefill and decode groups): --disaggregation-mode prefill|decode and
 --disaggregation-transfer-backend (mooncake|nixl) per docs.sglang.io "PD Disaggregation", with
 a distinct --disaggregation-bootstrap-port per prefill server; ``sglang-router.sh`` starts the
@@ -91,6 +95,10 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
     for i, row in enumerate(rows):
         r = row.replica
         cmd = _launch(model, g, quant, row.port, _bootstrap_port(row) if g.role == "prefill" else None)
+        if d > 1 and row.multi_node:
+            # experts over several nodes: DeepEP's dispatch and combine, as the plan priced them
+            # (the default exchange gathers every group's tokens to every rank, over the NICs)
+            cmd[-2:-2] = ["--moe-a2a-backend deepep", "--deepep-mode auto"]
         if not row.multi_node:
             gpus = csv(row.gpus[row.head])
             bodies[row.head].append(f"  # replica {r.index}: GPUs {gpus}, port {row.port}{dp_note}")

@@ -97,6 +97,11 @@ def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: 
             cmd[-1] += " &"
             bodies[row.head].extend(continued(cmd))
             continue
+        if g.strategy.attention_dp > 1:
+            raise InputError(f"replica {r.index} runs attention data parallelism over {len(row.nodes)} nodes; its "
+                             "experts' exchange across nodes (TensorRT-LLM's wide-EP all-to-all) is not written by "
+                             "this emitter: plan with --runtime vllm or sglang",
+                             field=f"replica_groups.{g.id}.replicas.{r.index}.ranks")
         lists = {tuple(v) for v in row.gpus.values()}
         if len(lists) != 1:
             raise InputError(f"replica {r.index} uses different GPU indices on its nodes; one mpirun launch takes one "

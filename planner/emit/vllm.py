@@ -36,6 +36,8 @@ expert parallelism with --enable-expert-parallel). Flags, same parser as above (
     script asks for it in DP_HEAD_IP_<node>; the docs' examples give an IP); the other nodes only
     connect and default to the head's name. Engines on the other nodes learn the head's torch
     process-group port in the start-up handshake (vllm/v1/engine/utils.py), so only the RPC port is set.
+  * Several nodes also set VLLM_ALL2ALL_BACKEND to DeepEP's kernels (``all2all_env``): the plan priced
+    the experts' exchange across nodes as DeepEP's all-to-alls; DeepEP must be installed.
   Refused: an attention group spread over two nodes (a data-parallel engine is on one node), DP ranks
   of a node that are not consecutive, and an expert-parallel degree other than tp (vLLM's expert group
   is all D x tp/D GPUs).
@@ -139,6 +141,16 @@ def dp_node_ranks(g: ReplicaGroup, row: ReplicaLayout) -> list[tuple[str, int, i
     return out
 
 
+def all2all_env(g: ReplicaGroup, multi_node: bool) -> dict[str, str]:
+    """The MoE exchange of a replica whose experts span nodes (attention DP over several nodes):
+    DeepEP's kernels, which the plan priced, instead of vLLM's default all-gather/reduce-scatter
+    (``VLLM_ALL2ALL_BACKEND``, vllm/envs.py: allgather_reducescatter by default; DeepEP's
+    low-latency kernels for decode-only replicas, its high-throughput ones otherwise)."""
+    if g.strategy.attention_dp > 1 and multi_node:
+        return {"VLLM_ALL2ALL_BACKEND": "deepep_low_latency" if g.role == "decode" else "deepep_high_throughput"}
+    return {}
+
+
 def head_ip_var(head: str) -> str:
     """Shell variable that holds the IP address of a data-parallel head node."""
     return "DP_HEAD_IP_" + re.sub(r"[^A-Za-z0-9_]", "_", head)
@@ -224,7 +236,8 @@ def _dp_multi_node(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool,
             b.append(f"  # replica {r.index}: {ranks} (tensor-parallel {at} each), engines only (--headless), "
                      f"serving through the API server on {row.head} at ${var} (default: the name {row.head})")
         cmd = serve_command(model, g, quant, row.port, ray=False, dp=dp)
-        cmd[0] = f"CUDA_VISIBLE_DEVICES={csv(row.gpus[node])} {cmd[0]}"
+        env = "".join(f"{k}={v} " for k, v in all2all_env(g, multi_node=True).items())
+        cmd[0] = f"CUDA_VISIBLE_DEVICES={csv(row.gpus[node])} {env}{cmd[0]}"
         cmd[-1] += " &"
         b.extend(continued(cmd))
 
