@@ -597,7 +597,7 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
         raise InputError(f"topology {topo.name!r} has no free {gpu_name}", source="--gpu")
     classes = [k for k in view.classes if k.gpu == gpu_name]
     spans = list(replica_spans(view, classes, tp, pp, req, inter_domain_link_fn(topo, view, classes)))
-    wide = wide_span(view, classes, tp, s.attention_tp) if attention_dp > 1 and pp == 1 else None
+    wide = wide_span(view, classes, tp, s.attention_tp) if not spans and attention_dp > 1 and pp == 1 else None
     reason = None
     if spans:
         span, *_, links = spans[0]

@@ -546,7 +546,9 @@ def _price_wide_ep(model: ModelSpec, view: ClusterView, req: Request, by_type: d
     for gpu_name, classes in sorted(by_type.items()):
         gpu = view.gpu_of_type[gpu_name]
         for g0 in sorted({c.free for c in classes}):
-            domains = sum(c.count for c in classes if c.free == g0)
+            same = [c for c in classes if c.free == g0]
+            domains = sum(c.count for c in same)
+            spans: dict[int, tuple] = {}  # attention TP -> wide_span (its links do not depend on k)
             for k in range(2, min(domains, MAX_WIDE_DOMAINS) + 1):
                 tp = k * g0
                 if model.experts % tp or (req.tp is not None and tp != req.tp) or (req.ep is not None and req.ep != tp):
@@ -561,7 +563,9 @@ def _price_wide_ep(model: ModelSpec, view: ClusterView, req: Request, by_type: d
                     if why:
                         pr.rejected[why] = pr.rejected.get(why, 0) + 1
                         continue
-                    g, cls, links = wide_span(view, [c for c in classes if c.free == g0], tp, at)
+                    if at not in spans:
+                        spans[at] = wide_span(view, same, tp, at)
+                    g, cls, links = spans[at]
                     cls_ok = tuple(c.signature for c in cls)
                     if disaggregate(req):
                         priced += _price_roles(model, gpu, gpu_name, s, "wide", g, k, k, cls_ok, links,

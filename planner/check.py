@@ -27,7 +27,7 @@ from costmodels.serving import (ReplicaMetrics, Strategy, evaluate_prefill, eval
                                 kv_transfer_s, replica_memory, ttft_under_load_s, validate_strategy)
 from planner.placement import measure_links, slowest_stage_link, worst_links
 from planner.schema import Plan
-from topologies.graph import LOCAL, Topology, gpu_id
+from topologies.graph import Topology, gpu_id
 from topologies.load import load_topology
 
 #: Reported and recomputed metrics may differ by rounding only.
@@ -44,10 +44,6 @@ class CheckReport:
 
     def __bool__(self) -> bool:
         return self.ok
-
-
-def _slowest(links):
-    return min(links, key=lambda lk: (lk.bandwidth_bytes_per_s, -lk.latency_s), default=LOCAL)
 
 
 def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = None,

@@ -75,14 +75,19 @@ def _flags(text: str) -> set[str]:
     return {f for line in text.splitlines() if not line.lstrip().startswith("#") for f in FLAG.findall(line)}
 
 
-@pytest.fixture(scope="module")
-def plans() -> dict[str, Plan]:
+def search_plans(specs: dict[str, dict]) -> dict[str, Plan]:
+    """Each named search's plan, as a consumer reads it back from its JSON. Unified replicas: the
+    pools of disaggregated plans have their own tests (test_disagg.py)."""
     out = {}
-    for name, kw in PLANS.items():
-        # unified replicas: the pools of disaggregated plans have their own tests (test_disagg.py)
+    for name, kw in specs.items():
         plan = api.search(**{"disaggregation": "off", **kw}, time_limit_s=10.0, workers=1, seed=0)
         out[name] = Plan.model_validate(json.loads(plan.to_json()))
     return out
+
+
+@pytest.fixture(scope="module")
+def plans() -> dict[str, Plan]:
+    return search_plans(PLANS)
 
 
 def _golden_cases():

@@ -17,7 +17,7 @@ import yaml
 from planner import api
 from planner.emit import TARGETS, emit
 from planner.schema import Plan
-from test_emit import ALLOWED, _check_lws, _flags, _gpus, _k8s_docs, _k8s_model, _pinned, _run
+from test_emit import ALLOWED, _check_lws, search_plans, _flags, _gpus, _k8s_docs, _k8s_model, _pinned, _run
 from topologies.errors import InputError
 
 PLANS = {
@@ -50,10 +50,7 @@ ALLOWED_DP = {"vllm": ALLOWED["vllm"] | VLLM_DP, "k8s": ALLOWED["k8s"] | VLLM_DP
 
 @pytest.fixture(scope="module")
 def plans() -> dict[str, Plan]:
-    out = {}
-    for name, kw in PLANS.items():
-        plan = api.search(**{"disaggregation": "off", **kw}, time_limit_s=10.0, workers=1, seed=0)
-        out[name] = Plan.model_validate(json.loads(plan.to_json()))
+    out = search_plans(PLANS)
     for name, plan in out.items():  # the shapes these tests are about
         (g,) = plan.replica_groups
         s = g.strategy

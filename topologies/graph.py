@@ -261,15 +261,16 @@ class Topology:
         # Racks enter only through their leaf's uplink to the spine (build_graph gives every
         # leaf-spine edge the same latency and the rack's NIC total over the oversubscription as
         # bandwidth; a path between two racks crosses exactly their two uplinks).
-        racks = (self._uplink(a["rack"]), self._uplink(b["rack"])) if self.spec.network.kind == "leaf-spine" else ()
+        up = self._rack_uplinks
+        racks = (up.get(a["rack"]), up.get(b["rack"])) if self.spec.network.kind == "leaf-spine" else ()
         return ("net", ta, a["index"], tb, b["index"], a["rack"] == b["rack"], racks)
 
-    def _uplink(self, rack: str) -> tuple[float, float]:
-        leaf = f"leaf/{rack}"
-        if leaf not in self.graph or "spine" not in self.graph:
-            return (0.0, 0.0)
-        e = self.graph.edges[leaf, "spine"]
-        return (e["bandwidth_bytes_per_s"], e["latency_s"])
+    @cached_property
+    def _rack_uplinks(self) -> dict[str, tuple[float, float]]:
+        """(bandwidth, latency) of each rack's leaf-to-spine edge (leaf-spine networks)."""
+        g = self.graph
+        return {g.nodes[leaf]["rack"]: (d["bandwidth_bytes_per_s"], d["latency_s"])
+                for _, leaf, d in g.edges("spine", data=True)} if "spine" in g else {}
 
     def _widest_path(self, s: str, t: str) -> Link:
         g = self.graph

@@ -54,7 +54,8 @@ def _mem_fraction(g: ReplicaGroup) -> str:
     return floor2(m.capacity - m.reserve - m.activations - m.overhead, m.capacity)
 
 
-def _launch(model: str, g: ReplicaGroup, quant: bool, port: int, bootstrap: int | None = None) -> list[str]:
+def _launch(model: str, g: ReplicaGroup, quant: bool, port: int, bootstrap: int | None = None,
+            multi_node: bool = False) -> list[str]:
     s = g.strategy
     d, _ = attention_groups(g)
     cmd = ["python -m sglang.launch_server",
@@ -65,6 +66,10 @@ def _launch(model: str, g: ReplicaGroup, quant: bool, port: int, bootstrap: int 
         cmd += [f"--dp-size {d}", "--enable-dp-attention"]
     if s.ep > 1:
         cmd.append(f"--ep-size {s.ep}")
+    if d > 1 and multi_node:
+        # experts over several nodes: DeepEP's dispatch and combine, as the plan priced them
+        # (the default exchange gathers every group's tokens to every rank, over the NICs)
+        cmd += ["--moe-a2a-backend deepep", "--deepep-mode auto"]
     # with DP attention both budgets are totals that SGLang divides by dp_size (see the module docstring)
     cmd += [f"--mem-fraction-static {_mem_fraction(g)}",
             f"--max-running-requests {max(s.batch_size, d)}",
@@ -94,11 +99,8 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
     dp_note = f"; DP attention: {d} attention groups of {at} GPU(s)" if d > 1 else ""
     for i, row in enumerate(rows):
         r = row.replica
-        cmd = _launch(model, g, quant, row.port, _bootstrap_port(row) if g.role == "prefill" else None)
-        if d > 1 and row.multi_node:
-            # experts over several nodes: DeepEP's dispatch and combine, as the plan priced them
-            # (the default exchange gathers every group's tokens to every rank, over the NICs)
-            cmd[-2:-2] = ["--moe-a2a-backend deepep", "--deepep-mode auto"]
+        cmd = _launch(model, g, quant, row.port, _bootstrap_port(row) if g.role == "prefill" else None,
+                      multi_node=row.multi_node)
         if not row.multi_node:
             gpus = csv(row.gpus[row.head])
             bodies[row.head].append(f"  # replica {r.index}: GPUs {gpus}, port {row.port}{dp_note}")
