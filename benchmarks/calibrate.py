@@ -1,6 +1,8 @@
 """Fit the cost model's efficiency constants to published measurements, and say how well they transfer.
 
-    python benchmarks/calibrate.py --data FILE.csv [--holdout-gpus] [--max-evals N]
+    python benchmarks/calibrate.py [--data FILE.csv] [--holdout-gpus] [--max-evals N]
+
+Needs scipy: ``pip install '.[calibrate]'``. Without --data it reads benchmarks/data/benchmarks.csv.
 
 Fits the constants named in ``PARAMS`` (they live in ``costmodels/calibration.py``) by
 minimising the mean absolute log error, |log(predicted / measured)|, over every row the
@@ -19,7 +21,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
+
+try:
+    from scipy.optimize import minimize
+except ImportError:  # the `calibrate` extra; said in one line by main(), not as a traceback
+    minimize = None
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -142,12 +148,17 @@ def _line(label: str, r: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", default=str(fidelity.REFERENCE_CSV),
+                    help="measurements CSV  [default: benchmarks/data/benchmarks.csv]")
     ap.add_argument("--holdout-gpus", action="store_true", help="leave-one-GPU-out fits and their errors")
     ap.add_argument("--max-evals", type=int, default=400)
     ap.add_argument("--holdout-only", action="store_true",
                     help="with --holdout-gpus: skip the fit on all rows and compare with the constants in use")
     args = ap.parse_args(argv)
+    if minimize is None:
+        print("calibrate.py needs scipy; fix: pip install '.[calibrate]' (or pip install 'scipy>=1.11')",
+              file=sys.stderr)
+        return 2
     try:
         rows = fidelity.read_rows(args.data)
     except fidelity.CsvError as e:

@@ -1,11 +1,13 @@
 """Cost-model fidelity: predict published measurements and compare.
 
-    python benchmarks/fidelity.py --data FILE.csv [--json] [--holdout-gpu NAME] [--source ID]
+    python benchmarks/fidelity.py [--data FILE.csv] [--json] [--holdout-gpu NAME] [--source ID]
+
+Without --data it reads the reference table shipped in benchmarks/data/benchmarks.csv.
 """
 # ---------------------------------------------------------------------------------------------
 # What this reads
 #
-# A CSV in the column format of ../shared/data/benchmarks.csv, one measurement per row:
+# A CSV in the column format of benchmarks/data/benchmarks.csv, one measurement per row:
 #   source_id       groups the report ("per source"); also part of the choice-group key
 #   model           a catalog model (costmodels.models.get_model normalises "Llama-3.1-70B")
 #   precision       FP8 -> weights fp8 / KV fp8; FP16 -> fp16/fp16; BF16 -> bf16/bf16;
@@ -95,6 +97,9 @@ from planner.api import Evaluation, evaluate  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
 from topologies.graph import Topology  # noqa: E402
 from topologies.schema import TopologySpec  # noqa: E402
+
+#: The reference table shipped with the project (sources in benchmarks/data/SOURCES.md); the default --data.
+REFERENCE_CSV = _ROOT / "benchmarks" / "data" / "benchmarks.csv"
 
 REQUIRED_COLUMNS = ("source_id", "model", "precision", "gpu", "num_gpus", "tp", "pp", "dp", "ep", "isl",
                     "osl", "max_batch_or_concurrency", "metric", "value")
@@ -654,7 +659,8 @@ def to_text(report: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="fidelity.py", description=__doc__.strip().splitlines()[0])
-    ap.add_argument("--data", required=True, help="measurements CSV (columns as ../shared/data/benchmarks.csv)")
+    ap.add_argument("--data", default=str(REFERENCE_CSV),
+                    help="measurements CSV (columns as benchmarks/data/benchmarks.csv)  [default: that file]")
     ap.add_argument("--json", action="store_true", help="print one JSON object (sorted keys)")
     ap.add_argument("--holdout-gpu", metavar="NAME", help="report only the rows of this GPU")
     ap.add_argument("--source", metavar="ID", help="report only the rows of this source_id")
