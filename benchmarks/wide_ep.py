@@ -21,13 +21,20 @@ are printed with their ratio, whatever they are.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from tabulate import tabulate
 
-from costmodels.models import get_model
-from costmodels.serving import Strategy, evaluate_prefill, evaluate_replica
-from planner.candidates import cluster_view, wide_span
-from topologies.graph import Topology
-from topologies.synth import synthetic_fleet
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from a checkout, like the other benchmarks
+    sys.path.insert(0, str(ROOT))
+
+from costmodels.models import get_model  # noqa: E402
+from costmodels.serving import Strategy, evaluate_prefill, evaluate_replica  # noqa: E402
+from planner.candidates import cluster_view, wide_span  # noqa: E402
+from topologies.graph import Topology  # noqa: E402
+from topologies.synth import synthetic_fleet  # noqa: E402
 
 PUBLISHED_PREFILL_INPUT_TOK_PER_S_PER_NODE = 52_300  # LMSYS 2025-05-05, 4 prefill nodes, EP32
 PUBLISHED_DECODE_OUTPUT_TOK_PER_S_PER_NODE = 22_300  # LMSYS 2025-05-05, 9 decode nodes, EP72
