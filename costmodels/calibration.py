@@ -82,61 +82,25 @@ PREFILL_REQUEST_OVERHEAD_S = 567.2 * US
 #: streaming of the first token.
 ONLINE_REQUEST_OVERHEAD_S = 9.414 * MS
 
-#: [fitted] Share of link bandwidth tensor-parallel all-reduces reach (bounds 0.30-1.00).
-#: nccl-tests' bus bandwidth is 75-85 % of the link rate for large messages; the fit is
-#: lower: these all-reduces are mid-sized and not overlapped with compute.
-COLLECTIVE_EFFICIENCY = 0.6006
+#: Share of link bandwidth NCCL's ring collectives other than the all-reduce (all-gather,
+#: reduce-scatter, all-to-all, pipeline sends) reach: NCCL's measured all-reduce bus efficiency
+#: at 8 ranks where no in-switch reduction helps it, A100 SXM 0.717 and B200 0.730
+#: (costmodels/data/collectives.csv, from NVIDIA's op tables; H100/H200 reach 0.96-0.99 there
+#: only through NVLS, which all-gathers and sends do not use). Measured, not fitted.
+COLLECTIVE_EFFICIENCY = 0.72
 
-#: [fitted] Software latency of one step of a collective (bounds 0.5-20 us), on top of the
-#: link's own: NCCL's protocol handshakes and kernel synchronisation per ring or tree step
-#: (Simple protocol; ``NCCL_RING_PROTOCOLS`` scales it for LL and LL128), or the one-shot
-#: kernel's cross-GPU barrier. It is why decode all-reduces cost more at higher TP than their
-#: bytes suggest: an 8-rank NCCL ring takes 14 such steps. The fit is above NCCL's own model
-#: (3.4 us per Simple step over NVLink): it is an effective figure that also carries what the
-#: roofline does not price at high TP.
-COLLECTIVE_STEP_LATENCY_S = 14.31 * US
+#: Latency of one ring step of those collectives: NCCL's measured small-message all-reduce
+#: latency grows by (alpha(8) - alpha(2)) / 12 per added ring step: 0.78 us (H100), 0.97 us
+#: (A100), 1.26 us (B200) (costmodels/data/collectives.csv); the middle figure. Measured, not fitted.
+COLLECTIVE_STEP_LATENCY_S = 0.97 * US
 
-#: [fitted] Fixed cost of every collective (bounds 0.5-30 us): launching it and synchronising
-#: the ranks, before its per-step costs. NCCL's tuning model gives a ring 6.6-14 us of base
-#: latency by protocol (``baseLat`` in ``src/graph/tuning.cc``) against 0.6-3.4 us per step
-#: over NVLink (``hwLat``).
-COLLECTIVE_BASE_LATENCY_S = 14.35 * US
-
-#: NCCL's ring protocols as (share of link bandwidth, share of the Simple protocol's per-step
-#: latency), from NCCL's tuning model (``src/graph/tuning.cc``): Simple (1, 1); LL128 moves
-#: 120 of every 128 bytes as data with an NVLink step of 1.9 us against Simple's 3.4; LL moves
-#: half (a flag with every 4-byte word) with a 0.6 us step. NCCL picks the fastest for the size.
-NCCL_RING_PROTOCOLS = ((1.0, 1.0), (120 / 128, 1.9 / 3.4), (0.5, 0.6 / 3.4))
+#: Fixed cost of each of those collectives: NCCL's measured 2-rank all-reduce latency less its
+#: two ring steps, 4.7 us (H100), 8.1 us (A100), 7.7 us (B200); the middle figure. Measured.
+COLLECTIVE_BASE_LATENCY_S = 7.7 * US
 
 #: Most GPUs one node's NVLink joins (an NVSwitch baseboard: DGX/HGX A100, H100, H200, B200);
 #: a larger NVLink group spans the trays of an NVLink Switch system (GB200 NVL72, 4 per tray).
 SINGLE_NODE_MAX_RANKS = 8
-
-
-def one_shot_allreduce_max_bytes(ranks: int) -> float:
-    """Largest all-reduce (bytes) run by the runtime's one-shot peer-to-peer kernel inside one
-    NVLink domain; larger ones go to NCCL (``costmodels.comm.allreduce_s``).
-
-    TensorRT-LLM's AUTO strategy (``AllreducePlugin::selectImplementation``): one-shot for
-    every message within the 16 MB IPC workspace at 2 ranks, below 1 MB at up to 4 ranks,
-    below 500 kB at up to 8 (``MAX_RANKS_PER_NODE``). Its two-shot kernel has been switched
-    off in AUTO since 2024 (the code's "temporary measure" for nvbug 4718747; NVIDIA/
-    TensorRT-LLM issue #2575, 2024-12: "twoshot algorithm has been disabled currently"), so
-    in v0.17, whose sweeps rank the layouts here, everything else is an NCCL all-reduce
-    (earlier releases ran a two-shot kernel up to the 8 MB workspace). vLLM and SGLang use
-    one-shot up to 512 kB (4 ranks) / 256 kB (8 ranks), then a two-shot kernel up to 8 MiB;
-    this model follows TensorRT-LLM, whose measurements it is fitted to.
-
-    >>> one_shot_allreduce_max_bytes(2), one_shot_allreduce_max_bytes(8), one_shot_allreduce_max_bytes(16)
-    (16000000.0, 500000.0, 0.0)
-    """
-    if ranks <= 2:
-        return 16e6
-    if ranks <= 4:
-        return 1e6
-    if ranks <= 8:
-        return 5e5
-    return 0.0
 
 
 #: Utilisation a replica is planned to run at when a request rate is given and no TTFT
@@ -196,3 +160,26 @@ def trtllm_bench_max_num_tokens(*, max_batch: int, isl: int, osl: int) -> int:
     raw = min(max_batch * (1 + isl / max(osl, 1)), 32768)
     step = 256 if raw < 4096 else 512 if raw < 8192 else 1024
     return max(2048, int(step * -(-raw // step)))
+
+
+# -- all-reduce paths (costmodels/comm.py) ---------------------------------------------------------
+# The measured constants of each path (fixed latency, share of the link) are in
+# costmodels/data/collectives.csv, read off NVIDIA's op tables by benchmarks/derive_collectives.py.
+
+#: Largest message (bytes) each runtime sends through its own peer-memory all-reduce kernel; NCCL
+#: above. vLLM: ``CustomAllreduce(max_size=8192 * 1024)`` (vllm/distributed/device_communicators/
+#: custom_all_reduce.py); SGLang: the same default in its copy of that file; TensorRT-LLM: its IPC
+#: workspace, 16 MB for 2+ ranks (``AllReduceStrategy.AUTO`` falls back to NCCL above it).
+KERNEL_ALLREDUCE_MAX_BYTES = {"vllm": 8 * 2**20, "sglang": 8 * 2**20, "trtllm": 16e6}
+
+#: GPUs measured for each link kind stand in for GPUs that were not: the same chip where there is
+#: one (``COLLECTIVE_SAME_AS``), else the measured GPU of that link kind whose small-message latency
+#: is among the highest, so that an unmeasured GPU is not priced optimistically. A100 SXM: NCCL
+#: 10 / 14.5 / 22.6 us at 2 / 4 / 8 ranks against H100's 6.2 / 9.5 / 15.6; L40S: the PCIe table.
+COLLECTIVE_FALLBACK_GPU = {"nvlink": "A100-SXM4-80GB", "pcie": "L40S-48GB"}
+
+#: Unmeasured GPUs built on a measured one's chip and NVLink generation.
+#: GH200: the H100 GPU with 18 NVLink 4 links (NVIDIA GH200 datasheet); H100 PCIe / NVL: H100 chip,
+#: NVLink 4 bridges between pairs; GB200: B200 GPUs on NVLink 5 (NVIDIA GB200 NVL72 datasheet).
+COLLECTIVE_SAME_AS = {"GH200-480GB": "H100-SXM-80GB", "H100-PCIe-80GB": "H100-SXM-80GB",
+                      "GB200-186GB": "B200-180GB"}

@@ -6,7 +6,11 @@ bandwidth and that hop's latency. NCCL and the runtimes' own all-reduce kernels 
 """
 from __future__ import annotations
 
+import csv
 import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 
 from costmodels import calibration as cal
 from topologies.graph import Link
@@ -16,56 +20,194 @@ def _bw(link: Link) -> float:
     return link.bandwidth_bytes_per_s * cal.COLLECTIVE_EFFICIENCY
 
 
-def allreduce_s(*, message_bytes: float, ranks: int, link: Link) -> float:
-    """All-reduce time, by the algorithm the serving runtime and NCCL pick for the message.
+# -- all-reduce: each runtime's path, with constants read off measured op tables ------------------
 
-    Inside one NVLink domain (``link.kind == "nvlink"``), small messages go to the runtime's
-    own peer-to-peer **one-shot** kernel: after one cross-GPU barrier every rank reads the
-    whole message from each of its ``n - 1`` peers and sums it (``(n - 1) x message`` over
-    the link, one latency step). It is used up to
-    :func:`costmodels.calibration.one_shot_allreduce_max_bytes` (TensorRT-LLM's AUTO
-    strategy: 16 MB at 2 ranks, 1 MB at up to 4, 500 kB at 8). Larger messages go to NCCL,
-    which inside a node runs **rings**: ``2 (n - 1) / n x message`` in ``2 (n - 1)``
-    latency-bound steps, in whichever of its LL, LL128 and Simple protocols is fastest for
-    the size (``NCCL_RING_PROTOCOLS``). NCCL builds no trees inside a node (its double binary trees span
-    nodes; inside a node they are chains: NVIDIA/nccl issues #211 and #671), so the
-    **tree**, ``2 x message`` in ``2 log2(n)`` steps, is a choice only for groups whose
-    slowest link leaves the NVLink domain. NVLink groups of more than
-    ``SINGLE_NODE_MAX_RANKS`` GPUs (no NVSwitch baseboard holds more) exist only on NVLink
-    Switch systems such as GB200 NVL72, where NCCL reduces in the switches (NVLS): one
-    message each way per rank in two steps, whatever the group size.
+#: Runtimes whose own all-reduce kernels (one-shot / two-shot over peer memory) the model knows.
+KERNEL_RUNTIMES = ("vllm", "sglang", "trtllm")
 
-    Every collective pays ``COLLECTIVE_BASE_LATENCY_S`` (launch and rank synchronisation)
-    and, per step, the link's latency plus ``COLLECTIVE_STEP_LATENCY_S``: NCCL's own tuning
-    model prices an algorithm as ``baseLat + steps x hwLat`` (``src/graph/tuning.cc``).
 
-    This is why TP=8 loses to TP=4 at large decode batches on NVSwitch nodes: past 500 kB
-    (about 30 tokens of a 8192-wide model) every one of its all-reduces is a 14-step NCCL
-    ring, where TP=4 pays 6 steps, or one while its messages stay under 1 MB.
+@dataclass(frozen=True)
+class Measured:
+    """One row of ``costmodels/data/collectives.csv``: the fixed latency of an all-reduce path at
+    a rank count and the share of the link its bytes move at (see benchmarks/derive_collectives.py)."""
+
+    alpha_s: float
+    bus_efficiency: float
+    bus_efficiency_8mib: float | None = None  # NCCL: the share reached by an 8 MiB message
+
+    def efficiency(self, message_bytes: float) -> float:
+        """The share of the link reached at this size: NCCL ramps from its 8 MiB figure to its
+        large-message one (64 MiB and above), log-linearly in the size; kernels have one figure."""
+        small, large = self.bus_efficiency_8mib, self.bus_efficiency
+        if small is None or message_bytes >= RAMP_END_BYTES:
+            return large
+        if message_bytes <= RAMP_START_BYTES:
+            return small
+        f = math.log(message_bytes / RAMP_START_BYTES) / math.log(RAMP_END_BYTES / RAMP_START_BYTES)
+        return small + f * (large - small)
+
+
+#: NCCL's bandwidth ramp (costmodels/data/collectives.csv: measured at 8 MiB and over 64-256 MiB).
+RAMP_START_BYTES = 8 * 2**20
+RAMP_END_BYTES = 64 * 2**20
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict[tuple[str, str, str, int], Measured]:
+    """(gpu, link kind, path, ranks) -> measured constants; a path is "nccl" or a runtime's kernel
+    algorithm, "vllm/one-shot", "trtllm/two-shot", ..."""
+    text = (resources.files("costmodels") / "data" / "collectives.csv").read_text(encoding="utf-8")
+    return table_from_rows(csv.DictReader(text.splitlines()))
+
+
+def table_from_rows(rows) -> dict[tuple[str, str, str, int], Measured]:
+    """The lookup table of :func:`_table` from rows shaped like collectives.csv."""
+    out = {}
+    for r in rows:
+        path = "nccl" if r["runtime"] == "nccl" else f"{r['runtime']}/{r['algorithm']}"
+        out[(r["gpu"], r["link"], path, int(r["ranks"]))] = Measured(
+            float(r["alpha_us"]) * 1e-6, float(r["bus_efficiency"]),
+            float(r["bus_efficiency_8mib"]) if r["bus_efficiency_8mib"] else None)
+    return out
+
+
+def _measured(gpu: str | None, kind: str, path: str, ranks: int,
+              table: dict[tuple[str, str, str, int], Measured] | None = None) -> Measured:
+    """The constants of ``path`` for ``gpu`` on a link of ``kind`` at ``ranks`` ranks.
+
+    A rank count between measured ones takes the next larger (more steps, never optimistic); more
+    ranks than measured take the largest. A GPU without its own measurements takes those of the
+    GPU with its chip (``calibration.COLLECTIVE_SAME_AS``), else
+    ``calibration.COLLECTIVE_FALLBACK_GPU[kind]``. Over PCIe, a GPU measured only on NVLink is
+    never priced faster than on its own NVLink: the same software path over a slower link.
+    ``table`` replaces the shipped measurements (the leave-one-GPU-out check).
+    """
+    table = _table() if table is None else table
+    gpu = cal.COLLECTIVE_SAME_AS.get(gpu or "", gpu)
+    measured_here = {g for g, k, _, _ in table if k == kind}
+    own = gpu if gpu in measured_here else cal.COLLECTIVE_FALLBACK_GPU[kind]
+    if own not in measured_here:
+        own = sorted(measured_here)[0]
+    m = _pick(table, own, kind, path, ranks)
+    nvlink_gpus = {g for g, k, _, _ in table if k == "nvlink"}
+    if kind == "pcie" and own != gpu and gpu in nvlink_gpus:
+        nv = _pick(table, gpu, "nvlink", path, ranks)
+        m = Measured(max(m.alpha_s, nv.alpha_s), min(m.bus_efficiency, nv.bus_efficiency),
+                     None if m.bus_efficiency_8mib is None or nv.bus_efficiency_8mib is None
+                     else min(m.bus_efficiency_8mib, nv.bus_efficiency_8mib))
+    return m
+
+
+def _pick(table, gpu: str, kind: str, path: str, ranks: int) -> Measured:
+    counts = sorted(n for g, k, p, n in table if g == gpu and k == kind and p == path)
+    if not counts:
+        raise KeyError(f"no measured {path} all-reduce for {gpu} over {kind}")
+    n = next((c for c in counts if c >= ranks), counts[-1])
+    return table[(gpu, kind, path, n)]
+
+
+def kernel_one_shot(message_bytes: float, ranks: int) -> bool:
+    """Whether the runtimes' peer-memory kernel runs one-shot (else two-shot) for the message.
+
+    vLLM's ``csrc/custom_all_reduce.cuh`` (``CustomAllreduce::allreduce``; SGLang ships the same
+    kernel): one-shot at 2 ranks, below 512 KB at up to 4 ranks and below 256 KB at up to 8;
+    two-shot otherwise.
+
+    >>> kernel_one_shot(300e3, 4), kernel_one_shot(300e3, 8), kernel_one_shot(50e6, 2)
+    (True, False, True)
+    """
+    return ranks <= 2 or (ranks <= 4 and message_bytes < 512 * 2**10) or message_bytes < 256 * 2**10
+
+
+def custom_kernel_bytes(message_bytes: float, ranks: int, one_shot: bool) -> float:
+    """Bytes one rank reads from its peers in the runtimes' peer-memory all-reduce.
+
+    One-shot: every rank reads the whole message from each of its ``n - 1`` peers and sums.
+    Two-shot: a reduce-scatter then an all-gather through peer memory, ``2 (n - 1) / n`` of it.
+
+    >>> custom_kernel_bytes(1e6, 2, True), custom_kernel_bytes(8e6, 8, False)
+    (1000000.0, 14000000.0)
+    """
+    n = ranks
+    return (n - 1) * message_bytes if one_shot else 2 * (n - 1) / n * message_bytes
+
+
+def _kernel_s(message_bytes: float, ranks: int, link: Link, runtime: str, gpu: str | None) -> float | None:
+    """The runtime's own peer-memory kernel, or None where the runtime does not run it for this
+    message and group. One-shot costs least for small messages, two-shot for large; the runtimes
+    switch where the two cross (on H100 and H200 the measured kernels cost within 1.5 us of each
+    other at vLLM's thresholds), so the kernel is priced as the cheaper of the two: never falling
+    as the message grows."""
+    if runtime not in KERNEL_RUNTIMES or ranks > cal.SINGLE_NODE_MAX_RANKS:
+        return None
+    if link.kind == "pcie" and ranks > 2:
+        return None  # vLLM and SGLang turn their kernel off on PCIe beyond 2 GPUs (no full P2P)
+    if link.kind not in ("nvlink", "pcie") or message_bytes > cal.KERNEL_ALLREDUCE_MAX_BYTES[runtime]:
+        return None
+    times = []
+    for algorithm, one_shot in (("one-shot", True), ("two-shot", False)):
+        if not one_shot and ranks <= 2:
+            continue
+        m = _measured(gpu, link.kind, f"{runtime}/{algorithm}", ranks)
+        times.append(m.alpha_s + custom_kernel_bytes(message_bytes, ranks, one_shot)
+                     / (link.bandwidth_bytes_per_s * m.bus_efficiency))
+    return min(times)
+
+
+def nccl_allreduce_s(message_bytes: float, ranks: int, link: Link, gpu: str | None = None) -> float:
+    """NCCL's all-reduce: the measured small-message latency of its ring at that rank count, the
+    link's own latency once per ring step, and ``2 (n - 1) / n x message`` at the measured bus
+    efficiency (above 1 where NCCL reduced inside NVSwitches, NVLS).
+
+    Groups whose slowest link is a NIC or the network run NCCL's rings across nodes with the
+    constants measured inside a node for the software part (launch, protocol) and the NIC's own
+    latency per step; NCCL's double binary tree (``2 x message`` in ``2 log2 n`` steps) is taken
+    where it is faster. NVLink groups wider than one baseboard exist only on NVLink Switch
+    systems (GB200 NVL72), where NCCL reduces in the switches: each rank sends and receives the
+    message once.
+    """
+    n, mbytes = ranks, message_bytes
+    kind = "pcie" if link.kind == "pcie" else "nvlink"
+    meas = _measured(gpu, kind, "nccl", min(n, cal.SINGLE_NODE_MAX_RANKS))
+    bw = link.bandwidth_bytes_per_s * meas.efficiency(mbytes)
+    steps = 2 * (n - 1)
+    if link.kind == "nvlink" and n > cal.SINGLE_NODE_MAX_RANKS:
+        return meas.alpha_s + mbytes / bw + 2 * link.latency_s
+    if link.kind in ("nvlink", "pcie", "local"):
+        # measured on that kind of link: its latency is in alpha already
+        return meas.alpha_s + 2 * (n - 1) / n * mbytes / bw
+    ring = meas.alpha_s + steps * link.latency_s + 2 * (n - 1) / n * mbytes / bw
+    tree = meas.alpha_s + 2 * math.ceil(math.log2(n)) * link.latency_s + 2 * mbytes / bw
+    return min(ring, tree)
+
+
+def allreduce_s(*, message_bytes: float, ranks: int, link: Link, runtime: str = "vllm",
+                gpu: str | None = None) -> float:
+    """All-reduce time of ``message_bytes`` over ``ranks`` GPUs, as ``runtime`` runs it.
+
+    vLLM and SGLang run their own peer-memory kernel (one-shot or two-shot, ``kernel_one_shot``)
+    for messages up to 8 MiB inside an NVLink domain (and between two PCIe GPUs), NCCL beyond
+    (vLLM ``custom_all_reduce.py``: ``max_size`` 8 MiB; SGLang the same). TensorRT-LLM's AUTO
+    strategy chooses between its own one-shot/two-shot kernels and NCCL by size and rank count;
+    it is priced as the faster of the two paths within its kernel workspace. Each path's
+    constants are read off NVIDIA's measured op tables for that GPU (``_measured``): a few
+    microseconds for the kernels at decode sizes, against 6-25 us for NCCL.
 
     >>> from topologies.graph import Link
-    >>> allreduce_s(message_bytes=1e6, ranks=1, link=Link(1e9, 1e-6, "nvlink"))
+    >>> nv = Link(450e9, 0.0, "nvlink")
+    >>> allreduce_s(message_bytes=1e6, ranks=1, link=nv)
     0.0
+    >>> small = allreduce_s(message_bytes=16e3, ranks=8, link=nv, gpu="H100-SXM-80GB")
+    >>> 2e-6 < small < 8e-6  # a decode-sized message: the kernel's few microseconds
+    True
     """
     if ranks <= 1 or message_bytes <= 0:
         return 0.0
-    n, m, bw = ranks, message_bytes, _bw(link)
-    step_latency_s = link.latency_s + cal.COLLECTIVE_STEP_LATENCY_S
-    # NCCL runs the ring in the protocol that is fastest for the size: LL and LL128 trade
-    # bandwidth for shorter steps (calibration.NCCL_RING_PROTOCOLS).
-    ring = min(2 * (n - 1) / n * m / (bw * bw_share) + 2 * (n - 1) * step_latency_s * lat_share
-               for bw_share, lat_share in cal.NCCL_RING_PROTOCOLS)
-    if link.kind == "nvlink" and m <= cal.one_shot_allreduce_max_bytes(n):
-        return cal.COLLECTIVE_BASE_LATENCY_S + (n - 1) * m / bw + step_latency_s
-    if link.kind == "nvlink" and n <= cal.SINGLE_NODE_MAX_RANKS:
-        return cal.COLLECTIVE_BASE_LATENCY_S + ring
-    if link.kind == "nvlink":
-        # An NVLink group wider than a baseboard exists only on NVLink Switch systems (GB200
-        # NVL72), whose switches reduce in the network (NVLink SHARP; NCCL's NVLS algorithm):
-        # each rank sends its message once and receives the sum once, in two phases.
-        return cal.COLLECTIVE_BASE_LATENCY_S + m / bw + 2 * step_latency_s
-    tree = 2 * m / bw + 2 * math.ceil(math.log2(n)) * step_latency_s
-    return cal.COLLECTIVE_BASE_LATENCY_S + min(ring, tree)
+    nccl = nccl_allreduce_s(message_bytes, ranks, link, gpu)
+    kernel = _kernel_s(message_bytes, ranks, link, runtime, gpu)
+    if kernel is None:
+        return nccl
+    return min(kernel, nccl) if runtime == "trtllm" else kernel
 
 
 def allgather_s(*, message_bytes: float, ranks: int, link: Link) -> float:

@@ -90,7 +90,7 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
                     decode_tokens: float, decode_context: float, steps: int = 1,
                     tp_link: Link, ep_link: Link | None = None, attention_dp: int = 1,
                     expert_imbalance: float | None = None, ep_local_link: Link | None = None,
-                    ep_local_ranks: int = 0) -> StepTime:
+                    ep_local_ranks: int = 0, runtime: str = "vllm") -> StepTime:
     """Time one stage takes to process a step's tokens on each of its ``tp`` GPUs.
 
     ``prefill_tokens`` new prompt tokens, each attending to ``prefill_context`` tokens on
@@ -102,7 +102,8 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     With ``attention_dp`` > 1 the stage's tokens are split over that many attention groups
     of ``tp / attention_dp`` GPUs, each attending to its own sequences with its own copy of
     the dense weights, all in lockstep; the routed experts see every group's tokens. The
-    counts above are the whole stage's.
+    counts above are the whole stage's. ``runtime`` picks the all-reduce path that runtime runs
+    (``costmodels.comm.allreduce_s``).
     """
     tokens = prefill_tokens + decode_tokens
     if tokens <= 0:
@@ -137,14 +138,20 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     load = 1.0
     if moe_layers:
         local_experts = model.experts / ep
-        expert_params_per_gpu = model.expert_params() * ep / tp  # each rank: experts/ep, sliced tp/ep
-        # Experts a step touches: each of E experts is missed by a token with prob 1 - k/E.
+        expert_params_per_gpu = model.expert_params() * ep / tp  # one local expert's slice (sliced tp/ep ways)
+        # Only the experts a step touches run a GEMM and read their weights: each of the E
+        # experts is missed by a token's k picks with probability 1 - k/E, so a rank's
+        # local_experts see local_experts * (1 - (1 - k/E)^tokens) distinct experts, and each
+        # touched expert's GEMM has the rank's routed (token, expert) pairs over them as rows.
+        # (Pricing every local expert at the average rows per expert, 0.03 at a DeepSeek-V3
+        # batch of 1, charged untouched experts a padded tile: TPOT fell as the batch grew.)
         touched = local_experts * (1 - (1 - model.experts_per_token / model.experts) ** tok_per_step)
-        tokens_per_expert = tok_per_step * model.experts_per_token / model.experts
         load = expert_load_factor(routed=tok_per_step * model.experts_per_token, ep=ep, imbalance=expert_imbalance)
-        moe_flops = load * 2 * tokens * model.experts_per_token / model.experts * local_experts * expert_params_per_gpu
+        pairs_per_step = load * tok_per_step * model.experts_per_token * local_experts / model.experts
+        rows_per_expert = max(pairs_per_step / max(touched, 1e-9), 1.0)
+        moe_flops = steps * 2 * pairs_per_step * expert_params_per_gpu
         moe_bytes = steps * touched * expert_params_per_gpu * b_w
-        linear_s += moe_layers * max(moe_flops / (peak * matmul_efficiency(tokens_per_expert) * cal.MOE_GEMM_EFFICIENCY),
+        linear_s += moe_layers * max(moe_flops / (peak * matmul_efficiency(rows_per_expert) * cal.MOE_GEMM_EFFICIENCY),
                                      moe_bytes / hbm)
     if stage.last:
         # LM head: one row per sequence that samples (decode tokens; prompts finishing prefill
@@ -196,10 +203,11 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     if dp == 1:
         if tp > 1:
             msg = tok_per_step * model.hidden * ACT_BYTES
-            comm_s = steps * 2 * n_layers * allreduce_s(message_bytes=msg, ranks=tp, link=tp_link)
+            comm_s = steps * 2 * n_layers * allreduce_s(message_bytes=msg, ranks=tp, link=tp_link, runtime=runtime,
+                                                         gpu=gpu.name)
     else:
         msg = group_per_step * model.hidden * ACT_BYTES
-        ar = allreduce_s(message_bytes=msg, ranks=at, link=tp_link)
+        ar = allreduce_s(message_bytes=msg, ranks=at, link=tp_link, runtime=runtime, gpu=gpu.name)
         per_step = 2 * dense_layers * ar
         if moe_layers and ep_local_link is not None and 0 < ep_local_ranks < tp:
             # Dispatch carries the experts' GEMM inputs: 8-bit where the experts run in FP8 (DeepEP's

@@ -291,7 +291,7 @@ def _stage_time(model, gpu, s, st, links, **kw) -> StepTime:
     return stage_step_time(model, gpu, stage=st, tp=s.tp, ep=s.ep, weight_dtype=s.weight_dtype,
                            kv_dtype=s.kv_dtype, tp_link=links.tp, ep_link=links.ep, attention_dp=s.attention_dp,
                            expert_imbalance=s.expert_imbalance, ep_local_link=links.ep_local,
-                           ep_local_ranks=links.ep_local_ranks, **kw)
+                           ep_local_ranks=links.ep_local_ranks, runtime=s.runtime, **kw)
 
 
 def effective_strategy(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int) -> Strategy:
@@ -350,18 +350,24 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
                               output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),
                               step=slowest, pp_send_s=send)
 
-    # TTFT: the prompt in chunks; each chunk step also carries the running decodes, and
-    # the chunks flow through the pipeline (fill once, then one stage step per chunk). Under
-    # attention DP the groups step together, each taken as prefilling a chunk of its own.
+    # TTFT under in-flight batching at the planned batch. A new prompt first waits for the step
+    # running when it arrives (half a stage-step on average), then runs in chunks; each of its
+    # steps is a steady-state step: the running decodes plus the step's prompt tokens, its own
+    # chunk and the other prompts' chunks that share the budget with it (at least its own
+    # chunk, at most the budget). The chunks flow through the pipeline (fill once, then one
+    # stage-step per chunk). Under attention DP the groups step together, each prefilling.
     chunk = min(isl, s.max_num_batched_tokens)
     n_chunks = steps_for_tokens(isl, s.max_num_batched_tokens)
     others = (b - 1) / micro
-    chunk_times = [_stage_time(model, g, s, st, links, prefill_tokens=chunk * s.attention_dp, prefill_context=isl / 2,
-                               decode_tokens=others, decode_context=isl + osl / 2).total_s
+    step_prompt = min(max(chunk, prefill_per_step / steps / s.attention_dp), s.max_num_batched_tokens)
+    chunk_times = [_stage_time(model, g, s, st, links, prefill_tokens=step_prompt * s.attention_dp,
+                               prefill_context=isl / 2, decode_tokens=others,
+                               decode_context=isl + osl / 2).total_s
                    for g, st in zip(gpus, sts)]
-    chunk_send = send_s(message_bytes=chunk * model.hidden * ACT_BYTES / s.attention_tp,
+    chunk_send = send_s(message_bytes=step_prompt * model.hidden * ACT_BYTES / s.attention_tp,
                         link=links.pp) if s.pp > 1 else 0.0
-    ttft = (sum(chunk_times) + s.pp * chunk_send + (n_chunks - 1) * (max(chunk_times) + chunk_send)
+    wait = 0.5 * (slowest.total_s / steps + send) if b > 1 else 0.0
+    ttft = (wait + sum(chunk_times) + s.pp * chunk_send + (n_chunks - 1) * (max(chunk_times) + chunk_send)
             + cal.PREFILL_REQUEST_OVERHEAD_S)
     return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=ttft, tpot_s=tpot,
                           output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),

@@ -1,0 +1,93 @@
+"""Physical properties of the latency side of the cost model (issue 13), over random inputs.
+
+* TPOT never falls as the batch grows, for every built-in model, MoE with expert parallelism
+  and attention data parallelism included;
+* a faster link (more bandwidth, less latency, same kind) is never slower;
+* NVLink is never slower than PCIe or a NIC for the same group;
+* TPOT is at least the time to stream each GPU's weights once from HBM at the datasheet rate,
+  and output throughput never beats the HBM or the tensor-core roofline.
+"""
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from costmodels.comm import allreduce_s
+from costmodels.hardware import gpu_catalog
+from costmodels.memory import stage_weight_bytes
+from costmodels.models import builtin_model_names, get_model
+from costmodels.serving import Links, Strategy, evaluate_replica, validate_strategy
+from topologies.graph import Link
+
+MODELS = builtin_model_names()
+RUNTIMES = ("vllm", "sglang", "trtllm")
+GPUS = ("H100-SXM-80GB", "H200-SXM-141GB", "A100-SXM4-80GB", "B200-180GB", "L40S-48GB", "MI300X-192GB")
+
+
+def _strategy(m, tp, runtime, moe_layout):
+    if not m.is_moe or moe_layout == "tp":
+        return Strategy(tp=tp, weight_dtype="fp8", kv_dtype="fp8", runtime=runtime)
+    if moe_layout == "ep":
+        return Strategy(tp=tp, ep=tp, weight_dtype="fp8", kv_dtype="fp8", runtime=runtime)
+    return Strategy(tp=tp, ep=tp, attention_dp=tp, weight_dtype="fp8", kv_dtype="fp8", runtime=runtime)
+
+
+@given(name=st.sampled_from(MODELS), tp=st.sampled_from([1, 2, 4, 8]), runtime=st.sampled_from(RUNTIMES),
+       layout=st.sampled_from(["tp", "ep", "attention_dp"]), b=st.integers(min_value=1, max_value=600),
+       isl=st.sampled_from([128, 1024, 8192]), osl=st.sampled_from([16, 256, 2048]), gpu=st.sampled_from(GPUS),
+       kind=st.sampled_from(["nvlink", "pcie"]))
+@settings(max_examples=300, deadline=None)
+def test_tpot_never_falls_with_batch(name, tp, runtime, layout, b, isl, osl, gpu, kind):
+    m = get_model(name)
+    s = _strategy(m, tp, runtime, layout)
+    if validate_strategy(m, s):
+        return
+    g = gpu_catalog()[gpu]
+    nv = Link(450e9 if kind == "nvlink" else 25e9, 1e-6, kind)
+    links = Links(tp=nv, ep=nv)
+    prev = None
+    for batch in (b, b + 1, 2 * b):
+        r = evaluate_replica(m, g, s, isl=isl, osl=osl, batch=batch, links=links)
+        assert prev is None or r.tpot_s >= prev * (1 - 1e-9), (batch, r.tpot_s, prev)
+        prev = r.tpot_s
+
+
+@given(msg=st.floats(min_value=1e3, max_value=5e8), n=st.sampled_from([2, 3, 4, 8, 16, 64]),
+       kind=st.sampled_from(["nvlink", "pcie", "nic", "network"]), runtime=st.sampled_from(RUNTIMES),
+       gpu=st.sampled_from(GPUS), bw=st.floats(min_value=1e9, max_value=1e12),
+       faster=st.floats(min_value=1.0, max_value=10.0), lat=st.floats(min_value=1e-7, max_value=2e-5))
+@settings(max_examples=300, deadline=None)
+def test_a_faster_link_is_never_slower(msg, n, kind, runtime, gpu, bw, faster, lat):
+    slow = allreduce_s(message_bytes=msg, ranks=n, link=Link(bw, lat, kind), runtime=runtime, gpu=gpu)
+    fast = allreduce_s(message_bytes=msg, ranks=n, link=Link(bw * faster, lat / faster, kind), runtime=runtime,
+                       gpu=gpu)
+    assert fast <= slow * (1 + 1e-12)
+
+
+@given(msg=st.floats(min_value=1e3, max_value=5e8), n=st.sampled_from([2, 4, 8]), runtime=st.sampled_from(RUNTIMES),
+       gpu=st.sampled_from(GPUS), nvlink_bw=st.floats(min_value=100e9, max_value=900e9),
+       other_bw=st.floats(min_value=5e9, max_value=64e9), other=st.sampled_from(["pcie", "nic", "network"]),
+       lat=st.floats(min_value=1e-7, max_value=5e-6))
+@settings(max_examples=300, deadline=None)
+def test_nvlink_is_never_slower_than_pcie_or_a_nic(msg, n, runtime, gpu, nvlink_bw, other_bw, other, lat):
+    nv = allreduce_s(message_bytes=msg, ranks=n, link=Link(nvlink_bw, lat, "nvlink"), runtime=runtime, gpu=gpu)
+    slow = allreduce_s(message_bytes=msg, ranks=n, link=Link(other_bw, lat, other), runtime=runtime, gpu=gpu)
+    assert nv <= slow * (1 + 1e-12), (nv, slow)
+
+
+@given(name=st.sampled_from(MODELS), gpu=st.sampled_from(GPUS), tp=st.sampled_from([1, 2, 4, 8]),
+       b=st.integers(min_value=1, max_value=512), runtime=st.sampled_from(RUNTIMES))
+@settings(max_examples=120, deadline=None)
+def test_rooflines(name, gpu, tp, b, runtime):
+    m = get_model(name)
+    s = Strategy(tp=tp, weight_dtype="fp8", kv_dtype="fp8", runtime=runtime)
+    if validate_strategy(m, s):
+        return
+    g = gpu_catalog()[gpu]
+    r = evaluate_replica(m, g, s, isl=1024, osl=256, batch=b, links=Links(tp=Link(450e9, 1e-6, "nvlink")))
+    weights = stage_weight_bytes(m, tp=tp, layer_start=0, layer_count=m.layers, first=True, last=True,
+                                 weight_dtype="fp8")
+    if not m.is_moe:  # a dense step reads every weight; an MoE step only the experts it touches
+        assert r.tpot_s >= weights / g.hbm_bandwidth_bytes_per_s
+        assert r.output_tokens_per_s <= b * g.hbm_bandwidth_bytes_per_s / weights
+    # every token (prompt and output) costs at least 2 FLOPs per active parameter
+    flops_per_output = 2 * m.active_params() * (1024 + 256) / 256
+    assert r.output_tokens_per_s * flops_per_output <= tp * g.matmul_flop_per_s("fp8") * (1 + 1e-9)
