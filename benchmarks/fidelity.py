@@ -93,6 +93,7 @@ if str(_ROOT) not in sys.path:  # run as a script from a checkout
 
 from costmodels.hardware import GPU, get_gpu  # noqa: E402
 from costmodels.models import get_model  # noqa: E402
+from costmodels.serving import serve_at_concurrency, static_batch, step_mix  # noqa: E402
 from planner.api import Evaluation, evaluate  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
 from topologies.graph import Topology  # noqa: E402
@@ -100,6 +101,9 @@ from topologies.schema import TopologySpec  # noqa: E402
 
 #: The reference table shipped with the project (sources in benchmarks/data/SOURCES.md); the default --data.
 REFERENCE_CSV = _ROOT / "benchmarks" / "data" / "benchmarks.csv"
+#: The published latency measurements (benchmarks/data/latency-SOURCES.md), read beside the reference table.
+LATENCY_CSV = _ROOT / "benchmarks" / "data" / "latency.csv"
+DEFAULT_DATA = (REFERENCE_CSV, LATENCY_CSV)
 
 REQUIRED_COLUMNS = ("source_id", "model", "precision", "gpu", "num_gpus", "tp", "pp", "dp", "ep", "isl",
                     "osl", "max_batch_or_concurrency", "metric", "value")
@@ -119,15 +123,35 @@ PRECISIONS: dict[str, tuple[str, str]] = {
 
 THROUGHPUT_METRICS = ("total_output_tok_per_s", "output_tok_per_s_per_gpu", "req_per_s", "total_token_tok_per_s")
 PER_GPU_METRICS = ("output_tok_per_s_per_gpu",)
-LATENCY_METRICS = ("ttft_ms", "ttft_ms_mean", "itl_ms", "itl_ms_mean", "tpot_ms", "tpot_ms_mean")
+LATENCY_METRICS = ("ttft_ms", "ttft_ms_mean", "ttft_ms_p50", "ttft_ms_p99", "itl_ms", "itl_ms_mean", "itl_ms_p50",
+                   "itl_ms_p99", "tpot_ms", "tpot_ms_mean", "e2e_latency_ms_mean")
+#: How the latency figures are reported apart: time to first token, time between tokens, whole request.
+LATENCY_KINDS = ("ttft", "tpot", "e2e")
 FAMILIES = ("throughput", "latency")
 
 NOT_FIT = "does not fit in memory per cost model"
+#: Publishers' own GPU labels: LMDeploy's "A100-80G" ("(x8) A100-80G" nodes; SXM or PCIe not stated,
+#: taken as SXM4, the 8-GPU server part).
+PUBLISHER_GPU_LABELS = {"A100-80G": "A100-SXM4-80GB"}
 PCIE_GBYTE_PER_S = 25.0  # achieved GPU-to-GPU copy rate over PCIe switches (as topologies/builtin/pcie-l40sx1)
 DEFAULT_NIC_GBIT_PER_S = 400.0  # for multi-node harness topologies when the catalog has no NIC figure
 
 _RATE_RE = re.compile(r"request_rate(?:_qps)?\s*[=:]\s*(inf|[0-9]*\.?[0-9]+)", re.IGNORECASE)
 _CONC_RE = re.compile(r"concurrency\s*[=:]\s*([0-9]+)", re.IGNORECASE)
+
+
+def latency_kind(metric: str) -> str | None:
+    """``ttft``, ``tpot`` (ITL and TPOT alike) or ``e2e`` for a latency metric, else None."""
+    if metric not in LATENCY_METRICS:
+        return None
+    if metric.startswith("ttft"):
+        return "ttft"
+    return "e2e" if metric.startswith("e2e") else "tpot"
+
+
+_STATIC_RE = re.compile(r"static batch|static engine|static benchmark|processed together|no in-flight", re.IGNORECASE)
+_RUNTIME_NOTES = (("tensorrt-llm", "trtllm"), ("trt-llm", "trtllm"), ("trtllm", "trtllm"), ("sglang", "sglang"),
+                  ("vllm", "vllm"))
 
 
 def metric_family(metric: str) -> str | None:
@@ -177,6 +201,20 @@ class Row:
             return self.batch
         m = _CONC_RE.search(self.notes)
         return int(m.group(1)) if m and int(m.group(1)) > 0 else None
+
+    @property
+    def static(self) -> bool:
+        """A static batch (no in-flight batching): the notes say so."""
+        return bool(_STATIC_RE.search(self.notes))
+
+    @property
+    def runtime(self) -> str:
+        """The runtime the notes name (a source may hold several), else the source id's."""
+        low = self.notes.lower()
+        for word, runtime in _RUNTIME_NOTES:
+            if word in low:
+                return runtime
+        return runtime_of_source(self.source_id)
 
     @property
     def layout(self) -> tuple[int, int, int, int]:
@@ -339,7 +377,7 @@ class Predictor:
         except (InputError, OSError, ValueError):
             return Result(row, None, f"unknown model {row.model}")
         try:
-            gpu = get_gpu(row.gpu)
+            gpu = get_gpu(PUBLISHER_GPU_LABELS.get(row.gpu, row.gpu))
         except InputError:
             return Result(row, None, f"unknown gpu {row.gpu}")
         dtypes = PRECISIONS.get(row.precision.strip().upper())
@@ -355,9 +393,11 @@ class Predictor:
                 return Result(row, None, "layout inconsistent: tp x pp does not divide num_gpus")
             dp = row.num_gpus // (row.tp * pp)
         common = dict(model=spec.name, gpu=gpu, num_gpus=row.num_gpus, dtypes=dtypes, tp=row.tp, pp=pp, dp=dp,
-                      ep=ep, isl=row.isl, osl=row.osl, runtime=runtime_of_source(row.source_id))
+                      ep=ep, isl=row.isl, osl=row.osl, runtime=row.runtime)
 
         rate = row.request_rate
+        if row.static or (rate is not None and math.isinf(rate) and row.batch is not None):
+            return self._fixed_load(row, spec, common)
         online = rate is not None
         batch = None if online else row.concurrency
         ev = self.evaluate(batch=batch, **common)
@@ -379,6 +419,11 @@ class Predictor:
                 return _finite(row, per[metric])
             if metric.startswith("ttft"):
                 return _finite(row, m.ttft_s * 1e3)
+            if metric.startswith("e2e"):
+                return _finite(row, (m.ttft_s + max(row.osl - 1, 0) * m.tpot_s) * 1e3)
+            if metric.endswith(("_p50", "_p99")):
+                mix = step_mix(spec, ev.gpu, ev.strategy, isl=row.isl, osl=row.osl, batch=m.batch, links=ev.links)
+                return _finite(row, mix.percentile_s(0.5 if metric.endswith("_p50") else 0.99) * 1e3)
             return _finite(row, m.tpot_s * 1e3)  # itl / tpot
 
         # online serving at request rate `rate`: the same library call with qps, which gives the
@@ -397,7 +442,53 @@ class Predictor:
             return Result(row, None, f"metric not modelled: {metric} at {why} (queue has no steady state)")
         if metric.startswith("ttft"):
             return _finite(row, lm.ttft_s * 1e3)
+        if metric.startswith("e2e"):
+            return _finite(row, (lm.ttft_s + max(row.osl - 1, 0) * lm.tpot_s) * 1e3)
+        if metric.endswith(("_p50", "_p99")):
+            mix = step_mix(spec, loaded.gpu, loaded.strategy, isl=row.isl, osl=row.osl, batch=lm.batch,
+                           links=loaded.links)
+            return _finite(row, mix.percentile_s(0.5 if metric.endswith("_p50") else 0.99) * 1e3)
         return _finite(row, lm.tpot_s * 1e3)
+
+    def _fixed_load(self, row: Row, spec, common: dict) -> Result:
+        """A static batch of ``batch`` requests, or a closed loop of ``concurrency`` clients."""
+        ev = self.evaluate(batch=None, **common)  # links, strategy and the largest batch
+        if isinstance(ev, str):
+            return Result(row, None, ev)
+        if ev.reason is not None:
+            return Result(row, None, f"cannot place on harness topology: {ev.reason}")
+        n = row.concurrency or 1
+        dp, metric = common["dp"], row.metric
+        if row.static:
+            key = ("static", row.model, row.gpu, common["dtypes"], row.layout, row.isl, row.osl, n, row.runtime)
+            if key not in self._evals:
+                self._evals[key] = static_batch(spec, ev.gpu, ev.strategy, isl=row.isl, osl=row.osl, batch=n,
+                                                links=ev.links)
+            st = self._evals[key]
+            if not st.fits:
+                return Result(row, None, NOT_FIT)
+            figures = {"ttft": st.ttft_s, "ttft_p99": st.ttft_s, "tpot": st.tpot_s, "itl_p50": st.tpot_s,
+                       "itl_p99": st.tpot_s, "e2e": st.e2e_s, "req": st.requests_per_s,
+                       "tok": st.output_tokens_per_s}
+        else:
+            key = ("closed", row.model, row.gpu, common["dtypes"], row.layout, row.isl, row.osl, n, row.runtime)
+            if key not in self._evals:
+                self._evals[key] = serve_at_concurrency(spec, ev.gpu, ev.strategy, isl=row.isl, osl=row.osl,
+                                                        concurrency=max(1, math.ceil(n / dp)), links=ev.links)
+            cl = self._evals[key]
+            if cl.batch < 1:
+                return Result(row, None, NOT_FIT)
+            figures = {"ttft": cl.ttft_s, "ttft_p99": cl.ttft_p99_s, "tpot": cl.tpot_s, "itl_p50": cl.itl_p50_s,
+                       "itl_p99": cl.itl_p99_s, "e2e": cl.e2e_s, "req": cl.requests_per_s,
+                       "tok": cl.output_tokens_per_s}
+        per = {"total_output_tok_per_s": figures["tok"] * dp, "output_tok_per_s_per_gpu": figures["tok"] * dp / row.num_gpus,
+               "req_per_s": figures["req"] * dp, "total_token_tok_per_s": figures["req"] * dp * (row.isl + row.osl),
+               "ttft_ms": figures["ttft"] * 1e3, "ttft_ms_mean": figures["ttft"] * 1e3,
+               "ttft_ms_p50": figures["ttft"] * 1e3, "ttft_ms_p99": figures["ttft_p99"] * 1e3,
+               "itl_ms": figures["tpot"] * 1e3, "itl_ms_mean": figures["tpot"] * 1e3, "tpot_ms": figures["tpot"] * 1e3,
+               "tpot_ms_mean": figures["tpot"] * 1e3, "itl_ms_p50": figures["itl_p50"] * 1e3,
+               "itl_ms_p99": figures["itl_p99"] * 1e3, "e2e_latency_ms_mean": figures["e2e"] * 1e3}
+        return _finite(row, per[metric])
 
 
 def runtime_of_source(source_id: str) -> str:
@@ -492,8 +583,10 @@ def choice_groups(results: Iterable[Result]) -> dict[tuple, list[Candidate]]:
         if r.family != "throughput" or (r.reason and r.reason.startswith(_UNRANKABLE)):
             continue
         rate = row.request_rate
-        key = (row.source_id, row.model, row.gpu, row.precision, row.isl, row.osl, row.metric,
-               "offline" if rate is None else f"rate={rate:g}")
+        load = "offline" if rate is None else f"rate={rate:g}"
+        if row.static or (rate is not None and math.isinf(rate) and row.batch is not None):
+            load += f" batch/concurrency={row.batch}"  # the same load on every layout of the group
+        key = (row.source_id, row.model, row.gpu, row.precision, row.isl, row.osl, row.metric, load, row.runtime)
         tp, pp, dp, ep = row.layout
         label = f"tp{tp} pp{pp} dp{dp}" + (f" ep{ep}" if ep > 1 else "") + \
             (f" b{row.batch}" if row.batch else "")
@@ -519,6 +612,8 @@ def summarize(results: Sequence[Result]) -> dict:
         "within_10pct": overall["within_10pct"], "within_25pct": overall["within_25pct"],
         "median_signed_pe": overall["median_signed_pe"],
         "throughput": fams["throughput"], "latency": fams["latency"],
+        "latency_by_kind": {k: ape_stats((r.predicted, r.row.value) for r in predicted
+                                         if latency_kind(r.row.metric) == k) for k in LATENCY_KINDS},
         "groups": choices["groups"], "top1_match": choices["top1_match"],
         "mean_regret": choices["mean_regret"], "worst_regret": choices["worst_regret"],
         "choice_details": choices["details"],
@@ -542,10 +637,17 @@ def _canonical_gpu(name: str) -> str:
         return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def run(path: str | Path, *, holdout_gpu: str | None = None, source: str | None = None,
+def read_all(paths: str | Path | Sequence[str | Path]) -> list[Row]:
+    """The rows of one CSV or of several, in order."""
+    if isinstance(paths, (str, Path)):
+        return read_rows(paths)
+    return [r for p in paths for r in read_rows(p)]
+
+
+def run(path: str | Path | Sequence[str | Path], *, holdout_gpu: str | None = None, source: str | None = None,
         predictor: Predictor | None = None) -> dict:
     """Read, filter, predict and summarise. Raises :class:`CsvError` on bad input."""
-    rows = read_rows(path)
+    rows = read_all(path)
     selected = rows
     if holdout_gpu is not None:
         want = _canonical_gpu(holdout_gpu)
@@ -571,7 +673,7 @@ def run(path: str | Path, *, holdout_gpu: str | None = None, source: str | None 
     report["per_gpu"] = {g: {f: ape_stats((r.predicted, r.row.value) for r in v
                                           if r.predicted is not None and r.family == f) for f in FAMILIES}
                          for g, v in sorted(by_gpu.items())}
-    report["data"] = str(path)
+    report["data"] = str(path) if isinstance(path, (str, Path)) else " + ".join(str(p) for p in path)
     report["rows_in_file"] = len(rows)
     report["rows_outside_filter"] = len(rows) - len(selected)
     report["filters"] = {"holdout_gpu": holdout_gpu, "source": source}
@@ -619,6 +721,10 @@ def _block(title: str, s: dict, *, show_metrics: bool) -> list[str]:
     out.append(_stats_header("family"))
     for f in FAMILIES:
         out.append(_stats_line(f, s[f]))
+        if f == "latency":
+            for k in LATENCY_KINDS:
+                if s["latency_by_kind"][k]["n"]:
+                    out.append(_stats_line(f"  latency {k}", s["latency_by_kind"][k]))
     if show_metrics:
         out.append(_stats_header("metric"))
         for m, ms in s["per_metric"].items():
@@ -659,8 +765,9 @@ def to_text(report: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="fidelity.py", description=__doc__.strip().splitlines()[0])
-    ap.add_argument("--data", default=str(REFERENCE_CSV),
-                    help="measurements CSV (columns as benchmarks/data/benchmarks.csv)  [default: that file]")
+    ap.add_argument("--data", nargs="+", default=[str(p) for p in DEFAULT_DATA],
+                    help="measurement CSVs (columns as benchmarks/data/benchmarks.csv)  [default: "
+                         "benchmarks/data/benchmarks.csv and benchmarks/data/latency.csv]")
     ap.add_argument("--json", action="store_true", help="print one JSON object (sorted keys)")
     ap.add_argument("--holdout-gpu", metavar="NAME", help="report only the rows of this GPU")
     ap.add_argument("--source", metavar="ID", help="report only the rows of this source_id")

@@ -41,21 +41,21 @@ MAX_BATCH_SIZE = 2048
 
 #: [fitted] Share of peak dense tensor-core throughput large 16-bit GEMMs reach
 #: (bounds 0.30-0.90; cuBLAS reaches 70-80 % of dense peak on large Hopper/Ampere GEMMs).
-MATMUL_EFFICIENCY_MAX = 0.7341
+MATMUL_EFFICIENCY_MAX = 0.7373
 
 #: [fitted] Share of the 16-bit GEMM efficiency reached when GEMMs run in FP8/INT8/FP4
 #: (bounds 0.40-1.00): the doubled tensor rate meets the same SM data paths, scaling and
 #: epilogues, so a smaller share of the datasheet peak is reached.
-LOW_PRECISION_MATMUL_EFFICIENCY = 0.7559
+LOW_PRECISION_MATMUL_EFFICIENCY = 0.7389
 
 #: [fitted] GEMM rows (tokens) at which the efficiency reaches half its maximum (bounds
 #: 1-512): below one tile of rows (64-128 on Hopper) tensor cores idle.
 #: efficiency(m) = max * m / (m + M_HALF).
-MATMUL_M_HALF_TOKENS = 109.2
+MATMUL_M_HALF_TOKENS = 133.2
 
 #: [fitted] Share of peak HBM bandwidth a streaming read reaches (bounds 0.50-0.92; H100
 #: SXM copy/STREAM-style tests reach about 2.6-2.9 of 3.35 TB/s).
-HBM_EFFICIENCY = 0.7537
+HBM_EFFICIENCY = 0.8102
 
 #: [fitted, on its upper bound 0.75] Share of peak tensor throughput attention kernels
 #: (FlashAttention-2/3, TensorRT-LLM's FMHA) reach.
@@ -65,22 +65,22 @@ ATTENTION_EFFICIENCY = 0.75
 #: launches (bounds 10 us-3 ms per step, 0.1-20 us per layer). 1.9 ms per step is more
 #: than CUDA-graph launches alone: it carries TensorRT-LLM's per-iteration scheduling and
 #: the small kernels (norms, rotary, sampling) the roofline does not price.
-STEP_OVERHEAD_S = 1874 * US
-LAYER_OVERHEAD_S = 15.73 * US
+STEP_OVERHEAD_S = 1655 * US
+LAYER_OVERHEAD_S = 20.0 * US
 
 #: [fitted] Share of the dense GEMM efficiency grouped (MoE expert) GEMMs reach (bounds
 #: 0.10-1.00): experts' GEMMs are many small ones launched together, with routing,
 #: permutation and un-permutation around them.
-MOE_GEMM_EFFICIENCY = 0.8741
+MOE_GEMM_EFFICIENCY = 1.0
 
 #: [fitted] Fixed cost of one request's first token beyond its prompt's compute inside the
 #: engine (bounds 10 us-20 ms): scheduling it into a step, first sampling.
-PREFILL_REQUEST_OVERHEAD_S = 567.2 * US
+PREFILL_REQUEST_OVERHEAD_S = 758.6 * US
 
 #: [fitted, online-serving rows] What a client sees on top of the engine's TTFT in online
 #: serving (bounds 10 us-50 ms): the HTTP front end, tokenisation, detokenisation and
 #: streaming of the first token.
-ONLINE_REQUEST_OVERHEAD_S = 9.414 * MS
+ONLINE_REQUEST_OVERHEAD_S = 4.694 * MS
 
 #: Share of link bandwidth NCCL's ring collectives other than the all-reduce (all-gather,
 #: reduce-scatter, all-to-all, pipeline sends) reach: NCCL's measured all-reduce bus efficiency
@@ -171,6 +171,26 @@ def trtllm_bench_max_num_tokens(*, max_batch: int, isl: int, osl: int) -> int:
 #: custom_all_reduce.py); SGLang: the same default in its copy of that file; TensorRT-LLM: its IPC
 #: workspace, 16 MB for 2+ ranks (``AllReduceStrategy.AUTO`` falls back to NCCL above it).
 KERNEL_ALLREDUCE_MAX_BYTES = {"vllm": 8 * 2**20, "sglang": 8 * 2**20, "trtllm": 16e6}
+
+def trtllm_one_shot_max_bytes(ranks: int) -> float:
+    """Largest all-reduce TensorRT-LLM's AUTO strategy sends through its one-shot kernel; NCCL
+    above. ``AllreducePlugin::selectImplementation``: within the 16 MB IPC workspace at 2 ranks,
+    below 1 MB at up to 4 ranks, below 500 kB at up to 8; its two-shot kernel is off in AUTO
+    (the code's "temporary measure" for nvbug 4718747; NVIDIA/TensorRT-LLM issue #2575, 2024-12:
+    "twoshot algorithm has been disabled currently"). This is the behaviour of the releases the
+    reference measurements ran (v0.14 - v0.17).
+
+    >>> trtllm_one_shot_max_bytes(2), trtllm_one_shot_max_bytes(8), trtllm_one_shot_max_bytes(16)
+    (16000000.0, 500000.0, 0.0)
+    """
+    if ranks <= 2:
+        return 16e6
+    if ranks <= 4:
+        return 1e6
+    if ranks <= 8:
+        return 5e5
+    return 0.0
+
 
 #: GPUs measured for each link kind stand in for GPUs that were not: the same chip where there is
 #: one (``COLLECTIVE_SAME_AS``), else the measured GPU of that link kind whose small-message latency

@@ -146,12 +146,14 @@ def _kernel_s(message_bytes: float, ranks: int, link: Link, runtime: str, gpu: s
         return None
     times = []
     for algorithm, one_shot in (("one-shot", True), ("two-shot", False)):
-        if not one_shot and ranks <= 2:
+        if not one_shot and (ranks <= 2 or runtime == "trtllm"):
+            continue  # TensorRT-LLM's AUTO runs no two-shot (see calibration.TRTLLM_ONE_SHOT_MAX_BYTES)
+        if runtime == "trtllm" and message_bytes > cal.trtllm_one_shot_max_bytes(ranks):
             continue
         m = _measured(gpu, link.kind, f"{runtime}/{algorithm}", ranks)
         times.append(m.alpha_s + custom_kernel_bytes(message_bytes, ranks, one_shot)
                      / (link.bandwidth_bytes_per_s * m.bus_efficiency))
-    return min(times)
+    return min(times) if times else None
 
 
 def nccl_allreduce_s(message_bytes: float, ranks: int, link: Link, gpu: str | None = None) -> float:
@@ -188,8 +190,8 @@ def allreduce_s(*, message_bytes: float, ranks: int, link: Link, runtime: str = 
     vLLM and SGLang run their own peer-memory kernel (one-shot or two-shot, ``kernel_one_shot``)
     for messages up to 8 MiB inside an NVLink domain (and between two PCIe GPUs), NCCL beyond
     (vLLM ``custom_all_reduce.py``: ``max_size`` 8 MiB; SGLang the same). TensorRT-LLM's AUTO
-    strategy chooses between its own one-shot/two-shot kernels and NCCL by size and rank count;
-    it is priced as the faster of the two paths within its kernel workspace. Each path's
+    strategy runs its one-shot kernel below its size thresholds and NCCL above
+    (``calibration.trtllm_one_shot_max_bytes``); below them it is priced as the faster of the two. Each path's
     constants are read off NVIDIA's measured op tables for that GPU (``_measured``): a few
     microseconds for the kernels at decode sizes, against 6-25 us for NCCL.
 

@@ -14,7 +14,8 @@ from costmodels import calibration as cal
 from costmodels.comm import allgather_s, allreduce_s, alltoall_s
 from costmodels.hardware import GPU
 from costmodels.models import ModelSpec
-from costmodels.units import dtype_bytes
+from costmodels.memory import replicated_kv_params_per_layer
+from costmodels.units import dtype_bytes, weight_storage_bytes
 from topologies.graph import Link
 
 ACT_BYTES = 2.0  # activations travel in 16 bit
@@ -111,7 +112,7 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     dp = attention_dp
     at = tp // dp  # GPUs per attention group
     layers = range(stage.layer_start, stage.layer_start + stage.layer_count)
-    b_w = dtype_bytes(weight_dtype)
+    b_w = weight_storage_bytes(weight_dtype)
     peak = gpu.matmul_flop_per_s(weight_dtype)
     if peak > gpu.bf16_flop_per_s:  # the GEMMs run in an 8- or 4-bit tensor-core format
         peak *= cal.LOW_PRECISION_MATMUL_EFFICIENCY
@@ -132,7 +133,7 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
             dense_params += model.attention_params_per_layer() + model.shared_expert_params()
         else:
             dense_params += model.attention_params_per_layer() + model.dense_mlp_params()
-    dense_params /= at
+    dense_params = dense_params / at + stage.layer_count * replicated_kv_params_per_layer(model, at)
     flops = 2 * group_tokens * dense_params
     linear_s += max(flops / (peak * matmul_efficiency(group_per_step)), steps * dense_params * b_w / hbm)
     load = 1.0

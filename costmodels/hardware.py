@@ -15,7 +15,7 @@ from functools import lru_cache
 from importlib import resources
 
 from topologies.errors import InputError
-from costmodels.units import GIB, TB, TERA
+from costmodels.units import GIB, MIB, TB, TERA
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,10 @@ def gpu_catalog() -> dict[str, GPU]:
             fp8_flop_per_s=(_num(r["fp8_dense_tflops"]) or 0) * TERA or None,
             fp4_flop_per_s=(_num(r["fp4_dense_tflops"]) or 0) * TERA or None,
             int8_op_per_s=(_num(r["int8_dense_tops"]) or 0) * TERA or None,
-            memory_bytes=float(r["memory_gib"]) * GIB,
+            # what the driver reports (nvidia-smi, cudaMemGetInfo): what the runtimes take their
+            # memory fractions of; the datasheet's GB where no driver figure is recorded
+            memory_bytes=(float(r["memory_mib_driver"]) * MIB if r.get("memory_mib_driver", "").strip()
+                          else float(r["memory_gib"]) * GIB),
             hbm_bandwidth_bytes_per_s=float(r["hbm_bandwidth_tbyte_per_s"]) * TB,
             nvlink_bytes_per_s=(_num(r["nvlink_gbyte_per_s_per_direction"]) or 0) * 1e9 or None,
             nvlink_domain_gpus=int(r["nvlink_domain_gpus"]),

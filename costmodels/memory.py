@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from costmodels import calibration as cal
 from costmodels.models import ModelSpec
-from costmodels.units import dtype_bytes
+from costmodels.units import dtype_bytes, weight_storage_bytes
 
 #: Embedding and LM head stay in 16 bit when the linear layers are quantised (vLLM and
 #: TensorRT-LLM FP8/INT4 recipes leave ``lm_head`` and the embedding unquantised).
@@ -17,14 +17,34 @@ EMBEDDING_BYTES = 2.0
 
 
 def weight_bytes(*, params: float, dtype: str) -> float:
-    """Bytes to hold ``params`` parameters in ``dtype``.
+    """Bytes to hold ``params`` parameters in ``dtype``, quantisation scales included
+    (``costmodels.units.SCALE_BYTES_PER_WEIGHT``).
 
     >>> weight_bytes(params=130e9, dtype="fp16") / 1e9
     260.0
-    >>> weight_bytes(params=130e9, dtype="int4") / 1e9
-    65.0
+    >>> round(weight_bytes(params=130e9, dtype="int4") / 1e9, 2)
+    67.54
     """
-    return params * dtype_bytes(dtype)
+    return params * weight_storage_bytes(dtype)
+
+
+def replicated_kv_params_per_layer(model: ModelSpec, attention_tp: int) -> float:
+    """K and V projection weights one GPU holds beyond its 1/attention_tp share.
+
+    With more attention ranks than KV heads each rank still needs a whole KV head: the runtimes
+    replicate the K/V projections (vLLM ``QKVParallelLinear``: ``num_kv_head_replicas =
+    tp_size // total_num_kv_heads``; TensorRT-LLM the same), so a rank holds ``2 x hidden x
+    head_dim`` of them instead of ``2 x hidden x kv_heads x head_dim / tp``. MLA's latent
+    projections are not split by head and are counted whole already.
+
+    >>> from costmodels.models import get_model
+    >>> m = get_model("llama-3.1-70b")
+    >>> replicated_kv_params_per_layer(m, 8), replicated_kv_params_per_layer(m, 16)
+    (0.0, 1048576.0)
+    """
+    if model.is_mla or attention_tp <= model.kv_heads:
+        return 0.0
+    return 2 * model.hidden * model.head_dim * (1 - model.kv_heads / attention_tp)
 
 
 def kv_cache_bytes_per_token(*, layers: int, kv_heads: int, head_dim: int, tp: int, dtype_bytes: float) -> float:
@@ -87,7 +107,8 @@ def stage_weight_bytes(model: ModelSpec, *, tp: int, layer_start: int, layer_cou
     layers = range(layer_start, layer_start + layer_count)
     routed = sum(model.routed_expert_params(i) for i in layers)
     dense = sum(model.layer_params(i) for i in layers) - routed
-    out = weight_bytes(params=dense / at + routed / tp, dtype=weight_dtype)
+    replicated = layer_count * replicated_kv_params_per_layer(model, at)
+    out = weight_bytes(params=dense / at + routed / tp + replicated, dtype=weight_dtype)
     emb_bytes = max(EMBEDDING_BYTES, dtype_bytes(weight_dtype))
     if first:
         out += model.embedding_params() / at * emb_bytes

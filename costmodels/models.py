@@ -287,6 +287,12 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
 
 _SUFFIXES = ("-instruct", "-chat", "-hf", "-base", "-it", "-v0.1", "-v0.2", "-v0.3")
 
+#: Releases that share a catalog model's architecture: every config.json field the cost model
+#: reads is the same (the weights differ). DeepSeek-R1 and R1-0528: DeepSeek-V3's config
+#: (DeepseekV3ForCausalLM, 61 layers, 256 routed experts, MLA), deepseek-ai/DeepSeek-R1 config.json;
+#: Llama-3.3-70B: Llama-3.1-70B's (meta-llama/Llama-3.3-70B-Instruct config.json).
+MODEL_ALIASES = {"deepseek-r1": "deepseek-v3", "deepseek-r1-0528": "deepseek-v3", "llama-3.3-70b": "llama-3.1-70b"}
+
 
 def normalize_model_name(name: str) -> str:
     """Map an HF repo id or display name to a catalog key.
@@ -302,7 +308,8 @@ def normalize_model_name(name: str) -> str:
         for s in _SUFFIXES:
             if n.endswith(s):
                 n, changed = n[: -len(s)], True
-    return n.replace("_", "-")
+    n = n.replace("_", "-")
+    return MODEL_ALIASES.get(n, n)
 
 
 def builtin_model_names() -> list[str]:

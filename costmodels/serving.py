@@ -330,21 +330,52 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     micro = min(s.pp, b)
     per_micro = b / micro
     # Steady state: each micro-batch step carries one decode token per sequence and its
-    # share of new prompts (per_micro * isl / osl tokens), chunked to the step budget.
-    prefill_per_step = per_micro * isl / max(osl, 1) if role == "unified" else 0.0
-    # The token budget is per scheduler: one per attention group under attention DP.
-    steps = steps_for_tokens((per_micro + prefill_per_step) / s.attention_dp, s.max_num_batched_tokens)
-    # Pipeline send: each TP rank sends its 1/tp slice of the hidden states to the same
-    # rank of the next stage, which all-gathers them over its own TP links; ``links.pp``
-    # is the per-GPU share of the stage-to-stage link.
-    send = send_s(message_bytes=(per_micro + prefill_per_step) * model.hidden * ACT_BYTES / s.tp,
-                  link=links.pp) if s.pp > 1 else 0.0
-    stage_times = [_stage_time(model, g, s, st, links, prefill_tokens=prefill_per_step,
-                               prefill_context=isl / 2, decode_tokens=per_micro,
-                               decode_context=isl + osl / 2, steps=steps) for g, st in zip(gpus, sts)]
-    slowest = max(stage_times, key=lambda t: t.total_s)
-    tpot = s.pp * (slowest.total_s + send)
-    tokens_per_s = b / tpot
+    # share of new prompts (per_micro * isl / osl tokens), chunked to the step budget. That is
+    # the cycle throughput is made of. TPOT as benchmarks define it, (end-to-end - TTFT) /
+    # (output tokens - 1), never sees a request's own prompt: its steps carry the other
+    # requests' prompts only, (b - 1) / micro * isl / osl tokens per step. At a batch of 1 that
+    # is a pure decode step, however long the prompt.
+    def even(prefill_tokens: float) -> tuple[StepTime, float, int]:
+        """Every step carrying ``prefill_tokens`` prompt tokens besides the decodes."""
+        # The token budget is per scheduler: one per attention group under attention DP.
+        n_steps = steps_for_tokens((per_micro + prefill_tokens) / s.attention_dp, s.max_num_batched_tokens)
+        # Pipeline send: each TP rank sends its 1/tp slice of the hidden states to the same
+        # rank of the next stage, which all-gathers them over its own TP links; ``links.pp``
+        # is the per-GPU share of the stage-to-stage link.
+        pp_send = send_s(message_bytes=(per_micro + prefill_tokens) * model.hidden * ACT_BYTES / s.tp,
+                         link=links.pp) if s.pp > 1 else 0.0
+        times = [_stage_time(model, g, s, st, links, prefill_tokens=prefill_tokens, prefill_context=isl / 2,
+                             decode_tokens=per_micro, decode_context=isl + osl / 2, steps=n_steps)
+                 for g, st in zip(gpus, sts)]
+        return max(times, key=lambda t: t.total_s), pp_send, n_steps
+
+    # The schedulers pack a waiting prompt into the next step whole, up to the chunk (the token
+    # budget), rather than a few tokens into every step: with fewer prompt tokens per step than
+    # one chunk on average, a share of the steps carries a chunk and the rest only decodes. The
+    # average step is that mix, which costs more than spreading the prompt thinly (a chunk step
+    # is compute-bound; a thin share would hide under the weight reads of a decode step).
+    chunk_tokens = min(isl, s.max_num_batched_tokens) * s.attention_dp
+
+    def step(prefill_tokens: float) -> tuple[StepTime, float, int]:
+        if not 0 < prefill_tokens < chunk_tokens:
+            return even(prefill_tokens)
+        share = prefill_tokens / chunk_tokens
+        (c, c_send, c_steps), (d, d_send, _) = even(chunk_tokens), even(0.0)
+        mixed = StepTime(*(share * x + (1 - share) * y for x, y in zip(
+            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s))))
+        return mixed, share * c_send + (1 - share) * d_send, c_steps
+
+    unified = role == "unified"
+    prefill_per_step = per_micro * isl / max(osl, 1) if unified else 0.0
+    slowest, send, steps = step(prefill_per_step)
+    cycle_s = s.pp * (slowest.total_s + send)
+    tokens_per_s = b / cycle_s
+    others_prefill = (b - 1) / micro * isl / max(osl, 1) if unified else 0.0
+    if others_prefill == prefill_per_step:
+        tpot = cycle_s
+    else:
+        own_slowest, own_send, _ = step(others_prefill)
+        tpot = s.pp * (own_slowest.total_s + own_send)
     if role == "decode":
         return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=0.0, tpot_s=tpot,
                               output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),
@@ -520,3 +551,125 @@ def serve_at_rate(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: in
                          ttft_s=ttft_under_load_s(ttft_s=m.ttft_s, utilization=util) + cal.ONLINE_REQUEST_OVERHEAD_S,
                          tpot_s=m.tpot_s,
                          requests_per_s=rate_per_s, output_tokens_per_s=rate_per_s * osl)
+
+
+@dataclass(frozen=True)
+class ClosedLoopMetrics:
+    """One replica under a closed loop: ``concurrency`` clients, each sending its next request
+    when the last one finished (benchmark_serving's ``--max-concurrency``, genai-perf's
+    ``--concurrency``)."""
+
+    concurrency: int
+    batch: int  # sequences the replica runs at once: the concurrency, or the largest batch that fits
+    ttft_s: float  # the wait for a free slot when the clients outnumber the slots, included
+    tpot_s: float  # (end-to-end - TTFT) / (output tokens - 1), as benchmarks define it
+    e2e_s: float  # TTFT + (osl - 1) x TPOT
+    requests_per_s: float
+    output_tokens_per_s: float
+    ttft_p99_s: float  # arriving just after a step began: a whole step's wait instead of half
+    itl_p50_s: float  # from the mix of steps (``step_mix``)
+    itl_p99_s: float
+
+
+@dataclass(frozen=True)
+class StepMix:
+    """The two kinds of steps a request sees while it decodes at batch b under chunked prefill:
+    decode-only steps, and steps that also carry a prompt chunk of another request."""
+
+    decode_s: float
+    with_chunk_s: float
+    chunk_share: float  # share of the request's decode steps that carry a prompt chunk
+
+    def percentile_s(self, q: float) -> float:
+        """The q-th quantile (0-1) of the inter-token latency: a chunk step once more than 1 - q
+        of the steps carry one."""
+        return self.with_chunk_s if self.chunk_share > 1 - q else self.decode_s
+
+
+def step_mix(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, batch: int,
+             links: Links = Links()) -> StepMix:
+    """The step times behind ITL percentiles at batch ``batch``: the other ``batch - 1`` requests
+    each bring ``isl`` prompt tokens per ``osl`` steps, in chunks of ``min(isl, budget)``; a step
+    carries one such chunk with probability ``(batch - 1) isl / osl / chunk`` (at most 1)."""
+    gpus = stage_gpus(gpu, s.pp)
+    sts = stages(model, s)
+    micro = min(s.pp, batch)
+    per_micro = batch / micro
+    chunk = min(isl, s.max_num_batched_tokens)
+
+    def stage_s(prefill: float) -> float:
+        return s.pp * max(_stage_time(model, g, s, st, links, prefill_tokens=prefill, prefill_context=isl / 2,
+                                      decode_tokens=per_micro, decode_context=isl + osl / 2).total_s
+                          for g, st in zip(gpus, sts))
+
+    share = min(1.0, (batch - 1) / micro * isl / max(osl, 1) / chunk)
+    return StepMix(decode_s=stage_s(0.0), with_chunk_s=stage_s(chunk * s.attention_dp), chunk_share=share)
+
+
+def serve_at_concurrency(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, concurrency: int,
+                         links: Links = Links()) -> ClosedLoopMetrics:
+    """Predict a replica at a fixed concurrency, from 1 upward.
+
+    The replica runs ``b = min(concurrency, largest batch that fits)`` requests at once. Each
+    request's TTFT is its prompt in the step it joins (``evaluate_replica``'s TTFT at batch b),
+    its TPOT the steady step at batch b with the other requests' prompts mixed in, so one
+    request alone pays its prompt once before decoding and never in TPOT. A request finishes
+    after TTFT + (osl - 1) TPOT, so the replica completes b / e2e requests per second (Little's
+    law); clients beyond the b slots wait their turn, ``(concurrency - b) / throughput`` on
+    average, which shows up in TTFT as it does in a closed-loop benchmark.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    full = evaluate_replica(model, gpu, s, isl=isl, osl=osl, links=links)
+    b = min(concurrency, max(full.max_batch, 0))
+    if b < 1:
+        inf = math.inf
+        return ClosedLoopMetrics(concurrency, 0, inf, inf, inf, 0.0, 0.0, inf, inf, inf)
+    m = evaluate_replica(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
+    service_s = m.ttft_s + max(osl - 1, 0) * m.tpot_s
+    rate = b / service_s
+    wait = (concurrency - b) / rate
+    ttft = m.ttft_s + wait
+    mix = step_mix(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
+    return ClosedLoopMetrics(concurrency=concurrency, batch=b, ttft_s=ttft, tpot_s=m.tpot_s,
+                             e2e_s=ttft + service_s - m.ttft_s, requests_per_s=rate, output_tokens_per_s=rate * osl,
+                             ttft_p99_s=ttft + (0.5 * m.step.total_s if b > 1 else 0.0),
+                             itl_p50_s=mix.percentile_s(0.5), itl_p99_s=mix.percentile_s(0.99))
+
+
+@dataclass(frozen=True)
+class StaticBatchMetrics:
+    """A static batch: ``batch`` requests prefilled together in one pass, then decoded together
+    (TensorRT-LLM's gptSessionBenchmark, LMDeploy's profile_generation, NeMo's inference
+    benchmark): no in-flight batching, no chunking."""
+
+    batch: int
+    fits: bool
+    ttft_s: float  # the whole batch's prompts in one pass
+    tpot_s: float  # one decode step of the batch (every step alike: p50 = p99 = mean)
+    e2e_s: float  # TTFT + (osl - 1) x TPOT
+    output_tokens_per_s: float
+    requests_per_s: float
+
+
+def static_batch(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, batch: int,
+                 links: Links = Links()) -> StaticBatchMetrics:
+    """Predict a static batch: one prefill pass of ``batch x isl`` tokens through the pipeline,
+    then ``osl - 1`` decode steps at the batch, attending on average to ``isl + osl / 2`` tokens."""
+    gpus = stage_gpus(gpu, s.pp)
+    sts = stages(model, s)
+    mems = replica_memory(model, gpu, s, batch=batch, context=isl + osl)
+    fits = all(m.fits for m in mems)
+    prompt = batch * isl
+    pre = [_stage_time(model, g, s, st, links, prefill_tokens=prompt, prefill_context=isl / 2, decode_tokens=0,
+                       decode_context=0).total_s for g, st in zip(gpus, sts)]
+    pre_send = send_s(message_bytes=prompt * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
+    ttft = sum(pre) + (s.pp - 1) * pre_send + cal.PREFILL_REQUEST_OVERHEAD_S
+    micro = min(s.pp, batch)
+    dec = [_stage_time(model, g, s, st, links, prefill_tokens=0, prefill_context=0, decode_tokens=batch / micro,
+                       decode_context=isl + osl / 2).total_s for g, st in zip(gpus, sts)]
+    dec_send = send_s(message_bytes=batch / micro * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
+    tpot = s.pp * (max(dec) + dec_send)
+    e2e = ttft + max(osl - 1, 0) * tpot
+    return StaticBatchMetrics(batch=batch, fits=fits, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
+                              output_tokens_per_s=batch * osl / e2e, requests_per_s=batch / e2e)

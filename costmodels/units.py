@@ -23,6 +23,24 @@ DTYPE_BYTES: dict[str, float] = {
 
 DTYPES = tuple(DTYPE_BYTES)
 
+#: Bytes of quantisation scales stored per weight element, on top of ``DTYPE_BYTES``:
+#: * int4 (W4A16, AWQ/GPTQ as vLLM and TensorRT-LLM load them): groups of 128 weights share one
+#:   16-bit scale and one 4-bit zero point, (16 + 4) / 128 bits per weight (AWQ paper, Lin et al.
+#:   2023, group size 128; vLLM's AWQ layout: ``scales`` fp16 and ``qzeros`` packed int4 per group);
+#: * fp4 (NVFP4, TensorRT-LLM's FP4 on Blackwell): blocks of 16 elements share one FP8 E4M3 scale,
+#:   8 / 16 bits per weight (NVIDIA, "Introducing NVFP4", 2025; MXFP4's 8 / 32 is smaller);
+#: * fp8 and int8: one scale per tensor, channel or 128 x 128 block, under 0.002 bits per weight.
+SCALE_BYTES_PER_WEIGHT: dict[str, float] = {"int4": (16 + 4) / 128 / 8, "fp4": 8 / 16 / 8}
+
+
+def weight_storage_bytes(dtype: str) -> float:
+    """Bytes one quantised weight takes in memory, its share of the scales included.
+
+    >>> weight_storage_bytes("bf16"), weight_storage_bytes("fp4"), round(weight_storage_bytes("int4"), 5)
+    (2.0, 0.5625, 0.51953)
+    """
+    return DTYPE_BYTES[dtype] + SCALE_BYTES_PER_WEIGHT.get(dtype, 0.0)
+
 
 def dtype_bytes(dtype: str) -> float:
     """Bytes per element.

@@ -8,7 +8,8 @@ from planner import evaluate
 
 def test_130b_weights_fp16_and_int4():
     assert weight_bytes(params=130e9, dtype="fp16") == 260e9
-    assert weight_bytes(params=130e9, dtype="int4") == 65e9
+    # 4-bit weights plus one 16-bit scale and a 4-bit zero point per group of 128 (AWQ/GPTQ)
+    assert weight_bytes(params=130e9, dtype="int4") == pytest.approx(130e9 * (0.5 + 20 / 128 / 8))
 
 
 def test_llama2_70b_kv_per_token():
