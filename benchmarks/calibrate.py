@@ -47,6 +47,7 @@ PARAMS = [
     ("ATTENTION_EFFICIENCY", 0.10, 0.75),
     ("STEP_OVERHEAD_S", 1e-5, 3e-3),
     ("LAYER_OVERHEAD_S", 1e-7, 2e-5),
+    ("SEQUENCE_OVERHEAD_S", 1e-8, 2e-5),
     ("MOE_GEMM_EFFICIENCY", 0.10, 1.00),
     ("PREFILL_REQUEST_OVERHEAD_S", 1e-5, 2e-2),
     ("ONLINE_REQUEST_OVERHEAD_S", 1e-5, 5e-2),
@@ -55,9 +56,9 @@ PARAMS = [
 # data being fitted, so a held-out fit learns nothing from the rows it leaves out.
 NEUTRAL_START = {"MATMUL_EFFICIENCY_MAX": 0.75, "LOW_PRECISION_MATMUL_EFFICIENCY": 0.8, "MATMUL_M_HALF_TOKENS": 32.0,
                  "HBM_EFFICIENCY": 0.8, "ATTENTION_EFFICIENCY": 0.5, "STEP_OVERHEAD_S": 300e-6,
-                 "LAYER_OVERHEAD_S": 4e-6, "MOE_GEMM_EFFICIENCY": 0.8,
+                 "LAYER_OVERHEAD_S": 4e-6, "SEQUENCE_OVERHEAD_S": 1e-6, "MOE_GEMM_EFFICIENCY": 0.8,
                  "PREFILL_REQUEST_OVERHEAD_S": 1e-3, "ONLINE_REQUEST_OVERHEAD_S": 5e-3}
-LOG_SCALE = {"MATMUL_M_HALF_TOKENS", "STEP_OVERHEAD_S", "LAYER_OVERHEAD_S", "PREFILL_REQUEST_OVERHEAD_S",
+LOG_SCALE = {"MATMUL_M_HALF_TOKENS", "SEQUENCE_OVERHEAD_S", "STEP_OVERHEAD_S", "LAYER_OVERHEAD_S", "PREFILL_REQUEST_OVERHEAD_S",
              "ONLINE_REQUEST_OVERHEAD_S"}
 MISS_PENALTY = math.log(3.0)  # a row the model cannot predict counts as a 3x miss
 
@@ -156,6 +157,7 @@ def main(argv=None) -> int:
                     help="measurement CSVs  [default: benchmarks/data/benchmarks.csv and latency.csv]")
     ap.add_argument("--holdout-gpus", action="store_true", help="leave-one-GPU-out fits and their errors")
     ap.add_argument("--holdout-sources", action="store_true", help="leave-one-source-out fits and their errors")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="hold out only these GPUs / sources")
     ap.add_argument("--max-evals", type=int, default=400)
     ap.add_argument("--holdout-only", action="store_true",
                     help="with --holdout-gpus: skip the fit on all rows and compare with the constants in use")
@@ -188,6 +190,7 @@ def main(argv=None) -> int:
     print(_line("all rows, fitted on all", report(args.data, values)))
     if args.holdout_gpus:
         gpus = sorted({fidelity._canonical_gpu(r.gpu) for r in rows})
+        gpus = [g for g in gpus if not args.only or g in args.only]
         for g in gpus:
             train = [r for r in rows if fidelity._canonical_gpu(r.gpu) != g]
             v, _ = fit(train, start, args.max_evals)
@@ -195,6 +198,8 @@ def main(argv=None) -> int:
             print(_line(f"{g} (fitted on all)", report(args.data, values, holdout_gpu=g)))
     if args.holdout_sources:
         for src in sorted({r.source_id for r in all_rows}):
+            if args.only and src not in args.only:
+                continue
             train = [r for r in rows if r.source_id != src]
             v, _ = fit(train, start, args.max_evals)
             print(_line(f"{src} held out", report(args.data, v, source=src)))

@@ -224,7 +224,9 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
             ag = allgather_s(message_bytes=every, ranks=tp, link=ep_link or tp_link)
             per_step += moe_layers * (ar + 2 * ag)
         comm_s = steps * per_step
-    overhead_s = steps * (cal.STEP_OVERHEAD_S + cal.LAYER_OVERHEAD_S * n_layers)
+    # Fixed costs of every step, and the host's per-sequence work (one scheduler per attention group).
+    overhead_s = steps * (cal.STEP_OVERHEAD_S + cal.LAYER_OVERHEAD_S * n_layers) \
+        + cal.SEQUENCE_OVERHEAD_S * decode_tokens / dp
     return StepTime(linear_s, attention_s, comm_s, overhead_s)
 
 
