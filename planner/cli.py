@@ -59,30 +59,16 @@ class _StatusLine:
             self._stream.flush()
 
 
-def _check_writable(path: str) -> None:
+def _check_writable(path: str, flag: str = "--output") -> None:
     """Refuse an output path that cannot be written before any work is done."""
-    target = Path(path)
-    if target.is_dir():
-        raise InputError("is a directory; give a file name", source=path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError("folder does not exist", source=path)
+    from planner.outfile import check_target
+    check_target(path, flag=flag)
 
 
-def _write_atomic(path: str, text: str) -> None:
+def _write_atomic(path: str, text: str, flag: str = "--output") -> None:
     """Write ``text`` to ``path`` whole or not at all (temp file in the same folder, then rename)."""
-    _check_writable(path)
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from planner.outfile import write_text_atomic
+    write_text_atomic(path, text, flag=flag)
 
 
 def _prices(items: tuple[str, ...]) -> dict[str, float] | None:
@@ -209,8 +195,8 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
 
     t0 = time.perf_counter()
     for path, flag in ((output, "--output"), (plot_file, "--plot")):
-        if path:
-            _check_writable(path)
+        if path is not None:
+            _check_writable(path, flag)
     if top_k is not None and pareto:
         raise InputError("give --top-k or --pareto, not both", source="--top-k")
     if plot_file and not pareto:
@@ -474,6 +460,8 @@ def _import(fmt: str, files: tuple[str, ...], gpu, nodes, nic_gbit_per_s, nics_p
     from topologies.importers import import_topology
     from topologies.load import parse_topology
 
+    if output is not None:
+        _check_writable(output)
     gpu_name = get_gpu(gpu, source="--gpu").name if gpu is not None else None
     result = import_topology(fmt, list(files), gpu=gpu_name, nodes=nodes, nic_gbit_per_s=nic_gbit_per_s,
                              nics_per_node=nics_per_node, name=name)
@@ -615,7 +603,8 @@ def sweep_command(file, output, jobs, ray_address, quiet, progress):
 
     spec = sw.load_sweep(file)
     parquet = False
-    if output:
+    if output is not None:
+        _check_writable(output)
         suffix = Path(output).suffix.lower()
         if suffix not in (".csv", ".parquet"):
             raise InputError("give a file name ending in .csv or .parquet", source=output)

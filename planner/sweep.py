@@ -36,7 +36,6 @@ import math
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -587,14 +586,7 @@ def write_parquet(rows: list[dict[str, Any]], path: str) -> None:
     require_pyarrow(path)
     import pyarrow.parquet as pq
 
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.",
-                               suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(to_arrow(rows), tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from planner.outfile import replace_atomically
+
+    table = to_arrow(rows)
+    replace_atomically(path, lambda tmp: pq.write_table(table, tmp))
