@@ -489,11 +489,11 @@ def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing
                 f"with room for one sequence of {req.isl + req.osl} tokens on this cluster's domains; "
                 f"try {', '.join(t for t in tries if t)}")
     parts = []
-    if req.tpot_s is not None and pricing.best_tpot_s > req.tpot_s:
+    if req.tpot_s is not None and pricing.best_tpot_s > req.tpot_s and math.isfinite(pricing.best_tpot_s):
         parts.append(f"TPOT {req.tpot_s * 1e3:g} ms is unreachable: the fastest plan reaches "
                      f"{pricing.best_tpot_s * 1e3:.1f} ms ({pricing.best_tpot_label}); relax --tpot-ms to "
                      f"{math.ceil(pricing.best_tpot_s * 1e3 * 10) / 10:g}")
-    if req.ttft_s is not None and pricing.best_ttft_s > req.ttft_s:
+    if req.ttft_s is not None and pricing.best_ttft_s > req.ttft_s and math.isfinite(pricing.best_ttft_s):
         parts.append(f"TTFT {req.ttft_s * 1e3:g} ms is unreachable: the fastest prompt takes "
                      f"{pricing.best_ttft_s * 1e3:.1f} ms ({pricing.best_ttft_label}); relax --ttft-ms to "
                      f"{math.ceil(pricing.best_ttft_s * 1e3 * 10) / 10:g}")

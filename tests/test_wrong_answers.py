@@ -75,3 +75,13 @@ def test_a_model_cp_sat_refuses_is_a_bug_not_infeasible(monkeypatch):
     with pytest.raises(AssertionError, match="invalid"):
         api.search(topology="dgx-h100x128", model="llama-3.1-8b", objective="min-cost", qps=500,
                    price_per_gpu_hour={H100: 10_000.0}, disaggregation="off")
+
+
+# -- --disaggregation only with an unreachable TPOT: OverflowError (best TPOT tracked for unified only)
+
+def test_pools_only_with_an_unreachable_tpot_says_which_tpot_is_reachable():
+    code, out, err = run(["search", "-t", "dgx-h100x2", "-m", "llama-3.1-8b", "--disaggregation", "only",
+                          "--tpot-ms", "1", "-q"])
+    assert code == 3, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "--tpot-ms" in err and "fastest plan reaches" in err
