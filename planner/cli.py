@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from planner.emit import TARGETS as EMIT_TARGETS
-from topologies.errors import InputError, PlanSearchError
+from topologies.errors import InfeasibleError, InputError, PlanSearchError
 
 OBJECTIVES = ["throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency"]
 DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
@@ -303,7 +303,24 @@ def evaluate(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, a
                       weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime,
                       attention_dp=attention_dp, expert_imbalance=expert_imbalance)
     d = ev.as_dict()
+    if not d["fits"]:
+        raise InfeasibleError(_does_not_fit(d))
     click.echo(json.dumps(d, indent=2, sort_keys=True) if as_json else evaluation_text(d), nl=not not as_json)
+
+
+def _does_not_fit(d: dict) -> str:
+    """One line for a strategy ``evaluate`` cannot run: no figures, they would describe nothing real."""
+    what = f"tp={d['tp']} pp={d['pp']} dp={d['dp']}" + (f" ep={d['ep']}" if d["ep"] > 1 else "") + f" on {d['gpu']}"
+    mem = d["memory_per_gpu_bytes"]
+    if d["reason"] == "does not fit in GPU memory":
+        gib = 2**30
+        why = (f"does not fit in GPU memory: batch {d['batch_size']} needs {mem['total'] / gib:.1f} GiB per GPU of "
+               f"{mem['capacity'] / gib:.1f} GiB") if d["max_batch_size"] >= 1 else \
+            f"does not fit in GPU memory: not even one sequence fits ({mem['weights'] / 2**30:.1f} GiB of weights per GPU)"
+        fix = f"; the largest batch that fits is {d['max_batch_size']}" if d["max_batch_size"] >= 1 else \
+            "; try a larger --tp/--pp or a smaller --weight-dtype"
+        return f"{what} {why}{fix} (`plan-search explain` shows where the memory goes)"
+    return f"{what} does not fit: {d['reason']}"
 
 
 @main.command()
