@@ -444,9 +444,12 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                       ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups if g.role != "decode"),
                       tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups if g.role != "prefill"),
                       cost_per_hour=_r(cost, 4) if cost is not None else None)
-    objective_desc = {"throughput": "max output tokens/s", "throughput-per-gpu": "max output tokens/s per GPU",
+    # The label names what objective_value measures. latency and throughput-per-gpu pick the best
+    # shapes by bisection, then maximise throughput among them: their value is that throughput.
+    objective_desc = {"throughput": "max output tokens/s",
+                      "throughput-per-gpu": "max output tokens/s among the shapes of most tokens/s per GPU",
                       "min-gpus": "min GPUs serving qps", "min-cost": "min $/hour serving qps",
-                      "latency": "min TPOT"}[req.objective]
+                      "latency": "max output tokens/s among the shapes of lowest TPOT"}[req.objective]
     inputs = S.Inputs(model=_model_ref(spec), topology=_topo_ref(topo),
                       workload=S.Workload(isl=req.isl, osl=req.osl, qps=req.qps),
                       slo=S.Slo(ttft_ms=req.ttft_s * 1e3 if req.ttft_s else None,

@@ -247,7 +247,10 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     emitted = None
     if emit_target:
         from planner.emit import emit as emit_fn
-        emitted = emit_fn(result, emit_target)  # before any file is written: a plan it cannot express writes none
+        try:  # before any file is written: a plan it cannot express writes none
+            emitted = emit_fn(result, emit_target)
+        except InputError as e:  # emit's words name its own flag; here the flag is --emit
+            raise InputError(str(e).replace("--target", "--emit"), source="--emit") from None
     if output:
         _write_atomic(output, text)
     if emitted is not None:

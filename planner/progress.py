@@ -32,6 +32,14 @@ class SearchControl:
             self.report(line)
 
 
+def relative_gap(incumbent: float, bound: float) -> float:
+    """|bound - incumbent| over the larger of the two, so within [0, 1] for a bound on the right side;
+    0 when they agree (dividing by a bound of 0 once printed a gap of 5.9e13 %)."""
+    if bound == incumbent:
+        return 0.0
+    return abs(bound - incumbent) / max(abs(incumbent), abs(bound))
+
+
 class _Incumbents(cp_model.CpSolverSolutionCallback):
     """Reports each improving solution's objective and the bound, in the caller's units."""
 
@@ -42,7 +50,7 @@ class _Incumbents(cp_model.CpSolverSolutionCallback):
     def on_solution_callback(self) -> None:
         inc = self._scale(self.objective_value)
         bound = self._scale(self.best_objective_bound)
-        gap = abs(bound - inc) / max(abs(bound), 1e-9)
+        gap = relative_gap(inc, bound)
         self._control.say(f"{self._label}: incumbent {inc:,.1f} {self._unit}, bound {bound:,.1f} "
                           f"(gap {gap:.1%}) at {self.wall_time:.1f} s")
 

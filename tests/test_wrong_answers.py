@@ -85,3 +85,43 @@ def test_pools_only_with_an_unreachable_tpot_says_which_tpot_is_reachable():
     assert code == 3, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "--tpot-ms" in err and "fastest plan reaches" in err
+
+
+# -- labels ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("objective", ["latency", "throughput-per-gpu"])
+def test_solver_label_names_what_its_value_measures(objective):
+    """latency printed tokens/s as "min TPOT"; throughput-per-gpu printed total tokens/s as "per GPU"."""
+    plan = api.search(topology="dgx-h100x1", model="llama-3.1-8b", objective=objective, isl=512, osl=128)
+    assert plan.solver.objective.startswith("max output tokens/s among")
+    assert "TPOT" not in plan.solver.objective.split(" among ")[0]
+    assert plan.solver.objective_value == pytest.approx(plan.totals.output_tokens_per_s, abs=0.11)
+
+
+@pytest.mark.parametrize("incumbent, bound, gap", [(5.0, 0.0, 1.0), (0.0, 7.0, 1.0), (3.0, 3.0, 0.0),
+                                                   (0.0, 0.0, 0.0), (100.0, 110.0, 10 / 110), (20.0, 15.0, 0.25)])
+def test_progress_gap_is_bounded_when_the_bound_is_zero(incumbent, bound, gap):
+    from planner.progress import relative_gap
+
+    assert relative_gap(incumbent, bound) == pytest.approx(gap)
+
+
+def test_progress_lines_never_print_an_absurd_gap():
+    import re
+
+    from planner.progress import SearchControl
+
+    lines: list[str] = []
+    api.search(topology="dgx-h100x2", model="llama-3.1-8b", objective="min-cost", qps=20,
+               price_per_gpu_hour={H100: 2.0}, control=SearchControl(report=lines.append))
+    gaps = [float(g) for line in lines for g in re.findall(r"gap ([0-9.e+]+)%", line)]
+    assert gaps and all(0 <= g <= 100 for g in gaps), lines
+
+
+def test_search_emit_on_a_pools_plan_names_the_search_flag(tmp_path):
+    code, out, err = run(["search", "-t", "dgx-h100x2", "-m", "llama-3.1-8b", "--disaggregation", "only",
+                          "--emit", "vllm", "--emit-dir", tmp_path / "launch", "-q"])
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "--target" not in err
+    assert "--emit sglang" in err and err.startswith("plan-search: error: --emit")
+    assert not (tmp_path / "launch").exists()
