@@ -43,7 +43,15 @@ def _topology(t: str | Path | Topology) -> Topology:
 
 
 def _model(m: str | Path | ModelSpec) -> ModelSpec:
-    return m if isinstance(m, ModelSpec) else get_model(m)
+    """The model spec; a ``config.json`` in the current folder is named after that folder (its name
+    was once derived from the relative path's empty parent, and printed blank)."""
+    if isinstance(m, ModelSpec):
+        return m
+    spec = get_model(m)
+    if not spec.name.strip():
+        p = Path(m).absolute()
+        spec = replace(spec, name=(p.parent.name if p.name == "config.json" else p.stem) or "model")
+    return spec
 
 
 def _dtype(value: str | None, default: str, flag: str) -> str:

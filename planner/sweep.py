@@ -244,10 +244,10 @@ def resolve_topology(value: str, folder: Path) -> _TopologyPayload:
 
 
 def resolve_model(value: str, folder: Path):
-    from costmodels.models import get_model
+    from planner.api import _model  # as search resolves it (a config.json in "." is named after the folder)
 
     path = _model_path(value, folder)
-    return get_model(path if path is not None else value)
+    return _model(path if path is not None else value)
 
 
 # -- running one row -----------------------------------------------------------------------------

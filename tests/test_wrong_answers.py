@@ -125,3 +125,20 @@ def test_search_emit_on_a_pools_plan_names_the_search_flag(tmp_path):
     assert len(err.splitlines()) == 1 and "--target" not in err
     assert "--emit sglang" in err and err.startswith("plan-search: error: --emit")
     assert not (tmp_path / "launch").exists()
+
+
+# -- messages -------------------------------------------------------------------------------------
+
+def test_config_json_in_the_current_folder_is_named_after_the_folder(tmp_path, monkeypatch):
+    """`-m config.json` in the current folder once gave the model a blank name."""
+    import shutil
+    from pathlib import Path
+
+    folder = tmp_path / "my-llama"
+    folder.mkdir()
+    shutil.copy(Path(__file__).parent / "corpus" / "models" / "valid-llama" / "config.json", folder)
+    monkeypatch.chdir(folder)
+    code, out, err = run(["search", "-t", "dgx-h100x1", "-m", "config.json", "--json"])
+    assert code == 0, err
+    import json
+    assert json.loads(out)["inputs"]["model"]["name"] == "my-llama"
