@@ -301,13 +301,13 @@ def run_point(args: dict[str, Any], topology, model) -> dict[str, Any]:
     (except ``KeyboardInterrupt``). ``topology`` is a resolved payload, Topology or name."""
     from planner import api
 
-    if isinstance(topology, _TopologyPayload):
-        topology = _topology(topology)
     kwargs = {k: v for k, v in args.items() if k not in ("topology", "model")}
     for k in ("weight_dtype", "kv_dtype"):
         if kwargs.get(k) == "auto":
             kwargs[k] = None
     try:
+        if isinstance(topology, _TopologyPayload):  # inside the try: a topology that parses but cannot
+            topology = _topology(topology)          # be built fails its own rows, not the sweep
         plan = api.search(topology=topology, model=model, workers=1, **kwargs)
     except SolveTimeout as e:
         return _empty_result("timeout", _first_line(str(e)))
@@ -477,8 +477,10 @@ def _run_local(workers: int, sweep: Sweep, pending: list[int], topologies: dict,
             for f in done:
                 i = in_flight.pop(f)
                 e = f.exception()
-                if e is not None:  # the worker process died (e.g. killed for memory)
+                if isinstance(e, BrokenProcessPool):  # the worker process died (e.g. killed for memory)
                     finish(i, _empty_result("error", _first_line(f"worker process died: {type(e).__name__}: {e}")))
+                elif e is not None:  # the row raised (run_point returns its errors; this is a bug)
+                    finish(i, _empty_result("error", _first_line(f"{type(e).__name__}: {e}")))
                 else:
                     finish(*f.result())
     except BaseException:

@@ -142,3 +142,42 @@ def test_config_json_in_the_current_folder_is_named_after_the_folder(tmp_path, m
     assert code == 0, err
     import json
     assert json.loads(out)["inputs"]["model"]["name"] == "my-llama"
+
+
+# -- sweeps: a row whose topology parses but cannot be built --------------------------------------
+
+SWEEP = """\
+name: one-bad-topology
+base: {isl: 512, osl: 128, time_limit_s: 5, model: llama-3.1-8b}
+grid:
+  topology: [dgx-h100x1, broken.yaml, dgx-h100x2]
+"""
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_topology_that_cannot_be_built_fails_its_own_rows(tmp_path, monkeypatch, jobs):
+    """--jobs 1 once lost every row (exit 2, no CSV); --jobs 2 blamed a "worker process died"."""
+    import csv
+    import io
+    import shutil
+    from pathlib import Path
+
+    from planner import sweep as sw
+
+    shutil.copy(Path(__file__).parent / "corpus" / "topologies" / "valid.yaml", tmp_path / "broken.yaml")
+    (tmp_path / "s.yaml").write_text(SWEEP)
+    real = sw.resolve_topology
+
+    def resolve(value, folder):
+        payload = real(value, folder)
+        if value == "broken.yaml":  # parses, but has no GPUs to build a graph of
+            import dataclasses
+            payload = dataclasses.replace(payload, spec=payload.spec.model_copy(update={"nodes": [],
+                                                                                        "node_groups": []}))
+        return payload
+    monkeypatch.setattr(sw, "resolve_topology", resolve)
+    code, out, err = run(["sweep", tmp_path / "s.yaml", "-o", tmp_path / "out.csv", "--jobs", jobs, "-q"])
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))
+    assert [r["status"] for r in rows] == ["ok", "bad-input", "ok"], rows
+    assert "no GPUs" in rows[1]["message"] and "worker" not in rows[1]["message"]
