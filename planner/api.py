@@ -165,13 +165,25 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
         log=log, runtime=runtime, control=control, price_per_gpu_hour=price_per_gpu_hour,
         disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance)
     deadline = time.perf_counter() + params.time_limit_s
-    sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params, control)
+    try:
+        sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params, control)
+    except KeyboardInterrupt as e:
+        if control is not None and control.solved:  # Ctrl-C while placing GPUs: say so, not "before any plan"
+            raise KeyboardInterrupt("interrupted while assigning GPUs to the plan the solver found; "
+                                    "no plan written") from None
+        raise e
     if sol is None:
         raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
     why = None
     if not (control is not None and control.interrupted):
         from planner.disagg import verdict
-        why = verdict(spec, view, req, sol, pricing.candidates, inst.classes, params, deadline, _solve_objective)
+        try:
+            why = verdict(spec, view, req, sol, pricing.candidates, inst.classes, params, deadline,
+                          _solve_objective)
+        except KeyboardInterrupt:  # the comparison solve only explains the plan: keep the plan
+            if control is None:
+                raise
+            control.interrupted = True
     wall = time.perf_counter() - t_start
     plan = build_plan(spec, topo, view, req, sol, inst, placed, pricing, params,
                       wall_time_s=wall if include_timings else None)

@@ -222,10 +222,10 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
             result = frontier(axis=pareto_axis, points=pareto_points, **args)
         else:
             result = api.search(include_timings=include_timings, **args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if status_line:
             status_line.close()
-        raise KeyboardInterrupt("interrupted before any plan was found") from None
+        raise KeyboardInterrupt(e.args[0] if e.args else "interrupted before any plan was found") from None
     if status_line:
         status_line.close()
     if control.interrupted:

@@ -26,6 +26,7 @@ class SearchControl:
     report: Callable[[str], None] | None = None
     interrupted: bool = False
     solves: int = field(default=0)
+    solved: bool = False  # some solve found a plan (OPTIMAL or FEASIBLE)
 
     def say(self, line: str) -> None:
         if self.report is not None:
@@ -90,6 +91,7 @@ def run_interruptibly(solver: cp_model.CpSolver, model: cp_model.CpModel, contro
     if "error" in result:  # pragma: no cover
         raise result["error"]  # type: ignore[misc]
     status = result["status"]
+    control.solved = control.solved or status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
     if control.report and status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         control.say(f"solve {control.solves}: {solver.status_name(status)}, {scale(solver.objective_value):,.1f} "
                     f"{unit} (bound {scale(solver.best_objective_bound):,.1f}) in {solver.wall_time:.1f} s")

@@ -181,3 +181,33 @@ def test_a_topology_that_cannot_be_built_fails_its_own_rows(tmp_path, monkeypatc
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))
     assert [r["status"] for r in rows] == ["ok", "bad-input", "ok"], rows
     assert "no GPUs" in rows[1]["message"] and "worker" not in rows[1]["message"]
+
+
+# -- Ctrl-C after the solver found a plan --------------------------------------------------------
+
+def test_ctrl_c_during_the_pools_comparison_keeps_the_plan(monkeypatch, tmp_path):
+    """The comparison solve only explains the plan: Ctrl-C there once dropped an OPTIMAL plan
+    with "interrupted before any plan was found" (exit 130)."""
+    from planner import disagg
+
+    def pressed(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(disagg, "verdict", pressed)
+    out = tmp_path / "plan.json"
+    code, stdout, err = run(["search", "-t", "dgx-h100x1", "-m", "llama-3.1-8b", "--progress", "--json", "-o", out])
+    assert code == 0, err
+    assert "interrupted: the best plan found so far (status OPTIMAL" in err
+    import json
+    assert json.loads(out.read_text()) == json.loads(stdout)
+
+
+def test_ctrl_c_while_placing_says_the_solver_had_a_plan(monkeypatch, tmp_path):
+    def pressed(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(api, "place", pressed)
+    code, stdout, err = run(["search", "-t", "dgx-h100x1", "-m", "llama-3.1-8b", "--progress", "-o",
+                             tmp_path / "plan.json"])
+    assert code == 130 and stdout == ""
+    assert err.splitlines()[-1] == ("plan-search: interrupted while assigning GPUs to the plan the solver found; "
+                                    "no plan written")
+    assert list(tmp_path.iterdir()) == []
