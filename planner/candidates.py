@@ -685,9 +685,11 @@ def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Li
         m = top if b == top.batch else evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links,
                                                         role=role)
         n += 1
-        if role == "unified" and m.tpot_s < pr.best_tpot_s:
+        # the fastest decode step and prompt any shape reaches, for the infeasibility message (a
+        # decode-pool replica's TPOT counts as much as a unified one's: --disaggregation only)
+        if role in ("unified", "decode") and m.tpot_s < pr.best_tpot_s:
             pr.best_tpot_s, pr.best_tpot_label = m.tpot_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
-        if role == "unified" and m.ttft_s < pr.best_ttft_s:
+        if role in ("unified", "prefill") and m.ttft_s < pr.best_ttft_s:
             pr.best_ttft_s, pr.best_ttft_label = m.ttft_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
         if req.tpot_s is not None and m.tpot_s > req.tpot_s:
             pr.rejected["tpot"] = pr.rejected.get("tpot", 0) + 1

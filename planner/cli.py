@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from planner.emit import TARGETS as EMIT_TARGETS
-from topologies.errors import InputError, PlanSearchError
+from topologies.errors import InfeasibleError, InputError, PlanSearchError
 
 OBJECTIVES = ["throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency"]
 DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
@@ -59,30 +59,16 @@ class _StatusLine:
             self._stream.flush()
 
 
-def _check_writable(path: str) -> None:
+def _check_writable(path: str, flag: str = "--output") -> None:
     """Refuse an output path that cannot be written before any work is done."""
-    target = Path(path)
-    if target.is_dir():
-        raise InputError("is a directory; give a file name", source=path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError("folder does not exist", source=path)
+    from planner.outfile import check_target
+    check_target(path, flag=flag)
 
 
-def _write_atomic(path: str, text: str) -> None:
+def _write_atomic(path: str, text: str, flag: str = "--output") -> None:
     """Write ``text`` to ``path`` whole or not at all (temp file in the same folder, then rename)."""
-    _check_writable(path)
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from planner.outfile import write_text_atomic
+    write_text_atomic(path, text, flag=flag)
 
 
 def _prices(items: tuple[str, ...]) -> dict[str, float] | None:
@@ -209,8 +195,8 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
 
     t0 = time.perf_counter()
     for path, flag in ((output, "--output"), (plot_file, "--plot")):
-        if path:
-            _check_writable(path)
+        if path is not None:
+            _check_writable(path, flag)
     if top_k is not None and pareto:
         raise InputError("give --top-k or --pareto, not both", source="--top-k")
     if plot_file and not pareto:
@@ -236,10 +222,10 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
             result = frontier(axis=pareto_axis, points=pareto_points, **args)
         else:
             result = api.search(include_timings=include_timings, **args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if status_line:
             status_line.close()
-        raise KeyboardInterrupt("interrupted before any plan was found") from None
+        raise KeyboardInterrupt(e.args[0] if e.args else "interrupted before any plan was found") from None
     if status_line:
         status_line.close()
     if control.interrupted:
@@ -261,7 +247,10 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     emitted = None
     if emit_target:
         from planner.emit import emit as emit_fn
-        emitted = emit_fn(result, emit_target)  # before any file is written: a plan it cannot express writes none
+        try:  # before any file is written: a plan it cannot express writes none
+            emitted = emit_fn(result, emit_target)
+        except InputError as e:  # emit's words name its own flag; here the flag is --emit
+            raise InputError(str(e).replace("--target", "--emit"), source="--emit") from None
     if output:
         _write_atomic(output, text)
     if emitted is not None:
@@ -317,7 +306,24 @@ def evaluate(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, a
                       weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime,
                       attention_dp=attention_dp, expert_imbalance=expert_imbalance)
     d = ev.as_dict()
+    if not d["fits"]:
+        raise InfeasibleError(_does_not_fit(d))
     click.echo(json.dumps(d, indent=2, sort_keys=True) if as_json else evaluation_text(d), nl=not not as_json)
+
+
+def _does_not_fit(d: dict) -> str:
+    """One line for a strategy ``evaluate`` cannot run: no figures, they would describe nothing real."""
+    what = f"tp={d['tp']} pp={d['pp']} dp={d['dp']}" + (f" ep={d['ep']}" if d["ep"] > 1 else "") + f" on {d['gpu']}"
+    mem = d["memory_per_gpu_bytes"]
+    if d["reason"] == "does not fit in GPU memory":
+        gib = 2**30
+        why = (f"does not fit in GPU memory: batch {d['batch_size']} needs {mem['total'] / gib:.1f} GiB per GPU of "
+               f"{mem['capacity'] / gib:.1f} GiB") if d["max_batch_size"] >= 1 else \
+            f"does not fit in GPU memory: not even one sequence fits ({mem['weights'] / 2**30:.1f} GiB of weights per GPU)"
+        fix = f"; the largest batch that fits is {d['max_batch_size']}" if d["max_batch_size"] >= 1 else \
+            "; try a larger --tp/--pp or a smaller --weight-dtype"
+        return f"{what} {why}{fix} (`plan-search explain` shows where the memory goes)"
+    return f"{what} does not fit: {d['reason']}"
 
 
 @main.command()
@@ -474,6 +480,8 @@ def _import(fmt: str, files: tuple[str, ...], gpu, nodes, nic_gbit_per_s, nics_p
     from topologies.importers import import_topology
     from topologies.load import parse_topology
 
+    if output is not None:
+        _check_writable(output)
     gpu_name = get_gpu(gpu, source="--gpu").name if gpu is not None else None
     result = import_topology(fmt, list(files), gpu=gpu_name, nodes=nodes, nic_gbit_per_s=nic_gbit_per_s,
                              nics_per_node=nics_per_node, name=name)
@@ -615,7 +623,8 @@ def sweep_command(file, output, jobs, ray_address, quiet, progress):
 
     spec = sw.load_sweep(file)
     parquet = False
-    if output:
+    if output is not None:
+        _check_writable(output)
         suffix = Path(output).suffix.lower()
         if suffix not in (".csv", ".parquet"):
             raise InputError("give a file name ending in .csv or .parquet", source=output)

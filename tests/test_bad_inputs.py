@@ -382,6 +382,33 @@ CASES: list[Case] = [
           regression="TypeError/OverflowError traceback: serves_qps (planner/cpsat.py:174) int(ceil(qps * QPS_SCALE)) "
               "overflows CP-SAT's int64 (and is inf for --qps 1e308); check qps against the cluster's "
               "capacity before building the model and raise InfeasibleError"),
+    # -- issue 12 sections 3 and 5: outputs and wrong answers --
+    flags("output-empty-name", *S, "-o", "", mentions=("--output", "empty"),
+          regression="-o '' exited 0 and wrote nothing"),
+    flags("output-device-file", *S, "-o", "/dev/null", mentions=("/dev/null", "character device"),
+          regression="-o replaced whatever sat at the path, a device file included"),
+    flags("output-in-proc", *S, "-o", "/proc/plan-search-out.json", mentions=("/proc/plan-search-out.json",),
+          regression="a traceback after all the work was done"),
+    Case(id="output-symlink-to-stdout", args=(*S, "-o", "{file}"), mentions=("{file}", "symbolic link"),
+         make=lambda d: (d / "out.json").symlink_to("/dev/stdout") or d / "out.json",
+         regression="-o followed a symlink to /dev/stdout"),
+    flags("output-name-too-long", *S, "-o", "{tmp}/" + "n" * 256, mentions=("n" * 256,),
+          regression="a traceback after the search: the temporary name was longer than the target's"),
+    flags("import-output-empty-name", "topology", "import", "nvidia-smi",
+          str(Path(__file__).parent / "fixtures" / "topology-samples" / "nvidia-smi_4x-l40s_pcie-only.txt"),
+          "--gpu", "L40S", "-o", "", mentions=("--output", "empty")),
+    flags("evaluate-tp-past-the-cluster", *E, "--tp", "16", mentions=("tp=16", "does not fit"), code=3,
+          regression="exit 0 with TTFT, TPOT and throughput for a set-up it said does not fit"),
+    flags("evaluate-batch-past-memory", *E, "--tp", "1", "--batch", "5000",
+          mentions=("batch 5000", "GPU memory", "largest batch that fits"), code=3,
+          regression="exit 0 with figures for a batch that does not fit in memory"),
+    flags("evaluate-dp-past-the-cluster", *E, "--tp", "1", "--dp", "16", mentions=("16 GPUs",), code=3),
+    flags("pools-only-unreachable-tpot", "search", "--topology", "dgx-h100x2", "--model", SMALL_MODEL,
+          "--disaggregation", "only", "--tpot-ms", "1", mentions=("--tpot-ms", "fastest plan reaches"), code=3,
+          regression="OverflowError: the best TPOT was tracked for unified candidates only"),
+    flags("emit-from-search-on-pools", "search", "--topology", "dgx-h100x2", "--model", SMALL_MODEL,
+          "--disaggregation", "only", "--emit", "vllm", "--emit-dir", "{tmp}/launch",
+          mentions=("--emit sglang",), regression="said 'use --target sglang', a flag search does not have"),
 ]
 
 
