@@ -220,8 +220,8 @@ def test_vllm_multi_node_data_parallel_launch(plans, name):
                 assert _flag(cmd, "--port") == "8000"
                 assert _flag(cmd, "--data-parallel-address") == f'"$DP_HEAD_IP_{head}"'
                 # required on the head, checked before anything starts
-                assert (f'  if [ -z "${{DP_HEAD_IP_{head}:-}}" ]; then echo \'set DP_HEAD_IP_{head} to the IP address '
-                        f'of {head}\' >&2; exit 2; fi') in bodies[head]
+                assert (f'  if [ -z "${{DP_HEAD_IP_{head}:-}}" ]; then printf \'%s\\n\' \'set DP_HEAD_IP_{head} to the IP '
+                        f'address of {head}\' >&2; exit 2; fi') in bodies[head]
             else:
                 assert _flag(cmd, "--headless") == "" and _flag(cmd, "--port") is None
                 assert _flag(cmd, "--data-parallel-start-rank") == str(start)

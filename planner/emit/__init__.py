@@ -168,8 +168,18 @@ def safe_text(text) -> str:
 
 
 def sh_word(value) -> str:
-    """One shell word for ``value``: ``Sh`` text as is, anything else through ``shlex.quote``."""
-    return value if isinstance(value, Sh) else shlex.quote(str(value))
+    """One shell word for ``value``: ``Sh`` text as is, anything else through ``shlex.quote``.
+
+    A ``$`` or backtick is written outside the single quotes, backslash-escaped (``'a'\\$'(b)'``):
+    the same literal word, which shellcheck does not mistake for an expansion meant to run (SC2016)."""
+    if isinstance(value, Sh):
+        return value
+    text = str(value)
+    quoted = shlex.quote(text)
+    if quoted == text or not re.search(r"[$`]", text):
+        return quoted
+    return "".join("\\" + part if part in ("$", "`") else shlex.quote(part)
+                   for part in re.split(r"([$`])", text) if part)
 
 
 def sh_cmd(argv) -> str:
@@ -230,7 +240,7 @@ def node_case(nodes: list[str], bodies: dict[str, list[str]]) -> list[str]:
         lines.append(f"{sh_word(n)})")
         lines.extend(bodies[n])
         lines.append("  ;;")
-    lines.append(f'*) echo "usage: $0 NODE (got \'$NODE\'), NODE one of:" {sh_word(names)} >&2; exit 2 ;;')
+    lines.append(f"*) printf 'usage: %s NODE, one of: %s (got: %s)\\n' \"$0\" {sh_word(names)} \"$NODE\" >&2; exit 2 ;;")
     lines.append("esac")
     return lines
 

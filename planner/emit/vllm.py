@@ -241,7 +241,7 @@ def _dp_multi_node(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool,
             b.append("  " + sh_comment(f"vLLM binds its data-parallel RPC port {rpc} to ${var}, so that must be "
                                        f"{row.head}'s IP address (not a host name); start the other nodes too"))
             need = sh_word(safe_text(f"set {var} to the IP address of {row.head}"))
-            b.append(f'  if [ -z "${{{var}:-}}" ]; then echo {need} >&2; exit 2; fi')
+            b.append(f'  if [ -z "${{{var}:-}}" ]; then printf \'%s\\n\' {need} >&2; exit 2; fi')
         else:
             b.append("  " + sh_comment(f"replica {r.index}: {ranks} (tensor-parallel {at} each), engines only "
                                        f"(--headless), serving through the API server on {row.head} at ${var} "
