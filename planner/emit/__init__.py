@@ -240,7 +240,8 @@ def node_case(nodes: list[str], bodies: dict[str, list[str]]) -> list[str]:
         lines.append(f"{sh_word(n)})")
         lines.extend(bodies[n])
         lines.append("  ;;")
-    lines.append(f"*) printf 'usage: %s NODE, one of: %s (got: %s)\\n' \"$0\" {sh_word(names)} \"$NODE\" >&2; exit 2 ;;")
+    usage = f"printf 'usage: %s NODE, one of: %s (got: %s)\\n' \"$0\" {sh_word(names)} \"$NODE\" >&2"
+    lines.append(f"*) {usage}; exit 2 ;;")
     lines.append("esac")
     return lines
 

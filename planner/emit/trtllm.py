@@ -117,9 +117,9 @@ def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: 
         gpus = list(lists.pop())
         world = len(gpus) * len(row.nodes)
         hosts = ",".join(f"{n}:{len(gpus)}" for n in row.nodes)
-        bodies[row.head].append("  " + sh_comment(f"replica {r.index}: {len(row.nodes)} nodes ({', '.join(row.nodes)}), "
-                                                  f"GPUs {csv(gpus)} on each, port {row.port}; launched from here "
-                                                  "over MPI"))
+        bodies[row.head].append("  " + sh_comment(f"replica {r.index}: {len(row.nodes)} nodes "
+                                                  f"({', '.join(row.nodes)}), GPUs {csv(gpus)} on each, port "
+                                                  f"{row.port}; launched from here over MPI"))
         cmd = _serve(model, g, row.port, yaml_name, len(gpus))
         cmd[0] = (sh_assign("CUDA_VISIBLE_DEVICES", csv(gpus)), "mpirun", "-H", hosts, "-np", world,
                   "-x", "CUDA_VISIBLE_DEVICES", "-x", "CUDA_DEVICE_ORDER", "trtllm-llmapi-launch", *cmd[0])
