@@ -216,7 +216,7 @@ CASES: list[Case] = [
     topo("gpus_per_node_string.yaml", "node_types.h100.gpus_per_node", "integer"),
     topo("gpus_per_node_negative.yaml", "node_types.h100.gpus_per_node"),
     topo("gpus_per_node_zero.yaml", "node_types.h100.gpus_per_node"),
-    topo("gpus_per_node_absurd.yaml", "node_types.h100.gpus_per_node", "1024"),
+    topo("gpus_per_node_absurd.yaml", "node_types.h100.gpus_per_node", "72"),
     topo("gpus_per_node_fractional.yaml", "node_types.h100.gpus_per_node"),
     topo("gpus_per_node_bool.yaml", "node_types.h100.gpus_per_node",
          regression="a YAML boolean is accepted as gpus_per_node (true -> 1 GPU): pydantic lax mode coerces "
