@@ -363,7 +363,11 @@ def _dense_layers(cfg: dict, layers: int, source: str, opt_int) -> int:
 
 def _source_note(cfg: dict, source: str) -> str:
     """Where the config came from: its own ``source`` note (built-ins cite theirs) or the file."""
-    note = cfg.get("source", source)
+    if "source" not in cfg:
+        from topologies.errors import printable
+
+        return printable(source)[:2000]
+    note = cfg["source"]
     if not isinstance(note, str) or len(note) > 2000 or not note.isprintable():
         raise InputError("must be one line of printable text (at most 2,000 characters)", source=source,
                          field="source")
