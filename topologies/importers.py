@@ -423,8 +423,8 @@ def _int_attr(el, name: str, source: str, what: str, *, base: int = 10) -> int |
     text = v.strip()
     if not (_HEX if base == 16 else _DECIMAL).fullmatch(text):
         shown = repr(v) if len(v) <= 20 else repr(v[:20]) + f"... ({len(v)} characters)"
-        kind = "a hexadecimal number of at most 8 digits" if base == 16 else "a decimal number of at most 12 digits"
-        raise InputError(f"{name}={shown} is not {kind}", source=source, field=what)
+        kind = "hexadecimal, at most 8 digits" if base == 16 else "decimal, at most 12 digits"
+        raise InputError(f"{name}={shown} is not a number ({kind})", source=source, field=what)
     n = int(text, base)
     if n > _ATTR_MAX.get(name, 10**9):
         raise InputError(f"{name}={text} is out of range (at most {_ATTR_MAX.get(name, 10**9)})", source=source,
