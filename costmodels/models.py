@@ -443,7 +443,7 @@ def get_model(name_or_path: str | Path) -> ModelSpec:
         if p.suffix.lower() != ".json":
             raise InputError("a model config must be a .json file (an HF config.json)", source=ref)
         data, _ = read_structured_file(p)
-        spec = model_from_config(data, name=model_label(p.parent.name if p.name == "config.json" else p.stem),
+        spec = model_from_config(data, name=model_label(p.absolute().parent.name if p.name == "config.json" else p.stem),
                                  source=ref)
         _warn_unknown_type(data, ref)
         return spec
