@@ -314,7 +314,7 @@ def harness_topology_spec(gpu: GPU, num_gpus: int) -> dict:
     """A topology dict for ``num_gpus`` (at least 8) GPUs of ``gpu``: see the header comment."""
     n = max(8, num_gpus)
     domain = max(gpu.nvlink_domain_gpus, 1)
-    name = f"fidelity-{gpu.name}-{n}"
+    name = f"fidelity-{gpu.name.lower()}-{n}"  # topology names are lowercase labels
     base = {"name": name, "description": "built by benchmarks/fidelity.py"}
     if gpu.nvlink_bytes_per_s and domain >= 2 and domain != 2 and domain < n:
         # several NVLink domains joined by a network (e.g. 16 H100 = 2 nodes of 8)

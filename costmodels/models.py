@@ -20,7 +20,35 @@ from topologies.errors import InputError
 #: Upper bounds far beyond any published model, to refuse a corrupt config before pricing it.
 PLAUSIBLE_MAX = {"num_hidden_layers": 1024, "hidden_size": 1 << 20, "num_attention_heads": 1 << 14,
                  "num_key_value_heads": 1 << 14, "vocab_size": 1 << 24, "intermediate_size": 1 << 24,
-                 "num_local_experts": 1 << 16, "num_experts_per_tok": 1 << 16, "head_dim": 1 << 14}
+                 "num_local_experts": 1 << 16, "num_experts_per_tok": 1 << 16, "head_dim": 1 << 14,
+                 "moe_intermediate_size": 1 << 24, "shared_expert_intermediate_size": 1 << 24,
+                 "n_shared_experts": 1 << 10, "kv_lora_rank": 1 << 16, "q_lora_rank": 1 << 16,
+                 "qk_rope_head_dim": 1 << 14, "qk_nope_head_dim": 1 << 14, "v_head_dim": 1 << 14,
+                 "sliding_window": 1 << 27, "max_position_embeddings": 1 << 27}
+
+#: ``model_type`` values whose config layout this reader interprets (checked against published
+#: configs); any other gets a warning, as its fields may mean something else.
+KNOWN_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
+                               "deepseek_v2", "deepseek_v3", "kimi_k2", "gpt_oss"})
+#: Architectures with multi-head latent attention: only their ``kv_lora_rank`` means MLA.
+MLA_MODEL_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "kimi_k2"})
+
+_warned: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """Print ``plan-search: warning: message`` on stderr, once per message per process.
+
+    For what a config does not say clearly enough to refuse (an unknown ``model_type``): the
+    plan is still made, and the user learns why it may be off.
+    """
+    import sys
+
+    from topologies.errors import printable
+
+    if message not in _warned:
+        _warned.add(message)
+        print(f"plan-search: warning: {printable(message)}", file=sys.stderr)
 
 GELU_ACTS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu"}
 
@@ -222,6 +250,15 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
                              source=source, field=names[0])
         return v
 
+    def opt_bool(*names: str, default: bool) -> bool:
+        v = _get(cfg, *names, default=default)
+        if not isinstance(v, bool):  # "false" and "no" are strings, which Python reads as true
+            raise InputError(f"must be true or false (a JSON boolean), got {v!r}", source=source, field=names[0])
+        return v
+
+    model_type = _get(cfg, "model_type", default=None)
+    if model_type is not None and not isinstance(model_type, str):
+        raise InputError(f"must be a string, got {model_type!r}", source=source, field="model_type")
     hidden = need_int("hidden_size", "n_embd", "d_model")
     layers = need_int("num_hidden_layers", "n_layer", "num_layers")
     heads = need_int("num_attention_heads", "n_head")
@@ -229,8 +266,12 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
     if kv_heads > heads or heads % kv_heads:
         raise InputError(f"{kv_heads} KV heads do not divide {heads} attention heads", source=source,
                          field="num_key_value_heads")
-    head_dim = opt_int("head_dim", default=0) or hidden // heads
-    act = str(_get(cfg, "hidden_act", "activation_function", default="silu")).lower()
+    head_dim = _head_dim(cfg, hidden, heads, source, opt_int)
+    act = _get(cfg, "hidden_act", "activation_function", default="silu")
+    if not isinstance(act, str):
+        raise InputError(f"must be the name of an activation function, got {act!r}", source=source,
+                         field="hidden_act")
+    act = act.lower()
     gated = act not in GELU_ACTS
     intermediate = opt_int("intermediate_size", "n_inner", "ffn_hidden_size", default=0) or 4 * hidden
     vocab = need_int("vocab_size")
@@ -250,16 +291,20 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
     shared_inter = opt_int("shared_expert_intermediate_size", default=0)
     if shared_inter and not shared:
         shared = 1
-    dense_layers = opt_int("first_k_dense_replace", default=0) if experts else 0
-    mlp_only = _get(cfg, "mlp_only_layers", default=[]) or []
-    if experts and isinstance(mlp_only, list) and mlp_only:
-        dense_layers = max(dense_layers, len(mlp_only))
+    dense_layers = _dense_layers(cfg, layers, source, opt_int) if experts else 0
 
     kv_lora = opt_int("kv_lora_rank", default=0)
-    sliding = opt_int("sliding_window", default=0) if _get(cfg, "use_sliding_window", default=True) else 0
+    if kv_lora and model_type is not None and model_type not in MLA_MODEL_TYPES:
+        raise InputError(f"multi-head latent attention is only in model types {', '.join(sorted(MLA_MODEL_TYPES))}; "
+                         f"a {model_type!r} config with kv_lora_rank is inconsistent: remove it or fix model_type",
+                         source=source, field="kv_lora_rank")
+    sliding = opt_int("sliding_window", default=0) if opt_bool("use_sliding_window", default=True) else 0
     layer_types = _get(cfg, "layer_types", default=None)
     if isinstance(layer_types, list):
-        sliding_layers = sum(1 for t in layer_types if "sliding" in str(t))
+        if len(layer_types) != layers or not all(isinstance(t, str) for t in layer_types):
+            raise InputError(f"must list one attention type (a string) per layer: {len(layer_types)} entries for "
+                             f"{layers} layers (num_hidden_layers)", source=source, field="layer_types")
+        sliding_layers = sum(1 for t in layer_types if "sliding" in t)
     elif isinstance(layer_types, str) and "alternating" in layer_types:
         sliding_layers = layers // 2
     else:
@@ -269,7 +314,7 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
     return ModelSpec(
         name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
         intermediate=intermediate, vocab=vocab,
-        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=False)), gated_mlp=gated,
+        tied_embeddings=opt_bool("tie_word_embeddings", default=False), gated_mlp=gated,
         experts=experts, experts_per_token=per_tok, moe_intermediate=moe_inter,
         shared_experts=shared, shared_intermediate=shared_inter, dense_layers=dense_layers,
         kv_lora_rank=kv_lora, q_lora_rank=opt_int("q_lora_rank", default=0),
@@ -279,8 +324,74 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
         sliding_window=sliding, sliding_layers=sliding_layers,
         max_context=opt_int("max_position_embeddings", "n_positions", "seq_length", default=0),
         native_dtype=_native_dtype(cfg),
-        source=str(cfg.get("source", source)),
+        source=_source_note(cfg, source),
     )
+
+
+def _head_dim(cfg: dict, hidden: int, heads: int, source: str, opt_int) -> int:
+    """``head_dim`` as given (a positive integer), or ``hidden_size / num_attention_heads`` when
+    that divides exactly; never 0."""
+    if _get(cfg, "head_dim") is not None:
+        v = opt_int("head_dim")
+        if v < 1:
+            raise InputError(f"must be a positive integer, got {v}", source=source, field="head_dim")
+        return v
+    if hidden % heads:
+        raise InputError(f"{hidden} is not a multiple of num_attention_heads ({heads}), so the head size is "
+                         f"unknown; give head_dim", source=source, field="hidden_size")
+    return hidden // heads
+
+
+def _dense_layers(cfg: dict, layers: int, source: str, opt_int) -> int:
+    """Leading dense layers of an MoE model: ``first_k_dense_replace`` (DeepSeek) or the
+    count of ``mlp_only_layers`` (Qwen MoE); each must leave at least one MoE layer."""
+    first_k = opt_int("first_k_dense_replace", default=0)
+    if first_k >= layers:
+        raise InputError(f"{first_k} dense layers leave none of the {layers} layers (num_hidden_layers) with experts",
+                         source=source, field="first_k_dense_replace")
+    mlp_only = _get(cfg, "mlp_only_layers", default=[])
+    if not isinstance(mlp_only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in mlp_only):
+        raise InputError(f"must be a list of layer indices, got {mlp_only!r}"[:200], source=source,
+                         field="mlp_only_layers")
+    bad = [i for i in mlp_only if not 0 <= i < layers]
+    if bad or len(set(mlp_only)) != len(mlp_only) or len(mlp_only) >= layers:
+        what = f"layer {bad[0]} is not in 0..{layers - 1}" if bad else \
+            "a layer is listed twice" if len(set(mlp_only)) != len(mlp_only) else "no layer is left with experts"
+        raise InputError(f"{what} (num_hidden_layers is {layers})", source=source, field="mlp_only_layers")
+    return max(first_k, len(mlp_only))
+
+
+def _source_note(cfg: dict, source: str) -> str:
+    """Where the config came from: its own ``source`` note (built-ins cite theirs) or the file."""
+    if "source" not in cfg:
+        from topologies.errors import printable
+
+        return printable(source)[:2000]
+    note = cfg["source"]
+    if not isinstance(note, str) or len(note) > 2000 or not note.isprintable():
+        raise InputError("must be one line of printable text (at most 2,000 characters)", source=source,
+                         field="source")
+    return note
+
+
+def _warn_unknown_type(cfg: Any, ref: str) -> None:
+    inner = cfg.get("text_config") if isinstance(cfg, dict) else None
+    model_type = _get({**cfg, **inner} if isinstance(inner, dict) else cfg, "model_type")
+    if model_type not in KNOWN_MODEL_TYPES:
+        what = f"model_type {model_type!r} is not one" if model_type is not None else "no model_type; not one of those"
+        warn(f"{ref}: {what} plan-search has checked its reading of ({', '.join(sorted(KNOWN_MODEL_TYPES))}); "
+             f"planning with the standard fields, so check the parameter count in the plan")
+
+
+_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def model_label(name: str) -> str:
+    """A model name as plans carry it: ``[A-Za-z0-9._-]``, starting with a letter or digit, at
+    most 128 characters. Names come from folder names (``/models/My Model/config.json``); other
+    characters become ``-``, so a path cannot put shell or YAML syntax into a plan."""
+    label = _LABEL_CHARS.sub("-", name).lstrip("-._")[:128].rstrip("-._")
+    return label or "model"
 
 
 # -- the catalog ---------------------------------------------------------------------------
@@ -339,7 +450,10 @@ def get_model(name_or_path: str | Path) -> ModelSpec:
         if p.suffix.lower() != ".json":
             raise InputError("a model config must be a .json file (an HF config.json)", source=ref)
         data, _ = read_structured_file(p)
-        return model_from_config(data, name=p.parent.name if p.name == "config.json" else p.stem, source=ref)
+        spec = model_from_config(data, name=model_label(p.absolute().parent.name if p.name == "config.json" else p.stem),
+                                 source=ref)
+        _warn_unknown_type(data, ref)
+        return spec
     near = get_close_matches(key, builtin_model_names(), n=1, cutoff=0.5)
     hint = f"did you mean {near[0]!r}? " if near else ""
     raise InputError(f"unknown model {ref!r}: not a built-in name and no such config.json; {hint}"

@@ -43,7 +43,15 @@ def _topology(t: str | Path | Topology) -> Topology:
 
 
 def _model(m: str | Path | ModelSpec) -> ModelSpec:
-    return m if isinstance(m, ModelSpec) else get_model(m)
+    """The model spec; a ``config.json`` in the current folder is named after that folder (its name
+    was once derived from the relative path's empty parent, and printed blank)."""
+    if isinstance(m, ModelSpec):
+        return m
+    spec = get_model(m)
+    if not spec.name.strip():
+        p = Path(m).absolute()
+        spec = replace(spec, name=(p.parent.name if p.name == "config.json" else p.stem) or "model")
+    return spec
 
 
 def _dtype(value: str | None, default: str, flag: str) -> str:
@@ -157,13 +165,25 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
         log=log, runtime=runtime, control=control, price_per_gpu_hour=price_per_gpu_hour,
         disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance)
     deadline = time.perf_counter() + params.time_limit_s
-    sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params, control)
+    try:
+        sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params, control)
+    except KeyboardInterrupt as e:
+        if control is not None and control.solved:  # Ctrl-C while placing GPUs: say so, not "before any plan"
+            raise KeyboardInterrupt("interrupted while assigning GPUs to the plan the solver found; "
+                                    "no plan written") from None
+        raise e
     if sol is None:
         raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
     why = None
     if not (control is not None and control.interrupted):
         from planner.disagg import verdict
-        why = verdict(spec, view, req, sol, pricing.candidates, inst.classes, params, deadline, _solve_objective)
+        try:
+            why = verdict(spec, view, req, sol, pricing.candidates, inst.classes, params, deadline,
+                          _solve_objective)
+        except KeyboardInterrupt:  # the comparison solve only explains the plan: keep the plan
+            if control is None:
+                raise
+            control.interrupted = True
     wall = time.perf_counter() - t_start
     plan = build_plan(spec, topo, view, req, sol, inst, placed, pricing, params,
                       wall_time_s=wall if include_timings else None)
@@ -444,9 +464,12 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                       ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups if g.role != "decode"),
                       tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups if g.role != "prefill"),
                       cost_per_hour=_r(cost, 4) if cost is not None else None)
-    objective_desc = {"throughput": "max output tokens/s", "throughput-per-gpu": "max output tokens/s per GPU",
+    # The label names what objective_value measures. latency and throughput-per-gpu pick the best
+    # shapes by bisection, then maximise throughput among them: their value is that throughput.
+    objective_desc = {"throughput": "max output tokens/s",
+                      "throughput-per-gpu": "max output tokens/s among the shapes of most tokens/s per GPU",
                       "min-gpus": "min GPUs serving qps", "min-cost": "min $/hour serving qps",
-                      "latency": "min TPOT"}[req.objective]
+                      "latency": "max output tokens/s among the shapes of lowest TPOT"}[req.objective]
     inputs = S.Inputs(model=_model_ref(spec), topology=_topo_ref(topo),
                       workload=S.Workload(isl=req.isl, osl=req.osl, qps=req.qps),
                       slo=S.Slo(ttft_ms=req.ttft_s * 1e3 if req.ttft_s else None,
@@ -489,11 +512,11 @@ def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing
                 f"with room for one sequence of {req.isl + req.osl} tokens on this cluster's domains; "
                 f"try {', '.join(t for t in tries if t)}")
     parts = []
-    if req.tpot_s is not None and pricing.best_tpot_s > req.tpot_s:
+    if req.tpot_s is not None and pricing.best_tpot_s > req.tpot_s and math.isfinite(pricing.best_tpot_s):
         parts.append(f"TPOT {req.tpot_s * 1e3:g} ms is unreachable: the fastest plan reaches "
                      f"{pricing.best_tpot_s * 1e3:.1f} ms ({pricing.best_tpot_label}); relax --tpot-ms to "
                      f"{math.ceil(pricing.best_tpot_s * 1e3 * 10) / 10:g}")
-    if req.ttft_s is not None and pricing.best_ttft_s > req.ttft_s:
+    if req.ttft_s is not None and pricing.best_ttft_s > req.ttft_s and math.isfinite(pricing.best_ttft_s):
         parts.append(f"TTFT {req.ttft_s * 1e3:g} ms is unreachable: the fastest prompt takes "
                      f"{pricing.best_ttft_s * 1e3:.1f} ms ({pricing.best_ttft_label}); relax --ttft-ms to "
                      f"{math.ceil(pricing.best_ttft_s * 1e3 * 10) / 10:g}")

@@ -125,8 +125,43 @@ def _bridged_pairs_first(topo: Topology, free: list[str]) -> list[str]:
     return first + [x for x in free if x not in taken]
 
 
+def check_fabrics(topo: Topology) -> None:
+    """Refuse hardware that cannot exist: a fabric joining more GPUs by NVLink than the GPU can.
+
+    The GPU catalog's ``nvlink_domain_gpus`` is the most GPUs one NVLink domain of that part
+    joins (1: no NVLink, as on an L40S; 2: NVLink bridges, H100 PCIe; 8: an HGX baseboard; 72:
+    GB200 NVL72). An NVSwitch node, NVLink pairs or a multi-node NVLink domain beyond that is a
+    mistake in the file, which would otherwise be priced at NVLink speed.
+    """
+    spec = topo.spec
+    for name, nt in spec.node_types.items():
+        kind = nt.fabric.kind
+        if kind == "pcie":
+            continue
+        gpu = get_gpu(nt.gpu, source=topo.source, field=f"node_types.{name}.gpu")
+        most = gpu.nvlink_domain_gpus
+        where = f"node_types.{name}.fabric.kind"
+        if most < 2 and (kind != "nvswitch" or nt.gpus_per_node > 1):
+            raise InputError(f"{kind!r} is impossible: {gpu.name} has no NVLink to other GPUs (GPU catalog); use "
+                             f"'pcie'", source=topo.source, field=where)
+        if kind == "nvswitch" and nt.gpus_per_node > most:
+            raise InputError(f"'nvswitch' with {nt.gpus_per_node} GPUs per node is impossible: NVLink joins at most "
+                             f"{most} {gpu.name} (GPU catalog); use more nodes, or 'nvlink-pairs' or 'pcie'",
+                             source=topo.source, field=where)
+    types = {n.name: spec.node_types[n.type] for n in spec.all_nodes()} if spec.nvlink_domains else {}
+    for j, d in enumerate(spec.nvlink_domains):
+        first = types[d.nodes[0]]
+        gpu = get_gpu(first.gpu, source=topo.source, field="nvlink_domains")
+        total = sum(types[n].gpus_per_node for n in d.nodes)
+        if total > gpu.nvlink_domain_gpus:
+            raise InputError(f"domain {d.name!r} joins {total} GPUs by NVLink, but one NVLink domain of {gpu.name} "
+                             f"holds at most {gpu.nvlink_domain_gpus} (GPU catalog)", source=topo.source,
+                             field=f"nvlink_domains[{j}].nodes")
+
+
 def cluster_view(topo: Topology) -> ClusterView:
     """Group the topology's scale-up domains into interchangeable classes."""
+    check_fabrics(topo)
     g = topo.graph
     by_key: dict[tuple, list[str]] = {}
     free_of: dict[str, list[str]] = {}
@@ -685,9 +720,11 @@ def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Li
         m = top if b == top.batch else evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links,
                                                         role=role)
         n += 1
-        if role == "unified" and m.tpot_s < pr.best_tpot_s:
+        # the fastest decode step and prompt any shape reaches, for the infeasibility message (a
+        # decode-pool replica's TPOT counts as much as a unified one's: --disaggregation only)
+        if role in ("unified", "decode") and m.tpot_s < pr.best_tpot_s:
             pr.best_tpot_s, pr.best_tpot_label = m.tpot_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
-        if role == "unified" and m.ttft_s < pr.best_ttft_s:
+        if role in ("unified", "prefill") and m.ttft_s < pr.best_ttft_s:
             pr.best_ttft_s, pr.best_ttft_label = m.ttft_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
         if req.tpot_s is not None and m.tpot_s > req.tpot_s:
             pr.rejected["tpot"] = pr.rejected.get("tpot", 0) + 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import stat
 import sys
 import tempfile
 from functools import wraps
@@ -16,7 +18,7 @@ from pathlib import Path
 import click
 
 from planner.emit import TARGETS as EMIT_TARGETS
-from topologies.errors import InputError, PlanSearchError
+from topologies.errors import InfeasibleError, InputError, PlanSearchError
 
 OBJECTIVES = ["throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency"]
 DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
@@ -59,30 +61,16 @@ class _StatusLine:
             self._stream.flush()
 
 
-def _check_writable(path: str) -> None:
+def _check_writable(path: str, flag: str = "--output") -> None:
     """Refuse an output path that cannot be written before any work is done."""
-    target = Path(path)
-    if target.is_dir():
-        raise InputError("is a directory; give a file name", source=path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError("folder does not exist", source=path)
+    from planner.outfile import check_target
+    check_target(path, flag=flag)
 
 
-def _write_atomic(path: str, text: str) -> None:
+def _write_atomic(path: str, text: str, flag: str = "--output") -> None:
     """Write ``text`` to ``path`` whole or not at all (temp file in the same folder, then rename)."""
-    _check_writable(path)
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from planner.outfile import write_text_atomic
+    write_text_atomic(path, text, flag=flag)
 
 
 def _prices(items: tuple[str, ...]) -> dict[str, float] | None:
@@ -209,14 +197,16 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
 
     t0 = time.perf_counter()
     for path, flag in ((output, "--output"), (plot_file, "--plot")):
-        if path:
-            _check_writable(path)
+        if path is not None:
+            _check_writable(path, flag)
     if top_k is not None and pareto:
         raise InputError("give --top-k or --pareto, not both", source="--top-k")
     if plot_file and not pareto:
         raise InputError("--plot draws the frontier: add --pareto", source="--plot")
     if emit_target and (top_k is not None or pareto):
         raise InputError("--emit writes one plan's launch files; drop --top-k/--pareto", source="--emit")
+    if emit_target:
+        _check_out_dir(emit_dir if emit_dir is not None else f"launch-{emit_target}", "--emit-dir")
     if progress is None:
         progress = not quiet and sys.stderr.isatty()
     status_line = _StatusLine(sys.stderr) if progress and not quiet else None
@@ -236,10 +226,10 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
             result = frontier(axis=pareto_axis, points=pareto_points, **args)
         else:
             result = api.search(include_timings=include_timings, **args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if status_line:
             status_line.close()
-        raise KeyboardInterrupt("interrupted before any plan was found") from None
+        raise KeyboardInterrupt(e.args[0] if e.args else "interrupted before any plan was found") from None
     if status_line:
         status_line.close()
     if control.interrupted:
@@ -261,11 +251,14 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     emitted = None
     if emit_target:
         from planner.emit import emit as emit_fn
-        emitted = emit_fn(result, emit_target)  # before any file is written: a plan it cannot express writes none
+        try:  # before any file is written: a plan it cannot express writes none
+            emitted = emit_fn(result, emit_target)
+        except InputError as e:  # emit's words name its own flag; here the flag is --emit
+            raise InputError(str(e).replace("--target", "--emit"), source="--emit") from None
     if output:
         _write_atomic(output, text)
     if emitted is not None:
-        _write_all_atomic(emit_dir or f"launch-{emit_target}", emitted)
+        _write_all_atomic(emit_dir if emit_dir is not None else f"launch-{emit_target}", emitted)
     if as_json:
         click.echo(text, nl=False)
     else:
@@ -317,7 +310,24 @@ def evaluate(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, a
                       weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime,
                       attention_dp=attention_dp, expert_imbalance=expert_imbalance)
     d = ev.as_dict()
+    if not d["fits"]:
+        raise InfeasibleError(_does_not_fit(d))
     click.echo(json.dumps(d, indent=2, sort_keys=True) if as_json else evaluation_text(d), nl=not not as_json)
+
+
+def _does_not_fit(d: dict) -> str:
+    """One line for a strategy ``evaluate`` cannot run: no figures, they would describe nothing real."""
+    what = f"tp={d['tp']} pp={d['pp']} dp={d['dp']}" + (f" ep={d['ep']}" if d["ep"] > 1 else "") + f" on {d['gpu']}"
+    mem = d["memory_per_gpu_bytes"]
+    if d["reason"] == "does not fit in GPU memory":
+        gib = 2**30
+        why = (f"does not fit in GPU memory: batch {d['batch_size']} needs {mem['total'] / gib:.1f} GiB per GPU of "
+               f"{mem['capacity'] / gib:.1f} GiB") if d["max_batch_size"] >= 1 else \
+            f"does not fit in GPU memory: not even one sequence fits ({mem['weights'] / 2**30:.1f} GiB of weights per GPU)"
+        fix = f"; the largest batch that fits is {d['max_batch_size']}" if d["max_batch_size"] >= 1 else \
+            "; try a larger --tp/--pp or a smaller --weight-dtype"
+        return f"{what} {why}{fix} (`plan-search explain` shows where the memory goes)"
+    return f"{what} does not fit: {d['reason']}"
 
 
 @main.command()
@@ -347,7 +357,10 @@ def emit(plan_file, target, model_path, out_dir):
     """Write the runtime's launch files for a plan (scripts per replica group)."""
     from planner.emit import emit as emit_fn
     from planner.emit import load_plan
+    from planner.emit.verify import check_against_topology
 
+    if out_dir is not None:
+        _check_out_dir(out_dir, "--output")
     plan = load_plan(plan_file)
     try:
         files = emit_fn(plan, target, model_path=model_path)
@@ -355,7 +368,8 @@ def emit(plan_file, target, model_path, out_dir):
         if e.source is not None:
             raise
         raise InputError(str(e), source=plan_file) from None
-    if not out_dir:
+    check_against_topology(plan, source=plan_file)  # the independent check, where the topology loads here
+    if out_dir is None:
         click.echo("".join(f"# === {name} ===\n{text}" for name, text in files.items()), nl=False)
         return
     _write_all_atomic(out_dir, files)
@@ -363,33 +377,85 @@ def emit(plan_file, target, model_path, out_dir):
         click.echo(os.path.join(out_dir, name))
 
 
-def _write_all_atomic(out_dir: str, files: dict[str, str]) -> None:
-    """Write every file into ``out_dir`` (created) via temp files renamed only once all are written."""
+def _check_out_dir(out_dir: str, flag: str) -> None:
+    """Refuse an output folder that cannot be written, before any work is done: an empty name, a path
+    that is not a folder, or a folder (or its nearest existing parent, when it is to be created) that
+    this user cannot write into."""
+    if not out_dir.strip():
+        raise InputError("empty; give a folder", source=flag)
     d = Path(out_dir)
     if d.exists() and not d.is_dir():
         raise InputError("exists and is not a folder", source=out_dir)
+    probe = d
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"cannot create the folder: {probe} is not a folder", source=out_dir)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write into {probe}: permission denied", source=out_dir)
+
+
+def _plain_file_name(name: str, out_dir: str) -> None:
+    """Refuse a launch-file name that is not one plain file name inside the folder (defence in depth:
+    the emitters make names from checked group ids)."""
+    if (not isinstance(name, str) or name in ("", ".", "..") or os.path.basename(name) != name
+            or "/" in name or "\\" in name or "\0" in name or not name.isprintable()):
+        raise InputError(f"refusing to write {name!r}: not a plain file name", source=out_dir)
+
+
+def _write_all_atomic(out_dir: str, files: dict[str, str]) -> None:
+    """Write every file into ``out_dir`` (created) via temp files renamed only once all are written.
+
+    Scripts get mode 0o777 and other files 0o666, less the umask (as any new file). An existing
+    target that is not a regular file (a symlink, a device, a fifo, a folder) is refused before
+    anything is written; any error while writing is one line naming the file and leaves no temp file.
+    """
+    _check_out_dir(out_dir, "--output")
+    d = Path(out_dir)
+    for name in files:
+        _plain_file_name(name, out_dir)
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"cannot create folder: {e.strerror}", source=out_dir) from None
-    temps: list[tuple[str, Path]] = []
+    for name in files:
+        try:
+            st = os.lstat(d / name)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise InputError(f"cannot inspect: {e.strerror}", source=str(d / name)) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError("exists and is not a regular file (a symlink, device, fifo or folder); remove it or "
+                             "choose another folder", source=str(d / name))
+    temps: list[tuple[Path, Path]] = []
+    current = out_dir
     try:
-        for name, text in files.items():
-            fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{name}.", suffix=".tmp")
+        for i, (name, text) in enumerate(files.items()):
+            current = str(d / name)
+            tmp = d / f".plan-search-{os.getpid()}-{i}-{secrets.token_hex(4)}.tmp"  # short: any legal name fits
+            mode = 0o777 if name.endswith(".sh") else 0o666  # the kernel takes the umask off
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
             temps.append((tmp, d / name))
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
-            if name.endswith(".sh"):
-                os.chmod(tmp, 0o755)
-            else:
-                os.chmod(tmp, 0o644)
         for tmp, target in temps:
+            current = str(target)
             os.replace(tmp, target)
+    except OSError as e:
+        _remove_temps(temps)
+        raise InputError(f"cannot write: {e.strerror or e}", source=current) from None
     except BaseException:
-        for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        _remove_temps(temps)
         raise
+
+
+def _remove_temps(temps: list[tuple[Path, Path]]) -> None:
+    for tmp, _ in temps:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 @main.group(cls=_Group)
@@ -474,6 +540,8 @@ def _import(fmt: str, files: tuple[str, ...], gpu, nodes, nic_gbit_per_s, nics_p
     from topologies.importers import import_topology
     from topologies.load import parse_topology
 
+    if output is not None:
+        _check_writable(output)
     gpu_name = get_gpu(gpu, source="--gpu").name if gpu is not None else None
     result = import_topology(fmt, list(files), gpu=gpu_name, nodes=nodes, nic_gbit_per_s=nic_gbit_per_s,
                              nics_per_node=nics_per_node, name=name)
@@ -615,7 +683,8 @@ def sweep_command(file, output, jobs, ray_address, quiet, progress):
 
     spec = sw.load_sweep(file)
     parquet = False
-    if output:
+    if output is not None:
+        _check_writable(output)
         suffix = Path(output).suffix.lower()
         if suffix not in (".csv", ".parquet"):
             raise InputError("give a file name ending in .csv or .parquet", source=output)

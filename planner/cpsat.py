@@ -24,7 +24,13 @@ from planner.progress import SearchControl, run_interruptibly
 
 THROUGHPUT_SCALE = 100  # centi-tokens/s
 QPS_SCALE = 1_000_000  # micro-requests/s
-PRICE_SCALE = 10_000  # 1e-4 $ per GPU-hour
+PRICE_SCALE = 10_000  # 1e-4 $ per GPU-hour (coarser only when a fleet's total would pass COST_BOUND)
+# CP-SAT works in int64 and refuses (MODEL_INVALID) a model whose objective or constraint
+# could overflow. A lexicographic objective is primary * weight + tie-break, so both parts are
+# bounded: the cost of the whole fleet fits in COST_BOUND units, and the tie-break is made coarse
+# enough that primary * weight stays under OBJECTIVE_BOUND, far from int64 and from 2**53.
+COST_BOUND = 2**36
+OBJECTIVE_BOUND = 2**50
 # Classes of at most this many domains get one variable set per domain (exact packing, any
 # unit size); larger classes are aggregated and admit only unit sizes that tile a domain.
 # Splitting more classes gains little (0.3 % of throughput on the 1,008-GPU three-type fleet
@@ -102,16 +108,22 @@ class Vars:
                 self._by_class.setdefault(k.index, []).append((c, u))
         # Disaggregated serving: the output tokens/s the prefill and decode pools carry together,
         # at most what either pool sustains (each prompt needs a prefill, each token a decode step).
-        self.served = None
+        # The same in micro-requests/s (served_qps), for the request-rate constraint: two views of
+        # one quantity, each bounded by both pools, so neither needs the other's huge units.
+        self.served = self.served_qps = None
+        self.served_bound = 0
         pools = [c for c in inst.candidates if c.role != "unified"]
         if pools:
             total_gpus = sum(k.free * k.count for k in inst.classes)
-            bound = sum(_pool_tput(c, inst.request.osl) * (total_gpus // c.gpus) for c in pools
-                        if c.role == "decode")
-            self.served = m.new_int_var(0, bound, "served_by_pools")
+            osl = inst.request.osl
+            decode = [c for c in pools if c.role == "decode"]
+            self.served_bound = _per_gpu_bound(decode, lambda c: _pool_tput(c, osl), total_gpus)
+            self.served = m.new_int_var(0, self.served_bound, "served_by_pools")
+            self.served_qps = m.new_int_var(0, _per_gpu_bound(decode, _qps, total_gpus), "served_qps_by_pools")
             for role in ("prefill", "decode"):
-                m.add(self.served <= sum(self.replicas[c.index] * _pool_tput(c, inst.request.osl)
-                                         for c in pools if c.role == role))
+                mine = [c for c in pools if c.role == role]
+                m.add(self.served <= sum(self.replicas[c.index] * _pool_tput(c, osl) for c in mine))
+                m.add(self.served_qps <= sum(self.replicas[c.index] * _qps(c) for c in mine))
 
     def classes_for(self, c: Candidate) -> list[DomainClass]:
         return [k for k in self.inst.classes if k.signature in c.classes]
@@ -123,6 +135,7 @@ class Vars:
         plain = [c for c in self.inst.candidates if not c.hetero and c.role == "unified"]
         if self.served is not None:
             m.add_hint(self.served, 0)
+            m.add_hint(self.served_qps, 0)
         if not plain:
             return
         best = max(plain, key=lambda c: (c.metrics.output_tokens_per_s / c.gpus, -c.index))
@@ -156,14 +169,45 @@ class Vars:
         unified = sum(v * _tput(self.cand[i]) for i, v in self.replicas.items() if self.cand[i].role == "unified")
         return unified + self.served if self.served is not None else unified
 
-    def cost(self):
-        """Price per hour of the GPUs the units occupy, in 1e-4 $ (each class has one node type)."""
+    def throughput_bound(self) -> int:
+        """An upper bound of :meth:`throughput`: the best tokens/s per GPU on every free GPU."""
+        total_gpus = sum(k.free * k.count for k in self.inst.classes)
+        unified = [c for c in self.inst.candidates if c.role == "unified"]
+        return _per_gpu_bound(unified, _tput, total_gpus) + self.served_bound
+
+    def coarse_throughput(self, m: cp_model.CpModel, step: int):
+        """:meth:`throughput` in units of ``step`` (rounded down): a tie-break small enough to weigh
+        under a primary objective without overflow."""
+        if step == 1:
+            return self.throughput()
+        unified = sum(v * (_tput(self.cand[i]) // step) for i, v in self.replicas.items()
+                      if self.cand[i].role == "unified")
+        if self.served is None:
+            return unified
+        coarse = m.new_int_var(0, self.served_bound // step, "served_coarse")
+        m.add(coarse * step <= self.served)  # coarse = floor(served / step) at the optimum
+        return unified + coarse
+
+    def price_unit(self) -> float:
+        """Dollars per integer unit of :meth:`cost`: 1e-4 $, or coarser so the whole fleet's price
+        per hour stays within COST_BOUND units."""
         req = self.inst.request
-        return sum(u * self.cand[ci].unit_gpus * _price(req.price_of(self.inst.classes[ki].node_type))
+        fleet = sum(k.free * k.count * (req.price_of(k.node_type) or 0.0) for k in self.inst.classes)
+        return max(1 / PRICE_SCALE, fleet / COST_BOUND)
+
+    def cost(self, unit: float):
+        """Price per hour of the GPUs the units occupy, in ``unit`` dollars (each class has one node type)."""
+        req = self.inst.request
+        return sum(u * self.cand[ci].unit_gpus * _price(req.price_of(self.inst.classes[ki].node_type), unit)
                    for (ci, ki), u in self.units.items())
 
     def usable_qps(self):
         return sum(v * _qps(self.cand[i]) for i, v in self.replicas.items() if self.cand[i].role == "unified")
+
+
+def _per_gpu_bound(cands: list[Candidate], value, total_gpus: int) -> int:
+    """Most of ``value`` (a per-replica integer) any mix of ``cands`` reaches on ``total_gpus``."""
+    return max((math.ceil(value(c) / c.gpus) for c in cands), default=0) * total_gpus
 
 
 def _pool_tput(c: Candidate, osl: int) -> int:
@@ -188,10 +232,10 @@ def mix(sol: Solution, cands: dict[int, Candidate]) -> dict[tuple, int]:
     return out
 
 
-def _price(p: float | None) -> int:
+def _price(p: float | None, unit: float) -> int:
     if p is None:
         raise ValueError("min-cost needs a price for every node type it may use")
-    return int(round(p * PRICE_SCALE))
+    return int(round(p / unit))
 
 
 def _qps(c: Candidate) -> int:
@@ -235,11 +279,10 @@ def serves_qps(m: cp_model.CpModel, v: Vars) -> None:
     q = v.inst.request.qps
     if q is not None and q > 0:
         need = int(math.ceil(q * QPS_SCALE))
-        if v.served is None:
+        if v.served_qps is None:
             m.add(v.usable_qps() >= need)
-        else:  # in units of (micro-requests/s) x osl x THROUGHPUT_SCALE, to stay integral
-            scale = v.inst.request.osl * THROUGHPUT_SCALE
-            m.add(v.usable_qps() * scale + v.served * QPS_SCALE >= need * scale)
+        else:
+            m.add(v.usable_qps() + v.served_qps >= need)
 
 
 def at_least_one_replica(m: cp_model.CpModel, v: Vars) -> None:
@@ -251,6 +294,44 @@ def at_least_one_replica(m: cp_model.CpModel, v: Vars) -> None:
 
 
 MODULES = (units_make_replicas, class_capacity, gpu_budget, serves_qps, at_least_one_replica)
+
+
+# -- objectives --------------------------------------------------------------------------------
+
+def _tie_step(tie_bound: int, weight_limit: int) -> int:
+    """The coarsening that brings a tie-break of ``tie_bound`` under ``weight_limit``."""
+    return max(1, math.ceil((tie_bound + 1) / max(1, weight_limit)))
+
+
+def _objective(m: cp_model.CpModel, v: Vars, objective: str):
+    """Set the lexicographic objective; return (raw value -> caller's units, unit name)."""
+    total_gpus = sum(k.free * k.count for k in v.inst.classes)
+    if objective == "max-throughput":
+        # maximise throughput * (G+1) - gpus: more throughput first, then fewer GPUs (a tie-break
+        # dropped on a fleet so large that the product would near int64)
+        tie = v.gpus_used() if v.throughput_bound() * (total_gpus + 1) <= 2 * OBJECTIVE_BOUND else 0
+        m.maximize(v.throughput() * (total_gpus + 1) - tie)
+        return (lambda x: (x + total_gpus) / (total_gpus + 1) / THROUGHPUT_SCALE), "tok/s"
+    if objective == "min-gpus":
+        primary, primary_bound, per_unit = v.gpus_used(), total_gpus, 1.0
+        unit = "GPUs"
+    elif objective == "min-cost":
+        per_unit = v.price_unit()
+        primary = v.cost(per_unit)
+        primary_bound = sum(k.free * k.count * _price(v.inst.request.price_of(k.node_type) or 0.0, per_unit)
+                            for k in v.inst.classes)
+        unit = "$/h"
+    else:
+        raise ValueError(objective)
+    # minimise primary * W - coarse throughput (0 <= it < W): the primary first, then more throughput
+    step = _tie_step(v.throughput_bound(), OBJECTIVE_BOUND // (primary_bound + 1))
+    tie = v.coarse_throughput(m, step)
+    weight = v.throughput_bound() // step + 1
+    assert (primary_bound + 1) * weight <= 2 * OBJECTIVE_BOUND, (primary_bound, weight)
+    m.minimize(primary * weight - tie)
+    if objective == "min-gpus":
+        return (lambda x: math.ceil(x / weight)), unit
+    return (lambda x: math.ceil(x / weight) * per_unit), unit
 
 
 # -- solving -----------------------------------------------------------------------------------
@@ -290,25 +371,7 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
             m.add(sum(xs) != prev.get(key, 0)).only_enforce_if(b)
             differs.append(b)
         m.add_bool_or(differs)
-    total_gpus = sum(k.free * k.count for k in inst.classes)
-    max_tput = sum(_tput(c) * (total_gpus // c.gpus) for c in inst.candidates) + 1
-    if objective == "max-throughput":
-        # maximise throughput * (G+1) - gpus: more throughput first, then fewer GPUs
-        m.maximize(v.throughput() * (total_gpus + 1) - v.gpus_used())
-        scale = lambda x: (x + total_gpus) / (total_gpus + 1) / THROUGHPUT_SCALE  # noqa: E731
-        unit = "tok/s"
-    elif objective == "min-gpus":
-        # minimise gpus * (T+1) - throughput: fewer GPUs first, then more throughput
-        m.minimize(v.gpus_used() * max_tput - v.throughput())
-        scale = lambda x: math.ceil(x / max_tput)  # noqa: E731
-        unit = "GPUs"
-    elif objective == "min-cost":
-        # minimise cost * (T+1) - throughput: cheapest first, then more throughput
-        m.minimize(v.cost() * max_tput - v.throughput())
-        scale = lambda x: math.ceil(x / max_tput) / PRICE_SCALE  # noqa: E731
-        unit = "$/h"
-    else:
-        raise ValueError(objective)
+    scale, unit = _objective(m, v, objective)
     v.greedy_hint(m)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, params.time_limit_s if time_limit_s is None else time_limit_s)
@@ -322,6 +385,8 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
     status = run_interruptibly(solver, m, control, scale=scale, unit=unit)
     wall = time.perf_counter() - t0
     name = solver.status_name(status)
+    if status == cp_model.MODEL_INVALID:  # a bug in this module, never an answer about the request
+        raise AssertionError(f"CP-SAT refused the {objective} model as invalid: {m.validate()[:300]}")
     sol = Solution(status=name, wall_time_s=wall)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         sol.replicas = {i: solver.value(x) for i, x in v.replicas.items() if solver.value(x) > 0}

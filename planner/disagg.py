@@ -16,7 +16,7 @@ from planner import schema as S
 from planner.candidates import Candidate, ClusterView, Request
 from planner.cpsat import SolverParams, Solution
 
-UNITS = {"throughput": "output tokens/s", "min-gpus": "GPUs", "min-cost": "$/hour"}
+UNITS = {"throughput": "output tokens/s", "min-gpus": "GPUs", "min-cost": "per hour"}  # min-cost values print as $X
 ALTERNATIVE_TIME_S = 2.0  # at most this long for the comparison solve
 
 

@@ -16,7 +16,7 @@ from typing import Iterable
 from planner.candidates import Candidate, ClusterView, slowness
 from planner.cpsat import Instance, Solution
 from costmodels.serving import Links, Strategy
-from topologies.graph import LOCAL, Link, Topology
+from topologies.graph import LOCAL, SPINE, Link, Topology, leaf_id
 
 
 class PlacementError(Exception):
@@ -128,10 +128,10 @@ def slowest_stage_link(topo: Topology, senders: list[list[str]], receivers: list
     if not senders or not receivers:
         return LOCAL
     g = topo.graph
-    leaf_spine = "spine" in g
+    leaf_spine = SPINE in g
 
     def uplink(rack: str) -> float:
-        return g.edges[f"leaf/{rack}", "spine"]["bandwidth_bytes_per_s"] if leaf_spine else 0.0
+        return g.edges[leaf_id(rack), SPINE]["bandwidth_bytes_per_s"] if leaf_spine else 0.0
 
     def shape(grp: list[str]) -> tuple:
         nodes: dict[str, int] = {}

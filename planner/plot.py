@@ -6,11 +6,10 @@ ids in the file).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from planner.frontier import Frontier, shapes
+from planner.outfile import check_target, replace_atomically
 from topologies.errors import InputError
 
 FORMATS = (".png", ".svg")
@@ -21,9 +20,7 @@ def plot_frontier(front: Frontier, path: str) -> None:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise InputError(f"unknown plot format {suffix or '(none)'!r}; name the file .png or .svg", source=path)
-    target = Path(path)
-    if target.is_dir() or not (target.parent if str(target.parent) else Path(".")).is_dir():
-        raise InputError("folder does not exist or the name is a folder", source=path)
+    check_target(path, flag="--plot")
     try:
         import matplotlib
     except ImportError:
@@ -51,14 +48,9 @@ def plot_frontier(front: Frontier, path: str) -> None:
         ax.grid(True, linewidth=0.4, alpha=0.6)
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.",
-                                   suffix=suffix)
-        os.close(fd)
+        metadata = {"Date": None} if suffix == ".svg" else {"Software": None}
         try:
-            metadata = {"Date": None} if suffix == ".svg" else {"Software": None}
-            fig.savefig(tmp, format=suffix[1:], metadata=metadata)
-            os.replace(tmp, target)
+            replace_atomically(path, lambda tmp: fig.savefig(tmp, format=suffix[1:], metadata=metadata),
+                               flag="--plot")
         finally:
             plt.close(fig)
-            if os.path.exists(tmp):
-                os.unlink(tmp)

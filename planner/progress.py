@@ -26,10 +26,19 @@ class SearchControl:
     report: Callable[[str], None] | None = None
     interrupted: bool = False
     solves: int = field(default=0)
+    solved: bool = False  # some solve found a plan (OPTIMAL or FEASIBLE)
 
     def say(self, line: str) -> None:
         if self.report is not None:
             self.report(line)
+
+
+def relative_gap(incumbent: float, bound: float) -> float:
+    """|bound - incumbent| over the larger of the two, so within [0, 1] for a bound on the right side;
+    0 when they agree (dividing by a bound of 0 once printed a gap of 5.9e13 %)."""
+    if bound == incumbent:
+        return 0.0
+    return abs(bound - incumbent) / max(abs(incumbent), abs(bound))
 
 
 class _Incumbents(cp_model.CpSolverSolutionCallback):
@@ -42,7 +51,7 @@ class _Incumbents(cp_model.CpSolverSolutionCallback):
     def on_solution_callback(self) -> None:
         inc = self._scale(self.objective_value)
         bound = self._scale(self.best_objective_bound)
-        gap = abs(bound - inc) / max(abs(bound), 1e-9)
+        gap = relative_gap(inc, bound)
         self._control.say(f"{self._label}: incumbent {inc:,.1f} {self._unit}, bound {bound:,.1f} "
                           f"(gap {gap:.1%}) at {self.wall_time:.1f} s")
 
@@ -82,6 +91,7 @@ def run_interruptibly(solver: cp_model.CpSolver, model: cp_model.CpModel, contro
     if "error" in result:  # pragma: no cover
         raise result["error"]  # type: ignore[misc]
     status = result["status"]
+    control.solved = control.solved or status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
     if control.report and status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         control.say(f"solve {control.solves}: {solver.status_name(status)}, {scale(solver.objective_value):,.1f} "
                     f"{unit} (bound {scale(solver.best_objective_bound):,.1f}) in {solver.wall_time:.1f} s")

@@ -7,10 +7,14 @@ Fields are added, never renamed; ``schema_version`` follows semantic versioning.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from topologies.schema import LABEL, Label
 
 SCHEMA_VERSION = "1.2.0"
 # 1.1.0 added min-cost: prices and costs; 1.2.0 attention data parallelism and expert imbalance
@@ -18,13 +22,53 @@ READABLE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 
 
+# Text fields reach launch files (comments, file names, shell words), so a plan read back is held
+# to what plan-search writes: ids and GPU names ``[A-Za-z0-9._-]`` starting with a letter or digit
+# (so never ``..`` or a path), node and topology names the topology file's labels, the generator
+# ``plan-search <version>``, and free text on one printable line.
+
+ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+GENERATOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}(?: [A-Za-z0-9][A-Za-z0-9._+-]{0,63}){0,3}")
+SHA256 = re.compile(r"[A-Za-z0-9._-]{0,128}")
+
+
+def _matching(pattern: re.Pattern, rule: str) -> AfterValidator:
+    def check(v: str) -> str:
+        if not pattern.fullmatch(v):
+            raise PydanticCustomError("bad_text", "{value} is not allowed here: {rule}",
+                                      {"value": repr(v)[:80], "rule": rule})
+        return v
+    return AfterValidator(check)
+
+
+def _one_line(v: str) -> str:
+    if not v.isprintable() or len(v) > 2000:
+        raise PydanticCustomError("bad_text", "must be one line of printable text (at most 2,000 characters)", {})
+    return v
+
+
+def _pattern(p: re.Pattern) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": f"^{p.pattern}$"})
+
+
+Id = Annotated[str, _matching(ID, "use 1 to 128 characters from A-Z, a-z, 0-9, '.', '_', '-', starting with a "
+                                  "letter or digit"), _pattern(ID)]
+Generator = Annotated[str, _matching(GENERATOR, "a program name and up to three words such as its version "
+                                                "(letters, digits, '.', '_', '-', '+'), e.g. 'plan-search 0.1.0'"),
+                      _pattern(GENERATOR)]
+Sha256 = Annotated[str, _matching(SHA256, "a hex digest"), _pattern(SHA256)]
+OneLine = Annotated[str, AfterValidator(_one_line), WithJsonSchema({"type": "string", "maxLength": 2000,
+                                                                    "pattern": "^[^\\u0000-\\u001f\\u007f]*$"})]
+NodeName = Annotated[Label, _pattern(LABEL)]
+
+
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # strict JSON has no NaN or Infinity
 
 
 class ModelRef(_Out):
-    name: str
-    source: str
+    name: Id
+    source: OneLine
     params: int = Field(description="resident parameters")
     active_params: int = Field(description="parameters one token uses (MoE: routed experts)")
     layers: int
@@ -34,8 +78,8 @@ class ModelRef(_Out):
 
 
 class TopologyRef(_Out):
-    name: str
-    sha256: str
+    name: NodeName
+    sha256: Sha256
     gpus_total: int
     gpus_available: int
 
@@ -57,13 +101,13 @@ class Inputs(_Out):
     workload: Workload
     slo: Slo
     objective: Literal["throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency"]
-    weight_dtype: str
-    kv_dtype: str
+    weight_dtype: Id
+    kv_dtype: Id
     max_gpus: int | None = None
     allow_cross_domain_tp: bool = False
     runtime: Literal["vllm", "sglang", "trtllm"] = Field(
         default="vllm", description="whose memory and batching defaults the plan was priced with")
-    price_per_gpu_hour: dict[str, float] | None = Field(
+    price_per_gpu_hour: dict[Id, float] | None = Field(
         default=None, description="price of one GPU for one hour by node type (topology or --price), when known")
     expert_imbalance: float | None = Field(
         default=None, ge=1, description="MoE: the busiest expert-parallel rank's routed tokens over the mean, as "
@@ -82,8 +126,8 @@ class StrategyOut(_Out):
     max_num_batched_tokens: int = Field(ge=1)
     max_model_len: int = Field(ge=1)
     layer_split: list[int] = Field(description="decoder layers per pipeline stage, first stage first")
-    weight_dtype: str
-    kv_dtype: str
+    weight_dtype: Id
+    kv_dtype: Id
 
 
 class Metrics(_Out):
@@ -108,7 +152,7 @@ class MemoryOut(_Out):
 
 
 class LinkOut(_Out):
-    kind: str
+    kind: Id
     bandwidth_bytes_per_s: float
     latency_s: float
 
@@ -117,7 +161,7 @@ class Rank(_Out):
     rank: int = Field(ge=0, description="global rank in the replica: stage * tp + tp_rank")
     stage: int = Field(ge=0)
     tp_rank: int = Field(ge=0)
-    node: str
+    node: NodeName
     gpu_index: int = Field(ge=0)
 
 
@@ -127,15 +171,15 @@ class Replica(_Out):
 
 
 class ReplicaGroup(_Out):
-    id: str
+    id: Id
     role: Literal["unified", "prefill", "decode"] = "unified"
-    gpu: str = Field(description="GPU type (of the first stage when stage_gpus is given)")
-    stage_gpus: list[str] | None = Field(default=None, description="a pipeline across GPU types: the GPU type of "
+    gpu: Id = Field(description="GPU type (of the first stage when stage_gpus is given)")
+    stage_gpus: list[Id] | None = Field(default=None, description="a pipeline across GPU types: the GPU type of "
                                                                    "each stage, first stage first")
     strategy: StrategyOut
     metrics_per_replica: Metrics
     memory_per_gpu_bytes: MemoryOut = Field(description="the most loaded GPU of a replica")
-    links: dict[str, LinkOut] = Field(description="the slowest link each collective uses: tp (all-reduce "
+    links: dict[Id, LinkOut] = Field(description="the slowest link each collective uses: tp (all-reduce "
                                                   "group), pp, kv (prefill to decode), ep (MoE all-to-all "
                                                   "under attention DP; ep_local inside one domain when it "
                                                   "spans several)")
@@ -164,7 +208,7 @@ class Totals(_Out):
 class SolverOut(_Out):
     name: Literal["cp-sat"] = "cp-sat"
     status: Literal["OPTIMAL", "FEASIBLE"]
-    objective: str
+    objective: OneLine
     objective_value: float
     best_bound: float
     gap: float
@@ -180,7 +224,7 @@ class Disaggregation(_Out):
     """Whether the plan splits prefill and decode into separate pools, and why."""
 
     decision: Literal["unified", "disaggregated", "mixed"]
-    reason: str
+    reason: OneLine
     alternative: Literal["unified-only", "pools-only"] = Field(description="what the plan was compared with")
     alternative_objective_value: float | None = Field(description="the alternative's objective value; "
                                                                   "null when no such plan meets the request")
@@ -188,7 +232,7 @@ class Disaggregation(_Out):
 
 class Plan(_Out):
     schema_version: Literal["1.0.0", "1.1.0", "1.2.0"] = SCHEMA_VERSION
-    generator: str
+    generator: Generator
     inputs: Inputs
     replica_groups: list[ReplicaGroup] = Field(min_length=1)
     totals: Totals
@@ -197,8 +241,10 @@ class Plan(_Out):
                                                                             "were considered")
 
     def to_json(self) -> str:
-        """Canonical JSON: sorted keys, fixed float formatting, trailing newline."""
-        return json.dumps(self.model_dump(mode="json", exclude_none=False), indent=2, sort_keys=True) + "\n"
+        """Canonical JSON: sorted keys, fixed float formatting, trailing newline; never NaN or
+        Infinity (strict JSON parsers refuse them), which the models already refuse."""
+        return json.dumps(self.model_dump(mode="json", exclude_none=False), indent=2, sort_keys=True,
+                          allow_nan=False) + "\n"
 
 
 def json_schema() -> dict:

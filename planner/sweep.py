@@ -36,7 +36,6 @@ import math
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -245,10 +244,10 @@ def resolve_topology(value: str, folder: Path) -> _TopologyPayload:
 
 
 def resolve_model(value: str, folder: Path):
-    from costmodels.models import get_model
+    from planner.api import _model  # as search resolves it (a config.json in "." is named after the folder)
 
     path = _model_path(value, folder)
-    return get_model(path if path is not None else value)
+    return _model(path if path is not None else value)
 
 
 # -- running one row -----------------------------------------------------------------------------
@@ -302,13 +301,13 @@ def run_point(args: dict[str, Any], topology, model) -> dict[str, Any]:
     (except ``KeyboardInterrupt``). ``topology`` is a resolved payload, Topology or name."""
     from planner import api
 
-    if isinstance(topology, _TopologyPayload):
-        topology = _topology(topology)
     kwargs = {k: v for k, v in args.items() if k not in ("topology", "model")}
     for k in ("weight_dtype", "kv_dtype"):
         if kwargs.get(k) == "auto":
             kwargs[k] = None
     try:
+        if isinstance(topology, _TopologyPayload):  # inside the try: a topology that parses but cannot
+            topology = _topology(topology)          # be built fails its own rows, not the sweep
         plan = api.search(topology=topology, model=model, workers=1, **kwargs)
     except SolveTimeout as e:
         return _empty_result("timeout", _first_line(str(e)))
@@ -478,8 +477,10 @@ def _run_local(workers: int, sweep: Sweep, pending: list[int], topologies: dict,
             for f in done:
                 i = in_flight.pop(f)
                 e = f.exception()
-                if e is not None:  # the worker process died (e.g. killed for memory)
+                if isinstance(e, BrokenProcessPool):  # the worker process died (e.g. killed for memory)
                     finish(i, _empty_result("error", _first_line(f"worker process died: {type(e).__name__}: {e}")))
+                elif e is not None:  # the row raised (run_point returns its errors; this is a bug)
+                    finish(i, _empty_result("error", _first_line(f"{type(e).__name__}: {e}")))
                 else:
                     finish(*f.result())
     except BaseException:
@@ -587,14 +588,7 @@ def write_parquet(rows: list[dict[str, Any]], path: str) -> None:
     require_pyarrow(path)
     import pyarrow.parquet as pq
 
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.",
-                               suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(to_arrow(rows), tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from planner.outfile import replace_atomically
+
+    table = to_arrow(rows)
+    replace_atomically(path, lambda tmp: pq.write_table(table, tmp))

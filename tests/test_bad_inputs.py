@@ -20,6 +20,7 @@ did not name the file); the text says how, so the case keeps it fixed.
 """
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import traceback
@@ -204,6 +205,290 @@ def _deep(open_: str, close: str, name: str) -> Callable[[Path], Path]:
 
 BIG_INT = "9" * 5000  # past Python's 4300-digit int-from-string limit
 
+
+# -- issue 12 section 4: hostile inputs ----------------------------------------------------------
+#
+# A valid topology with every kind of name and number (two H100 nodes, a node group, two GB200
+# trays in one NVLink domain, leaf-spine); each case below breaks one field of it.
+
+IMPORTERS = CORPUS / "importers"
+HOSTILE_BASE = {
+    "name": "hostile-base", "description": "two H100 nodes, a node group, two GB200 trays in one NVLink domain",
+    "node_types": {
+        "h100": {"gpu": "H100-SXM-80GB", "gpus_per_node": 8, "price_per_gpu_hour": 2.5,
+                 "fabric": {"kind": "nvswitch", "nvlink_bandwidth_gbyte_per_s": 450, "nvlink_latency_us": 1.0,
+                            "pcie_bandwidth_gbyte_per_s": 64, "pcie_latency_us": 2.0},
+                 "nics": {"count": 8, "bandwidth_gbit_per_s": 400, "latency_us": 5.0}},
+        "tray": {"gpu": "GB200-186GB", "gpus_per_node": 4, "fabric": {"kind": "nvlink-domain"},
+                 "nics": {"count": 4, "bandwidth_gbit_per_s": 400}}},
+    "nodes": [{"name": "n0", "type": "h100", "rack": "r0"}, {"name": "t0", "type": "tray", "rack": "r1"},
+              {"name": "t1", "type": "tray", "rack": "r1"}],
+    "node_groups": [{"prefix": "g", "count": 2, "type": "h100", "rack": "gr", "nodes_per_rack": 1}],
+    "nvlink_domains": [{"name": "d0", "nodes": ["t0", "t1"], "bandwidth_gbyte_per_s": 900, "latency_us": 1.5}],
+    "network": {"kind": "leaf-spine", "oversubscription": 2.0, "switch_latency_us": 1.0},
+}
+
+
+def _hostile_topology(edit: Callable[[dict], None], name: str) -> Callable[[Path], Path]:
+    """A maker writing HOSTILE_BASE, changed by ``edit``, as YAML."""
+    import copy
+
+    import yaml
+
+    def make(d: Path) -> Path:
+        data = copy.deepcopy(HOSTILE_BASE)
+        edit(data)
+        p = d / name
+        p.write_text(yaml.safe_dump(data, allow_unicode=False, sort_keys=False))
+        return p
+    return make
+
+
+def _set(path: str, value) -> Callable[[dict], None]:
+    """An edit setting one dotted path (list indices as numbers) of the topology."""
+    def edit(data: dict) -> None:
+        *parents, last = path.split(".")
+        x = data
+        for k in parents:
+            x = x[int(k)] if isinstance(x, list) else x[k]
+        x[int(last) if isinstance(x, list) else last] = value
+    return edit
+
+
+def _rename_node_type(new: str) -> Callable[[dict], None]:
+    def edit(data: dict) -> None:
+        data["node_types"][new] = data["node_types"].pop("h100")
+        for n in data["nodes"] + data["node_groups"]:
+            if n["type"] == "h100":
+                n["type"] = new
+    return edit
+
+
+def _rename_domain(new: str) -> Callable[[dict], None]:
+    return _set("nvlink_domains.0.name", new)
+
+
+BAD_NAMES = {  # payload id -> a name no field may hold
+    "command-substitution": "$(touch /tmp/x)",
+    "backticks": "`touch /tmp/x`",
+    "newline": "n0\necho pwned",
+    "terminal-escape": "n\x1b[31mred",
+    "semicolon": "n0;reboot",
+    "dot-dot-slash": "../etc",
+    "uppercase": "Node0",
+    "64-characters": "n" * 64,
+    "empty": "",
+    "leading-dash": "-n0",
+}
+NAME_FIELDS = {  # field id -> (edit for a payload, the field the message names)
+    "topology-name": (lambda v: _set("name", v), "name"),
+    "node-name": (lambda v: _set("nodes.0.name", v), "nodes.0.name"),
+    "node-rack": (lambda v: _set("nodes.0.rack", v), "nodes.0.rack"),
+    "node-type-name": (_rename_node_type, "node_types"),
+    "group-prefix": (lambda v: _set("node_groups.0.prefix", v), "node_groups.0.prefix"),
+    "domain-name": (_rename_domain, "nvlink_domains.0.name"),
+    "gpu-name": (lambda v: _set("node_types.h100.gpu", v), "node_types.h100.gpu"),
+}
+# The node-group prefix may end in '-' or '.' and be followed by a number, so it has its own rule;
+# 64 characters and a leading dash are refused for it too.
+NAME_CASES = [
+    generated(f"name-{field}-{payload}", _hostile_topology(edit(value), f"name_{field}_{payload}.yaml".replace("-", "_")),
+              where, regression="names were not validated: '$(touch /tmp/x)' as a node name reached the launch "
+                                "scripts (issue 12 section 2)")
+    for field, (edit, where) in NAME_FIELDS.items() for payload, value in BAD_NAMES.items()
+    if not (field == "gpu-name" and payload == "uppercase")  # GPU names are catalog names: H100-SXM-80GB
+]
+
+BAD_NUMBERS = {  # payload id -> a value no link figure may take
+    "nan": float("nan"), "infinity": float("inf"), "denormal": 1e-320, "huge": 1e308, "negative": -1.0,
+    "boolean": True, "string": "fast",
+}
+NUMBER_FIELDS = [
+    "node_types.h100.fabric.nvlink_bandwidth_gbyte_per_s", "node_types.h100.fabric.nvlink_latency_us",
+    "node_types.h100.fabric.pcie_bandwidth_gbyte_per_s", "node_types.h100.fabric.pcie_latency_us",
+    "node_types.h100.nics.bandwidth_gbit_per_s", "node_types.h100.nics.latency_us",
+    "network.switch_latency_us", "network.oversubscription", "nvlink_domains.0.bandwidth_gbyte_per_s",
+    "nvlink_domains.0.latency_us", "node_types.h100.price_per_gpu_hour",
+]
+NUMBER_CASES = [
+    generated(f"number-{field.replace('_', '-').replace('.', '-')}-{payload}",
+              _hostile_topology(_set(field, value), f"{field.replace('.', '_')}_{payload}.yaml"),
+              field.replace("nvlink_domains.0", "nvlink_domains.0"),
+              regression="link figures from 1e-320 to 1e308 were accepted: plans 'OPTIMAL' at 0 tokens/s, TTFT "
+                         "nan, Infinity in plan JSON (issue 12 section 4)")
+    for field in NUMBER_FIELDS for payload, value in BAD_NUMBERS.items()
+    if not (field.endswith("price_per_gpu_hour") and payload == "denormal")  # a price near 0 is a price
+]
+
+
+def _corpus_topology(file: str, *mentions: str, **kw) -> Case:
+    return topo(file, *mentions, **kw)
+
+
+def _smi_table(gpus: int) -> Callable[[Path], Path]:
+    """An `nvidia-smi topo -m` table of ``gpus`` GPUs all joined by NV18 (one node, as the issue's)."""
+    def make(d: Path) -> Path:
+        head = "\t" + "\t".join(f"GPU{i}" for i in range(gpus)) + "\tCPU Affinity\tNUMA Affinity\n"
+        rows = "".join(f"GPU{i}\t" + "\t".join("X" if i == j else "NV18" for j in range(gpus)) + "\t0-63\t0\n"
+                       for i in range(gpus))
+        p = d / f"smi_{gpus}_gpus.txt"
+        p.write_text(head + rows + "\nLegend:\n\n  X    = Self\n")
+        return p
+    return make
+
+
+def importer(id: str, fmt: str, file: str | None, *mentions: str, extra: tuple[str, ...] = (),
+             make: Callable[[Path], Path] | None = None, blames_file: bool = True, **kw) -> Case:
+    """``topology import FMT FILE``; a corpus file under tests/corpus/importers or a generated one.
+    The message names the file unless ``blames_file`` is false (a bad flag)."""
+    path = IMPORTERS / file if file else None
+    named = (file if file else "{file}",) if blames_file else ()
+    return Case(id=id, args=("topology", "import", fmt, str(path) if path else "{file}", *extra),
+                mentions=(*named, *mentions), make=make, corpus=(path,) if path else (), **kw)
+
+
+def _plan_text() -> str:
+    """A real plan (search --json on one DGX H100), made once per test session."""
+    global _PLAN
+    if _PLAN is None:
+        code, out, err = run(["search", "--topology", "dgx-h100x1", "--model", SMALL_MODEL, "--json"])
+        assert code == 0, err
+        _PLAN = out
+    return _PLAN
+
+
+_PLAN: str | None = None
+
+
+def _hostile_plan(edit: Callable[[str], str], name: str) -> Callable[[Path], Path]:
+    def make(d: Path) -> Path:
+        p = d / name
+        p.write_text(edit(_plan_text()))
+        return p
+    return make
+
+
+def _plan_field(path: str, value) -> Callable[[str], str]:
+    import json
+
+    def edit(text: str) -> str:
+        data = json.loads(text)
+        *parents, last = path.split(".")
+        x = data
+        for k in parents:
+            x = x[int(k)] if isinstance(x, list) else x[k]
+        x[int(last) if isinstance(x, list) else last] = value
+        return json.dumps(data)
+    return edit
+
+
+def plan_case(id: str, edit: Callable[[str], str], *mentions: str, **kw) -> Case:
+    return Case(id=id, args=("emit", "--plan", "{file}", "--target", "vllm", "-o", "{tmp}/launch"),
+                mentions=("{file}", *mentions), make=_hostile_plan(edit, f"{id}.json"), **kw)
+
+
+PLAN_CASES = [
+    plan_case("plan-nan-metric", lambda t: re.sub(r'"ttft_unloaded_ms": [-+.e0-9]+', '"ttft_unloaded_ms": NaN', t,
+                                                  count=1), "ttft_unloaded_ms", "NaN"),
+    plan_case("plan-infinity-throughput", lambda t: re.sub(r'"tpot_ms": [-+.e0-9]+', '"tpot_ms": Infinity', t,
+                                                           count=1), "tpot_ms", "Infinity"),
+    plan_case("plan-duplicate-key", lambda t: t.replace('{', '{"generator": "x", ', 1), "'generator'", "twice"),
+    plan_case("plan-group-id-path", _plan_field("replica_groups.0.id", "../../etc"), "replica_groups.0.id"),
+    plan_case("plan-group-id-newline", _plan_field("replica_groups.0.id", "g0\nrm -rf /"), "replica_groups.0.id"),
+    plan_case("plan-gpu-command-substitution", _plan_field("replica_groups.0.gpu", "$(touch /tmp/x)"),
+              "replica_groups.0.gpu"),
+    plan_case("plan-generator-newline", _plan_field("generator", "plan-search\n---\nkind: Pod"), "generator"),
+    plan_case("plan-node-escape", _plan_field("replica_groups.0.replicas.0.ranks.0.node", "dgx\x1b[2J"),
+              "ranks.0.node"),
+    plan_case("plan-model-name-backticks", _plan_field("inputs.model.name", "`id`"), "inputs.model.name"),
+    plan_case("plan-reason-newline", _plan_field("solver.objective", "x\ny"), "solver.objective"),
+]
+
+HOSTILE_CASES: list[Case] = [
+    *NAME_CASES,
+    *NUMBER_CASES,
+    # duplicate keys, NaN and Infinity literals
+    _corpus_topology("duplicate_key_top.yaml", "'name'", "twice", "line 2"),
+    _corpus_topology("duplicate_key_nested.yaml", "'gpus_per_node'", "twice", "line 6"),
+    _corpus_topology("duplicate_key.json", "'nvlink_bandwidth_gbyte_per_s'", "twice"),
+    _corpus_topology("nan_literal.json", "node_types.h100.fabric.nvlink_bandwidth_gbyte_per_s", "NaN"),
+    _corpus_topology("infinity_literal.json", "node_types.h100.nics.bandwidth_gbit_per_s", "-Infinity"),
+    # impossible hardware
+    _corpus_topology("l40s_on_nvswitch.yaml", "node_types.l40s.fabric.kind", "L40S-48GB has no NVLink"),
+    _corpus_topology("l40s_nvlink_pairs.yaml", "node_types.l40s.fabric.kind", "L40S-48GB has no NVLink"),
+    _corpus_topology("h100_pcie_on_nvswitch.yaml", "node_types.h100p.fabric.kind", "at most 2"),
+    _corpus_topology("h100_multi_node_nvlink_domain.yaml", "nvlink_domains[0].nodes", "16 GPUs", "at most 8"),
+    _corpus_topology("gb200_domain_of_76.yaml", "nvlink_domains[0].nodes", "76 GPUs", "at most 72"),
+    _corpus_topology("nvlink_pairs_overlap.yaml", "node_types.a100.fabric.pairs", "GPU 1"),
+    _corpus_topology("nvlink_pair_with_itself.yaml", "node_types.a100.fabric.pairs", "GPU 2"),
+    # sizes the planner cannot serve in 24 GiB, refused before any node is built
+    _corpus_topology("too_many_nodes.yaml", "node_groups.0.count", "16384"),
+    _corpus_topology("too_many_gpus.yaml", "node_groups", "72,000 GPUs", "65,536"),
+    _corpus_topology("ten_thousand_nodes_of_1000_gpus.yaml", "node_types.big.gpus_per_node", "72",
+                     timeout_s=5, regression="10,000 nodes x 1,000 GPUs hit MemoryError after two minutes"),
+    _corpus_topology("gpus_per_node_73.yaml", "node_types.h100.gpus_per_node", "72"),
+    _corpus_topology("nics_count_65.yaml", "node_types.h100.nics.count", "64"),
+    # names that would collide, or are not names
+    _corpus_topology("domain_named_like_node.yaml", "nvlink_domains[0].name", "'t1'"),
+    _corpus_topology("duplicate_domain_names.yaml", "nvlink_domains[1].name", "'d'"),
+    _corpus_topology("node_group_prefix_too_long.yaml", "node_groups.0.prefix"),
+    _corpus_topology("node_group_rack_ends_in_dash.yaml", "node_groups.0.rack", "'rack-'"),
+    _corpus_topology("unknown_key_with_escape.yaml", "\\x1b[31mred", "unknown key"),
+    # model configs
+    model("string-bool-tie-embeddings", "tie_word_embeddings", "'false'",
+          regression="the string 'false' was read as true"),
+    model("string-bool-sliding-window", "use_sliding_window", "'no'",
+          regression="'no' was read as true: the batch went from 53 to 1,725"),
+    model("head-dim-zero", "head_dim", "positive"),
+    model("head-dim-float", "head_dim", "128.0"),
+    model("hidden-not-divisible", "hidden_size", "head_dim"),
+    model("hidden-smaller-than-heads", "hidden_size", "head_dim", regression="head_dim worked out to 0"),
+    model("first-k-dense-beyond-layers", "first_k_dense_replace", "40",
+          regression="first_k_dense_replace beyond the layers silently made a smaller model"),
+    model("mlp-only-layers-beyond", "mlp_only_layers", "99", regression="Mixtral planned as 7.2 B parameters"),
+    model("mlp-only-layers-all", "mlp_only_layers", "no layer is left with experts"),
+    model("mlp-only-layers-string", "mlp_only_layers", "'0,1'"),
+    model("layer-types-too-long", "layer_types", "40 entries for 32 layers",
+          regression="a longer layer_types ended in a misleading exit 3"),
+    model("layer-types-not-strings", "layer_types"),
+    model("kv-lora-rank-on-llama", "kv_lora_rank", "'llama'", "deepseek_v3",
+          regression="kv_lora_rank turned a Llama config into MLA"),
+    model("model-type-not-string", "model_type"),
+    model("hidden-act-list", "hidden_act"),
+    model("hidden-size-float", "hidden_size", "4096.0"),
+    model("moe-intermediate-absurd", "moe_intermediate_size", "implausibly large"),
+    model("shared-experts-absurd", "n_shared_experts", "implausibly large"),
+    model("sliding-window-bool", "sliding_window", "True"),
+    model("source-with-escape", "source", "printable"),
+    model("experts-negative", "num_local_experts", "-8"),
+    model("duplicate-key", "'hidden_size'", "twice"),
+    model("nan-value", "rope_theta", "NaN"),
+    model("infinity-layers", "num_hidden_layers", "Infinity"),
+    # importers
+    importer("import-nccl-net-speed-400-digits", "nccl", "nccl_net_speed_400_digits.xml", "<net name='mlx5_0'>",
+             "speed=", regression="OverflowError: integer division result too large for a float"),
+    importer("import-nccl-net-speed-5000-digits", "nccl", "nccl_net_speed_5000_digits.xml", "speed="),
+    importer("import-nccl-net-speed-unicode-digits", "nccl", "nccl_net_speed_unicode_digits.xml", "speed="),
+    importer("import-nccl-net-speed-too-slow", "nccl", "nccl_net_speed_too_slow.xml", "speed=1 Mb/s"),
+    importer("import-nccl-nvlink-count-huge", "nccl", "nccl_nvlink_count_huge.xml", "count="),
+    importer("import-nccl-device-id-huge", "nccl", "nccl_device_id_huge.xml", "device="),
+    importer("import-nccl-gpu-dev-negative", "nccl", "nccl_gpu_dev_negative.xml", "dev='-1'"),
+    importer("import-nccl-net-name-escape", "nccl", "nccl_net_name_escape.xml", "invalid XML"),
+    importer("import-nccl-100-gpus", "nccl", "nccl_100_gpus_one_node.xml", "100 GPUs", "at most 72"),
+    importer("import-smi-gpu-index-5000-digits", "nvidia-smi", "nvidia-smi_gpu_index_5000_digits.txt", "--gpu"),
+    importer("import-smi-1000-gpus", "nvidia-smi", None, "1000 GPU columns", "at most 72", make=_smi_table(1000),
+             regression="a 1,000-GPU all-NVLink table was imported as one node"),
+    importer("import-smi-73-gpus", "nvidia-smi", None, "73 GPU columns", make=_smi_table(73)),
+    *[importer(f"import-name-{payload}", "nvidia-smi", "nvidia-smi_nic_legend_escape.txt", "--name",
+               extra=("--gpu", "A100", "--name", value), blames_file=False)
+      for payload, value in BAD_NAMES.items() if payload != "empty"],
+    importer("import-nics-per-node-65", "nvidia-smi", "nvidia-smi_nic_legend_escape.txt", "--nics-per-node",
+             extra=("--gpu", "A100", "--nics-per-node", "65"), blames_file=False),
+    # plan JSON read back by emit
+    *PLAN_CASES,
+]
+
+
 CASES: list[Case] = [
     # --- topology files: syntax ---
     topo("truncated.yaml", "invalid YAML", "line 11"),
@@ -216,7 +501,7 @@ CASES: list[Case] = [
     topo("gpus_per_node_string.yaml", "node_types.h100.gpus_per_node", "integer"),
     topo("gpus_per_node_negative.yaml", "node_types.h100.gpus_per_node"),
     topo("gpus_per_node_zero.yaml", "node_types.h100.gpus_per_node"),
-    topo("gpus_per_node_absurd.yaml", "node_types.h100.gpus_per_node", "1024"),
+    topo("gpus_per_node_absurd.yaml", "node_types.h100.gpus_per_node", "72"),
     topo("gpus_per_node_fractional.yaml", "node_types.h100.gpus_per_node"),
     topo("gpus_per_node_bool.yaml", "node_types.h100.gpus_per_node",
          regression="a YAML boolean is accepted as gpus_per_node (true -> 1 GPU): pydantic lax mode coerces "
@@ -382,6 +667,35 @@ CASES: list[Case] = [
           regression="TypeError/OverflowError traceback: serves_qps (planner/cpsat.py:174) int(ceil(qps * QPS_SCALE)) "
               "overflows CP-SAT's int64 (and is inf for --qps 1e308); check qps against the cluster's "
               "capacity before building the model and raise InfeasibleError"),
+    # -- issue 12 sections 3 and 5: outputs and wrong answers --
+    flags("output-empty-name", *S, "-o", "", mentions=("--output", "empty"),
+          regression="-o '' exited 0 and wrote nothing"),
+    flags("output-device-file", *S, "-o", "/dev/null", mentions=("/dev/null", "character device"),
+          regression="-o replaced whatever sat at the path, a device file included"),
+    flags("output-in-proc", *S, "-o", "/proc/plan-search-out.json", mentions=("/proc/plan-search-out.json",),
+          regression="a traceback after all the work was done"),
+    Case(id="output-symlink-to-stdout", args=(*S, "-o", "{file}"), mentions=("{file}", "symbolic link"),
+         make=lambda d: (d / "out.json").symlink_to("/dev/stdout") or d / "out.json",
+         regression="-o followed a symlink to /dev/stdout"),
+    flags("output-name-too-long", *S, "-o", "{tmp}/" + "n" * 256, mentions=("n" * 256,),
+          regression="a traceback after the search: the temporary name was longer than the target's"),
+    flags("import-output-empty-name", "topology", "import", "nvidia-smi",
+          str(Path(__file__).parent / "fixtures" / "topology-samples" / "nvidia-smi_4x-l40s_pcie-only.txt"),
+          "--gpu", "L40S", "-o", "", mentions=("--output", "empty")),
+    flags("evaluate-tp-past-the-cluster", *E, "--tp", "16", mentions=("tp=16", "does not fit"), code=3,
+          regression="exit 0 with TTFT, TPOT and throughput for a set-up it said does not fit"),
+    flags("evaluate-batch-past-memory", *E, "--tp", "1", "--batch", "5000",
+          mentions=("batch 5000", "GPU memory", "largest batch that fits"), code=3,
+          regression="exit 0 with figures for a batch that does not fit in memory"),
+    flags("evaluate-dp-past-the-cluster", *E, "--tp", "1", "--dp", "16", mentions=("16 GPUs",), code=3),
+    flags("pools-only-unreachable-tpot", "search", "--topology", "dgx-h100x2", "--model", SMALL_MODEL,
+          "--disaggregation", "only", "--tpot-ms", "1", mentions=("--tpot-ms", "fastest plan reaches"), code=3,
+          regression="OverflowError: the best TPOT was tracked for unified candidates only"),
+    flags("emit-from-search-on-pools", "search", "--topology", "dgx-h100x2", "--model", SMALL_MODEL,
+          "--disaggregation", "only", "--emit", "vllm", "--emit-dir", "{tmp}/launch",
+          mentions=("--emit sglang",), regression="said 'use --target sglang', a flag search does not have"),
+    # -- issue 12 section 4: hostile inputs --
+    *HOSTILE_CASES,
 ]
 
 
@@ -397,6 +711,7 @@ def test_bad_input(case: Case, tmp_path: Path):
         made.unlink()  # do not keep 20 MB in pytest's retained temp folders
 
     assert "Traceback" not in err, err
+    assert not any(c in err for c in "\x1b\x07\r\x00\u2028"), f"raw control characters on stderr: {err!r}"
     expected = case.code if isinstance(case.code, tuple) else (case.code,)
     assert code in expected, f"exit {code}, expected {expected}; stderr: {err}"
     lines = err.splitlines()
@@ -455,3 +770,138 @@ def test_huge_max_gpus_is_no_cap():
     assert "Traceback" not in err, err
     assert code == 0, err
     assert '"OPTIMAL"' in out
+
+
+# -- issue 12 section 4: what must still work ------------------------------------------------------
+
+def test_hostile_base_is_valid():
+    """The base every hostile topology case edits is itself a valid topology, so each case fails
+    for the one field it breaks."""
+    import yaml
+
+    from planner.candidates import cluster_view
+    from topologies.graph import Topology
+    from topologies.load import parse_topology
+
+    cluster_view(Topology(parse_topology(yaml.safe_load(yaml.safe_dump(HOSTILE_BASE)))))
+
+
+def test_hostile_plan_base_is_valid(tmp_path):
+    p = tmp_path / "plan.json"
+    p.write_text(_plan_text())
+    code, _, err = run(["emit", "--plan", p, "--target", "vllm", "-o", tmp_path / "launch"])
+    assert code == 0, err
+
+
+def test_names_like_internal_vertices_change_nothing():
+    """Nodes named ``leaf``, ``spine``, ``switch`` and ``nvlink`` in racks named ``pcie`` and
+    ``gpu0``: once, such names collided with the graph's switch vertices and changed latencies.
+    Every link between GPUs is the same as with plain names."""
+    import copy
+
+    from topologies.graph import Topology
+    from topologies.load import parse_topology
+
+    plain = copy.deepcopy(HOSTILE_BASE)
+    tricky = copy.deepcopy(HOSTILE_BASE)
+    rename = {"n0": "leaf", "t0": "spine", "t1": "switch"}
+    for n in tricky["nodes"]:
+        n["name"] = rename[n["name"]]
+        n["rack"] = {"r0": "pcie", "r1": "gpu0"}[n["rack"]]
+    tricky["nvlink_domains"][0].update(name="nvlink", nodes=["spine", "switch"])
+    tricky["node_groups"][0].update(prefix="nvswitch", rack="nic")
+    a, b = Topology(parse_topology(plain)), Topology(parse_topology(tricky))
+    names = dict(zip((n.name for n in b.spec.all_nodes()), (n.name for n in a.spec.all_nodes())))
+
+    def plain_id(gid: str) -> str:
+        node, gpu = gid.split("/")
+        return f"{names[node]}/{gpu}"
+
+    gpus = b.gpus()
+    assert [plain_id(x) for x in gpus] == a.gpus()
+    for x in gpus:
+        for y in gpus[::7]:
+            assert b.link(x, y) == a.link(plain_id(x), plain_id(y)), (x, y)
+    assert sorted(map(len, b.domains.values())) == sorted(map(len, a.domains.values()))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent / "fixtures" / "topology-samples").glob("nvidia-smi_*"))
+                         + sorted((Path(__file__).parent / "fixtures" / "topology-samples").glob("nccl-topo_*")),
+                         ids=lambda p: p.name)
+def test_importer_fixtures_still_import_and_validate(path, tmp_path):
+    fmt = "nvidia-smi" if path.name.startswith("nvidia-smi") else "nccl"
+    gpu = {"l40s": "L40S", "h100-pcie": "H100-PCIe-80GB", "a100": "A100", "h100-sxm": "H100", "h200": "H200",
+           "nv2-bridge": "A100", "old-driver": "L40S", "hybrid-cube": "A100"}
+    extra = next((["--gpu", g] for k, g in gpu.items() if k in path.name), [])
+    out = tmp_path / "t.yaml"
+    code, _, err = run(["topology", "import", fmt, path, *extra, "-o", out])
+    assert code == 0, err
+    code, _, err = run(["topology", "validate", out])
+    assert code == 0, err
+
+
+def test_builtin_topologies_validate():
+    from topologies.load import builtin_topology_names
+
+    for name in builtin_topology_names():
+        code, _, err = run(["topology", "validate", name])
+        assert code == 0, (name, err)
+
+
+def test_dump_text_never_reaches_the_terminal_raw(tmp_path):
+    """A NIC legend holding terminal escapes imports; neither the YAML nor the messages hold them."""
+    out = tmp_path / "t.yaml"
+    code, _, err = run(["topology", "import", "nvidia-smi", IMPORTERS / "nvidia-smi_nic_legend_escape.txt", "--gpu",
+                        "A100", "-o", out])
+    assert code == 0, err
+    assert "\x1b" not in err and "\x1b" not in out.read_text() and "\x07" not in out.read_text()
+    assert "mlx5_0]0;pwned" in out.read_text()  # kept, minus the control characters
+
+
+def test_unknown_model_type_warns_once_and_plans(tmp_path):
+    import json
+
+    cfg = json.loads((MODELS / "valid-llama" / "config.json").read_text())
+    cfg["model_type"] = "brand_new_arch"
+    p = tmp_path / "new-arch" / "config.json"
+    p.parent.mkdir()
+    p.write_text(json.dumps(cfg))
+    code, out, err = run(["search", "--topology", "dgx-h100x1", "--model", p, "--json"])
+    assert code == 0, err
+    assert err.count("plan-search: warning:") == 1 and "'brand_new_arch'" in err and str(p) in err
+    assert '"OPTIMAL"' in out
+
+
+def test_model_names_from_folders_are_plan_ids(tmp_path):
+    """A config in a folder whose name holds spaces and shell syntax plans; the plan's model name
+    is kept to [A-Za-z0-9._-]."""
+    import json
+
+    p = tmp_path / "My Model $(id)" / "config.json"
+    p.parent.mkdir()
+    p.write_text((MODELS / "valid-llama" / "config.json").read_text())
+    code, out, err = run(["search", "--topology", "dgx-h100x1", "--model", p, "--json"])
+    assert code == 0, err
+    assert json.loads(out)["inputs"]["model"]["name"] == "My-Model-id"
+
+
+def test_plans_never_hold_nan_or_infinity():
+    import json
+
+    from pydantic import ValidationError
+
+    from planner.schema import Plan
+
+    data = json.loads(_plan_text())
+    Plan.model_validate(data)
+    for bad in (float("nan"), float("inf")):
+        data["totals"]["tpot_ms"] = bad
+        with pytest.raises(ValidationError):
+            Plan.model_validate(data)
+
+
+def test_strict_booleans_and_sizes_keep_builtins_working():
+    from costmodels.models import builtin_model_names, get_model
+
+    for name in builtin_model_names():
+        assert get_model(name).head_dim > 0

@@ -153,11 +153,13 @@ def _evaluate(*extra: str) -> dict:
 
 
 def test_evaluate_70b_tp1_does_not_fit():
-    d = _evaluate("--tp", "1", "--weight-dtype", "bf16", "--isl", "1024", "--osl", "256")
-    assert EVAL_KEYS <= d.keys()
-    assert MEMORY_KEYS <= d["memory_per_gpu_bytes"].keys()
-    assert d["fits"] is False
-    assert d["memory_per_gpu_bytes"]["weights"] > d["memory_per_gpu_bytes"]["capacity"]
+    """A set-up that does not fit is exit 3 in one line, with no figures (they once came with exit 0)."""
+    code, out, err = run(["evaluate", "--topology", "dgx-h100x1", "--model", "llama-3.1-70b", "--json", "--tp", "1",
+                          "--weight-dtype", "bf16", "--isl", "1024", "--osl", "256"])
+    assert code == 3, err
+    assert out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("plan-search: infeasible: tp=1 pp=1 dp=1"), err
+    assert "GPU memory" in err and "GiB of weights" in err
 
 
 def test_evaluate_70b_tp2_fits():

@@ -148,8 +148,14 @@ def test_attention_dp_1_writes_no_data_parallel_flag(plans, target):
 
 @pytest.mark.parametrize("target", ["vllm", "sglang", "trtllm", "k8s"])
 def test_refuses_attention_dp_with_pipeline_stages(plans, target):
-    e = _refusal(_with(plans["mix-x1"], pp=2, layer_split=[16, 16]), target)
-    assert e.field == "replica_groups.g0.strategy.pp" and "attention_dp=8" in str(e)
+    # the replica's 8 GPUs as 2 stages of 4 (ranks renumbered, so the plan holds together but for the shape)
+    plan = _with(plans["mix-x1"], tp=4, pp=2, attention_dp=4, ep=4, layer_split=[16, 16])
+    g = plan.replica_groups[0]
+    reps = [r.model_copy(update={"ranks": [k.model_copy(update={"stage": k.rank // 4, "tp_rank": k.rank % 4})
+                                           for k in r.ranks]}) for r in g.replicas]
+    plan = plan.model_copy(update={"replica_groups": [g.model_copy(update={"replicas": reps})]})
+    e = _refusal(plan, target)
+    assert e.field == "replica_groups.g0.strategy.pp" and "attention_dp=4" in str(e)
 
 
 @pytest.mark.parametrize("target", ["vllm", "sglang", "trtllm", "k8s"])
@@ -212,13 +218,15 @@ def test_vllm_multi_node_data_parallel_launch(plans, name):
             if node == head:
                 assert _flag(cmd, "--headless") is None and _flag(cmd, "--data-parallel-start-rank") is None
                 assert _flag(cmd, "--port") == "8000"
-                assert _flag(cmd, "--data-parallel-address") == f"$DP_HEAD_IP_{head}"
+                assert _flag(cmd, "--data-parallel-address") == f'"$DP_HEAD_IP_{head}"'
                 # required on the head, checked before anything starts
-                assert f': "${{DP_HEAD_IP_{head}:?set DP_HEAD_IP_{head} to the IP address of {head}}}"' in bodies[head]
+                assert (f'  if [ -z "${{DP_HEAD_IP_{head}:-}}" ]; then printf \'%s\\n\' \'set DP_HEAD_IP_{head} to the IP '
+                        f'address of {head}\' >&2; exit 2; fi') in bodies[head]
             else:
                 assert _flag(cmd, "--headless") == "" and _flag(cmd, "--port") is None
                 assert _flag(cmd, "--data-parallel-start-rank") == str(start)
-                assert _flag(cmd, "--data-parallel-address") == f"${{DP_HEAD_IP_{head}:-{head}}}"
+                assert f"  dp_head={head}\n" in bodies[node]
+                assert _flag(cmd, "--data-parallel-address") == f'"${{DP_HEAD_IP_{head}:-$dp_head}}"'
             start += local
         assert start == d  # every attention group is one engine on one node
     assert rpc_ports == {"13345"}  # replicas do not share a head node here
@@ -266,7 +274,8 @@ def test_sglang_dp_attention(plans, name):
             assert _flag(cmd, "--chunked-prefill-size") == str(s.max_num_batched_tokens * d)
             if len(per_node) > 1:
                 assert _flag(cmd, "--nnodes") == str(len(per_node))
-                assert _flag(cmd, "--dist-init-addr").startswith(f"${{DIST_INIT_HOST:-{next(iter(per_node))}}}:")
+                assert f"  dist_head={next(iter(per_node))}\n" in bodies[node]
+                assert _flag(cmd, "--dist-init-addr").startswith('"${DIST_INIT_HOST:-$dist_head}:')
             else:
                 assert _flag(cmd, "--nnodes") is None
 
@@ -400,11 +409,11 @@ def test_k8s_multi_node_leader_worker_set(plans):
             assert _flag(cmd, "--tensor-parallel-size") == str(at) and _flag(cmd, "--data-parallel-size") == str(d)
             assert _flag(cmd, "--data-parallel-rpc-port") == "13345"
         assert _flag(lead, "--data-parallel-size-local") == str(len(per_node[nodes[0]]) // at)
-        assert _flag(lead, "--data-parallel-address") == "$POD_IP" and _flag(lead, "--port") == "8000"
+        assert _flag(lead, "--data-parallel-address") == '"$POD_IP"' and _flag(lead, "--port") == "8000"
         assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in \
             leader["containers"][0]["env"]
-        assert _flag(work, "--headless") == "" and _flag(work, "--data-parallel-start-rank") == "$START"
-        assert _flag(work, "--data-parallel-address") == "${LWS_LEADER_ADDRESS}"
+        assert _flag(work, "--headless") == "" and _flag(work, "--data-parallel-start-rank") == '"$START"'
+        assert _flag(work, "--data-parallel-address") == '"$LWS_LEADER_ADDRESS"'
         starts = re.findall(r"^(\d+)\) START=(\d+) ;;$", work_sh, flags=re.M)
         expected, start = [], len(per_node[nodes[0]]) // at
         for w, node in enumerate(nodes[1:], 1):

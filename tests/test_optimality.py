@@ -26,11 +26,14 @@ def _instance(seed: int):
     for i in range(n_nodes):
         busy = sorted(rnd.sample(range(per_node), rnd.randint(0, per_node // 2)))
         nodes.append({"name": f"n{i}", "type": "t", "unavailable_gpus": busy})
+    gpu = rnd.choice(["H100-SXM-80GB", "A100-SXM4-80GB", "L40S-48GB"])
+    # An L40S has no NVLink: its GPUs talk over PCIe (an NVSwitch node of L40S is refused).
+    fabric = {"kind": "pcie"} if gpu == "L40S-48GB" else {"kind": "nvswitch", "nvlink_bandwidth_gbyte_per_s": 300}
     spec = parse_topology({
         "name": f"rand{seed}", "network": {"kind": "single-switch" if n_nodes > 1 else "none"},
-        "node_types": {"t": {"gpu": rnd.choice(["H100-SXM-80GB", "A100-SXM4-80GB", "L40S-48GB"]),
+        "node_types": {"t": {"gpu": gpu,
                              "gpus_per_node": per_node,
-                             "fabric": {"kind": "nvswitch", "nvlink_bandwidth_gbyte_per_s": 300},
+                             "fabric": fabric,
                              "nics": {"count": per_node, "bandwidth_gbit_per_s": 200}}},
         "nodes": nodes})
     model = get_model(rnd.choice(MODELS))

@@ -43,15 +43,21 @@ def plan() -> Plan:
 
 
 def _variant(plan: Plan, replicas: list[list[tuple[str, int]]]) -> Plan:
-    """The plan's group with its replicas replaced: one (node, gpu_index) per rank, in rank order."""
+    """The plan's group with its replicas replaced: one (node, gpu_index) per rank, in rank order. Replicas
+    of another size than the plan's become one pipeline stage of that many GPUs (so the plan holds together)."""
     g = plan.replica_groups[0]
-    template = g.replicas[0].ranks
+    s = g.strategy
+    size = len(replicas[0])
+    if size != s.tp * s.pp:
+        s = s.model_copy(update={"tp": size, "pp": 1, "layer_split": [sum(s.layer_split)]})
+    template = g.replicas[0].ranks[0]
     new = []
     for i, placement in enumerate(replicas):
-        ranks = [template[j].model_copy(update={"rank": j, "node": n, "gpu_index": gi})
+        ranks = [template.model_copy(update={"rank": j, "stage": j // s.tp, "tp_rank": j % s.tp, "node": n,
+                                             "gpu_index": gi})
                  for j, (n, gi) in enumerate(placement)]
         new.append(g.replicas[0].model_copy(update={"index": i, "ranks": ranks}))
-    return plan.model_copy(update={"replica_groups": [g.model_copy(update={"replicas": new})]})
+    return plan.model_copy(update={"replica_groups": [g.model_copy(update={"replicas": new, "strategy": s})]})
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,18 @@
 from __future__ import annotations
 
 
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (control characters, terminal escapes,
+    line and paragraph separators) written as its Python escape (``\\x1b``, ``\\n``).
+
+    Messages echo what users typed or what files say; escaping here means no input can
+    colour, move the cursor of, or add a line to the one-line error a terminal shows.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class PlanSearchError(Exception):
     """Base of every expected failure."""
 
@@ -22,7 +34,7 @@ class InputError(PlanSearchError):
         self.source = source
         self.field = field
         where = ": ".join(p for p in (source, field) if p)
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(printable(f"{where}: {message}" if where else message))
 
 
 class TopologyError(InputError):

@@ -2,8 +2,11 @@
 
 Vertices are GPUs (``"node0/gpu3"``) and the switches between them: per-node NVSwitch
 (``"node0/nvswitch"``), PCIe host fabric (``"node0/pcie"``), NICs (``"node0/nic1"``),
-a multi-node NVLink switch (``"nvlink/<domain>"``), rack leaves (``"leaf/<rack>"``) and
-the spine (``"spine"``). Every edge carries SI attributes:
+a multi-node NVLink switch (``"net:nvlink/<domain>"``), rack leaves (``"net:leaf/<rack>"``),
+the spine (``"net:spine"``) or the single switch (``"net:switch"``). Names in a topology
+file never hold ``/`` or ``:`` (:mod:`topologies.schema`), so no user name can collide with
+these vertices: a node called ``leaf`` or ``spine`` is just a node. Every edge carries SI
+attributes:
 
 ``bandwidth_bytes_per_s``
     per direction.
@@ -59,6 +62,21 @@ def gpu_id(node: str, index: int) -> str:
     return f"{node}/gpu{index}"
 
 
+#: The shared network vertices, in a namespace (``net:``) no topology name can enter.
+SPINE = "net:spine"
+SWITCH = "net:switch"
+
+
+def leaf_id(rack: str) -> str:
+    """The leaf switch vertex of a rack (leaf-spine networks)."""
+    return f"net:leaf/{rack}"
+
+
+def nvlink_switch_id(domain: str) -> str:
+    """The NVLink switch vertex of a multi-node NVLink domain."""
+    return f"net:nvlink/{domain}"
+
+
 def build_graph(spec: TopologySpec) -> nx.Graph:
     """Build the cluster graph from a validated :class:`TopologySpec` (pure; no I/O)."""
     g = nx.Graph(name=spec.name)
@@ -66,16 +84,16 @@ def build_graph(spec: TopologySpec) -> nx.Graph:
     domain_of_node = {n: d.name for d in spec.nvlink_domains for n in d.nodes}
     domains = {d.name: d for d in spec.nvlink_domains}
     for d in spec.nvlink_domains:
-        g.add_node(f"nvlink/{d.name}", kind="nvswitch")
+        g.add_node(nvlink_switch_id(d.name), kind="nvswitch")
     multi_node = len(nodes) > 1 and spec.network.kind != "none"
     racks = sorted({n.rack for n in nodes})
     if multi_node:
         if spec.network.kind == "leaf-spine":
-            g.add_node("spine", kind="switch")
+            g.add_node(SPINE, kind="switch")
             for r in racks:
-                g.add_node(f"leaf/{r}", kind="switch", rack=r)
+                g.add_node(leaf_id(r), kind="switch", rack=r)
         else:
-            g.add_node("switch", kind="switch")
+            g.add_node(SWITCH, kind="switch")
     rack_nic_bytes_per_s: dict[str, float] = {r: 0.0 for r in racks}
 
     for node in nodes:
@@ -116,11 +134,11 @@ def build_graph(spec: TopologySpec) -> nx.Graph:
         elif fab.kind == "nvlink-domain":
             d = domains[domain_of_node[node.name]]
             for i in range(nt.gpus_per_node):
-                g.add_edge(gpu_id(node.name, i), f"nvlink/{d.name}", kind="nvlink",
+                g.add_edge(gpu_id(node.name, i), nvlink_switch_id(d.name), kind="nvlink",
                            bandwidth_bytes_per_s=d.bandwidth_gbyte_per_s * GBYTE,
                            latency_s=d.latency_us * US / 2)
         if multi_node and nt.nics is not None:
-            uplink = f"leaf/{node.rack}" if spec.network.kind == "leaf-spine" else "switch"
+            uplink = leaf_id(node.rack) if spec.network.kind == "leaf-spine" else SWITCH
             nic_bytes_per_s = nt.nics.bandwidth_gbit_per_s * GBIT
             for j in range(nt.nics.count):
                 nic = f"{node.name}/nic{j}"
@@ -137,7 +155,7 @@ def build_graph(spec: TopologySpec) -> nx.Graph:
             rack_nic_bytes_per_s[node.rack] += nt.nics.count * nic_bytes_per_s
     if multi_node and spec.network.kind == "leaf-spine":
         for r in racks:
-            g.add_edge(f"leaf/{r}", "spine", kind="network",
+            g.add_edge(leaf_id(r), SPINE, kind="network",
                        bandwidth_bytes_per_s=rack_nic_bytes_per_s[r] / spec.network.oversubscription,
                        latency_s=spec.network.switch_latency_us * US)
     validate_graph(g)
@@ -270,7 +288,7 @@ class Topology:
         """(bandwidth, latency) of each rack's leaf-to-spine edge (leaf-spine networks)."""
         g = self.graph
         return {g.nodes[leaf]["rack"]: (d["bandwidth_bytes_per_s"], d["latency_s"])
-                for _, leaf, d in g.edges("spine", data=True)} if "spine" in g else {}
+                for _, leaf, d in g.edges(SPINE, data=True)} if SPINE in g else {}
 
     def _widest_path(self, s: str, t: str) -> Link:
         g = self.graph

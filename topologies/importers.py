@@ -41,9 +41,18 @@ import yaml
 
 from topologies.errors import InputError
 from topologies.load import MAX_FILE_BYTES, parse_topology, read_text_file
+from topologies.schema import (LABEL, MAX_GBIT_PER_S, MAX_GPUS_PER_NODE, MAX_NICS_PER_NODE, MAX_TOTAL_NODES,
+                               MIN_GBIT_PER_S, NAME_MAX_CHARS)
 
 MAX_XML_ELEMENTS = 200_000
-MAX_NODES = 100_000
+MAX_NODES = MAX_TOTAL_NODES
+
+
+def _clean(text: str, limit: int = 64) -> str:
+    """Text a dump gives (a NIC name), kept to printable characters and ``limit`` of them,
+    for the description and warnings: a dump cannot put terminal escapes on anyone's screen."""
+    kept = "".join(c for c in text if c.isprintable())
+    return kept if len(kept) <= limit else kept[:limit] + "..."
 
 # -- what the importers know about each GPU -------------------------------------------------------
 
@@ -154,7 +163,7 @@ _PCIE_CELLS = ("PIX", "PXB", "PHB", "NODE", "SYS", "SOC")
 _AFFINITY = {"CPU_Affinity", "NUMA_Affinity", "GPU_NUMA_ID"}
 _DEVICE_NAME = re.compile(r"[A-Za-z][\w.:\-]*")
 _GPU_COL = re.compile(r"GPU(\d+)")
-_SMI_L = re.compile(r"\bGPU (\d+): (.+?)\s*(?:\(UUID: [^)]*\))?\s*$")
+_SMI_L = re.compile(r"\bGPU ([0-9]{1,4}): (.+?)\s*(?:\(UUID: [^)]*\))?\s*$")
 _NIC_LEGEND = re.compile(r"\b(NIC\d+)\s*:\s*(\S+)\s*$")
 
 
@@ -187,6 +196,10 @@ def _columns(toks: list[str], src: str, lineno: int) -> list[str]:
         cols.append(t)
     gpus = [c for c in cols if _GPU_COL.fullmatch(c)]
     where = f"line {lineno}"
+    if len(gpus) > MAX_GPUS_PER_NODE:
+        raise InputError(f"the table has {len(gpus)} GPU columns; one node holds at most {MAX_GPUS_PER_NODE} "
+                         f"GPUs (an NVL72 domain): give one `nvidia-smi topo -m` table per node", source=src,
+                         field=where)
     for i, c in enumerate(gpus):
         if c != f"GPU{i}" or cols[i] != c:
             raise InputError(f"the header names {c} where GPU{i} was expected; the table is garbled or "
@@ -334,7 +347,7 @@ def scan_nvidia_smi(text: str, source: str) -> NodeScan:
     for x in raw_lines[k + len(cols):]:
         m = _NIC_LEGEND.search(x)
         if m:
-            legend[m.group(1)] = m.group(2)
+            legend[m.group(1)] = _clean(m.group(2))
 
     def label(c: str) -> str:
         return f"{c} ({legend[c]})" if c in legend else c
@@ -395,14 +408,28 @@ def _parse_xml(text: str, source: str):
                          source=source) from None
 
 
+_DECIMAL = re.compile(r"[0-9]{1,12}")
+_HEX = re.compile(r"(?:0[xX])?[0-9a-fA-F]{1,8}")
+#: The largest value each numeric attribute may take (NCCL writes far smaller ones).
+_ATTR_MAX = {"count": 1024, "dev": 1023, "sm": 1000, "device": 0xFFFF, "speed": int(MAX_GBIT_PER_S * 1000)}
+
+
 def _int_attr(el, name: str, source: str, what: str, *, base: int = 10) -> int | None:
+    """A numeric attribute, parsed strictly: ASCII digits (hex with ``base=16``), at most
+    :data:`_ATTR_MAX`; anything else is one line naming the attribute, never an overflow."""
     v = el.get(name)
     if v is None or v.strip() == "":
         return None
-    try:
-        return int(v.strip(), base)
-    except ValueError:
-        raise InputError(f"{name}={v!r} is not a number", source=source, field=what) from None
+    text = v.strip()
+    if not (_HEX if base == 16 else _DECIMAL).fullmatch(text):
+        shown = repr(v) if len(v) <= 20 else repr(v[:20]) + f"... ({len(v)} characters)"
+        kind = "hexadecimal, at most 8 digits" if base == 16 else "decimal, at most 12 digits"
+        raise InputError(f"{name}={shown} is not a number ({kind})", source=source, field=what)
+    n = int(text, base)
+    if n > _ATTR_MAX.get(name, 10**9):
+        raise InputError(f"{name}={text} is out of range (at most {_ATTR_MAX.get(name, 10**9)})", source=source,
+                         field=what)
+    return n
 
 
 def _busid_key(busid: str) -> tuple:
@@ -484,6 +511,9 @@ def scan_nccl(text: str, source: str) -> NodeScan:
         raise InputError("no GPUs in the topology (no <gpu> element, no <pci> of a display class); give the file "
                          "NCCL writes with NCCL_TOPO_DUMP_FILE=FILE on the machine", source=source)
     n = len(gpus)
+    if n > MAX_GPUS_PER_NODE:
+        raise InputError(f"the file has {n} GPUs; one node holds at most {MAX_GPUS_PER_NODE} (an NVL72 domain): "
+                         f"give one NCCL topology file per node", source=source)
     scan = NodeScan(source=source, fmt="nccl", gpus=n)
 
     devs = [g.dev for g in gpus]
@@ -515,11 +545,11 @@ def scan_nccl(text: str, source: str) -> NodeScan:
                 if j == i:
                     to_self.append(i)
                 elif j is None:
-                    odd.append(f"GPU {i} has an NVLink to {target}, which is not a GPU in the file: ignored")
+                    odd.append(f"GPU {i} has an NVLink to {_clean(target)}, which is not a GPU in the file: ignored")
                 else:
                     directed[(i, j)] = directed.get((i, j), 0) + count
             else:
-                odd.append(f"GPU {i} has an NVLink to a device of class {tclass or '?'} (not a GPU or an NVSwitch): "
+                odd.append(f"GPU {i} has an NVLink to a device of class {_clean(tclass) or '?'} (not a GPU or an NVSwitch): "
                            f"ignored")
     if to_self:
         scan.warnings.append(f"GPUs {', '.join(map(str, sorted(set(to_self))))} list an NVLink to themselves (a "
@@ -561,15 +591,19 @@ def scan_nccl(text: str, source: str) -> NodeScan:
     if nets:
         gdr = [x for x in nets if x.get("gdr") == "1"]
         used = gdr if gdr and len(gdr) < len(nets) else nets
-        names = [x.get("name") or f"net{k}" for k, x in enumerate(used)]
+        names = [_clean(x.get("name") or f"net{k}") for k, x in enumerate(used)]
         scan.nics = len(used)
         scan.nic_note = f"{_ports(len(used))} ({', '.join(names)})"
         if used is gdr:
-            skipped = [x.get("name") or "?" for x in nets if x not in gdr]
+            skipped = [_clean(x.get("name") or "?") for x in nets if x not in gdr]
             scan.nic_note += f"; {', '.join(skipped)} not counted (no GPUDirect RDMA: gdr=0)"
         speeds = []
         for x in used:
-            s = _int_attr(x, "speed", source, f"<net name={x.get('name')!r}>")
+            where = f"<net name={_clean(x.get('name') or '?')!r}>"
+            s = _int_attr(x, "speed", source, where)
+            if s is not None and 0 < s < MIN_GBIT_PER_S * 1000:
+                raise InputError(f"speed={s} Mb/s is below {MIN_GBIT_PER_S * 1000:g} Mb/s, slower than any data "
+                                 f"centre network", source=source, field=where)
             if s is not None and s > 0:
                 speeds.append(s)
         if speeds:
@@ -741,6 +775,9 @@ def _fabric(scan: NodeScan, facts: GpuLinkFacts) -> tuple[dict, str]:
 def _nics(scan: NodeScan, multi_node: bool, nic_gbit_per_s: float | None,
           nics_per_node: int | None) -> tuple[dict | None, str]:
     count = nics_per_node if nics_per_node is not None else scan.nics
+    if count > MAX_NICS_PER_NODE:
+        raise InputError(f"{count} NIC ports in one node; at most {MAX_NICS_PER_NODE} (check the file, or give "
+                         f"--nics-per-node)", source=scan.source if nics_per_node is None else "--nics-per-node")
     how = f"{_ports(count)} (--nics-per-node)" if nics_per_node is not None else scan.nic_note
     speed = nic_gbit_per_s if nic_gbit_per_s is not None else scan.nic_gbit_per_s
     if nic_gbit_per_s is not None:
@@ -799,13 +836,18 @@ def import_topology(fmt: str, files: list[str], *, gpu: str | None = None, nodes
                              source="--nodes")
         if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
             raise InputError(f"must be an integer from 1 to {MAX_NODES}", source="--nodes")
-    if nic_gbit_per_s is not None and not (isinstance(nic_gbit_per_s, (int, float)) and 0 < nic_gbit_per_s < 1e6):
-        raise InputError("must be a positive line rate in Gb/s, e.g. 400", source="--nic-gbit-per-s")
+    if nic_gbit_per_s is not None and not (isinstance(nic_gbit_per_s, (int, float))
+                                           and MIN_GBIT_PER_S <= nic_gbit_per_s <= MAX_GBIT_PER_S):
+        raise InputError(f"must be a line rate in Gb/s from {MIN_GBIT_PER_S:g} to {MAX_GBIT_PER_S:g}, e.g. 400",
+                         source="--nic-gbit-per-s")
     if nics_per_node is not None and (isinstance(nics_per_node, bool) or not isinstance(nics_per_node, int)
-                                      or not 1 <= nics_per_node <= 1024):
-        raise InputError("must be an integer from 1 to 1024", source="--nics-per-node")
+                                      or not 1 <= nics_per_node <= MAX_NICS_PER_NODE):
+        raise InputError(f"must be an integer from 1 to {MAX_NICS_PER_NODE}", source="--nics-per-node")
     if name is not None and not name.strip():
         raise InputError("must not be empty", source="--name")
+    if name is not None and not LABEL.fullmatch(name.strip()):
+        raise InputError(f"{name.strip()!r} is not a valid topology name: use 1 to {NAME_MAX_CHARS} characters from "
+                         f"a-z, 0-9, '-', '.', '_', starting and ending with a letter or digit", source="--name")
 
     if files.count("-") > 1:
         raise InputError("standard input ('-') can be given once", source="FILE")
@@ -867,7 +909,7 @@ def import_topology(fmt: str, files: list[str], *, gpu: str | None = None, nodes
         parts.append("Warnings: " + " ".join(w if w.endswith(".") else w + "." for w in warnings))
 
     topo_name = name.strip() if name is not None else (
-        "imported" if files[0] == "<stdin>" else _slug(Path(files[0]).stem) or "imported")
+        "imported" if files[0] == "<stdin>" else _slug(Path(files[0]).stem)[:NAME_MAX_CHARS].rstrip("-") or "imported")
     data: dict = {"name": topo_name, "description": _Folded(" ".join(parts)), "node_types": node_types}
     if nodes is not None and nodes > 1:
         data["node_groups"] = [{"prefix": "node", "count": nodes, "type": type_names[shapes[0]]}]

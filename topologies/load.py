@@ -37,6 +37,59 @@ class _GuardedLoader(yaml.SafeLoader):
                 raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} YAML aliases; refusing to expand")
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML hook
+        """Refuse a mapping that names a key twice (PyYAML would keep the last value)."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    key = self.construct_object(key_node)
+                    if isinstance(key, (str, int, float, bool)) or key is None:
+                        if key in seen:
+                            raise _DuplicateKey(key, key_node.start_mark.line + 1)
+                        seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    """A key given twice in one mapping (YAML or JSON); ``line`` is known for YAML only."""
+
+    def __init__(self, key, line: int | None = None):
+        super().__init__(key)
+        self.key = key
+        self.line = line
+
+
+class _NonFinite:
+    """Stands in for a JSON ``NaN``/``Infinity`` until its place in the data is found."""
+
+    def __init__(self, literal: str):
+        self.literal = literal
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict:
+    """``object_pairs_hook`` for :func:`json.loads`: a key given twice is an error."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def _find_non_finite(data: Any, path: str = "") -> tuple[str, str] | None:
+    """(dotted path, literal) of the first ``NaN``/``Infinity`` in parsed JSON, else None."""
+    stack = [(data, path)]
+    while stack:
+        x, where = stack.pop()
+        if isinstance(x, _NonFinite):
+            return where or "(top level)", x.literal
+        if isinstance(x, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in reversed(list(x.items())))
+        elif isinstance(x, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(x))))
+    return None
+
 
 def read_text_file(path: str | Path) -> tuple[str, bytes]:
     """Read a UTF-8 text file whole; returns (text, raw bytes).
@@ -79,16 +132,25 @@ def read_structured_file(path: str | Path) -> tuple[Any, bytes]:
     text, raw = read_text_file(path)
     if p.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_json_object, parse_constant=_NonFinite)
+        except _DuplicateKey as e:
+            raise InputError(f"key {e.key!r} is given twice in one object; keep one", source=src) from None
         except json.JSONDecodeError as e:
             raise InputError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", source=src) from None
         except RecursionError:
             raise InputError("JSON nests too deeply", source=src) from None
         except ValueError as e:  # e.g. an integer literal longer than Python's digit limit
             raise InputError(f"invalid JSON: {str(e).splitlines()[0]}", source=src) from None
+        bad = _find_non_finite(data)
+        if bad is not None:
+            raise InputError(f"{bad[1]} is not a number JSON allows (RFC 8259); give a finite number",
+                             source=src, field=bad[0])
     else:
         try:
             data = yaml.load(text, Loader=_GuardedLoader)  # noqa: S506 - _GuardedLoader is a SafeLoader
+        except _DuplicateKey as e:
+            raise InputError(f"key {e.key!r} is given twice in one mapping (line {e.line}); keep one",
+                             source=src) from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""

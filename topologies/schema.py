@@ -9,9 +9,75 @@ directions (H100 SXM: "900 GB/s" = 450 GB/s each way); files use the per-directi
 """
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+# -- names ---------------------------------------------------------------------------------------
+#
+# Names reach shell scripts, Kubernetes manifests, file names and graph vertex ids, so they are
+# checked where they enter. A *label* (topology, node, rack, node type, NVLink domain) is a
+# DNS-1123 label widened by '.' and '_': 1 to 63 characters from a-z, 0-9, '-', '.', '_',
+# starting and ending with a letter or digit. None of these characters means anything to a
+# shell, YAML or a path, and '/' and ':' (which graph vertex ids use) are never in a name.
+
+NAME_MAX_CHARS = 63
+LABEL = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
+#: A node group's prefix (or rack prefix): a label that may end in '-', '.' or '_' since a number follows.
+PREFIX = re.compile(r"[a-z0-9][a-z0-9._-]{0,56}")
+#: GPU names as files give them (catalog names and aliases): letters of either case, digits, '.', '_', '-'.
+GPU_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+#: Sizes the planner serves within 24 GiB of memory (16,368 GPUs plan in ~11 s; graph and
+#: candidate tables grow linearly, so 4x that stays well inside): beyond them a file is refused
+#: before the graph is built.
+MAX_TOTAL_GPUS = 65_536
+MAX_TOTAL_NODES = 16_384
+#: One node (or NVLink tray) holds at most an NVL72 domain's worth of GPUs.
+MAX_GPUS_PER_NODE = 72
+MAX_NICS_PER_NODE = 64
+
+# Physical bounds on links. The fastest link today is NVLink 5 at 900 GB/s per direction and
+# the slowest anything plans over is a 1 Gb/s Ethernet port; the bounds leave two orders of
+# magnitude either side, and keep every time the cost model derives finite and non-zero.
+MIN_GBYTE_PER_S = 0.0125  # 0.1 Gb/s
+MAX_GBYTE_PER_S = 100_000.0  # 100 TB/s
+MIN_GBIT_PER_S = MIN_GBYTE_PER_S * 8
+MAX_GBIT_PER_S = MAX_GBYTE_PER_S * 8
+MIN_LATENCY_US = 0.01  # 10 ns: less than one switch hop
+MAX_LATENCY_US = 1e6  # 1 s: more than any network round trip
+
+
+def _check_name(pattern: re.Pattern, what: str, rule: str) -> AfterValidator:
+    def check(v: str) -> str:
+        if not pattern.fullmatch(v):
+            raise PydanticCustomError("bad_name", "{value} is not a valid {what}: {rule}",
+                                      {"value": repr(v)[:80], "what": what, "rule": rule})
+        return v
+    return AfterValidator(check)
+
+
+_LABEL_RULE = ("use 1 to 63 characters from a-z, 0-9, '-', '.', '_', starting and ending with a letter or "
+               "digit")
+Label = Annotated[str, _check_name(LABEL, "name", _LABEL_RULE)]
+Prefix = Annotated[str, _check_name(PREFIX, "prefix", "use 1 to 57 characters from a-z, 0-9, '-', '.', '_', "
+                                                      "starting with a letter or digit")]
+GpuName = Annotated[str, _check_name(GPU_NAME, "GPU name", "use 1 to 63 characters from A-Z, a-z, 0-9, '-', "
+                                                           "'.', '_', starting with a letter or digit")]
+
+
+def _no_controls(v: str) -> str:
+    if any(not (c.isprintable() or c in "\n\t") for c in v):
+        raise PydanticCustomError("control_character", "holds a control character (a terminal escape?); "
+                                                       "remove it", {})
+    return v
+
+
+Text = Annotated[str, AfterValidator(_no_controls)]
+GbytePerS = Annotated[float, Field(ge=MIN_GBYTE_PER_S, le=MAX_GBYTE_PER_S)]
+LatencyUs = Annotated[float, Field(ge=MIN_LATENCY_US, le=MAX_LATENCY_US)]
 
 
 class _Strict(BaseModel):
@@ -40,11 +106,11 @@ class Fabric(_Strict):
     """
 
     kind: Literal["nvswitch", "nvlink-pairs", "pcie", "nvlink-domain"]
-    nvlink_bandwidth_gbyte_per_s: float | None = Field(default=None, gt=0)
-    nvlink_latency_us: float = Field(default=1.0, ge=0)
-    pairs: list[tuple[int, int]] = Field(default_factory=list)
-    pcie_bandwidth_gbyte_per_s: float = Field(default=25.0, gt=0)
-    pcie_latency_us: float = Field(default=2.0, ge=0)
+    nvlink_bandwidth_gbyte_per_s: GbytePerS | None = None
+    nvlink_latency_us: LatencyUs = 1.0
+    pairs: list[tuple[int, int]] = Field(default_factory=list, max_length=MAX_GPUS_PER_NODE)
+    pcie_bandwidth_gbyte_per_s: GbytePerS = 25.0
+    pcie_latency_us: LatencyUs = 2.0
 
     @model_validator(mode="after")
     def _needs_nvlink_figures(self) -> Fabric:
@@ -54,50 +120,73 @@ class Fabric(_Strict):
             raise ValueError("fabric kind 'nvlink-pairs' needs a list of GPU index pairs in 'pairs'")
         if self.kind != "nvlink-pairs" and self.pairs:
             raise ValueError(f"'pairs' only applies to fabric kind 'nvlink-pairs', not {self.kind!r}")
+        used: set[int] = set()
+        for a, b in self.pairs:  # an NVLink bridge joins two distinct GPUs, each in one bridge
+            for g in (a, b):
+                if g in used or a == b:
+                    raise ValueError(f"pairs: GPU {g} is in two pairs (or paired with itself); NVLink bridges "
+                                     f"join disjoint pairs of GPUs")
+                used.add(g)
         return self
 
 
 class Nics(_Strict):
     """Scale-out network interfaces of one node (RDMA: InfiniBand or RoCE)."""
 
-    count: int = Field(ge=1)
-    bandwidth_gbit_per_s: float = Field(gt=0, description="line rate of one NIC")
-    latency_us: float = Field(default=5.0, ge=0)
+    count: int = Field(ge=1, le=MAX_NICS_PER_NODE)
+    bandwidth_gbit_per_s: float = Field(ge=MIN_GBIT_PER_S, le=MAX_GBIT_PER_S, description="line rate of one NIC")
+    latency_us: LatencyUs = 5.0
 
 
 class NodeType(_Strict):
-    gpu: str = Field(description="GPU name from `plan-search catalog gpus`")
-    gpus_per_node: int = Field(ge=1, le=1024)
+    gpu: GpuName = Field(description="GPU name from `plan-search catalog gpus`")
+    gpus_per_node: int = Field(ge=1, le=MAX_GPUS_PER_NODE)
     fabric: Fabric
     nics: Nics | None = None
-    price_per_gpu_hour: float | None = Field(default=None, ge=0)
+    price_per_gpu_hour: float | None = Field(default=None, ge=0, le=1e6)
 
 
 class Node(_Strict):
-    name: str = Field(min_length=1)
-    type: str
-    rack: str = "rack0"
+    name: Label
+    type: Label
+    rack: Label = "rack0"
     unavailable: bool = Field(default=False, description="the whole node is busy or down")
-    unavailable_gpus: list[int] = Field(default_factory=list)
+    unavailable_gpus: list[int] = Field(default_factory=list, max_length=MAX_GPUS_PER_NODE)
 
 
 class NodeGroup(_Strict):
-    """Shorthand for ``count`` identical nodes named ``{prefix}{i}``."""
+    """Shorthand for ``count`` identical nodes named ``{prefix}{i}``.
 
-    prefix: str = Field(min_length=1)
-    count: int = Field(ge=1, le=100_000)
-    type: str
-    rack: str | None = None
-    nodes_per_rack: int | None = Field(default=None, ge=1)
+    With ``nodes_per_rack``, ``rack`` is a prefix too: racks ``{rack}{i // nodes_per_rack}``.
+    """
+
+    prefix: Prefix
+    count: int = Field(ge=1, le=MAX_TOTAL_NODES)
+    type: Label
+    rack: Prefix | None = None
+    nodes_per_rack: int | None = Field(default=None, ge=1, le=MAX_TOTAL_NODES)
+
+    @model_validator(mode="after")
+    def _expanded_names_are_labels(self) -> NodeGroup:
+        last = f"{self.prefix}{self.count - 1}"
+        if not LABEL.fullmatch(last):
+            raise ValueError(f"prefix: the last node's name {last!r} is not a valid name: {_LABEL_RULE}")
+        if self.nodes_per_rack:
+            rack = f"{self.rack or self.prefix + 'rack'}{(self.count - 1) // self.nodes_per_rack}"
+        else:
+            rack = self.rack or "rack0"
+        if not LABEL.fullmatch(rack):
+            raise ValueError(f"rack: the rack name {rack!r} is not a valid name: {_LABEL_RULE}")
+        return self
 
 
 class NvlinkDomain(_Strict):
     """An NVLink domain that spans several nodes (GB200 NVL72: 18 trays x 4 GPUs)."""
 
-    name: str = Field(min_length=1)
-    nodes: list[str] = Field(min_length=1)
-    bandwidth_gbyte_per_s: float = Field(gt=0, description="per GPU, per direction")
-    latency_us: float = Field(default=1.5, ge=0)
+    name: Label
+    nodes: list[Label] = Field(min_length=1, max_length=MAX_TOTAL_NODES)
+    bandwidth_gbyte_per_s: GbytePerS = Field(description="per GPU, per direction")
+    latency_us: LatencyUs = 1.5
 
 
 class Network(_Strict):
@@ -109,17 +198,17 @@ class Network(_Strict):
     """
 
     kind: Literal["single-switch", "leaf-spine", "none"] = "single-switch"
-    oversubscription: float = Field(default=1.0, ge=1.0)
-    switch_latency_us: float = Field(default=1.0, ge=0)
+    oversubscription: float = Field(default=1.0, ge=1.0, le=1000.0)
+    switch_latency_us: LatencyUs = 1.0
 
 
 class TopologySpec(_Strict):
-    name: str = Field(min_length=1)
-    description: str = ""
-    node_types: dict[str, NodeType] = Field(min_length=1)
-    nodes: list[Node] = Field(default_factory=list)
-    node_groups: list[NodeGroup] = Field(default_factory=list)
-    nvlink_domains: list[NvlinkDomain] = Field(default_factory=list)
+    name: Label
+    description: Text = Field(default="", max_length=100_000)
+    node_types: dict[Label, NodeType] = Field(min_length=1, max_length=64)
+    nodes: list[Node] = Field(default_factory=list, max_length=MAX_TOTAL_NODES)
+    node_groups: list[NodeGroup] = Field(default_factory=list, max_length=MAX_TOTAL_NODES)
+    nvlink_domains: list[NvlinkDomain] = Field(default_factory=list, max_length=MAX_TOTAL_NODES)
     network: Network = Network()
 
     def all_nodes(self) -> list[Node]:
@@ -133,6 +222,22 @@ class TopologySpec(_Strict):
                     rack = g.rack or "rack0"
                 out.append(Node(name=f"{g.prefix}{i}", type=g.type, rack=rack))
         return out
+
+    @model_validator(mode="after")
+    def _within_size_limits(self) -> TopologySpec:
+        """Refuse, before any node is expanded, a cluster larger than the planner serves."""
+        where = "node_groups" if self.node_groups else "nodes"
+        n_nodes = len(self.nodes) + sum(g.count for g in self.node_groups)
+        if n_nodes > MAX_TOTAL_NODES:
+            raise ValueError(f"{where}: {n_nodes:,} nodes; plan-search plans at most {MAX_TOTAL_NODES:,} nodes "
+                             f"(and {MAX_TOTAL_GPUS:,} GPUs) in one topology")
+        per_node = {k: t.gpus_per_node for k, t in self.node_types.items()}
+        n_gpus = sum(per_node.get(n.type, 0) for n in self.nodes) + \
+            sum(per_node.get(g.type, 0) * g.count for g in self.node_groups)
+        if n_gpus > MAX_TOTAL_GPUS:
+            raise ValueError(f"{where}: {n_gpus:,} GPUs; plan-search plans at most {MAX_TOTAL_GPUS:,} GPUs in one "
+                             f"topology")
+        return self
 
     @model_validator(mode="after")
     def _cross_references(self) -> TopologySpec:
@@ -159,7 +264,15 @@ class TopologySpec(_Strict):
                         raise ValueError(f"node_types.{name}.fabric.pairs: GPU index {g} out of "
                                          f"range 0..{nt.gpus_per_node - 1}")
         in_domain: dict[str, str] = {}
+        domain_names: set[str] = set()
         for j, d in enumerate(self.nvlink_domains):
+            # Domain and node names share one namespace: a node outside any domain is its own
+            # scale-up domain, named after the node.
+            if d.name in domain_names or d.name in seen:
+                other = "another domain" if d.name in domain_names else "a node"
+                raise ValueError(f"nvlink_domains[{j}].name: {d.name!r} is also the name of {other}; domain "
+                                 f"names must differ from each other and from node names")
+            domain_names.add(d.name)
             for n in d.nodes:
                 if n not in seen:
                     raise ValueError(f"nvlink_domains[{j}].nodes: unknown node {n!r}")

@@ -104,7 +104,7 @@ def synthetic_fleet(*, gpus: int, gpu_types: tuple[str, ...] = ("H100-SXM-80GB",
     nodes = per_type * len(types)
     network = {"kind": "leaf-spine", "oversubscription": 1.0} if racks > 1 else \
         {"kind": "single-switch" if nodes > 1 else "none"}
-    name = f"synthetic-{gpus}-" + "+".join(t.lower() for t in types)
+    name = f"synthetic-{gpus}-" + "_".join(t.lower().split("-")[0] for t in types)
     data = {"name": name, "description": f"synthetic fleet: {gpus} GPUs, {nodes} nodes, {racks} racks",
             "node_types": node_types, "network": network}
 
@@ -119,5 +119,5 @@ def synthetic_fleet(*, gpus: int, gpu_types: tuple[str, ...] = ("H100-SXM-80GB",
         down.setdefault(x // GPUS_PER_NODE, []).append(x % GPUS_PER_NODE)
     listed = [{"name": n.name, "type": n.type, "rack": n.rack, "unavailable_gpus": down.get(i, [])}
               for i, n in enumerate(expanded)]
-    data["name"] += f"-busy{busy}-seed{seed}"
+    data["name"] = f"{data['name']}-busy{busy}-seed{seed}"[:63].rstrip("-._")  # a name is at most 63 characters
     return TopologySpec.model_validate({**data, "nodes": listed})

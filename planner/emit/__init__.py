@@ -15,6 +15,8 @@ groups that reserve each replica's GPUs on its plan nodes, and ``k8s`` Kubernete
 """
 from __future__ import annotations
 
+import re
+import shlex
 from dataclasses import dataclass
 
 from planner.schema import SCHEMA_VERSION, Plan, Replica, ReplicaGroup
@@ -145,23 +147,101 @@ def script(lines: list[str]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def continued(cmd: list[str], indent: str = "  ") -> list[str]:
-    """A command as lines: the program then one flag (with its value) per continuation line."""
-    head, *rest = cmd
-    out = [indent + head + (" \\" if rest else "")]
+# -- Quoting by construction --------------------------------------------------------------------
+# Every value from a plan or the command line reaches a shell script through ``sh_word``
+# (shlex.quote) and a comment through ``sh_comment`` (no line break, no control or format
+# character). Shell syntax the emitter means (an expansion such as "$POD_IP") is an ``Sh``;
+# emitters build it only from their own constants and variable names.
+
+class Sh(str):
+    """Shell text written by an emitter itself (an expansion it means), passed through as is."""
+
+
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def safe_text(text) -> str:
+    """``text`` with every non-printable character (line breaks, terminal escapes, Unicode format
+    characters such as a right-to-left override or a zero-width space) written as a Python escape,
+    so it stays on one line and shows what it is."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
+def sh_word(value) -> str:
+    """One shell word for ``value``: ``Sh`` text as is, anything else through ``shlex.quote``.
+
+    A ``$`` or backtick is written outside the single quotes, backslash-escaped (``'a'\\$'(b)'``):
+    the same literal word, which shellcheck does not mistake for an expansion meant to run (SC2016)."""
+    if isinstance(value, Sh):
+        return value
+    text = str(value)
+    quoted = shlex.quote(text)
+    if quoted == text or not re.search(r"[$`]", text):
+        return quoted
+    return "".join("\\" + part if part in ("$", "`") else shlex.quote(part)
+                   for part in re.split(r"([$`])", text) if part)
+
+
+def sh_cmd(argv) -> str:
+    """A command line from its words (see ``sh_word``)."""
+    return " ".join(sh_word(w) for w in argv)
+
+
+def sh_assign(name: str, value) -> Sh:
+    """``NAME=value`` (an environment prefix or a variable), the value quoted."""
+    if not _SHELL_NAME.fullmatch(name):
+        raise ValueError(f"not a shell variable name: {name!r}")
+    return Sh(f"{name}={sh_word(value)}")
+
+
+def sh_var(name: str, default_var: str | None = None, suffix: str = "") -> Sh:
+    """``"$NAME"`` or ``"${NAME:-$DEFAULT}suffix"`` as one double-quoted word: the default is another
+    variable (assigned with ``sh_assign``), never pasted text; ``suffix`` is the emitter's own text."""
+    for n in (name, default_var):
+        if n is not None and not _SHELL_NAME.fullmatch(n):
+            raise ValueError(f"not a shell variable name: {n!r}")
+    if re.search(r'["$`\\]', suffix):
+        raise ValueError(f"suffix {suffix!r} is not plain text")
+    if default_var:
+        return Sh(f'"${{{name}:-${default_var}}}{suffix}"')
+    return Sh(f'"${{{name}}}{suffix}"' if suffix else f'"${name}"')
+
+
+def sh_comment(text) -> str:
+    """A ``# ...`` comment line for ``text``, whatever it holds (see ``safe_text``)."""
+    return "# " + safe_text(text)
+
+
+def continued(cmd: list[tuple], indent: str = "  ", background: bool = False) -> list[str]:
+    """A command as lines: its first part (environment and program), then one flag (with its value)
+    per continuation line; each part is a tuple of words (see ``sh_word``)."""
+    head, *rest = [sh_cmd(part) for part in cmd]
+    tail = " &" if background else ""
+    out = [indent + head + (" \\" if rest else tail)]
     for i, part in enumerate(rest):
-        out.append(indent + "    " + part + (" \\" if i < len(rest) - 1 else ""))
+        out.append(indent + "    " + part + (" \\" if i < len(rest) - 1 else tail))
     return out
 
 
+def argv_of(cmd: list[tuple]) -> list[str]:
+    """The words of a command built for ``continued``, as an argv list (no shell in between)."""
+    words = [w for part in cmd for w in part]
+    if any(isinstance(w, Sh) for w in words):
+        raise ValueError("a command with shell expansions needs a shell")
+    return [str(w) for w in words]
+
+
 def node_case(nodes: list[str], bodies: dict[str, list[str]]) -> list[str]:
-    """A ``case "$NODE"`` over the nodes: run the script on each node with its name."""
-    lines = [f'NODE="${{1:?usage: $0 NODE   (one of: {" ".join(nodes)})}}"', 'case "$NODE" in']
+    """A ``case "$NODE"`` over the nodes: run the script on each node with its name. Each pattern is
+    a quoted word, so a node name only ever matches itself."""
+    names = safe_text(" ".join(nodes))
+    lines = ['NODE="${1:-}"', 'case "$NODE" in']
     for n in nodes:
-        lines.append(f"{n})")
+        lines.append(f"{sh_word(n)})")
         lines.extend(bodies[n])
         lines.append("  ;;")
-    lines.append('*) echo "unknown node: $NODE (expected one of: ' + " ".join(nodes) + ')" >&2; exit 2 ;;')
+    usage = f"printf 'usage: %s NODE, one of: %s (got: %s)\\n' \"$0\" {sh_word(names)} \"$NODE\" >&2"
+    lines.append(f"*) {usage}; exit 2 ;;")
     lines.append("esac")
     return lines
 
@@ -214,9 +294,9 @@ def group_script(plan: Plan, g: ReplicaGroup, *, runtime: str, version: str, tar
             bodies[n].append("  wait")
     header = [
         "#!/usr/bin/env bash",
-        f"# {runtime} {version} launch for plan group {g.id} ({g.role}, {g.gpu_label}): {plan.inputs.model.name}, "
-        f"{shape_text(g)}, {replicas} replica(s)",
-        f"# generated by {plan.generator} `plan-search emit --target {target}`; flags checked in {source}",
+        sh_comment(f"{runtime} {version} launch for plan group {g.id} ({g.role}, {g.gpu_label}): "
+                   f"{plan.inputs.model.name}, {shape_text(g)}, {replicas} replica(s)"),
+        sh_comment(f"generated by {plan.generator} `plan-search emit --target {target}`; flags checked in {source}"),
         "# run on every node of the group with that node's name as the only argument",
         "set -euo pipefail",
         "export CUDA_DEVICE_ORDER=PCI_BUS_ID  # GPU indices below are nvidia-smi's (PCI bus order), not CUDA's default",
@@ -230,6 +310,12 @@ POOL_TARGETS = ("sglang", "ray")
 
 
 def emit(plan: Plan, target: str, model_path: str | None = None) -> dict[str, str]:
+    """The launch files of ``target`` for ``plan``, after the plan's structure is checked (see
+    :func:`planner.emit.verify.check_structure`): a hand-edited plan that does not hold together
+    is refused before any emitter reads it."""
+    from planner.emit.verify import check_structure
+
+    check_structure(plan)
     pools = [g for g in plan.replica_groups if g.role != "unified"]
     if pools and target in TARGETS and target not in POOL_TARGETS:
         raise InputError(f"the plan has prefill/decode pools and the {target} target does not write them; "

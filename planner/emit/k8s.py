@@ -50,8 +50,8 @@ import re
 
 import yaml
 
-from planner.emit import (ReplicaLayout, attention_groups, check_node_names, continued, layouts, model_ref,
-                          needs_fp8_quantization, shape_text)
+from planner.emit import (ReplicaLayout, Sh, argv_of, attention_groups, check_node_names, continued, layouts,
+                          model_ref, needs_fp8_quantization, shape_text, sh_cmd, sh_comment, sh_var)
 from planner.emit.vllm import (DP_RPC_PORT, RAY_PORT, VLLM_IMAGE, VLLM_VERSION, DataParallel, dp_node_ranks,
                                all2all_env, pp_partition_env, ray_wait_command, serve_command)
 from planner.schema import Plan, ReplicaGroup
@@ -137,15 +137,8 @@ def _pod(labels: dict[str, str], container: dict, affinity: dict) -> dict:
                      "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "15Gi"}}]}}
 
 
-def _argv(cmd: list[str], model: str) -> list[str]:
-    """``serve_command``'s items as an argv list (its first item is ``vllm serve <model>``)."""
-    out = ["vllm", "serve", model]
-    for part in cmd[1:]:
-        out.extend(part.split(" ", 1))
-    return out
-
-
 def _sh(lines: list[str]) -> list[str]:
+    """A container command that runs ``lines`` (each built with planner.emit's quoting helpers) in ``sh``."""
     return ["sh", "-c", "\n".join(lines) + "\n"]
 
 
@@ -153,7 +146,7 @@ def _deployment(g: ReplicaGroup, row: ReplicaLayout, name: str, model: str, quan
     r = row.replica
     gpus = row.gpus[row.head]
     labels = _labels(g, r.index, "leader")
-    cmd = _argv(serve_command(model, g, quant, PORT, ray=False), model)
+    cmd = argv_of(serve_command(model, g, quant, PORT, ray=False))
     doc = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "labels": _labels(g, r.index)},
@@ -163,8 +156,8 @@ def _deployment(g: ReplicaGroup, row: ReplicaLayout, name: str, model: str, quan
     }
     d, at = attention_groups(g)
     dp_note = f"; {d} vLLM data-parallel engines of {at} GPU(s) in it" if d > 1 else ""
-    why = (f"# replica {r.index} of {g.id}: one node ({row.head}, plan GPUs {', '.join(map(str, gpus))}); "
-           f"a Deployment of one pod pinned to that node{dp_note}")
+    why = sh_comment(f"replica {r.index} of {g.id}: one node ({row.head}, plan GPUs {', '.join(map(str, gpus))}); "
+                     f"a Deployment of one pod pinned to that node{dp_note}")
     return why, doc
 
 
@@ -183,12 +176,13 @@ def _leader_worker_set(g: ReplicaGroup, row: ReplicaLayout, name: str, model: st
     if d > 1:
         leader_cmd, worker_cmd = _dp_commands(g, row, model, quant)
     else:
-        serve = continued(serve_command(model, g, quant, PORT, ray=True), indent="")
-        serve[0] = "exec " + serve[0]
-        leader_cmd = _sh(["set -e", f"ray start --head --port={RAY_PORT} --num-gpus={head_gpus}",
-                          ray_wait_command(world), *serve])
-        worker_cmd = _sh([f"until ray start --address=${{LWS_LEADER_ADDRESS}}:{RAY_PORT} --num-gpus={worker_gpus} "
-                          "--block; do sleep 5; done"])
+        serve = serve_command(model, g, quant, PORT, ray=True)
+        serve[0] = ("exec", *serve[0])
+        leader_cmd = _sh(["set -e", sh_cmd(["ray", "start", "--head", f"--port={RAY_PORT}", f"--num-gpus={head_gpus}"]),
+                          ray_wait_command(world), *continued(serve, indent="")])
+        address = Sh("--address=" + sh_var("LWS_LEADER_ADDRESS", suffix=f":{RAY_PORT}"))
+        worker_cmd = _sh([f"until {sh_cmd(['ray', 'start', address, f'--num-gpus={worker_gpus}', '--block'])}; "
+                          "do sleep 5; done"])
     worker_labels = _labels(g, r.index, "worker")
     worker_affinity = _node_affinity(workers)
     if len(workers) > 1:  # one worker per node of the set
@@ -215,11 +209,13 @@ def _leader_worker_set(g: ReplicaGroup, row: ReplicaLayout, name: str, model: st
     where = ", ".join(f"{n}: {len(row.gpus[n])} GPUs" for n in row.nodes)
     roles = (("vLLM data-parallel head: API server and engines", f"headless engines, tensor-parallel {at} each")
              if d > 1 else ("Ray head, vllm serve", "Ray workers"))
-    why = (f"# replica {r.index} of {g.id}: {len(row.nodes)} nodes ({where}); one LeaderWorkerSet per plan replica\n"
-           "# (replicas: 1) because a plan pins each replica to its own nodes and an LWS has one template for all\n"
-           f"# its groups; leader pinned to {row.head} ({roles[0]}), "
-           + (f"worker to {workers[0]}" if len(workers) == 1 else
-              f"workers to {', '.join(workers)}, one per node") + f" ({roles[1]})")
+    why = "\n".join([
+        sh_comment(f"replica {r.index} of {g.id}: {len(row.nodes)} nodes ({where}); one LeaderWorkerSet per plan "
+                   "replica"),
+        "# (replicas: 1) because a plan pins each replica to its own nodes and an LWS has one template for all",
+        sh_comment(f"its groups; leader pinned to {row.head} ({roles[0]}), "
+                   + (f"worker to {workers[0]}" if len(workers) == 1 else
+                      f"workers to {', '.join(workers)}, one per node") + f" ({roles[1]})")])
     return why, doc
 
 
@@ -227,20 +223,21 @@ def _dp_commands(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool) -
     """Leader and worker commands of vLLM's multi-node data-parallel launch (attention_dp > 1, no Ray)."""
     per_node = dp_node_ranks(g, row)
     head_local = per_node[0][2]
-    leader = continued(serve_command(model, g, quant, PORT, ray=False, dp=DataParallel(
-        local=head_local, address="$POD_IP", rpc_port=DP_RPC_PORT)), indent="")
-    leader[0] = "exec " + leader[0]
+    leader = serve_command(model, g, quant, PORT, ray=False, dp=DataParallel(
+        local=head_local, address=sh_var("POD_IP"), rpc_port=DP_RPC_PORT))
+    leader[0] = ("exec", *leader[0])
     # workers share one template; LWS_WORKER_INDEX (1 .. size-1) picks each one's first DP rank
     worker_local = per_node[1][2]
     starts = [start for _, start, _ in per_node[1:]]
     pick = ['case "$LWS_WORKER_INDEX" in']
-    pick += [f"{w}) START={start} ;;" for w, start in enumerate(starts, 1)]
+    pick += [f"{int(w)}) START={int(start)} ;;" for w, start in enumerate(starts, 1)]
     pick += ['*) echo "unexpected LWS_WORKER_INDEX=$LWS_WORKER_INDEX" >&2; exit 1 ;;', "esac"]
-    worker = continued(serve_command(model, g, quant, PORT, ray=False, dp=DataParallel(
-        local=worker_local, start="$START", address="${LWS_LEADER_ADDRESS}", rpc_port=DP_RPC_PORT,
-        headless=True)), indent="")
-    worker[0] = "exec " + worker[0]
-    return _sh(["set -e", *leader]), _sh(["set -e", *pick, *worker])
+    worker = serve_command(model, g, quant, PORT, ray=False, dp=DataParallel(
+        local=worker_local, start=sh_var("START"), address=sh_var("LWS_LEADER_ADDRESS"), rpc_port=DP_RPC_PORT,
+        headless=True))
+    worker[0] = ("exec", *worker[0])
+    return (_sh(["set -e", *continued(leader, indent="")]),
+            _sh(["set -e", *pick, *continued(worker, indent="")]))
 
 
 def _service(g: ReplicaGroup) -> tuple[str, dict]:
@@ -249,7 +246,7 @@ def _service(g: ReplicaGroup) -> tuple[str, dict]:
            "spec": {"type": "ClusterIP",
                     "selector": {f"{LABEL}/group": g.id, f"{LABEL}/role": "leader"},
                     "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}]}}
-    return f"# the OpenAI-compatible endpoint of group {g.id}: every replica's serving pod, port {PORT}", doc
+    return sh_comment(f"the OpenAI-compatible endpoint of group {g.id}: every replica's serving pod, port {PORT}"), doc
 
 
 def _group_file(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str, quant: bool) -> str:
@@ -259,10 +256,10 @@ def _group_file(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: s
         make = _leader_worker_set if row.multi_node else _deployment
         docs.append(make(g, row, name, model, quant))
     header = [
-        f"# Kubernetes manifests for plan group {g.id} ({g.role}, {g.gpu_label}): {plan.inputs.model.name}, "
-        f"{shape_text(g)}, {len(rows)} replica(s)",
-        f"# generated by {plan.generator} `plan-search emit --target k8s`; runtime vLLM {VLLM_VERSION} only "
-        f"(image {VLLM_IMAGE}); LeaderWorkerSet schema: {LWS_SOURCE}",
+        sh_comment(f"Kubernetes manifests for plan group {g.id} ({g.role}, {g.gpu_label}): {plan.inputs.model.name}, "
+                   f"{shape_text(g)}, {len(rows)} replica(s)"),
+        sh_comment(f"generated by {plan.generator} `plan-search emit --target k8s`; runtime vLLM {VLLM_VERSION} only "
+                   f"(image {VLLM_IMAGE}); LeaderWorkerSet schema: {LWS_SOURCE}"),
         "# each plan replica is pinned by node affinity on kubernetes.io/hostname to the plan's node names (which must",
         "# be the nodes' hostname labels); the device plugin, not the plan, picks GPU indices within a node",
         "# multi-node replicas need the LeaderWorkerSet controller; gated models need Secret hf-token (key token)",

@@ -35,7 +35,8 @@ Qwen 2/3 MoE; other MoE models, e.g. Mixtral, may be refused by SGLang at start-
 from __future__ import annotations
 
 from planner.emit import (ReplicaLayout, all_nodes, attention_groups, continued, csv, floor2, group_script,
-                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, uneven)
+                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, sh_assign, sh_comment, sh_var,
+                          uneven)
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -55,34 +56,35 @@ def _mem_fraction(g: ReplicaGroup) -> str:
 
 
 def _launch(model: str, g: ReplicaGroup, quant: bool, port: int, bootstrap: int | None = None,
-            multi_node: bool = False) -> list[str]:
+            multi_node: bool = False) -> list[tuple]:
+    """The server command of one replica: parts of words for :func:`planner.emit.continued`."""
     s = g.strategy
     d, _ = attention_groups(g)
-    cmd = ["python -m sglang.launch_server",
-           f"--model-path {model}",
-           f"--tp-size {s.tp}",
-           f"--pp-size {s.pp}"]
+    cmd: list[tuple] = [("python", "-m", "sglang.launch_server"),
+                        ("--model-path", model),
+                        ("--tp-size", s.tp),
+                        ("--pp-size", s.pp)]
     if d > 1:
-        cmd += [f"--dp-size {d}", "--enable-dp-attention"]
+        cmd += [("--dp-size", d), ("--enable-dp-attention",)]
     if s.ep > 1:
-        cmd.append(f"--ep-size {s.ep}")
+        cmd.append(("--ep-size", s.ep))
     if d > 1 and multi_node:
         # experts over several nodes: DeepEP's dispatch and combine, as the plan priced them
         # (the default exchange gathers every group's tokens to every rank, over the NICs)
-        cmd += ["--moe-a2a-backend deepep", "--deepep-mode auto"]
+        cmd += [("--moe-a2a-backend", "deepep"), ("--deepep-mode", "auto")]
     # with DP attention both budgets are totals that SGLang divides by dp_size (see the module docstring)
-    cmd += [f"--mem-fraction-static {_mem_fraction(g)}",
-            f"--max-running-requests {max(s.batch_size, d)}",
-            f"--context-length {s.max_model_len}",
-            f"--chunked-prefill-size {s.max_num_batched_tokens * d}",
-            f"--kv-cache-dtype {kv_cache_flag(g, fp8='fp8_e4m3', runtime='SGLang')}"]
+    cmd += [("--mem-fraction-static", _mem_fraction(g)),
+            ("--max-running-requests", max(s.batch_size, d)),
+            ("--context-length", s.max_model_len),
+            ("--chunked-prefill-size", s.max_num_batched_tokens * d),
+            ("--kv-cache-dtype", kv_cache_flag(g, fp8="fp8_e4m3", runtime="SGLang"))]
     if quant:
-        cmd.append("--quantization fp8")
+        cmd.append(("--quantization", "fp8"))
     if g.role != "unified":
-        cmd += [f"--disaggregation-mode {g.role}", f"--disaggregation-transfer-backend {TRANSFER_BACKEND}"]
+        cmd += [("--disaggregation-mode", g.role), ("--disaggregation-transfer-backend", TRANSFER_BACKEND)]
         if bootstrap is not None:
-            cmd.append(f"--disaggregation-bootstrap-port {bootstrap}")
-    cmd += ["--host 0.0.0.0", f"--port {port}"]
+            cmd.append(("--disaggregation-bootstrap-port", bootstrap))
+    cmd += [("--host", "0.0.0.0"), ("--port", port)]
     return cmd
 
 
@@ -92,7 +94,7 @@ def _bootstrap_port(row: ReplicaLayout) -> int:
 
 def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str, quant: bool) -> str:
     s = g.strategy
-    pp_env = f"SGLANG_PP_LAYER_PARTITION={csv(s.layer_split)} " if uneven(s.layer_split) else ""
+    pp_env = [sh_assign("SGLANG_PP_LAYER_PARTITION", csv(s.layer_split))] if uneven(s.layer_split) else []
     nodes = all_nodes(rows)
     bodies: dict[str, list[str]] = {n: [] for n in nodes}
     d, at = attention_groups(g)
@@ -103,25 +105,24 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
                       multi_node=row.multi_node)
         if not row.multi_node:
             gpus = csv(row.gpus[row.head])
-            bodies[row.head].append(f"  # replica {r.index}: GPUs {gpus}, port {row.port}{dp_note}")
-            line = [f"CUDA_VISIBLE_DEVICES={gpus} {pp_env}{cmd[0]}", *cmd[1:]]
-            line[-1] += " &"
-            bodies[row.head].extend(continued(line))
+            bodies[row.head].append("  " + sh_comment(f"replica {r.index}: GPUs {gpus}, port {row.port}{dp_note}"))
+            line = [(sh_assign("CUDA_VISIBLE_DEVICES", gpus), *pp_env, *cmd[0]), *cmd[1:]]
+            bodies[row.head].extend(continued(line, background=True))
             continue
         per_node = {len(v) for v in row.gpus.values()}
         if len(per_node) != 1:
             raise InputError("SGLang places the same number of ranks on every node of a replica; replica "
                              f"{r.index} has {', '.join(f'{n}: {len(row.gpus[n])}' for n in row.nodes)}",
                              field=f"replica_groups.{g.id}.replicas.{r.index}.ranks")
-        addr = f"${{DIST_INIT_HOST:-{row.head}}}:{DIST_PORT + i}"
+        addr = sh_var("DIST_INIT_HOST", "dist_head", f":{DIST_PORT + i}")
         for rank, n in enumerate(row.nodes):
             gpus = csv(row.gpus[n])
-            bodies[n].append(f"  # replica {r.index}: node rank {rank} of {len(row.nodes)}, GPUs {gpus}"
-                             + (f", port {row.port}{dp_note}" if rank == 0 else ""))
-            line = [f"CUDA_VISIBLE_DEVICES={gpus} {pp_env}{cmd[0]}", *cmd[1:],
-                    f"--nnodes {len(row.nodes)}", f"--node-rank {rank}", f"--dist-init-addr {addr}"]
-            line[-1] += " &"
-            bodies[n].extend(continued(line))
+            bodies[n].append("  " + sh_comment(f"replica {r.index}: node rank {rank} of {len(row.nodes)}, GPUs {gpus}"
+                                               + (f", port {row.port}{dp_note}" if rank == 0 else "")))
+            bodies[n].append("  " + sh_assign("dist_head", row.head))
+            line = [(sh_assign("CUDA_VISIBLE_DEVICES", gpus), *pp_env, *cmd[0]), *cmd[1:],
+                    ("--nnodes", len(row.nodes)), ("--node-rank", rank), ("--dist-init-addr", addr)]
+            bodies[n].extend(continued(line, background=True))
     return group_script(plan, g, runtime="SGLang", version=SGLANG_VERSION, target="sglang", source=SOURCE,
                         replicas=len(rows), nodes=nodes, bodies=bodies)
 
@@ -140,21 +141,21 @@ def emit_sglang(plan: Plan, model_path: str | None = None) -> dict[str, str]:
 
 def _router(plan: Plan, rows: dict[str, list[ReplicaLayout]]) -> str:
     """The PD router in front of the prefill and decode servers (run it anywhere that reaches them)."""
-    cmd = ["python -m sglang_router.launch_router", "--pd-disaggregation"]
+    cmd: list[tuple] = [("python", "-m", "sglang_router.launch_router"), ("--pd-disaggregation",)]
     for g in plan.replica_groups:
         for row in rows[g.id]:
             if g.role == "prefill":
-                cmd.append(f"--prefill http://{row.head}:{row.port} {_bootstrap_port(row)}")
+                cmd.append(("--prefill", f"http://{row.head}:{row.port}", _bootstrap_port(row)))
             elif g.role == "decode":
-                cmd.append(f"--decode http://{row.head}:{row.port}")
-    cmd += ["--host 0.0.0.0", "--port 8000"]
+                cmd.append(("--decode", f"http://{row.head}:{row.port}"))
+    cmd += [("--host", "0.0.0.0"), ("--port", 8000)]
     unified = [f"{g.id}" for g in plan.replica_groups if g.role == "unified"]
     lines = ["#!/usr/bin/env bash",
-             f"# SGLang {SGLANG_VERSION} PD router for the plan of {plan.inputs.model.name}: each request to one "
-             f"prefill and one decode server",
-             f"# generated by {plan.generator} `plan-search emit --target sglang`",
+             sh_comment(f"SGLang {SGLANG_VERSION} PD router for the plan of {plan.inputs.model.name}: each request "
+                        "to one prefill and one decode server"),
+             sh_comment(f"generated by {plan.generator} `plan-search emit --target sglang`"),
              "set -euo pipefail"]
     if unified:
-        lines.append(f"# unified groups ({', '.join(unified)}) serve on their own ports: balance across them and this "
-                     f"router by the plan's traffic_share")
+        lines.append(sh_comment(f"unified groups ({', '.join(unified)}) serve on their own ports: balance across "
+                                "them and this router by the plan's traffic_share"))
     return "\n".join(lines + continued(cmd, indent="")) + "\n"

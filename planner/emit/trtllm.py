@@ -23,10 +23,12 @@ and attention_dp other than 1 or tp (enable_attention_dp has no group size).
 """
 from __future__ import annotations
 
+import yaml
+
 from costmodels.memory import front_loaded_split
 
 from planner.emit import (ReplicaLayout, all_nodes, attention_groups, continued, csv, floor2, group_script,
-                          layouts, model_ref, needs_fp8_quantization, uneven)
+                          layouts, model_ref, needs_fp8_quantization, sh_assign, sh_comment, uneven)
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -44,36 +46,43 @@ def _kv_fraction(g: ReplicaGroup) -> str:
 
 
 def _extra_yaml(g: ReplicaGroup) -> str | None:
+    """The extra-options YAML of the group (None when no option is needed): a dumped mapping under
+    comments that say what each option is for."""
     d, _ = attention_groups(g)
-    text = ""
+    options: dict = {}
+    notes: list[str] = []
     if d > 1:
         if d != g.strategy.tp:
             raise InputError(f"trtllm-serve's attention data parallelism gives each of the {g.strategy.tp} ranks "
                              f"its own attention (enable_attention_dp has no group size); the plan's attention_dp={d} "
                              "cannot be set", field=f"replica_groups.{g.id}.strategy.attention_dp")
-        text += ("# attention data parallelism: each rank runs attention for its own requests (LLM API "
-                 "enable_attention_dp)\nenable_attention_dp: true\n")
+        notes.append("# enable_attention_dp: attention data parallelism, each rank runs attention for its own "
+                     "requests (LLM API enable_attention_dp)")
+        options["enable_attention_dp"] = True
     kv = g.strategy.kv_dtype
     if kv == "fp8":
-        text += "# KV cache in FP8 (LLM API KvCacheConfig.dtype)\nkv_cache_config:\n  dtype: fp8\n"
+        notes.append("# kv_cache_config.dtype: KV cache in FP8 (LLM API KvCacheConfig.dtype)")
+        options["kv_cache_config"] = {"dtype": "fp8"}
     elif kv not in ("bf16", "fp16"):
-        raise InputError(f"trtllm-serve has no KV-cache dtype {kv}", field=f"replica_groups.{g.id}.strategy.kv_dtype")
-    return text or None
+        raise InputError(f"trtllm-serve has no KV-cache dtype {kv!r}", field=f"replica_groups.{g.id}.strategy.kv_dtype")
+    if not options:
+        return None
+    return "\n".join(notes) + "\n" + yaml.safe_dump(options, sort_keys=False, default_flow_style=False)
 
 
-def _serve(model: str, g: ReplicaGroup, port: int, extra: str | None, gpus_per_node: int | None) -> list[str]:
+def _serve(model: str, g: ReplicaGroup, port: int, extra: str | None, gpus_per_node: int | None) -> list[tuple]:
     s = g.strategy
-    cmd = [f"trtllm-serve {model}", "--host 0.0.0.0", f"--port {port}",
-           f"--tp_size {s.tp}", f"--pp_size {s.pp}"]
+    cmd: list[tuple] = [("trtllm-serve", model), ("--host", "0.0.0.0"), ("--port", port),
+                        ("--tp_size", s.tp), ("--pp_size", s.pp)]
     if s.ep > 1:
-        cmd.append(f"--ep_size {s.ep}")
+        cmd.append(("--ep_size", s.ep))
     if gpus_per_node is not None:
-        cmd.append(f"--gpus_per_node {gpus_per_node}")
+        cmd.append(("--gpus_per_node", gpus_per_node))
     d, _ = attention_groups(g)
-    cmd += [f"--max_batch_size {max(1, s.batch_size // d)}", f"--max_num_tokens {s.max_num_batched_tokens}",
-            f"--max_seq_len {s.max_model_len}", f"--kv_cache_free_gpu_memory_fraction {_kv_fraction(g)}"]
+    cmd += [("--max_batch_size", max(1, s.batch_size // d)), ("--max_num_tokens", s.max_num_batched_tokens),
+            ("--max_seq_len", s.max_model_len), ("--kv_cache_free_gpu_memory_fraction", _kv_fraction(g))]
     if extra:
-        cmd.append(f"--extra_llm_api_options {extra}")
+        cmd.append(("--extra_llm_api_options", extra))
     return cmd
 
 
@@ -91,11 +100,10 @@ def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: 
         r = row.replica
         if not row.multi_node:
             gpus = csv(row.gpus[row.head])
-            bodies[row.head].append(f"  # replica {r.index}: GPUs {gpus}, port {row.port}")
+            bodies[row.head].append("  " + sh_comment(f"replica {r.index}: GPUs {gpus}, port {row.port}"))
             cmd = _serve(model, g, row.port, yaml_name, None)
-            cmd[0] = f"CUDA_VISIBLE_DEVICES={gpus} {cmd[0]}"
-            cmd[-1] += " &"
-            bodies[row.head].extend(continued(cmd))
+            cmd[0] = (sh_assign("CUDA_VISIBLE_DEVICES", gpus), *cmd[0])
+            bodies[row.head].extend(continued(cmd, background=True))
             continue
         if g.strategy.attention_dp > 1:
             raise InputError(f"replica {r.index} runs attention data parallelism over {len(row.nodes)} nodes; its "
@@ -109,18 +117,20 @@ def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: 
         gpus = list(lists.pop())
         world = len(gpus) * len(row.nodes)
         hosts = ",".join(f"{n}:{len(gpus)}" for n in row.nodes)
-        bodies[row.head].append(f"  # replica {r.index}: {len(row.nodes)} nodes ({', '.join(row.nodes)}), "
-                                f"GPUs {csv(gpus)} on each, port {row.port}; launched from here over MPI")
+        bodies[row.head].append("  " + sh_comment(f"replica {r.index}: {len(row.nodes)} nodes "
+                                                  f"({', '.join(row.nodes)}), GPUs {csv(gpus)} on each, port "
+                                                  f"{row.port}; launched from here over MPI"))
         cmd = _serve(model, g, row.port, yaml_name, len(gpus))
-        cmd[0] = (f"CUDA_VISIBLE_DEVICES={csv(gpus)} mpirun -H {hosts} -np {world} -x CUDA_VISIBLE_DEVICES "
-                  f"-x CUDA_DEVICE_ORDER trtllm-llmapi-launch {cmd[0]}")
-        cmd[-1] += " &"
-        bodies[row.head].extend(continued(cmd))
+        cmd[0] = (sh_assign("CUDA_VISIBLE_DEVICES", csv(gpus)), "mpirun", "-H", hosts, "-np", world,
+                  "-x", "CUDA_VISIBLE_DEVICES", "-x", "CUDA_DEVICE_ORDER", "trtllm-llmapi-launch", *cmd[0])
+        bodies[row.head].extend(continued(cmd, background=True))
         for n in row.nodes[1:]:
-            bodies[n].append(f"  # replica {r.index}: started over MPI from {row.head}; nothing to run here")
+            bodies[n].append("  " + sh_comment(f"replica {r.index}: started over MPI from {row.head}; nothing to run "
+                                               "here"))
             bodies[n].append("  :")
-    files = {f"trtllm-{g.id}.sh": group_script(plan, g, runtime="TensorRT-LLM", version=TRTLLM_VERSION, target="trtllm", source=SOURCE,
-                                 replicas=len(rows), nodes=nodes, bodies=bodies)}
+    files = {f"trtllm-{g.id}.sh": group_script(plan, g, runtime="TensorRT-LLM", version=TRTLLM_VERSION,
+                                               target="trtllm", source=SOURCE, replicas=len(rows), nodes=nodes,
+                                               bodies=bodies)}
     if yaml_name:
         files[yaml_name] = yaml_text
     return files

@@ -47,8 +47,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from planner.emit import (ReplicaLayout, all_nodes, attention_groups, continued, csv, floor2, group_script,
-                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, uneven)
+from planner.emit import (ReplicaLayout, Sh, all_nodes, attention_groups, continued, csv, floor2, group_script,
+                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, safe_text, sh_assign, sh_cmd,
+                          sh_comment, sh_var, sh_word, uneven)
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -64,15 +65,16 @@ DP_RPC_PORT = 13345  # --data-parallel-rpc-port of a multi-node replica, + (its 
 class DataParallel:
     """The data-parallel part of one ``vllm serve`` of a replica with attention_dp > 1."""
     local: int | None = None        # --data-parallel-size-local (multi-node launches only)
-    start: int | str | None = None  # --data-parallel-start-rank (the nodes after the first)
-    address: str | None = None      # --data-parallel-address
+    start: int | Sh | None = None   # --data-parallel-start-rank (the nodes after the first)
+    address: Sh | None = None       # --data-parallel-address: a shell expansion (see sh_var)
     rpc_port: int | None = None     # --data-parallel-rpc-port
     headless: bool = False          # --headless: engines only, no API server (the nodes after the first)
 
 
 def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool,
-                  dp: DataParallel | None = None) -> list[str]:
-    """``vllm serve`` for one replica of the group: the program, then one flag (with its value) per item.
+                  dp: DataParallel | None = None) -> list[tuple]:
+    """``vllm serve`` for one replica of the group: the program, then one flag (with its value) per
+    part, each part a tuple of words for :func:`planner.emit.continued` (quoted there).
 
     With attention_dp > 1, ``dp`` holds the per-node data-parallel flags of a multi-node launch
     (None: the replica is on one node)."""
@@ -80,18 +82,18 @@ def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool
     d, at = attention_groups(g)
     if d > 1 and ray:
         raise ValueError("a data-parallel vLLM launch does not use the Ray executor")
-    cmd = [f"vllm serve {model}",
-           f"--tensor-parallel-size {at}",
-           f"--pipeline-parallel-size {s.pp}"]
+    cmd: list[tuple] = [("vllm", "serve", model),
+                        ("--tensor-parallel-size", at),
+                        ("--pipeline-parallel-size", s.pp)]
     if d > 1:
-        cmd.append(f"--data-parallel-size {d}")
-    cmd += [f"--max-num-seqs {max(1, s.batch_size // d)}",
-            f"--max-model-len {s.max_model_len}",
-            f"--max-num-batched-tokens {s.max_num_batched_tokens}",
-            f"--gpu-memory-utilization {floor2(m.capacity - m.reserve, m.capacity)}",
-            f"--kv-cache-dtype {kv_cache_flag(g, fp8='fp8', runtime='vLLM')}"]
+        cmd.append(("--data-parallel-size", d))
+    cmd += [("--max-num-seqs", max(1, s.batch_size // d)),
+            ("--max-model-len", s.max_model_len),
+            ("--max-num-batched-tokens", s.max_num_batched_tokens),
+            ("--gpu-memory-utilization", floor2(m.capacity - m.reserve, m.capacity)),
+            ("--kv-cache-dtype", kv_cache_flag(g, fp8="fp8", runtime="vLLM"))]
     if quant:
-        cmd.append("--quantization fp8")
+        cmd.append(("--quantization", "fp8"))
     if d > 1 and s.ep != s.tp:
         raise InputError(f"with attention data parallelism vLLM spreads the experts over all {s.tp} GPUs of the "
                          f"replica (data-parallel {d} x tensor-parallel {at}, --enable-expert-parallel); the plan's "
@@ -100,18 +102,18 @@ def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool
         if s.ep != s.tp:
             raise InputError(f"vLLM's expert-parallel size is the tensor-parallel size ({s.tp}); the plan's ep={s.ep} "
                              "cannot be set", field=f"replica_groups.{g.id}.strategy.ep")
-        cmd.append("--enable-expert-parallel")
+        cmd.append(("--enable-expert-parallel",))
     if dp is not None:
         if dp.headless:
-            cmd.append("--headless")
-        cmd.append(f"--data-parallel-size-local {dp.local}")
+            cmd.append(("--headless",))
+        cmd.append(("--data-parallel-size-local", dp.local))
         if dp.start is not None:
-            cmd.append(f"--data-parallel-start-rank {dp.start}")
-        cmd += [f"--data-parallel-address {dp.address}", f"--data-parallel-rpc-port {dp.rpc_port}"]
+            cmd.append(("--data-parallel-start-rank", dp.start))
+        cmd += [("--data-parallel-address", dp.address), ("--data-parallel-rpc-port", dp.rpc_port)]
     if ray:
-        cmd.append("--distributed-executor-backend ray")
+        cmd.append(("--distributed-executor-backend", "ray"))
     if dp is None or not dp.headless:
-        cmd.append(f"--port {port}")
+        cmd.append(("--port", port))
     return cmd
 
 
@@ -164,12 +166,17 @@ def pp_partition_env(g: ReplicaGroup) -> dict[str, str]:
 
 def ray_wait_command(world: int) -> str:
     """Shell loop that waits until the Ray cluster reports ``world`` GPUs."""
-    return (f"until python3 -c 'import ray, sys; ray.init(address=\"auto\"); "
-            f"sys.exit(ray.cluster_resources().get(\"GPU\", 0) < {world})'; do sleep 5; done")
+    code = (f'import ray, sys; ray.init(address="auto"); '
+            f'sys.exit(ray.cluster_resources().get("GPU", 0) < {int(world)})')
+    return f"until {sh_cmd(['python3', '-c', code])}; do sleep 5; done"
+
+
+def _env_words(env: dict[str, str]) -> list[Sh]:
+    return [sh_assign(k, v) for k, v in env.items()]
 
 
 def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str, quant: bool) -> str:
-    pp_env = "".join(f"{k}={v} " for k, v in pp_partition_env(g).items())
+    pp_env = _env_words(pp_partition_env(g))
     nodes = all_nodes(rows)
     bodies: dict[str, list[str]] = {n: [] for n in nodes}
     d, at = attention_groups(g)
@@ -182,30 +189,32 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
             gpus = csv(row.gpus[row.head])
             dp_note = (f"; {d} data-parallel engines (attention groups) of {at} GPU(s), experts over all "
                        f"{g.strategy.tp}" if d > 1 else "")
-            bodies[row.head].append(f"  # replica {r.index}: GPUs {gpus}, port {row.port}{dp_note}")
+            bodies[row.head].append("  " + sh_comment(f"replica {r.index}: GPUs {gpus}, port {row.port}{dp_note}"))
             cmd = serve_command(model, g, quant, row.port, ray=False)
-            cmd[0] = f"CUDA_VISIBLE_DEVICES={gpus} {pp_env}{cmd[0]}"
-            cmd[-1] += " &"
-            bodies[row.head].extend(continued(cmd))
+            cmd[0] = (sh_assign("CUDA_VISIBLE_DEVICES", gpus), *pp_env, *cmd[0])
+            bodies[row.head].extend(continued(cmd, background=True))
             continue
         ray_port = RAY_PORT + i
         world = sum(len(v) for v in row.gpus.values())
         where = ", ".join(f"{n} GPUs {csv(row.gpus[n])}" for n in row.nodes)
         head = row.head
         b = bodies[head]
-        b.append(f"  # replica {r.index}: {len(row.nodes)} nodes ({where}); Ray head here, port {row.port}")
-        b.append(f"  CUDA_VISIBLE_DEVICES={csv(row.gpus[head])} {pp_env}ray start --head --port={ray_port} "
-                 f"--num-gpus={len(row.gpus[head])}")
-        b.append(f"  # now run this script on {', '.join(row.nodes[1:])}; wait until the cluster has all {world} GPUs:")
+        b.append("  " + sh_comment(f"replica {r.index}: {len(row.nodes)} nodes ({where}); Ray head here, "
+                                   f"port {row.port}"))
+        b.append("  " + sh_cmd([sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[head])), *pp_env, "ray", "start",
+                                "--head", f"--port={ray_port}", f"--num-gpus={len(row.gpus[head])}"]))
+        b.append("  " + sh_comment(f"now run this script on {', '.join(row.nodes[1:])}; wait until the cluster has "
+                                   f"all {world} GPUs:"))
         b.append(f"  {ray_wait_command(world)}")
         cmd = serve_command(model, g, quant, row.port, ray=True)
-        cmd[0] = f"{pp_env}{cmd[0]}"
-        cmd[-1] += " &"
-        b.extend(continued(cmd))
+        cmd[0] = (*pp_env, *cmd[0])
+        b.extend(continued(cmd, background=True))
         for n in row.nodes[1:]:
-            bodies[n].append(f"  # replica {r.index}: join the Ray cluster headed by {head}")
-            bodies[n].append(f"  CUDA_VISIBLE_DEVICES={csv(row.gpus[n])} {pp_env}ray start "
-                             f"--address=${{RAY_HEAD_ADDR:-{head}}}:{ray_port} --num-gpus={len(row.gpus[n])}")
+            bodies[n].append("  " + sh_comment(f"replica {r.index}: join the Ray cluster headed by {head}"))
+            bodies[n].append("  " + sh_assign("ray_head", head))
+            address = Sh("--address=" + sh_var("RAY_HEAD_ADDR", "ray_head", f":{ray_port}"))
+            bodies[n].append("  " + sh_cmd([sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[n])), *pp_env, "ray",
+                                            "start", address, f"--num-gpus={len(row.gpus[n])}"]))
     return group_script(plan, g, runtime="vLLM", version=VLLM_VERSION, target="vllm", source=SOURCE,
                         replicas=len(rows), nodes=nodes, bodies=bodies)
 
@@ -223,23 +232,25 @@ def _dp_multi_node(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool,
     for node, start, local in per_node:
         head = node == row.head
         dp = DataParallel(local=local, start=None if head else start, rpc_port=rpc, headless=not head,
-                          address=f"${var}" if head else f"${{{var}:-{row.head}}}")
+                          address=sh_var(var) if head else sh_var(var, "dp_head"))
         b = bodies[node]
         ranks = f"DP ranks {start}-{start + local - 1} of {d}" if local > 1 else f"DP rank {start} of {d}"
         if head:
-            b.append(f"  # replica {r.index}: {len(row.nodes)} nodes ({where}); data-parallel head here ({ranks}, "
-                     f"tensor-parallel {at} each), port {row.port}")
-            b.append(f"  # vLLM binds its data-parallel RPC port {rpc} to ${var}, so that must be {row.head}'s IP "
-                     "address (not a host name); start the other nodes too")
-            b.append(f'  : "${{{var}:?set {var} to the IP address of {row.head}}}"')
+            b.append("  " + sh_comment(f"replica {r.index}: {len(row.nodes)} nodes ({where}); data-parallel head "
+                                       f"here ({ranks}, tensor-parallel {at} each), port {row.port}"))
+            b.append("  " + sh_comment(f"vLLM binds its data-parallel RPC port {rpc} to ${var}, so that must be "
+                                       f"{row.head}'s IP address (not a host name); start the other nodes too"))
+            need = sh_word(safe_text(f"set {var} to the IP address of {row.head}"))
+            b.append(f'  if [ -z "${{{var}:-}}" ]; then printf \'%s\\n\' {need} >&2; exit 2; fi')
         else:
-            b.append(f"  # replica {r.index}: {ranks} (tensor-parallel {at} each), engines only (--headless), "
-                     f"serving through the API server on {row.head} at ${var} (default: the name {row.head})")
+            b.append("  " + sh_comment(f"replica {r.index}: {ranks} (tensor-parallel {at} each), engines only "
+                                       f"(--headless), serving through the API server on {row.head} at ${var} "
+                                       f"(default: the name {row.head})"))
+            b.append("  " + sh_assign("dp_head", row.head))
         cmd = serve_command(model, g, quant, row.port, ray=False, dp=dp)
-        env = "".join(f"{k}={v} " for k, v in all2all_env(g, multi_node=True).items())
-        cmd[0] = f"CUDA_VISIBLE_DEVICES={csv(row.gpus[node])} {env}{cmd[0]}"
-        cmd[-1] += " &"
-        b.extend(continued(cmd))
+        env = _env_words(all2all_env(g, multi_node=True))
+        cmd[0] = (sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[node])), *env, *cmd[0])
+        b.extend(continued(cmd, background=True))
 
 
 def emit_vllm(plan: Plan, model_path: str | None = None) -> dict[str, str]:

@@ -1,0 +1,390 @@
+"""No text from a plan or the command line runs as code in an emitted launch file.
+
+A corpus of payloads (command substitution, backticks, line breaks, quotes, ``;``, ``&&``,
+``|``, a YAML document, Python triple quotes, a backslash, ``${IFS}``, Unicode format
+characters, terminal escapes, other control characters, a glob) goes into every text field
+that reaches an emitter (node names, group id, GPU label, generator, model name, topology name,
+``--model-path``) of real plans built by the planner and then edited without validation, for
+every target. Each emitted file is then used as it would be:
+
+* shell scripts run under ``bash`` with stub programs first in PATH (each records its argv),
+  once per plan node with that node's name; no payload may run (its marker file must not
+  appear), and a value (the model path, a node name) must reach the program as one intact
+  argument;
+* ``ray_placement.py`` parses to the same syntax tree as for a plain plan (the payload only in
+  string constants) and runs against a stub ``ray`` module;
+* Kubernetes YAML loads to the same documents, keys and shapes as for a plain plan, and each
+  container's ``sh -c`` script runs under ``sh`` with the same stubs.
+
+Refusing is allowed where a name becomes a file name (group ids) or a name the target cannot
+write (node names for Ray resources and Kubernetes labels). ``shellcheck --severity=style``
+must report nothing on every emitted script, plain or hostile; with CI=true a missing
+shellcheck fails the test instead of skipping it.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner import api
+from planner.emit import emit
+from planner.emit.vllm import head_ip_var
+from planner.schema import Plan
+from topologies.errors import InputError
+
+MARK = "MARKPATH"
+PAYLOADS = {
+    "command-substitution": "$(touch MARKPATH)",
+    "backticks": "`touch MARKPATH`",
+    "newline": "n0\ntouch MARKPATH\n",
+    "carriage-return": "n0\rtouch MARKPATH",
+    "single-quote": "n0'; touch MARKPATH; '",
+    "double-quote": 'n0"; touch MARKPATH; "',
+    "semicolon": "n0; touch MARKPATH",
+    "and": "n0 && touch MARKPATH",
+    "pipe": "n0 | touch MARKPATH",
+    "yaml-document": "n0\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: evil\n# MARKPATH\n",
+    "python-triple-double": 'n0"""\nimport os; os.system("touch MARKPATH")\n"""',
+    "python-triple-single": "n0'''\nimport os; os.system('touch MARKPATH')\n'''",
+    "backslash": "n0\\\ntouch MARKPATH",
+    "ifs": "${IFS}touch${IFS}MARKPATH",
+    "unicode": "n0\u202e$(touch MARKPATH)\u200b\u00e9",
+    "terminal-escapes": "\x1b]0;x\x07$(touch MARKPATH)\x1b[2J",
+    "control-characters": "n0\x01\x02\x7f\x08$(touch MARKPATH)",
+    "glob": "*$(touch MARKPATH)",
+    "flag": "--port=1; touch MARKPATH",
+}
+FIELDS = ["node", "id", "gpu", "generator", "model_name", "topology_name", "model_path"]
+STUBS = ["vllm", "python", "python3", "ray", "trtllm-serve", "trtllm-llmapi-launch", "mpirun", "nvidia-smi", "curl",
+         "sleep", "sglang"]
+END = "--end-of-argv--"
+
+SEARCHES = {
+    "unified": dict(topology="dgx-h100x2", model="llama-3.1-70b", tpot_ms=50, disaggregation="off"),
+    "multi": dict(topology="dgx-h100x2-rdma200", model="llama-3.1-405b", disaggregation="off"),
+    "pools": dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40),
+    "dp": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, disaggregation="off"),
+}
+# (plan, target, whether the renamed node reaches a program as (part of) an argument)
+COMBOS = [("unified", "vllm", False), ("unified", "sglang", False), ("unified-even", "trtllm", False),
+          ("unified", "ray", True), ("unified", "k8s", False),
+          ("multi", "vllm", True), ("multi", "sglang", True), ("multi", "ray", True), ("multi", "k8s", False),
+          ("trtllm-multi", "trtllm", True), ("pools", "sglang", True), ("pools", "ray", True),
+          ("dp", "vllm", False), ("dp", "sglang", True), ("dp", "k8s", False)]
+
+
+@pytest.fixture(scope="module")
+def plans() -> dict[str, Plan]:
+    out = {}
+    for name, kw in SEARCHES.items():
+        p = api.search(**kw, time_limit_s=10.0, workers=1, seed=0)
+        out[name] = Plan.model_validate(json.loads(p.to_json()))
+    assert any(g.role == "prefill" for g in out["pools"].replica_groups)
+    assert any(len({k.node for k in r.ranks}) > 1 for g in out["dp"].replica_groups for r in g.replicas)
+    out["unified-even"] = _even_split(out["unified"])
+    out["trtllm-multi"] = _two_node(out["unified-even"])
+    return out
+
+
+def _even_split(plan: Plan) -> Plan:
+    """The plan with an even (front-loaded) layer split, which trtllm-serve applies by itself."""
+    g = plan.replica_groups[0]
+    layers, pp = sum(g.strategy.layer_split), g.strategy.pp
+    split = [layers // pp + (1 if i < layers % pp else 0) for i in range(pp)]
+    return _first_group(plan, strategy=g.strategy.model_copy(update={"layer_split": split}))
+
+
+def _two_node(plan: Plan) -> Plan:
+    """The first replica of the plan's group spread evenly over dgx0 and dgx1 (one mpirun launch)."""
+    g = plan.replica_groups[0]
+    r0 = g.replicas[0]
+    half = len(r0.ranks) // 2
+    ranks = [k.model_copy(update={"node": "dgx1" if k.rank >= half else "dgx0", "gpu_index": k.rank % half})
+             for k in r0.ranks]
+    return _first_group(plan, replicas=[r0.model_copy(update={"ranks": ranks})])
+
+
+# -- putting a payload into a field (no validation: a hand-edited plan) ----------------------------
+
+def _rename_node(plan: Plan, new: str) -> Plan:
+    old = plan.replica_groups[0].replicas[0].ranks[0].node
+    groups = [g.model_copy(update={"replicas": [r.model_copy(update={"ranks": [
+        k.model_copy(update={"node": new}) if k.node == old else k for k in r.ranks]}) for r in g.replicas]})
+        for g in plan.replica_groups]
+    return plan.model_copy(update={"replica_groups": groups})
+
+
+def _first_group(plan: Plan, **update) -> Plan:
+    g = plan.replica_groups[0].model_copy(update=update)
+    return plan.model_copy(update={"replica_groups": [g, *plan.replica_groups[1:]]})
+
+
+def _inputs(plan: Plan, part: str, **update) -> Plan:
+    sub = getattr(plan.inputs, part).model_copy(update=update)
+    return plan.model_copy(update={"inputs": plan.inputs.model_copy(update={part: sub})})
+
+
+def _with_payload(plan: Plan, field: str, payload: str) -> tuple[Plan, str | None]:
+    """(the plan with ``payload`` in ``field``, the --model-path to emit with)."""
+    if field == "node":
+        return _rename_node(plan, payload), None
+    if field == "id":
+        return _first_group(plan, id=payload), None
+    if field == "gpu":
+        return _first_group(plan, gpu=payload, stage_gpus=None), None
+    if field == "generator":
+        return plan.model_copy(update={"generator": payload}), None
+    if field == "model_name":
+        return _inputs(plan, "model", name=payload), "org/checkpoint"
+    if field == "topology_name":
+        return _inputs(plan, "topology", name=payload), None
+    return plan, payload
+
+
+def _refusal_allowed(field: str, target: str) -> bool:
+    return field == "id" or (field == "node" and target in ("ray", "k8s"))
+
+
+# -- running what was emitted ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stub_bin(tmp_path_factory) -> Path:
+    """Programs the launch files call: each appends its name and argv (NUL-separated) to $STUB_LOG."""
+    d = tmp_path_factory.mktemp("stub-bin")
+    for name in STUBS:
+        p = d / name
+        p.write_text(f"#!/bin/bash\n{{ printf '%s\\0' \"${{0##*/}}\" \"$@\" '{END}'; }} >> \"$STUB_LOG\"\nexit 0\n")
+        p.chmod(0o755)
+    return d
+
+
+@pytest.fixture(scope="module")
+def stub_ray(tmp_path_factory) -> Path:
+    """A ``ray`` package that records the calls ray_placement.py makes ($RAY_STUB_LOG)."""
+    d = tmp_path_factory.mktemp("stub-ray")
+    (d / "ray" / "util").mkdir(parents=True)
+    (d / "ray" / "__init__.py").write_text(
+        "import json, os\n"
+        "def _log(*a):\n    open(os.environ['RAY_STUB_LOG'], 'a').write(json.dumps(a) + '\\n')\n"
+        "def init(**kw):\n    _log('init')\n"
+        "def nodes():\n    return []\n")
+    (d / "ray" / "util" / "__init__.py").write_text("")
+    (d / "ray" / "util" / "placement_group.py").write_text(
+        "from ray import _log\n"
+        "class _PG:\n    def wait(self, timeout_seconds=None):\n        return True\n"
+        "def placement_group(bundles, strategy=None, name=None, lifetime=None):\n"
+        "    _log('placement_group', name)\n    return _PG()\n"
+        "def placement_group_table(pg):\n    return {'bundles_to_node_id': {}}\n"
+        "def get_placement_group(name):\n    return _PG()\n"
+        "def remove_placement_group(pg):\n    pass\n")
+    return d
+
+
+def _env(stub_bin: Path, log: Path, plan: Plan) -> dict[str, str]:
+    env = {"PATH": f"{stub_bin}:/usr/bin:/bin", "STUB_LOG": str(log), "HOME": str(log.parent), "LANG": "C.UTF-8",
+           "LWS_LEADER_ADDRESS": "10.0.0.1", "LWS_WORKER_INDEX": "1", "POD_IP": "10.0.0.2"}
+    for n in _nodes(plan):
+        env[head_ip_var(n)] = "10.0.0.3"
+    return env
+
+
+def _nodes(plan: Plan) -> list[str]:
+    return sorted({k.node for g in plan.replica_groups for r in g.replicas for k in r.ranks})
+
+
+def _argvs(log: Path) -> list[list[str]]:
+    if not log.exists():
+        return []
+    parts = log.read_bytes().decode("utf-8", "surrogateescape").split("\0")
+    out, cur = [], []
+    for p in parts[:-1]:
+        if p == END:
+            out.append(cur)
+            cur = []
+        else:
+            cur.append(p)
+    return out
+
+
+def _run_script(path: Path, plan: Plan, env: dict[str, str]) -> None:
+    """Run a launch script as its users would: once per plan node (the router: once, no argument)."""
+    if "#!/usr/bin/env bash" not in path.read_text(encoding="utf-8").splitlines()[0]:
+        raise AssertionError(f"{path.name}: not a bash script")
+    args = [[]] if path.name == "sglang-router.sh" else [[n] for n in _nodes(plan)]
+    matched = 0
+    for a in args:
+        r = subprocess.run(["bash", str(path), *a], cwd=path.parent, env=env, capture_output=True, timeout=60)
+        if r.returncode == 0:
+            matched += 1
+        else:  # a node the script does not run on: its usage line, nothing else
+            assert r.returncode == 2 and r.stderr.startswith(b"usage: "), (path.name, a, r.returncode, r.stderr)
+    assert matched, f"{path.name} ran on none of the plan's nodes"
+
+
+def _shape(tree: ast.AST) -> str:
+    """The syntax tree with every string constant blanked: what code the file holds."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            node.value = ""
+    return ast.dump(tree)
+
+
+def _skeleton(x):
+    """Keys and value types of loaded YAML (strings blanked): what the documents are."""
+    if isinstance(x, dict):
+        return {k: _skeleton(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_skeleton(v) for v in x]
+    return "str" if isinstance(x, str) else repr(x)
+
+
+def _container_commands(docs: list) -> list[list[str]]:
+    out = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            if "containers" in x:
+                out.extend(c["command"] for c in x["containers"])
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+    for d in docs:
+        walk(d)
+    return out
+
+
+def _check_files(files: dict[str, str], base: dict[str, str], plan: Plan, d: Path, env: dict[str, str],
+                 stub_ray: Path) -> list[Path]:
+    """Write and use every emitted file (see the module docstring); returns the shell scripts written."""
+    d.mkdir(parents=True)
+    scripts = []
+    for name, text in files.items():
+        path = d / name
+        path.write_text(text, encoding="utf-8")
+        if name.endswith(".sh"):
+            scripts.append(path)
+            _run_script(path, plan, env)
+        elif name.endswith(".py"):
+            assert _shape(ast.parse(text)) == _shape(ast.parse(base[name])), f"{name}: code changed"
+            run_env = {**env, "PYTHONPATH": str(stub_ray), "RAY_STUB_LOG": str(d / "ray.log")}
+            r = subprocess.run([sys.executable, str(path)], cwd=d, env=run_env, capture_output=True, timeout=60)
+            assert r.returncode in (0, 1), r.stderr  # 1: the stub cluster placed nothing
+            assert (d / "ray.log").exists()
+        elif name.endswith((".yaml", ".yml")):
+            docs, want = list(yaml.safe_load_all(text)), list(yaml.safe_load_all(base[name]))
+            assert _skeleton(docs) == _skeleton(want), f"{name}: documents changed"
+            for i, cmd in enumerate(_container_commands(docs)):
+                if cmd[:2] == ["sh", "-c"]:
+                    sh = d / f"{name}.container{i}.sh"
+                    sh.write_text(cmd[2], encoding="utf-8")
+                    scripts.append(sh)
+                    r = subprocess.run(["sh", "-c", cmd[2]], cwd=d, env=env, capture_output=True, timeout=60)
+                    assert r.returncode == 0, (name, r.stderr)
+        elif name.endswith(".json"):
+            json.loads(text)
+    return scripts
+
+
+def _shellcheck(paths: list[Path]) -> str:
+    """shellcheck's findings (all severities) on the scripts: container scripts as sh, the rest as bash."""
+    out = ""
+    for shell, group in (("bash", [p for p in paths if ".container" not in p.name]),
+                         ("sh", [p for p in paths if ".container" in p.name])):
+        if group:
+            r = subprocess.run(["shellcheck", "--severity=style", "-s", shell, *map(str, group)],
+                               capture_output=True, text=True)
+            out += r.stdout + r.stderr
+    return out
+
+
+def _need_shellcheck() -> None:
+    if shutil.which("shellcheck") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("shellcheck is not installed (apt-get install shellcheck); CI must run this test")
+        pytest.skip("shellcheck is not installed")
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", list(PAYLOADS))
+def test_no_payload_runs(kind, plans, stub_bin, stub_ray, tmp_path):
+    scripts: list[Path] = []
+    for field in FIELDS:
+        for pname, target, node_passed in COMBOS:
+            where = f"{field}-{pname}-{target}"
+            marker = tmp_path / f"mark-{where}"
+            payload = PAYLOADS[kind].replace(MARK, str(marker))
+            base_plan = plans[pname]
+            plan, model_path = _with_payload(base_plan, field, payload)
+            try:
+                files = emit(plan, target, model_path=model_path)
+            except InputError as e:
+                assert _refusal_allowed(field, target), f"{where}: refused: {e}"
+                assert "\n" not in str(e) and "\x1b" not in str(e)
+                continue
+            plain, plain_path = _with_payload(base_plan, field, "plain0")  # the same edit, harmless text
+            base = emit(plain, target, model_path=plain_path)
+            if field in ("gpu", "generator", "model_name", "topology_name"):  # comments only: one safe line each
+                for name, text in files.items():
+                    assert not any(c in text for c in "\r\x1b\x01\x07\x7f\u202e\u200b"), (where, name)
+                    assert text.count("\n") == base[name].count("\n"), (where, name)  # no line added
+            log = tmp_path / f"{where}.log"
+            scripts += _check_files(files, base, plan, tmp_path / where, _env(stub_bin, log, plan), stub_ray)
+            assert not marker.exists(), f"{where}: the payload ran"
+            argvs = _argvs(log)
+            if field == "model_path" and target == "k8s":  # each container's argv, or the programs its sh ran
+                docs = [x for t in files.values() for x in yaml.safe_load_all(t)]
+                for cmd in _container_commands(docs):
+                    assert (payload in cmd if cmd[:2] != ["sh", "-c"] else any(payload in a for a in argvs)), where
+            elif field == "model_path" and target != "ray":
+                assert any(payload in argv for argv in argvs), f"{where}: model path not passed intact"
+            if field == "node" and node_passed and target != "ray":
+                assert any(payload in a for argv in argvs for a in argv), f"{where}: node name not passed intact"
+    _need_shellcheck()
+    assert _shellcheck(scripts) == ""
+
+
+def test_shellcheck_clean_on_plain_plans(plans, stub_bin, stub_ray, tmp_path):
+    """Every script of every plain plan and target, container scripts included, runs with the stubs
+    and passes shellcheck at every severity."""
+    _need_shellcheck()
+    scripts: list[Path] = []
+    for pname, target, _ in COMBOS:
+        files = emit(plans[pname], target)
+        log = tmp_path / f"{pname}-{target}.log"
+        scripts += _check_files(files, files, plans[pname], tmp_path / f"{pname}-{target}",
+                                _env(stub_bin, log, plans[pname]), stub_ray)
+        assert _argvs(log) or target == "k8s", f"{pname}/{target}: no program was started"  # k8s: argv pods
+    assert len(scripts) >= len(COMBOS)
+    assert _shellcheck(scripts) == ""
+
+
+def test_shellcheck_finds_what_it_should(tmp_path):
+    """The shellcheck run above can fail: an unquoted expansion is reported."""
+    _need_shellcheck()
+    p = tmp_path / "bad.sh"
+    p.write_text('#!/usr/bin/env bash\nx="a b"\necho $x\n', encoding="utf-8")
+    assert "SC2086" in _shellcheck([p])
+
+
+def test_stub_run_sees_an_injection(plans, stub_bin, stub_ray, tmp_path):
+    """The harness detects a payload that runs: a script with a pasted command substitution touches the
+    marker when it is run the way the test above runs every script."""
+    marker = tmp_path / "mark"
+    files = emit(plans["unified"], "vllm")
+    name = next(iter(files))
+    bad = files[name].replace("  ;;", f"  echo $(touch {marker})\n  ;;", 1)
+    assert not marker.exists()
+    _check_files({name: bad}, files, plans["unified"], tmp_path / "x",
+                 _env(stub_bin, tmp_path / "l", plans["unified"]), stub_ray)
+    assert marker.exists()
