@@ -53,44 +53,59 @@ def predict(gpu: str, runtime: str, ranks: int, message_bytes: int, table) -> fl
         comm._table = original
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--leave-one-gpu-out", action="store_true")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
+def ratios_by_group(leave_one_gpu_out: bool) -> dict[tuple, list[float]]:
+    """(gpu, path, link, band) -> predicted / measured for every measured point in the bands."""
     data = dc.load()
     full = table_without(None)
-    ratios: dict[tuple, list[float]] = defaultdict(list)
+    out: dict[tuple, list[float]] = defaultdict(list)
     for (gpu, runtime, ranks), points in sorted(data.items()):
         kind, _ = dc.LINKS[gpu]
-        table = table_without(gpu) if args.leave_one_gpu_out else full
+        table = table_without(gpu) if leave_one_gpu_out else full
         for m, t in points:
             for band, lo, hi in BANDS:
                 if lo <= m <= hi:
                     where = f"{kind}" + (" >2 ranks (cross-socket)" if kind == "pcie" and ranks > 2 else "")
-                    ratios[(gpu, runtime, where, band)].append(predict(gpu, runtime, ranks, m, table) / t)
-    out, rows = [], []
-    for (gpu, runtime, where, band), rs in sorted(ratios.items()):
-        ape = [abs(r - 1) for r in rs]
-        rec = {"gpu": gpu, "path": runtime, "link": where, "band": band, "n": len(rs),
-               "mape": round(100 * statistics.mean(ape), 1), "median_ratio": round(statistics.median(rs), 2),
-               "min_ratio": round(min(rs), 2), "max_ratio": round(max(rs), 2)}
-        out.append(rec)
-        rows.append(list(rec.values()))
+                    out[(gpu, runtime, where, band)].append(predict(gpu, runtime, ranks, m, table) / t)
+    return out
+
+
+def summary(ratios: dict[tuple, list[float]]) -> list[dict]:
+    """Per band, over every point but the cross-socket PCIe ones: points, MAPE, share within 25 %."""
+    out = []
     for band, _, _ in BANDS:
         sel = [r for k, rs in ratios.items() if k[3] == band and "cross-socket" not in k[2] for r in rs]
-        out.append({"summary": band, "n": len(sel), "mape": round(100 * statistics.mean(abs(r - 1) for r in sel), 1),
+        out.append({"band": band, "n": len(sel), "mape": round(100 * statistics.mean(abs(r - 1) for r in sel), 1),
                     "within_25pct": round(100 * sum(abs(r - 1) <= 0.25 for r in sel) / len(sel), 1)})
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--leave-one-gpu-out", action="store_true", help="the detail table with each GPU held out")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    fitted, held_out = ratios_by_group(False), ratios_by_group(True)
+    detail = held_out if args.leave_one_gpu_out else fitted
+    rows = []
+    for (gpu, runtime, where, band), rs in sorted(detail.items()):
+        rows.append({"gpu": gpu, "path": runtime, "link": where, "band": band, "n": len(rs),
+                     "mape": round(100 * statistics.mean(abs(r - 1) for r in rs), 1),
+                     "median_ratio": round(statistics.median(rs), 2), "min_ratio": round(min(rs), 2),
+                     "max_ratio": round(max(rs), 2)})
+    sums = {"all_gpus": summary(fitted), "leave_one_gpu_out": summary(held_out)}
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(json.dumps({"detail": rows, "summary": sums}, indent=1, sort_keys=True))
         return 0
     mode = "leave-one-GPU-out" if args.leave_one_gpu_out else "constants from every GPU"
     print(f"all-reduce: model / measured ({mode})")
-    print(tabulate(rows, headers=["gpu", "path", "link", "band", "n", "MAPE %", "median", "min", "max"]))
-    for rec in out:
-        if "summary" in rec:
-            print(f"{rec['summary']}: {rec['n']} points, MAPE {rec['mape']} %, within 25 %: {rec['within_25pct']} %"
-                  " (cross-socket PCIe rows excluded)")
+    print(tabulate([list(r.values()) for r in rows],
+                   headers=["gpu", "path", "link", "band", "n", "MAPE %", "median", "min", "max"]))
+    print()
+    print("summary (cross-socket PCIe rows excluded):")
+    print(tabulate([[s["band"], s["n"], s["mape"], s["within_25pct"], h["mape"], h["within_25pct"]]
+                    for s, h in zip(sums["all_gpus"], sums["leave_one_gpu_out"])],
+                   headers=["band", "points", "MAPE %", "within 25 %", "leave-one-GPU-out MAPE %",
+                            "within 25 %"], floatfmt=".1f"))
     return 0
 
 

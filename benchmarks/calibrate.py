@@ -141,14 +141,15 @@ def report(data, values: dict, holdout_gpu: str | None = None, source: str | Non
     return fidelity.run(data, holdout_gpu=holdout_gpu, source=source)
 
 
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
 def _line(label: str, r: dict) -> str:
-    t = r["throughput"]
-    lat = r["latency"]
-    return (f"{label:28s} thr rows {t['n']:4d} MAPE {t['mape']:.1%} within25 {t['within_25pct']:.1%} | "
-            f"lat rows {lat['n']:4d} MAPE {lat['mape'] if lat['mape'] is not None else float('nan'):.1%} | "
-            f"top-1 {r['top1_match'] if r['top1_match'] is not None else float('nan'):.1%} "
-            f"mean regret {r['mean_regret'] if r['mean_regret'] is not None else float('nan'):.1%} "
-            f"worst {r['worst_regret'] if r['worst_regret'] is not None else float('nan'):.1%}")
+    t, lat = r["throughput"], r["latency"]
+    return (f"{label:28s} thr rows {t['n']:4d} MAPE {_pct(t['mape'])} within25 {_pct(t['within_25pct'])} | "
+            f"lat rows {lat['n']:4d} MAPE {_pct(lat['mape'])} within25 {_pct(lat['within_25pct'])} | "
+            f"top-1 {_pct(r['top1_match'])} mean regret {_pct(r['mean_regret'])} worst {_pct(r['worst_regret'])}")
 
 
 def main(argv=None) -> int:

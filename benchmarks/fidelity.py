@@ -645,10 +645,14 @@ def read_all(paths: str | Path | Sequence[str | Path]) -> list[Row]:
 
 
 def run(path: str | Path | Sequence[str | Path], *, holdout_gpu: str | None = None, source: str | None = None,
-        predictor: Predictor | None = None) -> dict:
+        predictor: Predictor | None = None, exclude_sources: Sequence[str] = ()) -> dict:
     """Read, filter, predict and summarise. Raises :class:`CsvError` on bad input."""
     rows = read_all(path)
-    selected = rows
+    unknown = sorted(set(exclude_sources) - {r.source_id for r in rows})
+    if unknown:
+        raise CsvError(f"{path}: --exclude-source {unknown[0]!r} matches no row; fix: use one of: "
+                       + ", ".join(sorted({r.source_id for r in rows})))
+    selected = [r for r in rows if r.source_id not in exclude_sources]
     if holdout_gpu is not None:
         want = _canonical_gpu(holdout_gpu)
         selected = [r for r in selected if _canonical_gpu(r.gpu) == want]
@@ -676,7 +680,8 @@ def run(path: str | Path | Sequence[str | Path], *, holdout_gpu: str | None = No
     report["data"] = str(path) if isinstance(path, (str, Path)) else " + ".join(str(p) for p in path)
     report["rows_in_file"] = len(rows)
     report["rows_outside_filter"] = len(rows) - len(selected)
-    report["filters"] = {"holdout_gpu": holdout_gpu, "source": source}
+    report["filters"] = {"holdout_gpu": holdout_gpu, "source": source,
+                         "exclude_source": ", ".join(exclude_sources) or None}
     report["evaluate_calls"] = pred.evaluate_calls
     return report
 
@@ -771,11 +776,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object (sorted keys)")
     ap.add_argument("--holdout-gpu", metavar="NAME", help="report only the rows of this GPU")
     ap.add_argument("--source", metavar="ID", help="report only the rows of this source_id")
+    ap.add_argument("--exclude-source", metavar="ID", action="append", default=[],
+                    help="leave out the rows of this source_id (repeatable)")
     ap.add_argument("--timing", action="store_true", help="print the wall time to stderr")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        report = run(args.data, holdout_gpu=args.holdout_gpu, source=args.source)
+        report = run(args.data, holdout_gpu=args.holdout_gpu, source=args.source,
+                     exclude_sources=args.exclude_source)
     except CsvError as e:
         print(f"fidelity: {e}", file=sys.stderr)
         return 2

@@ -155,9 +155,10 @@ def _common_model_options(f):
 @click.option("--expert-imbalance", type=float, metavar="X",
               help="MoE: the busiest expert-parallel rank's routed tokens over the mean (1 = balanced; "
                    "default: uniform random routing).")
-@click.option("--disaggregation", type=click.Choice(["auto", "off", "only"]), default="auto", show_default=True,
+@click.option("--disaggregation", type=click.Choice(["auto", "off", "only"]), default=None,
               help="Prefill/decode pools: auto lets the solver weigh them against unified replicas "
-                   "(objectives throughput, min-gpus, min-cost); only plans pools alone.")
+                   "(objectives throughput, min-gpus, min-cost); only plans pools alone.  [default: auto; "
+                   "off with --emit to a target that writes no pools]")
 @click.option("--time-limit-s", type=float, default=10.0, show_default=True, help="Solver time limit.")
 @click.option("--workers", type=int, default=1, show_default=True, help="CP-SAT search workers.")
 @click.option("--seed", type=int, default=0, show_default=True, help="CP-SAT random seed.")
@@ -207,6 +208,11 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
         raise InputError("--emit writes one plan's launch files; drop --top-k/--pareto", source="--emit")
     if emit_target:
         _check_out_dir(emit_dir if emit_dir is not None else f"launch-{emit_target}", "--emit-dir")
+    if disaggregation is None:
+        # offer only what the launch files asked for can run: pools need a target that writes them
+        from planner.emit import POOL_TARGETS
+
+        disaggregation = "off" if emit_target and emit_target not in POOL_TARGETS else "auto"
     if progress is None:
         progress = not quiet and sys.stderr.isatty()
     status_line = _StatusLine(sys.stderr) if progress and not quiet else None

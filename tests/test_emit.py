@@ -521,6 +521,8 @@ def test_cli_emit_inexpressible_plan_writes_nothing(plans, tmp_path):
     g = base.replica_groups[0]
     pp, layers = g.strategy.pp, sum(g.strategy.layer_split)
     back_loaded = [layers // pp] * (pp - 1) + [layers - layers // pp * (pp - 1)]  # not TensorRT-LLM's split
+    if len(set(back_loaded)) == 1:  # an even split: move one layer from the first stage to the last
+        back_loaded = [back_loaded[0] - 1, *back_loaded[1:-1], back_loaded[-1] + 1]
     assert back_loaded != sorted(back_loaded, reverse=True)
     bad = base.model_copy(update={"replica_groups": [g.model_copy(update={"strategy": g.strategy.model_copy(
         update={"layer_split": back_loaded})})]})

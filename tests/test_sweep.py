@@ -32,7 +32,7 @@ grid:
   model: [llama-3.1-8b, mistral-7b]
   tpot_ms: [null, 50]
 cases:
-  - {topology: dgx-h100x1, model: llama-3.1-8b, tpot_ms: 5}
+  - {topology: dgx-h100x1, model: llama-3.1-8b, tpot_ms: 2}
   - {topology: pcie-l40sx1, model: no-such-model}
 """
 GRID_ROWS = 8
@@ -112,7 +112,7 @@ def test_failing_rows_are_rows(reference_csv):
     rows = rows_of(reference_csv.decode())
     infeasible, bad = rows[GRID_ROWS], rows[GRID_ROWS + 1]
     with pytest.raises(api.InfeasibleError) as e:
-        api.search(topology="dgx-h100x1", model="llama-3.1-8b", isl=512, osl=128, tpot_ms=5, time_limit_s=5)
+        api.search(topology="dgx-h100x1", model="llama-3.1-8b", isl=512, osl=128, tpot_ms=2, time_limit_s=5)
     assert infeasible["status"] == "infeasible"
     assert infeasible["message"] == str(e.value)
     assert infeasible["gpus_used"] == "" and infeasible["replica_groups"] == ""

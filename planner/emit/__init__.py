@@ -30,6 +30,7 @@ HF_MODELS: dict[str, tuple[str, str]] = {
     "falcon-180b": ("tiiuae/falcon-180B-chat", "bf16"),
     "gpt-j-6b": ("EleutherAI/gpt-j-6b", "bf16"),
     "gpt-oss-120b": ("openai/gpt-oss-120b", "fp4"),
+    "llama-2-13b": ("meta-llama/Llama-2-13b-chat-hf", "bf16"),
     "llama-2-70b": ("meta-llama/Llama-2-70b-chat-hf", "bf16"),
     "llama-2-7b": ("meta-llama/Llama-2-7b-chat-hf", "bf16"),
     "llama-3.1-405b": ("meta-llama/Llama-3.1-405B-Instruct", "bf16"),
