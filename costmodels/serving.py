@@ -335,8 +335,15 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     # (output tokens - 1), never sees a request's own prompt: its steps carry the other
     # requests' prompts only, (b - 1) / micro * isl / osl tokens per step. At a batch of 1 that
     # is a pure decode step, however long the prompt.
+    evens: dict[float, tuple[StepTime, float, int]] = {}
+
     def even(prefill_tokens: float) -> tuple[StepTime, float, int]:
         """Every step carrying ``prefill_tokens`` prompt tokens besides the decodes."""
+        if prefill_tokens not in evens:
+            evens[prefill_tokens] = _even(prefill_tokens)
+        return evens[prefill_tokens]
+
+    def _even(prefill_tokens: float) -> tuple[StepTime, float, int]:
         # The token budget is per scheduler: one per attention group under attention DP.
         n_steps = steps_for_tokens((per_micro + prefill_tokens) / s.attention_dp, s.max_num_batched_tokens)
         # Pipeline send: each TP rank sends its 1/tp slice of the hidden states to the same

@@ -64,7 +64,8 @@ SKIPPED = {
     "nvidia-smi topo -m > node0.txt": "needs a GPU machine; node0.txt is a fixture here (INPUT_FILES)",
     "NCCL_TOPO_DUMP_FILE=node0.xml ...": "needs a GPU machine running NCCL; node0.xml is a fixture here",
     "python benchmarks/calibrate.py": "a Powell fit over all rows, about 2 minutes on 2 cores",
-    "python benchmarks/calibrate.py --holdout-gpus --holdout-only": "one fit per GPU type, over 10 minutes",
+    "python benchmarks/calibrate.py --holdout-gpus --holdout-sources --holdout-only --max-evals 100 --only NAME...":
+        "one fit per GPU type or source left out, several minutes each",
     "python benchmarks/solve_scaling.py": "plans fleets up to 16,368 GPUs, about a minute; timings vary by machine",
     "python benchmarks/solve_scaling.py --disaggregation off": "as above",
     "python benchmarks/robustness.py": "one process per bad input and fleets up to 16,368 GPUs, minutes",
