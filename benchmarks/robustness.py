@@ -277,12 +277,13 @@ def main() -> None:
                     print(f"  NOT CLEAN {r['id']}: {r['why']}  [{r.get('stderr', '')}]")
             print()
     if not a.skip_emitters:
+        t0 = time.perf_counter()
         rows = emitter_corpus()
-        summary = emitter_summary(rows)
+        summary = {**emitter_summary(rows), "wall_s": round(time.perf_counter() - t0, 1)}
         out["emitters"] = {**summary, "failures": [r for r in rows if not r["clean"]]}
         if not a.json:
             print(f"Emitter payload corpus: {summary['handled_cleanly']} of {summary['cases']} cases handled cleanly "
-                  f"(target: all); payloads run: {summary['payloads_run']} (target: 0)")
+                  f"(target: all); payloads run: {summary['payloads_run']} (target: 0); {summary['wall_s']:.0f} s")
             for how, n in summary["by_outcome"].items():
                 print(f"  {n:4d} {how}")
             for r in rows:
