@@ -489,6 +489,21 @@ HOSTILE_CASES: list[Case] = [
 ]
 
 
+# a file with node groups only: four nodes a0..a3, then a second group whose prefix and type vary
+GROUPS_ONLY = """name: groups-only
+node_types:
+  h100:
+    gpu: H100-SXM-80GB
+    gpus_per_node: 8
+    fabric: {{kind: nvswitch, nvlink_bandwidth_gbyte_per_s: 450}}
+    nics: {{count: 8, bandwidth_gbit_per_s: 400}}
+node_groups:
+  - {{prefix: a, count: 4, type: h100}}
+  - {{prefix: {second}, count: 2, type: {type}}}
+network: {{kind: single-switch}}
+"""
+
+
 CASES: list[Case] = [
     # --- topology files: syntax ---
     topo("truncated.yaml", "invalid YAML", "line 11"),
@@ -696,6 +711,13 @@ CASES: list[Case] = [
           mentions=("--emit sglang",), regression="said 'use --target sglang', a flag search does not have"),
     # -- issue 12 section 4: hostile inputs --
     *HOSTILE_CASES,
+    # -- issue 12 section 5: a message naming the wrong field --
+    generated("node-group-unknown-type", _write("groups.yaml", GROUPS_ONLY.format(second="b", type="h1000")),
+              "node_groups[1].type", "(node 'b0')", "'h1000'",
+              regression="said nodes[4].type for a file with only node_groups"),
+    generated("node-group-duplicate-name", _write("groups.yaml", GROUPS_ONLY.format(second="a", type="h100")),
+              "node_groups[1].prefix", "(node 'a0')", "also node_groups[0]",
+              regression="said nodes[4].name for a file with only node_groups"),
 ]
 
 

@@ -83,6 +83,12 @@ COMBOS = [("unified", "vllm", False), ("unified", "sglang", False), ("unified-ev
 
 @pytest.fixture(scope="module")
 def plans() -> dict[str, Plan]:
+    return build_plans()
+
+
+def build_plans() -> dict[str, Plan]:
+    """The plans of SEARCHES (and two trtllm variants), read back as a plan file would be
+    (benchmarks/robustness.py builds its hostile plans from the same)."""
     out = {}
     for name, kw in SEARCHES.items():
         p = api.search(**kw, time_limit_s=10.0, workers=1, seed=0)
@@ -157,8 +163,12 @@ def _refusal_allowed(field: str, target: str) -> bool:
 
 @pytest.fixture(scope="module")
 def stub_bin(tmp_path_factory) -> Path:
-    """Programs the launch files call: each appends its name and argv (NUL-separated) to $STUB_LOG."""
-    d = tmp_path_factory.mktemp("stub-bin")
+    return write_stub_bin(tmp_path_factory.mktemp("stub-bin"))
+
+
+def write_stub_bin(d: Path) -> Path:
+    """Programs the launch files call, written into ``d``: each appends its name and argv
+    (NUL-separated) to $STUB_LOG."""
     for name in STUBS:
         p = d / name
         p.write_text(f"#!/bin/bash\n{{ printf '%s\\0' \"${{0##*/}}\" \"$@\" '{END}'; }} >> \"$STUB_LOG\"\nexit 0\n")
@@ -168,8 +178,11 @@ def stub_bin(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def stub_ray(tmp_path_factory) -> Path:
-    """A ``ray`` package that records the calls ray_placement.py makes ($RAY_STUB_LOG)."""
-    d = tmp_path_factory.mktemp("stub-ray")
+    return write_stub_ray(tmp_path_factory.mktemp("stub-ray"))
+
+
+def write_stub_ray(d: Path) -> Path:
+    """A ``ray`` package, written into ``d``, that records the calls ray_placement.py makes ($RAY_STUB_LOG)."""
     (d / "ray" / "util").mkdir(parents=True)
     (d / "ray" / "__init__.py").write_text(
         "import json, os\n"

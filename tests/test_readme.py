@@ -69,6 +69,8 @@ SKIPPED = {
     "python benchmarks/solve_scaling.py": "plans fleets up to 16,368 GPUs, about a minute; timings vary by machine",
     "python benchmarks/solve_scaling.py --disaggregation off": "as above",
     "python benchmarks/robustness.py": "one process per bad input and fleets up to 16,368 GPUs, minutes",
+    "python benchmarks/robustness.py --skip-large": "one process per bad input and per emitter payload case, "
+                                                    "about ten minutes on 2 cores",
 }
 
 COMMAND_START = re.compile(r"^(plan-search|python3?|pip|nvidia-smi|NCCL_\w+=)\b")

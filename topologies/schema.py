@@ -239,24 +239,43 @@ class TopologySpec(_Strict):
                              f"topology")
         return self
 
+    def node_fields(self) -> list[str]:
+        """Where each node of :meth:`all_nodes` comes from in the file, for messages:
+        ``nodes[3]``, or ``node_groups[1] (node 'gpu12')`` for a node a group expands to."""
+        out = [f"nodes[{i}]" for i in range(len(self.nodes))]
+        for j, g in enumerate(self.node_groups):
+            out += [f"node_groups[{j}] (node '{g.prefix}{i}')" for i in range(g.count)]
+        return out
+
+    @staticmethod
+    def _field(where: str, attr: str) -> str:
+        """``nodes[3].type``, or ``node_groups[1].type (node 'gpu12')``: the key the message is about.
+        A group's node name is made from its ``prefix``."""
+        if where.startswith("nodes["):
+            return f"{where}.{attr}"
+        group, _, node = where.partition(" ")
+        return f"{group}.{'prefix' if attr == 'name' else attr} {node}"
+
     @model_validator(mode="after")
     def _cross_references(self) -> TopologySpec:
         nodes = self.all_nodes()
         if not nodes:
             raise ValueError("no nodes: give 'nodes' or 'node_groups'")
-        seen: set[str] = set()
-        for i, n in enumerate(nodes):
+        wheres = self.node_fields()
+        seen: dict[str, str] = {}
+        for where, n in zip(wheres, nodes):
             if n.name in seen:
-                raise ValueError(f"nodes[{i}].name: duplicate node name {n.name!r}")
-            seen.add(n.name)
+                raise ValueError(f"{self._field(where, 'name')}: duplicate node name {n.name!r} (also "
+                                 f"{seen[n.name].partition(' ')[0]})")
+            seen[n.name] = where
             if n.type not in self.node_types:
                 known = ", ".join(sorted(self.node_types))
-                raise ValueError(f"nodes[{i}].type: unknown node type {n.type!r} (declared: {known})")
+                raise ValueError(f"{self._field(where, 'type')}: unknown node type {n.type!r} (declared: {known})")
             count = self.node_types[n.type].gpus_per_node
             for g in n.unavailable_gpus:
                 if not 0 <= g < count:
                     raise ValueError(
-                        f"nodes[{i}].unavailable_gpus: GPU index {g} out of range 0..{count - 1}")
+                        f"{self._field(where, 'unavailable_gpus')}: GPU index {g} out of range 0..{count - 1}")
         for name, nt in self.node_types.items():
             for a, b in nt.fabric.pairs:
                 for g in (a, b):
@@ -285,15 +304,15 @@ class TopologySpec(_Strict):
             if self.node_types[by_name[n].type].fabric.kind != "nvlink-domain":
                 raise ValueError(f"nvlink_domains: node {n!r} is in domain {dom!r} but its node "
                                  f"type's fabric kind is not 'nvlink-domain'")
-        for n in nodes:
+        for where, n in zip(wheres, nodes):
             if self.node_types[n.type].fabric.kind == "nvlink-domain" and n.name not in in_domain:
-                raise ValueError(f"nodes: node {n.name!r} has fabric kind 'nvlink-domain' but is "
-                                 f"in no entry of 'nvlink_domains'")
+                raise ValueError(f"{where.partition(' ')[0]}: node {n.name!r} has fabric kind 'nvlink-domain' "
+                                 f"but is in no entry of 'nvlink_domains'")
         if len(nodes) > 1 and self.network.kind != "none":
-            for n in nodes:
+            for where, n in zip(wheres, nodes):
                 if self.node_types[n.type].nics is None and n.name not in in_domain:
-                    raise ValueError(f"node_types.{n.type}.nics: node {n.name!r} has no NICs, so "
-                                     f"it cannot reach the other nodes; add 'nics'")
+                    raise ValueError(f"node_types.{n.type}.nics: node {n.name!r} ({where.partition(' ')[0]}) has "
+                                     f"no NICs, so it cannot reach the other nodes; add 'nics'")
         if len(nodes) > 1 and self.network.kind == "none":
             domains = {in_domain.get(n.name, n.name) for n in nodes}
             if len(domains) > 1:
