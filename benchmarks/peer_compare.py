@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tabulate import tabulate
@@ -280,58 +280,107 @@ def combine(prices: list[Price], configs: list[Config]) -> Price:
 
 _TPOT_METRICS = ("tpot_ms_mean", "itl_ms_mean", "itl_ms_p50")
 _TPUT_METRICS = ("output_tok_per_s_per_gpu", "total_output_tok_per_s")
+_TTFT_METRICS = ("ttft_ms_mean", "ttft_ms", "ttft_ms_p50")
 
 
 def _published_rows() -> list[dict]:
+    """Both data files' rows, each with the concurrency it ran at when that can be known (see below)."""
     rows = []
     for name in ("benchmarks.csv", "latency.csv"):
         with (DATA / name).open() as f:
             rows += [dict(r, file=name) for r in csv.DictReader(f)]
+    _add_littles_law_concurrency(rows)
     return rows
 
 
+def _run_key(r: dict) -> tuple:
+    rate = re.search(r"request_rate_qps=(\S+)", r["notes"])
+    return (r["source_id"], r["model"], r["precision"], r["gpu"], r["tp"], r["isl"], r["osl"], rate and rate.group(1))
+
+
+def _add_littles_law_concurrency(rows: list[dict]) -> None:
+    """Rows measured at a request rate state no batch; their mean concurrency is requests/s x mean
+    end-to-end latency (TTFT + (OSL - 1) x ITL) of the same run (Little's law on published figures)."""
+    runs: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        runs.setdefault(_run_key(r), {})[r["metric"]] = float(r["value"])
+    for r in rows:
+        m = runs[_run_key(r)]
+        r["concurrency"] = int(r["max_batch_or_concurrency"]) if r["max_batch_or_concurrency"].isdigit() else None
+        if r["concurrency"] is None and {"req_per_s", "ttft_ms_mean", "itl_ms_mean"} <= m.keys():
+            e2e_s = (m["ttft_ms_mean"] + (int(r["osl"]) - 1) * m["itl_ms_mean"]) / 1e3
+            r["concurrency"] = max(1, round(m["req_per_s"] * e2e_s))
+            r["concurrency_from"] = "Little's law"
+
+
 def _distance(r: dict, sc: Scenario, c: Config) -> float:
-    """How far a measurement's set-up is from the configuration: log ratios of ISL, OSL and batch, and
-    penalties for a farther model family, another precision, or an unstated batch."""
+    """How far a measurement's set-up is from the configuration: log ratios of ISL, OSL, batch and TP,
+    and penalties for a farther model family, another precision, or an unknown batch."""
     d = abs(math.log(max(int(r["isl"]), 1) / sc.isl)) + abs(math.log(max(int(r["osl"]), 1) / sc.osl))
+    d += 2.0 * abs(math.log2(int(r["tp"]) / c.tp))
     d += 0.5 * sc.families.index(r["model"])
     d += 0.0 if r["precision"].lower() == sc.weight_dtype.lower() else 0.5
-    b = r["max_batch_or_concurrency"]
-    d += abs(math.log(int(b) / c.batch)) if b.isdigit() and int(b) > 0 else 1.0
+    d += abs(math.log(r["concurrency"] / c.batch)) if r["concurrency"] else 1.0
     return d
 
 
 def nearest_published(rows: list[dict], sc: Scenario, c: Config, metrics: tuple[str, ...]) -> dict | None:
-    """The closest measurement (same family, GPU and TP per replica) of one of ``metrics``, or None.
-    Throughput is given per GPU (total output tokens/s over the row's GPUs)."""
+    """The closest measurement of one of ``metrics`` for the same model family and GPU (another TP
+    only when no row has this one; the row's TP is shown), or None. Throughput is given per GPU."""
     cands = [r for r in rows if r["model"] in sc.families and r["gpu"] == sc.gpu and r["metric"] in metrics
-             and r["tp"] == str(c.tp) and r["pp"] in ("", "1")]
+             and r["tp"].isdigit() and r["pp"] in ("", "1")]
     if not cands:
         return None
-    r = min(cands, key=lambda r: (_distance(r, sc, c), r["source_id"], r["isl"], r["osl"]))
+    r = min(cands, key=lambda r: (_distance(r, sc, c), r["source_id"], r["isl"], r["osl"], r["notes"]))
     value = float(r["value"])
     if r["metric"] == "total_output_tok_per_s":
         value /= int(r["num_gpus"] or r["tp"])
     return {"source": r["source_id"], "file": r["file"], "model": r["model"], "precision": r["precision"],
-            "tp": int(r["tp"]), "isl": int(r["isl"]), "osl": int(r["osl"]),
-            "batch": r["max_batch_or_concurrency"] or None, "metric": r["metric"], "value": round(value, 2),
-            "notes": r["notes"][:160]}
+            "tp": int(r["tp"]), "isl": int(r["isl"]), "osl": int(r["osl"]), "concurrency": r["concurrency"],
+            "concurrency_from": r.get("concurrency_from", "stated" if r["concurrency"] else None),
+            "metric": r["metric"] + ("/GPU" if r["metric"] == "total_output_tok_per_s" else ""),
+            "value": round(value, 2), "notes": r["notes"][:160]}
 
 
 def disagreements(rows: list[dict], sc: Scenario, who: str, c: Config, ours: Price, peer: Price) -> list[dict]:
-    """Where our model and the peer's price the same configuration > 15 % apart: both figures and the
-    nearest published measurement of that quantity."""
+    """Where our model and the peer's price the same configuration > 15 % apart (TPOT, throughput,
+    and TTFT): both figures and the nearest published measurement of that quantity."""
     out = []
     if ours.error or peer.error:
         return out
     for what, a, b, metrics in (("TPOT ms", ours.tpot_ms, peer.tpot_ms, _TPOT_METRICS),
-                                ("tok/s/GPU", ours.tok_s_gpu, peer.tok_s_gpu, _TPUT_METRICS)):
+                                ("tok/s/GPU", ours.tok_s_gpu, peer.tok_s_gpu, _TPUT_METRICS),
+                                ("TTFT ms", ours.ttft_ms, peer.ttft_ms, _TTFT_METRICS)):
         ratio = a / b if b else math.inf
         if abs(ratio - 1) > DISAGREE:
             out.append({"scenario": sc.name, "pick": who, "config": c.label(), "quantity": what,
                         "ours": a, "peer": b, "ours_over_peer": round(ratio, 3),
                         "published": nearest_published(rows, sc, c, metrics)})
     return out
+
+
+_FIELD = {"TPOT ms": "tpot_ms", "tok/s/GPU": "tok_s_gpu", "TTFT ms": "ttft_ms"}
+TRTLLM_DEFAULT_MAX_NUM_TOKENS = 8192  # trtllm-serve's --max_num_tokens default
+
+
+def price_published(aic_bin: str, sc: Scenario, found: list[dict]) -> None:
+    """Price the set-up of each nearest published row with both models, so the measurement can be
+    compared with predictions of the very configuration it measured. Only rows of the scenario's own
+    model and precision with a known concurrency (stated, or by Little's law) are priced; the
+    concurrency is the batch, the token budget trtllm-serve's default. Adds ``published.priced``."""
+    cache: dict[tuple, tuple[Price, Price]] = {}
+    for d in found:
+        p = d["published"]
+        if not p or not p["concurrency"] or p["model"] != sc.families[0] or p["precision"].lower() != sc.weight_dtype:
+            continue
+        key = (p["tp"], p["isl"], p["osl"], p["concurrency"])
+        if key not in cache:
+            at = replace(sc, isl=p["isl"], osl=p["osl"])
+            c = Config(tp=p["tp"], batch=p["concurrency"], ctx_tokens=TRTLLM_DEFAULT_MAX_NUM_TOKENS)
+            cache[key] = (ps_evaluate(at, c), aic_estimate(aic_bin, at, c))
+        ours, peer = cache[key]
+        f = _FIELD[d["quantity"]]
+        p["priced"] = {"ours": getattr(ours, f), "peer": getattr(peer, f)}
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -350,6 +399,7 @@ def compare(aic_bin: str, sc: Scenario, rows: list[dict]) -> dict:
         found += disagreements(rows, sc, "plan-search", ours.configs[0], ours.own, ours_by_peer)
     if theirs.configs and theirs_by_ours:
         found += disagreements(rows, sc, "peer", theirs.configs[0], theirs_by_ours, theirs.own)
+    price_published(aic_bin, sc, found)
     return {
         "scenario": asdict(sc),
         "plan_search": {"pick": [asdict(c) for c in ours.configs], "note": ours.note, "wall_s": round(ours.wall_s, 2),
@@ -405,11 +455,16 @@ def print_report(results: list[dict]) -> None:
     rows = []
     for d in found:
         p = d["published"]
+        conc = "?" if not p or not p["concurrency"] else (
+            f"~{p['concurrency']}" if p["concurrency_from"] == "Little's law" else str(p["concurrency"]))
         pub = (f"{p['value']:g} {p['metric']} ({p['source']}: {p['model']} {p['precision']} tp{p['tp']} "
-               f"{p['isl']}/{p['osl']} batch {p['batch'] or '?'})") if p else "no published row (same family, GPU, TP)"
+               f"{p['isl']}/{p['osl']} conc {conc})") if p else "no published row (same family and GPU)"
+        if p and p.get("priced") and None not in p["priced"].values():
+            pub += f"; that set-up priced: ours {p['priced']['ours']:.4g}, peer {p['priced']['peer']:.4g}"
         rows.append([d["scenario"], d["pick"], d["config"], d["quantity"], f"{d['ours']:.2f}", f"{d['peer']:.2f}",
                      d["ours_over_peer"], pub])
-    print(f"Configurations the two models price more than {DISAGREE:.0%} apart, with the nearest published measurement:")
+    print(f"Configurations the two models price more than {DISAGREE:.0%} apart, with the nearest published measurement "
+          "(conc ~N: concurrency by Little's law from the run's req/s, TTFT and ITL):")
     print(tabulate(rows, ["scenario", "pick", "config", "quantity", "ours", "peer", "ours/peer", "nearest published"],
                    tablefmt="github", disable_numparse=True))
 
