@@ -211,10 +211,8 @@ def _per_gpu_bound(cands: list[Candidate], value, total_gpus: int) -> int:
 
 
 def _pool_tput(c: Candidate, osl: int) -> int:
-    """What one prefill or decode replica sustains, as output tokens/s of the requests it serves: its
-    full capacity, the same rule as a unified replica's throughput (``_tput``); the utilisation cap
-    that keeps queueing within the TTFT target applies to the request rate (``_qps``) of both kinds."""
-    return int(math.floor(c.metrics.requests_per_s * osl * THROUGHPUT_SCALE))
+    """What one prefill or decode replica sustains, as output tokens/s of the requests it serves."""
+    return int(math.floor(c.usable_requests_per_s * osl * THROUGHPUT_SCALE))
 
 
 def _tput(c: Candidate) -> int:
