@@ -1,15 +1,16 @@
 """Every efficiency and overhead constant of the cost model, in one place, each with its reason.
 
 Nothing else in ``costmodels/`` holds a tunable number. A constant here is a runtime's
-documented default, or a figure FITTED to published measurements, marked ``[fitted]``:
-``python benchmarks/calibrate.py --data benchmarks.csv`` fitted them jointly (Powell's
-method, mean |log error| per metric family plus the spread of errors inside each layout
-group) on all 571 rows of the reference table ``benchmarks.csv`` (TensorRT-LLM
-perf-overview v0.17 commit 258c7540, performance page v0.9.0, online serving v0.14; see
-the project README for the figures), within physically plausible bounds. Where a fit sits
-on its bound, the bound is the reason (it says so). ``benchmarks/fidelity.py`` measures the
-result; ``calibrate.py --holdout-gpus`` refits without each GPU type to show how the model
-does on hardware it was not fitted to.
+documented default, a figure read off a measurement (the collectives: see
+``costmodels/data/collectives.csv`` and the constants below it), or a figure FITTED to
+published measurements, marked ``[fitted]``. ``python benchmarks/calibrate.py`` fits those
+jointly (Powell's method, mean |log error| per metric family plus the spread of errors inside
+each layout group) on the rows of ``benchmarks/data/benchmarks.csv`` and
+``benchmarks/data/latency.csv`` the model can price, except the sources in
+``calibrate.FIT_EXCLUDED_SOURCES`` (each with its reason), within physically plausible bounds.
+Where a fit sits on its bound, the bound is the reason (it says so). ``benchmarks/fidelity.py``
+measures the result; ``calibrate.py --holdout-gpus --holdout-sources`` refits without each GPU
+type or source to show how the model does on data it was not fitted to (README figures).
 """
 from __future__ import annotations
 
@@ -61,9 +62,9 @@ HBM_EFFICIENCY = 0.8058
 #: (FlashAttention-2/3, TensorRT-LLM's FMHA) reach.
 ATTENTION_EFFICIENCY = 0.75
 
-#: [fitted] Fixed cost of one engine step: scheduling, sampling, input preparation, kernel
-#: launches (bounds 10 us-3 ms per step, 0.1-20 us per layer). 1.9 ms per step is more
-#: than CUDA-graph launches alone: it carries TensorRT-LLM's per-iteration scheduling and
+#: [fitted; the per-layer figure on its upper bound] Fixed cost of one engine step: scheduling,
+#: sampling, input preparation, kernel launches (bounds 10 us-3 ms per step, 0.1-20 us per layer).
+#: 1.5 ms per step is more than CUDA-graph launches alone: it carries TensorRT-LLM's per-iteration scheduling and
 #: the small kernels (norms, rotary, sampling) the roofline does not price.
 STEP_OVERHEAD_S = 1503 * US
 LAYER_OVERHEAD_S = 20.0 * US
@@ -77,8 +78,8 @@ LAYER_OVERHEAD_S = 20.0 * US
 #: work in C++ per request and iteration. Not measurable from kernel tables, hence fitted.
 SEQUENCE_OVERHEAD_S = 7.909 * US
 
-#: [fitted] Share of the dense GEMM efficiency grouped (MoE expert) GEMMs reach (bounds
-#: 0.10-1.00): experts' GEMMs are many small ones launched together, with routing,
+#: [fitted, on its upper bound 1.0] Share of the dense GEMM efficiency grouped (MoE expert)
+#: GEMMs reach (bounds 0.10-1.00): experts' GEMMs are many small ones launched together, with routing,
 #: permutation and un-permutation around them.
 MOE_GEMM_EFFICIENCY = 1.0
 

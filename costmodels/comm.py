@@ -1,8 +1,10 @@
 """Collective and point-to-point communication times over a :class:`topologies.graph.Link`.
 
 The link is what the topology graph reports for the group: its slowest hop's per-direction
-bandwidth and that hop's latency. NCCL and the runtimes' own all-reduce kernels reach
-``COLLECTIVE_EFFICIENCY`` of it.
+bandwidth and that hop's latency. The all-reduce follows each runtime's own path (its
+peer-memory kernels or NCCL) with constants read off NVIDIA's measured op tables
+(``costmodels/data/collectives.csv``); the other collectives reach ``COLLECTIVE_EFFICIENCY`` of
+the link, NCCL's measured ring efficiency.
 """
 from __future__ import annotations
 
