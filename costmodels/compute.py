@@ -160,7 +160,8 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         head_params = model.lm_head_params() or model.embedding_params()
         head = head_params / at
         group_decode = decode_tokens / dp
-        linear_s += max(2 * max(group_decode, 1) * head / (gpu.bf16_flop_per_s * matmul_efficiency(group_decode / steps)),
+        rows = max(group_decode, 1.0)  # a group that samples has at least one row: count it so in both terms
+        linear_s += max(2 * rows * head / (gpu.bf16_flop_per_s * matmul_efficiency(max(rows / steps, 1.0))),
                         steps * head * 2.0 / hbm)
 
     # Attention: FLOPs QK^T and AV over the attended context; decode reads the KV cache.
