@@ -15,9 +15,9 @@ from pathlib import Path
 from costmodels.hardware import GPU, get_gpu
 from costmodels.memory import weight_bytes
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import (ClosedLoopMetrics, LoadedMetrics, Links, ReplicaMetrics, Strategy, effective_strategy, evaluate_prefill,
-                                evaluate_replica, kv_transfer_s, serve_at_concurrency, serve_at_rate, stages,
-                                tail_latency, ttft_under_load_s, validate_strategy)
+from costmodels.serving import (ClosedLoopMetrics, LoadedMetrics, Links, ReplicaMetrics, Strategy, effective_strategy,
+                                evaluate_prefill, evaluate_replica, kv_transfer_s, serve_at_concurrency, serve_at_rate,
+                                stages, tail_latency, ttft_under_load_s, validate_strategy)
 from costmodels import calibration as cal
 from costmodels.units import DTYPES, GIB, dtype_bytes
 from planner import schema as S

@@ -30,7 +30,9 @@ def _ranks_line(ranks) -> str:
 
 def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     i = plan.inputs
-    slo = ", ".join(f"{k} <= {v:g}" for k, v in (("TTFT ms", i.slo.ttft_ms), ("TPOT ms", i.slo.tpot_ms)) if v) or "none"
+    slo = ", ".join(f"{k} <= {v:g}" for k, v in (("TTFT ms", i.slo.ttft_ms), ("TPOT ms", i.slo.tpot_ms),
+                                                             ("TTFT p99 ms", i.slo.ttft_p99_ms),
+                                                             ("TPOT p99 ms", i.slo.tpot_p99_ms)) if v) or "none"
     lines = [
         f"plan-search: {i.model.name} on {i.topology.name} "
         f"({i.topology.gpus_available}/{i.topology.gpus_total} GPUs free)",
