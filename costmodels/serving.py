@@ -680,3 +680,50 @@ def static_batch(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int
     e2e = ttft + max(osl - 1, 0) * tpot
     return StaticBatchMetrics(batch=batch, fits=fits, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
                               output_tokens_per_s=batch * osl / e2e, requests_per_s=batch / e2e)
+
+
+# -- tail latencies (p99 SLOs) -------------------------------------------------------------------
+
+#: The quantile the planner's tail SLOs (``--tpot-p99-ms``, ``--ttft-p99-ms``) are priced at.
+TAIL_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class TailLatency:
+    """p99 TPOT and the unloaded p99 TTFT of one replica at its batch, and the extra wait the
+    p99 TTFT carries over the mean (add it to the mean TTFT, queued or not)."""
+
+    tpot_p99_s: float  # 0 for a prefill-only replica
+    ttft_extra_s: float  # p99 TTFT - mean TTFT, before queueing
+
+    def ttft_p99_s(self, ttft_mean_s: float) -> float:
+        return ttft_mean_s + self.ttft_extra_s
+
+
+def tail_latency(model: ModelSpec, gpu: GPUs, s: Strategy, m: ReplicaMetrics, *, isl: int, osl: int,
+                 links: Links = Links(), role: str = "unified") -> TailLatency:
+    """p99 TPOT and TTFT of a replica whose mean figures are ``m`` (from :func:`evaluate_replica`
+    at ``m.batch``, or a prefill replica's metrics).
+
+    TPOT p99 is the larger of the mean TPOT and the 0.99 quantile of the step mix
+    (:func:`step_mix`): benchmarks' TPOT percentiles are over requests' own averages, never
+    below the mean, and their ITL p99 is the step a prompt chunk lands on once chunk steps
+    are more than 1 % of the steps. A decode-only replica's steps carry no chunks.
+
+    TTFT p99: a prompt arriving just after a step began waits that whole step, where the mean
+    counts half of one (at batch 1 nothing runs, so nothing is waited for); a prefill
+    replica's mean counts no wait, so its p99 adds one full step of ``max_num_batched_tokens``.
+    Under a request rate the same M/D/1 queueing factor as the mean's applies
+    (:func:`ttft_under_load_s`); the tail of the queueing wait itself is not modelled, so
+    the p99 is optimistic under heavy load.
+    """
+    if role == "prefill":
+        tokens_per_step = s.max_num_batched_tokens * s.attention_dp
+        full_step = tokens_per_step / (m.requests_per_s * max(isl, 1)) if m.requests_per_s > 0 else math.inf
+        return TailLatency(tpot_p99_s=0.0, ttft_extra_s=full_step)
+    if role == "decode":
+        return TailLatency(tpot_p99_s=m.tpot_s, ttft_extra_s=0.0)
+    s = effective_strategy(model, gpu, s, isl=isl, osl=osl)  # the token budget evaluate_replica priced
+    mix = step_mix(model, gpu, s, isl=isl, osl=osl, batch=m.batch, links=links)
+    return TailLatency(tpot_p99_s=max(m.tpot_s, mix.percentile_s(TAIL_QUANTILE)),
+                       ttft_extra_s=0.5 * m.step.total_s if m.batch > 1 else 0.0)

@@ -15,9 +15,9 @@ from pathlib import Path
 from costmodels.hardware import GPU, get_gpu
 from costmodels.memory import weight_bytes
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import (LoadedMetrics, Links, ReplicaMetrics, Strategy, effective_strategy, evaluate_prefill,
-                                evaluate_replica, kv_transfer_s, serve_at_rate, stages, ttft_under_load_s,
-                                validate_strategy)
+from costmodels.serving import (ClosedLoopMetrics, LoadedMetrics, Links, ReplicaMetrics, Strategy, effective_strategy,
+                                evaluate_prefill, evaluate_replica, kv_transfer_s, serve_at_concurrency, serve_at_rate,
+                                stages, tail_latency, ttft_under_load_s, validate_strategy)
 from costmodels import calibration as cal
 from costmodels.units import DTYPES, GIB, dtype_bytes
 from planner import schema as S
@@ -79,7 +79,8 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
                  allow_cross_domain_tp: bool = False, tp: int | None = None, pp: int | None = None,
                  ep: int | None = None, batch: int | None = None, runtime: str = "vllm",
                  check_context: bool = True, disaggregation: str = "auto", attention_dp: int | None = None,
-                 expert_imbalance: float | None = None) -> Request:
+                 expert_imbalance: float | None = None, tpot_p99_ms: float | None = None,
+                 ttft_p99_ms: float | None = None) -> Request:
     """Validate user-level arguments into a :class:`Request` (raises :class:`InputError`)."""
     _positive(isl, "--isl", allow_none=False, integer=True)
     _positive(osl, "--osl", allow_none=False, integer=True)
@@ -87,6 +88,8 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
         raise InputError(f"must be a non-negative number, got {qps!r}", source="--qps")
     _positive(ttft_ms, "--ttft-ms")
     _positive(tpot_ms, "--tpot-ms")
+    _positive(tpot_p99_ms, "--tpot-p99-ms")
+    _positive(ttft_p99_ms, "--ttft-p99-ms")
     for v, f in ((max_gpus, "--max-gpus"), (tp, "--tp"), (pp, "--pp"), (ep, "--ep"), (batch, "--batch"),
                  (attention_dp, "--attention-dp")):
         _positive(v, f, integer=True)
@@ -128,7 +131,9 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
                    kv_dtype=kd, max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
                    tp=tp, pp=pp, ep=ep, batch=batch, runtime=runtime, disaggregation=disaggregation,
                    attention_dp=attention_dp,
-                   expert_imbalance=float(expert_imbalance) if expert_imbalance is not None else None)
+                   expert_imbalance=float(expert_imbalance) if expert_imbalance is not None else None,
+                   tpot_p99_s=tpot_p99_ms / 1e3 if tpot_p99_ms else None,
+                   ttft_p99_s=ttft_p99_ms / 1e3 if ttft_p99_ms else None)
 
 
 # -- search --------------------------------------------------------------------------------------
@@ -141,7 +146,8 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
            log: bool = False, runtime: str = "vllm", control: SearchControl | None = None,
            price_per_gpu_hour: dict[str, float] | None = None, disaggregation: str = "auto",
            ep: int | None = None, attention_dp: int | None = None,
-           expert_imbalance: float | None = None) -> S.Plan:
+           expert_imbalance: float | None = None, tpot_p99_ms: float | None = None,
+           ttft_p99_ms: float | None = None) -> S.Plan:
     """Find the best plan. Raises :class:`InputError` (bad input) or :class:`InfeasibleError`.
 
     ``control`` (optional) receives progress lines and makes the search interruptible: a
@@ -156,6 +162,10 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
     MoE models: ``ep`` and ``attention_dp`` pin those degrees (None: searched);
     ``expert_imbalance`` is the busiest expert-parallel rank's routed tokens over the mean
     (None: uniform random routing, :func:`costmodels.compute.expert_load_factor`).
+
+    ``tpot_p99_ms`` and ``ttft_p99_ms`` are p99 SLOs beside the mean ones: every replica's
+    batch keeps its p99 TPOT and p99 TTFT (queueing included when ``qps`` is given) within
+    them, as :func:`costmodels.serving.tail_latency` prices them.
     """
     t_start = time.perf_counter()
     topo, spec, req, params, view, pricing = prepare(
@@ -163,7 +173,8 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
         objective=objective, weight_dtype=weight_dtype, kv_dtype=kv_dtype, max_gpus=max_gpus,
         allow_cross_domain_tp=allow_cross_domain_tp, time_limit_s=time_limit_s, workers=workers, seed=seed,
         log=log, runtime=runtime, control=control, price_per_gpu_hour=price_per_gpu_hour,
-        disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance)
+        disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance,
+        tpot_p99_ms=tpot_p99_ms, ttft_p99_ms=ttft_p99_ms)
     deadline = time.perf_counter() + params.time_limit_s
     try:
         sol, inst, placed = _solve_and_place(view, pricing.candidates, req, params, control)
@@ -192,7 +203,8 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
 
 def prepare(*, topology, model, isl, osl, qps, ttft_ms, tpot_ms, objective, weight_dtype, kv_dtype, max_gpus,
             allow_cross_domain_tp, time_limit_s, workers, seed, log, runtime, control, price_per_gpu_hour,
-            disaggregation="auto", ep=None, attention_dp=None, expert_imbalance=None):
+            disaggregation="auto", ep=None, attention_dp=None, expert_imbalance=None, tpot_p99_ms=None,
+            ttft_p99_ms=None):
     """Everything ``search`` does before the solver: validate, load, price the candidates, and
     refuse requests no candidate can meet. Returns (topology, model, request, solver params,
     cluster view, pricing)."""
@@ -201,7 +213,8 @@ def prepare(*, topology, model, isl, osl, qps, ttft_ms, tpot_ms, objective, weig
     req = make_request(spec, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms, objective=objective,
                        weight_dtype=weight_dtype, kv_dtype=kv_dtype, max_gpus=max_gpus,
                        allow_cross_domain_tp=allow_cross_domain_tp, runtime=runtime, disaggregation=disaggregation,
-                       ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance)
+                       ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance,
+                       tpot_p99_ms=tpot_p99_ms, ttft_p99_ms=ttft_p99_ms)
     _positive(time_limit_s, "--time-limit-s")
     _positive(workers, "--workers", integer=True)
     if workers > 1024:
@@ -416,6 +429,8 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
             ttft = (ttft_under_load_s(ttft_s=base, utilization=g_util) if g_util is not None else base) + xfer
         else:
             ttft = ttft_under_load_s(ttft_s=m.ttft_s, utilization=g_util) if g_util is not None else m.ttft_s
+        gpus_c = [view.gpu_of_type[x] for x in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
+        tail = tail_latency(spec, gpus_c, c.strategy, m, isl=req.isl, osl=req.osl, links=links, role=c.role)
         replicas = []
         for ri, r in enumerate(reps):
             ranks = []
@@ -426,7 +441,6 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                                         gpu_index=a["index"]))
             replicas.append(S.Replica(index=ri, ranks=ranks))
         split = [s.layer_count for s in stages(spec, c.strategy)]
-        gpus_c = [view.gpu_of_type[x] for x in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
         budget = effective_strategy(spec, gpus_c, c.strategy, isl=req.isl, osl=req.osl).max_num_batched_tokens
         group_links = {"tp": _link_out(links.tp), "pp": _link_out(links.pp)}
         if c.strategy.attention_dp > 1:
@@ -446,7 +460,9 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                                           tpot_ms=_r(m.tpot_s * 1e3), output_tokens_per_s=_r(m.output_tokens_per_s, 1),
                                           requests_per_s=_r(m.requests_per_s, 4),
                                           utilization=_r(g_util, 4) if g_util is not None else None,
-                                          kv_transfer_ms=_r(xfer * 1e3) if c.role == "prefill" else None),
+                                          kv_transfer_ms=_r(xfer * 1e3) if c.role == "prefill" else None,
+                                          tpot_p99_ms=_r(tail.tpot_p99_s * 1e3) if c.role != "prefill" else None,
+                                          ttft_p99_ms=_r(tail.ttft_p99_s(ttft) * 1e3) if c.role != "decode" else None),
             memory_per_gpu_bytes=S.MemoryOut(**m.memory.as_dict()),
             links=group_links,
             traffic_share=_r(share, 6),
@@ -473,7 +489,9 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
     inputs = S.Inputs(model=_model_ref(spec), topology=_topo_ref(topo),
                       workload=S.Workload(isl=req.isl, osl=req.osl, qps=req.qps),
                       slo=S.Slo(ttft_ms=req.ttft_s * 1e3 if req.ttft_s else None,
-                                tpot_ms=req.tpot_s * 1e3 if req.tpot_s else None),
+                                tpot_ms=req.tpot_s * 1e3 if req.tpot_s else None,
+                                tpot_p99_ms=req.tpot_p99_s * 1e3 if req.tpot_p99_s else None,
+                                ttft_p99_ms=req.ttft_p99_s * 1e3 if req.ttft_p99_s else None),
                       objective=req.objective, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
                       max_gpus=req.max_gpus, allow_cross_domain_tp=req.allow_cross_domain_tp, runtime=req.runtime,
                       price_per_gpu_hour=prices or None, expert_imbalance=req.expert_imbalance)
@@ -520,6 +538,12 @@ def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing
         parts.append(f"TTFT {req.ttft_s * 1e3:g} ms is unreachable: the fastest prompt takes "
                      f"{pricing.best_ttft_s * 1e3:.1f} ms ({pricing.best_ttft_label}); relax --ttft-ms to "
                      f"{math.ceil(pricing.best_ttft_s * 1e3 * 10) / 10:g}")
+    for what, slo, best, label, flag in (
+            ("TPOT p99", req.tpot_p99_s, pricing.best_tpot_p99_s, pricing.best_tpot_p99_label, "--tpot-p99-ms"),
+            ("TTFT p99", req.ttft_p99_s, pricing.best_ttft_p99_s, pricing.best_ttft_p99_label, "--ttft-p99-ms")):
+        if slo is not None and best > slo and math.isfinite(best):
+            parts.append(f"{what} {slo * 1e3:g} ms is unreachable: the fastest plan reaches {best * 1e3:.1f} ms "
+                         f"({label}); relax {flag} to {math.ceil(best * 1e3 * 10) / 10:g}")
     if parts:
         return "; ".join(parts)
     if pricing.candidates and req.qps:
@@ -550,6 +574,7 @@ class Evaluation:
     available_gpus: int
     reason: str | None  # why it does not fit/place, or None
     loaded: LoadedMetrics | None = None  # at the request rate, when one was given
+    closed: ClosedLoopMetrics | None = None  # under a closed loop of clients, when a concurrency was given
 
     @property
     def fits(self) -> bool:
@@ -584,7 +609,21 @@ class Evaluation:
                 "tpot_ms": _r(self.loaded.tpot_s * 1e3) if math.isfinite(self.loaded.tpot_s) else None,
                 "requests_per_s": _r(self.loaded.requests_per_s * self.dp, 4),
                 "output_tokens_per_s": _r(self.loaded.output_tokens_per_s * self.dp, 1)},
+            "at_concurrency": None if self.closed is None else self._closed_dict(),
         }
+
+    def _closed_dict(self) -> dict:
+        """The closed-loop figures: per request as one replica sees them, rates summed over the replicas."""
+        c = self.closed
+
+        def ms(x: float) -> float | None:
+            return _r(x * 1e3) if math.isfinite(x) else None
+
+        return {"concurrency": c.concurrency * self.dp, "batch_in_flight": c.batch,
+                "ttft_ms": ms(c.ttft_s), "ttft_p99_ms": ms(c.ttft_p99_s), "tpot_ms": ms(c.tpot_s),
+                "itl_p50_ms": ms(c.itl_p50_s), "itl_p99_ms": ms(c.itl_p99_s), "e2e_ms": ms(c.e2e_s),
+                "requests_per_s": _r(c.requests_per_s * self.dp, 4),
+                "output_tokens_per_s": _r(c.output_tokens_per_s * self.dp, 1)}
 
 
 def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, tp: int, pp: int = 1, dp: int = 1,
@@ -592,12 +631,17 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
              kv_dtype: str | None = None, gpu: str | None = None, runtime: str = "vllm",
              max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS,
              allow_cross_domain_tp: bool = False, qps: float | None = None, attention_dp: int = 1,
-             expert_imbalance: float | None = None) -> Evaluation:
+             expert_imbalance: float | None = None, concurrency: int | None = None) -> Evaluation:
     """Score one given strategy on the topology's links. Without ``batch``: the largest that fits.
 
     With ``qps`` (spread evenly over the ``dp`` replicas) it also predicts the replicas at
     that load: the batch in flight, TPOT, and TTFT with queueing (``Evaluation.loaded``).
+    With ``concurrency`` (closed-loop clients, spread evenly over the replicas) it predicts
+    them as a closed-loop benchmark measures them (``Evaluation.closed``,
+    :func:`costmodels.serving.serve_at_concurrency`): TTFT mean and p99, TPOT, ITL p50 and
+    p99, end-to-end latency and throughput. ``qps`` and ``concurrency`` exclude each other.
     """
+    _check_concurrency(concurrency, qps=qps, batch=batch, dp=dp)
     topo = _topology(topology)
     spec = _model(model)
     # Scoring a given strategy prices it even past the model's trained context, as runtimes
@@ -646,5 +690,27 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
         cap = m if batch is None else None
         loaded = serve_at_rate(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl, rate_per_s=qps / dp,
                                links=links, capacity=cap)
+    closed = None
+    if concurrency is not None:
+        closed = serve_at_concurrency(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl,
+                                      concurrency=concurrency // dp, links=links)
     return Evaluation(gpu=view.gpu_of_type[gpu_name], strategy=s, dp=dp, metrics=m, links=links, span=span,
-                      available_gpus=free, reason=reason, loaded=loaded)
+                      available_gpus=free, reason=reason, loaded=loaded, closed=closed)
+
+
+def _check_concurrency(concurrency, *, qps, batch, dp) -> None:
+    """Refuse a concurrency ``evaluate`` cannot price: not a positive integer, given with a rate
+    (a closed loop sets its own rate), with a pinned batch (the clients in flight are the
+    batch), or not spread evenly over the replicas."""
+    if concurrency is None:
+        return
+    _positive(concurrency, "--concurrency", integer=True)
+    if qps is not None:
+        raise InputError("give --concurrency (a closed loop of clients) or --qps (an open-loop rate), not both",
+                         source="--concurrency")
+    if batch is not None:
+        raise InputError("the clients in flight are the batch (up to the largest that fits); drop --batch",
+                         source="--concurrency")
+    if isinstance(dp, int) and dp >= 1 and concurrency % dp:
+        raise InputError(f"{concurrency} clients do not spread evenly over --dp {dp} replicas; give a multiple of "
+                         f"{dp}", source="--concurrency")

@@ -46,8 +46,8 @@ from costmodels import calibration as cal
 from costmodels.hardware import GPU, get_gpu
 from costmodels.models import ModelSpec
 from costmodels.memory import balanced_layer_split, front_loaded_split
-from costmodels.serving import (Links, ReplicaMetrics, Strategy, choose_layer_split, evaluate_prefill,
-                                evaluate_replica, kv_transfer_s, max_utilization, validate_strategy)
+from costmodels.serving import (Links, ReplicaMetrics, Strategy, TailLatency, choose_layer_split, evaluate_prefill,
+                                evaluate_replica, kv_transfer_s, max_utilization, tail_latency, validate_strategy)
 from topologies.errors import InputError
 from topologies.graph import LOCAL, Link, Topology
 
@@ -247,6 +247,8 @@ class Request:
     ttft_s: float | None = None
     tpot_s: float | None = None
     objective: str = "throughput"
+    tpot_p99_s: float | None = None  # p99 TPOT (costmodels.serving.tail_latency)
+    ttft_p99_s: float | None = None  # p99 TTFT, queueing included when qps is given
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     max_gpus: int | None = None
@@ -310,6 +312,10 @@ class Pricing:
     best_tpot_label: str = ""
     best_ttft_s: float = math.inf
     best_ttft_label: str = ""
+    best_tpot_p99_s: float = math.inf
+    best_tpot_p99_label: str = ""
+    best_ttft_p99_s: float = math.inf
+    best_ttft_p99_label: str = ""
     smallest_weights_label: str = ""
     fits_anywhere: bool = False
 
@@ -360,8 +366,9 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                                              metrics=cand, links=Links(tp=links.tp, pp=links.pp, ep=links.tp),
                                              unit_gpus=unit, units_per_replica=units,
                                              units_per_stage=per_stage, classes=cls_ok,
-                                             usable_requests_per_s=cand.requests_per_s * max_utilization(
-                                                 ttft_s=cand.ttft_s, ttft_slo_s=req.ttft_s)))
+                                             usable_requests_per_s=cand.requests_per_s * _usable_utilization(
+                                                 model, gpu, s, req, Links(tp=links.tp, pp=links.pp, ep=links.tp),
+                                                 cand)))
     priced += _price_cross_type_pipelines(model, view, req, by_type, pr)
     priced += _price_wide_ep(model, view, req, by_type, pr)
     pr.priced = priced
@@ -434,13 +441,17 @@ def _price_roles(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, span: s
     if pm.fits:
         xfer = kv_transfer_s(model, s, isl=req.isl, link=kv_link)
         ttft = pm.ttft_s + xfer
-        if req.ttft_s is None or ttft <= req.ttft_s:
-            m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=True, memory=pm.memory, ttft_s=ttft,
-                               tpot_s=0.0, output_tokens_per_s=0.0, requests_per_s=pm.requests_per_s)
+        m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=True, memory=pm.memory, ttft_s=ttft,
+                           tpot_s=0.0, output_tokens_per_s=0.0, requests_per_s=pm.requests_per_s)
+        tail = tail_latency(model, gpu, s, m, isl=req.isl, osl=req.osl, links=links, role="prefill")
+        if req.ttft_p99_s is not None and tail.ttft_p99_s(ttft) < pr.best_ttft_p99_s:
+            pr.best_ttft_p99_s = tail.ttft_p99_s(ttft)
+            pr.best_ttft_p99_label = f"{gpu_name} prefill tp={s.tp} pp={s.pp}"
+        if _meets_slos(m, tail, req, role="prefill"):
             out.append(Candidate(index=len(out), batch=pm.in_flight, metrics=m, role="prefill", kv_transfer_s=xfer,
-                                 usable_requests_per_s=pm.requests_per_s * max_utilization(
-                                     ttft_s=ttft, ttft_slo_s=req.ttft_s), **common))
-    dm, k = _best_batch(model, gpu, s, replace(req, ttft_s=None), links, pr, role="decode")
+                                 usable_requests_per_s=pm.requests_per_s * _utilization_cap(m, tail, req),
+                                 **common))
+    dm, k = _best_batch(model, gpu, s, replace(req, ttft_s=None, ttft_p99_s=None), links, pr, role="decode")
     n += k
     if dm is not None:
         out.append(Candidate(index=len(out), batch=dm.batch, metrics=dm, role="decode",
@@ -533,8 +544,8 @@ def _price_cross_type_pipelines(model: ModelSpec, view: ClusterView, req: Reques
                                 index=len(out), gpu=a_name, strategy=s, span="hetero", batch=cand.batch,
                                 metrics=cand, links=links, unit_gpus=tp, units_per_replica=pp, units_per_stage=1,
                                 classes=tuple(c.signature for c in a_ok + b_ok),
-                                usable_requests_per_s=cand.requests_per_s * max_utilization(
-                                    ttft_s=cand.ttft_s, ttft_slo_s=req.ttft_s),
+                                usable_requests_per_s=cand.requests_per_s * _usable_utilization(
+                                    model, gpus, s, req, links, cand),
                                 stage_gpus=names_by_stage))
     return priced
 
@@ -615,8 +626,8 @@ def _price_wide_ep(model: ModelSpec, view: ClusterView, req: Request, by_type: d
                     out.append(Candidate(index=len(out), gpu=gpu_name, strategy=s, span="wide", batch=cand.batch,
                                          metrics=cand, links=links, unit_gpus=g, units_per_replica=k,
                                          units_per_stage=k, classes=cls_ok,
-                                         usable_requests_per_s=cand.requests_per_s * max_utilization(
-                                             ttft_s=cand.ttft_s, ttft_slo_s=req.ttft_s)))
+                                         usable_requests_per_s=cand.requests_per_s * _usable_utilization(
+                                             model, gpu, s, req, links, cand)))
     return priced
 
 
@@ -712,7 +723,7 @@ def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Li
         limit = _largest_batch_within_slos(model, gpu, s, req, links, top.max_batch, role)
         if limit and limit not in grid:
             grid = sorted(grid + [limit])
-    best = None
+    best, best_util = None, 0.0
     for b in grid:
         if b > top.max_batch:
             pr.rejected["memory"] = pr.rejected.get("memory", 0) + 1
@@ -726,25 +737,72 @@ def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Li
             pr.best_tpot_s, pr.best_tpot_label = m.tpot_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
         if role in ("unified", "prefill") and m.ttft_s < pr.best_ttft_s:
             pr.best_ttft_s, pr.best_ttft_label = m.ttft_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
-        if req.tpot_s is not None and m.tpot_s > req.tpot_s:
-            pr.rejected["tpot"] = pr.rejected.get("tpot", 0) + 1
+        tail = _tail(model, gpu, s, req, links, m, role)
+        if tail is not None:
+            label = f"{name} tp={s.tp} pp={s.pp} batch {b}"
+            if role in ("unified", "decode") and tail.tpot_p99_s < pr.best_tpot_p99_s:
+                pr.best_tpot_p99_s, pr.best_tpot_p99_label = tail.tpot_p99_s, label
+            if role == "unified" and tail.ttft_p99_s(m.ttft_s) < pr.best_ttft_p99_s:
+                pr.best_ttft_p99_s, pr.best_ttft_p99_label = tail.ttft_p99_s(m.ttft_s), label
+        why = _failed_slo(m, tail, req, role)
+        if why is not None:
+            pr.rejected[why] = pr.rejected.get(why, 0) + 1
             continue
-        if req.ttft_s is not None and m.ttft_s > req.ttft_s:
-            pr.rejected["ttft"] = pr.rejected.get("ttft", 0) + 1
-            continue
-        if best is None or _better(m, best, req):
-            best = m
+        util = _utilization_cap(m, tail, req)
+        if best is None or _better(m, util, best, best_util, req):
+            best, best_util = m, util
     return best, n
+
+
+def _tail(model, gpu, s: Strategy, req: Request, links: Links, m: ReplicaMetrics, role: str) -> TailLatency | None:
+    """The p99 figures of ``m``, priced only when the request sets a p99 SLO."""
+    if req.tpot_p99_s is None and req.ttft_p99_s is None:
+        return None
+    return tail_latency(model, gpu, s, m, isl=req.isl, osl=req.osl, links=links, role=role)
+
+
+def _failed_slo(m: ReplicaMetrics, tail: TailLatency | None, req: Request, role: str) -> str | None:
+    """The first SLO ``m`` breaks unloaded ('tpot', 'ttft', 'tpot_p99', 'ttft_p99'), or None.
+    A prefill replica's TPOT and a decode replica's TTFT are not its own to meet."""
+    checks = (("tpot", req.tpot_s, m.tpot_s, role != "prefill"),
+              ("ttft", req.ttft_s, m.ttft_s, role != "decode"),
+              ("tpot_p99", req.tpot_p99_s, tail and tail.tpot_p99_s, role != "prefill"),
+              ("ttft_p99", req.ttft_p99_s, tail and tail.ttft_p99_s(m.ttft_s), role != "decode"))
+    for why, slo, value, applies in checks:
+        if applies and slo is not None and value > slo:
+            return why
+    return None
+
+
+def _meets_slos(m: ReplicaMetrics, tail: TailLatency | None, req: Request, role: str) -> bool:
+    return _failed_slo(m, tail, req, role) is None
+
+
+def _utilization_cap(m: ReplicaMetrics, tail: TailLatency | None, req: Request) -> float:
+    """The highest utilisation at which the queued mean TTFT and the queued p99 TTFT stay within
+    their SLOs. The p99 is the queued mean plus its extra wait (the same M/D/1 factor; the tail
+    of the queue itself is not modelled)."""
+    cap = max_utilization(ttft_s=m.ttft_s, ttft_slo_s=req.ttft_s)
+    if req.ttft_p99_s is not None and tail is not None:
+        cap = min(cap, max_utilization(ttft_s=m.ttft_s, ttft_slo_s=req.ttft_p99_s - tail.ttft_extra_s))
+    return cap
+
+
+def _usable_utilization(model, gpu, s: Strategy, req: Request, links: Links, m: ReplicaMetrics,
+                        role: str = "unified") -> float:
+    """:func:`_utilization_cap` of a chosen batch, its p99 figures priced when needed."""
+    return _utilization_cap(m, _tail(model, gpu, s, req, links, m, role), req)
 
 
 def _largest_batch_within_slos(model, gpu, s, req: Request, links: Links, max_batch: int,
                                role: str = "unified") -> int:
-    if req.tpot_s is None and req.ttft_s is None:
+    """The largest batch meeting every SLO, mean and p99 (each grows with the batch), by bisection."""
+    if all(x is None for x in (req.tpot_s, req.ttft_s, req.tpot_p99_s, req.ttft_p99_s)):
         return max_batch
 
     def ok(b: int) -> bool:
         m = evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links, role=role)
-        return (req.tpot_s is None or m.tpot_s <= req.tpot_s) and (req.ttft_s is None or m.ttft_s <= req.ttft_s)
+        return _meets_slos(m, _tail(model, gpu, s, req, links, m, role), req, role)
 
     lo, hi = 0, max_batch  # ok(lo) holds (vacuously for 0); find the largest b with ok(b)
     while lo < hi:
@@ -756,11 +814,12 @@ def _largest_batch_within_slos(model, gpu, s, req: Request, links: Links, max_ba
     return lo
 
 
-def _better(a: ReplicaMetrics, b: ReplicaMetrics, req: Request) -> bool:
+def _better(a: ReplicaMetrics, util_a: float, b: ReplicaMetrics, util_b: float, req: Request) -> bool:
+    """Whether batch ``a`` beats batch ``b`` (``util_*``: their utilisation caps under the TTFT SLOs)."""
     if req.objective == "latency":
         return (a.tpot_s, -a.output_tokens_per_s) < (b.tpot_s, -b.output_tokens_per_s)
-    ua = a.requests_per_s * max_utilization(ttft_s=a.ttft_s, ttft_slo_s=req.ttft_s)
-    ub = b.requests_per_s * max_utilization(ttft_s=b.ttft_s, ttft_slo_s=req.ttft_s)
+    ua = a.requests_per_s * util_a
+    ub = b.requests_per_s * util_b
     if req.qps is not None and not math.isclose(ua, ub):
         return ua > ub
     return (a.output_tokens_per_s, -a.batch) > (b.output_tokens_per_s, -b.batch)

@@ -10,7 +10,7 @@ model, and lists every way the plan breaks the rules:
 * every TP group (each attention group, under attention DP) inside one scale-up domain
   (unless the plan allows otherwise), and the strategy one the runtime accepts;
 * memory of every GPU within its capacity at the plan's batch and context;
-* TTFT and TPOT within the SLOs, and the reported figures matching the recomputation;
+* TTFT and TPOT within the SLOs, mean and p99, and the reported figures matching the recomputation;
 * the planned capacity covering the requested rate;
 * prefill/decode pools: both present, the KV transfer recomputed on the slowest path
   between them, TTFT checked on prefill groups and TPOT on decode groups.
@@ -24,7 +24,7 @@ from pathlib import Path
 from costmodels.hardware import get_gpu
 from costmodels.models import ModelSpec, get_model
 from costmodels.serving import (ReplicaMetrics, Strategy, evaluate_prefill, evaluate_replica,
-                                kv_transfer_s, replica_memory, ttft_under_load_s, validate_strategy)
+                                kv_transfer_s, replica_memory, tail_latency, ttft_under_load_s, validate_strategy)
 from planner.placement import measure_links, slowest_stage_link, worst_links
 from planner.schema import Plan
 from topologies.graph import Topology, gpu_id
@@ -159,7 +159,8 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
             if not mem.fits:
                 bad(f"{g.id} stage {i}: memory {mem.total / 2**30:.2f} GiB exceeds {gpus[i].name}'s "
                     f"{mem.capacity / 2**30:.2f} GiB")
-        recomputed.append((g, m, xfer))
+        tail = tail_latency(spec_m, gpus, strategy, m, isl=isl, osl=osl, links=links, role=g.role)
+        recomputed.append((g, m, xfer, tail))
         cap[g.role] += m.requests_per_s * st.dp
     if (cap["prefill"] > 0) != (cap["decode"] > 0):
         bad("a disaggregated plan needs both prefill and decode groups")
@@ -167,7 +168,7 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
     capacity_rps = cap["unified"] + pools
     util = plan.inputs.workload.qps / capacity_rps if plan.inputs.workload.qps and capacity_rps else None
     shares = []
-    for g, m, xfer in recomputed:
+    for g, m, xfer, tail in recomputed:
         group_rps = m.requests_per_s * g.strategy.dp
         if g.role == "unified":
             g_util, share = util, group_rps / capacity_rps if capacity_rps else 0.0
@@ -182,6 +183,7 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
             bad(f"{g.id}: TPOT {m.tpot_s * 1e3:.2f} ms exceeds the SLO of {slo.tpot_ms} ms")
         if g.role != "decode" and slo.ttft_ms is not None and ttft * 1e3 > slo.ttft_ms * (1 + 1e-9):
             bad(f"{g.id}: TTFT {ttft * 1e3:.2f} ms exceeds the SLO of {slo.ttft_ms} ms")
+        _check_tails(g, ttft, tail, slo, bad)
         for name, got, want in (("tpot_ms", g.metrics_per_replica.tpot_ms, m.tpot_s * 1e3),
                                 ("output_tokens_per_s", g.metrics_per_replica.output_tokens_per_s,
                                  m.output_tokens_per_s),
@@ -209,3 +211,19 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
     if len(used) != plan.totals.gpus_used:
         bad(f"totals.gpus_used is {plan.totals.gpus_used} but {len(used)} GPUs are placed")
     return rep
+
+
+def _check_tails(g, ttft_s: float, tail, slo, bad) -> None:
+    """p99 TPOT (not for prefill groups) and p99 TTFT (not for decode groups) within their SLOs,
+    and the reported p99 figures, where the plan has them (plans before schema 1.3.0 have
+    none), matching the recomputation."""
+    figures = (("tpot_p99_ms", "TPOT p99", tail.tpot_p99_s, slo.tpot_p99_ms, g.role != "prefill"),
+               ("ttft_p99_ms", "TTFT p99", tail.ttft_p99_s(ttft_s), slo.ttft_p99_ms, g.role != "decode"))
+    for key, what, value_s, limit_ms, applies in figures:
+        if not applies:
+            continue
+        if limit_ms is not None and value_s * 1e3 > limit_ms * (1 + 1e-9):
+            bad(f"{g.id}: {what} {value_s * 1e3:.2f} ms exceeds the SLO of {limit_ms} ms")
+        got = getattr(g.metrics_per_replica, key)
+        if got is not None and not math.isclose(got, value_s * 1e3, rel_tol=REL_TOL, abs_tol=0.0051):
+            bad(f"{g.id}: reported {key} {got} but recomputed {value_s * 1e3:.3f}")

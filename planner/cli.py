@@ -143,6 +143,9 @@ def _common_model_options(f):
 @click.option("--osl", type=int, default=256, show_default=True, help="Output tokens per request.")
 @click.option("--ttft-ms", type=float, help="Time-to-first-token target (queueing included when --qps is given).")
 @click.option("--tpot-ms", type=float, help="Time-per-output-token target.")
+@click.option("--tpot-p99-ms", type=float, help="p99 time-per-output-token target (steps carrying a prompt chunk).")
+@click.option("--ttft-p99-ms", type=float,
+              help="p99 time-to-first-token target (a whole step's wait; queueing included when --qps is given).")
 @click.option("--qps", type=float, help="Request rate to serve (requests/s).")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="throughput", show_default=True)
 @click.option("--max-gpus", type=int, help="Use at most this many GPUs.")
@@ -182,7 +185,8 @@ def _common_model_options(f):
               help="Also write the plan's launch files for this target (as `plan-search emit`).")
 @click.option("--emit-dir", type=click.Path(file_okay=False), help="Folder for --emit (default: ./launch-TARGET).")
 @_clean_errors
-def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, tpot_ms, qps, objective, max_gpus,
+def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, tpot_ms, tpot_p99_ms, ttft_p99_ms,
+           qps, objective, max_gpus,
            prices, allow_cross_domain_tp, ep, attention_dp, expert_imbalance, disaggregation, time_limit_s, workers, seed, as_json, output, include_timings, verbose,
            quiet, progress, top_k, pareto, pareto_axis, pareto_points, plot_file, emit_target, emit_dir):
     """Find the best plan for a model on a topology.
@@ -221,7 +225,8 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
                 objective=objective, weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), max_gpus=max_gpus,
                 allow_cross_domain_tp=allow_cross_domain_tp, time_limit_s=time_limit_s, workers=workers, seed=seed,
                 runtime=runtime, log=verbose, control=control, price_per_gpu_hour=_prices(prices),
-                disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance)
+                disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance,
+                tpot_p99_ms=tpot_p99_ms, ttft_p99_ms=ttft_p99_ms)
     try:
         if top_k is not None:
             from planner.frontier import top_k as top_k_fn
@@ -304,17 +309,20 @@ def _strategy_options(f):
 @main.command()
 @_common_model_options
 @_strategy_options
+@click.option("--qps", type=float, help="Also price the replicas at this request rate (open loop, spread over --dp).")
+@click.option("--concurrency", type=int,
+              help="Also price the replicas under this many closed-loop clients (spread over --dp).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_clean_errors
 def evaluate(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, attention_dp, expert_imbalance, batch,
-             isl, osl, gpu, as_json):
+             isl, osl, gpu, qps, concurrency, as_json):
     """Score one given strategy: memory, largest batch, TTFT, TPOT, throughput."""
     from planner import api
     from planner.report import evaluation_text
 
     ev = api.evaluate(topology=topology, model=model, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
                       weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime,
-                      attention_dp=attention_dp, expert_imbalance=expert_imbalance)
+                      attention_dp=attention_dp, expert_imbalance=expert_imbalance, qps=qps, concurrency=concurrency)
     d = ev.as_dict()
     if not d["fits"]:
         raise InfeasibleError(_does_not_fit(d))

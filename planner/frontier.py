@@ -64,11 +64,13 @@ def top_k(k: int, **search_args) -> list[S.Plan]:
 def _prepare_args(args: dict) -> dict:
     names = ("topology", "model", "isl", "osl", "qps", "ttft_ms", "tpot_ms", "objective", "weight_dtype", "kv_dtype",
              "max_gpus", "allow_cross_domain_tp", "time_limit_s", "workers", "seed", "log", "runtime", "control",
-             "price_per_gpu_hour", "disaggregation", "ep", "attention_dp", "expert_imbalance")
+             "price_per_gpu_hour", "disaggregation", "ep", "attention_dp", "expert_imbalance", "tpot_p99_ms",
+             "ttft_p99_ms")
     defaults = dict(isl=1024, osl=256, qps=None, ttft_ms=None, tpot_ms=None, objective="throughput",
                     weight_dtype=None, kv_dtype=None, max_gpus=None, allow_cross_domain_tp=False, time_limit_s=10.0,
                     workers=1, seed=0, log=False, runtime="vllm", control=None, price_per_gpu_hour=None,
-                    disaggregation="auto", ep=None, attention_dp=None, expert_imbalance=None)
+                    disaggregation="auto", ep=None, attention_dp=None, expert_imbalance=None, tpot_p99_ms=None,
+                    ttft_p99_ms=None)
     unknown = set(args) - set(names)
     if unknown:
         raise TypeError(f"unexpected arguments {sorted(unknown)}")

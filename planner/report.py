@@ -30,7 +30,9 @@ def _ranks_line(ranks) -> str:
 
 def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     i = plan.inputs
-    slo = ", ".join(f"{k} <= {v:g}" for k, v in (("TTFT ms", i.slo.ttft_ms), ("TPOT ms", i.slo.tpot_ms)) if v) or "none"
+    slo = ", ".join(f"{k} <= {v:g}" for k, v in (("TTFT ms", i.slo.ttft_ms), ("TPOT ms", i.slo.tpot_ms),
+                                                             ("TTFT p99 ms", i.slo.ttft_p99_ms),
+                                                             ("TPOT p99 ms", i.slo.tpot_p99_ms)) if v) or "none"
     lines = [
         f"plan-search: {i.model.name} on {i.topology.name} "
         f"({i.topology.gpus_available}/{i.topology.gpus_total} GPUs free)",
@@ -114,6 +116,7 @@ def evaluation_text(d: dict) -> str:
     if d["tpot_ms"] is not None:
         lines.append(f"TTFT {d['ttft_ms']:.1f} ms, TPOT {d['tpot_ms']:.2f} ms, {d['output_tokens_per_s']:,.0f} "
                      f"output tok/s ({d['output_tokens_per_s_per_gpu']:,.0f} per GPU), {d['requests_per_s']:.2f} req/s")
+    lines += _loaded_lines(d)
     return "\n".join(lines) + "\n"
 
 
@@ -153,3 +156,24 @@ def frontier_text(front) -> str:
              + (" (dominated by another plan here, kept for reference)" if front.chosen_dominated else "")
              + f"; {len(front.plans)} non-dominated plans (--json prints each in full)"]
     return "\n".join(lines) + "\n"
+
+
+def _ms(x) -> str:
+    return "unbounded" if x is None else f"{x:.1f} ms"
+
+
+def _loaded_lines(d: dict) -> list[str]:
+    """The figures at a request rate (``at_qps``) or under a closed loop (``at_concurrency``)."""
+    out = []
+    q = d.get("at_qps")
+    if q is not None:
+        rate = "an unbounded rate" if q["qps"] is None else f"{q['qps']:g} req/s"
+        out.append(f"at {rate}: {q['batch_in_flight']} in flight, TTFT {_ms(q['ttft_ms'])} (queueing "
+                   f"included), TPOT {_ms(q['tpot_ms'])}, {q['output_tokens_per_s']:,.0f} output tok/s")
+    c = d.get("at_concurrency")
+    if c is not None:
+        out.append(f"at concurrency {c['concurrency']}: {c['batch_in_flight']} in flight per replica, TTFT "
+                   f"{_ms(c['ttft_ms'])} (p99 {_ms(c['ttft_p99_ms'])}), TPOT {_ms(c['tpot_ms'])}, ITL p50 "
+                   f"{_ms(c['itl_p50_ms'])} p99 {_ms(c['itl_p99_ms'])}, end-to-end {_ms(c['e2e_ms'])}, "
+                   f"{c['requests_per_s']:.2f} req/s, {c['output_tokens_per_s']:,.0f} output tok/s")
+    return out

@@ -16,9 +16,10 @@ from pydantic_core import PydanticCustomError
 
 from topologies.schema import LABEL, Label
 
-SCHEMA_VERSION = "1.2.0"
-# 1.1.0 added min-cost: prices and costs; 1.2.0 attention data parallelism and expert imbalance
-READABLE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
+SCHEMA_VERSION = "1.3.0"
+# 1.1.0 added min-cost: prices and costs; 1.2.0 attention data parallelism and expert imbalance;
+# 1.3.0 p99 SLOs and p99 metrics
+READABLE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0")
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 
 
@@ -93,6 +94,9 @@ class Workload(_Out):
 class Slo(_Out):
     ttft_ms: float | None = Field(default=None, gt=0)
     tpot_ms: float | None = Field(default=None, gt=0)
+    tpot_p99_ms: float | None = Field(default=None, gt=0, description="p99 TPOT target (--tpot-p99-ms)")
+    ttft_p99_ms: float | None = Field(default=None, gt=0, description="p99 TTFT target, queueing included when "
+                                                                      "qps is given (--ttft-p99-ms)")
 
 
 class Inputs(_Out):
@@ -139,6 +143,12 @@ class Metrics(_Out):
     utilization: float | None = Field(default=None, description="planned load / capacity, when qps is given")
     kv_transfer_ms: float | None = Field(default=None, description="prefill groups: sending one prompt's KV cache "
                                                                    "to the decode pool (included in ttft_ms)")
+    tpot_p99_ms: float | None = Field(default=None, description="p99 time per output token from the mix of "
+                                                                "decode-only and chunk-carrying steps (not for "
+                                                                "prefill groups)")
+    ttft_p99_ms: float | None = Field(default=None, description="p99 time to first token: a whole step's wait "
+                                                                "instead of the mean's half, queueing at the planned "
+                                                                "load included (not for decode groups)")
 
 
 class MemoryOut(_Out):
@@ -231,7 +241,7 @@ class Disaggregation(_Out):
 
 
 class Plan(_Out):
-    schema_version: Literal["1.0.0", "1.1.0", "1.2.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0.0", "1.1.0", "1.2.0", "1.3.0"] = SCHEMA_VERSION
     generator: Generator
     inputs: Inputs
     replica_groups: list[ReplicaGroup] = Field(min_length=1)

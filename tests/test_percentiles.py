@@ -1,0 +1,155 @@
+"""p99 SLOs in ``search`` (--tpot-p99-ms, --ttft-p99-ms) and ``evaluate --concurrency``."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from click.testing import CliRunner
+
+from costmodels.models import get_model
+from costmodels.serving import (Strategy, evaluate_replica, serve_at_concurrency, step_mix, tail_latency)
+from planner import api, search
+from planner.candidates import Request, cluster_view, price_candidates
+from planner.check import check_plan
+from planner.cli import main
+
+TOPO = "dgx-h100x1"
+MODEL = "llama-3.1-8b"
+
+
+def run(args: list) -> tuple[int, str, str]:
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+def _tp1_candidate(req: Request):
+    """The unified tp=1 pp=1 one-domain candidate the pricing keeps for ``req``."""
+    topo = api._topology(TOPO)
+    spec = get_model(MODEL)
+    view = cluster_view(topo)
+    pr = price_candidates(spec, view, req)
+    (c,) = [c for c in pr.candidates if c.role == "unified" and c.span == "intra"]
+    return spec, view.gpu_of_type[c.gpu], c
+
+
+BASE = Request(isl=1024, osl=256, tpot_s=0.020, tp=1, pp=1, disaggregation="off")
+
+
+def test_p99_target_between_mean_and_p99_lowers_the_batch():
+    spec, gpu, c = _tp1_candidate(BASE)
+    tail = tail_latency(spec, gpu, c.strategy, c.metrics, isl=1024, osl=256, links=c.links)
+    assert tail.tpot_p99_s > c.metrics.tpot_s  # chunk steps make the tail
+    target = (c.metrics.tpot_s + tail.tpot_p99_s) / 2
+    _, _, c2 = _tp1_candidate(replace(BASE, tpot_p99_s=target))
+    assert c2.batch < c.batch
+    got = tail_latency(spec, gpu, c2.strategy, c2.metrics, isl=1024, osl=256, links=c2.links)
+    assert got.tpot_p99_s <= target
+    # the largest batch meeting it: one more breaks it
+    m = evaluate_replica(spec, gpu, c2.strategy, isl=1024, osl=256, batch=c2.batch + 1, links=c2.links)
+    assert tail_latency(spec, gpu, c2.strategy, m, isl=1024, osl=256, links=c2.links).tpot_p99_s > target
+
+
+def test_p99_is_never_below_the_mean():
+    spec = get_model(MODEL)
+    gpu = api.cluster_view(api._topology(TOPO)).gpu_of_type["H100-SXM-80GB"]
+    for tp in (1, 2):
+        for b in (1, 2, 8, 32, 128):
+            for isl, osl in ((128, 512), (1024, 256), (8192, 64)):
+                m = evaluate_replica(spec, gpu, Strategy(tp=tp), isl=isl, osl=osl, batch=b)
+                t = tail_latency(spec, gpu, Strategy(tp=tp), m, isl=isl, osl=osl)
+                assert t.tpot_p99_s >= m.tpot_s
+                assert t.ttft_p99_s(m.ttft_s) >= m.ttft_s
+                assert t.ttft_extra_s == (0.0 if b == 1 else 0.5 * m.step.total_s)
+
+
+@pytest.mark.parametrize("kw", [dict(tpot_p99_ms=25.0), dict(ttft_p99_ms=60.0, qps=5.0),
+                                dict(tpot_p99_ms=30.0, ttft_p99_ms=200.0, disaggregation="off")])
+def test_plan_under_p99_slos_meets_them_recomputed(kw):
+    plan = search(topology=TOPO, model=MODEL, isl=1024, osl=256, time_limit_s=5, **kw)
+    assert check_plan(plan).ok, check_plan(plan).problems
+    slo = plan.inputs.slo
+    assert slo.tpot_p99_ms == kw.get("tpot_p99_ms") and slo.ttft_p99_ms == kw.get("ttft_p99_ms")
+    for g in plan.replica_groups:
+        m = g.metrics_per_replica
+        if g.role != "prefill":
+            assert m.tpot_p99_ms >= m.tpot_ms
+            assert slo.tpot_p99_ms is None or m.tpot_p99_ms <= slo.tpot_p99_ms
+        if g.role != "decode":
+            assert m.ttft_p99_ms >= m.ttft_ms
+            assert slo.ttft_p99_ms is None or m.ttft_p99_ms <= slo.ttft_p99_ms
+
+
+def test_check_plan_recomputes_p99():
+    plan = search(topology=TOPO, model=MODEL, isl=1024, osl=256, time_limit_s=5, tpot_p99_ms=30.0,
+                  disaggregation="off")
+    d = json.loads(plan.to_json())
+    g = d["replica_groups"][0]
+    g["metrics_per_replica"]["tpot_p99_ms"] *= 0.5
+    assert any("reported tpot_p99_ms" in p for p in check_plan(d).problems)
+    d = json.loads(plan.to_json())
+    d["inputs"]["slo"]["tpot_p99_ms"] = d["replica_groups"][0]["metrics_per_replica"]["tpot_p99_ms"] * 0.9
+    assert any("TPOT p99" in p and "exceeds the SLO" in p for p in check_plan(d).problems)
+
+
+@pytest.mark.parametrize("flag,name", [("--tpot-p99-ms", "TPOT p99"), ("--ttft-p99-ms", "TTFT p99")])
+def test_unreachable_p99_is_exit_3_one_line(flag, name):
+    code, out, err = run(["search", "-t", TOPO, "-m", MODEL, flag, "0.5", "--time-limit-s", "5"])
+    assert code == 3 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert f"{name} 0.5 ms is unreachable: the fastest plan reaches" in err and f"relax {flag}" in err
+
+
+@pytest.mark.parametrize("flag", ["--tpot-p99-ms", "--ttft-p99-ms"])
+def test_bad_p99_value_is_exit_2_one_line(flag):
+    code, out, err = run(["search", "-t", TOPO, "-m", MODEL, flag, "-1"])
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and flag in err
+
+
+# -- evaluate --concurrency -------------------------------------------------------------------------
+
+EVAL = ["evaluate", "-t", TOPO, "-m", "llama-3.1-70b", "--tp", "4", "--isl", "4096", "--osl", "128"]
+
+
+def test_concurrency_1_tpot_is_the_pure_decode_step():
+    ev = api.evaluate(topology=TOPO, model="llama-3.1-70b", tp=4, isl=4096, osl=128, concurrency=1)
+    c = ev.closed
+    mix = step_mix(get_model("llama-3.1-70b"), ev.gpu, ev.strategy, isl=4096, osl=128, batch=1, links=ev.links)
+    assert c.tpot_s == pytest.approx(mix.decode_s, rel=1e-9)  # the prompt is not spread over TPOT
+    assert c.ttft_s > 5 * c.tpot_s  # it is paid once, before the first token
+    assert c.e2e_s == pytest.approx(c.ttft_s + 127 * c.tpot_s, rel=1e-9)
+    assert c.itl_p50_s == c.itl_p99_s == pytest.approx(c.tpot_s)
+    d = ev.as_dict()["at_concurrency"]
+    assert d["concurrency"] == 1 and d["batch_in_flight"] == 1
+    assert d["e2e_ms"] == pytest.approx(d["ttft_ms"] + 127 * d["tpot_ms"], abs=0.07)  # rounded to 1 µs
+
+
+def test_throughput_grows_with_concurrency():
+    spec = get_model("llama-3.1-70b")
+    ev = api.evaluate(topology=TOPO, model=spec, tp=4, isl=1024, osl=256)
+    rates = [serve_at_concurrency(spec, ev.gpu, ev.strategy, isl=1024, osl=256, concurrency=c,
+                                  links=ev.links).output_tokens_per_s for c in (1, 2, 8, 32, 128)]
+    assert rates == sorted(rates) and rates[-1] > 10 * rates[0]
+
+
+def test_cli_concurrency_json_and_text():
+    code, out, err = run(EVAL + ["--concurrency", "8", "--json"])
+    assert code == 0, err
+    d = json.loads(out)["at_concurrency"]
+    assert set(d) >= {"concurrency", "ttft_ms", "ttft_p99_ms", "tpot_ms", "itl_p50_ms", "itl_p99_ms", "e2e_ms",
+                      "requests_per_s", "output_tokens_per_s"}
+    assert d["ttft_p99_ms"] >= d["ttft_ms"] and d["itl_p99_ms"] >= d["itl_p50_ms"]
+    code, out, _ = run(EVAL + ["--concurrency", "8"])
+    assert code == 0 and "at concurrency 8:" in out and "end-to-end" in out
+    code, out, _ = run(EVAL + ["--json"])
+    assert code == 0 and json.loads(out)["at_concurrency"] is None
+
+
+@pytest.mark.parametrize("extra,words", [(["--concurrency", "4", "--qps", "2"], "not both"),
+                                         (["--concurrency", "0"], "positive integer"),
+                                         (["--concurrency", "4", "--batch", "2"], "drop --batch"),
+                                         (["--concurrency", "3", "--dp", "2"], "multiple of 2")])
+def test_cli_concurrency_refusals_are_exit_2_one_line(extra, words):
+    code, out, err = run(EVAL + extra)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "--concurrency" in err and words in err
