@@ -598,6 +598,7 @@ def step_mix(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, ba
     """The step times behind ITL percentiles at batch ``batch``: the other ``batch - 1`` requests
     each bring ``isl`` prompt tokens per ``osl`` steps, in chunks of ``min(isl, budget)``; a step
     carries one such chunk with probability ``(batch - 1) isl / osl / chunk`` (at most 1)."""
+    s = effective_strategy(model, gpu, s, isl=isl, osl=osl)  # the token budget evaluate_replica priced
     gpus = stage_gpus(gpu, s.pp)
     sts = stages(model, s)
     micro = min(s.pp, batch)
