@@ -66,6 +66,7 @@ SKIPPED = {
     "python benchmarks/calibrate.py": "a Powell fit over all rows, about 2 minutes on 2 cores",
     "python benchmarks/calibrate.py --holdout-gpus --holdout-sources --holdout-only --max-evals 100 --only NAME...":
         "one fit per GPU type or source left out, several minutes each",
+    "python benchmarks/robustness.py --skip-corpus --skip-emitters": "plans fleets up to 16,368 GPUs in fresh processes, minutes",
     "python benchmarks/peer_compare.py": "needs AIConfigurator installed (the 'peer' extra, in its own venv), minutes",
     "python benchmarks/solve_scaling.py": "plans fleets up to 16,368 GPUs, about a minute; timings vary by machine",
     "python benchmarks/solve_scaling.py --disaggregation off": "as above",
