@@ -57,7 +57,7 @@ LINKS: dict[str, tuple[str, float]] = {
     "H200-SXM-141GB": ("nvlink", 450e9),
     "B200-180GB": ("nvlink", 900e9),
     "L40S-48GB": ("pcie", 32e9),
-    "RTX-PRO-6000-Server": ("pcie", 64e9),
+    "RTX-PRO-6000-Blackwell-Server": ("pcie", 64e9),
 }
 SMALL_BYTES = 4096
 NCCL_SMALL = (8 * 2**20, 8 * 2**20)

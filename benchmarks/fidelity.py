@@ -54,7 +54,10 @@ Without --data it reads the reference table shipped in benchmarks/data/benchmark
 # unknown model / gpu / precision, metric not modelled, layout inconsistent with num_gpus,
 # rejected by the cost model (e.g. isl + osl beyond the model's context), and "does not fit
 # in memory per cost model" (counted separately too: an accuracy failure, since the
-# measurement shows that it ran).
+# measurement shows that it ran). A row that cannot be read (free text in a number column, an
+# empty ISL/OSL as in variable-length sets, a stray unquoted comma) is set aside the same way,
+# its reason naming the column, and never joins a planner-choice group; only a file that is not
+# a measurements CSV at all (missing, empty, not UTF-8, missing columns) is refused (exit 2).
 #
 # Formulas
 #   APE  = |pred - meas| / meas                     (absolute percentage error, a fraction)
@@ -186,6 +189,7 @@ class Row:
     metric: str
     value: float
     notes: str = ""
+    problem: str = ""  # why the row cannot be read (then it is set aside, never priced)
 
     @property
     def request_rate(self) -> float | None:
@@ -222,25 +226,70 @@ class Row:
         return (self.tp, pp, self.dp or max(self.num_gpus // (self.tp * pp), 1), self.ep or 1)
 
 
-def _parse_int(text: str, *, path: str, line: int, col: str, required: bool) -> int | None:
+class RowProblem(ValueError):
+    """One row that cannot be read; the message is the reason it is set aside."""
+
+
+def _parse_int(text: str, *, col: str, required: bool) -> int | None:
+    """A positive whole number, or None for an empty optional cell; raises :class:`RowProblem`."""
     t = text.strip()
     if not t:
         if required:
-            raise CsvError(f"{path}: line {line}, column {col!r}: empty; fix: write a positive integer "
-                           f"(e.g. 1, 2, 4, 8)")
+            raise RowProblem(f"column {col!r} is empty")
         return None
     try:
         f = float(t)
     except ValueError:
         f = math.nan
     if not math.isfinite(f) or f != int(f) or f < 1:
-        raise CsvError(f"{path}: line {line}, column {col!r}: {t!r} is not a positive integer; fix: write a "
-                       f"whole number >= 1" + ("" if required else " or leave it empty"))
+        raise RowProblem(f"column {col!r} is not a positive integer: {t!r}")
     return int(f)
 
 
+def _lenient_int(text: str) -> int:
+    """The cell as a whole number if it is one, else 0: the placeholder of a set-aside row."""
+    try:
+        return _parse_int(text, col="", required=True) or 0
+    except RowProblem:
+        return 0
+
+
+def _parse_row(get: dict[str, str], line: int) -> Row:
+    """One record as a :class:`Row`; raises :class:`RowProblem` naming the first unreadable cell."""
+    for c in ("source_id", "model", "precision", "gpu", "metric"):
+        if not get[c]:
+            raise RowProblem(f"column {c!r} is empty")
+    ints = {c: _parse_int(get[c], col=c, required=True) for c in INT_REQUIRED}
+    opts = {c: _parse_int(get[c], col=c, required=False) for c in INT_OPTIONAL}
+    try:
+        value = float(get["value"])
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise RowProblem(f"column 'value' is not a positive number: {get['value']!r}")
+    return Row(line=line, source_id=get["source_id"], model=get["model"], precision=get["precision"],
+               gpu=get["gpu"], num_gpus=ints["num_gpus"], tp=ints["tp"], pp=opts["pp"], dp=opts["dp"],
+               ep=opts["ep"], isl=ints["isl"], osl=ints["osl"], batch=opts["max_batch_or_concurrency"],
+               metric=get["metric"], value=value, notes=get.get("notes", ""))
+
+
+def _set_aside_row(get: dict[str, str], line: int, problem: str) -> Row:
+    """A row that is counted but never priced: its text cells as written, 0 / NaN where unreadable.
+
+    Why not refuse the file: published sets mix priceable rows with ones that are not (variable
+    ISL/OSL in MLPerf sets, free text in a number column); one such row must not hide the rest.
+    """
+    return Row(line=line, source_id=get.get("source_id", ""), model=get.get("model", ""),
+               precision=get.get("precision", ""), gpu=get.get("gpu", ""),
+               num_gpus=_lenient_int(get.get("num_gpus", "")), tp=_lenient_int(get.get("tp", "")),
+               pp=None, dp=None, ep=None, isl=_lenient_int(get.get("isl", "")),
+               osl=_lenient_int(get.get("osl", "")), batch=None, metric=get.get("metric", ""),
+               value=math.nan, notes=get.get("notes", ""), problem=problem)
+
+
 def read_rows(path: str | Path) -> list[Row]:
-    """Read and validate a measurements CSV. Raises :class:`CsvError` with a one-line message."""
+    """Read a measurements CSV. A file that is not a measurements CSV raises :class:`CsvError` with a
+    one-line message; a row that cannot be read is kept with its ``problem`` set (scored as skipped)."""
     p = str(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -259,29 +308,18 @@ def read_rows(path: str | Path) -> list[Row]:
             rows = []
             for rec in reader:
                 line = reader.line_num
-                if None in rec:
-                    raise CsvError(f"{p}: line {line}: more fields than the {len(header)} header columns; "
-                                   f"fix: quote fields that contain commas")
-                if all(not (v or "").strip() for v in rec.values()):
-                    continue  # blank line
+                extra = rec.pop(None, None)
                 get = {k: (v or "").strip() for k, v in rec.items()}
-                for c in ("source_id", "model", "precision", "gpu", "metric"):
-                    if not get[c]:
-                        raise CsvError(f"{p}: line {line}, column {c!r}: empty; fix: fill it in")
-                ints = {c: _parse_int(get[c], path=p, line=line, col=c, required=True) for c in INT_REQUIRED}
-                opts = {c: _parse_int(get[c], path=p, line=line, col=c, required=False) for c in INT_OPTIONAL}
+                if extra is None and all(not v for v in get.values()):
+                    continue  # blank line
+                if extra is not None:
+                    rows.append(_set_aside_row(get, line, f"more fields than the {len(header)} header "
+                                                          f"columns (unquoted comma?)"))
+                    continue
                 try:
-                    value = float(get["value"])
-                except ValueError:
-                    value = math.nan
-                if not math.isfinite(value) or value <= 0:
-                    raise CsvError(f"{p}: line {line}, column 'value': {get['value']!r} is not a positive "
-                                   f"number; fix: write the measurement as a number > 0 (e.g. 1234.5)")
-                rows.append(Row(line=line, source_id=get["source_id"], model=get["model"],
-                                precision=get["precision"], gpu=get["gpu"], num_gpus=ints["num_gpus"],
-                                tp=ints["tp"], pp=opts["pp"], dp=opts["dp"], ep=opts["ep"], isl=ints["isl"],
-                                osl=ints["osl"], batch=opts["max_batch_or_concurrency"], metric=get["metric"],
-                                value=value, notes=get.get("notes", "")))
+                    rows.append(_parse_row(get, line))
+                except RowProblem as e:
+                    rows.append(_set_aside_row(get, line, str(e)))
             return rows
     except FileNotFoundError:
         raise CsvError(f"{p}: no such file; fix: pass --data with the path of a measurements CSV") from None
@@ -580,7 +618,7 @@ def choice_groups(results: Iterable[Result]) -> dict[tuple, list[Candidate]]:
     groups: dict[tuple, list[Candidate]] = defaultdict(list)
     for r in results:
         row = r.row
-        if r.family != "throughput" or (r.reason and r.reason.startswith(_UNRANKABLE)):
+        if r.family != "throughput" or row.problem or (r.reason and r.reason.startswith(_UNRANKABLE)):
             continue
         rate = row.request_rate
         load = "offline" if rate is None else f"rate={rate:g}"
@@ -624,6 +662,8 @@ def summarize(results: Sequence[Result]) -> dict:
 
 def _predict_safely(pred: Predictor, row: Row) -> Result:
     """A row the cost model trips over is skipped with the error as its reason, not dropped."""
+    if row.problem:
+        return Result(row, None, row.problem)
     try:
         return pred.predict(row)
     except Exception as e:  # noqa: BLE001 - any CSV row must end up counted

@@ -13,7 +13,7 @@ from difflib import get_close_matches
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from topologies.errors import InputError
 
@@ -228,6 +228,7 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
         raise InputError("a model config must be a JSON object", source=source)
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM here
         cfg = {**cfg, **cfg["text_config"]}
+    _refuse_unpriceable(cfg, source)
 
     def need_int(*names: str, minimum: int = 1) -> int:
         v = _get(cfg, *names)
@@ -340,6 +341,35 @@ def _head_dim(cfg: dict, hidden: int, heads: int, source: str, opt_int) -> int:
         raise InputError(f"{hidden} is not a multiple of num_attention_heads ({heads}), so the head size is "
                          f"unknown; give head_dim", source=source, field="hidden_size")
     return hidden // heads
+
+
+#: Config fields describing layer layouts the cost model does not price: (field, is it in use, why).
+#: Read as a plain model, such a config would be planned as something else (every layer an MoE
+#: layer, full attention where it is chunked), so it is refused instead.
+_UNPRICEABLE: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("interleave_moe_layer_step", lambda v: v != 1,
+     "MoE layers interleaved with dense ones (Llama 4 Maverick) are not modelled; only leading dense layers "
+     "(first_k_dense_replace, mlp_only_layers) are"),
+    ("decoder_sparse_step", lambda v: v != 1,
+     "MoE layers on every n-th layer only are not modelled; only leading dense layers are"),
+    ("moe_layer_freq", lambda v: v != 1,
+     "MoE layers on every n-th layer only are not modelled; only leading dense layers are"),
+    ("attention_chunk_size", lambda v: True,
+     "chunked local attention (Llama 4) is not modelled: its KV cache and attention would be priced as full "
+     "attention"),
+    ("model_type", lambda v: v in ("llama4", "llama4_text"),
+     "Llama 4's always-on shared expert is not declared in its config, so its MoE layers would be priced "
+     "without it"),
+)
+
+
+def _refuse_unpriceable(cfg: dict, source: str) -> None:
+    """Raise :class:`InputError` naming the first field whose architecture the cost model cannot price."""
+    for field, in_use, why in _UNPRICEABLE:
+        v = cfg.get(field)
+        if v is not None and in_use(v):
+            raise InputError(f"set to {v!r}: {why}, so the model is refused rather than planned as something else",
+                             source=source, field=field)
 
 
 def _dense_layers(cfg: dict, layers: int, source: str, opt_int) -> int:

@@ -46,13 +46,15 @@ def test_70b_bf16_does_not_fit_one_h100_and_fits_tp2_short_context():
 @pytest.mark.parametrize("name, billions, tol", [
     ("llama-3.1-8b", 8.03, 0.01), ("llama-3.1-70b", 70.6, 0.01), ("llama-3.1-405b", 405.9, 0.01),
     ("mixtral-8x7b", 46.7, 0.01), ("deepseek-v3", 671.0, 0.01), ("qwen3-235b-a22b", 235.1, 0.01),
-    ("falcon-180b", 179.5, 0.01)])
+    ("qwen3-30b-a3b", 30.5, 0.01), ("falcon-180b", 179.5, 0.01)])
 def test_parameter_counts_match_published(name, billions, tol):
     # Published totals: Meta model cards (8.03B, 70.6B, 405B), Mistral (46.7B),
-    # DeepSeek-V3 README_WEIGHTS (671B without the MTP module), Qwen3 (235B), TII Falcon (180B).
+    # DeepSeek-V3 README_WEIGHTS (671B without the MTP module), Qwen3 (235B; 30B-A3B: '30.5B in total and
+    # 3.3B activated', Qwen/Qwen3-30B-A3B model card), TII Falcon (180B).
     assert get_model(name).total_params() / 1e9 == pytest.approx(billions, rel=tol)
 
 
 def test_moe_active_params():
     assert get_model("mixtral-8x7b").active_params() / 1e9 == pytest.approx(12.9, rel=0.02)
     assert get_model("deepseek-v3").active_params() / 1e9 == pytest.approx(37, rel=0.03)
+    assert get_model("qwen3-30b-a3b").active_params() / 1e9 == pytest.approx(3.3, rel=0.02)

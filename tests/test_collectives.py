@@ -18,5 +18,5 @@ def test_every_measured_gpu_is_in_the_catalog():
     from costmodels.hardware import get_gpu
 
     for gpu, _, _ in dc.load():
-        if gpu != "RTX-PRO-6000-Server":  # not in the catalog yet (issue 14); its PCIe rows still count
-            assert get_gpu(gpu).name == gpu
+        assert get_gpu(gpu).name == gpu
+    assert set(dc.LINKS) == {gpu for gpu, _, _ in dc.load()}

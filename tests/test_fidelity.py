@@ -271,13 +271,43 @@ def test_missing_column_exits_2_with_one_line(tmp_path):
     assert "missing.csv" in line and "missing column tp;" in line and "fix" in line
 
 
-def test_non_numeric_value_exits_2_naming_line_and_column(tmp_path):
+def test_unreadable_rows_are_set_aside_with_their_reason_and_the_rest_is_scored(tmp_path):
+    """Free text in a number column, a missing OSL (variable-length sets) and a stray unquoted comma
+    each set their row aside with a reason; the other rows are still scored and nothing is refused."""
     text = SMALL.read_text().splitlines()
-    text[3] = text[3].replace(",1024,256,", ",1024,lots,", 1)
-    p = tmp_path / "nonnumeric.csv"
+    text[3] = text[3].replace(",1024,256,", ",1024,lots,", 1)      # line 4: free text
+    text[4] = text[4].replace(",128,128,", ",128,,", 1)            # line 5: osl missing
+    text[5] = text[5].replace(",14000,", ",14000,x,", 1)           # line 6: one field too many
+    p = tmp_path / "partly_bad.csv"
     p.write_text("\n".join(text) + "\n")
-    line = _one_error_line(_run_script(p))
-    assert "line 4" in line and "'osl'" in line and "'lots'" in line and "fix" in line
+    rows = F.read_rows(p)
+    assert [r.line for r in rows] == list(range(2, 12))
+    problems = {r.line: r.problem for r in rows if r.problem}
+    assert problems == {4: "column 'osl' is not a positive integer: 'lots'", 5: "column 'osl' is empty",
+                        6: "more fields than the 17 header columns (unquoted comma?)"}
+    report = F.run(p, predictor=StubPredictor())  # set-aside rows never reach the predictor
+    assert report["rows"] == 10 and report["rows_predicted"] == 4 and report["rows_skipped"] == 6
+    assert report["skipped_reasons"] == {F.NOT_FIT: 1, "unknown model Imaginary-13B": 1,
+                                         "metric not modelled: energy_j_per_tok": 1,
+                                         "column 'osl' is not a positive integer: 'lots'": 1,
+                                         "column 'osl' is empty": 1,
+                                         "more fields than the 17 header columns (unquoted comma?)": 1}
+    # the set-aside rows never join a planner-choice group: the 8B group keeps 2 layouts, 70B keeps 1
+    assert report["groups"] == 1 and report["top1_match"] == 0.0
+    cp = subprocess.run([sys.executable, str(SCRIPT), "--data", str(p)], capture_output=True, text=True)
+    assert cp.returncode == 0 and cp.stderr == "" and "column 'osl' is empty" in cp.stdout
+
+
+def test_empty_file_exits_2(tmp_path):
+    p = tmp_path / "empty.csv"
+    p.write_text("")
+    assert "empty file" in _one_error_line(_run_script(p))
+
+
+def test_binary_file_exits_2(tmp_path):
+    p = tmp_path / "blob.csv"
+    p.write_bytes(b"\xff\xfe\x00\x81garbage")
+    assert "not UTF-8" in _one_error_line(_run_script(p))
 
 
 def test_missing_file_exits_2(tmp_path):

@@ -63,3 +63,35 @@ def test_missing_field_names_it():
 def test_unknown_model_suggests():
     with pytest.raises(InputError, match="llama-3.1-70b"):
         get_model("llama-3.1-70")
+
+
+#: The Llama 4 text config fields that matter here (meta-llama/Llama-4-*-17B-*-Instruct config.json).
+LLAMA4_TEXT = {"model_type": "llama4_text", "hidden_size": 5120, "num_hidden_layers": 48, "num_attention_heads": 40,
+               "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+               "vocab_size": 202048, "num_local_experts": 128, "num_experts_per_tok": 1,
+               "interleave_moe_layer_step": 2, "attention_chunk_size": 8192}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({}, "interleave_moe_layer_step"),                                   # Maverick: MoE on every 2nd layer
+    ({"interleave_moe_layer_step": 1, "num_local_experts": 16}, "attention_chunk_size"),  # Scout
+    ({"interleave_moe_layer_step": 1, "attention_chunk_size": None}, "model_type"),  # implicit shared expert
+])
+def test_llama4_is_refused_naming_the_field_never_planned_as_something_else(tmp_path, change, field):
+    cfg = {"model_type": "llama4", "architectures": ["Llama4ForConditionalGeneration"],
+           "text_config": {**LLAMA4_TEXT, **change}}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    with pytest.raises(InputError) as e:
+        get_model(str(p))
+    assert e.value.field == field and "refused" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("field", ["decoder_sparse_step", "moe_layer_freq"])
+def test_moe_on_every_nth_layer_is_refused(field):
+    cfg = {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "vocab_size": 100,
+           "num_experts": 4, "num_experts_per_tok": 2, field: 2}
+    with pytest.raises(InputError) as e:
+        model_from_config(cfg, name="every-2nd", source="x.json")
+    assert e.value.field == field
+    assert model_from_config({**cfg, field: 1}, name="every", source="x.json").moe_layers == 4

@@ -41,6 +41,7 @@ HF_MODELS: dict[str, tuple[str, str]] = {
     "mixtral-8x7b": ("mistralai/Mixtral-8x7B-Instruct-v0.1", "bf16"),
     "qwen2.5-72b": ("Qwen/Qwen2.5-72B-Instruct", "bf16"),
     "qwen3-235b-a22b": ("Qwen/Qwen3-235B-A22B", "bf16"),
+    "qwen3-30b-a3b": ("Qwen/Qwen3-30B-A3B", "bf16"),
     "qwen3-32b": ("Qwen/Qwen3-32B", "bf16"),
 }
 
