@@ -43,6 +43,7 @@ def predict(gpu: str, runtime: str, ranks: int, message_bytes: int, table) -> fl
     link = Link(bw, 0.0, kind)
     original = comm._table
     comm._table = lambda: table  # price with the given constants
+    comm._measured_shipped.cache_clear()  # its cache holds lookups in the shipped table
     try:
         if runtime == "nccl":
             return comm.nccl_allreduce_s(message_bytes, ranks, link, gpu)
@@ -51,6 +52,7 @@ def predict(gpu: str, runtime: str, ranks: int, message_bytes: int, table) -> fl
         return k if k is not None else comm.nccl_allreduce_s(message_bytes, ranks, link, gpu)
     finally:
         comm._table = original
+        comm._measured_shipped.cache_clear()
 
 
 def ratios_by_group(leave_one_gpu_out: bool) -> dict[tuple, list[float]]:

@@ -84,7 +84,20 @@ def _measured(gpu: str | None, kind: str, path: str, ranks: int,
     never priced faster than on its own NVLink: the same software path over a slower link.
     ``table`` replaces the shipped measurements (the leave-one-GPU-out check).
     """
-    table = _table() if table is None else table
+    if table is None:
+        return _measured_shipped(gpu, kind, path, ranks)
+    return _resolve(table, gpu, kind, path, ranks)
+
+
+@lru_cache(maxsize=None)
+def _measured_shipped(gpu: str | None, kind: str, path: str, ranks: int) -> Measured:
+    """``_measured`` on the shipped table, resolved once per (gpu, link kind, path, ranks): pricing asks
+    for the same few combinations thousands of times."""
+    return _resolve(_table(), gpu, kind, path, ranks)
+
+
+def _resolve(table: dict[tuple[str, str, str, int], Measured], gpu: str | None, kind: str, path: str,
+             ranks: int) -> Measured:
     gpu = cal.COLLECTIVE_SAME_AS.get(gpu or "", gpu)
     measured_here = {g for g, k, _, _ in table if k == kind}
     own = gpu if gpu in measured_here else cal.COLLECTIVE_FALLBACK_GPU[kind]
