@@ -43,15 +43,8 @@ def _topology(t: str | Path | Topology) -> Topology:
 
 
 def _model(m: str | Path | ModelSpec) -> ModelSpec:
-    """The model spec; a ``config.json`` in the current folder is named after that folder (its name
-    was once derived from the relative path's empty parent, and printed blank)."""
-    if isinstance(m, ModelSpec):
-        return m
-    spec = get_model(m)
-    if not spec.name.strip():
-        p = Path(m).absolute()
-        spec = replace(spec, name=(p.parent.name if p.name == "config.json" else p.stem) or "model")
-    return spec
+    """The model spec (``get_model`` names a ``config.json`` after its folder, the current one included)."""
+    return m if isinstance(m, ModelSpec) else get_model(m)
 
 
 def _dtype(value: str | None, default: str, flag: str) -> str:
