@@ -94,6 +94,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(_ROOT))
 
+from costmodels.benchrun import simulate_benchmark  # noqa: E402
 from costmodels.hardware import GPU, get_gpu  # noqa: E402
 from costmodels.models import get_model  # noqa: E402
 from costmodels.serving import serve_at_concurrency, static_batch, step_mix  # noqa: E402
@@ -141,6 +142,8 @@ DEFAULT_NIC_GBIT_PER_S = 400.0  # for multi-node harness topologies when the cat
 
 _RATE_RE = re.compile(r"request_rate(?:_qps)?\s*[=:]\s*(inf|[0-9]*\.?[0-9]+)", re.IGNORECASE)
 _CONC_RE = re.compile(r"concurrency\s*[=:]\s*([0-9]+)", re.IGNORECASE)
+#: "500 requests" in the set-up column: the benchmark sent a fixed number of requests.
+_REQUESTS_RE = re.compile(r"\b([0-9]{1,7}) requests\b", re.IGNORECASE)
 
 
 def latency_kind(metric: str) -> str | None:
@@ -190,6 +193,13 @@ class Row:
     value: float
     notes: str = ""
     problem: str = ""  # why the row cannot be read (then it is set aside, never priced)
+    setup: str = ""  # the source_version_or_date column: what was run, how
+
+    @property
+    def requests(self) -> int | None:
+        """How many requests the benchmark run sent, where the set-up or the notes say."""
+        m = _REQUESTS_RE.search(self.setup) or _REQUESTS_RE.search(self.notes)
+        return int(m.group(1)) if m and int(m.group(1)) > 0 else None
 
     @property
     def request_rate(self) -> float | None:
@@ -270,7 +280,8 @@ def _parse_row(get: dict[str, str], line: int) -> Row:
     return Row(line=line, source_id=get["source_id"], model=get["model"], precision=get["precision"],
                gpu=get["gpu"], num_gpus=ints["num_gpus"], tp=ints["tp"], pp=opts["pp"], dp=opts["dp"],
                ep=opts["ep"], isl=ints["isl"], osl=ints["osl"], batch=opts["max_batch_or_concurrency"],
-               metric=get["metric"], value=value, notes=get.get("notes", ""))
+               metric=get["metric"], value=value, notes=get.get("notes", ""),
+               setup=get.get("source_version_or_date", ""))
 
 
 def _set_aside_row(get: dict[str, str], line: int, problem: str) -> Row:
@@ -464,6 +475,8 @@ class Predictor:
                 return _finite(row, mix.percentile_s(0.5 if metric.endswith("_p50") else 0.99) * 1e3)
             return _finite(row, m.tpot_s * 1e3)  # itl / tpot
 
+        if row.requests is not None:
+            return self._finite_run(row, spec, ev, rate)
         # online serving at request rate `rate`: the same library call with qps, which gives the
         # in-flight batch the rate sustains, TPOT there, and TTFT with queueing
         loaded = self.evaluate(batch=None, qps=rate, **common)
@@ -487,6 +500,29 @@ class Predictor:
                            links=loaded.links)
             return _finite(row, mix.percentile_s(0.5 if metric.endswith("_p50") else 0.99) * 1e3)
         return _finite(row, lm.tpot_s * 1e3)
+
+    def _finite_run(self, row: Row, spec, ev: Evaluation, rate: float) -> Result:
+        """An online row from a run of a stated number of requests: run that benchmark
+        (``costmodels.benchrun``) on each of the dp replicas, which share the requests evenly."""
+        dp = max(1, row.layout[2])
+        n = max(1, math.ceil(row.requests / dp))
+        key = ("run", row.model, row.gpu, row.precision, row.layout, row.isl, row.osl, n, rate, row.runtime)
+        if key not in self._evals:
+            self._evals[key] = simulate_benchmark(spec, ev.gpu, ev.strategy, isl=row.isl, osl=row.osl, requests=n,
+                                                  rate_per_s=rate / dp, links=ev.links)
+        run = self._evals[key]
+        per = {"total_output_tok_per_s": run.output_tokens_per_s * dp,
+               "output_tok_per_s_per_gpu": run.output_tokens_per_s * dp / row.num_gpus,
+               "req_per_s": run.requests_per_s * dp,
+               "total_token_tok_per_s": run.requests_per_s * dp * (row.isl + row.osl),
+               "ttft_ms": run.ttft_mean_s * 1e3, "ttft_ms_mean": run.ttft_mean_s * 1e3,
+               "ttft_ms_p99": run.ttft_p99_s * 1e3, "itl_ms": run.itl_mean_s * 1e3,
+               "itl_ms_mean": run.itl_mean_s * 1e3, "itl_ms_p50": run.itl_p50_s * 1e3,
+               "itl_ms_p99": run.itl_p99_s * 1e3, "tpot_ms": run.tpot_mean_s * 1e3,
+               "tpot_ms_mean": run.tpot_mean_s * 1e3, "e2e_latency_ms_mean": run.e2e_mean_s * 1e3}
+        if row.metric not in per:
+            return Result(row, None, f"metric not modelled: {row.metric}")
+        return _finite(row, per[row.metric])
 
     def _fixed_load(self, row: Row, spec, common: dict) -> Result:
         """A static batch of ``batch`` requests, or a closed loop of ``concurrency`` clients."""
