@@ -133,8 +133,9 @@ def _percentile(samples: list[tuple[float, int]], q: float) -> float:
 def simulate_benchmark(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, requests: int,
                        rate_per_s: float, links: Links = Links(), online: bool = True) -> BenchmarkRun:
     """Run ``requests`` requests of ``isl`` prompt and ``osl`` output tokens at ``rate_per_s``
-    through one replica and report what a serving benchmark reports. ``online`` adds the
-    HTTP server's per-request cost (``ONLINE_REQUEST_OVERHEAD_S``) to each TTFT."""
+    through one replica and report what a serving benchmark reports. Each TTFT carries the
+    engine's per-request cost (``PREFILL_REQUEST_OVERHEAD_S``) and, ``online``, the HTTP
+    server's (``ONLINE_REQUEST_OVERHEAD_S``), as ``serving.serve_at_rate`` prices them."""
     if requests < 1 or isl < 1 or osl < 1:
         raise ValueError("requests, isl and osl must be at least 1")
     s = effective_strategy(model, gpu, s, isl=isl, osl=osl)
@@ -184,7 +185,7 @@ def simulate_benchmark(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
             done.append(r)
         running = [r for r in running if r.tokens < osl]
     return _summarise(done, requests=requests, rate_per_s=rate_per_s, osl=osl, gaps=gaps, peak=peak,
-                      overhead_s=cal.ONLINE_REQUEST_OVERHEAD_S if online else cal.PREFILL_REQUEST_OVERHEAD_S)
+                      overhead_s=cal.PREFILL_REQUEST_OVERHEAD_S + (cal.ONLINE_REQUEST_OVERHEAD_S if online else 0.0))
 
 
 def _summarise(done: list[_Request], *, requests: int, rate_per_s: float, osl: int, gaps: dict[float, int],

@@ -15,6 +15,7 @@ from pathlib import Path
 from costmodels.hardware import GPU, get_gpu
 from costmodels.memory import weight_bytes
 from costmodels.models import ModelSpec, get_model
+from costmodels.benchrun import BenchmarkRun, simulate_benchmark
 from costmodels.serving import (ClosedLoopMetrics, LoadedMetrics, Links, ReplicaMetrics, Strategy, effective_strategy,
                                 evaluate_prefill, evaluate_replica, kv_transfer_s, serve_at_concurrency, serve_at_rate,
                                 stages, tail_latency, ttft_under_load_s, validate_strategy)
@@ -568,6 +569,7 @@ class Evaluation:
     reason: str | None  # why it does not fit/place, or None
     loaded: LoadedMetrics | None = None  # at the request rate, when one was given
     closed: ClosedLoopMetrics | None = None  # under a closed loop of clients, when a concurrency was given
+    run: BenchmarkRun | None = None  # a finite benchmark of --requests requests at --qps, when asked
 
     @property
     def fits(self) -> bool:
@@ -603,7 +605,20 @@ class Evaluation:
                 "requests_per_s": _r(self.loaded.requests_per_s * self.dp, 4),
                 "output_tokens_per_s": _r(self.loaded.output_tokens_per_s * self.dp, 1)},
             "at_concurrency": None if self.closed is None else self._closed_dict(),
+            **({"benchmark_run": self._run_dict()} if self.run is not None else {}),
         }
+
+    def _run_dict(self) -> dict:
+        """A finite benchmark's averages: per request as one replica sees them, rates summed."""
+        r = self.run
+        return {"requests": r.requests * self.dp,
+                "qps": r.rate_per_s * self.dp if math.isfinite(r.rate_per_s) else None,
+                "duration_s": _r(r.duration_s, 3), "max_in_flight": r.max_in_flight,
+                "ttft_ms": _r(r.ttft_mean_s * 1e3), "ttft_p99_ms": _r(r.ttft_p99_s * 1e3),
+                "itl_ms": _r(r.itl_mean_s * 1e3), "itl_p50_ms": _r(r.itl_p50_s * 1e3),
+                "itl_p99_ms": _r(r.itl_p99_s * 1e3), "tpot_ms": _r(r.tpot_mean_s * 1e3),
+                "e2e_ms": _r(r.e2e_mean_s * 1e3), "requests_per_s": _r(r.requests_per_s * self.dp, 4),
+                "output_tokens_per_s": _r(r.output_tokens_per_s * self.dp, 1)}
 
     def _closed_dict(self) -> dict:
         """The closed-loop figures: per request as one replica sees them, rates summed over the replicas."""
@@ -624,7 +639,8 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
              kv_dtype: str | None = None, gpu: str | None = None, runtime: str = "vllm",
              max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS,
              allow_cross_domain_tp: bool = False, qps: float | None = None, attention_dp: int = 1,
-             expert_imbalance: float | None = None, concurrency: int | None = None) -> Evaluation:
+             expert_imbalance: float | None = None, concurrency: int | None = None,
+             requests: int | None = None) -> Evaluation:
     """Score one given strategy on the topology's links. Without ``batch``: the largest that fits.
 
     With ``qps`` (spread evenly over the ``dp`` replicas) it also predicts the replicas at
@@ -633,8 +649,12 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
     them as a closed-loop benchmark measures them (``Evaluation.closed``,
     :func:`costmodels.serving.serve_at_concurrency`): TTFT mean and p99, TPOT, ITL p50 and
     p99, end-to-end latency and throughput. ``qps`` and ``concurrency`` exclude each other.
+    With ``requests`` and ``qps`` (``math.inf``: all sent at once) it also runs that finite
+    benchmark step by step (``Evaluation.run``, :func:`costmodels.benchrun.simulate_benchmark`),
+    which is what a published online-serving table measured, queue build-up and drain included.
     """
     _check_concurrency(concurrency, qps=qps, batch=batch, dp=dp)
+    _check_requests(requests, qps=qps, batch=batch, dp=dp)
     topo = _topology(topology)
     spec = _model(model)
     # Scoring a given strategy prices it even past the model's trained context, as runtimes
@@ -687,8 +707,36 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
     if concurrency is not None:
         closed = serve_at_concurrency(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl,
                                       concurrency=concurrency // dp, links=links)
+    run = None
+    if requests is not None and m.max_batch >= 1:
+        run = simulate_benchmark(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl, requests=requests // dp,
+                                 rate_per_s=qps / dp, links=links)
     return Evaluation(gpu=view.gpu_of_type[gpu_name], strategy=s, dp=dp, metrics=m, links=links, span=span,
-                      available_gpus=free, reason=reason, loaded=loaded, closed=closed)
+                      available_gpus=free, reason=reason, loaded=loaded, closed=closed, run=run)
+
+
+#: Largest --requests a finite benchmark is run with: the run is stepped one engine step at a
+#: time, and a million requests keeps it within seconds at the batches that matter.
+MAX_BENCHMARK_REQUESTS = 1_000_000
+
+
+def _check_requests(requests, *, qps, batch, dp) -> None:
+    """Refuse a finite benchmark ``evaluate`` cannot run: not a positive integer, no rate to
+    send at, a pinned batch (the run sets its own), or not spread evenly over the replicas."""
+    if requests is None:
+        return
+    _positive(requests, "--requests", integer=True)
+    if requests > MAX_BENCHMARK_REQUESTS:
+        raise InputError(f"{requests} requests is more than {MAX_BENCHMARK_REQUESTS:,}; give fewer",
+                         source="--requests")
+    if qps is None or qps <= 0:
+        raise InputError("a benchmark run sends its requests at a rate: add --qps (inf: all at once)",
+                         source="--requests")
+    if batch is not None:
+        raise InputError("the run admits requests as the KV cache allows; drop --batch", source="--requests")
+    if isinstance(dp, int) and dp >= 1 and requests % dp:
+        raise InputError(f"{requests} requests do not spread evenly over --dp {dp} replicas; give a multiple "
+                         f"of {dp}", source="--requests")
 
 
 def _check_concurrency(concurrency, *, qps, batch, dp) -> None:

@@ -312,17 +312,21 @@ def _strategy_options(f):
 @click.option("--qps", type=float, help="Also price the replicas at this request rate (open loop, spread over --dp).")
 @click.option("--concurrency", type=int,
               help="Also price the replicas under this many closed-loop clients (spread over --dp).")
+@click.option("--requests", type=int, metavar="N",
+              help="With --qps (inf: all at once): also run a benchmark of N requests step by step, as a "
+                   "published online-serving table measures it (queue build-up and drain included).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_clean_errors
 def evaluate(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, attention_dp, expert_imbalance, batch,
-             isl, osl, gpu, qps, concurrency, as_json):
+             isl, osl, gpu, qps, concurrency, requests, as_json):
     """Score one given strategy: memory, largest batch, TTFT, TPOT, throughput."""
     from planner import api
     from planner.report import evaluation_text
 
     ev = api.evaluate(topology=topology, model=model, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
                       weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime,
-                      attention_dp=attention_dp, expert_imbalance=expert_imbalance, qps=qps, concurrency=concurrency)
+                      attention_dp=attention_dp, expert_imbalance=expert_imbalance, qps=qps, concurrency=concurrency,
+                      requests=requests)
     d = ev.as_dict()
     if not d["fits"]:
         raise InfeasibleError(_does_not_fit(d))

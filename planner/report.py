@@ -176,4 +176,12 @@ def _loaded_lines(d: dict) -> list[str]:
                    f"{_ms(c['ttft_ms'])} (p99 {_ms(c['ttft_p99_ms'])}), TPOT {_ms(c['tpot_ms'])}, ITL p50 "
                    f"{_ms(c['itl_p50_ms'])} p99 {_ms(c['itl_p99_ms'])}, end-to-end {_ms(c['e2e_ms'])}, "
                    f"{c['requests_per_s']:.2f} req/s, {c['output_tokens_per_s']:,.0f} output tok/s")
+    r = d.get("benchmark_run")
+    if r is not None:
+        rate = "all at once" if r["qps"] is None else f"at {r['qps']:g} req/s"
+        out.append(f"benchmark of {r['requests']} requests sent {rate}: {r['duration_s']:.1f} s, "
+                   f"{r['requests_per_s']:.2f} req/s, {r['output_tokens_per_s']:,.0f} output tok/s, up to "
+                   f"{r['max_in_flight']} in flight per replica, TTFT {_ms(r['ttft_ms'])} (p99 "
+                   f"{_ms(r['ttft_p99_ms'])}), ITL {_ms(r['itl_ms'])} (p50 {_ms(r['itl_p50_ms'])}, p99 "
+                   f"{_ms(r['itl_p99_ms'])}), end-to-end {_ms(r['e2e_ms'])}")
     return out
