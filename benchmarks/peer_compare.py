@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
-from costmodels import calibration as cal  # noqa: E402
+from costmodels import calibration as cal
+from costmodels.models import get_model  # noqa: E402
 from planner import api  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
 
@@ -217,12 +218,13 @@ def ps_evaluate(sc: Scenario, c: Config) -> Price:
     return Price(tok_s_gpu=r["output_tokens_per_s_per_gpu"], ttft_ms=r["ttft_ms"], tpot_ms=r["tpot_ms"])
 
 
-def _aic_shape(c: Config) -> list[str]:
-    """Our shape in the peer's flags: attention tp x dp = expert tp x ep = GPUs per stage; bs per dp rank."""
+def _aic_shape(c: Config, *, moe: bool) -> list[str]:
+    """Our shape in the peer's flags: attention tp x dp = expert tp x ep = GPUs per stage; bs per dp rank.
+    For an MoE model the expert split is always given (the peer needs it even without EP)."""
     args = ["--tp", str(c.tp // c.attention_dp), "--pp", str(c.pp), "--batch-size", str(max(1, c.batch // c.attention_dp))]
     if c.attention_dp > 1:
         args += ["--dp", str(c.attention_dp)]
-    if c.ep > 1 or c.attention_dp > 1:
+    if moe or c.ep > 1 or c.attention_dp > 1:
         args += ["--moe-tp-size", str(c.tp // c.ep), "--moe-ep-size", str(c.ep)]
     if c.ctx_tokens:
         args += ["--ctx-tokens", str(c.ctx_tokens)]
@@ -236,7 +238,7 @@ _EST = {"ttft_ms": r"^\s*TTFT:\s*([\d.,]+)\s*ms", "tpot_ms": r"^\s*TPOT:\s*([\d.
 def aic_estimate(aic_bin: str, sc: Scenario, c: Config) -> Price:
     """The peer's figures for one configuration (``cli estimate --estimate-mode agg``)."""
     cmd = [aic_bin, "cli", "estimate", "--model-path", sc.aic_model, "--system", sc.system, "--backend", "trtllm",
-           "--estimate-mode", "agg", "--isl", str(sc.isl), "--osl", str(sc.osl), *_aic_shape(c)]
+           "--estimate-mode", "agg", "--isl", str(sc.isl), "--osl", str(sc.osl), *_aic_shape(c, moe=get_model(sc.model).is_moe)]
     rc, out, err, _ = _run(cmd)
     found = {k: re.search(rx, out, re.M) for k, rx in _EST.items()}
     if rc != 0 or not all(found.values()):

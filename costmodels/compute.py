@@ -91,7 +91,8 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
                     decode_tokens: float, decode_context: float, steps: int = 1,
                     tp_link: Link, ep_link: Link | None = None, attention_dp: int = 1,
                     expert_imbalance: float | None = None, ep_local_link: Link | None = None,
-                    ep_local_ranks: int = 0, runtime: str = "vllm") -> StepTime:
+                    ep_local_ranks: int = 0, runtime: str = "vllm",
+                    busiest_prefill_tokens: float | None = None) -> StepTime:
     """Time one stage takes to process a step's tokens on each of its ``tp`` GPUs.
 
     ``prefill_tokens`` new prompt tokens, each attending to ``prefill_context`` tokens on
@@ -105,6 +106,11 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     the dense weights, all in lockstep; the routed experts see every group's tokens. The
     counts above are the whole stage's. ``runtime`` picks the all-reduce path that runtime runs
     (``costmodels.comm.allreduce_s``).
+
+    ``busiest_prefill_tokens``: under attention DP, the prompt tokens of the attention group
+    that carries the most (default: ``prefill_tokens`` spread evenly). The groups run in
+    lockstep, so the step waits for that group's dense layers and attention, while the routed
+    experts see every group's tokens.
     """
     tokens = prefill_tokens + decode_tokens
     if tokens <= 0:
@@ -118,7 +124,8 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         peak *= cal.LOW_PRECISION_MATMUL_EFFICIENCY
     hbm = gpu.hbm_bandwidth_bytes_per_s * cal.HBM_EFFICIENCY
     tok_per_step = tokens / steps
-    group_tokens = tokens / dp  # one attention group's tokens
+    g_prefill = prefill_tokens / dp if busiest_prefill_tokens is None else busiest_prefill_tokens
+    group_tokens = decode_tokens / dp + g_prefill  # the busiest attention group's tokens
     group_per_step = group_tokens / steps
 
     # Linear layers: dense part (attention projections, dense MLPs, shared experts) on the
@@ -178,7 +185,7 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     else:
         prefill_flop_per_ctx = decode_flop_per_ctx = 4 * heads_per_gpu * model.head_dim
     n_layers = stage.layer_count
-    g_prefill, g_decode = prefill_tokens / dp, decode_tokens / dp
+    g_decode = decode_tokens / dp
     attn_flops = n_layers * (prefill_flop_per_ctx * g_prefill * prefill_context
                              + decode_flop_per_ctx * g_decode * decode_context)
     kv_token_bytes = model.kv_elements_per_token_per_layer(at) * dtype_bytes(kv_dtype)

@@ -367,10 +367,34 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
         if not 0 < prefill_tokens < chunk_tokens:
             return even(prefill_tokens)
         share = prefill_tokens / chunk_tokens
+        if s.attention_dp > 1:
+            return lockstep(share)
         (c, c_send, c_steps), (d, d_send, _) = even(chunk_tokens), even(0.0)
         mixed = StepTime(*(share * x + (1 - share) * y for x, y in zip(
             (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s))))
         return mixed, share * c_send + (1 - share) * d_send, c_steps
+
+    def lockstep(share: float) -> tuple[StepTime, float, int]:
+        """Under attention DP each group's scheduler packs its own prompt chunks, independently
+        of the others, and the groups step in lockstep (the experts' collectives join them).
+        A group carries a chunk in a share ``share`` of the steps, so a step waits for a chunk
+        whenever any group has one, ``1 - (1 - share)^dp`` of the steps, and such a step holds
+        ``dp x share / that`` chunks on average, all routed to the experts together.
+        (TensorRT-LLM's ``attention_dp_config.enable_balance`` exists to line these steps up.)"""
+        dp = s.attention_dp
+        p_any = 1 - (1 - share) ** dp
+        per_group = chunk_tokens / dp
+        prompt = dp * share / p_any * per_group
+        times = [_stage_time(model, g, s, st, links, prefill_tokens=prompt, prefill_context=isl / 2,
+                             decode_tokens=per_micro, decode_context=isl + osl / 2, busiest_prefill_tokens=per_group)
+                 for g, st in zip(gpus, sts)]
+        c = max(times, key=lambda t: t.total_s)
+        c_send = send_s(message_bytes=(per_micro + prompt) * model.hidden * ACT_BYTES / s.tp,
+                        link=links.pp) if s.pp > 1 else 0.0
+        d, d_send, _ = even(0.0)
+        mixed = StepTime(*(p_any * x + (1 - p_any) * y for x, y in zip(
+            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s))))
+        return mixed, p_any * c_send + (1 - p_any) * d_send, 1
 
     unified = role == "unified"
     prefill_per_step = per_micro * isl / max(osl, 1) if unified else 0.0

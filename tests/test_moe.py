@@ -49,10 +49,11 @@ def test_deepseek_v3_fits_four_h100_nodes_only_across_nodes():
         m = g.memory_per_gpu_bytes
         assert m.total <= m.capacity
     assert check_plan(plan).ok
-    # The planner's choice here is wide expert parallelism: experts over 16 GPUs of two nodes,
-    # attention data-parallel inside each node, all-to-alls over the NICs.
+    # The planner's choice here is wide expert parallelism: experts over the GPUs of two or more
+    # nodes (EP16 x2 and EP32 x1 are within 5 % of each other), attention data-parallel inside
+    # each node, all-to-alls over the NICs.
     g = plan.replica_groups[0]
-    assert g.strategy.ep == g.strategy.tp == 16 and g.strategy.attention_dp > 1 and g.strategy.pp == 1
+    assert g.strategy.ep == g.strategy.tp >= 16 and g.strategy.attention_dp > 1 and g.strategy.pp == 1
     assert g.links["ep"].kind == "nic" and g.links["ep_local"].kind == "nvlink"
 
 
