@@ -385,7 +385,7 @@ _UNPRICEABLE: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("attention_chunk_size", lambda v: True,
      "chunked local attention (Llama 4) is not modelled: its KV cache and attention would be priced as full "
      "attention"),
-    ("model_type", lambda v: v in STATE_SPACE_MODEL_TYPES,
+    ("model_type", lambda v: isinstance(v, str) and v in STATE_SPACE_MODEL_TYPES,
      "state-space (Mamba) or linear-attention layers are not modelled: the cost model prices attention "
      "layers with a KV cache"),
     ("hybrid_override_pattern", lambda v: True,

@@ -218,3 +218,9 @@ def test_a_mamba_config_is_refused_by_the_cli_in_one_line(tmp_path):
     assert r.returncode == 2, r.stderr
     assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1
     assert "model_type" in r.stderr and "Mamba" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_repo_emit_names_for_each_model_resolves_back_to_it():
+    from planner.emit import HF_MODELS
+
+    assert {k: get_model(repo).name for k, (repo, _dtype) in HF_MODELS.items()} == {k: k for k in HF_MODELS}
