@@ -2,7 +2,9 @@
 
 Covers dense and mixture-of-experts decoders; multi-head, grouped-query and multi-query
 attention (``num_key_value_heads`` = heads, fewer, or 1); DeepSeek's multi-head latent
-attention (MLA, ``kv_lora_rank``); sliding-window layers (Mistral, GPT-OSS).
+attention (MLA, ``kv_lora_rank``); sliding-window layers, on every layer (Mistral, Phi-3) or
+interleaved with full-attention ones (GPT-OSS, Gemma 2 and 3); gated-GELU MLPs (Gemma).
+State-space (Mamba) and linear-attention layer stacks are refused (see ``_UNPRICEABLE``).
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ PLAUSIBLE_MAX = {"num_hidden_layers": 1024, "hidden_size": 1 << 20, "num_attenti
 #: ``model_type`` values whose config layout this reader interprets (checked against published
 #: configs); any other gets a warning, as its fields may mean something else.
 KNOWN_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
-                               "deepseek_v2", "deepseek_v3", "kimi_k2", "gpt_oss"})
+                               "deepseek_v2", "deepseek_v3", "kimi_k2", "gpt_oss", "gemma", "gemma2", "gemma3",
+                               "gemma3_text", "phi3", "internlm"})
 #: Architectures with multi-head latent attention: only their ``kv_lora_rank`` means MLA.
 MLA_MODEL_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "kimi_k2"})
 
@@ -51,6 +54,15 @@ def warn(message: str) -> None:
         print(f"plan-search: warning: {printable(message)}", file=sys.stderr)
 
 GELU_ACTS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu"}
+#: Gemma's MLP is gated although its activation is a GELU (GeGLU: gate, up and down projections,
+#: ``Gemma2MLP`` / ``Gemma3MLP`` in transformers), and its configs leave ``tie_word_embeddings`` to
+#: the class default, which is true (``Gemma2Config``, ``Gemma3TextConfig``).
+GEMMA_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
+#: Where a config gives neither ``layer_types`` nor ``sliding_window_pattern``, the class default
+#: places one full-attention layer every n layers, the rest sliding: Gemma 2 alternates (n = 2,
+#: ``Gemma2Config``: sliding on even layers), Gemma 3 has 5 local layers per global one (n = 6,
+#: ``Gemma3TextConfig.sliding_window_pattern``).
+DEFAULT_SLIDING_PATTERN = {"gemma2": 2, "gemma3": 6, "gemma3_text": 6}
 
 
 @dataclass(frozen=True)
@@ -273,7 +285,7 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
         raise InputError(f"must be the name of an activation function, got {act!r}", source=source,
                          field="hidden_act")
     act = act.lower()
-    gated = act not in GELU_ACTS
+    gated = act not in GELU_ACTS or model_type in GEMMA_MODEL_TYPES
     intermediate = opt_int("intermediate_size", "n_inner", "ffn_hidden_size", default=0) or 4 * hidden
     vocab = need_int("vocab_size")
 
@@ -300,22 +312,13 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
                          f"a {model_type!r} config with kv_lora_rank is inconsistent: remove it or fix model_type",
                          source=source, field="kv_lora_rank")
     sliding = opt_int("sliding_window", default=0) if opt_bool("use_sliding_window", default=True) else 0
-    layer_types = _get(cfg, "layer_types", default=None)
-    if isinstance(layer_types, list):
-        if len(layer_types) != layers or not all(isinstance(t, str) for t in layer_types):
-            raise InputError(f"must list one attention type (a string) per layer: {len(layer_types)} entries for "
-                             f"{layers} layers (num_hidden_layers)", source=source, field="layer_types")
-        sliding_layers = sum(1 for t in layer_types if "sliding" in t)
-    elif isinstance(layer_types, str) and "alternating" in layer_types:
-        sliding_layers = layers // 2
-    else:
-        sliding_layers = layers if sliding else 0
+    sliding_layers = _sliding_layers(cfg, layers, model_type, sliding, source, opt_int)
     if sliding_layers == 0:
         sliding = 0
     return ModelSpec(
         name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
         intermediate=intermediate, vocab=vocab,
-        tied_embeddings=opt_bool("tie_word_embeddings", default=False), gated_mlp=gated,
+        tied_embeddings=opt_bool("tie_word_embeddings", default=model_type in GEMMA_MODEL_TYPES), gated_mlp=gated,
         experts=experts, experts_per_token=per_tok, moe_intermediate=moe_inter,
         shared_experts=shared, shared_intermediate=shared_inter, dense_layers=dense_layers,
         kv_lora_rank=kv_lora, q_lora_rank=opt_int("q_lora_rank", default=0),
@@ -327,6 +330,24 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
         native_dtype=_native_dtype(cfg),
         source=_source_note(cfg, source),
     )
+
+
+def _sliding_layers(cfg: dict, layers: int, model_type: Any, sliding: int, source: str, opt_int) -> int:
+    """How many layers attend over a sliding window: those ``layer_types`` names sliding; else all
+    but every n-th layer with ``sliding_window_pattern`` n (or the model type's default n, as
+    Gemma's configs leave it out); else every layer when ``sliding_window`` is set."""
+    layer_types = _get(cfg, "layer_types", default=None)
+    if isinstance(layer_types, list):
+        if len(layer_types) != layers or not all(isinstance(t, str) for t in layer_types):
+            raise InputError(f"must list one attention type (a string) per layer: {len(layer_types)} entries for "
+                             f"{layers} layers (num_hidden_layers)", source=source, field="layer_types")
+        return sum(1 for t in layer_types if "sliding" in t)
+    if isinstance(layer_types, str) and "alternating" in layer_types:
+        return layers // 2
+    if not sliding:
+        return 0
+    pattern = opt_int("sliding_window_pattern", default=DEFAULT_SLIDING_PATTERN.get(model_type, 0))
+    return layers - layers // pattern if pattern else layers
 
 
 def _head_dim(cfg: dict, hidden: int, heads: int, source: str, opt_int) -> int:
@@ -343,6 +364,13 @@ def _head_dim(cfg: dict, hidden: int, heads: int, source: str, opt_int) -> int:
     return hidden // heads
 
 
+#: ``model_type`` of state-space, hybrid Mamba/attention and linear-attention models (transformers
+#: and vLLM model types): their layers keep a fixed-size state, not a KV cache growing with context.
+STATE_SPACE_MODEL_TYPES = frozenset({"mamba", "mamba2", "falcon_mamba", "jamba", "nemotron_h", "zamba", "zamba2",
+                                     "falcon_h1", "bamba", "granitemoehybrid", "qwen3_next", "minimax",
+                                     "minimax_m1", "minimax_text_01", "rwkv", "rwkv5", "rwkv6", "rwkv7",
+                                     "recurrent_gemma", "lfm2", "plamo2"})
+
 #: Config fields describing layer layouts the cost model does not price: (field, is it in use, why).
 #: Read as a plain model, such a config would be planned as something else (every layer an MoE
 #: layer, full attention where it is chunked), so it is refused instead.
@@ -357,6 +385,19 @@ _UNPRICEABLE: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("attention_chunk_size", lambda v: True,
      "chunked local attention (Llama 4) is not modelled: its KV cache and attention would be priced as full "
      "attention"),
+    ("model_type", lambda v: isinstance(v, str) and v in STATE_SPACE_MODEL_TYPES,
+     "state-space (Mamba) or linear-attention layers are not modelled: the cost model prices attention "
+     "layers with a KV cache"),
+    ("hybrid_override_pattern", lambda v: True,
+     "Mamba layers mixed with attention layers (Nemotron-H) are not modelled"),
+    ("layers_block_type", lambda v: True, "Mamba layers mixed with attention layers (Jamba) are not modelled"),
+    ("attn_layer_period", lambda v: True, "Mamba layers mixed with attention layers (Jamba) are not modelled"),
+    ("ssm_state_size", lambda v: True, "state-space (Mamba) layers are not modelled"),
+    ("mamba_d_state", lambda v: True, "state-space (Mamba) layers are not modelled"),
+    ("linear_num_value_heads", lambda v: True, "linear-attention layers (Qwen3-Next) are not modelled"),
+    ("layer_types", lambda v: isinstance(v, list) and any(isinstance(t, str) and ("linear" in t or "mamba" in t)
+                                                           for t in v),
+     "linear-attention or Mamba layers are not modelled: the cost model prices attention layers with a KV cache"),
     ("model_type", lambda v: v in ("llama4", "llama4_text"),
      "Llama 4's always-on shared expert is not declared in its config, so its MoE layers would be priced "
      "without it"),
@@ -368,7 +409,8 @@ def _refuse_unpriceable(cfg: dict, source: str) -> None:
     for field, in_use, why in _UNPRICEABLE:
         v = cfg.get(field)
         if v is not None and in_use(v):
-            raise InputError(f"set to {v!r}: {why}, so the model is refused rather than planned as something else",
+            shown = repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."
+            raise InputError(f"set to {shown}: {why}, so the model is refused rather than planned as something else",
                              source=source, field=field)
 
 
@@ -429,10 +471,24 @@ def model_label(name: str) -> str:
 _SUFFIXES = ("-instruct", "-chat", "-hf", "-base", "-it", "-v0.1", "-v0.2", "-v0.3")
 
 #: Releases that share a catalog model's architecture: every config.json field the cost model
-#: reads is the same (the weights differ). DeepSeek-R1 and R1-0528: DeepSeek-V3's config
-#: (DeepseekV3ForCausalLM, 61 layers, 256 routed experts, MLA), deepseek-ai/DeepSeek-R1 config.json;
-#: Llama-3.3-70B: Llama-3.1-70B's (meta-llama/Llama-3.3-70B-Instruct config.json).
-MODEL_ALIASES = {"deepseek-r1": "deepseek-v3", "deepseek-r1-0528": "deepseek-v3", "llama-3.3-70b": "llama-3.1-70b"}
+#: reads is the same (the weights differ). DeepSeek-R1, R1-0528 and V3-0324: DeepSeek-V3's config
+#: (DeepseekV3ForCausalLM, 61 layers, 256 routed experts, MLA), deepseek-ai/DeepSeek-R1 config.json
+#: (also bundled by aiconfigurator-core 0.12.0); Llama-3.3-70B: Llama-3.1-70B's
+#: (meta-llama/Llama-3.3-70B-Instruct config.json); the R1 Llama distills: their bases' configs
+#: (deepseek-ai/DeepSeek-R1-Distill-Llama-8B from Llama-3.1-8B, -70B from Llama-3.3-70B-Instruct;
+#: the Qwen distills differ from Qwen2.5 in max_position_embeddings, so they have their own files);
+#: Phi-3.5-mini: Phi-3-mini-128k's (microsoft/Phi-3.5-mini-instruct config.json). Mistral's dated
+#: names keep the date after "-Instruct", so they are listed.
+MODEL_ALIASES = {
+    "deepseek-r1": "deepseek-v3", "deepseek-r1-0528": "deepseek-v3", "deepseek-v3-0324": "deepseek-v3",
+    "llama-3.3-70b": "llama-3.1-70b",
+    "deepseek-r1-distill-llama-8b": "llama-3.1-8b", "deepseek-r1-distill-llama-70b": "llama-3.1-70b",
+    "phi-3.5-mini": "phi-3-mini-128k",
+    "mistral-nemo-instruct-2407": "mistral-nemo-12b", "mistral-nemo-base-2407": "mistral-nemo-12b",
+    "mistral-nemo": "mistral-nemo-12b",
+    "mistral-small-24b-instruct-2501": "mistral-small-24b", "mistral-small-24b-base-2501": "mistral-small-24b",
+    "mistral-large-instruct-2407": "mistral-large-123b", "mistral-large-instruct-2411": "mistral-large-123b",
+}
 
 
 def normalize_model_name(name: str) -> str:

@@ -610,7 +610,7 @@ CASES: list[Case] = [
     generated("model-dir-without-config", _model_dir_without_config, "--model", as_model=True),
     flags("model-unknown-name", *S[:3], "--model", "llama-3.1-8bb",
           mentions=("--model", "llama-3.1-8bb", "did you mean 'llama-3.1-8b'")),
-    flags("model-unknown-hf-name", *S[:3], "--model", "meta-llama/Llama-3-70B-Instruct",
+    flags("model-unknown-hf-name", *S[:3], "--model", "meta-llama/Llama-3.5-70B-Instruct",
           mentions=("--model", "did you mean 'llama-3.1-70b'")),
     # --- flags: workload ---
     flags("isl-negative", *S, "--isl", "-5", mentions=("--isl", "-5")),
