@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from costmodels import calibration as cal
 from costmodels.comm import allgather_s, allreduce_s, alltoall_s
-from costmodels.hardware import GPU
+from costmodels.hardware import GPU, fp4_matmul_share
 from costmodels.models import ModelSpec
 from costmodels.memory import replicated_kv_params_per_layer
 from costmodels.units import dtype_bytes, weight_storage_bytes
@@ -122,6 +122,8 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     peak = gpu.matmul_flop_per_s(weight_dtype)
     if peak > gpu.bf16_flop_per_s:  # the GEMMs run in an 8- or 4-bit tensor-core format
         peak *= cal.LOW_PRECISION_MATMUL_EFFICIENCY
+        if weight_dtype == "fp4":  # measured NVFP4 GEMMs gain less over FP8 than the datasheet says
+            peak *= fp4_matmul_share(gpu.name, runtime)
     hbm = gpu.hbm_bandwidth_bytes_per_s * cal.HBM_EFFICIENCY
     tok_per_step = tokens / steps
     g_prefill = prefill_tokens / dp if busiest_prefill_tokens is None else busiest_prefill_tokens

@@ -107,3 +107,52 @@ def get_gpu(name: str, *, source: str | None = None, field: str | None = None) -
         raise InputError(f"unknown GPU {name!r}; {hint}see `plan-search catalog gpus`",
                          source=source, field=field)
     return gpu_catalog()[hit]
+
+
+# -- measured GEMM peaks ---------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _gemm_measured() -> dict[tuple[str, str], dict[str, float]]:
+    """(catalog GPU, runtime) -> {dtype: fastest measured GEMM in FLOP/s}, from
+    ``costmodels/data/gemm_measured.csv`` (each row cites the measured table it comes from).
+    Rows naming a GPU the catalog does not hold are skipped."""
+    text = (resources.files("costmodels") / "data" / "gemm_measured.csv").read_text(encoding="utf-8")
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for r in csv.DictReader(text.splitlines()):
+        name = _index().get(_key(r["gpu"]))
+        if name is not None:
+            out.setdefault((name, r["runtime"]), {})[r["dtype"]] = float(r["tflops_max"]) * TERA
+    return out
+
+
+def _fp4_over_fp8(gpu: GPU, peaks: dict[str, float]) -> float | None:
+    """Share of its datasheet peak an NVFP4 GEMM reaches, over the share an FP8 GEMM reaches."""
+    if not (gpu.fp4_flop_per_s and gpu.fp8_flop_per_s and "fp4" in peaks and "fp8" in peaks):
+        return None
+    return (peaks["fp4"] / gpu.fp4_flop_per_s) / (peaks["fp8"] / gpu.fp8_flop_per_s)
+
+
+@lru_cache(maxsize=None)
+def fp4_matmul_share(gpu_name: str, runtime: str) -> float:
+    """How much of the FP4 datasheet rate's advantage over FP8 the runtime's GEMMs realise.
+
+    Datasheets give FP4 twice the FP8 rate; measured NVFP4 GEMMs reach 1.4-1.9x the measured
+    FP8 ones (AIConfigurator's op tables: B200 under TensorRT-LLM 4,547 against 3,151 TFLOPS at
+    best). This is that shortfall, (measured FP4 / datasheet FP4) / (measured FP8 / datasheet
+    FP8), for the GPU under the runtime, else under any runtime measured on that GPU, else the
+    median over every measured GPU and runtime; capped at 1 (never faster than the datasheet).
+    """
+    table = _gemm_measured()
+    gpu = gpu_catalog().get(gpu_name)
+
+    def share(g: GPU | None, rt: str) -> float | None:
+        return _fp4_over_fp8(g, table[(g.name, rt)]) if g is not None and (g.name, rt) in table else None
+
+    own = share(gpu, runtime)
+    if own is None and gpu is not None:
+        others = sorted(s for (n, rt) in table if n == gpu.name for s in [share(gpu, rt)] if s is not None)
+        own = others[len(others) // 2] if others else None
+    if own is None:
+        every = sorted(s for (n, rt) in table for s in [share(gpu_catalog()[n], rt)] if s is not None)
+        own = every[len(every) // 2] if every else 1.0
+    return min(1.0, own)
