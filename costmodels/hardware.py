@@ -11,6 +11,7 @@ import csv
 import re
 from dataclasses import dataclass
 from difflib import get_close_matches
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 
@@ -32,6 +33,7 @@ class GPU:
     nvlink_domain_gpus: int
     nic_gbit_per_s: float | None
     source: str
+    pcie_gen: int | None = None  # the host link's PCIe generation (x16); None where not recorded
 
     def matmul_flop_per_s(self, weight_dtype: str) -> float:
         """Peak dense tensor-core rate for GEMMs with weights in ``weight_dtype``.
@@ -50,12 +52,44 @@ class GPU:
         return self.bf16_flop_per_s
 
 
-def _num(s: str) -> float | None:
-    return float(s) if s.strip() else None
-
-
 def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def gpu_from_figures(name: str, r: Mapping[str, object], *, aliases: tuple[str, ...] = (), source: str = "") -> GPU:
+    """A :class:`GPU` from the catalog's columns (``costmodels/data/gpus.csv``), given as numbers or as
+    the CSV's text; an empty or missing optional figure is None. User-defined GPU types in topology
+    files use the same columns (``topologies.schema.GpuTypeSpec``)."""
+    def num(key: str) -> float | None:
+        v = r.get(key)
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        return float(v)
+
+    def rate(key: str) -> float | None:
+        v = num(key)
+        return v * TERA if v else None
+
+    mib = num("memory_mib_driver")
+    nvlink = num("nvlink_gbyte_per_s_per_direction")
+    gen = num("pcie_gen")
+    return GPU(
+        name=name,
+        aliases=aliases,
+        bf16_flop_per_s=float(num("bf16_dense_tflops")) * TERA,
+        fp8_flop_per_s=rate("fp8_dense_tflops"),
+        fp4_flop_per_s=rate("fp4_dense_tflops"),
+        int8_op_per_s=rate("int8_dense_tops"),
+        # what the driver reports (nvidia-smi, cudaMemGetInfo): what the runtimes take their
+        # memory fractions of; the datasheet's GB where no driver figure is recorded
+        memory_bytes=mib * MIB if mib else float(num("memory_gib")) * GIB,
+        hbm_bandwidth_bytes_per_s=float(num("hbm_bandwidth_tbyte_per_s")) * TB,
+        nvlink_bytes_per_s=nvlink * 1e9 if nvlink else None,
+        nvlink_domain_gpus=int(num("nvlink_domain_gpus")),
+        nic_gbit_per_s=num("nic_gbit_per_s"),
+        source=source,
+        pcie_gen=int(gen) if gen else None,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -64,23 +98,8 @@ def gpu_catalog() -> dict[str, GPU]:
     text = (resources.files("costmodels") / "data" / "gpus.csv").read_text(encoding="utf-8")
     out: dict[str, GPU] = {}
     for r in csv.DictReader(text.splitlines()):
-        out[r["name"]] = GPU(
-            name=r["name"],
-            aliases=tuple(a for a in r["aliases"].split(";") if a),
-            bf16_flop_per_s=float(r["bf16_dense_tflops"]) * TERA,
-            fp8_flop_per_s=(_num(r["fp8_dense_tflops"]) or 0) * TERA or None,
-            fp4_flop_per_s=(_num(r["fp4_dense_tflops"]) or 0) * TERA or None,
-            int8_op_per_s=(_num(r["int8_dense_tops"]) or 0) * TERA or None,
-            # what the driver reports (nvidia-smi, cudaMemGetInfo): what the runtimes take their
-            # memory fractions of; the datasheet's GB where no driver figure is recorded
-            memory_bytes=(float(r["memory_mib_driver"]) * MIB if r.get("memory_mib_driver", "").strip()
-                          else float(r["memory_gib"]) * GIB),
-            hbm_bandwidth_bytes_per_s=float(r["hbm_bandwidth_tbyte_per_s"]) * TB,
-            nvlink_bytes_per_s=(_num(r["nvlink_gbyte_per_s_per_direction"]) or 0) * 1e9 or None,
-            nvlink_domain_gpus=int(r["nvlink_domain_gpus"]),
-            nic_gbit_per_s=_num(r["nic_gbit_per_s"]),
-            source=r["source"],
-        )
+        out[r["name"]] = gpu_from_figures(r["name"], r, aliases=tuple(a for a in r["aliases"].split(";") if a),
+                                          source=r["source"])
     return out
 
 
