@@ -112,17 +112,56 @@ def _index() -> dict[str, str]:
     return idx
 
 
-def get_gpu(name: str, *, source: str | None = None, field: str | None = None) -> GPU:
-    """Look a GPU up by name or alias (case and punctuation ignored).
+def custom_gpus(gpu_types: Mapping[str, object], *, source: str | None = None) -> dict[str, GPU]:
+    """The user-defined GPU types of a topology (``gpu_types``: name -> ``topologies.schema.GpuTypeSpec``
+    or the same figures as a mapping) as :class:`GPU` objects.
+
+    A name that is a catalog GPU's name or alias (case and punctuation ignored), or that two types share
+    that way, is refused: a plan names its GPU, and ``H100`` must price the same in every file, with the
+    catalog's sourced figures. A GPU the catalog has is used by its name, without redefining it.
+    """
+    out: dict[str, GPU] = {}
+    seen: dict[str, str] = {}
+    for name, spec in gpu_types.items():
+        figures = spec.model_dump() if hasattr(spec, "model_dump") else dict(spec)
+        where = f"gpu_types.{name}"
+        hit = _index().get(_key(name))
+        if hit is not None:
+            raise InputError(f"{name!r} is the catalog's {hit}; a user-defined GPU needs a name of its own (to use the "
+                             f"catalog's figures, name {hit!r} in node_types and drop this entry)",
+                             source=source, field=where)
+        if _key(name) in seen:
+            raise InputError(f"{name!r} and {seen[_key(name)]!r} differ only in case or punctuation; GPU names "
+                             f"are matched without them, so rename one", source=source, field=where)
+        seen[_key(name)] = name
+        out[name] = gpu_from_figures(name, figures, source=str(figures.get("source") or f"user-defined in {source}"))
+    return out
+
+
+def topology_gpu(spec, name: str, *, source: str | None = None, field: str | None = None) -> GPU:
+    """The GPU ``name`` means in the topology ``spec`` (a ``TopologySpec``): one of the file's own
+    ``gpu_types``, else a catalog GPU."""
+    return get_gpu(name, source=source, field=field, custom=custom_gpus(spec.gpu_types, source=source))
+
+
+def get_gpu(name: str, *, source: str | None = None, field: str | None = None,
+            custom: Mapping[str, GPU] | None = None) -> GPU:
+    """Look a GPU up by name or alias (case and punctuation ignored), among ``custom`` (a topology's
+    user-defined GPUs, :func:`custom_gpus`) first, then the catalog.
 
     >>> get_gpu("h100-sxm").name
     'H100-SXM-80GB'
     """
+    for own in (custom or {}).values():
+        if _key(own.name) == _key(name):
+            return own
     hit = _index().get(_key(name))
     if hit is None:
         names = sorted(gpu_catalog())
         near = get_close_matches(name, names + [a for g in gpu_catalog().values() for a in g.aliases], n=1, cutoff=0.4)
         hint = f"did you mean {_index()[_key(near[0])]!r}? " if near else ""
-        raise InputError(f"unknown GPU {name!r}; {hint}see `plan-search catalog gpus`",
+        own = f" or define it in the topology's 'gpu_types'" if source != "--gpu" else \
+            " or give a GPU spec file (gpu_types: NAME: figures)"
+        raise InputError(f"unknown GPU {name!r}; {hint}see `plan-search catalog gpus`{own}",
                          source=source, field=field)
     return gpu_catalog()[hit]

@@ -41,7 +41,7 @@ import yaml
 
 from topologies.errors import InputError
 from topologies.load import MAX_FILE_BYTES, parse_topology, read_text_file
-from topologies.schema import (LABEL, MAX_GBIT_PER_S, MAX_GPUS_PER_NODE, MAX_NICS_PER_NODE, MAX_TOTAL_NODES,
+from topologies.schema import (LABEL, MAX_GBIT_PER_S, GpuTypeSpec, MAX_GPUS_PER_NODE, MAX_NICS_PER_NODE, MAX_TOTAL_NODES,
                                MIN_GBIT_PER_S, NAME_MAX_CHARS)
 
 MAX_XML_ELEMENTS = 200_000
@@ -105,6 +105,29 @@ class GpuLinkFacts:
     pci_device_ids: tuple[int, ...]  # NVIDIA (0x10de) PCI device ids of this exact part
     smi_names: tuple[str, ...]  # regexes for the names nvidia-smi prints ("NVIDIA H100 80GB HBM3")
     multi_node_nvlink: bool = False  # its NVLink domain spans trays (GB200 NVL72)
+    #: a user-defined GPU's NVLink figure per direction: what NVLink gives each GPU, whatever NV# shows
+    nvlink_total_gbyte_per_s: float | None = None
+
+
+#: PCIe x16 line rate per direction by generation (PCI-SIG: 1 GT/s per lane at Gen1 with 8b/10b coding,
+#: doubling each generation; Gen3 on, 128b/130b): Gen3 16, Gen4 32, Gen5 64, Gen6 128 GB/s.
+_PCIE_X16_GBYTE_PER_S = {1: 4.0, 2: 8.0, 3: 16.0, 4: 32.0, 5: 64.0, 6: 128.0, 7: 256.0}
+
+
+def custom_link_facts(name: str, spec: GpuTypeSpec, source: str) -> GpuLinkFacts:
+    """Link figures of a user-defined GPU (a ``gpu_types`` entry of a GPU spec file): its NVLink figure
+    as the bandwidth NVLink gives each GPU, and its PCIe generation's x16 line rate (Gen4 where the spec
+    does not say)."""
+    gen = spec.pcie_gen or 4
+    nv = spec.nvlink_gbyte_per_s_per_direction
+    return GpuLinkFacts(
+        name=name, sm=0, nvlink_gbyte_per_s_per_link=nv, nvlink_max_links=1024 if nv else 0,
+        nvlink_source=f"{nv:g} GB/s per direction per GPU from the GPU spec {source}" if nv else
+        f"no NVLink figure in the GPU spec {source}",
+        pcie_gbyte_per_s=_PCIE_X16_GBYTE_PER_S[gen],
+        pcie_source=(f"PCIe Gen{gen} x16 line rate" + ("" if spec.pcie_gen else ", assumed: the GPU spec gives no "
+                                                        "pcie_gen")),
+        pci_device_ids=(), smi_names=(), nvlink_total_gbyte_per_s=nv)
 
 
 GPU_LINK_FACTS: dict[str, GpuLinkFacts] = {f.name: f for f in (
@@ -713,8 +736,13 @@ class _Shape:
     nics: tuple | None
 
 
-def _resolve_gpu(scan: NodeScan, gpu: str | None) -> tuple[GpuLinkFacts, str]:
+def _resolve_gpu(scan: NodeScan, gpu: str | None, custom: GpuLinkFacts | None = None) -> tuple[GpuLinkFacts, str]:
     known = ", ".join(GPU_LINK_FACTS)
+    if custom is not None:
+        if scan.gpu_facts is not None:
+            scan.warnings.append(f"the file says the GPUs are {scan.gpu_facts.name} ({scan.gpu_evidence}) but --gpu "
+                                 f"gives a GPU spec for {custom.name}; using the spec")
+        return custom, "from the GPU spec given with --gpu"
     if gpu is not None:
         facts = GPU_LINK_FACTS.get(gpu)
         if facts is None:
@@ -815,13 +843,14 @@ def _fabric(scan: NodeScan, facts: GpuLinkFacts) -> tuple[dict, str]:
     if links > facts.nvlink_max_links:
         raise InputError(f"the file shows NV{links} ({links} NVLinks) but {facts.name} has at most "
                          f"{facts.nvlink_max_links}; check --gpu", source=scan.source)
-    bw = links * facts.nvlink_gbyte_per_s_per_link
+    bw = facts.nvlink_total_gbyte_per_s or links * facts.nvlink_gbyte_per_s_per_link
     fabric: dict = {"kind": kind, "nvlink_bandwidth_gbyte_per_s": _num(bw)}
     if pairs:
         fabric["pairs"] = [list(p) for p in pairs]
     fabric.update(pcie)
-    note = (f"fabric {kind}: {how}; {links} links x {_num(facts.nvlink_gbyte_per_s_per_link)} GB/s per link per "
-            f"direction = {_num(bw)} GB/s ({facts.nvlink_source}); {pcie_note}")
+    per = f"{links} links x {_num(facts.nvlink_gbyte_per_s_per_link)} GB/s per link per direction = " \
+        if facts.nvlink_total_gbyte_per_s is None else ""
+    note = f"fabric {kind}: {how}; {per}{_num(bw)} GB/s ({facts.nvlink_source}); {pcie_note}"
     if facts.multi_node_nvlink:
         scan.warnings.append(f"{facts.name} trays belong to a multi-node NVLink domain (NVL72); this file shows one "
                              f"tray, written as an NVSwitch node: declare the domain in 'nvlink_domains' by hand")
@@ -876,12 +905,14 @@ class ImportResult:
 
 def import_topology(fmt: str, files: list[str], *, gpu: str | None = None, nodes: int | None = None,
                     nic_gbit_per_s: float | None = None, nics_per_node: int | None = None,
-                    name: str | None = None) -> ImportResult:
+                    name: str | None = None, gpu_spec: tuple[str, GpuTypeSpec, str] | None = None) -> ImportResult:
     """Build a topology from ``nvidia-smi topo -m`` outputs or NCCL topology XML files, one per node.
 
-    ``gpu`` is a catalog GPU name (the caller resolves aliases); ``nodes`` replicates the one
-    file's node that many times. Raises :class:`InputError` naming the file (or flag) and the fix.
+    ``gpu`` is a catalog GPU name (the caller resolves aliases); ``gpu_spec`` instead a user-defined GPU
+    (name, figures, the spec file), written into the topology's ``gpu_types``; ``nodes`` replicates the
+    one file's node that many times. Raises :class:`InputError` naming the file (or flag) and the fix.
     """
+    custom = custom_link_facts(gpu_spec[0], gpu_spec[1], gpu_spec[2]) if gpu_spec is not None else None
     if fmt not in ("nvidia-smi", "nccl"):
         raise InputError(f"unknown format {fmt!r}; use nvidia-smi or nccl")
     if not files:
@@ -919,7 +950,7 @@ def import_topology(fmt: str, files: list[str], *, gpu: str | None = None, nodes
     shapes: list[_Shape] = []
     notes: dict[_Shape, str] = {}
     for s in scans:
-        facts, evidence = _resolve_gpu(s, gpu)
+        facts, evidence = _resolve_gpu(s, gpu, custom)
         fabric, fabric_note = _fabric(s, facts)
         nics, nic_note = _nics(s, multi, nic_gbit_per_s, nics_per_node)
         shape = _Shape(gpu=facts.name, gpus=s.gpus, fabric=tuple(
@@ -972,6 +1003,10 @@ def import_topology(fmt: str, files: list[str], *, gpu: str | None = None, nodes
     else:
         data["nodes"] = [{"name": f"node{i}", "type": type_names[sh]} for i, sh in enumerate(shapes)]
     data["network"] = {"kind": "single-switch"} if multi else {"kind": "none"}
+    if gpu_spec is not None:
+        figures = gpu_spec[1].model_dump(exclude_none=True)
+        figures["source"] = figures.get("source") or f"user-defined GPU type from {gpu_spec[2]}"
+        data["gpu_types"] = {gpu_spec[0]: figures}
 
     header = (f"# Generated by `plan-search topology import {fmt}` from {len(files)} file(s); "
               f"figures and their sources are in the description.\n")
