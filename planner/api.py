@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from costmodels.hardware import GPU, custom_gpus, get_gpu
-from costmodels.hardware import get_gpu as _get_gpu
+from costmodels.hardware import get_gpu as _get_gpu  # resolve_prices shadows get_gpu with the topology's own types
 from costmodels.memory import weight_bytes
 from costmodels.models import ModelSpec, get_model
 from costmodels.serving import (ClosedLoopMetrics, LoadedMetrics, Links, ReplicaMetrics, Strategy, effective_strategy,

@@ -565,8 +565,7 @@ def _gpu_spec_flag(path: str):
 
 
 def _import(fmt: str, files: tuple[str, ...], gpu, nodes, nic_gbit_per_s, nics_per_node, name, output) -> None:
-    from costmodels.hardware import topology_gpu
-    from costmodels.hardware import get_gpu
+    from costmodels.hardware import get_gpu, topology_gpu
     from topologies.importers import import_topology
     from topologies.load import parse_topology
 
