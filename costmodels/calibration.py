@@ -208,8 +208,19 @@ def trtllm_one_shot_max_bytes(ranks: int) -> float:
 #: 10 / 14.5 / 22.6 us at 2 / 4 / 8 ranks against H100's 6.2 / 9.5 / 15.6; L40S: the PCIe table.
 COLLECTIVE_FALLBACK_GPU = {"nvlink": "A100-SXM4-80GB", "pcie": "L40S-48GB"}
 
-#: Unmeasured GPUs built on a measured one's chip and NVLink generation.
-#: GH200: the H100 GPU with 18 NVLink 4 links (NVIDIA GH200 datasheet); H100 PCIe / NVL: H100 chip,
-#: NVLink 4 bridges between pairs; GB200: B200 GPUs on NVLink 5 (NVIDIA GB200 NVL72 datasheet).
+#: Unmeasured GPUs built on a measured one's chip and NVLink generation (or, over PCIe, its chip and
+#: board). GH200: the H100 GPU with 18 NVLink 4 links (NVIDIA GH200 datasheet); H100 PCIe / NVL: H100
+#: chip, NVLink 4 bridges between pairs; H800 and H20: the H100 chip on an HGX baseboard with NVLink 4
+#: (fewer links on H800); H200 NVL: the H200 chip, NVLink 4 bridges; GB200, B300, GB300: Blackwell
+#: GPUs on NVLink 5 (NVIDIA GB200 / GB300 NVL72 and HGX B300 datasheets); A100 40GB and A100 PCIe: the
+#: A100 chip on NVLink 3 (NVSwitch or bridges); RTX PRO 6000 Workstation: the Server Edition's GB202
+#: chip on PCIe Gen5 (costmodels/data/gpus.csv). Every other GPU takes ``COLLECTIVE_FALLBACK_GPU`` for
+#: the kind of link its group runs over: PCIe cards (A10, L4, L40, RTX 4090, T4, P40, ...) the PCIe
+#: table, NVLink-bridged cards (RTX A6000, A30), V100 and AMD's xGMI parts the NVLink one.
 COLLECTIVE_SAME_AS = {"GH200-480GB": "H100-SXM-80GB", "H100-PCIe-80GB": "H100-SXM-80GB",
-                      "GB200-186GB": "B200-180GB"}
+                      "H100-NVL-94GB": "H100-SXM-80GB", "H800-SXM-80GB": "H100-SXM-80GB",
+                      "H20-96GB": "H100-SXM-80GB", "H200-NVL-141GB": "H200-SXM-141GB",
+                      "GB200-186GB": "B200-180GB", "B300-288GB": "B200-180GB", "GB300-288GB": "B200-180GB",
+                      "A100-SXM4-40GB": "A100-SXM4-80GB", "A100-PCIe-40GB": "A100-SXM4-80GB",
+                      "A100-PCIe-80GB": "A100-SXM4-80GB",
+                      "RTX-PRO-6000-Blackwell-Workstation": "RTX-PRO-6000-Blackwell-Server"}

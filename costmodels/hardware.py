@@ -11,6 +11,7 @@ import csv
 import re
 from dataclasses import dataclass
 from difflib import get_close_matches
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 
@@ -32,6 +33,7 @@ class GPU:
     nvlink_domain_gpus: int
     nic_gbit_per_s: float | None
     source: str
+    pcie_gen: int | None = None  # the host link's PCIe generation (x16); None where not recorded
 
     def matmul_flop_per_s(self, weight_dtype: str) -> float:
         """Peak dense tensor-core rate for GEMMs with weights in ``weight_dtype``.
@@ -50,12 +52,44 @@ class GPU:
         return self.bf16_flop_per_s
 
 
-def _num(s: str) -> float | None:
-    return float(s) if s.strip() else None
-
-
 def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def gpu_from_figures(name: str, r: Mapping[str, object], *, aliases: tuple[str, ...] = (), source: str = "") -> GPU:
+    """A :class:`GPU` from the catalog's columns (``costmodels/data/gpus.csv``), given as numbers or as
+    the CSV's text; an empty or missing optional figure is None. User-defined GPU types in topology
+    files use the same columns (``topologies.schema.GpuTypeSpec``)."""
+    def num(key: str) -> float | None:
+        v = r.get(key)
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        return float(v)
+
+    def rate(key: str) -> float | None:
+        v = num(key)
+        return v * TERA if v else None
+
+    mib = num("memory_mib_driver")
+    nvlink = num("nvlink_gbyte_per_s_per_direction")
+    gen = num("pcie_gen")
+    return GPU(
+        name=name,
+        aliases=aliases,
+        bf16_flop_per_s=float(num("bf16_dense_tflops")) * TERA,
+        fp8_flop_per_s=rate("fp8_dense_tflops"),
+        fp4_flop_per_s=rate("fp4_dense_tflops"),
+        int8_op_per_s=rate("int8_dense_tops"),
+        # what the driver reports (nvidia-smi, cudaMemGetInfo): what the runtimes take their
+        # memory fractions of; the datasheet's GB where no driver figure is recorded
+        memory_bytes=mib * MIB if mib else float(num("memory_gib")) * GIB,
+        hbm_bandwidth_bytes_per_s=float(num("hbm_bandwidth_tbyte_per_s")) * TB,
+        nvlink_bytes_per_s=nvlink * 1e9 if nvlink else None,
+        nvlink_domain_gpus=int(num("nvlink_domain_gpus")),
+        nic_gbit_per_s=num("nic_gbit_per_s"),
+        source=source,
+        pcie_gen=int(gen) if gen else None,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -64,23 +98,8 @@ def gpu_catalog() -> dict[str, GPU]:
     text = (resources.files("costmodels") / "data" / "gpus.csv").read_text(encoding="utf-8")
     out: dict[str, GPU] = {}
     for r in csv.DictReader(text.splitlines()):
-        out[r["name"]] = GPU(
-            name=r["name"],
-            aliases=tuple(a for a in r["aliases"].split(";") if a),
-            bf16_flop_per_s=float(r["bf16_dense_tflops"]) * TERA,
-            fp8_flop_per_s=(_num(r["fp8_dense_tflops"]) or 0) * TERA or None,
-            fp4_flop_per_s=(_num(r["fp4_dense_tflops"]) or 0) * TERA or None,
-            int8_op_per_s=(_num(r["int8_dense_tops"]) or 0) * TERA or None,
-            # what the driver reports (nvidia-smi, cudaMemGetInfo): what the runtimes take their
-            # memory fractions of; the datasheet's GB where no driver figure is recorded
-            memory_bytes=(float(r["memory_mib_driver"]) * MIB if r.get("memory_mib_driver", "").strip()
-                          else float(r["memory_gib"]) * GIB),
-            hbm_bandwidth_bytes_per_s=float(r["hbm_bandwidth_tbyte_per_s"]) * TB,
-            nvlink_bytes_per_s=(_num(r["nvlink_gbyte_per_s_per_direction"]) or 0) * 1e9 or None,
-            nvlink_domain_gpus=int(r["nvlink_domain_gpus"]),
-            nic_gbit_per_s=_num(r["nic_gbit_per_s"]),
-            source=r["source"],
-        )
+        out[r["name"]] = gpu_from_figures(r["name"], r, aliases=tuple(a for a in r["aliases"].split(";") if a),
+                                          source=r["source"])
     return out
 
 
@@ -93,18 +112,57 @@ def _index() -> dict[str, str]:
     return idx
 
 
-def get_gpu(name: str, *, source: str | None = None, field: str | None = None) -> GPU:
-    """Look a GPU up by name or alias (case and punctuation ignored).
+def custom_gpus(gpu_types: Mapping[str, object], *, source: str | None = None) -> dict[str, GPU]:
+    """The user-defined GPU types of a topology (``gpu_types``: name -> ``topologies.schema.GpuTypeSpec``
+    or the same figures as a mapping) as :class:`GPU` objects.
+
+    A name that is a catalog GPU's name or alias (case and punctuation ignored), or that two types share
+    that way, is refused: a plan names its GPU, and ``H100`` must price the same in every file, with the
+    catalog's sourced figures. A GPU the catalog has is used by its name, without redefining it.
+    """
+    out: dict[str, GPU] = {}
+    seen: dict[str, str] = {}
+    for name, spec in gpu_types.items():
+        figures = spec.model_dump() if hasattr(spec, "model_dump") else dict(spec)
+        where = f"gpu_types.{name}"
+        hit = _index().get(_key(name))
+        if hit is not None:
+            raise InputError(f"{name!r} is the catalog's {hit}; a user-defined GPU needs a name of its own (to use the "
+                             f"catalog's figures, name {hit!r} in node_types and drop this entry)",
+                             source=source, field=where)
+        if _key(name) in seen:
+            raise InputError(f"{name!r} and {seen[_key(name)]!r} differ only in case or punctuation; GPU names "
+                             f"are matched without them, so rename one", source=source, field=where)
+        seen[_key(name)] = name
+        out[name] = gpu_from_figures(name, figures, source=str(figures.get("source") or f"user-defined in {source}"))
+    return out
+
+
+def topology_gpu(spec, name: str, *, source: str | None = None, field: str | None = None) -> GPU:
+    """The GPU ``name`` means in the topology ``spec`` (a ``TopologySpec``): one of the file's own
+    ``gpu_types``, else a catalog GPU."""
+    return get_gpu(name, source=source, field=field, custom=custom_gpus(spec.gpu_types, source=source))
+
+
+def get_gpu(name: str, *, source: str | None = None, field: str | None = None,
+            custom: Mapping[str, GPU] | None = None) -> GPU:
+    """Look a GPU up by name or alias (case and punctuation ignored), among ``custom`` (a topology's
+    user-defined GPUs, :func:`custom_gpus`) first, then the catalog.
 
     >>> get_gpu("h100-sxm").name
     'H100-SXM-80GB'
     """
+    for own in (custom or {}).values():
+        if _key(own.name) == _key(name):
+            return own
     hit = _index().get(_key(name))
     if hit is None:
         names = sorted(gpu_catalog())
         near = get_close_matches(name, names + [a for g in gpu_catalog().values() for a in g.aliases], n=1, cutoff=0.4)
         hint = f"did you mean {_index()[_key(near[0])]!r}? " if near else ""
-        raise InputError(f"unknown GPU {name!r}; {hint}see `plan-search catalog gpus`",
+        own = f" or define it in the topology's 'gpu_types'" if source != "--gpu" else \
+            " or give a GPU spec file (gpu_types: NAME: figures)"
+        raise InputError(f"unknown GPU {name!r}; {hint}see `plan-search catalog gpus`{own}",
                          source=source, field=field)
     return gpu_catalog()[hit]
 

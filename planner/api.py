@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from costmodels.hardware import GPU, get_gpu
+from costmodels.hardware import GPU, custom_gpus, get_gpu
+from costmodels.hardware import get_gpu as _get_gpu  # resolve_prices shadows get_gpu with the topology's own types
 from costmodels.memory import weight_bytes
 from costmodels.models import ModelSpec, get_model
 from costmodels.benchrun import BenchmarkRun, simulate_benchmark
@@ -238,6 +239,11 @@ def resolve_prices(topo: Topology, view: ClusterView, flags: dict[str, float] | 
     """(node type, price per GPU-hour) for every node type with free GPUs whose price is known:
     ``--price GPU=USD`` over the topology's ``price_per_gpu_hour``."""
     by_gpu: dict[str, float] = {}
+    own = custom_gpus(topo.spec.gpu_types, source=topo.source)
+
+    def get_gpu(name: str, **kw) -> GPU:  # the topology's own GPU types, then the catalog
+        return _get_gpu(name, custom=own, **kw)
+
     for name, price in sorted((flags or {}).items()):
         if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price < 0:
             raise InputError(f"price of {name} must be a non-negative number of dollars, got {price!r}",
@@ -672,7 +678,7 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
         raise InputError(why, source="--tp/--pp/--ep/--attention-dp")
     view = cluster_view(topo)
     types = sorted({k.gpu for k in view.classes}, key=lambda g: (-view.free_by_type.get(g, 0), g))
-    gpu_name = get_gpu(gpu, source="--gpu").name if gpu else types[0]
+    gpu_name = get_gpu(gpu, source="--gpu", custom=view.gpu_of_type).name if gpu else types[0]
     if gpu_name not in view.free_by_type:
         raise InputError(f"topology {topo.name!r} has no free {gpu_name}", source="--gpu")
     classes = [k for k in view.classes if k.gpu == gpu_name]

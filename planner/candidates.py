@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from costmodels import calibration as cal
-from costmodels.hardware import GPU, get_gpu
+from costmodels.hardware import GPU, topology_gpu
 from costmodels.models import ModelSpec
 from costmodels.memory import balanced_layer_split, front_loaded_split
 from costmodels.serving import (Links, ReplicaMetrics, Strategy, TailLatency, choose_layer_split, evaluate_prefill,
@@ -138,7 +138,7 @@ def check_fabrics(topo: Topology) -> None:
         kind = nt.fabric.kind
         if kind == "pcie":
             continue
-        gpu = get_gpu(nt.gpu, source=topo.source, field=f"node_types.{name}.gpu")
+        gpu = topology_gpu(spec, nt.gpu, source=topo.source, field=f"node_types.{name}.gpu")
         most = gpu.nvlink_domain_gpus
         where = f"node_types.{name}.fabric.kind"
         if most < 2 and (kind != "nvswitch" or nt.gpus_per_node > 1):
@@ -151,7 +151,7 @@ def check_fabrics(topo: Topology) -> None:
     types = {n.name: spec.node_types[n.type] for n in spec.all_nodes()} if spec.nvlink_domains else {}
     for j, d in enumerate(spec.nvlink_domains):
         first = types[d.nodes[0]]
-        gpu = get_gpu(first.gpu, source=topo.source, field="nvlink_domains")
+        gpu = topology_gpu(spec, first.gpu, source=topo.source, field="nvlink_domains")
         total = sum(types[n].gpus_per_node for n in d.nodes)
         if total > gpu.nvlink_domain_gpus:
             raise InputError(f"domain {d.name!r} joins {total} GPUs by NVLink, but one NVLink domain of {gpu.name} "
@@ -185,7 +185,8 @@ def cluster_view(topo: Topology) -> ClusterView:
     for i, (key, doms) in enumerate(sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][3],
                                                                            kv[0][4] or ()))):
         gpu_name, node_type, size, free, positions = key
-        gpu = types.setdefault(gpu_name, get_gpu(gpu_name, source=topo.source, field=f"node_types.{node_type}.gpu"))
+        gpu = types.setdefault(gpu_name, topology_gpu(topo.spec, gpu_name, source=topo.source,
+                                                      field=f"node_types.{node_type}.gpu"))
         classes.append(DomainClass(index=i, gpu=gpu.name, node_type=node_type, domains=tuple(doms), free=free,
                                    domain_size=size, free_positions=positions))
     if not classes:

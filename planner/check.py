@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from costmodels.hardware import get_gpu
+from costmodels.hardware import custom_gpus, get_gpu
 from costmodels.models import ModelSpec, get_model
 from costmodels.serving import (ReplicaMetrics, Strategy, evaluate_prefill, evaluate_replica,
                                 kv_transfer_s, replica_memory, tail_latency, ttft_under_load_s, validate_strategy)
@@ -67,14 +67,15 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
     recomputed = []
     pending = []
     firsts: dict[str, list[list[str]]] = {}
+    own = custom_gpus(topo.spec.gpu_types, source=topo.source)  # the topology's user-defined GPU types
     for g in plan.replica_groups:
         st = g.strategy
-        gpu = get_gpu(g.gpu)
+        gpu = get_gpu(g.gpu, custom=own)
         if g.stage_gpus is not None and (len(g.stage_gpus) != st.pp or g.stage_gpus[0] != g.gpu):
             bad(f"{g.id}: stage_gpus {g.stage_gpus} must name one GPU type per stage (pp={st.pp}), "
                 f"the first being gpu={g.gpu}")
             continue
-        gpus = [get_gpu(x) for x in g.stage_gpus] if g.stage_gpus else [gpu] * st.pp
+        gpus = [get_gpu(x, custom=own) for x in g.stage_gpus] if g.stage_gpus else [gpu] * st.pp
         if sum(st.layer_split) != spec_m.layers or len(st.layer_split) != st.pp or min(st.layer_split) < 1:
             bad(f"{g.id}: layer split {st.layer_split} does not cover {spec_m.layers} layers in {st.pp} stages")
             continue
@@ -104,7 +105,7 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
                 if not a["available"]:
                     bad(f"{where} rank {k.rank}: GPU {gid} is marked unavailable")
                 want = gpus[k.stage].name if k.stage < st.pp else gpu.name
-                if get_gpu(a["gpu"]).name != want:
+                if get_gpu(a["gpu"], custom=own).name != want:
                     bad(f"{where} rank {k.rank}: GPU {gid} is a {a['gpu']}, stage {k.stage} is {want}")
                 if gid in used:
                     bad(f"{where} rank {k.rank}: GPU {gid} already used by {used[gid]}")

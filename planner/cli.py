@@ -548,24 +548,41 @@ def _import_options(f):
     f = click.option("--nic-gbit-per-s", type=click.FloatRange(0, min_open=True),
                      help="Line rate of one NIC port in Gb/s; needed for several nodes unless the file gives it.")(f)
     f = click.option("--nodes", type=click.IntRange(1, 100_000), help="Replicate the one FILE's node N times.")(f)
-    f = click.option("--gpu", help="GPU model, a name from `plan-search catalog gpus`; needed unless the file "
-                                   "names it.")(f)
+    f = click.option("--gpu", help="GPU model, a name from `plan-search catalog gpus`, or a GPU spec file "
+                                   "(.yaml/.json, `gpu_types:` with one GPU) for a GPU the catalog lacks; needed "
+                                   "unless the file names it.")(f)
     return f
 
 
+def _gpu_spec_flag(path: str):
+    """``--gpu FILE``: the one user-defined GPU of a GPU spec file, as (name, figures, file)."""
+    from costmodels.hardware import custom_gpus
+    from topologies.load import read_gpu_spec_file
+
+    types, _ = read_gpu_spec_file(path)
+    if len(types) != 1:
+        raise InputError(f"defines {len(types)} GPU types ({', '.join(types)}); --gpu takes a spec file with one",
+                         source=path, field="gpu_types")
+    custom_gpus(types, source=path)  # refuses a catalog GPU's name
+    (name, figures), = types.items()
+    return name, figures, path
+
+
 def _import(fmt: str, files: tuple[str, ...], gpu, nodes, nic_gbit_per_s, nics_per_node, name, output) -> None:
-    from costmodels.hardware import get_gpu
+    from costmodels.hardware import get_gpu, topology_gpu
     from topologies.importers import import_topology
     from topologies.load import parse_topology
 
     if output is not None:
         _check_writable(output)
-    gpu_name = get_gpu(gpu, source="--gpu").name if gpu is not None else None
+    spec_file = gpu is not None and (gpu.lower().endswith((".yaml", ".yml", ".json")) or os.sep in gpu)
+    gpu_spec = _gpu_spec_flag(gpu) if spec_file else None
+    gpu_name = get_gpu(gpu, source="--gpu").name if gpu is not None and not spec_file else None
     result = import_topology(fmt, list(files), gpu=gpu_name, nodes=nodes, nic_gbit_per_s=nic_gbit_per_s,
-                             nics_per_node=nics_per_node, name=name)
+                             nics_per_node=nics_per_node, name=name, gpu_spec=gpu_spec)
     spec = parse_topology(result.data, source=files[0])
     for nt_name, nt in spec.node_types.items():
-        get_gpu(nt.gpu, source=files[0], field=f"node_types.{nt_name}.gpu")
+        topology_gpu(spec, nt.gpu, source=files[0], field=f"node_types.{nt_name}.gpu")
     if output:
         _write_atomic(output, result.yaml_text)
     for w in result.warnings:

@@ -38,6 +38,9 @@ NCCL_H100_PCIE = FIX / "nccl-topo_4x-h100-pcie_nvlink-bridges-0-2_1-3.xml"
 NCCL_H200_VM = FIX / "nccl-topo_8x-h200_vm-hidden-nvswitch.xml"
 NCCL_HAND = FIX / "nccl-topo-file_hand-written_pci-only.xml"
 NCCL_GRAPH = FIX / "nccl-graph-dump_4gpu-rings.xml"
+NCCL_A100_PCIE = FIX / "nccl-topo_4x-a100-pcie-80gb_one-gpu-per-numa.xml"
+A6000_BRIDGES = FIX / "nvidia-smi_4x-rtx-a6000_nv4-bridge-pairs.txt"
+P40_OLD = FIX / "nvidia-smi_8x-tesla-p40_old-driver_soc.txt"
 
 
 def run(args) -> tuple[int, str, str]:
@@ -253,8 +256,8 @@ def test_gpu_model_from_nvidia_smi_l_lines_and_conflict_with_gpu_flag():
     text = ("GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)\nGPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-2)\n"
             + _table([[" X ", "NV18"], ["NV18", " X "]]))
     assert _scan(text).gpu_facts.name == "H100-SXM-80GB"
-    odd = _scan(text.replace("H100 80GB HBM3", "RTX A6000"))
-    assert odd.gpu_facts is None and "RTX A6000" in odd.gpu_evidence
+    odd = _scan(text.replace("H100 80GB HBM3", "Quadro RTX 8000"))
+    assert odd.gpu_facts is None and "Quadro RTX 8000" in odd.gpu_evidence
 
 
 def test_gb200_tray_warns_about_the_nvl72_domain(tmp_path):
@@ -410,8 +413,8 @@ BAD = [
      ("<gpu dev='0'>", "count='twelve'", "not a number")),
     ("nccl-mixed-sm", (*NCCL, "{file}"), _mutate(NCCL_A100, 'sm="80"', 'sm="90"'), ("different generations",)),
     ("nccl-not-xml", (*NCCL, H100_RAIL), None, (H100_RAIL.name, "invalid XML at line 1")),
-    ("nccl-uncatalogued-gpu", (*NCCL, "{file}"), _mutate(NCCL_H100_PCIE, 'device="0x2331"', 'device="0x20b5"', 4),
-     ("0x20b5", "A100 PCIe 80GB", "--gpu")),
+    ("nccl-uncatalogued-gpu", (*NCCL, "{file}"), _mutate(NCCL_H100_PCIE, 'device="0x2331"', 'device="0x2322"', 4),
+     ("0x2322", "H800 PCIe", "--gpu")),
 ]
 
 
@@ -498,7 +501,9 @@ def _tp_groups_from_vllm(files: dict[str, str], plan) -> list[list[int]]:
     (H100_PCIE_BRIDGES, None, dict(model="llama-3.1-70b", max_gpus=2), 2),
     (H100_PCIE_BRIDGES, None, dict(model="llama-3.1-70b"), 2),
     (H100_PCIE_BRIDGES, None, dict(model="llama-3.1-8b", objective="latency", max_gpus=2), 2),
-], ids=["h100-sxm-nvswitch", "h100-pcie-bridges-2gpus", "h100-pcie-bridges-all", "h100-pcie-bridges-latency"])
+    (A6000_BRIDGES, None, dict(model="llama-3.1-8b", objective="latency", max_gpus=2), 2),
+], ids=["h100-sxm-nvswitch", "h100-pcie-bridges-2gpus", "h100-pcie-bridges-all", "h100-pcie-bridges-latency",
+        "rtx-a6000-bridges-latency"])
 def test_round_trip_tp_groups_sit_on_nvlink(fixture, gpu, kwargs, tp, tmp_path):
     from planner import api
     from planner.emit import emit
@@ -541,3 +546,45 @@ def test_round_trip_on_the_real_dstack_sample(tmp_path):
     assert sets and all(len(s.split(",")) >= 2 for s in sets)  # 70B in BF16 needs TP >= 2 on 80 GB GPUs
     spec, _ = load_topology(str(out))
     assert spec.node_types[spec.all_nodes()[0].type].fabric.kind == "nvswitch"  # NV18 everywhere: one domain
+
+
+# -- GPUs beyond the HGX ones: A100 PCIe, bridged RTX A6000, Tesla P40 (issue 14) --------------------
+
+def test_nccl_a100_pcie_is_named_a100_pcie_not_sxm_and_plans(tmp_path):
+    """An NC A100 v4-shaped dump (PCI device 0x20b5, one GPU per NUMA node, each GPU listing an NVLink to
+    itself as the Azure VM's NCCL does) is the A100 PCIe 80GB, priced on PCIe: never an A100 SXM4 on NVSwitch."""
+    from planner import api
+
+    data, _, err = imported([*NCCL, NCCL_A100_PCIE], tmp_path)
+    nt = only_type(data)
+    assert nt["gpu"] == "A100-PCIe-80GB" and nt["gpus_per_node"] == 4
+    assert nt["fabric"] == {"kind": "pcie", "pcie_bandwidth_gbyte_per_s": 32}
+    assert "PCI device 0x20b5" in data["description"] and "list an NVLink to themselves" in err
+    plan = api.search(topology=str(tmp_path / "imported.yaml"), model="llama-3.1-70b", disaggregation="off")
+    assert {g.gpu for g in plan.replica_groups} == {"A100-PCIe-80GB"}
+    assert plan.totals.output_tokens_per_s > 0
+
+
+def test_smi_rtx_a6000_bridges_named_from_the_file(tmp_path):
+    data, _, _ = imported([*SMI, A6000_BRIDGES], tmp_path)
+    nt = only_type(data)
+    assert nt["gpu"] == "RTX-A6000-48GB"
+    assert nt["fabric"] == {"kind": "nvlink-pairs", "nvlink_bandwidth_gbyte_per_s": 56.25, "pairs": [[0, 1], [2, 3]],
+                            "pcie_bandwidth_gbyte_per_s": 32}
+    assert "4 links x 14.062 GB/s" in data["description"] and "RTX A6000 datasheet" in data["description"]
+    # --gpu names it too, by alias
+    data2, _, _ = imported([*SMI, A6000_BRIDGES, "--gpu", "RTX-A6000-48GB"], tmp_path)
+    assert only_type(data2)["fabric"] == nt["fabric"]
+
+
+def test_smi_tesla_p40_old_driver_pcie_gen3_and_plans(tmp_path):
+    from planner import api
+
+    data, _, _ = imported([*SMI, P40_OLD], tmp_path)
+    nt = only_type(data)
+    assert nt["gpu"] == "P40-24GB" and nt["gpus_per_node"] == 8
+    assert nt["fabric"] == {"kind": "pcie", "pcie_bandwidth_gbyte_per_s": 16}
+    assert "Tesla P40" in data["description"] and "SOC" in data["description"]
+    plan = api.search(topology=str(tmp_path / "imported.yaml"), model="llama-3.1-8b", disaggregation="off")
+    assert {g.gpu for g in plan.replica_groups} == {"P40-24GB"}
+    assert plan.totals.output_tokens_per_s > 0

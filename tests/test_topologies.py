@@ -6,6 +6,13 @@ from topologies.load import builtin_topology_names, load_topology, parse_topolog
 
 EXPECTED = {"dgx-h100x1", "dgx-h100x2", "dgx-h100x4", "hgx-h200x2", "hgx-a100x4", "pcie-l40sx1", "gb200-nvl72x1",
             "mixed-h100x2-a100x2", "dgx-h100x2-rdma200"}
+#: Single boxes and cloud instances (issue 14), with the GPU each must hold and its fabric.
+BOXES = {"pcie-a100x4": ("A100-PCIe-80GB", 4, "pcie"), "pcie-a100x8": ("A100-PCIe-80GB", 8, "nvlink-pairs"),
+         "dgx-a100x1": ("A100-SXM4-80GB", 8, "nvswitch"), "hgx-h200x1": ("H200-SXM-141GB", 8, "nvswitch"),
+         "dgx-b200x1": ("B200-180GB", 8, "nvswitch"), "mi300xx1": ("MI300X-192GB", 8, "nvswitch"),
+         "pcie-l4x4": ("L4-24GB", 4, "pcie"), "pcie-l40sx4": ("L40S-48GB", 4, "pcie"),
+         "ws-rtx4090x2": ("RTX-4090-24GB", 2, "pcie"), "p5.48xlarge": ("H100-SXM-80GB", 8, "nvswitch"),
+         "a3-highgpu-8g": ("H100-SXM-80GB", 8, "nvswitch"), "nd-h100-v5": ("H100-SXM-80GB", 8, "nvswitch")}
 
 
 def topo(name):
@@ -18,6 +25,19 @@ def test_builtins_present_and_valid():
     for n in builtin_topology_names():
         t = topo(n)
         assert t.gpus() and len(t.content_sha256) == 64
+
+
+@pytest.mark.parametrize("name", sorted(BOXES))
+def test_single_boxes_and_cloud_instances_cite_sources_and_plan(name):
+    from planner import api
+
+    spec, _ = load_topology(name)
+    gpu, count, fabric = BOXES[name]
+    (nt,) = spec.node_types.values()
+    assert (nt.gpu, nt.gpus_per_node, nt.fabric.kind) == (gpu, count, fabric)
+    assert "Source" in spec.description
+    plan = api.search(topology=name, model="llama-3.1-8b", disaggregation="off", time_limit_s=20)
+    assert {g.gpu for g in plan.replica_groups} == {gpu} and plan.totals.gpus_used <= count
 
 
 def test_links_from_the_graph():

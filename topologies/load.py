@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from topologies.errors import InputError
-from topologies.schema import TopologySpec
+from topologies.schema import GpuSpecFile, GpuTypeSpec, TopologySpec
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_YAML_ALIASES = 1000
@@ -171,11 +171,49 @@ def _pydantic_error(e: ValidationError, src: str) -> InputError:
         msg = msg[len("Value error, "):]
     if err["type"] == "extra_forbidden":
         msg = "unknown key; remove it or check its spelling"
-    m = re.match(r"^([a-z_]+): (.*)$", msg)
+    m = re.match(r"^([a-z_][a-z0-9_]*): (.*)$", msg)
     if m:  # a model validator naming one of its own fields
         loc = f"{loc}.{m.group(1)}" if loc else m.group(1)
         msg = m.group(2)
     return InputError(msg, source=src, field=loc)
+
+
+def read_gpu_spec_file(path: str | Path) -> tuple[dict[str, GpuTypeSpec], bytes]:
+    """Read a file of user-defined GPUs (``gpu_types:`` name -> figures); returns them and the file's bytes.
+
+    Every way the file can be wrong is one :class:`InputError` naming this file and the field.
+    """
+    src = str(path)
+    data, raw = read_structured_file(path)
+    if not isinstance(data, dict):
+        raise InputError("a GPU spec file must be a mapping with a 'gpu_types' key (name -> figures)", source=src)
+    try:
+        return dict(GpuSpecFile.model_validate(data).gpu_types), raw
+    except ValidationError as e:
+        raise _pydantic_error(e, src) from None
+
+
+def _merge_gpu_spec(data: dict, base: Path, src: str) -> tuple[dict, bytes]:
+    """``data`` with the GPU types of the file its ``gpu_spec`` names (relative to ``base``) merged into
+    ``gpu_types``, and that file's bytes (empty without one). A name defined in both is refused."""
+    ref = data.get("gpu_spec")
+    if ref is None:
+        return data, b""
+    if not isinstance(ref, str) or not ref.strip():
+        raise InputError("must be the path of a GPU spec file (YAML or JSON), relative to this file", source=src,
+                         field="gpu_spec")
+    path = Path(ref) if Path(ref).is_absolute() else base / ref
+    types, raw = read_gpu_spec_file(path)
+    own = data.get("gpu_types") or {}
+    if not isinstance(own, dict):
+        return data, raw  # schema validation names the field
+    for name in types:
+        if name in own:
+            raise InputError(f"GPU type {name!r} is defined here and in {path}; keep one", source=src,
+                             field=f"gpu_types.{name}")
+    merged = {**own, **{n: {**t.model_dump(exclude_defaults=True),
+                            "source": t.source or f"user-defined GPU type from {path}"} for n, t in types.items()}}
+    return {**data, "gpu_types": merged}, raw
 
 
 BUILTIN_DIR = "builtin"
@@ -212,15 +250,23 @@ def load_topology(name_or_path: str | Path) -> tuple[TopologySpec, str]:
     data, raw = read_structured_file(path)
     if not isinstance(data, dict):
         raise InputError("a topology file must be a mapping at the top level", source=ref)
+    data, spec_raw = _merge_gpu_spec(data, Path(path).parent, ref)
     try:
         spec = TopologySpec.model_validate(data)
     except ValidationError as e:
         raise _pydantic_error(e, ref) from None
-    return spec, hashlib.sha256(raw).hexdigest()
+    # a GPU spec file is part of the topology: its bytes count in the hash plans echo
+    digest = hashlib.sha256(raw)
+    if spec_raw:
+        digest.update(b"\0gpu_spec\0" + spec_raw)
+    return spec, digest.hexdigest()
 
 
 def parse_topology(data: Any, *, source: str = "<topology>") -> TopologySpec:
-    """Validate already-parsed topology data (a dict), for library callers."""
+    """Validate already-parsed topology data (a dict), for library callers; a ``gpu_spec`` path is taken
+    relative to the working directory."""
+    if isinstance(data, dict):
+        data, _ = _merge_gpu_spec(data, Path("."), source)
     try:
         return TopologySpec.model_validate(data)
     except ValidationError as e:

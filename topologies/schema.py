@@ -202,6 +202,56 @@ class Network(_Strict):
     switch_latency_us: LatencyUs = 1.0
 
 
+# -- user-defined GPU types ----------------------------------------------------------------------
+# A GPU the catalog lacks is described with the catalog's own columns (costmodels/data/gpus.csv).
+# Numbers are strict: a string ("12"), a bool, NaN or infinity is refused, never converted. The bounds
+# are far past any GPU made (B200: 2,250 dense BF16 TFLOPS, 180 GB, 8 TB/s) and keep every derived time
+# finite and non-zero.
+
+MAX_TFLOPS = 1e6  # 1 EFLOP/s from one GPU
+MAX_MEMORY_GIB = 65_536.0  # 64 TiB
+MAX_MEMORY_TBYTE_PER_S = 1_000.0
+
+
+def _figure(high: float, **kw):
+    return Annotated[float, Field(strict=True, gt=0, le=high, **kw)]
+
+
+class GpuTypeSpec(_Strict):
+    """One user-defined GPU: the figures of a catalog row, per GPU, dense (no 2:4 sparsity)."""
+
+    bf16_dense_tflops: _figure(MAX_TFLOPS, description="16-bit tensor rate the runtime computes at")
+    fp8_dense_tflops: _figure(MAX_TFLOPS) | None = None
+    fp4_dense_tflops: _figure(MAX_TFLOPS) | None = None
+    int8_dense_tops: _figure(MAX_TFLOPS) | None = None
+    memory_gib: _figure(MAX_MEMORY_GIB, description="memory as the datasheet gives it")
+    memory_mib_driver: _figure(MAX_MEMORY_GIB * 1024) | None = Field(
+        default=None, description="memory as nvidia-smi reports it; used instead of memory_gib when given")
+    hbm_bandwidth_tbyte_per_s: _figure(MAX_MEMORY_TBYTE_PER_S)
+    nvlink_gbyte_per_s_per_direction: Annotated[float, Field(strict=True, ge=MIN_GBYTE_PER_S,
+                                                             le=MAX_GBYTE_PER_S)] | None = None
+    nvlink_domain_gpus: Annotated[int, Field(strict=True, ge=1, le=MAX_TOTAL_GPUS)] = 1
+    nic_gbit_per_s: Annotated[float, Field(strict=True, ge=MIN_GBIT_PER_S, le=MAX_GBIT_PER_S)] | None = None
+    pcie_gen: Annotated[int, Field(strict=True, ge=1, le=7)] | None = None
+    source: Text = Field(default="", max_length=4000, description="where the figures come from")
+
+    @model_validator(mode="after")
+    def _nvlink_needs_a_domain(self) -> GpuTypeSpec:
+        if self.nvlink_gbyte_per_s_per_direction is not None and self.nvlink_domain_gpus < 2:
+            raise ValueError("nvlink_domain_gpus: an NVLink figure is given, so NVLink joins at least 2 GPUs; give "
+                             "how many one NVLink domain holds (2 for bridged pairs, 8 for an HGX baseboard)")
+        return self
+
+
+GpuTypes = Annotated[dict[GpuName, GpuTypeSpec], Field(max_length=64)]
+
+
+class GpuSpecFile(_Strict):
+    """A file of user-defined GPUs: ``gpu_types:`` mapping each name to its figures."""
+
+    gpu_types: GpuTypes = Field(min_length=1)
+
+
 class TopologySpec(_Strict):
     name: Label
     description: Text = Field(default="", max_length=100_000)
@@ -210,6 +260,10 @@ class TopologySpec(_Strict):
     node_groups: list[NodeGroup] = Field(default_factory=list, max_length=MAX_TOTAL_NODES)
     nvlink_domains: list[NvlinkDomain] = Field(default_factory=list, max_length=MAX_TOTAL_NODES)
     network: Network = Network()
+    #: GPUs the catalog lacks, defined here (name -> figures), and/or a file of them (``gpu_spec``, a path
+    #: relative to this file, whose ``gpu_types`` the loader merges in). A name may not be a catalog GPU's.
+    gpu_types: GpuTypes = Field(default_factory=dict)
+    gpu_spec: Text | None = Field(default=None, min_length=1, max_length=4096)
 
     def all_nodes(self) -> list[Node]:
         """Nodes listed one by one, then the expansion of every node group, in file order."""
