@@ -387,6 +387,13 @@ def harness_topology_spec(gpu: GPU, num_gpus: int) -> dict:
             "nodes": [{"name": "node0", "type": "n"}], "network": {"kind": "none"}}
 
 
+#: Sources whose documented MoE launch runs expert parallelism over the TP group with attention
+#: data parallelism, where a row does not state its EP degree: TensorRT-LLM's v1.0 perf overview
+#: ("For MoE models: trtllm-bench --tp $tp_size --pp $pp_size --ep $ep_size ... with
+#: enable_attention_dp: true" in llm_options.yml, section "Running the Benchmark").
+MOE_DEP_SOURCES = frozenset({"TRTLLM_PERF_v1.0"})
+
+
 class Predictor:
     """Predicts rows with ``planner.api.evaluate``; caches topologies and evaluations."""
 
@@ -403,15 +410,16 @@ class Predictor:
 
     def evaluate(self, *, model: str, gpu: GPU, num_gpus: int, dtypes: tuple[str, str], tp: int, pp: int,
                  dp: int, ep: int, batch: int | None, isl: int, osl: int, runtime: str,
-                 qps: float | None = None) -> Evaluation | str:
+                 qps: float | None = None, attention_dp: int = 1) -> Evaluation | str:
         """The Evaluation, or the cost model's reason for rejecting the input (a string)."""
-        key = (model, gpu.name, max(8, num_gpus), dtypes, tp, pp, dp, ep, batch, isl, osl, runtime, qps)
+        key = (model, gpu.name, max(8, num_gpus), dtypes, tp, pp, dp, ep, batch, isl, osl, runtime, qps, attention_dp)
         if key not in self._evals:
             self.evaluate_calls += 1
             try:
                 self._evals[key] = evaluate(topology=self.topology(gpu, num_gpus), model=model, tp=tp, pp=pp,
                                             dp=dp, ep=ep, batch=batch, isl=isl, osl=osl, weight_dtype=dtypes[0],
-                                            kv_dtype=dtypes[1], gpu=gpu.name, runtime=runtime, qps=qps)
+                                            kv_dtype=dtypes[1], gpu=gpu.name, runtime=runtime, qps=qps,
+                                            attention_dp=attention_dp)
             except InputError as e:  # one reason per cause, not per shape: drop the token count
                 self._evals[key] = "rejected by cost model: " + re.sub(
                     r"isl \+ osl = \d+ tokens exceeds", "isl + osl exceeds", str(e))
@@ -433,6 +441,9 @@ class Predictor:
         if dtypes is None:
             return Result(row, None, f"unknown precision {row.precision}")
         pp, ep = row.pp or 1, row.ep or 1
+        adp = 1
+        if spec.is_moe and row.ep is None and row.source_id in MOE_DEP_SOURCES:
+            ep = adp = row.tp  # the source's documented MoE launch: --ep, enable_attention_dp
         if row.dp is not None:
             dp = row.dp
             if row.tp * pp * dp != row.num_gpus:
@@ -442,7 +453,7 @@ class Predictor:
                 return Result(row, None, "layout inconsistent: tp x pp does not divide num_gpus")
             dp = row.num_gpus // (row.tp * pp)
         common = dict(model=spec.name, gpu=gpu, num_gpus=row.num_gpus, dtypes=dtypes, tp=row.tp, pp=pp, dp=dp,
-                      ep=ep, isl=row.isl, osl=row.osl, runtime=row.runtime)
+                      ep=ep, isl=row.isl, osl=row.osl, runtime=row.runtime, attention_dp=adp)
 
         rate = row.request_rate
         if row.static or (rate is not None and math.isinf(rate) and row.batch is not None):

@@ -14,9 +14,13 @@ from costmodels import calibration as cal
 from costmodels.comm import allgather_s, allreduce_s, alltoall_s
 from costmodels.hardware import GPU, fp4_matmul_share
 from costmodels.models import ModelSpec
+from costmodels.moe_measured import measured_moe_layer_s
 from costmodels.memory import replicated_kv_params_per_layer
 from costmodels.units import dtype_bytes, weight_storage_bytes
 from topologies.graph import Link
+
+#: Weight formats priced with another format's measured MoE table: FP16 runs the BF16 kernels.
+_MEASURED_FORMAT = {"fp16": "bf16"}
 
 ACT_BYTES = 2.0  # activations travel in 16 bit
 
@@ -161,8 +165,17 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         rows_per_expert = max(pairs_per_step / max(touched, 1e-9), 1.0)
         moe_flops = steps * 2 * pairs_per_step * expert_params_per_gpu
         moe_bytes = steps * touched * expert_params_per_gpu * b_w
-        linear_s += moe_layers * max(moe_flops / (peak * matmul_efficiency(rows_per_expert) * cal.MOE_GEMM_EFFICIENCY),
-                                     moe_bytes / hbm)
+        # A measured whole-layer latency where the runtime's table covers this GPU, format,
+        # expert shape and split (costmodels.moe_measured), at the busiest rank's tokens;
+        # else the expert GEMMs priced from their FLOPs and weight reads.
+        measured = measured_moe_layer_s(model, gpu=gpu.name, runtime=runtime,
+                                        weight_dtype=_MEASURED_FORMAT.get(weight_dtype, weight_dtype),
+                                        moe_tp=tp // ep, moe_ep=ep, tokens=tok_per_step * load)
+        if measured is not None:
+            linear_s += moe_layers * steps * measured
+        else:
+            linear_s += moe_layers * max(moe_flops / (peak * matmul_efficiency(rows_per_expert)
+                                                      * cal.MOE_GEMM_EFFICIENCY), moe_bytes / hbm)
     if stage.last:
         # LM head: one row per sequence that samples (decode tokens; prompts finishing prefill
         # are a small share and ignored).

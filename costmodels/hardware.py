@@ -214,3 +214,8 @@ def fp4_matmul_share(gpu_name: str, runtime: str) -> float:
         every = sorted(s for (n, rt) in table for s in [share(gpu_catalog()[n], rt)] if s is not None)
         own = every[len(every) // 2] if every else 1.0
     return min(1.0, own)
+
+
+def gpu_name_or_none(name: str) -> str | None:
+    """The catalog name for ``name`` (an alias, any case), or None if the catalog lacks it."""
+    return _index().get(_key(name))
