@@ -64,7 +64,8 @@ from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
 DEFAULT_VERSION: Version = DEFAULT["vllm"]
-SOURCE = "vllm-project/vllm vllm/engine/arg_utils.py @ 99d7eb5d6a51, vllm/entrypoints/openai/cli_args.py"
+SOURCE = ("vllm-project/vllm vllm/engine/arg_utils.py @ 99d7eb5d6a51 (0.11), vllm/entrypoints/openai/cli_args.py; "
+          "the same files of the 0.33.0 wheel")
 BASE_PORT = 8000
 RAY_PORT = 6379
 DP_RPC_PORT = 13345  # --data-parallel-rpc-port of a multi-node replica, + (its HTTP port - BASE_PORT)
