@@ -75,3 +75,8 @@ def resolve(target: str, given: str | None) -> Version | None:
         raise InputError(f"{runtime} {text(v)} is outside the releases this plan-search writes for "
                          f"({text(lo)} to {text(hi)})", source="--runtime-version")
     return v
+
+
+def help_text() -> str:
+    """The supported range and default of each runtime, for ``--runtime-version``'s help."""
+    return "; ".join(f"{r}: {text(lo)} to {text(hi)}, default {text(DEFAULT[r])}" for r, (lo, hi) in SUPPORTED.items())
