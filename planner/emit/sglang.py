@@ -41,8 +41,9 @@ and managers/data_parallel_controller.py (the same rules in 0.5.15 to 0.5.23):
     server on node rank >= 1 (entrypoints/engine.py, launch_dummy_health_check_server);
   * with DP attention, TCP sockets from a base port: on one node without --dist-init-addr the base is
     --port + 233 (ZMQ_TCP_PORT_DELTA), else the --dist-init-addr port; the server binds the base and
-    the 6 ports above it (port_base = base + 1, then port_base + 0..5), and base + 13
-    (DP_ATTENTION_HANDSHAKE_PORT_DELTA, the worker-port handshake), all on node rank 0;
+    the 6 ports above it (port_base = base + 1, then port_base + 0..5), and the worker-port handshake
+    at 13 (DP_ATTENTION_HANDSHAKE_PORT_DELTA) above --port (one node) or above the --dist-init-addr
+    port, all on node rank 0;
   * the --dist-init-addr port itself on node rank 0 (torch.distributed's store), multi-node servers;
   * --disaggregation-bootstrap-port on a prefill server's node rank 0;
   * the PD router's --port and --prometheus-port (sglang-router 0.3.2 router_args.py), on every node,
@@ -89,12 +90,17 @@ def bound_ports(p: ServerPorts, nodes: list[str], dp_attention: bool) -> dict[st
     """Every TCP port one server binds, per node (its nodes in node-rank order; see the module docstring)."""
     out = {n: [p.http] for n in nodes}
     head = out[nodes[0]]
-    base = p.dist if len(nodes) > 1 else (p.http + ZMQ_TCP_PORT_DELTA if dp_attention else None)
-    if base is not None:
+    if len(nodes) == 1:  # no --dist-init-addr: both derived from --port
+        base, handshake = p.http + ZMQ_TCP_PORT_DELTA, p.http + HANDSHAKE_PORT_DELTA
+    elif p.dist is not None:  # --dist-init-addr: the base, and the handshake beside it
+        base, handshake = p.dist, p.dist + HANDSHAKE_PORT_DELTA
+    else:  # a multi-node server whose --dist-init-addr port is not chosen yet (allocate_ports)
+        return out
+    if len(nodes) > 1 or dp_attention:
         head.append(base)
-        if dp_attention:
-            head.extend(range(base + 1, base + 1 + DERIVED_PORTS))
-            head.append(base + HANDSHAKE_PORT_DELTA)
+    if dp_attention:
+        head.extend(range(base + 1, base + 1 + DERIVED_PORTS))
+        head.append(handshake)
     if p.bootstrap is not None:
         head.append(p.bootstrap)
     return out
