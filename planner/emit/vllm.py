@@ -57,8 +57,8 @@ import re
 from dataclasses import dataclass
 
 from planner.emit import (ReplicaLayout, Sh, all_nodes, attention_groups, continued, csv, floor2, group_script,
-                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, safe_text, sh_assign, sh_cmd,
-                          sh_comment, sh_var, sh_word, uneven)
+                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, runtime_rule_error, safe_text,
+                          sh_assign, sh_cmd, sh_comment, sh_var, sh_word, uneven)
 from planner.emit.versions import DEFAULT, VLLM_ALL2ALL_FLAG_SINCE, Version, text
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
@@ -83,7 +83,6 @@ def check_scheduler(plan: Plan, g: ReplicaGroup) -> None:
     d, _ = attention_groups(g)
     seqs = max(1, s.batch_size // d)
     if s.max_num_batched_tokens < seqs:
-        from planner.emit import runtime_rule_error
         raise runtime_rule_error(plan, g, "vllm", f"vLLM refuses --max-num-batched-tokens "
                                  f"{s.max_num_batched_tokens} below --max-num-seqs {seqs}",
                                  "strategy.max_num_batched_tokens",
