@@ -18,7 +18,10 @@ from pathlib import Path
 import click
 
 from planner.emit import TARGETS as EMIT_TARGETS
+from planner.emit.versions import help_text as _emit_versions_help
 from topologies.errors import InfeasibleError, InputError, PlanSearchError
+
+EMIT_VERSIONS_HELP = _emit_versions_help()  # vllm (also k8s), sglang, trtllm: range and default
 
 OBJECTIVES = ["throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency"]
 DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
@@ -368,10 +371,12 @@ def explain(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, at
 @click.option("--target", required=True, type=click.Choice(list(EMIT_TARGETS)),
               help="Serving runtime (vllm, sglang, trtllm), Ray placement groups (ray) or Kubernetes manifests (k8s).")
 @click.option("--model-path", help="Checkpoint to serve (HF repo id or folder); default: the model's HF repo.")
+@click.option("--runtime-version", metavar="X.Y[.Z]",
+              help=f"Release of the target's runtime to write for ({EMIT_VERSIONS_HELP}).")
 @click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False),
               help="Write the files into this folder (created); default: print them all.")
 @_clean_errors
-def emit(plan_file, target, model_path, out_dir):
+def emit(plan_file, target, model_path, runtime_version, out_dir):
     """Write the runtime's launch files for a plan (scripts per replica group)."""
     from planner.emit import emit as emit_fn
     from planner.emit import load_plan
@@ -381,7 +386,7 @@ def emit(plan_file, target, model_path, out_dir):
         _check_out_dir(out_dir, "--output")
     plan = load_plan(plan_file)
     try:
-        files = emit_fn(plan, target, model_path=model_path)
+        files = emit_fn(plan, target, model_path=model_path, runtime_version=runtime_version)
     except InputError as e:  # a plan the runtime cannot express: say which file
         if e.source is not None:
             raise

@@ -148,7 +148,7 @@ def test_single_node_details(plans):
     v = emit(plan, "vllm")
     assert list(v) == ["vllm-g0.sh"]
     text = v["vllm-g0.sh"]
-    assert text.startswith("#!/usr/bin/env bash\n# vLLM 0.11 ")
+    assert text.startswith("#!/usr/bin/env bash\n# vLLM 0.33.0 ")  # the release written for, the default
     assert text.count("vllm serve meta-llama/Llama-3.1-70B-Instruct") == len(plan.replica_groups[0].replicas)
     for r in plan.replica_groups[0].replicas:  # CUDA_VISIBLE_DEVICES lists the plan's GPUs in rank order
         gpus = ",".join(str(k.gpu_index) for k in sorted(r.ranks, key=lambda k: k.rank))

@@ -37,10 +37,12 @@ PLANS = {
 
 # Data-parallel flags the emitters may add. vLLM 0.11: vllm/engine/arg_utils.py @ 99d7eb5d6a51
 # (ParallelConfig group) and --headless from vllm/entrypoints/openai/cli_args.py make_arg_parser.
-# SGLang: python/sglang/srt/server_args.py (ServerArgs.dp_size, enable_dp_attention).
+# vLLM >= 0.11.1: --all2all-backend (arg_utils.py of the 0.11.1 and 0.33.0 wheels).
+# SGLang: python/sglang/srt/server_args.py (ServerArgs.dp_size, enable_dp_attention); from 0.5.22
+# attn_dp_size (sglang/srt/arg_groups/fields/parallel.py of the 0.5.22 and 0.5.23 wheels).
 VLLM_DP = {"--data-parallel-size", "--data-parallel-size-local", "--data-parallel-start-rank",
-           "--data-parallel-address", "--data-parallel-rpc-port", "--headless"}
-SGLANG_DP = {"--dp-size", "--enable-dp-attention",
+           "--data-parallel-address", "--data-parallel-rpc-port", "--headless", "--all2all-backend"}
+SGLANG_DP = {"--dp-size", "--enable-dp-attention", "--attn-dp-size",
              # DeepEP for experts across nodes: SGLang's own DeepSeek launch configs (server_args.py
              # moe_a2a_backend, deepep_mode)
              "--moe-a2a-backend", "--deepep-mode"}
@@ -253,13 +255,14 @@ def test_vllm_refuses_what_it_cannot_launch(plans):
 
 # -- SGLang ----------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("version", ["0.5.21", "0.5.23"])
 @pytest.mark.parametrize("name", ["ds-x4-sglang", "ds-x4", "qwen-x1", "mix-x1"])
-def test_sglang_dp_attention(plans, name):
+def test_sglang_dp_attention(plans, name, version):
     plan = plans[name]
     (g,) = plan.replica_groups
     s = g.strategy
     d = s.attention_dp
-    text = emit(plan, "sglang")["sglang-g0.sh"]
+    text = emit(plan, "sglang", runtime_version=version)["sglang-g0.sh"]
     bodies = _node_bodies(text)
     for r in g.replicas:
         per_node = _rank_gpus(r)
@@ -267,7 +270,12 @@ def test_sglang_dp_attention(plans, name):
             (cmd,) = [c for c in _commands(bodies[node]) if "sglang.launch_server" in c
                       and _visible(c) == gpus and _flag(c, "--node-rank") in (None, str(rank))]
             assert _flag(cmd, "--tp-size") == str(s.tp)  # the GPUs of the server, as SGLang means it
-            assert _flag(cmd, "--dp-size") == str(d) and _flag(cmd, "--enable-dp-attention") == ""
+            if version == "0.5.21":  # before --attn-dp-size: the old spelling
+                assert _flag(cmd, "--dp-size") == str(d) and _flag(cmd, "--enable-dp-attention") == ""
+                assert _flag(cmd, "--attn-dp-size") is None
+            else:  # 0.5.22 on: --attn-dp-size, not the deprecated flag (nor --dp-size, which counts replicas)
+                assert _flag(cmd, "--attn-dp-size") == str(d)
+                assert _flag(cmd, "--dp-size") is None and _flag(cmd, "--enable-dp-attention") is None
             assert _flag(cmd, "--ep-size") == str(s.ep)
             # both are totals that SGLang divides by dp_size under DP attention
             assert _flag(cmd, "--max-running-requests") == str(s.batch_size)
@@ -299,7 +307,8 @@ def test_trtllm_enable_attention_dp(plans, name):
         assert _flag(cmd, "--tp_size") == str(s.tp) and _flag(cmd, "--ep_size") == str(s.ep)
         assert _flag(cmd, "--max_batch_size") == str(s.batch_size // s.attention_dp)  # per rank
         assert _flag(cmd, "--max_num_tokens") == str(s.max_num_batched_tokens)
-        assert _flag(cmd, "--extra_llm_api_options") == "trtllm-g0-extra.yaml"
+        # a path beside the script, not relative to the directory it is started from
+        assert '--extra_llm_api_options "$(dirname "$0")"/trtllm-g0-extra.yaml' in cmd
         if len(per_node) > 1:
             hosts = ",".join(f"{n}:{len(v)}" for n, v in per_node.items())
             assert f"mpirun -H {hosts} -np {s.tp} " in cmd
@@ -307,8 +316,12 @@ def test_trtllm_enable_attention_dp(plans, name):
 
 def test_trtllm_yaml_keeps_fp8_kv(plans):
     files = emit(_with(plans["mix-x1-trtllm"], kv_dtype="fp8"), "trtllm")
-    assert yaml.safe_load(files["trtllm-g0-extra.yaml"]) == {"enable_attention_dp": True,
-                                                             "kv_cache_config": {"dtype": "fp8"}}
+    fraction = _flag(next(c for c in _commands(files["trtllm-g0.sh"]) if "trtllm-serve" in c),
+                     "--kv_cache_free_gpu_memory_fraction")
+    # the YAML's kv_cache_config replaces the one the flag built: the planned fraction is repeated there
+    assert yaml.safe_load(files["trtllm-g0-extra.yaml"]) == {
+        "enable_attention_dp": True, "kv_cache_config": {"dtype": "fp8", "free_gpu_memory_fraction": float(fraction)}}
+    assert 0 < float(fraction) < 1
 
 
 def test_trtllm_refuses_attention_dp_over_several_nodes(plans):
@@ -321,12 +334,26 @@ def test_trtllm_refuses_attention_dp_over_several_nodes(plans):
 
 
 def test_wide_replicas_use_deepep(plans):
-    vllm = emit(plans["ds-x4"], "vllm")["vllm-g0.sh"]
-    assert vllm.count("VLLM_ALL2ALL_BACKEND=deepep_high_throughput ") == 4  # every node of both replicas
+    # vLLM 0.11.0 reads the backend from the environment only; from 0.11.1 the flag sets it, and from
+    # 0.16.0 the variable is ignored, so newer releases get the flag and no variable
+    old = emit(plans["ds-x4"], "vllm", runtime_version="0.11")["vllm-g0.sh"]
+    assert old.count("VLLM_ALL2ALL_BACKEND=deepep_high_throughput ") == 4  # every node of both replicas
+    assert "--all2all-backend" not in old
+    for version in ("0.11.1", "0.33", None):
+        new = emit(plans["ds-x4"], "vllm", runtime_version=version)["vllm-g0.sh"]
+        assert new.count("--all2all-backend deepep_high_throughput") == 4 and "VLLM_ALL2ALL_BACKEND" not in new
+    k8s_old = emit(plans["ds-x4"], "k8s", runtime_version="0.11.0")["k8s-g0.yaml"]
+    assert "VLLM_ALL2ALL_BACKEND" in k8s_old and "--all2all-backend" not in k8s_old
+    assert "image: vllm/vllm-openai:v0.11.0" in k8s_old
+    k8s_new = emit(plans["ds-x4"], "k8s")["k8s-g0.yaml"]
+    assert "VLLM_ALL2ALL_BACKEND" not in k8s_new and k8s_new.count("--all2all-backend deepep_high_throughput") == 4
+    assert "image: vllm/vllm-openai:v0.33.0" in k8s_new
     sglang = emit(plans["ds-x4-sglang"], "sglang")["sglang-g0.sh"]
     assert sglang.count("--moe-a2a-backend deepep") == 4 and "--deepep-mode auto" in sglang
     # one node: the runtimes' default exchange, which the plan priced there
-    assert "VLLM_ALL2ALL_BACKEND" not in emit(plans["mix-x1"], "vllm")["vllm-g0.sh"]
+    for version in ("0.11", "0.33"):
+        one = emit(plans["mix-x1"], "vllm", runtime_version=version)["vllm-g0.sh"]
+        assert "VLLM_ALL2ALL_BACKEND" not in one and "--all2all-backend" not in one
     assert "--moe-a2a-backend" not in emit(_with(plans["mix-x1"]), "sglang")["sglang-g0.sh"]
 
 

@@ -347,11 +347,28 @@ def group_script(plan: Plan, g: ReplicaGroup, *, runtime: str, version: str, tar
 POOL_TARGETS = ("sglang", "ray")
 
 
-def emit(plan: Plan, target: str, model_path: str | None = None) -> dict[str, str]:
+def runtime_rule_error(plan: Plan, g: ReplicaGroup, runtime: str, problem: str, field: str,
+                       fix: str) -> InputError:
+    """The one-line refusal of a value the target runtime's own validation rejects (``problem``).
+
+    A plan priced for another runtime (``inputs.runtime``) is not re-priced here: its batch, token budget
+    and memory came from that runtime's rules, so the fix is to plan again for this one. A plan priced
+    for this runtime that still breaks the rule (edited by hand) gets ``fix``."""
+    priced = plan.inputs.runtime
+    if priced != runtime:
+        fix = f"the plan was priced for {priced}; re-plan with --runtime {runtime}"
+    return InputError(f"{problem}: {fix}", field=f"replica_groups.{g.id}.{field}")
+
+
+def emit(plan: Plan, target: str, model_path: str | None = None,
+         runtime_version: str | None = None) -> dict[str, str]:
     """The launch files of ``target`` for ``plan``, after the plan's structure is checked (see
     :func:`planner.emit.verify.check_structure`): a hand-edited plan that does not hold together
-    is refused before any emitter reads it."""
+    is refused before any emitter reads it. ``runtime_version`` (``MAJOR.MINOR[.PATCH]``) picks the
+    release of the target's runtime the files are written for (see :mod:`planner.emit.versions`);
+    None writes for the newest checked one."""
     from planner.emit.verify import check_structure
+    from planner.emit.versions import resolve
 
     check_structure(plan)
     pools = [g for g in plan.replica_groups if g.role != "unified"]
@@ -371,7 +388,10 @@ def emit(plan: Plan, target: str, model_path: str | None = None) -> dict[str, st
         from planner.emit.k8s import emit_k8s as fn
     else:
         raise InputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}", source="--target")
-    return fn(plan, model_path=model_path)
+    version = resolve(target, runtime_version)
+    if version is None:
+        return fn(plan, model_path=model_path)
+    return fn(plan, model_path=model_path, version=version)
 
 
 def _newer_schema_version(v) -> str | None:

@@ -1,7 +1,7 @@
 """Kubernetes manifests: per plan replica, a Deployment (one node) or a LeaderWorkerSet (several).
 
-Runtime: vLLM only (the image ``VLLM_IMAGE`` of planner/emit/vllm.py), with the very commands the
-vLLM emitter writes (``serve_command``, ``pp_partition_env``, ``ray_wait_command`` there).
+Runtime: vLLM only (the image ``image(version)`` of planner/emit/vllm.py, for the release
+``--runtime-version`` names), with the very commands the vLLM emitter writes (``serve_command``, ``pp_partition_env``, ``ray_wait_command`` there).
 
 A plan pins each replica's ranks to named nodes, and a LeaderWorkerSet has one pod template
 for all its groups, so each plan replica becomes its own object with ``replicas: 1``:
@@ -52,8 +52,9 @@ import yaml
 
 from planner.emit import (ReplicaLayout, Sh, argv_of, attention_groups, check_node_names, continued, layouts,
                           model_ref, needs_fp8_quantization, shape_text, sh_cmd, sh_comment, sh_var)
-from planner.emit.vllm import (DP_RPC_PORT, RAY_PORT, VLLM_IMAGE, VLLM_VERSION, DataParallel, dp_node_ranks,
-                               all2all_env, pp_partition_env, ray_wait_command, serve_command)
+from planner.emit.versions import Version, text
+from planner.emit.vllm import (DEFAULT_VERSION, DP_RPC_PORT, RAY_PORT, DataParallel, all2all_env, check_scheduler,
+                               dp_node_ranks, image, pp_partition_env, ray_wait_command, serve_command)
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -107,21 +108,21 @@ def _node_affinity(nodes: list[str]) -> dict:
         {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": list(nodes)}]}]}}}
 
 
-def _env(g: ReplicaGroup) -> list[dict]:
+def _env(g: ReplicaGroup, version: Version) -> list[dict]:
     env = [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token",
                                                                 "optional": True}}}]
     env += [{"name": k, "value": v} for k, v in pp_partition_env(g).items()]
     multi_node = any(len({k.node for k in r.ranks}) > 1 for r in g.replicas)
-    env += [{"name": k, "value": v} for k, v in all2all_env(g, multi_node).items()]
+    env += [{"name": k, "value": v} for k, v in all2all_env(g, multi_node, version).items()]
     return env
 
 
-def _container(name: str, g: ReplicaGroup, gpus: int, command: list[str], serving: bool,
+def _container(name: str, g: ReplicaGroup, gpus: int, command: list[str], serving: bool, version: Version,
                pod_ip: bool = False) -> dict:
-    env = _env(g)
+    env = _env(g, version)
     if pod_ip:  # the pod's own IP address, for a socket that vLLM binds
         env.append({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
-    c: dict = {"name": name, "image": VLLM_IMAGE, "command": command, "env": env}
+    c: dict = {"name": name, "image": image(version), "command": command, "env": env}
     if serving:
         c["ports"] = [{"name": "http", "containerPort": PORT}]
         c["readinessProbe"] = {"tcpSocket": {"port": PORT}, "initialDelaySeconds": 15, "periodSeconds": 10}
@@ -142,16 +143,17 @@ def _sh(lines: list[str]) -> list[str]:
     return ["sh", "-c", "\n".join(lines) + "\n"]
 
 
-def _deployment(g: ReplicaGroup, row: ReplicaLayout, name: str, model: str, quant: bool) -> tuple[str, dict]:
+def _deployment(g: ReplicaGroup, row: ReplicaLayout, name: str, model: str, quant: bool,
+                version: Version) -> tuple[str, dict]:
     r = row.replica
     gpus = row.gpus[row.head]
     labels = _labels(g, r.index, "leader")
-    cmd = argv_of(serve_command(model, g, quant, PORT, ray=False))
+    cmd = argv_of(serve_command(model, g, quant, PORT, ray=False, version=version))
     doc = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "labels": _labels(g, r.index)},
         "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": labels},
-                 "template": _pod(labels, _container("vllm", g, len(gpus), cmd, serving=True),
+                 "template": _pod(labels, _container("vllm", g, len(gpus), cmd, serving=True, version=version),
                                   _node_affinity([row.head]))},
     }
     d, at = attention_groups(g)
@@ -161,7 +163,8 @@ def _deployment(g: ReplicaGroup, row: ReplicaLayout, name: str, model: str, quan
     return why, doc
 
 
-def _leader_worker_set(g: ReplicaGroup, row: ReplicaLayout, name: str, model: str, quant: bool) -> tuple[str, dict]:
+def _leader_worker_set(g: ReplicaGroup, row: ReplicaLayout, name: str, model: str, quant: bool,
+                       version: Version) -> tuple[str, dict]:
     r = row.replica
     workers = row.nodes[1:]
     counts = {n: len(row.gpus[n]) for n in workers}
@@ -174,9 +177,9 @@ def _leader_worker_set(g: ReplicaGroup, row: ReplicaLayout, name: str, model: st
     worker_gpus = counts[workers[0]]
     d, at = attention_groups(g)
     if d > 1:
-        leader_cmd, worker_cmd = _dp_commands(g, row, model, quant)
+        leader_cmd, worker_cmd = _dp_commands(g, row, model, quant, version)
     else:
-        serve = serve_command(model, g, quant, PORT, ray=True)
+        serve = serve_command(model, g, quant, PORT, ray=True, version=version)
         serve[0] = ("exec", *serve[0])
         leader_cmd = _sh(["set -e", sh_cmd(["ray", "start", "--head", f"--port={RAY_PORT}", f"--num-gpus={head_gpus}"]),
                           ray_wait_command(world), *continued(serve, indent="")])
@@ -198,10 +201,11 @@ def _leader_worker_set(g: ReplicaGroup, row: ReplicaLayout, name: str, model: st
                 "restartPolicy": "RecreateGroupOnPodRestart",
                 "leaderTemplate": _pod(_labels(g, r.index, "leader"),
                                        _container("vllm-leader", g, head_gpus, leader_cmd, serving=True,
-                                                  pod_ip=d > 1),
+                                                  version=version, pod_ip=d > 1),
                                        _node_affinity([row.head])),
                 "workerTemplate": _pod(worker_labels,
-                                       _container("vllm-worker", g, worker_gpus, worker_cmd, serving=False),
+                                       _container("vllm-worker", g, worker_gpus, worker_cmd, serving=False,
+                                                  version=version),
                                        worker_affinity),
             },
         },
@@ -219,12 +223,13 @@ def _leader_worker_set(g: ReplicaGroup, row: ReplicaLayout, name: str, model: st
     return why, doc
 
 
-def _dp_commands(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool) -> tuple[list[str], list[str]]:
+def _dp_commands(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool,
+                 version: Version) -> tuple[list[str], list[str]]:
     """Leader and worker commands of vLLM's multi-node data-parallel launch (attention_dp > 1, no Ray)."""
     per_node = dp_node_ranks(g, row)
     head_local = per_node[0][2]
     leader = serve_command(model, g, quant, PORT, ray=False, dp=DataParallel(
-        local=head_local, address=sh_var("POD_IP"), rpc_port=DP_RPC_PORT))
+        local=head_local, address=sh_var("POD_IP"), rpc_port=DP_RPC_PORT), version=version)
     leader[0] = ("exec", *leader[0])
     # workers share one template; LWS_WORKER_INDEX (1 .. size-1) picks each one's first DP rank
     worker_local = per_node[1][2]
@@ -234,7 +239,7 @@ def _dp_commands(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool) -
     pick += ['*) echo "unexpected LWS_WORKER_INDEX=$LWS_WORKER_INDEX" >&2; exit 1 ;;', "esac"]
     worker = serve_command(model, g, quant, PORT, ray=False, dp=DataParallel(
         local=worker_local, start=sh_var("START"), address=sh_var("LWS_LEADER_ADDRESS"), rpc_port=DP_RPC_PORT,
-        headless=True))
+        headless=True), version=version)
     worker[0] = ("exec", *worker[0])
     return (_sh(["set -e", *continued(leader, indent="")]),
             _sh(["set -e", *pick, *continued(worker, indent="")]))
@@ -249,17 +254,18 @@ def _service(g: ReplicaGroup) -> tuple[str, dict]:
     return sh_comment(f"the OpenAI-compatible endpoint of group {g.id}: every replica's serving pod, port {PORT}"), doc
 
 
-def _group_file(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str, quant: bool) -> str:
+def _group_file(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str, quant: bool,
+                version: Version) -> str:
     docs = [_service(g)]
     for row in rows:
         name = f"vllm-{g.id}-r{row.replica.index}"
         make = _leader_worker_set if row.multi_node else _deployment
-        docs.append(make(g, row, name, model, quant))
+        docs.append(make(g, row, name, model, quant, version))
     header = [
         sh_comment(f"Kubernetes manifests for plan group {g.id} ({g.role}, {g.gpu_label}): {plan.inputs.model.name}, "
                    f"{shape_text(g)}, {len(rows)} replica(s)"),
-        sh_comment(f"generated by {plan.generator} `plan-search emit --target k8s`; runtime vLLM {VLLM_VERSION} only "
-                   f"(image {VLLM_IMAGE}); LeaderWorkerSet schema: {LWS_SOURCE}"),
+        sh_comment(f"generated by {plan.generator} `plan-search emit --target k8s`; runtime vLLM {text(version)} only "
+                   f"(image {image(version)}); LeaderWorkerSet schema: {LWS_SOURCE}"),
         "# each plan replica is pinned by node affinity on kubernetes.io/hostname to the plan's node names (which must",
         "# be the nodes' hostname labels); the device plugin, not the plan, picks GPU indices within a node",
         "# multi-node replicas need the LeaderWorkerSet controller; gated models need Secret hf-token (key token)",
@@ -270,12 +276,13 @@ def _group_file(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: s
     return "\n".join(header) + "\n---\n" + "---\n".join(parts)
 
 
-def emit_k8s(plan: Plan, model_path: str | None = None) -> dict[str, str]:
+def emit_k8s(plan: Plan, model_path: str | None = None, version: Version = DEFAULT_VERSION) -> dict[str, str]:
     _check_names(plan)
     model, ckpt = model_ref(plan, model_path)
     rows = layouts(plan, PORT)
     files = {}
     for g in plan.replica_groups:
+        check_scheduler(plan, g)
         quant = needs_fp8_quantization(g, ckpt, "vLLM")
-        files[f"k8s-{g.id}.yaml"] = _group_file(plan, g, rows[g.id], model, quant)
+        files[f"k8s-{g.id}.yaml"] = _group_file(plan, g, rows[g.id], model, quant, version)
     return dict(sorted(files.items()))

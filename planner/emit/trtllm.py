@@ -16,7 +16,16 @@ then schedules its own requests: the PyTorch executor admits up to tp x max_batc
 all (tensorrt_llm/_torch/pyexecutor/py_executor.py, _fetch_new_requests under enable_attention_dp),
 so ``--max_batch_size`` is batch_size // D; ``--max_num_tokens`` is the plan's per-scheduler value.
 Multi-node replicas use the mpirun launch above unchanged.
-Refused, with the reason: an uneven pipeline layer split (trtllm-serve has no flag that pins one),
+KV cache in FP8: ``kv_cache_config: {dtype: fp8, free_gpu_memory_fraction: F}`` in the YAML. The YAML's
+kv_cache_config replaces the whole KvCacheConfig that --kv_cache_free_gpu_memory_fraction built (so
+without F there the fraction would fall back to KvCacheConfig's default 0.9); F is the planned fraction.
+The script passes the YAML as a path beside the script (``"$(dirname "$0")"/name``), not relative to
+the directory it is started from.
+Uneven pipeline layer splits: the LLM API argument ``pp_partition`` (layers per pipeline rank,
+tensorrt_llm/llmapi/llm_args.py, a prototype field) in the YAML, for the releases that have it
+(``--runtime-version`` 1.2 or later; see planner/emit/versions.py for how sure that release is).
+Earlier releases split layers their own way (front-loaded), so a plan with another split is refused.
+Refused, with the reason: an uneven pipeline layer split the release cannot pin (above),
 FP8 weights from a non-FP8 checkpoint (no online FP8 quantization flag in trtllm-serve),
 multi-node replicas whose nodes use different GPU indices (one CUDA_VISIBLE_DEVICES per mpirun),
 and attention_dp other than 1 or tp (enable_attention_dp has no group size).
@@ -27,12 +36,13 @@ import yaml
 
 from costmodels.memory import front_loaded_split
 
-from planner.emit import (ReplicaLayout, all_nodes, attention_groups, continued, csv, floor2, group_script,
-                          layouts, model_ref, needs_fp8_quantization, sh_assign, sh_comment, uneven)
+from planner.emit import (ReplicaLayout, Sh, all_nodes, attention_groups, continued, csv, floor2, group_script,
+                          layouts, model_ref, needs_fp8_quantization, sh_assign, sh_comment, sh_word, uneven)
+from planner.emit.versions import DEFAULT, TRTLLM_PP_PARTITION_SINCE, Version, text
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
-TRTLLM_VERSION = "1.x"
+DEFAULT_VERSION: Version = DEFAULT["trtllm"]
 SOURCE = "NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py @ 00209af149e7"
 BASE_PORT = 8000
 
@@ -45,7 +55,22 @@ def _kv_fraction(g: ReplicaGroup) -> str:
     return floor2(free - m.reserve, free)
 
 
-def _extra_yaml(g: ReplicaGroup) -> str | None:
+def _pp_partition(g: ReplicaGroup, version: Version) -> list[int] | None:
+    """The layer split to pin with ``pp_partition`` (None: the runtime's own split is the plan's); refused
+    when the release cannot pin it."""
+    split = list(g.strategy.layer_split)
+    own = list(front_loaded_split(sum(split), len(split)))
+    if not uneven(split) or split == own:
+        return None
+    if version < TRTLLM_PP_PARTITION_SINCE:
+        raise InputError(f"TensorRT-LLM {text(version)} cannot pin the uneven layer split {split} (it splits "
+                         f"{own}); write for a release with pp_partition (--runtime-version "
+                         f"{text(TRTLLM_PP_PARTITION_SINCE)}), choose another target, or plan with --runtime trtllm",
+                         field=f"replica_groups.{g.id}.strategy.layer_split")
+    return split
+
+
+def _extra_yaml(g: ReplicaGroup, version: Version) -> str | None:
     """The extra-options YAML of the group (None when no option is needed): a dumped mapping under
     comments that say what each option is for."""
     d, _ = attention_groups(g)
@@ -59,10 +84,15 @@ def _extra_yaml(g: ReplicaGroup) -> str | None:
         notes.append("# enable_attention_dp: attention data parallelism, each rank runs attention for its own "
                      "requests (LLM API enable_attention_dp)")
         options["enable_attention_dp"] = True
+    split = _pp_partition(g, version)
+    if split is not None:
+        notes.append("# pp_partition: the plan's layers per pipeline stage (LLM API pp_partition)")
+        options["pp_partition"] = split
     kv = g.strategy.kv_dtype
     if kv == "fp8":
-        notes.append("# kv_cache_config.dtype: KV cache in FP8 (LLM API KvCacheConfig.dtype)")
-        options["kv_cache_config"] = {"dtype": "fp8"}
+        notes.append("# kv_cache_config: KV cache in FP8 (KvCacheConfig.dtype); this mapping replaces the one "
+                     "--kv_cache_free_gpu_memory_fraction set, so the planned fraction is repeated here")
+        options["kv_cache_config"] = {"dtype": "fp8", "free_gpu_memory_fraction": float(_kv_fraction(g))}
     elif kv not in ("bf16", "fp16"):
         raise InputError(f"trtllm-serve has no KV-cache dtype {kv!r}", field=f"replica_groups.{g.id}.strategy.kv_dtype")
     if not options:
@@ -81,18 +111,14 @@ def _serve(model: str, g: ReplicaGroup, port: int, extra: str | None, gpus_per_n
     d, _ = attention_groups(g)
     cmd += [("--max_batch_size", max(1, s.batch_size // d)), ("--max_num_tokens", s.max_num_batched_tokens),
             ("--max_seq_len", s.max_model_len), ("--kv_cache_free_gpu_memory_fraction", _kv_fraction(g))]
-    if extra:
-        cmd.append(("--extra_llm_api_options", extra))
+    if extra:  # a file beside the script, wherever the script is started from
+        cmd.append(("--extra_llm_api_options", Sh('"$(dirname "$0")"/' + sh_word(extra))))
     return cmd
 
 
-def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str) -> dict[str, str]:
-    s = g.strategy
-    if uneven(s.layer_split) and tuple(s.layer_split) != front_loaded_split(sum(s.layer_split), s.pp):
-        raise InputError(f"trtllm-serve cannot pin the uneven layer split {s.layer_split} (it has no layer-partition "
-                         f"flag and splits {list(front_loaded_split(sum(s.layer_split), s.pp))}); choose another "
-                         "target or plan with --runtime trtllm", field=f"replica_groups.{g.id}.strategy.layer_split")
-    yaml_text = _extra_yaml(g)
+def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str,
+                 version: Version) -> dict[str, str]:
+    yaml_text = _extra_yaml(g, version)
     yaml_name = f"trtllm-{g.id}-extra.yaml" if yaml_text else None
     nodes = all_nodes(rows)
     bodies: dict[str, list[str]] = {n: [] for n in nodes}
@@ -128,7 +154,7 @@ def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: 
             bodies[n].append("  " + sh_comment(f"replica {r.index}: started over MPI from {row.head}; nothing to run "
                                                "here"))
             bodies[n].append("  :")
-    files = {f"trtllm-{g.id}.sh": group_script(plan, g, runtime="TensorRT-LLM", version=TRTLLM_VERSION,
+    files = {f"trtllm-{g.id}.sh": group_script(plan, g, runtime="TensorRT-LLM", version=text(version),
                                                target="trtllm", source=SOURCE, replicas=len(rows), nodes=nodes,
                                                bodies=bodies)}
     if yaml_name:
@@ -136,7 +162,7 @@ def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: 
     return files
 
 
-def emit_trtllm(plan: Plan, model_path: str | None = None) -> dict[str, str]:
+def emit_trtllm(plan: Plan, model_path: str | None = None, version: Version = DEFAULT_VERSION) -> dict[str, str]:
     model, ckpt = model_ref(plan, model_path)
     rows = layouts(plan, BASE_PORT)
     files: dict[str, str] = {}
@@ -144,5 +170,5 @@ def emit_trtllm(plan: Plan, model_path: str | None = None) -> dict[str, str]:
         if needs_fp8_quantization(g, ckpt, "trtllm-serve"):
             raise InputError("trtllm-serve does not quantize weights to FP8 on load; give an FP8 checkpoint with "
                              "--model-path", field=f"replica_groups.{g.id}.strategy.weight_dtype")
-        files.update(_group_files(plan, g, rows[g.id], model))
+        files.update(_group_files(plan, g, rows[g.id], model, version))
     return dict(sorted(files.items()))

@@ -8,13 +8,16 @@ Flags checked against vLLM 0.11 (the ``vllm serve`` parser):
   --distributed-executor-backend (ray|mp|...);
   vllm/entrypoints/openai/cli_args.py (FrontendArgs): --port;
   vllm/envs.py: VLLM_PP_LAYER_PARTITION (comma-separated layers per stage, read by get_pp_indices).
+Each of these (and the data-parallel flags below) is also in the 0.33.0 wheel's arg_utils.py,
+entrypoints and envs.py; the files are written for the release ``--runtime-version`` names, 0.11.0
+to 0.33.0 (default 0.33.0), and differ only in the all-to-all backend (below).
 Multi-node: the Ray cluster launch vLLM documents (docs "Parallelism and Scaling",
 examples/online_serving/multi-node-serving.sh): ``ray start --head --port`` on the first node,
 ``ray start --address`` on the others, then ``vllm serve ... --distributed-executor-backend ray``
 on the first node.
 The command builders here (``serve_command``, ``pp_partition_env``, ``ray_wait_command``,
 ``dp_node_ranks``) are shared with the Kubernetes emitter (planner/emit/k8s.py), which runs the same
-commands in pods of ``VLLM_IMAGE``, the vLLM OpenAI-server image of the version named above.
+commands in pods of ``image(version)``, the vLLM OpenAI-server image of the release written for.
 
 Attention data parallelism (``strategy.attention_dp`` = D > 1, MoE): vLLM runs D data-parallel
 engines of ``--tensor-parallel-size`` tp/D each, in lockstep, with the expert layers spread over all
@@ -36,8 +39,14 @@ expert parallelism with --enable-expert-parallel). Flags, same parser as above (
     script asks for it in DP_HEAD_IP_<node>; the docs' examples give an IP); the other nodes only
     connect and default to the head's name. Engines on the other nodes learn the head's torch
     process-group port in the start-up handshake (vllm/v1/engine/utils.py), so only the RPC port is set.
-  * Several nodes also set VLLM_ALL2ALL_BACKEND to DeepEP's kernels (``all2all_env``): the plan priced
-    the experts' exchange across nodes as DeepEP's all-to-alls; DeepEP must be installed.
+  * Several nodes also select DeepEP's kernels for the experts' exchange (``all2all_backend``): the plan
+    priced it as DeepEP's all-to-alls; DeepEP must be installed. vLLM 0.11.0 reads the choice from
+    VLLM_ALL2ALL_BACKEND only; from 0.11.1 the ``--all2all-backend`` flag sets it, and from 0.16.0 the
+    variable is ignored (planner/emit/versions.py), so the written form follows ``--runtime-version``.
+Cross-field rule (``check_scheduler``): vLLM's SchedulerConfig refuses max_num_batched_tokens <
+max_num_seqs (vllm/config/scheduler.py, _verify_args in 0.11.0 and verify_max_model_len in 0.33.0);
+its other check there, max_num_batched_tokens >= max_model_len, holds only without chunked prefill,
+which the V1 engine turns on for generation models, so it is not a rule here.
   Refused: an attention group spread over two nodes (a data-parallel engine is on one node), DP ranks
   of a node that are not consecutive, and an expert-parallel degree other than tp (vLLM's expert group
   is all D x tp/D GPUs).
@@ -48,17 +57,36 @@ import re
 from dataclasses import dataclass
 
 from planner.emit import (ReplicaLayout, Sh, all_nodes, attention_groups, continued, csv, floor2, group_script,
-                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, safe_text, sh_assign, sh_cmd,
-                          sh_comment, sh_var, sh_word, uneven)
+                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, runtime_rule_error, safe_text,
+                          sh_assign, sh_cmd, sh_comment, sh_var, sh_word, uneven)
+from planner.emit.versions import DEFAULT, VLLM_ALL2ALL_FLAG_SINCE, Version, text
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
-VLLM_VERSION = "0.11"
-VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"  # Docker Hub image of the release VLLM_VERSION names
-SOURCE = "vllm-project/vllm vllm/engine/arg_utils.py @ 99d7eb5d6a51, vllm/entrypoints/openai/cli_args.py"
+DEFAULT_VERSION: Version = DEFAULT["vllm"]
+SOURCE = ("vllm-project/vllm vllm/engine/arg_utils.py @ 99d7eb5d6a51 (0.11), vllm/entrypoints/openai/cli_args.py; "
+          "the same files of the 0.33.0 wheel")
 BASE_PORT = 8000
 RAY_PORT = 6379
 DP_RPC_PORT = 13345  # --data-parallel-rpc-port of a multi-node replica, + (its HTTP port - BASE_PORT)
+
+
+def image(version: Version) -> str:
+    """The vLLM OpenAI-server image of a release (Docker Hub ``vllm/vllm-openai:v<release>``)."""
+    return f"vllm/vllm-openai:v{text(version)}"
+
+
+def check_scheduler(plan: Plan, g: ReplicaGroup) -> None:
+    """Refuse what vLLM's SchedulerConfig refuses: ``--max-num-batched-tokens`` below ``--max-num-seqs``
+    (per data-parallel engine: batch_size // attention_dp), see the module docstring."""
+    s = g.strategy
+    d, _ = attention_groups(g)
+    seqs = max(1, s.batch_size // d)
+    if s.max_num_batched_tokens < seqs:
+        raise runtime_rule_error(plan, g, "vllm", f"vLLM refuses --max-num-batched-tokens "
+                                 f"{s.max_num_batched_tokens} below --max-num-seqs {seqs}",
+                                 "strategy.max_num_batched_tokens",
+                                 "raise max_num_batched_tokens to at least the batch or lower batch_size")
 
 
 @dataclass(frozen=True)
@@ -72,12 +100,13 @@ class DataParallel:
 
 
 def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool,
-                  dp: DataParallel | None = None) -> list[tuple]:
+                  dp: DataParallel | None = None, version: Version = DEFAULT_VERSION) -> list[tuple]:
     """``vllm serve`` for one replica of the group: the program, then one flag (with its value) per
     part, each part a tuple of words for :func:`planner.emit.continued` (quoted there).
 
     With attention_dp > 1, ``dp`` holds the per-node data-parallel flags of a multi-node launch
-    (None: the replica is on one node)."""
+    (None: the replica is on one node); a multi-node one also gets ``--all2all-backend`` from the
+    release that has the flag (``version``; earlier ones take :func:`all2all_env`)."""
     s, m = g.strategy, g.memory_per_gpu_bytes
     d, at = attention_groups(g)
     if d > 1 and ray:
@@ -110,6 +139,8 @@ def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool
         if dp.start is not None:
             cmd.append(("--data-parallel-start-rank", dp.start))
         cmd += [("--data-parallel-address", dp.address), ("--data-parallel-rpc-port", dp.rpc_port)]
+        if version >= VLLM_ALL2ALL_FLAG_SINCE:
+            cmd.append(("--all2all-backend", all2all_backend(g)))
     if ray:
         cmd.append(("--distributed-executor-backend", "ray"))
     if dp is None or not dp.headless:
@@ -143,13 +174,19 @@ def dp_node_ranks(g: ReplicaGroup, row: ReplicaLayout) -> list[tuple[str, int, i
     return out
 
 
-def all2all_env(g: ReplicaGroup, multi_node: bool) -> dict[str, str]:
+def all2all_backend(g: ReplicaGroup) -> str:
     """The MoE exchange of a replica whose experts span nodes (attention DP over several nodes):
     DeepEP's kernels, which the plan priced, instead of vLLM's default all-gather/reduce-scatter
-    (``VLLM_ALL2ALL_BACKEND``, vllm/envs.py: allgather_reducescatter by default; DeepEP's
+    (vllm/config/parallel.py All2AllBackend: allgather_reducescatter by default; DeepEP's
     low-latency kernels for decode-only replicas, its high-throughput ones otherwise)."""
-    if g.strategy.attention_dp > 1 and multi_node:
-        return {"VLLM_ALL2ALL_BACKEND": "deepep_low_latency" if g.role == "decode" else "deepep_high_throughput"}
+    return "deepep_low_latency" if g.role == "decode" else "deepep_high_throughput"
+
+
+def all2all_env(g: ReplicaGroup, multi_node: bool, version: Version = DEFAULT_VERSION) -> dict[str, str]:
+    """``VLLM_ALL2ALL_BACKEND`` for releases before the ``--all2all-backend`` flag (see
+    :func:`all2all_backend`); empty otherwise, as later releases warn about or ignore the variable."""
+    if g.strategy.attention_dp > 1 and multi_node and version < VLLM_ALL2ALL_FLAG_SINCE:
+        return {"VLLM_ALL2ALL_BACKEND": all2all_backend(g)}
     return {}
 
 
@@ -175,7 +212,8 @@ def _env_words(env: dict[str, str]) -> list[Sh]:
     return [sh_assign(k, v) for k, v in env.items()]
 
 
-def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str, quant: bool) -> str:
+def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: str, quant: bool,
+                  version: Version) -> str:
     pp_env = _env_words(pp_partition_env(g))
     nodes = all_nodes(rows)
     bodies: dict[str, list[str]] = {n: [] for n in nodes}
@@ -183,14 +221,14 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
     for i, row in enumerate(rows):
         r = row.replica
         if d > 1 and row.multi_node:
-            _dp_multi_node(g, row, model, quant, bodies)
+            _dp_multi_node(g, row, model, quant, bodies, version)
             continue
         if not row.multi_node:
             gpus = csv(row.gpus[row.head])
             dp_note = (f"; {d} data-parallel engines (attention groups) of {at} GPU(s), experts over all "
                        f"{g.strategy.tp}" if d > 1 else "")
             bodies[row.head].append("  " + sh_comment(f"replica {r.index}: GPUs {gpus}, port {row.port}{dp_note}"))
-            cmd = serve_command(model, g, quant, row.port, ray=False)
+            cmd = serve_command(model, g, quant, row.port, ray=False, version=version)
             cmd[0] = (sh_assign("CUDA_VISIBLE_DEVICES", gpus), *pp_env, *cmd[0])
             bodies[row.head].extend(continued(cmd, background=True))
             continue
@@ -206,7 +244,7 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
         b.append("  " + sh_comment(f"now run this script on {', '.join(row.nodes[1:])}; wait until the cluster has "
                                    f"all {world} GPUs:"))
         b.append(f"  {ray_wait_command(world)}")
-        cmd = serve_command(model, g, quant, row.port, ray=True)
+        cmd = serve_command(model, g, quant, row.port, ray=True, version=version)
         cmd[0] = (*pp_env, *cmd[0])
         b.extend(continued(cmd, background=True))
         for n in row.nodes[1:]:
@@ -215,12 +253,12 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
             address = Sh("--address=" + sh_var("RAY_HEAD_ADDR", "ray_head", f":{ray_port}"))
             bodies[n].append("  " + sh_cmd([sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[n])), *pp_env, "ray",
                                             "start", address, f"--num-gpus={len(row.gpus[n])}"]))
-    return group_script(plan, g, runtime="vLLM", version=VLLM_VERSION, target="vllm", source=SOURCE,
+    return group_script(plan, g, runtime="vLLM", version=text(version), target="vllm", source=SOURCE,
                         replicas=len(rows), nodes=nodes, bodies=bodies)
 
 
 def _dp_multi_node(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool,
-                   bodies: dict[str, list[str]]) -> None:
+                   bodies: dict[str, list[str]], version: Version) -> None:
     """vLLM's multi-node data-parallel launch of one replica: API server and first engines on its first
     node, ``--headless`` engines on the others; no Ray."""
     d, at = attention_groups(g)
@@ -247,17 +285,18 @@ def _dp_multi_node(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool,
                                        f"(--headless), serving through the API server on {row.head} at ${var} "
                                        f"(default: the name {row.head})"))
             b.append("  " + sh_assign("dp_head", row.head))
-        cmd = serve_command(model, g, quant, row.port, ray=False, dp=dp)
-        env = _env_words(all2all_env(g, multi_node=True))
+        cmd = serve_command(model, g, quant, row.port, ray=False, dp=dp, version=version)
+        env = _env_words(all2all_env(g, multi_node=True, version=version))
         cmd[0] = (sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[node])), *env, *cmd[0])
         b.extend(continued(cmd, background=True))
 
 
-def emit_vllm(plan: Plan, model_path: str | None = None) -> dict[str, str]:
+def emit_vllm(plan: Plan, model_path: str | None = None, version: Version = DEFAULT_VERSION) -> dict[str, str]:
     model, ckpt = model_ref(plan, model_path)
     rows = layouts(plan, BASE_PORT)
     files = {}
     for g in plan.replica_groups:
+        check_scheduler(plan, g)
         quant = needs_fp8_quantization(g, ckpt, "vLLM")
-        files[f"vllm-{g.id}.sh"] = _group_script(plan, g, rows[g.id], model, quant)
+        files[f"vllm-{g.id}.sh"] = _group_script(plan, g, rows[g.id], model, quant, version)
     return dict(sorted(files.items()))

@@ -1,0 +1,82 @@
+"""Runtime releases the emitters write for (``plan-search emit --runtime-version``).
+
+A launch file is written for one release of its runtime: flags and environment variables come and
+go between releases, and a flag one release lacks makes it refuse the command, while a variable a
+later release dropped is silently ignored (the plan would not run as priced). Each runtime has the
+range of releases whose parsers were read for the flags the emitter writes, and a default, the
+newest one checked; the release gates below say where the written form changes.
+
+Sources (the released wheels' own code, read with ``pip download <pkg>==<version> --no-deps``):
+  * vLLM 0.11.0, 0.11.1, 0.11.2, 0.12.0 .. 0.16.0 and 0.33.0: ``--all2all-backend`` is first in
+    vllm/engine/arg_utils.py of 0.11.1 (absent in 0.11.0); ``VLLM_ALL2ALL_BACKEND`` is read by
+    vllm/envs.py up to 0.15.x (deprecated from 0.11.1 in vllm/config/parallel.py) and gone in 0.16.0.
+  * SGLang 0.5.15, 0.5.19, 0.5.21, 0.5.22, 0.5.23 (every ServerArgs field the emitter writes is in
+    each; the ports each server binds are the same rules in each, see planner/emit/sglang.py):
+    ``--attn-dp-size`` (ServerArgs field
+    ``attn_dp_size``, sglang/srt/arg_groups/fields/parallel.py) is first a flag in 0.5.22, where
+    ``--enable-dp-attention`` becomes a deprecated spelling of it (sglang/srt/server_args.py).
+  * TensorRT-LLM: the LLM API argument ``pp_partition`` (tensorrt_llm/llmapi/llm_args.py, layers per
+    pipeline rank) came with NVIDIA/TensorRT-LLM pull request #9003, merged to main in November 2025,
+    after the 1.1 release branch; 1.2.0 is the first release cut after it. That release number is
+    inferred from the merge date, not read from a wheel (PyPI's tensorrt-llm is a source stub and
+    NVIDIA's own index was not reachable), so 1.2 is opt-in and the default stays 1.0.
+"""
+from __future__ import annotations
+
+import re
+
+from topologies.errors import InputError
+
+Version = tuple[int, int, int]
+
+#: Runtime of each target that starts one (the Kubernetes pods run vLLM); Ray placement has none.
+RUNTIME_OF_TARGET = {"vllm": "vllm", "k8s": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
+
+#: Per runtime: (oldest release supported, default = newest checked release).
+SUPPORTED: dict[str, tuple[Version, Version]] = {
+    "vllm": ((0, 11, 0), (0, 33, 0)),
+    "sglang": ((0, 5, 15), (0, 5, 23)),
+    "trtllm": ((1, 0, 0), (1, 2, 1)),
+}
+DEFAULT: dict[str, Version] = {"vllm": (0, 33, 0), "sglang": (0, 5, 23), "trtllm": (1, 0, 0)}
+
+#: vLLM: ``--all2all-backend`` from this release on; ``VLLM_ALL2ALL_BACKEND`` before it.
+VLLM_ALL2ALL_FLAG_SINCE: Version = (0, 11, 1)
+#: SGLang: ``--attn-dp-size D`` from this release on; ``--dp-size D --enable-dp-attention`` before it.
+SGLANG_ATTN_DP_SIZE_SINCE: Version = (0, 5, 22)
+#: TensorRT-LLM: ``pp_partition`` in the extra-options YAML from this release on (see the module doc).
+TRTLLM_PP_PARTITION_SINCE: Version = (1, 2, 0)
+
+_VERSION = re.compile(r"(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?")
+
+
+def text(v: Version) -> str:
+    return ".".join(str(x) for x in v)
+
+
+def resolve(target: str, given: str | None) -> Version | None:
+    """The release to write ``target``'s files for: ``given`` (``MAJOR.MINOR[.PATCH]``) checked against
+    the supported range, or the runtime's default; None for a target that starts no runtime (ray)."""
+    runtime = RUNTIME_OF_TARGET.get(target)
+    if runtime is None:
+        if given is not None:
+            raise InputError(f"the {target} target starts no serving runtime, so it takes no runtime version",
+                             source="--runtime-version")
+        return None
+    if given is None:
+        return DEFAULT[runtime]
+    m = _VERSION.fullmatch(str(given).strip())
+    if m is None:
+        raise InputError(f"{given!r} is not a release number (MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. "
+                         f"{text(DEFAULT[runtime])})", source="--runtime-version")
+    v = (int(m[1]), int(m[2]), int(m[3] or 0))
+    lo, hi = SUPPORTED[runtime]
+    if not lo <= v <= hi:
+        raise InputError(f"{runtime} {text(v)} is outside the releases this plan-search writes for "
+                         f"({text(lo)} to {text(hi)})", source="--runtime-version")
+    return v
+
+
+def help_text() -> str:
+    """The supported range and default of each runtime, for ``--runtime-version``'s help."""
+    return "; ".join(f"{r}: {text(lo)} to {text(hi)}, default {text(DEFAULT[r])}" for r, (lo, hi) in SUPPORTED.items())
