@@ -69,6 +69,7 @@ SKIPPED = {
     "python benchmarks/robustness.py --skip-corpus --skip-emitters": "plans fleets up to 16,368 GPUs in fresh processes, minutes",
     "python benchmarks/peer_compare.py": "needs AIConfigurator installed (the 'peer' extra, in its own venv), minutes",
     "python benchmarks/derive_gemm_peaks.py": "needs AIConfigurator installed (the 'peer' extra, in its own venv)",
+    "python benchmarks/derive_moe_tables.py": "needs AIConfigurator installed (the 'peer' extra, in its own venv)",
     "python benchmarks/solve_scaling.py": "plans fleets up to 16,368 GPUs, about a minute; timings vary by machine",
     "python benchmarks/solve_scaling.py --disaggregation off": "as above",
     "python benchmarks/robustness.py": "one process per bad input and fleets up to 16,368 GPUs, minutes",
