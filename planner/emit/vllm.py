@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from planner.emit import (ReplicaLayout, Sh, all_nodes, attention_groups, continued, csv, floor2, group_script,
                           kv_cache_flag, layouts, model_ref, needs_fp8_quantization, safe_text, sh_assign, sh_cmd,
                           sh_comment, sh_var, sh_word, uneven)
+from planner.emit.router import add_file, equal_shares, front_files, replica_endpoints, worker_router_script
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -58,6 +59,8 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"  # Docker Hub image of the release VLLM_
 SOURCE = "vllm-project/vllm vllm/engine/arg_utils.py @ 99d7eb5d6a51, vllm/entrypoints/openai/cli_args.py"
 BASE_PORT = 8000
 RAY_PORT = 6379
+# vllm-project/router, PyPI vllm-router 0.1.17: vllm_router/router_args.py (--worker-urls, --policy, --host, --port)
+ROUTER_TITLE = "vLLM router (vllm-router 0.1.17)"
 DP_RPC_PORT = 13345  # --data-parallel-rpc-port of a multi-node replica, + (its HTTP port - BASE_PORT)
 
 
@@ -260,4 +263,15 @@ def emit_vllm(plan: Plan, model_path: str | None = None) -> dict[str, str]:
     for g in plan.replica_groups:
         quant = needs_fp8_quantization(g, ckpt, "vLLM")
         files[f"vllm-{g.id}.sh"] = _group_script(plan, g, rows[g.id], model, quant)
+    _front_ends(plan, rows, files)
     return dict(sorted(files.items()))
+
+
+def _front_ends(plan: Plan, rows: dict[str, list[ReplicaLayout]], files: dict[str, str]) -> None:
+    """nginx and Envoy in front of several replicas, and vLLM's own router when the shares are equal
+    (planner/emit/router.py)."""
+    eps = replica_endpoints(plan, rows)
+    for name, text in front_files(plan, eps, "vllm").items():
+        add_file(files, name, text)
+    if len(eps) > 1 and equal_shares(eps):
+        add_file(files, "vllm-router.sh", worker_router_script(plan, eps, ("vllm-router",), ROUTER_TITLE, "vllm"))
