@@ -411,7 +411,7 @@ def test_stub_run_sees_an_injection(plans, stub_bin, stub_ray, tmp_path):
     marker when it is run the way the test above runs every script."""
     marker = tmp_path / "mark"
     files = emit(plans["unified"], "vllm")
-    name = next(iter(files))
+    name = "vllm-g0.sh"
     bad = files[name].replace("  ;;", f"  echo $(touch {marker})\n  ;;", 1)
     assert not marker.exists()
     _check_files({name: bad}, files, plans["unified"], tmp_path / "x",
