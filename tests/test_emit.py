@@ -50,12 +50,16 @@ ALLOWED = {
     "vllm": {"--tensor-parallel-size", "--pipeline-parallel-size", "--max-num-seqs", "--max-model-len",
              "--max-num-batched-tokens", "--gpu-memory-utilization", "--kv-cache-dtype", "--quantization",
              "--enable-expert-parallel", "--distributed-executor-backend", "--port",
-             "--head", "--address", "--num-gpus"},
+             "--head", "--address", "--num-gpus",
+             # vllm-router 0.1.17 (vllm-project/router): vllm_router/router_args.py
+             "--worker-urls", "--policy", "--host"},
     # SGLang 0.5: sgl-project/sglang python/sglang/srt/server_args.py (ServerArgs fields -> --field-name);
     # --ep-size also per docs.sglang.io "Server Arguments" cookbook page.
     "sglang": {"--model-path", "--tp-size", "--pp-size", "--ep-size", "--mem-fraction-static",
                "--max-running-requests", "--context-length", "--chunked-prefill-size", "--kv-cache-dtype",
-               "--quantization", "--host", "--port", "--nnodes", "--node-rank", "--dist-init-addr"},
+               "--quantization", "--host", "--port", "--nnodes", "--node-rank", "--dist-init-addr",
+               # sglang-router 0.3.2: sglang_router/router_args.py
+               "--worker-urls", "--policy"},
     # TensorRT-LLM 1.x: NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py @ 00209af149e7 (click options of
     # `serve`); -H/-np/-x are mpirun's (Open MPI) for multi-node launches.
     "trtllm": {"--host", "--port", "--tp_size", "--pp_size", "--ep_size", "--gpus_per_node", "--max_batch_size",
@@ -66,7 +70,7 @@ ALLOWED = {
     "ray": {"--head", "--port", "--address", "--num-gpus", "--resources", "--timeout-s", "--remove", "--target"},
 }
 # Kubernetes pods run the vLLM commands (same flags) plus `ray start --block` (ray/scripts/scripts.py).
-ALLOWED["k8s"] = ALLOWED["vllm"] | {"--block"}
+ALLOWED["k8s"] = (ALLOWED["vllm"] - {"--worker-urls", "--policy", "--host"}) | {"--block"}
 FLAG = re.compile(r"(?<![\w-])(--[A-Za-z][\w-]*)")
 
 
@@ -146,7 +150,7 @@ def test_flag_contract_sees_fp8_and_moe_paths(plans):
 def test_single_node_details(plans):
     plan = plans["llama70b-dgx-h100x2"]
     v = emit(plan, "vllm")
-    assert list(v) == ["vllm-g0.sh"]
+    assert list(v) == ["router-envoy.yaml", "router-nginx.conf", "vllm-g0.sh", "vllm-router.sh"]  # 4 replicas
     text = v["vllm-g0.sh"]
     assert text.startswith("#!/usr/bin/env bash\n# vLLM 0.33.0 ")  # the release written for, the default
     assert text.count("vllm serve meta-llama/Llama-3.1-70B-Instruct") == len(plan.replica_groups[0].replicas)
@@ -451,16 +455,18 @@ def test_cli_emit_stdout(plan_file, plans):
     code, out, err = _run(["emit", "--plan", plan_file, "--target", "vllm"])
     assert code == 0, err
     assert out == _render(emit(plans["llama70b-dgx-h100x2"], "vllm"))
-    assert out.startswith("# === vllm-g0.sh ===\n#!/usr/bin/env bash\n")
+    assert out.startswith("# === router-envoy.yaml ===\n# Envoy load balancer ")
+    assert "# === vllm-g0.sh ===\n#!/usr/bin/env bash\n" in out
 
 
 def test_cli_emit_to_dir(plan_file, tmp_path):
     out_dir = tmp_path / "a" / "b"
     code, out, err = _run(["emit", "--plan", plan_file, "--target", "sglang", "-o", out_dir])
     assert code == 0, err
-    assert sorted(p.name for p in out_dir.iterdir()) == ["sglang-g0.sh"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["router-envoy.yaml", "router-nginx.conf", "sglang-g0.sh",
+                                                         "sglang-router.sh"]
     assert os.access(out_dir / "sglang-g0.sh", os.X_OK)
-    assert out.strip() == str(out_dir / "sglang-g0.sh")
+    assert out.split() == [str(out_dir / n) for n in sorted(p.name for p in out_dir.iterdir())]
 
 
 @pytest.mark.parametrize("content,needle", [

@@ -346,7 +346,9 @@ def test_wide_replicas_use_deepep(plans):
     assert "VLLM_ALL2ALL_BACKEND" in k8s_old and "--all2all-backend" not in k8s_old
     assert "image: vllm/vllm-openai:v0.11.0" in k8s_old
     k8s_new = emit(plans["ds-x4"], "k8s")["k8s-g0.yaml"]
-    assert "VLLM_ALL2ALL_BACKEND" not in k8s_new and k8s_new.count("--all2all-backend deepep_high_throughput") == 4
+    replicas = len(plans["ds-x4"].replica_groups[0].replicas)  # one LeaderWorkerSet each: leader and worker
+    assert "VLLM_ALL2ALL_BACKEND" not in k8s_new
+    assert k8s_new.count("--all2all-backend deepep_high_throughput") == 2 * replicas
     assert "image: vllm/vllm-openai:v0.33.0" in k8s_new
     sglang = emit(plans["ds-x4-sglang"], "sglang")["sglang-g0.sh"]
     assert sglang.count("--moe-a2a-backend deepep") == 4 and "--deepep-mode auto" in sglang

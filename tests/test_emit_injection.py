@@ -63,7 +63,7 @@ PAYLOADS = {
     "flag": "--port=1; touch MARKPATH",
 }
 FIELDS = ["node", "id", "gpu", "generator", "model_name", "topology_name", "model_path"]
-STUBS = ["vllm", "python", "python3", "ray", "trtllm-serve", "trtllm-llmapi-launch", "mpirun", "nvidia-smi", "curl",
+STUBS = ["vllm", "vllm-router", "python", "python3", "ray", "trtllm-serve", "trtllm-llmapi-launch", "mpirun", "nvidia-smi", "curl",
          "sleep", "sglang"]
 END = "--end-of-argv--"
 
@@ -155,8 +155,20 @@ def _with_payload(plan: Plan, field: str, payload: str) -> tuple[Plan, str | Non
     return plan, payload
 
 
-def _refusal_allowed(field: str, target: str) -> bool:
-    return field == "id" or (field == "node" and target in ("ray", "k8s"))
+def _fronted(plan: Plan) -> bool:
+    """Whether the runtime targets write a load balancer for the plan (more than one endpoint), whose
+    hosts are node names held to host-name syntax (planner/emit/router.py)."""
+    unified = sum(len(g.replicas) for g in plan.replica_groups if g.role == "unified")
+    return unified + any(g.role != "unified" for g in plan.replica_groups) > 1
+
+
+def _refusal_allowed(field: str, target: str, plan: Plan) -> bool:
+    return field == "id" or (field == "node" and (target in ("ray", "k8s") or _fronted(plan)))
+
+
+def _nginx_directives(text: str) -> str:
+    """An nginx file without its comments (plan text may reach those only)."""
+    return "\n".join(line.split("#", 1)[0].rstrip() for line in text.splitlines())
 
 
 # -- running what was emitted ----------------------------------------------------------------------
@@ -231,7 +243,7 @@ def _run_script(path: Path, plan: Plan, env: dict[str, str]) -> None:
     """Run a launch script as its users would: once per plan node (the router: once, no argument)."""
     if "#!/usr/bin/env bash" not in path.read_text(encoding="utf-8").splitlines()[0]:
         raise AssertionError(f"{path.name}: not a bash script")
-    args = [[]] if path.name == "sglang-router.sh" else [[n] for n in _nodes(plan)]
+    args = [[]] if path.name.endswith("-router.sh") else [[n] for n in _nodes(plan)]
     matched = 0
     for a in args:
         r = subprocess.run(["bash", str(path), *a], cwd=path.parent, env=env, capture_output=True, timeout=60)
@@ -305,6 +317,10 @@ def _check_files(files: dict[str, str], base: dict[str, str], plan: Plan, d: Pat
                     assert r.returncode == 0, (name, r.stderr)
         elif name.endswith(".json"):
             json.loads(text)
+        elif name.endswith(".conf"):  # nginx: the same directives; nginx -t runs in tests/test_emit_router.py
+            assert _nginx_directives(text) == _nginx_directives(base[name]), f"{name}: directives changed"
+        else:
+            raise AssertionError(f"{name}: no check for this kind of file")
     return scripts
 
 
@@ -342,7 +358,7 @@ def test_no_payload_runs(kind, plans, stub_bin, stub_ray, tmp_path):
             try:
                 files = emit(plan, target, model_path=model_path)
             except InputError as e:
-                assert _refusal_allowed(field, target), f"{where}: refused: {e}"
+                assert _refusal_allowed(field, target, base_plan), f"{where}: refused: {e}"
                 assert "\n" not in str(e) and "\x1b" not in str(e)
                 continue
             plain, plain_path = _with_payload(base_plan, field, "plain0")  # the same edit, harmless text
@@ -395,7 +411,7 @@ def test_stub_run_sees_an_injection(plans, stub_bin, stub_ray, tmp_path):
     marker when it is run the way the test above runs every script."""
     marker = tmp_path / "mark"
     files = emit(plans["unified"], "vllm")
-    name = next(iter(files))
+    name = "vllm-g0.sh"
     bad = files[name].replace("  ;;", f"  echo $(touch {marker})\n  ;;", 1)
     assert not marker.exists()
     _check_files({name: bad}, files, plans["unified"], tmp_path / "x",

@@ -140,5 +140,7 @@ def test_search_emit_writes_the_launch_files(tmp_path):
                                   "--emit-dir", str(d), "-q"])
     assert r.exit_code == 0, r.stderr
     files = sorted(p.name for p in d.iterdir())
-    assert files and all(f.endswith(".sh") for f in files)
-    assert "vllm serve" in (d / files[0]).read_text()
+    scripts = [f for f in files if f.startswith("vllm-g")]
+    assert scripts and all(f.endswith(".sh") for f in scripts)
+    assert "vllm serve" in (d / scripts[0]).read_text()
+    assert set(files) - set(scripts) <= {"router-nginx.conf", "router-envoy.yaml", "vllm-router.sh"}

@@ -483,12 +483,10 @@ def _nvlinked_pairs(path: Path) -> set[frozenset[int]]:
 
 
 def _tp_groups_from_vllm(files: dict[str, str], plan) -> list[list[int]]:
-    """Split every CUDA_VISIBLE_DEVICES of the emitted scripts into its tensor-parallel groups."""
+    """Split every CUDA_VISIBLE_DEVICES of the emitted group scripts into its tensor-parallel groups."""
     groups = []
-    tp_of = {g.id: g.strategy.tp for g in plan.replica_groups}
-    for name, text in files.items():
-        gid = re.match(r"vllm-(.+)\.sh$", name).group(1)
-        tp = tp_of[gid]
+    for g in plan.replica_groups:
+        text, tp = files[f"vllm-{g.id}.sh"], g.strategy.tp
         for devs in re.findall(r"CUDA_VISIBLE_DEVICES=([0-9,]+)", text):
             ids = [int(x) for x in devs.split(",")]
             assert len(ids) % tp == 0

@@ -10,7 +10,8 @@ What counts as a command:
 
 Each ``plan-search`` command runs in-process (click's CliRunner) in a temporary folder holding
 the input files the README's session creates (``node0.txt``, ``node0.xml``: fixtures of
-tests/fixtures/topology-samples); each ``python benchmarks/...`` command runs as a subprocess
+tests/fixtures/topology-samples; ``plan.json``: written there first by the README command that
+writes it, ``WRITTEN_FILES``); each ``python benchmarks/...`` command runs as a subprocess
 from the checkout. A command must exit 0, or with the code ``$ echo $?`` shows after it. A
 command that cannot run in a test (it needs a GPU machine, installs packages, or takes minutes)
 is listed in ``SKIPPED`` with its reason; a README command in neither group fails the test, and
@@ -233,10 +234,24 @@ def test_the_parser_finds_the_commands_readme_is_known_to_show():
     assert len(TO_RUN) >= 8
 
 
+#: Files a README command writes and a later one reads: the README command that writes each, run
+#: first in the reading command's folder (each command runs in a folder of its own).
+WRITTEN_FILES = {"plan.json": "plan-search search -t dgx-h100x2 -m llama-3.1-70b -q -o plan.json"}
+
+
+def test_written_files_come_from_readme_commands():
+    commands = {s.command for s in COMMANDS}
+    assert set(WRITTEN_FILES.values()) <= commands
+
+
 def _run_cli(command: str, folder: Path, monkeypatch) -> tuple[int, str]:
     for name, source in INPUT_FILES.items():
         shutil.copy(source, folder / name)
     monkeypatch.chdir(folder)
+    for name, writer in WRITTEN_FILES.items():
+        if name in shlex.split(command) and writer != command:
+            result = CliRunner().invoke(main, shlex.split(writer)[1:])
+            assert result.exit_code == 0 and (folder / name).is_file(), (writer, result.output)
     result = CliRunner().invoke(main, shlex.split(command)[1:])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception

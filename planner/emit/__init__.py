@@ -12,6 +12,8 @@ files it writes, and ``tests/test_emit.py`` keeps the list of allowed flags per 
 Besides the runtimes' launch scripts (vllm, sglang, trtllm), ``ray`` writes Ray placement
 groups that reserve each replica's GPUs on its plan nodes, and ``k8s`` Kubernetes manifests
 (Deployment / LeaderWorkerSet per replica) that run the vLLM commands on the plan's nodes.
+The runtime targets also write, for a plan of several serving endpoints, a front end that splits
+requests by ``traffic_share`` (nginx, Envoy, the runtime's own router: planner/emit/router.py).
 """
 from __future__ import annotations
 

@@ -39,6 +39,7 @@ from costmodels.memory import front_loaded_split
 from planner.emit import (ReplicaLayout, Sh, all_nodes, attention_groups, continued, csv, floor2, group_script,
                           layouts, model_ref, needs_fp8_quantization, sh_assign, sh_comment, sh_word, uneven)
 from planner.emit.versions import DEFAULT, TRTLLM_PP_PARTITION_SINCE, Version, text
+from planner.emit.router import add_file, front_files, replica_endpoints
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -171,4 +172,6 @@ def emit_trtllm(plan: Plan, model_path: str | None = None, version: Version = DE
             raise InputError("trtllm-serve does not quantize weights to FP8 on load; give an FP8 checkpoint with "
                              "--model-path", field=f"replica_groups.{g.id}.strategy.weight_dtype")
         files.update(_group_files(plan, g, rows[g.id], model, version))
+    for name, text_ in front_files(plan, replica_endpoints(plan, rows), "trtllm").items():
+        add_file(files, name, text_)  # no router of its own for unified replicas: nginx / Envoy
     return dict(sorted(files.items()))

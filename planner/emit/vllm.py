@@ -60,6 +60,7 @@ from planner.emit import (ReplicaLayout, Sh, all_nodes, attention_groups, contin
                           kv_cache_flag, layouts, model_ref, needs_fp8_quantization, runtime_rule_error, safe_text,
                           sh_assign, sh_cmd, sh_comment, sh_var, sh_word, uneven)
 from planner.emit.versions import DEFAULT, VLLM_ALL2ALL_FLAG_SINCE, Version, text
+from planner.emit.router import add_file, equal_shares, front_files, replica_endpoints, worker_router_script
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -68,6 +69,8 @@ SOURCE = ("vllm-project/vllm vllm/engine/arg_utils.py @ 99d7eb5d6a51 (0.11), vll
           "the same files of the 0.33.0 wheel")
 BASE_PORT = 8000
 RAY_PORT = 6379
+# vllm-project/router, PyPI vllm-router 0.1.17: vllm_router/router_args.py (--worker-urls, --policy, --host, --port)
+ROUTER_TITLE = "vLLM router (vllm-router 0.1.17)"
 DP_RPC_PORT = 13345  # --data-parallel-rpc-port of a multi-node replica, + (its HTTP port - BASE_PORT)
 
 
@@ -299,4 +302,15 @@ def emit_vllm(plan: Plan, model_path: str | None = None, version: Version = DEFA
         check_scheduler(plan, g)
         quant = needs_fp8_quantization(g, ckpt, "vLLM")
         files[f"vllm-{g.id}.sh"] = _group_script(plan, g, rows[g.id], model, quant, version)
+    _front_ends(plan, rows, files)
     return dict(sorted(files.items()))
+
+
+def _front_ends(plan: Plan, rows: dict[str, list[ReplicaLayout]], files: dict[str, str]) -> None:
+    """nginx and Envoy in front of several replicas, and vLLM's own router when the shares are equal
+    (planner/emit/router.py)."""
+    eps = replica_endpoints(plan, rows)
+    for name, text in front_files(plan, eps, "vllm").items():
+        add_file(files, name, text)
+    if len(eps) > 1 and equal_shares(eps):
+        add_file(files, "vllm-router.sh", worker_router_script(plan, eps, ("vllm-router",), ROUTER_TITLE, "vllm"))
