@@ -59,6 +59,7 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "topology": None, "model": None, "isl": 1024, "osl": 256, "qps": None, "ttft_ms": None, "tpot_ms": None,
     "objective": "throughput", "weight_dtype": "auto", "kv_dtype": "auto", "max_gpus": None,
     "allow_cross_domain_tp": False, "time_limit_s": 10.0, "seed": 0, "runtime": "vllm",
+    "ttft_p99_ms": None, "tpot_p99_ms": None,
 }
 SEARCH_KEYS = tuple(SEARCH_DEFAULTS)
 
@@ -75,6 +76,7 @@ REQUEST_TYPES: dict[str, str] = {
     "topology": "str", "model": "str", "isl": "int", "osl": "int", "qps": "float", "ttft_ms": "float",
     "tpot_ms": "float", "objective": "str", "weight_dtype": "str", "kv_dtype": "str", "max_gpus": "int",
     "allow_cross_domain_tp": "bool", "time_limit_s": "float", "seed": "int", "runtime": "str",
+    "ttft_p99_ms": "float", "tpot_p99_ms": "float",
 }
 COLUMN_TYPES: dict[str, str] = {"index": "int", **REQUEST_TYPES, **RESULT_COLUMNS}
 COLUMNS = tuple(COLUMN_TYPES)
@@ -100,6 +102,8 @@ _FIELD_TYPES: dict[str, Any] = {
     "time_limit_s": Annotated[float, Field(gt=0, le=7 * 24 * 3600)],
     "seed": Annotated[int, Field(ge=0, lt=2**31)],
     "runtime": Literal[tuple(cal.RUNTIMES)],
+    "ttft_p99_ms": Optional[Annotated[float, Field(gt=0)]],
+    "tpot_p99_ms": Optional[Annotated[float, Field(gt=0)]],
 }
 assert tuple(_FIELD_TYPES) == SEARCH_KEYS
 

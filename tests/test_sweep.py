@@ -315,3 +315,14 @@ def test_ray_local_instance_gives_the_same_bytes(small, tmp_path, reference_csv,
     assert "on Ray at local (2 CPUs)" in stdout
     assert out.read_bytes() == reference_csv
     assert not ray.is_initialized()  # the sweep shut down the instance it started
+
+
+def test_a_sweep_sets_the_p99_slos(tmp_path):
+    """Tail targets are search arguments like the others: a row with an unreachable p99 TPOT is
+    infeasible where the same row without it plans."""
+    f = tmp_path / "p99.yaml"
+    f.write_text("base: {topology: dgx-h100x1, model: llama-3.1-8b, time_limit_s: 5}\n"
+                 "grid:\n  tpot_p99_ms: [null, 0.5]\n", encoding="utf-8")
+    rows = sw.run_sweep(sw.load_sweep(f), jobs=1).rows
+    assert [r["tpot_p99_ms"] for r in rows] == [None, 0.5]
+    assert [r["status"] for r in rows] == ["ok", "infeasible"]
