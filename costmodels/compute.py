@@ -140,12 +140,17 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     linear_s = 0.0
     dense_params = 0.0
     moe_layers = 0
+    # The two kinds of layer's dense parameters, computed once rather than per layer (a search
+    # calls this function thousands of times); the sum runs in the same order as before.
+    moe_layer_dense = model.attention_params_per_layer() + model.shared_expert_params()
+    dense_layer_dense = model.attention_params_per_layer() + model.dense_mlp_params()
+    is_moe, first_moe = model.is_moe, model.dense_layers
     for i in layers:
-        if model.is_moe and i >= model.dense_layers:
+        if is_moe and i >= first_moe:
             moe_layers += 1
-            dense_params += model.attention_params_per_layer() + model.shared_expert_params()
+            dense_params += moe_layer_dense
         else:
-            dense_params += model.attention_params_per_layer() + model.dense_mlp_params()
+            dense_params += dense_layer_dense
     dense_params = dense_params / at + stage.layer_count * replicated_kv_params_per_layer(model, at)
     flops = 2 * group_tokens * dense_params
     linear_s += max(flops / (peak * matmul_efficiency(group_per_step)), steps * dense_params * b_w / hbm)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from costmodels import calibration as cal
 from costmodels.models import ModelSpec
@@ -91,6 +92,22 @@ def balanced_layer_split(layers: int, pp: int) -> tuple[int, ...]:
     return tuple(split)
 
 
+@lru_cache(maxsize=64)
+def _params_before(model: ModelSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Prefix sums of :meth:`ModelSpec.layer_params` and :meth:`ModelSpec.routed_expert_params`:
+    entry ``i`` is the total over layers ``0 .. i-1``.
+
+    A search prices thousands of stages of one model; summing layer by layer for each made
+    this the largest cost of an 8-GPU search. The sums are integers, so differences of these
+    prefixes are exactly the per-stage sums (the same bytes, not an approximation).
+    """
+    all_params, routed = [0], [0]
+    for i in range(model.layers):
+        all_params.append(all_params[-1] + model.layer_params(i))
+        routed.append(routed[-1] + model.routed_expert_params(i))
+    return tuple(all_params), tuple(routed)
+
+
 def stage_weight_bytes(model: ModelSpec, *, tp: int, layer_start: int, layer_count: int,
                        first: bool, last: bool, weight_dtype: str, attention_tp: int | None = None) -> float:
     """Weight bytes on one GPU of a pipeline stage of ``tp`` GPUs holding layers [start, start+count).
@@ -104,9 +121,14 @@ def stage_weight_bytes(model: ModelSpec, *, tp: int, layer_start: int, layer_cou
     split by vocabulary across the attention group.
     """
     at = attention_tp or tp
-    layers = range(layer_start, layer_start + layer_count)
-    routed = sum(model.routed_expert_params(i) for i in layers)
-    dense = sum(model.layer_params(i) for i in layers) - routed
+    end = layer_start + layer_count
+    if 0 <= layer_start <= end <= model.layers:
+        all_params, routed_params = _params_before(model)
+        routed = routed_params[end] - routed_params[layer_start]
+        dense = all_params[end] - all_params[layer_start] - routed
+    else:  # a range past the model's layers (no caller builds one): sum it layer by layer, as before
+        routed = sum(model.routed_expert_params(i) for i in range(layer_start, end))
+        dense = sum(model.layer_params(i) for i in range(layer_start, end)) - routed
     replicated = layer_count * replicated_kv_params_per_layer(model, at)
     out = weight_bytes(params=dense / at + routed / tp + replicated, dtype=weight_dtype)
     emb_bytes = max(EMBEDDING_BYTES, dtype_bytes(weight_dtype))

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 
-from ortools.sat.python import cp_model
+from planner.ortools_loader import cp_model  # ortools.sat.python.cp_model, without pandas
 
 from planner.candidates import Candidate, DomainClass, Request
 from planner.progress import SearchControl, run_interruptibly

@@ -11,12 +11,14 @@ stages share a rack wherever the solution allows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from planner.candidates import Candidate, ClusterView, slowness
-from planner.cpsat import Instance, Solution
 from costmodels.serving import Links, Strategy
 from topologies.graph import LOCAL, SPINE, Link, Topology, leaf_id
+
+if TYPE_CHECKING:  # annotations only: `emit` checks a plan through this module without loading the solver
+    from planner.cpsat import Instance, Solution
 
 
 class PlacementError(Exception):

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ortools.sat.python import cp_model
+from planner.ortools_loader import cp_model  # ortools.sat.python.cp_model, without pandas
 
 
 @dataclass

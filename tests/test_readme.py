@@ -73,6 +73,8 @@ SKIPPED = {
     "python benchmarks/derive_moe_tables.py": "needs AIConfigurator installed (the 'peer' extra, in its own venv)",
     "python benchmarks/solve_scaling.py": "plans fleets up to 16,368 GPUs, about a minute; timings vary by machine",
     "python benchmarks/solve_scaling.py --disaggregation off": "as above",
+    "python benchmarks/startup.py": "wall times of fresh processes: they depend on the machine and its load, and "
+                                    "tests/test_startup.py runs it once, on --help",
     "python benchmarks/robustness.py": "one process per bad input and fleets up to 16,368 GPUs, minutes",
     "python benchmarks/robustness.py --skip-large": "one process per bad input and per emitter payload case, "
                                                     "about ten minutes on 2 cores",

@@ -20,9 +20,13 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from planner.schema import SCHEMA_VERSION, Plan, Replica, ReplicaGroup
 from topologies.errors import InputError
+
+if TYPE_CHECKING:  # annotations; the functions that need the schema at run time import it, so that the
+    # command line (which reads TARGETS) starts without building the pydantic models
+    from planner.schema import Plan, Replica, ReplicaGroup
 
 TARGETS = ("vllm", "sglang", "trtllm", "ray", "k8s")
 
@@ -400,6 +404,8 @@ def _newer_schema_version(v) -> str | None:
     """``v`` when it is a semantic version above the one this package reads, else None."""
     if not isinstance(v, str):
         return None
+    from planner.schema import SCHEMA_VERSION
+
     parts = v.split(".")
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         return None
@@ -411,6 +417,7 @@ def load_plan(path: str) -> Plan:
     """Read and validate a placement JSON file; every failure is an :class:`InputError` naming the file."""
     from pydantic import ValidationError
 
+    from planner.schema import SCHEMA_VERSION, Plan
     from topologies.load import read_structured_file
 
     data, _ = read_structured_file(path)
