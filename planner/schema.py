@@ -236,8 +236,10 @@ class Disaggregation(_Out):
     decision: Literal["unified", "disaggregated", "mixed"]
     reason: OneLine
     alternative: Literal["unified-only", "pools-only"] = Field(description="what the plan was compared with")
-    alternative_objective_value: float | None = Field(description="the alternative's objective value; "
-                                                                  "null when no such plan meets the request")
+    alternative_objective_value: float | None = Field(description="the alternative's figure on the objective's "
+                                                                  "terms (tokens/s per GPU for throughput-per-gpu, "
+                                                                  "worst TPOT ms for latency, else the objective "
+                                                                  "value); null when no such plan meets the request")
 
 
 class Plan(_Out):

@@ -66,8 +66,9 @@ def test_off_and_only():
     assert {g.role for g in off.replica_groups} == {"unified"} and off.disaggregation is None
     only = api.search(disaggregation="only", **LONG_TIGHT)
     assert {g.role for g in only.replica_groups} == {"prefill", "decode"} and only.disaggregation is None
-    with pytest.raises(InputError, match="--disaggregation"):
-        api.search(disaggregation="only", objective="latency", **LONG_TIGHT)
+    for objective in ("latency", "throughput-per-gpu"):  # every objective weighs pools, pools alone too
+        plan = api.search(disaggregation="only", objective=objective, **LONG_TIGHT)
+        assert {g.role for g in plan.replica_groups} == {"prefill", "decode"}
 
 
 def test_check_plan_needs_both_pools(pools_plan):
