@@ -442,6 +442,7 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
     decode_reps = [p for p in placed if p.candidate.role == "decode"]
     group_metrics = {}
     cap = {"unified": 0.0, "prefill": 0.0, "decode": 0.0}  # requests/s each kind of group sustains
+    planned = dict(cap)  # the same at the utilisation the plan is made for (queueing headroom)
     for ci, reps in by_cand.items():
         c = reps[0].candidate
         worst = worst_links(replica_links(topo, r) for r in reps)
@@ -459,8 +460,11 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                                  role=c.role)
         group_metrics[ci] = (m, worst, xfer, kv)
         cap[c.role] += m.requests_per_s * len(reps)
+        # what the solver counted: each group at its planned (usable) utilisation, one rule for both kinds
+        planned[c.role] += m.requests_per_s * len(reps) * c.usable_requests_per_s / c.metrics.requests_per_s
     pools_rps = min(cap["prefill"], cap["decode"])  # requests/s the disaggregated pools carry together
     total_capacity_rps = cap["unified"] + pools_rps
+    planned_rps = planned["unified"] + min(planned["prefill"], planned["decode"])
     util = (req.qps / total_capacity_rps) if req.qps and total_capacity_rps > 0 else None
     groups = []
     for gi, ci in enumerate(sorted(by_cand)):
@@ -521,15 +525,15 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
             traffic_share=_r(share, 6),
             replicas=replicas))
     gpus_used = sum(g.strategy.tp * g.strategy.pp * g.strategy.dp for g in groups)
-    tput = sum(g.metrics_per_replica.output_tokens_per_s * g.strategy.dp for g in groups if g.role == "unified") \
-        + pools_rps * req.osl
+    tput = planned_rps * req.osl  # the figure the solver maximised, the verdict compares and the report prints
     prices = dict(req.prices)
     node_type = {n.name: n.type for n in topo.spec.all_nodes()}
     used_types = [node_type[k.node] for g in groups for r in g.replicas for k in r.ranks]
     cost = sum(prices[t] for t in used_types) if all(t in prices for t in used_types) else None
     totals = S.Totals(gpus_used=gpus_used, output_tokens_per_s=_r(tput, 1),
                       output_tokens_per_s_per_gpu=_r(tput / gpus_used, 1),
-                      requests_per_s=_r(total_capacity_rps, 4),
+                      requests_per_s=_r(planned_rps, 4),
+                      capacity_output_tokens_per_s=_r(total_capacity_rps * req.osl, 1),
                       ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups if g.role != "decode"),
                       tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups if g.role != "prefill"),
                       cost_per_hour=_r(cost, 4) if cost is not None else None)

@@ -48,3 +48,21 @@ def test_cli_pareto_with_pools_only(tmp_path):
                                   "--pareto", "--pareto-points", "3", "--disaggregation", "only", "-q"])
     assert r.exit_code == 0, r.output
     assert "prefill" in r.output and "decode" in r.output
+
+
+@pytest.mark.parametrize("extra", [dict(tpot_ms=50, qps=20), dict(ttft_ms=400), dict(disaggregation="off")])
+def test_objective_value_verdict_and_total_line_agree(extra):
+    """One figure per plan: the solver's objective, the verdict and the total line print the same
+    tokens/s, unified replicas and pools counted at their planned utilisation alike."""
+    from planner.report import plan_text
+
+    plan = api.search(**KW, **extra)
+    t = plan.totals
+    assert t.output_tokens_per_s == pytest.approx(plan.solver.objective_value, rel=1e-4, abs=0.2)
+    assert t.output_tokens_per_s < t.capacity_output_tokens_per_s
+    text = plan_text(plan)
+    assert f"total: {t.gpus_used} GPUs, {t.output_tokens_per_s:,.0f} output tok/s" in text
+    assert f"max output tokens/s = {plan.solver.objective_value:,.2f}" in text
+    assert text.count("of capacity") == 1  # the headroom stated once
+    if plan.disaggregation is not None:
+        assert plan.disaggregation.reason.startswith(f"{t.output_tokens_per_s:,.0f} output tokens/s against")
