@@ -35,6 +35,10 @@ from topologies.load import load_topology
 
 VERSION = "0.1.0"
 OBJECTIVES = ("throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency")
+#: Runtimes whose launch files run prefill/decode pools (the SGLang emitter writes them; the vLLM,
+#: TensorRT-LLM and Kubernetes emitters launch unified replicas only), so the only runtimes the
+#: search offers pools for: a plan is always one its runtime's emitter can launch.
+POOL_RUNTIMES = ("sglang",)
 
 
 def _topology(t: str | Path | Topology) -> Topology:
@@ -97,6 +101,15 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
         raise InputError(f"unknown value {disaggregation!r}; choose auto, off or only", source="--disaggregation")
     if runtime not in cal.RUNTIMES:
         raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(cal.RUNTIMES)}", source="--runtime")
+    pools_note = None
+    if disaggregation != "off" and runtime not in POOL_RUNTIMES:
+        if disaggregation == "only":
+            raise InputError(f"prefill/decode pools are planned for runtimes whose launch files run them "
+                             f"({', '.join(POOL_RUNTIMES)}), not {runtime}; add --runtime sglang or drop "
+                             f"--disaggregation only", source="--disaggregation")
+        disaggregation = "off"
+        pools_note = (f"not considered: {runtime}'s launch files (plan-search emit) run unified replicas only; "
+                      f"--runtime sglang weighs pools too")
     if check_context and model.max_context and isl + osl > model.max_context:
         raise InputError(f"isl + osl = {isl + osl} tokens exceeds {model.name}'s context of "
                          f"{model.max_context}", source="--isl")
@@ -125,7 +138,7 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
                    attention_dp=attention_dp,
                    expert_imbalance=float(expert_imbalance) if expert_imbalance is not None else None,
                    tpot_p99_s=tpot_p99_ms / 1e3 if tpot_p99_ms else None,
-                   ttft_p99_s=ttft_p99_ms / 1e3 if ttft_p99_ms else None)
+                   ttft_p99_s=ttft_p99_ms / 1e3 if ttft_p99_ms else None, pools_note=pools_note)
 
 
 # -- search --------------------------------------------------------------------------------------

@@ -263,6 +263,7 @@ class Request:
     batch: int | None = None
     prices: tuple[tuple[str, float], ...] = ()  # (node type, price per GPU-hour), for min-cost
     disaggregation: str = "auto"  # off | auto (the solver decides) | only (prefill and decode pools only)
+    pools_note: str | None = None  # why pools were not considered though the user left them to the search
 
     def price_of(self, node_type: str) -> float | None:
         return dict(self.prices).get(node_type)

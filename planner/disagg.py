@@ -54,7 +54,11 @@ def _interference(model, view: ClusterView, c: Candidate, req: Request) -> tuple
 
 def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[Candidate], classes,
             params: SolverParams, deadline: float, solve_objective) -> S.Disaggregation | None:
-    """The decision and its reason, or None when pools were not considered."""
+    """The decision and its reason, or None when pools were not considered (turned off or asked
+    for alone); when the runtime ruled them out, a unified decision saying so."""
+    if req.pools_note is not None:
+        return S.Disaggregation(decision="unified", reason=req.pools_note, alternative="none",
+                                alternative_objective_value=None)
     if req.disaggregation != "auto" or not any(c.role != "unified" for c in cands):
         return None
     by_index = {c.index: c for c in cands}

@@ -239,7 +239,9 @@ class Disaggregation(_Out):
 
     decision: Literal["unified", "disaggregated", "mixed"]
     reason: OneLine
-    alternative: Literal["unified-only", "pools-only"] = Field(description="what the plan was compared with")
+    alternative: Literal["unified-only", "pools-only", "none"] = Field(
+        description="what the plan was compared with; none (from 1.4.0) when the runtime's launch files cannot "
+                    "run pools, so they were not considered (the reason says so)")
     alternative_objective_value: float | None = Field(description="the alternative's figure on the objective's "
                                                                   "terms (tokens/s per GPU for throughput-per-gpu, "
                                                                   "worst TPOT ms for latency, else the objective "

@@ -66,3 +66,24 @@ def test_objective_value_verdict_and_total_line_agree(extra):
     assert text.count("of capacity") == 1  # the headroom stated once
     if plan.disaggregation is not None:
         assert plan.disaggregation.reason.startswith(f"{t.output_tokens_per_s:,.0f} output tokens/s against")
+
+
+@pytest.mark.parametrize("runtime,target", [("vllm", "vllm"), ("trtllm", "trtllm"), ("vllm", "k8s")])
+def test_runtimes_without_pool_launch_files_get_unified_plans_and_are_told_why(runtime, target):
+    from planner.emit import emit
+
+    plan = api.search(**{**KW, "runtime": runtime}, tpot_ms=50, qps=20)
+    assert {g.role for g in plan.replica_groups} == {"unified"}
+    d = plan.disaggregation
+    assert d.decision == "unified" and d.alternative == "none" and d.alternative_objective_value is None
+    assert "not considered" in d.reason and "--runtime sglang" in d.reason
+    assert emit(plan, target)  # the runtime's own launch files take the plan
+    pools = api.search(**KW, tpot_ms=50, qps=20)  # the same request with SGLang weighs pools, and takes them
+    assert any(g.role != "unified" for g in pools.replica_groups)
+
+
+def test_pools_alone_need_a_runtime_that_runs_them():
+    from topologies.errors import InputError
+
+    with pytest.raises(InputError, match="--runtime sglang"):
+        api.search(**{**KW, "runtime": "vllm"}, disaggregation="only")

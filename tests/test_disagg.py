@@ -13,8 +13,9 @@ from planner.emit import emit
 from planner.report import plan_text
 from topologies.errors import InputError
 
-LONG_TIGHT = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40)
-SHORT_LOOSE = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=256, osl=256)
+# SGLang: the runtime whose launch files run pools, so the only one the search offers them for
+LONG_TIGHT = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40, runtime="sglang")
+SHORT_LOOSE = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=256, osl=256, runtime="sglang")
 
 
 @pytest.fixture(scope="module")
