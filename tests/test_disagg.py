@@ -97,7 +97,7 @@ def test_emit_writes_pools_for_sglang_and_refuses_elsewhere(pools_plan, tmp_path
 
 def test_cli_flag_and_json(tmp_path):
     r = CliRunner().invoke(main, ["search", "-t", "dgx-h100x2", "-m", "llama-3.1-70b", "--isl", "8192",
-                                  "--osl", "256", "--tpot-ms", "40", "--json"])
+                                  "--osl", "256", "--tpot-ms", "40", "--runtime", "sglang", "--json"])
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["disaggregation"]["decision"] in ("disaggregated", "mixed")
