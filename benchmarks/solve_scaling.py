@@ -15,6 +15,9 @@ since three types of 8-GPU nodes need a multiple of 24. Columns:
 ``CP-SAT s``           CP-SAT's own solve time, summed over every solve ``search`` makes
                        (measured by wrapping ``planner.api.solve``; no core file changes).
 
+Runtime: SGLang by default (``--runtime``), the runtime the search offers prefill/decode pools
+for; ``--disaggregation off`` gives the unified-only rows the vLLM default plans.
+
 Targets (total wall): 8 GPUs < 1 s; 4096 GPUs of two types < 10 s; the heterogeneous
 fleets of 1,024 GPUs < 5 s and 16,384 GPUs < 30 s (issue 4). A report, not a test: the
 exit code is 0 whatever the timings.
@@ -83,7 +86,7 @@ def cpsat_timer():
 
 
 def run_one(size: int, gpus: int, types: tuple[str, ...], busy: float, *, model: str, isl: int, osl: int,
-            time_limit_s: float, disaggregation: str = "auto") -> dict:
+            time_limit_s: float, disaggregation: str = "auto", runtime: str = "sglang") -> dict:
     row = {"gpus": gpus, "gpu_types": "+".join(SHORT.get(t, t) for t in types), "busy": f"{busy:.0%}"}
     t0 = time.perf_counter()
     try:
@@ -99,7 +102,8 @@ def run_one(size: int, gpus: int, types: tuple[str, ...], busy: float, *, model:
     try:
         with cpsat_timer() as cpsat:
             plan = search(topology=topo, model=model, isl=isl, osl=osl, objective="throughput",
-                          time_limit_s=time_limit_s, include_timings=True, disaggregation=disaggregation)
+                          time_limit_s=time_limit_s, include_timings=True, disaggregation=disaggregation,
+                          runtime=runtime)
     except PlanSearchError as e:
         total = time.perf_counter() - t0
         row.update(status=f"ERROR: {e}", gap=None, candidates_priced=None, replicas=None, gpus_used=None,
@@ -160,12 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit-s", type=float, default=10.0, help="CP-SAT time limit per solve")
     ap.add_argument("--disaggregation", choices=["auto", "off"], default="auto",
                     help="weigh prefill/decode pools (auto, the CLI default) or plan unified replicas only")
+    ap.add_argument("--runtime", choices=["sglang", "vllm", "trtllm"], default="sglang",
+                    help="the runtime priced; pools are weighed for SGLang only (the runtime whose launch files "
+                         "run them), so the default here is sglang")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = ap.parse_args(argv)
     rows = []
     for size, gpus, types, busy in scenarios(args.sizes):
         rows.append(run_one(size, gpus, types, busy, model=args.model, isl=args.isl, osl=args.osl,
-                            time_limit_s=args.time_limit_s, disaggregation=args.disaggregation))
+                            time_limit_s=args.time_limit_s, disaggregation=args.disaggregation,
+                            runtime=args.runtime))
         if not args.json:
             print(f"... {gpus} GPUs {rows[-1]['gpu_types']}: {_cell('total_wall_s', rows[-1])} s", file=sys.stderr)
     if args.json:
@@ -173,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                           "time_limit_s": args.time_limit_s, "rows": rows}, indent=2))
     else:
         print(f"model {args.model}, isl {args.isl}, osl {args.osl}, objective throughput, "
-              f"CP-SAT time limit {args.time_limit_s:g} s, disaggregation {args.disaggregation}")
+              f"CP-SAT time limit {args.time_limit_s:g} s, runtime {args.runtime}, "
+              f"disaggregation {args.disaggregation}")
         print(table(rows))
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 from costmodels.hardware import GPU, custom_gpus, get_gpu
@@ -25,7 +26,8 @@ from costmodels.units import DTYPES, GIB, dtype_bytes
 from planner import schema as S
 from planner.candidates import (Candidate, ClusterView, Pricing, Request, slowness, replica_spans, wide_span,
                                 inter_domain_link_fn, cluster_view, price_candidates)
-from planner.cpsat import SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution, solve, split_classes
+from planner.cpsat import (SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution, solve, split_classes,
+                           ratio_bound, throughput_units)
 from planner.progress import SearchControl
 from planner.placement import (PlacedReplica, PlacementError, place, replica_links, slowest_stage_link,
                                worst_links)
@@ -35,6 +37,10 @@ from topologies.load import load_topology
 
 VERSION = "0.1.0"
 OBJECTIVES = ("throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency")
+#: Runtimes whose launch files run prefill/decode pools (the SGLang emitter writes them; the vLLM,
+#: TensorRT-LLM and Kubernetes emitters launch unified replicas only), so the only runtimes the
+#: search offers pools for: a plan is always one its runtime's emitter can launch.
+POOL_RUNTIMES = ("sglang",)
 
 
 def _topology(t: str | Path | Topology) -> Topology:
@@ -95,11 +101,17 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
         raise InputError(f"{objective} needs a target request rate: add --qps", source="--objective")
     if disaggregation not in ("auto", "off", "only"):
         raise InputError(f"unknown value {disaggregation!r}; choose auto, off or only", source="--disaggregation")
-    if disaggregation == "only" and objective not in ("throughput", "min-gpus", "min-cost"):
-        raise InputError(f"prefill/decode pools are planned for objectives throughput, min-gpus and min-cost, "
-                         f"not {objective}", source="--disaggregation")
     if runtime not in cal.RUNTIMES:
         raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(cal.RUNTIMES)}", source="--runtime")
+    pools_note = None
+    if disaggregation != "off" and runtime not in POOL_RUNTIMES:
+        if disaggregation == "only":
+            raise InputError(f"prefill/decode pools are planned for runtimes whose launch files run them "
+                             f"({', '.join(POOL_RUNTIMES)}), not {runtime}; add --runtime sglang or drop "
+                             f"--disaggregation only", source="--disaggregation")
+        disaggregation = "off"
+        pools_note = (f"not considered: {runtime}'s launch files (plan-search emit) run unified replicas only; "
+                      f"--runtime sglang weighs pools too")
     if check_context and model.max_context and isl + osl > model.max_context:
         raise InputError(f"isl + osl = {isl + osl} tokens exceeds {model.name}'s context of "
                          f"{model.max_context}", source="--isl")
@@ -128,7 +140,7 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
                    attention_dp=attention_dp,
                    expert_imbalance=float(expert_imbalance) if expert_imbalance is not None else None,
                    tpot_p99_s=tpot_p99_ms / 1e3 if tpot_p99_ms else None,
-                   ttft_p99_s=ttft_p99_ms / 1e3 if ttft_p99_ms else None)
+                   ttft_p99_s=ttft_p99_ms / 1e3 if ttft_p99_ms else None, pools_note=pools_note)
 
 
 # -- search --------------------------------------------------------------------------------------
@@ -297,12 +309,13 @@ def _solve_objective(cands: list[Candidate], classes, req: Request, params: Solv
                      exclude: tuple[dict[tuple, int], ...] = ()):
     deadline = deadline if deadline is not None else time.perf_counter() + params.time_limit_s
 
-    def run(subset: list[Candidate], objective: str = "max-throughput") -> tuple[Solution, Instance]:
+    def run(subset: list[Candidate], objective: str | tuple = "max-throughput",
+            min_ratio: tuple[int, int, int] | None = None) -> tuple[Solution, Instance]:
         if control is not None and control.interrupted:
             raise _Stopped
         inst = Instance(candidates=subset, classes=classes, request=req)
-        sol = solve(inst, params, objective=objective, time_limit_s=deadline - time.perf_counter(), control=control,
-                    exclude=exclude)
+        sol = solve(inst, params, objective=objective, time_limit_s=deadline - time.perf_counter(),
+                    control=control, exclude=exclude, min_ratio=min_ratio)
         if control is not None and control.interrupted:
             if sol.status != "FEASIBLE" and sol.status != "OPTIMAL":
                 raise _Stopped
@@ -322,17 +335,70 @@ def _solve_objective(cands: list[Candidate], classes, req: Request, params: Solv
         if req.objective == "throughput":
             sol, inst = run(cands)
             return (sol, inst) if ok(sol) else (None, None)
+        if req.objective == "throughput-per-gpu":
+            return _most_per_gpu(cands, req.osl, run, ok)
     except _Stopped:
         raise KeyboardInterrupt from None
-    # Lexicographic objectives: find the best per-candidate key a feasible plan can reach
-    # (binary search over candidates sorted by key; feasibility grows with the subset), then
-    # maximise throughput among candidates at least that good.
-    if req.objective == "latency":
-        key = lambda c: c.metrics.tpot_s  # noqa: E731
-    else:  # throughput-per-gpu
-        key = lambda c: -c.metrics.output_tokens_per_s / c.gpus  # noqa: E731
+    return _lowest_tpot(cands, run, ok)
+
+
+def _most_per_gpu(cands: list[Candidate], osl: int, run, ok):
+    """Objective throughput-per-gpu: the plan of the most output tokens/s per GPU, then the most
+    throughput among plans of that ratio. Unified replicas and prefill/decode pools are weighed
+    alike: pools count what they serve together over the GPUs of both.
+
+    The ratio is found by bisection between the most-throughput plan's ratio and an upper bound
+    (:func:`planner.cpsat.ratio_bound`), each test a feasibility solve (``throughput x G >=
+    GPUs x T``) that CP-SAT settles fast, where maximising ``throughput - ratio x GPUs`` needs
+    seconds to prove. A plan found lifts the lower end to its own ratio; once the ends are within
+    RATIO_TOLERANCE, a test for any strictly better plan proves the ratio optimal.
+    (None, None) when no plan meets the request."""
+    by_index = {c.index: c for c in cands}
+
+    def ratio_of(sol: Solution) -> Fraction:
+        return Fraction(throughput_units(sol, by_index), sum(n * by_index[i].gpus for i, n in sol.replicas.items()))
+
+    sol, inst = run(cands)  # the most throughput: a first plan and ratio
+    if not ok(sol):
+        return None, None
+    best, lo, hi = (sol, inst), ratio_of(sol), ratio_bound(cands, osl)
+    proven, strict_next = False, True
+    for _ in range(MAX_RATIO_STEPS):
+        strict = strict_next and hi <= lo * (1 + RATIO_TOLERANCE)
+        target = lo if strict else (lo + hi) / 2
+        num = (target.numerator, target.denominator, 1) if strict else \
+            (math.ceil(target * RATIO_DENOMINATOR), RATIO_DENOMINATOR, 0)
+        try:
+            step, step_inst = run(cands, "feasible", min_ratio=num)
+        except SolveTimeout:  # out of time: the best ratio found so far, not proven
+            break
+        if ok(step):
+            best, lo = (step, step_inst), max(lo, ratio_of(step))
+            strict_next = not strict  # after a strict test found a plan, bisect again (no creeping)
+        elif strict:
+            proven = True
+            break
+        else:
+            hi, strict_next = min(hi, target), True
+    try:
+        top, top_inst = run(cands, min_ratio=(lo.numerator, lo.denominator, 0))
+    except SolveTimeout:
+        top = None
+    if top is not None and ok(top):
+        best, proven = (top, top_inst), proven and top.status == "OPTIMAL"
+    if not proven:
+        best[0].status = "FEASIBLE"
+    return best
+
+
+def _lowest_tpot(cands: list[Candidate], run, ok):
+    """Objective latency: the lowest TPOT a feasible plan can reach (binary search over the
+    unified and decode candidates sorted by TPOT; feasibility grows with the subset; prefill
+    candidates, which decode nothing, are always offered), then the most throughput among
+    candidates at least that fast."""
+    key = lambda c: -math.inf if c.role == "prefill" else c.metrics.tpot_s  # noqa: E731
     ordered = sorted(cands, key=lambda c: (key(c), c.index))
-    values = sorted({key(c) for c in ordered})
+    values = sorted({key(c) for c in ordered if c.role != "prefill"})
     lo, hi, best = 0, len(values) - 1, None
     while lo <= hi:
         mid = (lo + hi) // 2
@@ -349,6 +415,13 @@ def _solve_objective(cands: list[Candidate], classes, req: Request, params: Solv
         else:
             lo = mid + 1
     return best if best else (None, None)
+
+
+#: throughput-per-gpu's bisection (``_most_per_gpu``): at most this many feasibility solves; the
+#: ends close to this relative width before the proof; targets in 1/2**16 solver units per GPU.
+MAX_RATIO_STEPS = 40
+RATIO_TOLERANCE = Fraction(1, 1000)
+RATIO_DENOMINATOR = 2**16
 
 
 # -- plan assembly -------------------------------------------------------------------------------
@@ -389,6 +462,7 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
     decode_reps = [p for p in placed if p.candidate.role == "decode"]
     group_metrics = {}
     cap = {"unified": 0.0, "prefill": 0.0, "decode": 0.0}  # requests/s each kind of group sustains
+    planned = dict(cap)  # the same at the utilisation the plan is made for (queueing headroom)
     for ci, reps in by_cand.items():
         c = reps[0].candidate
         worst = worst_links(replica_links(topo, r) for r in reps)
@@ -406,8 +480,11 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                                  role=c.role)
         group_metrics[ci] = (m, worst, xfer, kv)
         cap[c.role] += m.requests_per_s * len(reps)
+        # what the solver counted: each group at its planned (usable) utilisation, one rule for both kinds
+        planned[c.role] += m.requests_per_s * len(reps) * c.usable_requests_per_s / c.metrics.requests_per_s
     pools_rps = min(cap["prefill"], cap["decode"])  # requests/s the disaggregated pools carry together
     total_capacity_rps = cap["unified"] + pools_rps
+    planned_rps = planned["unified"] + min(planned["prefill"], planned["decode"])
     util = (req.qps / total_capacity_rps) if req.qps and total_capacity_rps > 0 else None
     groups = []
     for gi, ci in enumerate(sorted(by_cand)):
@@ -468,22 +545,22 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
             traffic_share=_r(share, 6),
             replicas=replicas))
     gpus_used = sum(g.strategy.tp * g.strategy.pp * g.strategy.dp for g in groups)
-    tput = sum(g.metrics_per_replica.output_tokens_per_s * g.strategy.dp for g in groups if g.role == "unified") \
-        + pools_rps * req.osl
+    tput = planned_rps * req.osl  # the figure the solver maximised, the verdict compares and the report prints
     prices = dict(req.prices)
     node_type = {n.name: n.type for n in topo.spec.all_nodes()}
     used_types = [node_type[k.node] for g in groups for r in g.replicas for k in r.ranks]
     cost = sum(prices[t] for t in used_types) if all(t in prices for t in used_types) else None
     totals = S.Totals(gpus_used=gpus_used, output_tokens_per_s=_r(tput, 1),
                       output_tokens_per_s_per_gpu=_r(tput / gpus_used, 1),
-                      requests_per_s=_r(total_capacity_rps, 4),
+                      requests_per_s=_r(planned_rps, 4),
+                      capacity_output_tokens_per_s=_r(total_capacity_rps * req.osl, 1),
                       ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups if g.role != "decode"),
                       tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups if g.role != "prefill"),
                       cost_per_hour=_r(cost, 4) if cost is not None else None)
     # The label names what objective_value measures. latency and throughput-per-gpu pick the best
     # shapes by bisection, then maximise throughput among them: their value is that throughput.
     objective_desc = {"throughput": "max output tokens/s",
-                      "throughput-per-gpu": "max output tokens/s among the shapes of most tokens/s per GPU",
+                      "throughput-per-gpu": "max output tokens/s among the plans of most tokens/s per GPU",
                       "min-gpus": "min GPUs serving qps", "min-cost": "min $/hour serving qps",
                       "latency": "max output tokens/s among the shapes of lowest TPOT"}[req.objective]
     inputs = S.Inputs(model=_model_ref(spec), topology=_topo_ref(topo),

@@ -264,6 +264,7 @@ class Request:
     batch: int | None = None
     prices: tuple[tuple[str, float], ...] = ()  # (node type, price per GPU-hour), for min-cost
     disaggregation: str = "auto"  # off | auto (the solver decides) | only (prefill and decode pools only)
+    pools_note: str | None = None  # why pools were not considered though the user left them to the search
 
     def price_of(self, node_type: str) -> float | None:
         return dict(self.prices).get(node_type)
@@ -385,15 +386,16 @@ def _without_dominated(cands: list[Candidate], req: Request) -> list[Candidate]:
     worth is the requests/s it sustains (its SLOs were met when it was priced), so only the
     largest can be in an optimal plan. A unified replica is worth its output tokens/s and
     its usable requests/s: one beaten on both is never needed by the objectives that count
-    served traffic (throughput, min-gpus, min-cost); the latency and per-GPU objectives rank
-    candidates on other keys and keep them all. For span ``intra`` the unit is the whole
+    served traffic (throughput, min-gpus, min-cost) or served traffic per GPU (throughput-per-gpu,
+    as the two take the same GPUs); the latency objective ranks unified and decode candidates on
+    TPOT and keeps them all. For span ``intra`` the unit is the whole
     replica, so shapes of the same GPU count compete directly. Fewer symmetric choices keep
     CP-SAT's proof short.
     """
-    prune_unified = req.objective in DISAGGREGATION_OBJECTIVES
+    prune_unified = req.objective != "latency"
     groups: dict[tuple, list[Candidate]] = {}
     for c in cands:
-        if c.role == "unified" and not prune_unified:
+        if c.role != "prefill" and not prune_unified:  # latency: every TPOT counts, decode pools' too
             continue
         key = (c.role, c.gpu, c.stage_gpus, c.span, c.unit_gpus, c.units_per_replica, c.units_per_stage, c.classes)
         groups.setdefault(key, []).append(c)
@@ -413,13 +415,10 @@ def _without_dominated(cands: list[Candidate], req: Request) -> list[Candidate]:
     return [c for c in cands if id(c) not in drop]
 
 
-DISAGGREGATION_OBJECTIVES = ("throughput", "min-gpus", "min-cost")
-
-
 def disaggregate(req: Request) -> bool:
-    """Whether prefill-only and decode-only replicas are priced: for objectives that count
-    served traffic (not the per-replica latency or per-GPU keys), unless turned off."""
-    return req.disaggregation != "off" and req.objective in DISAGGREGATION_OBJECTIVES
+    """Whether prefill-only and decode-only replicas are priced: for every objective, unless
+    turned off (every objective weighs unified replicas and pools alike)."""
+    return req.disaggregation != "off"
 
 
 def _kv_link(view: ClusterView, classes: list[DomainClass], tp: int, links: Links) -> Link:
@@ -445,6 +444,8 @@ def _price_roles(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, span: s
         m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=True, memory=pm.memory, ttft_s=ttft,
                            tpot_s=0.0, output_tokens_per_s=0.0, requests_per_s=pm.requests_per_s)
         tail = tail_latency(model, gpu, s, m, isl=req.isl, osl=req.osl, links=links, role="prefill")
+        if ttft < pr.best_ttft_s:  # a pools plan's fastest prompt (--disaggregation only, the TTFT frontier)
+            pr.best_ttft_s, pr.best_ttft_label = ttft, f"{gpu_name} prefill tp={s.tp} pp={s.pp}"
         if req.ttft_p99_s is not None and tail.ttft_p99_s(ttft) < pr.best_ttft_p99_s:
             pr.best_ttft_p99_s = tail.ttft_p99_s(ttft)
             pr.best_ttft_p99_label = f"{gpu_name} prefill tp={s.tp} pp={s.pp}"

@@ -163,7 +163,7 @@ def _common_model_options(f):
                    "default: uniform random routing).")
 @click.option("--disaggregation", type=click.Choice(["auto", "off", "only"]), default=None,
               help="Prefill/decode pools: auto lets the solver weigh them against unified replicas "
-                   "(objectives throughput, min-gpus, min-cost); only plans pools alone.  [default: auto; "
+                   "(every objective, --top-k and --pareto); only plans pools alone.  [default: auto; "
                    "off with --emit to a target that writes no pools]")
 @click.option("--time-limit-s", type=float, default=10.0, show_default=True, help="Solver time limit.")
 @click.option("--workers", type=int, default=1, show_default=True, help="CP-SAT search workers.")

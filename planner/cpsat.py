@@ -16,6 +16,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 from planner.ortools_loader import cp_model  # ortools.sat.python.cp_model, without pandas
 
@@ -138,7 +139,7 @@ class Vars:
             m.add_hint(self.served_qps, 0)
         if not plain:
             return
-        best = max(plain, key=lambda c: (c.metrics.output_tokens_per_s / c.gpus, -c.index))
+        best = max(plain, key=lambda c: (_tput(c) / c.gpus, -c.index))
         room = [(k, v) for (ci, ki), v in self.units.items() if ci == best.index
                 for k in [self.inst.classes[ki]]]
         total_units = sum(k.count * (k.free // best.unit_gpus) for k, _ in room)
@@ -168,6 +169,12 @@ class Vars:
     def throughput(self):
         unified = sum(v * _tput(self.cand[i]) for i, v in self.replicas.items() if self.cand[i].role == "unified")
         return unified + self.served if self.served is not None else unified
+
+    def at_least_ratio(self, m: cp_model.CpModel, ratio: tuple[int, int, int]) -> None:
+        """Throughput per GPU of at least ``ratio`` = (throughput units T, GPUs G, margin e):
+        ``throughput x G >= GPUs x T + e``; e = 1 asks for a strictly better ratio than T / G."""
+        tokens, gpus, margin = ratio
+        m.add(self.throughput() * gpus >= self.gpus_used() * tokens + margin)
 
     def throughput_bound(self) -> int:
         """An upper bound of :meth:`throughput`: the best tokens/s per GPU on every free GPU."""
@@ -216,7 +223,29 @@ def _pool_tput(c: Candidate, osl: int) -> int:
 
 
 def _tput(c: Candidate) -> int:
-    return int(round(c.metrics.output_tokens_per_s * THROUGHPUT_SCALE))
+    """What one unified replica counts for: output tokens/s at its planned (usable) utilisation,
+    the same rule as a pool's (:func:`_pool_tput`), so the two kinds compare on one figure."""
+    return int(math.floor(c.usable_requests_per_s * c.metrics.output_tokens_per_s / max(c.metrics.requests_per_s,
+                                                                                         1e-300) * THROUGHPUT_SCALE))
+
+
+def ratio_bound(cands: list[Candidate], osl: int) -> Fraction:
+    """An upper bound of any plan's :meth:`Vars.throughput` per GPU. A plan's ratio is at most
+    the larger of its unified part's and its pools' (a mediant); the best unified replica bounds
+    the first, and the pools serve at most what their GPUs would at the best prefill and the
+    best decode GPUs per unit of throughput, ``1 / (min gp / Tp + min gd / Td)``, the second."""
+    best = max((Fraction(_tput(c), c.gpus) for c in cands if c.role == "unified"), default=Fraction(0))
+    pre = [Fraction(c.gpus, max(_pool_tput(c, osl), 1)) for c in cands if c.role == "prefill"]
+    dec = [Fraction(c.gpus, max(_pool_tput(c, osl), 1)) for c in cands if c.role == "decode"]
+    if pre and dec:
+        best = max(best, 1 / (min(pre) + min(dec)))
+    return best
+
+
+def throughput_units(sol: "Solution", cands: dict[int, Candidate]) -> int:
+    """A solution's throughput in the solver's integer units (as :meth:`Vars.throughput`)."""
+    return sum(n * _tput(cands[i]) for i, n in sol.replicas.items() if cands[i].role == "unified") \
+        + sol.served_by_pools
 
 
 def shape_key(c: Candidate) -> tuple:
@@ -306,6 +335,8 @@ def _tie_step(tie_bound: int, weight_limit: int) -> int:
 def _objective(m: cp_model.CpModel, v: Vars, objective: str):
     """Set the lexicographic objective; return (raw value -> caller's units, unit name)."""
     total_gpus = sum(k.free * k.count for k in v.inst.classes)
+    if objective == "feasible":  # any plan meeting the constraints (a test of the bisection on tokens/s per GPU)
+        return (lambda x: x), ""
     if objective == "max-throughput":
         # maximise throughput * (G+1) - gpus: more throughput first, then fewer GPUs (a tie-break
         # dropped on a fleet so large that the product would near int64)
@@ -345,11 +376,14 @@ class SolverParams:
 
 
 def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s: float | None = None,
-          control: SearchControl | None = None, exclude: tuple[dict[tuple, int], ...] = ()) -> Solution:
+          control: SearchControl | None = None, exclude: tuple[dict[tuple, int], ...] = (),
+          min_ratio: tuple[int, int, int] | None = None) -> Solution:
     """Build and solve one CP-SAT model.
 
     ``objective``: ``max-throughput`` (ties: fewer GPUs), ``min-gpus`` or ``min-cost`` (ties:
-    more throughput), each lexicographic through one weighted integer objective. With
+    more throughput), each lexicographic through one weighted integer objective, or
+    ``feasible`` (any plan). ``min_ratio`` = (T, G, e) keeps throughput x G at
+    least GPUs x T + e (throughput in the solver's units; :meth:`Vars.at_least_ratio`). With
     ``control``, improving solutions are reported and Ctrl-C stops the solve with its
     incumbent. ``exclude`` lists replica-count vectors (candidate index -> replicas) the
     solution must differ from (the next of the top k).
@@ -371,6 +405,8 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
             m.add(sum(xs) != prev.get(key, 0)).only_enforce_if(b)
             differs.append(b)
         m.add_bool_or(differs)
+    if min_ratio is not None:
+        v.at_least_ratio(m, min_ratio)
     scale, unit = _objective(m, v, objective)
     v.greedy_hint(m)
     solver = cp_model.CpSolver()

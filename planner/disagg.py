@@ -14,14 +14,28 @@ import time
 from costmodels.serving import evaluate_replica
 from planner import schema as S
 from planner.candidates import Candidate, ClusterView, Request
-from planner.cpsat import SolverParams, Solution
+from planner.cpsat import THROUGHPUT_SCALE, SolverParams, Solution, throughput_units
 
-UNITS = {"throughput": "output tokens/s", "min-gpus": "GPUs", "min-cost": "per hour"}  # min-cost values print as $X
+UNITS = {"throughput": "output tokens/s", "throughput-per-gpu": "output tokens/s per GPU", "latency": "ms TPOT",
+         "min-gpus": "GPUs", "min-cost": "per hour"}  # min-cost values print as $X
 ALTERNATIVE_TIME_S = 2.0  # at most this long for the comparison solve
 
 
 def _fmt(value: float, objective: str) -> str:
+    if objective == "latency":
+        return f"{value:.2f}"
     return f"${value:,.2f}" if objective == "min-cost" else f"{value:,.0f}"
+
+
+def primary(sol: Solution, cands: dict[int, Candidate], objective: str) -> float:
+    """A solution's figure on its objective's own terms: output tokens/s per GPU
+    (throughput-per-gpu), the worst TPOT in ms (latency), else the solver's objective value."""
+    if objective == "throughput-per-gpu":
+        gpus = sum(n * cands[i].gpus for i, n in sol.replicas.items())
+        return throughput_units(sol, cands) / THROUGHPUT_SCALE / max(gpus, 1)
+    if objective == "latency":
+        return max(cands[i].metrics.tpot_s * 1e3 for i in sol.replicas if cands[i].role != "prefill")
+    return sol.objective_value
 
 
 def _top(sol: Solution, cands: dict[int, Candidate], role: str) -> Candidate | None:
@@ -40,7 +54,11 @@ def _interference(model, view: ClusterView, c: Candidate, req: Request) -> tuple
 
 def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[Candidate], classes,
             params: SolverParams, deadline: float, solve_objective) -> S.Disaggregation | None:
-    """The decision and its reason, or None when pools were not considered."""
+    """The decision and its reason, or None when pools were not considered (turned off or asked
+    for alone); when the runtime ruled them out, a unified decision saying so."""
+    if req.pools_note is not None:
+        return S.Disaggregation(decision="unified", reason=req.pools_note, alternative="none",
+                                alternative_objective_value=None)
     if req.disaggregation != "auto" or not any(c.role != "unified" for c in cands):
         return None
     by_index = {c.index: c for c in cands}
@@ -56,12 +74,13 @@ def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[C
         alt, _ = solve_objective(alt_cands, classes, req, params,
                                  deadline=min(deadline, time.perf_counter() + ALTERNATIVE_TIME_S))
     unit = UNITS[req.objective]
-    ours = sol.objective_value
+    ours = primary(sol, by_index, req.objective)
+    alt_value = primary(alt, by_index, req.objective) if alt is not None else None
     if alt is None:
         versus = f"no plan with {'unified replicas only' if uses_pools else 'prefill/decode pools only'} " \
                  f"meets the request"
     else:
-        versus = f"{_fmt(alt.objective_value, req.objective)} {unit} with " \
+        versus = f"{_fmt(alt_value, req.objective)} {unit} with " \
                  f"{'unified replicas only' if uses_pools else 'prefill/decode pools only'}"
     parts = [f"{_fmt(ours, req.objective)} {unit} against {versus}"]
     slo = f"TPOT <= {req.tpot_s * 1e3:g} ms" if req.tpot_s is not None else "no TPOT limit"
@@ -88,4 +107,4 @@ def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[C
         xfer = f" and moving each prompt's KV cache ({pre.kv_transfer_s * 1e3:.1f} ms)" if pre is not None else ""
         parts.append(f"dedicating GPUs to prompts{xfer} serves less")
     return S.Disaggregation(decision=decision, reason="; ".join(parts), alternative=alternative,
-                            alternative_objective_value=None if alt is None else round(alt.objective_value, 2))
+                            alternative_objective_value=None if alt is None else round(alt_value, 2))

@@ -9,7 +9,8 @@ objectives ``throughput``, ``min-gpus`` and ``min-cost``.
 **Frontier.** The epsilon-constraint method: the latency SLO on the chosen axis (TPOT or
 TTFT) is tightened step by step, from the loosest plan found down to the fastest any
 candidate reaches, and at each step the planner finds the plan with the most output
-tokens/s per GPU that meets it. With the max-throughput plan, the min-latency plan and the
+tokens/s per GPU and the plan with the most output tokens/s that meet it (both weighing
+unified replicas and prefill/decode pools alike, as ``search`` does). With the max-throughput plan, the min-latency plan and the
 plan of the user's own objective added, the plans dominated by another are dropped: a plan
 is dominated when another is at least as good on tokens/s per GPU, total tokens/s and the
 axis's latency, and strictly better on one. Each plan on the frontier is a full plan whose
@@ -78,10 +79,11 @@ def _prepare_args(args: dict) -> dict:
 
 
 def shapes(plan: S.Plan) -> str:
-    """The plan's replica mix in a few words: ``H100-SXM-80GB tp=8 pp=1 x2 + ...``."""
+    """The plan's replica mix in a few words: ``H100-SXM-80GB tp=8 pp=1 x2 + H100-SXM-80GB prefill ...``."""
     counts: dict[str, int] = {}
     for g in plan.replica_groups:
-        name = f"{g.gpu_label} tp={g.strategy.tp} pp={g.strategy.pp}" + (f" ep={g.strategy.ep}" if g.strategy.ep > 1 else "")
+        name = f"{g.gpu_label}{'' if g.role == 'unified' else ' ' + g.role} tp={g.strategy.tp} pp={g.strategy.pp}" \
+            + (f" ep={g.strategy.ep}" if g.strategy.ep > 1 else "")
         counts[name] = counts.get(name, 0) + g.strategy.dp
     return " + ".join(f"{name} x{n}" for name, n in counts.items())
 
@@ -139,6 +141,21 @@ def dominates(a: S.Plan, b: S.Plan, axis: str) -> bool:
     return ge and gt
 
 
+def _without_ties(plans: list[S.Plan], axis: str, prefer: str) -> list[S.Plan]:
+    """One plan per equal (tokens/s per GPU, tokens/s, latency on the axis): the user's own
+    (``_key`` ``prefer``), else the one of lowest latency on the other axis (then the first
+    found), so the table lists no row twice."""
+    other = "ttft" if axis == "tpot" else "tpot"
+    out: dict[tuple, S.Plan] = {}
+    for p in plans:
+        t = p.totals
+        key = (t.output_tokens_per_s_per_gpu, t.output_tokens_per_s, getattr(t, f"{axis}_ms"))
+        if key not in out or _key(out[key]) != prefer and (
+                _key(p) == prefer or getattr(t, f"{other}_ms") < getattr(out[key].totals, f"{other}_ms")):
+            out[key] = p
+    return list(out.values())
+
+
 def frontier(*, axis: str = "tpot", points: int = 8, **search_args) -> Frontier:
     """The non-dominated plans between the fastest and the most efficient (module docstring)."""
     if axis not in AXES:
@@ -177,13 +194,14 @@ def frontier(*, axis: str = "tpot", points: int = 8, **search_args) -> Frontier:
             t_ms = math.ceil(lo_ms * ratio ** i * 100) / 100
             if user_slo is not None:
                 t_ms = min(t_ms, user_slo)
-            p = attempt(objective="throughput-per-gpu", **{slo_name: t_ms})
-            if p is not None:
-                found.append(p)
+            for objective in ("throughput-per-gpu", "throughput"):  # the best of both axes at this step
+                p = attempt(objective=objective, **{slo_name: t_ms})
+                if p is not None:
+                    found.append(p)
     unique: dict[str, S.Plan] = {}
     for p in found:
         unique.setdefault(_key(p), p)
-    plans = list(unique.values())
+    plans = _without_ties(list(unique.values()), axis, _key(chosen))
     keep = [p for p in plans if not any(dominates(q, p, axis) for q in plans if q is not p)]
     chosen_key = _key(chosen)
     dominated = not any(_key(p) == chosen_key for p in keep)

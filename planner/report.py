@@ -87,8 +87,12 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
         if len(g.replicas) > max_replicas_shown:
             lines.append(f"  ... {len(g.replicas) - max_replicas_shown} more replicas (see --json)")
     t = plan.totals
+    headroom = ""
+    if t.capacity_output_tokens_per_s:
+        headroom = (f" at {t.output_tokens_per_s / t.capacity_output_tokens_per_s:.0%} of capacity "
+                    f"({t.capacity_output_tokens_per_s:,.0f}; the rest is headroom for queueing)")
     lines += ["", f"total: {t.gpus_used} GPUs, {t.output_tokens_per_s:,.0f} output tok/s "
-                  f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s; "
+                  f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s{headroom}; "
                   f"worst TTFT {t.ttft_ms:.1f} ms, TPOT {t.tpot_ms:.2f} ms"
                   + (f"; ${t.cost_per_hour:,.2f} per hour" if t.cost_per_hour is not None else "")]
     if plan.disaggregation is not None:

@@ -16,10 +16,10 @@ from pydantic_core import PydanticCustomError
 
 from topologies.schema import LABEL, Label
 
-SCHEMA_VERSION = "1.3.0"
+SCHEMA_VERSION = "1.4.0"
 # 1.1.0 added min-cost: prices and costs; 1.2.0 attention data parallelism and expert imbalance;
-# 1.3.0 p99 SLOs and p99 metrics
-READABLE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0")
+# 1.3.0 p99 SLOs and p99 metrics; 1.4.0 totals at the planned utilisation beside the capacity
+READABLE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0")
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 
 
@@ -206,9 +206,13 @@ class ReplicaGroup(_Out):
 
 class Totals(_Out):
     gpus_used: int
-    output_tokens_per_s: float
+    output_tokens_per_s: float = Field(description="served at the planned utilisation (from 1.4.0; the capacity "
+                                                   "before): each group at most 90 % busy, less where queueing "
+                                                   "would break the TTFT SLO; what the solver maximises")
     output_tokens_per_s_per_gpu: float
-    requests_per_s: float
+    requests_per_s: float = Field(description="at the planned utilisation, as output_tokens_per_s")
+    capacity_output_tokens_per_s: float | None = Field(default=None, description="every group fully busy (the "
+                                                                                 "sum of its replicas' figures)")
     ttft_ms: float = Field(description="worst over groups")
     tpot_ms: float = Field(description="worst over groups")
     cost_per_hour: float | None = Field(default=None, description="sum of the used GPUs' prices per hour, "
@@ -235,13 +239,17 @@ class Disaggregation(_Out):
 
     decision: Literal["unified", "disaggregated", "mixed"]
     reason: OneLine
-    alternative: Literal["unified-only", "pools-only"] = Field(description="what the plan was compared with")
-    alternative_objective_value: float | None = Field(description="the alternative's objective value; "
-                                                                  "null when no such plan meets the request")
+    alternative: Literal["unified-only", "pools-only", "none"] = Field(
+        description="what the plan was compared with; none (from 1.4.0) when the runtime's launch files cannot "
+                    "run pools, so they were not considered (the reason says so)")
+    alternative_objective_value: float | None = Field(description="the alternative's figure on the objective's "
+                                                                  "terms (tokens/s per GPU for throughput-per-gpu, "
+                                                                  "worst TPOT ms for latency, else the objective "
+                                                                  "value); null when no such plan meets the request")
 
 
 class Plan(_Out):
-    schema_version: Literal["1.0.0", "1.1.0", "1.2.0", "1.3.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"] = SCHEMA_VERSION
     generator: Generator
     inputs: Inputs
     replica_groups: list[ReplicaGroup] = Field(min_length=1)

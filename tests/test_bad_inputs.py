@@ -704,10 +704,10 @@ CASES: list[Case] = [
           regression="exit 0 with figures for a batch that does not fit in memory"),
     flags("evaluate-dp-past-the-cluster", *E, "--tp", "1", "--dp", "16", mentions=("16 GPUs",), code=3),
     flags("pools-only-unreachable-tpot", "search", "--topology", "dgx-h100x2", "--model", SMALL_MODEL,
-          "--disaggregation", "only", "--tpot-ms", "1", mentions=("--tpot-ms", "fastest plan reaches"), code=3,
+          "--disaggregation", "only", "--runtime", "sglang", "--tpot-ms", "1", mentions=("--tpot-ms", "fastest plan reaches"), code=3,
           regression="OverflowError: the best TPOT was tracked for unified candidates only"),
     flags("emit-from-search-on-pools", "search", "--topology", "dgx-h100x2", "--model", SMALL_MODEL,
-          "--disaggregation", "only", "--emit", "vllm", "--emit-dir", "{tmp}/launch",
+          "--disaggregation", "only", "--runtime", "sglang", "--emit", "vllm", "--emit-dir", "{tmp}/launch",
           mentions=("--emit sglang",), regression="said 'use --target sglang', a flag search does not have"),
     # -- issue 12 section 4: hostile inputs --
     *HOSTILE_CASES,

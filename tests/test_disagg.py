@@ -13,8 +13,9 @@ from planner.emit import emit
 from planner.report import plan_text
 from topologies.errors import InputError
 
-LONG_TIGHT = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40)
-SHORT_LOOSE = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=256, osl=256)
+# SGLang: the runtime whose launch files run pools, so the only one the search offers them for
+LONG_TIGHT = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40, runtime="sglang")
+SHORT_LOOSE = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=256, osl=256, runtime="sglang")
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +67,9 @@ def test_off_and_only():
     assert {g.role for g in off.replica_groups} == {"unified"} and off.disaggregation is None
     only = api.search(disaggregation="only", **LONG_TIGHT)
     assert {g.role for g in only.replica_groups} == {"prefill", "decode"} and only.disaggregation is None
-    with pytest.raises(InputError, match="--disaggregation"):
-        api.search(disaggregation="only", objective="latency", **LONG_TIGHT)
+    for objective in ("latency", "throughput-per-gpu"):  # every objective weighs pools, pools alone too
+        plan = api.search(disaggregation="only", objective=objective, **LONG_TIGHT)
+        assert {g.role for g in plan.replica_groups} == {"prefill", "decode"}
 
 
 def test_check_plan_needs_both_pools(pools_plan):
@@ -95,7 +97,7 @@ def test_emit_writes_pools_for_sglang_and_refuses_elsewhere(pools_plan, tmp_path
 
 def test_cli_flag_and_json(tmp_path):
     r = CliRunner().invoke(main, ["search", "-t", "dgx-h100x2", "-m", "llama-3.1-70b", "--isl", "8192",
-                                  "--osl", "256", "--tpot-ms", "40", "--json"])
+                                  "--osl", "256", "--tpot-ms", "40", "--runtime", "sglang", "--json"])
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["disaggregation"]["decision"] in ("disaggregated", "mixed")

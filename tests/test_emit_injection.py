@@ -70,7 +70,7 @@ END = "--end-of-argv--"
 SEARCHES = {
     "unified": dict(topology="dgx-h100x2", model="llama-3.1-70b", tpot_ms=50, disaggregation="off"),
     "multi": dict(topology="dgx-h100x2-rdma200", model="llama-3.1-405b", disaggregation="off"),
-    "pools": dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40),
+    "pools": dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40, runtime="sglang"),
     "dp": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, disaggregation="off"),
 }
 # (plan, target, whether the renamed node reaches a program as (part of) an argument)

@@ -59,7 +59,7 @@ def test_min_cost_with_prices_from_a_cent_to_ten_thousand(fleet, prices, cheapes
 
 def test_min_cost_verdict_prints_the_dollar_once():
     code, out, err = run(["search", "-t", "dgx-h100x2", "-m", "llama-3.1-8b", "--objective", "min-cost",
-                          "--qps", "20", "--price", f"{H100}=1.5", "--no-progress", "-q"])
+                          "--qps", "20", "--price", f"{H100}=1.5", "--runtime", "sglang", "--no-progress", "-q"])
     assert code == 0, err
     verdict = next(line for line in out.splitlines() if line.startswith("prefill/decode pools:"))
     assert "$/hour" not in verdict
@@ -81,7 +81,7 @@ def test_a_model_cp_sat_refuses_is_a_bug_not_infeasible(monkeypatch):
 
 def test_pools_only_with_an_unreachable_tpot_says_which_tpot_is_reachable():
     code, out, err = run(["search", "-t", "dgx-h100x2", "-m", "llama-3.1-8b", "--disaggregation", "only",
-                          "--tpot-ms", "1", "-q"])
+                          "--runtime", "sglang", "--tpot-ms", "1", "-q"])
     assert code == 3, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "--tpot-ms" in err and "fastest plan reaches" in err
@@ -119,7 +119,7 @@ def test_progress_lines_never_print_an_absurd_gap():
 
 
 def test_search_emit_on_a_pools_plan_names_the_search_flag(tmp_path):
-    code, out, err = run(["search", "-t", "dgx-h100x2", "-m", "llama-3.1-8b", "--disaggregation", "only",
+    code, out, err = run(["search", "-t", "dgx-h100x2", "-m", "llama-3.1-8b", "--disaggregation", "only", "--runtime", "sglang",
                           "--emit", "vllm", "--emit-dir", tmp_path / "launch", "-q"])
     assert code == 2, err
     assert len(err.splitlines()) == 1 and "--target" not in err

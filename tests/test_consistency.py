@@ -1,0 +1,89 @@
+"""One answer whichever door the question comes through: every objective, the frontier and
+top-k weigh unified replicas and prefill/decode pools alike (issue 15)."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from planner import api
+from planner.cli import main
+from planner.frontier import frontier
+
+#: SGLang: the runtime whose launch files run pools, so the search offers them.
+KW = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=1024, osl=256, runtime="sglang")
+
+
+@pytest.fixture(scope="module")
+def tpot_front():
+    return frontier(axis="tpot", points=4, **KW)
+
+
+def test_frontier_holds_the_best_plan_of_each_axis_at_each_of_its_steps(tpot_front):
+    steps = sorted({p.inputs.slo.tpot_ms for p in tpot_front.plans if p.inputs.slo.tpot_ms})
+    assert steps and any(g.role != "unified" for p in tpot_front.plans for g in p.replica_groups)
+    for t in steps:
+        within = [p for p in tpot_front.plans if p.totals.tpot_ms <= t + 1e-9]
+        most = api.search(objective="throughput", tpot_ms=t, **KW).totals
+        per_gpu = api.search(objective="throughput-per-gpu", tpot_ms=t, **KW).totals
+        assert max(p.totals.output_tokens_per_s for p in within) >= most.output_tokens_per_s - 0.05, t
+        assert max(p.totals.output_tokens_per_s_per_gpu for p in within) >= per_gpu.output_tokens_per_s_per_gpu - 0.05, t
+
+
+def test_throughput_per_gpu_with_pools_is_at_least_as_good_as_without():
+    both = api.search(objective="throughput-per-gpu", tpot_ms=42.11, **KW)
+    off = api.search(objective="throughput-per-gpu", tpot_ms=42.11, disaggregation="off", **KW)
+    assert both.solver.status == "OPTIMAL"
+    assert both.totals.output_tokens_per_s_per_gpu >= off.totals.output_tokens_per_s_per_gpu
+    assert any(g.role != "unified" for g in both.replica_groups)  # here pools win per GPU too
+
+
+@pytest.mark.parametrize("objective", ["latency", "throughput-per-gpu", "throughput"])
+def test_pareto_and_every_objective_take_disaggregation_only(objective):
+    plan = api.search(objective=objective, disaggregation="only", tpot_ms=50, **KW)
+    assert {g.role for g in plan.replica_groups} == {"prefill", "decode"}
+
+
+def test_cli_pareto_with_pools_only(tmp_path):
+    r = CliRunner().invoke(main, ["search", "-t", "dgx-h100x2", "-m", "llama-3.1-70b", "--runtime", "sglang",
+                                  "--pareto", "--pareto-points", "3", "--disaggregation", "only", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "prefill" in r.output and "decode" in r.output
+
+
+@pytest.mark.parametrize("extra", [dict(tpot_ms=50, qps=20), dict(ttft_ms=400), dict(disaggregation="off")])
+def test_objective_value_verdict_and_total_line_agree(extra):
+    """One figure per plan: the solver's objective, the verdict and the total line print the same
+    tokens/s, unified replicas and pools counted at their planned utilisation alike."""
+    from planner.report import plan_text
+
+    plan = api.search(**KW, **extra)
+    t = plan.totals
+    assert t.output_tokens_per_s == pytest.approx(plan.solver.objective_value, rel=1e-4, abs=0.2)
+    assert t.output_tokens_per_s < t.capacity_output_tokens_per_s
+    text = plan_text(plan)
+    assert f"total: {t.gpus_used} GPUs, {t.output_tokens_per_s:,.0f} output tok/s" in text
+    assert f"max output tokens/s = {plan.solver.objective_value:,.2f}" in text
+    assert text.count("of capacity") == 1  # the headroom stated once
+    if plan.disaggregation is not None:
+        assert plan.disaggregation.reason.startswith(f"{t.output_tokens_per_s:,.0f} output tokens/s against")
+
+
+@pytest.mark.parametrize("runtime,target", [("vllm", "vllm"), ("trtllm", "trtllm"), ("vllm", "k8s")])
+def test_runtimes_without_pool_launch_files_get_unified_plans_and_are_told_why(runtime, target):
+    from planner.emit import emit
+
+    plan = api.search(**{**KW, "runtime": runtime}, tpot_ms=50, qps=20)
+    assert {g.role for g in plan.replica_groups} == {"unified"}
+    d = plan.disaggregation
+    assert d.decision == "unified" and d.alternative == "none" and d.alternative_objective_value is None
+    assert "not considered" in d.reason and "--runtime sglang" in d.reason
+    assert emit(plan, target)  # the runtime's own launch files take the plan
+    pools = api.search(**KW, tpot_ms=50, qps=20)  # the same request with SGLang weighs pools, and takes them
+    assert any(g.role != "unified" for g in pools.replica_groups)
+
+
+def test_pools_alone_need_a_runtime_that_runs_them():
+    from topologies.errors import InputError
+
+    with pytest.raises(InputError, match="--runtime sglang"):
+        api.search(**{**KW, "runtime": "vllm"}, disaggregation="only")
