@@ -54,7 +54,7 @@ def small() -> Plan:
 
 @pytest.fixture(scope="module")
 def pools() -> Plan:
-    p = _plan(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40)
+    p = _plan(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40, runtime="sglang")
     assert {g.role for g in p.replica_groups} == {"prefill", "decode"}
     return p
 
@@ -69,12 +69,16 @@ def _split(plan: Plan, shares: list[float]) -> Plan:
 
 
 def _mixed(pools: Plan) -> Plan:
-    """The pools plan with its last two prefill replicas turned into a unified group (a quarter of the requests)."""
-    pre, dec = (next(g for g in pools.replica_groups if g.role == r) for r in ("prefill", "decode"))
-    uni = pre.model_copy(update={"id": "u", "role": "unified", "traffic_share": 0.25, "replicas": pre.replicas[-2:]})
-    pre = pre.model_copy(update={"traffic_share": 0.75, "replicas": pre.replicas[:-2]})
-    dec = dec.model_copy(update={"traffic_share": 0.75})
-    return pools.model_copy(update={"replica_groups": [pre, dec, uni]})
+    """The pools plan with one prefill group turned into a unified group of a quarter of the requests,
+    the other prefill groups and the decode groups sharing the other three quarters."""
+    pre = [g for g in pools.replica_groups if g.role == "prefill"]
+    dec = [g for g in pools.replica_groups if g.role == "decode"]
+    assert len(pre) >= 2, "the fixture plan has several prefill groups"
+    uni = pre[0].model_copy(update={"id": "u", "role": "unified", "traffic_share": 0.25})
+    rest = sum(g.traffic_share for g in pre[1:])
+    pre = [g.model_copy(update={"traffic_share": 0.75 * g.traffic_share / rest}) for g in pre[1:]]
+    dec = [g.model_copy(update={"traffic_share": 0.75 * g.traffic_share}) for g in dec]
+    return pools.model_copy(update={"replica_groups": [*pre, *dec, uni]})
 
 
 def _renamed(plan: Plan, names: dict[str, str]) -> Plan:
@@ -192,7 +196,10 @@ def test_mixed_plan_balances_unified_replicas_and_the_pd_router(pools):
     servers = _nginx_servers(files["router-nginx.conf"])
     assert servers[-1][:2] == ("127.0.0.1", 8000) and "--port 8000" in files["sglang-router.sh"]
     assert "--pd-disaggregation" in files["sglang-router.sh"]
-    assert [w for _, _, w in servers] == [1, 1, 6]  # two unified replicas of a 0.25 group, then the pools  # two unified replicas of a 0.25 group, the pools
+    unified = len(next(g for g in _mixed(pools).replica_groups if g.role == "unified").replicas)
+    assert len(servers) == unified + 1  # the unified replicas, then the pools' PD router
+    w = [w for _, _, w in servers]
+    assert w[-1] == 3 * sum(w[:-1])  # the pools carry three quarters
     assert _envoy_endpoints(files["router-envoy.yaml"]) == servers
 
 
