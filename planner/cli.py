@@ -187,11 +187,14 @@ def _common_model_options(f):
 @click.option("--emit", "emit_target", type=click.Choice(list(EMIT_TARGETS)),
               help="Also write the plan's launch files for this target (as `plan-search emit`).")
 @click.option("--emit-dir", type=click.Path(file_okay=False), help="Folder for --emit (default: ./launch-TARGET).")
+@click.option("--runtime-version", metavar="X.Y[.Z]",
+              help=f"With --emit: release of the target's runtime to write for ({EMIT_VERSIONS_HELP}).")
 @_clean_errors
 def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, tpot_ms, tpot_p99_ms, ttft_p99_ms,
            qps, objective, max_gpus,
            prices, allow_cross_domain_tp, ep, attention_dp, expert_imbalance, disaggregation, time_limit_s, workers, seed, as_json, output, include_timings, verbose,
-           quiet, progress, top_k, pareto, pareto_axis, pareto_points, plot_file, emit_target, emit_dir):
+           quiet, progress, top_k, pareto, pareto_axis, pareto_points, plot_file, emit_target, emit_dir,
+           runtime_version):
     """Find the best plan for a model on a topology.
 
     Ctrl-C while the solver runs stops it and prints the best plan found so far
@@ -215,6 +218,11 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
         raise InputError("--emit writes one plan's launch files; drop --top-k/--pareto", source="--emit")
     if emit_target:
         _check_out_dir(emit_dir if emit_dir is not None else f"launch-{emit_target}", "--emit-dir")
+        from planner.emit.versions import resolve
+
+        resolve(emit_target, runtime_version)  # a release outside the supported range: before the search
+    elif runtime_version is not None:
+        raise InputError("--runtime-version picks the release --emit writes for: add --emit", source="--runtime-version")
     if disaggregation is None:
         # offer only what the launch files asked for can run: pools need a target that writes them
         from planner.emit import POOL_TARGETS
@@ -266,7 +274,7 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     if emit_target:
         from planner.emit import emit as emit_fn
         try:  # before any file is written: a plan it cannot express writes none
-            emitted = emit_fn(result, emit_target)
+            emitted = emit_fn(result, emit_target, runtime_version=runtime_version)
         except InputError as e:  # emit's words name its own flag; here the flag is --emit
             raise InputError(str(e).replace("--target", "--emit"), source="--emit") from None
     if output:

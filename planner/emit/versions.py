@@ -10,6 +10,9 @@ Sources (the released wheels' own code, read with ``pip download <pkg>==<version
   * vLLM 0.11.0, 0.11.1, 0.11.2, 0.12.0 .. 0.16.0 and 0.33.0: ``--all2all-backend`` is first in
     vllm/engine/arg_utils.py of 0.11.1 (absent in 0.11.0); ``VLLM_ALL2ALL_BACKEND`` is read by
     vllm/envs.py up to 0.15.x (deprecated from 0.11.1 in vllm/config/parallel.py) and gone in 0.16.0.
+    The Ray executor's node order (planner/emit/ray_order.py), read in 0.11.0, 0.12.0, 0.15.0, 0.20.0,
+    0.20.2, 0.21.0 .. 0.25.0 and 0.33.0: ``VLLM_USE_RAY_V2_EXECUTOR_BACKEND`` defaults to 0 in 0.20.2 and
+    to 1 from 0.21.0 (vllm/envs.py), switching from ordering nodes by (workers, IP) to by Ray node id.
   * SGLang 0.5.15, 0.5.19, 0.5.21, 0.5.22, 0.5.23 (every ServerArgs field the emitter writes is in
     each; the ports each server binds are the same rules in each, see planner/emit/sglang.py):
     ``--attn-dp-size`` (ServerArgs field
@@ -42,6 +45,8 @@ DEFAULT: dict[str, Version] = {"vllm": (0, 33, 0), "sglang": (0, 5, 23), "trtllm
 
 #: vLLM: ``--all2all-backend`` from this release on; ``VLLM_ALL2ALL_BACKEND`` before it.
 VLLM_ALL2ALL_FLAG_SINCE: Version = (0, 11, 1)
+#: vLLM: the Ray executor orders a replica's nodes by Ray node id from this release on, by (workers, IP) before.
+VLLM_RAY_NODE_ID_ORDER_SINCE: Version = (0, 21, 0)
 #: SGLang: ``--attn-dp-size D`` from this release on; ``--dp-size D --enable-dp-attention`` before it.
 SGLANG_ATTN_DP_SIZE_SINCE: Version = (0, 5, 22)
 #: TensorRT-LLM: ``pp_partition`` in the extra-options YAML from this release on (see the module doc).

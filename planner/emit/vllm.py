@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from planner.emit import (ReplicaLayout, Sh, all_nodes, attention_groups, continued, csv, floor2, group_script,
                           kv_cache_flag, layouts, model_ref, needs_fp8_quantization, runtime_rule_error, safe_text,
                           sh_assign, sh_cmd, sh_comment, sh_var, sh_word, uneven)
+from planner.emit.ray_order import node_order
 from planner.emit.versions import DEFAULT, VLLM_ALL2ALL_FLAG_SINCE, Version, text
 from planner.emit.router import add_file, equal_shares, front_files, replica_endpoints, worker_router_script
 from planner.schema import Plan, ReplicaGroup
@@ -235,29 +236,40 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
             cmd[0] = (sh_assign("CUDA_VISIBLE_DEVICES", gpus), *pp_env, *cmd[0])
             bodies[row.head].extend(continued(cmd, background=True))
             continue
-        ray_port = RAY_PORT + i
-        world = sum(len(v) for v in row.gpus.values())
-        where = ", ".join(f"{n} GPUs {csv(row.gpus[n])}" for n in row.nodes)
-        head = row.head
-        b = bodies[head]
-        b.append("  " + sh_comment(f"replica {r.index}: {len(row.nodes)} nodes ({where}); Ray head here, "
-                                   f"port {row.port}"))
-        b.append("  " + sh_cmd([sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[head])), *pp_env, "ray", "start",
-                                "--head", f"--port={ray_port}", f"--num-gpus={len(row.gpus[head])}"]))
-        b.append("  " + sh_comment(f"now run this script on {', '.join(row.nodes[1:])}; wait until the cluster has "
-                                   f"all {world} GPUs:"))
-        b.append(f"  {ray_wait_command(world)}")
-        cmd = serve_command(model, g, quant, row.port, ray=True, version=version)
-        cmd[0] = (*pp_env, *cmd[0])
-        b.extend(continued(cmd, background=True))
-        for n in row.nodes[1:]:
-            bodies[n].append("  " + sh_comment(f"replica {r.index}: join the Ray cluster headed by {head}"))
-            bodies[n].append("  " + sh_assign("ray_head", head))
-            address = Sh("--address=" + sh_var("RAY_HEAD_ADDR", "ray_head", f":{ray_port}"))
-            bodies[n].append("  " + sh_cmd([sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[n])), *pp_env, "ray",
-                                            "start", address, f"--num-gpus={len(row.gpus[n])}"]))
+        _ray_replica(g, row, RAY_PORT + i, model, quant, pp_env, bodies, version)
     return group_script(plan, g, runtime="vLLM", version=text(version), target="vllm", source=SOURCE,
                         replicas=len(rows), nodes=nodes, bodies=bodies)
+
+
+def _ray_replica(g: ReplicaGroup, row: ReplicaLayout, ray_port: int, model: str, quant: bool, pp_env: list[Sh],
+                 bodies: dict[str, list[str]], version: Version) -> None:
+    """A replica over several nodes: a Ray cluster of its own (head on its first node), then ``vllm serve``
+    with the Ray executor on the head; from three nodes on, the node order vLLM will use is said and, where
+    the plan's stages differ, checked first (:mod:`planner.emit.ray_order`)."""
+    r, head = row.replica, row.head
+    world = sum(len(v) for v in row.gpus.values())
+    where = ", ".join(f"{n} GPUs {csv(row.gpus[n])}" for n in row.nodes)
+    order = node_order(g, row, version)
+    b = bodies[head]
+    b.append("  " + sh_comment(f"replica {r.index}: {len(row.nodes)} nodes ({where}); Ray head here, "
+                               f"port {row.port}"))
+    b.extend("  " + sh_comment(line) for line in order.comments)
+    b.append("  " + sh_cmd([sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[head])), *pp_env, "ray", "start",
+                            "--head", f"--port={ray_port}", f"--num-gpus={len(row.gpus[head])}",
+                            *order.resources(head)]))
+    b.append("  " + sh_comment(f"now run this script on {', '.join(row.nodes[1:])}; wait until the cluster has "
+                               f"all {world} GPUs:"))
+    b.append(f"  {ray_wait_command(world)}")
+    b.extend("  " + line for line in order.check_lines())
+    cmd = serve_command(model, g, quant, row.port, ray=True, version=version)
+    cmd[0] = (*pp_env, *cmd[0])
+    b.extend(continued(cmd, background=True))
+    for n in row.nodes[1:]:
+        bodies[n].append("  " + sh_comment(f"replica {r.index}: join the Ray cluster headed by {head}"))
+        bodies[n].append("  " + sh_assign("ray_head", head))
+        address = Sh("--address=" + sh_var("RAY_HEAD_ADDR", "ray_head", f":{ray_port}"))
+        bodies[n].append("  " + sh_cmd([sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[n])), *pp_env, "ray",
+                                        "start", address, f"--num-gpus={len(row.gpus[n])}", *order.resources(n)]))
 
 
 def _dp_multi_node(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool,
