@@ -305,3 +305,23 @@ def test_trtllm_yaml_path_is_beside_the_script(plans, tmp_path):
         sc = subprocess.run(["shellcheck", "--severity=style", str(out / "trtllm-g0.sh")],
                             capture_output=True, text=True)
         assert sc.returncode == 0, sc.stdout
+
+
+# -- search --emit --runtime-version ------------------------------------------------------------------
+
+def test_search_emit_runtime_version(tmp_path):
+    out = tmp_path / "launch"
+    base = ["search", "--topology", "dgx-h100x1", "--model", "llama-3.1-8b", "--time-limit-s", "5", "-q",
+            "--emit", "vllm", "--emit-dir", out]
+    code, _, err = _run(base + ["--runtime-version", "0.11"])
+    assert code == 0, err
+    assert "# vLLM 0.11.0 launch" in (out / "vllm-g0.sh").read_text(encoding="utf-8")
+    # refused before the search, in one line, writing nothing; the same checks as `emit`
+    for version, says in (("0.10", "0.11.0 to 0.33.0"), ("x", "not a release number")):
+        code, o, err = _run(base[:-1] + [tmp_path / "no", "--runtime-version", version])
+        assert code == 2 and o == "" and len(err.strip().splitlines()) == 1 and says in err
+        assert not (tmp_path / "no").exists()
+    code, _, err = _run(["search", "--topology", "dgx-h100x1", "--model", "llama-3.1-8b", "--runtime-version", "0.11"])
+    assert code == 2 and "add --emit" in err
+    code, _, err = _run(base[:-3] + ["ray", "--emit-dir", tmp_path / "r", "--runtime-version", "0.11"])
+    assert code == 2 and "takes no runtime version" in err
