@@ -51,6 +51,9 @@ ALLOWED = {
              "--max-num-batched-tokens", "--gpu-memory-utilization", "--kv-cache-dtype", "--quantization",
              "--enable-expert-parallel", "--distributed-executor-backend", "--port",
              "--head", "--address", "--num-gpus",
+             # ray start --resources (Ray 2.60 ray/scripts/scripts.py): the plan_node_<node> resource of the
+             # node-order check of a Ray replica over three nodes or more (planner/emit/ray_order.py)
+             "--resources",
              # vllm-router 0.1.17 (vllm-project/router): vllm_router/router_args.py
              "--worker-urls", "--policy", "--host"},
     # SGLang 0.5: sgl-project/sglang python/sglang/srt/server_args.py (ServerArgs fields -> --field-name);
