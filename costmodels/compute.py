@@ -121,7 +121,6 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         return StepTime(0.0, 0.0, 0.0, 0.0)
     dp = attention_dp
     at = tp // dp  # GPUs per attention group
-    layers = range(stage.layer_start, stage.layer_start + stage.layer_count)
     b_w = weight_storage_bytes(weight_dtype)
     peak = gpu.matmul_flop_per_s(weight_dtype)
     if peak > gpu.bf16_flop_per_s:  # the GEMMs run in an 8- or 4-bit tensor-core format
@@ -138,19 +137,14 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     # attention group's tokens, and routed experts, whose GEMMs see only the tokens routed
     # to each expert, from every group.
     linear_s = 0.0
-    dense_params = 0.0
-    moe_layers = 0
-    # The two kinds of layer's dense parameters, computed once rather than per layer (a search
-    # calls this function thousands of times); the sum runs in the same order as before.
+    # The stage's layers of each kind (``ModelSpec.mlp_kinds``: routed experts or a dense MLP, in
+    # the model's pattern) times that kind's dense parameters, computed once rather than per layer
+    # (a search calls this function thousands of times). The counts are integers, so the product
+    # is the same number the layer-by-layer sum gave.
+    moe_layers = model.moe_layers_in(stage.layer_start, stage.layer_count)
     moe_layer_dense = model.attention_params_per_layer() + model.shared_expert_params()
     dense_layer_dense = model.attention_params_per_layer() + model.dense_mlp_params()
-    is_moe, first_moe = model.is_moe, model.dense_layers
-    for i in layers:
-        if is_moe and i >= first_moe:
-            moe_layers += 1
-            dense_params += moe_layer_dense
-        else:
-            dense_params += dense_layer_dense
+    dense_params = float(moe_layers * moe_layer_dense + (stage.layer_count - moe_layers) * dense_layer_dense)
     dense_params = dense_params / at + stage.layer_count * replicated_kv_params_per_layer(model, at)
     flops = 2 * group_tokens * dense_params
     linear_s += max(flops / (peak * matmul_efficiency(group_per_step)), steps * dense_params * b_w / hbm)

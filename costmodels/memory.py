@@ -168,6 +168,7 @@ def activation_bytes(model: ModelSpec, *, tp: int, step_tokens: int, batch: int)
     sampled. This is what vLLM's profiling run measures at ``max_num_batched_tokens``.
     """
     mlp_width = model.moe_intermediate * model.experts_per_token if model.is_moe else model.intermediate
+    # An MoE model with dense layers anywhere in its pattern also runs the dense MLP's width.
     mlp_width = max(mlp_width, model.intermediate if not model.is_moe or model.dense_layers else 0)
     per_token = ((2 if model.gated_mlp else 1) * mlp_width / tp
                  + (model.heads + 2 * model.kv_heads) * model.head_dim / tp

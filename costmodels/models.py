@@ -3,7 +3,12 @@
 Covers dense and mixture-of-experts decoders; multi-head, grouped-query and multi-query
 attention (``num_key_value_heads`` = heads, fewer, or 1); DeepSeek's multi-head latent
 attention (MLA, ``kv_lora_rank``); sliding-window layers, on every layer (Mistral, Phi-3) or
-interleaved with full-attention ones (GPT-OSS, Gemma 2 and 3); gated-GELU MLPs (Gemma).
+interleaved with full-attention ones (GPT-OSS, Gemma 2 and 3); chunked local attention (Llama 4,
+priced as a sliding window of the chunk size, see :func:`_chunked_layers`); gated-GELU MLPs (Gemma).
+An MoE model's layers each have either routed experts or a dense MLP, in any pattern
+(``ModelSpec.mlp_kinds``): leading dense layers (DeepSeek ``first_k_dense_replace``), listed ones
+(Qwen ``mlp_only_layers``), or experts on every n-th layer (Llama 4 ``interleave_moe_layer_step``,
+Qwen ``decoder_sparse_step``, DeepSeek ``moe_layer_freq``).
 State-space (Mamba) and linear-attention layer stacks are refused (see ``_UNPRICEABLE``).
 """
 from __future__ import annotations
@@ -26,13 +31,15 @@ PLAUSIBLE_MAX = {"num_hidden_layers": 1024, "hidden_size": 1 << 20, "num_attenti
                  "moe_intermediate_size": 1 << 24, "shared_expert_intermediate_size": 1 << 24,
                  "n_shared_experts": 1 << 10, "kv_lora_rank": 1 << 16, "q_lora_rank": 1 << 16,
                  "qk_rope_head_dim": 1 << 14, "qk_nope_head_dim": 1 << 14, "v_head_dim": 1 << 14,
-                 "sliding_window": 1 << 27, "max_position_embeddings": 1 << 27}
+                 "sliding_window": 1 << 27, "max_position_embeddings": 1 << 27, "attention_chunk_size": 1 << 27,
+                 "intermediate_size_mlp": 1 << 24, "interleave_moe_layer_step": 1024, "decoder_sparse_step": 1024,
+                 "moe_layer_freq": 1024, "no_rope_layer_interval": 1024}
 
 #: ``model_type`` values whose config layout this reader interprets (checked against published
 #: configs); any other gets a warning, as its fields may mean something else.
 KNOWN_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
                                "deepseek_v2", "deepseek_v3", "kimi_k2", "gpt_oss", "gemma", "gemma2", "gemma3",
-                               "gemma3_text", "phi3", "internlm"})
+                               "gemma3_text", "phi3", "internlm", "llama4", "llama4_text"})
 #: Architectures with multi-head latent attention: only their ``kv_lora_rank`` means MLA.
 MLA_MODEL_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "kimi_k2"})
 
@@ -63,6 +70,15 @@ GEMMA_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
 #: ``Gemma2Config``: sliding on even layers), Gemma 3 has 5 local layers per global one (n = 6,
 #: ``Gemma3TextConfig.sliding_window_pattern``).
 DEFAULT_SLIDING_PATTERN = {"gemma2": 2, "gemma3": 6, "gemma3_text": 6}
+#: Llama 4: every MoE layer also runs one always-on shared expert as wide as a routed one
+#: (``Llama4TextMoe.shared_expert``, an MLP of ``intermediate_size``), which the config does not
+#: declare; its dense layers use the wider ``intermediate_size_mlp`` (transformers
+#: ``Llama4TextConfig`` and ``Llama4TextDecoderLayer``; vLLM ``Llama4MoE``).
+LLAMA4_MODEL_TYPES = frozenset({"llama4", "llama4_text"})
+#: Llama 4's ``attention_chunk_size`` where its config leaves it out (``Llama4TextConfig`` default).
+LLAMA4_DEFAULT_CHUNK = 8192
+#: One letter per layer in :attr:`ModelSpec.mlp_kinds`.
+MOE_MLP, DENSE_MLP = "M", "D"
 
 
 @dataclass(frozen=True)
@@ -85,19 +101,31 @@ class ModelSpec:
     moe_intermediate: int = 0
     shared_experts: int = 0
     shared_intermediate: int = 0
-    dense_layers: int = 0  # leading layers with a dense MLP (DeepSeek first_k_dense_replace)
+    # The MLP of each layer, one letter per layer: "M" routed experts (plus any shared ones),
+    # "D" a dense MLP of ``intermediate``. Empty: every layer "M" in an MoE model, "D" otherwise.
+    mlp_kinds: str = ""
     # Multi-head latent attention
     kv_lora_rank: int = 0
     q_lora_rank: int = 0
     qk_rope_head_dim: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
-    # Sliding-window attention
+    # Sliding-window attention, and chunked local attention priced as one (Llama 4: the window
+    # is the chunk size, the layers the chunked ones)
     sliding_window: int = 0
     sliding_layers: int = 0
     max_context: int = 0
     native_dtype: str = "bf16"  # the dtype the published checkpoint's weights ship in
     source: str = ""
+
+    def __post_init__(self) -> None:
+        """Fill in the default :attr:`mlp_kinds` and check it agrees with the layer count and experts."""
+        if not self.mlp_kinds:
+            object.__setattr__(self, "mlp_kinds", (MOE_MLP if self.experts else DENSE_MLP) * self.layers)
+        kinds = self.mlp_kinds
+        if len(kinds) != self.layers or set(kinds) - {MOE_MLP, DENSE_MLP} or (MOE_MLP in kinds) != (self.experts > 0):
+            raise ValueError(f"mlp_kinds {kinds!r} must give one of {MOE_MLP!r}/{DENSE_MLP!r} per layer "
+                             f"({self.layers}), with {MOE_MLP!r} present exactly when the model has experts")
 
     @property
     def is_moe(self) -> bool:
@@ -109,7 +137,26 @@ class ModelSpec:
 
     @property
     def moe_layers(self) -> int:
-        return self.layers - self.dense_layers if self.is_moe else 0
+        """Layers with routed experts (0 for a dense model)."""
+        return self.mlp_kinds.count(MOE_MLP)
+
+    @property
+    def dense_layers(self) -> int:
+        """Layers of an MoE model with a dense MLP instead of experts, wherever they are (0 for a
+        dense model, whose layers are all dense)."""
+        return self.layers - self.moe_layers if self.is_moe else 0
+
+    def is_moe_layer(self, layer: int) -> bool:
+        """Whether ``layer`` has routed experts. A layer past the last (no model has one; kept
+        for ranges callers extend) is of the last layer's kind."""
+        return self.mlp_kinds[min(layer, self.layers - 1)] == MOE_MLP
+
+    def moe_layers_in(self, start: int, count: int) -> int:
+        """How many of the layers ``start .. start+count-1`` have routed experts."""
+        end = start + count
+        inside = self.mlp_kinds.count(MOE_MLP, start, min(end, self.layers))
+        past = max(0, end - max(start, self.layers))
+        return inside + (past if self.is_moe_layer(self.layers - 1) else 0)
 
     @property
     def attention_kind(self) -> str:
@@ -148,7 +195,7 @@ class ModelSpec:
     def layer_params(self, layer: int, *, active: bool = False) -> int:
         """Parameters of one decoder layer (``active``: only the experts a token uses)."""
         norms = 2 * self.hidden
-        if self.is_moe and layer >= self.dense_layers:
+        if self.is_moe_layer(layer):
             n = self.experts_per_token if active else self.experts
             mlp = n * self.expert_params() + self.shared_expert_params() + self.hidden * self.experts
         else:
@@ -158,7 +205,7 @@ class ModelSpec:
     def routed_expert_params(self, layer: int) -> int:
         """Parameters of the routed experts of one layer (0 for a dense layer): the part of
         :meth:`layer_params` that expert parallelism spreads over its ranks."""
-        return self.experts * self.expert_params() if self.is_moe and layer >= self.dense_layers else 0
+        return self.experts * self.expert_params() if self.is_moe_layer(layer) else 0
 
     def embedding_params(self) -> int:
         return self.vocab * self.hidden
@@ -197,8 +244,9 @@ class ModelSpec:
     def kv_tokens_stored(self, context: int, layers: int) -> float:
         """Token-layers of KV kept for one sequence of ``context`` tokens over ``layers`` layers.
 
-        Sliding-window layers keep at most ``sliding_window`` tokens; they are spread
-        evenly over the model, so a stage of ``layers`` layers has its share of them.
+        Sliding-window layers keep at most ``sliding_window`` tokens (chunked-attention layers
+        at most a chunk: :func:`_chunked_layers`); they are spread evenly over the model, so a
+        stage of ``layers`` layers has its share of them.
         """
         if not self.sliding_window or not self.sliding_layers:
             return float(context * layers)
@@ -300,11 +348,12 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
         raise InputError(f"{per_tok} experts per token is more than the {experts} experts", source=source,
                          field="num_experts_per_tok")
     moe_inter = opt_int("moe_intermediate_size", default=0) or (intermediate if experts else 0)
+    intermediate = opt_int("intermediate_size_mlp", default=0) or intermediate  # Llama 4's dense layers
     shared = opt_int("n_shared_experts", default=0)
     shared_inter = opt_int("shared_expert_intermediate_size", default=0)
-    if shared_inter and not shared:
+    if (shared_inter or (experts and model_type in LLAMA4_MODEL_TYPES)) and not shared:
         shared = 1
-    dense_layers = _dense_layers(cfg, layers, source, opt_int) if experts else 0
+    mlp_kinds = _mlp_kinds(cfg, layers, source, opt_int) if experts else ""
 
     kv_lora = opt_int("kv_lora_rank", default=0)
     if kv_lora and model_type is not None and model_type not in MLA_MODEL_TYPES:
@@ -315,12 +364,21 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
     sliding_layers = _sliding_layers(cfg, layers, model_type, sliding, source, opt_int)
     if sliding_layers == 0:
         sliding = 0
+    # Llama 4 chunks by default (Llama4TextConfig: 8192) unless the config sets the field to null.
+    chunk = opt_int("attention_chunk_size", default=LLAMA4_DEFAULT_CHUNK
+                    if model_type in LLAMA4_MODEL_TYPES and "attention_chunk_size" not in cfg else 0)
+    if chunk and sliding:
+        raise InputError("a model with both sliding-window and chunked attention layers is not modelled",
+                         source=source, field="attention_chunk_size")
+    if chunk:
+        sliding_layers = _chunked_layers(cfg, layers, source, opt_int)
+        sliding = chunk if sliding_layers else 0
     return ModelSpec(
         name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
         intermediate=intermediate, vocab=vocab,
         tied_embeddings=opt_bool("tie_word_embeddings", default=model_type in GEMMA_MODEL_TYPES), gated_mlp=gated,
         experts=experts, experts_per_token=per_tok, moe_intermediate=moe_inter,
-        shared_experts=shared, shared_intermediate=shared_inter, dense_layers=dense_layers,
+        shared_experts=shared, shared_intermediate=shared_inter, mlp_kinds=mlp_kinds,
         kv_lora_rank=kv_lora, q_lora_rank=opt_int("q_lora_rank", default=0),
         qk_rope_head_dim=opt_int("qk_rope_head_dim", default=0),
         qk_nope_head_dim=opt_int("qk_nope_head_dim", default=0),
@@ -372,19 +430,9 @@ STATE_SPACE_MODEL_TYPES = frozenset({"mamba", "mamba2", "falcon_mamba", "jamba",
                                      "recurrent_gemma", "lfm2", "plamo2"})
 
 #: Config fields describing layer layouts the cost model does not price: (field, is it in use, why).
-#: Read as a plain model, such a config would be planned as something else (every layer an MoE
-#: layer, full attention where it is chunked), so it is refused instead.
+#: Read as a plain model, such a config would be planned as something else (attention layers with
+#: a KV cache where there are none), so it is refused instead.
 _UNPRICEABLE: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("interleave_moe_layer_step", lambda v: v != 1,
-     "MoE layers interleaved with dense ones (Llama 4 Maverick) are not modelled; only leading dense layers "
-     "(first_k_dense_replace, mlp_only_layers) are"),
-    ("decoder_sparse_step", lambda v: v != 1,
-     "MoE layers on every n-th layer only are not modelled; only leading dense layers are"),
-    ("moe_layer_freq", lambda v: v != 1,
-     "MoE layers on every n-th layer only are not modelled; only leading dense layers are"),
-    ("attention_chunk_size", lambda v: True,
-     "chunked local attention (Llama 4) is not modelled: its KV cache and attention would be priced as full "
-     "attention"),
     ("model_type", lambda v: isinstance(v, str) and v in STATE_SPACE_MODEL_TYPES,
      "state-space (Mamba) or linear-attention layers are not modelled: the cost model prices attention "
      "layers with a KV cache"),
@@ -398,9 +446,6 @@ _UNPRICEABLE: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("layer_types", lambda v: isinstance(v, list) and any(isinstance(t, str) and ("linear" in t or "mamba" in t)
                                                            for t in v),
      "linear-attention or Mamba layers are not modelled: the cost model prices attention layers with a KV cache"),
-    ("model_type", lambda v: v in ("llama4", "llama4_text"),
-     "Llama 4's always-on shared expert is not declared in its config, so its MoE layers would be priced "
-     "without it"),
 )
 
 
@@ -414,23 +459,76 @@ def _refuse_unpriceable(cfg: dict, source: str) -> None:
                              source=source, field=field)
 
 
-def _dense_layers(cfg: dict, layers: int, source: str, opt_int) -> int:
-    """Leading dense layers of an MoE model: ``first_k_dense_replace`` (DeepSeek) or the
-    count of ``mlp_only_layers`` (Qwen MoE); each must leave at least one MoE layer."""
+def _mlp_kinds(cfg: dict, layers: int, source: str, opt_int) -> str:
+    """Which layers of an MoE model have routed experts (``ModelSpec.mlp_kinds``), as transformers
+    and vLLM place them: the ``moe_layers`` list where given (Llama 4), else every layer ``i`` with
+    ``(i + 1) % step == 0`` for ``interleave_moe_layer_step`` (Llama 4) or ``decoder_sparse_step``
+    (Qwen MoE), and ``i % moe_layer_freq == 0`` (DeepSeek); minus the first
+    ``first_k_dense_replace`` layers (DeepSeek) and the ``mlp_only_layers`` (Qwen MoE). At least
+    one layer must keep its experts."""
     first_k = opt_int("first_k_dense_replace", default=0)
     if first_k >= layers:
         raise InputError(f"{first_k} dense layers leave none of the {layers} layers (num_hidden_layers) with experts",
                          source=source, field="first_k_dense_replace")
-    mlp_only = _get(cfg, "mlp_only_layers", default=[])
-    if not isinstance(mlp_only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in mlp_only):
-        raise InputError(f"must be a list of layer indices, got {mlp_only!r}"[:200], source=source,
-                         field="mlp_only_layers")
-    bad = [i for i in mlp_only if not 0 <= i < layers]
-    if bad or len(set(mlp_only)) != len(mlp_only) or len(mlp_only) >= layers:
-        what = f"layer {bad[0]} is not in 0..{layers - 1}" if bad else \
-            "a layer is listed twice" if len(set(mlp_only)) != len(mlp_only) else "no layer is left with experts"
-        raise InputError(f"{what} (num_hidden_layers is {layers})", source=source, field="mlp_only_layers")
-    return max(first_k, len(mlp_only))
+    mlp_only = _layer_list(cfg, "mlp_only_layers", layers, source)
+    steps = {f: opt_int(f, default=1) for f in ("interleave_moe_layer_step", "decoder_sparse_step", "moe_layer_freq")}
+    for f, step in steps.items():
+        if step < 1:
+            raise InputError(f"must be at least 1 (experts on every {step}-th layer), got {step}", source=source,
+                             field=f)
+    listed = _layer_list(cfg, "moe_layers", layers, source) if isinstance(_get(cfg, "moe_layers"), list) else None
+    moe = [i for i in range(layers)
+           if (i in listed if listed is not None else
+               (i + 1) % steps["interleave_moe_layer_step"] == 0 and (i + 1) % steps["decoder_sparse_step"] == 0
+               and i % steps["moe_layer_freq"] == 0)
+           and i >= first_k and i not in mlp_only]
+    if not moe:
+        field = "mlp_only_layers" if mlp_only else "moe_layers" if listed is not None else \
+            next((f for f, step in steps.items() if step > 1), "first_k_dense_replace")
+        raise InputError(f"no layer is left with experts (num_hidden_layers is {layers})", source=source, field=field)
+    return "".join(MOE_MLP if i in moe else DENSE_MLP for i in range(layers))
+
+
+def _layer_list(cfg: dict, field: str, layers: int, source: str) -> list[int]:
+    """A config field listing distinct layer indices (``mlp_only_layers``, ``moe_layers``)."""
+    value = _get(cfg, field, default=[])
+    if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        raise InputError(f"must be a list of layer indices, got {value!r}"[:200], source=source, field=field)
+    bad = [i for i in value if not 0 <= i < layers]
+    if bad or len(set(value)) != len(value):
+        what = f"layer {bad[0]} is not in 0..{layers - 1}" if bad else "a layer is listed twice"
+        raise InputError(f"{what} (num_hidden_layers is {layers})", source=source, field=field)
+    return value
+
+
+def _chunked_layers(cfg: dict, layers: int, source: str, opt_int) -> int:
+    """How many layers attend within chunks of ``attention_chunk_size`` tokens (Llama 4): those
+    ``layer_types`` names chunked; else those with RoPE, a 1 in ``no_rope_layers``; else all but
+    every ``no_rope_layer_interval``-th (default 4), the NoPE layers, which attend globally
+    (transformers ``Llama4TextConfig``; vLLM ``Llama4Attention`` chunks exactly the RoPE layers).
+
+    Priced as sliding-window layers of the chunk size (``ModelSpec.kv_tokens_stored``): a token
+    of a chunked layer attends to the tokens of its own chunk, between 1 and the chunk size, so
+    the window is the most such a layer keeps and reads (the runtime must hold it for a
+    sequence's worst position): an upper bound on the average. Like sliding-window layers, they
+    are taken as spread evenly over the stages of a pipeline, and their attention FLOPs are
+    priced over the whole context, which is exact up to the chunk size (8,192 tokens for Llama
+    4) and an over-estimate past it.
+    """
+    layer_types = _get(cfg, "layer_types", default=None)
+    if isinstance(layer_types, list):  # its length is checked by _sliding_layers
+        return sum(1 for t in layer_types if "chunk" in t)
+    no_rope = _get(cfg, "no_rope_layers", default=[])
+    if no_rope:  # an empty list means the default pattern (Llama4TextConfig)
+        if not isinstance(no_rope, list) or len(no_rope) != layers or any(v not in (0, 1) or isinstance(v, bool)
+                                                                           for v in no_rope):
+            raise InputError(f"must list 0 (no RoPE, global attention) or 1 (RoPE, chunked) for each of the {layers} "
+                             f"layers", source=source, field="no_rope_layers")
+        return sum(no_rope)
+    interval = opt_int("no_rope_layer_interval", default=4)
+    if interval < 1:
+        raise InputError(f"must be at least 1, got {interval}", source=source, field="no_rope_layer_interval")
+    return layers - layers // interval
 
 
 def _source_note(cfg: dict, source: str) -> str:
@@ -478,7 +576,8 @@ _SUFFIXES = ("-instruct", "-chat", "-hf", "-base", "-it", "-v0.1", "-v0.2", "-v0
 #: (deepseek-ai/DeepSeek-R1-Distill-Llama-8B from Llama-3.1-8B, -70B from Llama-3.3-70B-Instruct;
 #: the Qwen distills differ from Qwen2.5 in max_position_embeddings, so they have their own files);
 #: Phi-3.5-mini: Phi-3-mini-128k's (microsoft/Phi-3.5-mini-instruct config.json). Mistral's dated
-#: names keep the date after "-Instruct", so they are listed.
+#: names keep the date after "-Instruct", so they are listed. Llama 4 Scout and Maverick by their
+#: short names (meta-llama/Llama-4-Scout-17B-16E-Instruct and the like resolve without an alias).
 MODEL_ALIASES = {
     "deepseek-r1": "deepseek-v3", "deepseek-r1-0528": "deepseek-v3", "deepseek-v3-0324": "deepseek-v3",
     "llama-3.3-70b": "llama-3.1-70b",
@@ -488,6 +587,7 @@ MODEL_ALIASES = {
     "mistral-nemo": "mistral-nemo-12b",
     "mistral-small-24b-instruct-2501": "mistral-small-24b", "mistral-small-24b-base-2501": "mistral-small-24b",
     "mistral-large-instruct-2407": "mistral-large-123b", "mistral-large-instruct-2411": "mistral-large-123b",
+    "llama-4-scout": "llama-4-scout-17b-16e", "llama-4-maverick": "llama-4-maverick-17b-128e",
 }
 
 

@@ -163,6 +163,11 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
     sequence of ``isl + osl`` tokens. On one GPU type this gives the last stage fewer layers
     when its LM head costs as much as a layer; across types the faster GPU gets more layers.
     Falls back to the balanced split when no split fits.
+
+    Where the layers differ (an MoE model's dense layers, ``ModelSpec.mlp_kinds``), ``t_i`` is
+    the model's average layer, and ``cap_i`` holds for the layers the stage can get: the first
+    ``n`` for the first stage, the last ``n`` for the last, the heaviest ``n`` in a row for a
+    middle one (:func:`_heaviest_window`).
     """
     pp = s.pp
     if pp == 1:
@@ -186,7 +191,8 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
         extra.append(stage_s(g, L, first=first, last=last) - body)
 
         def fits(n: int, g=g, first=first, last=last) -> bool:
-            st = StageShape(layer_start=0, layer_count=n, first=first, last=last)
+            start = 0 if first else L - n if last else _heaviest_window(model, s, n)
+            st = StageShape(layer_start=start, layer_count=n, first=first, last=last)
             _, budget, per_seq = _stage_memory(model, g, s, st, batch=1, context=context)
             return budget >= per_seq
         lo, hi = 0, L  # the largest n with fits(n); fits is monotone (more layers, less room)
@@ -212,6 +218,18 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
                 key=lambda j: (split[j] * per_layer[j] + extra[j], j))
         split[i] -= 1
     return tuple(split)
+
+
+def _heaviest_window(model: ModelSpec, s: Strategy, n: int) -> int:
+    """The first layer of the ``n`` consecutive layers whose weights take the most memory on a GPU
+    of a middle stage of ``s`` (the earliest such start; 0 when every layer weighs the same)."""
+    if n <= 0 or model.moe_layers in (0, model.layers):
+        return 0
+
+    def weight(start: int) -> float:
+        return stage_weight_bytes(model, tp=s.tp, layer_start=start, layer_count=n, first=False, last=False,
+                                  weight_dtype=s.weight_dtype, attention_tp=s.attention_tp)
+    return max(range(model.layers - n + 1), key=lambda start: (weight(start), -start))
 
 
 def _stage_memory(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, *, batch: int,

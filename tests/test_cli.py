@@ -243,11 +243,36 @@ def test_catalog(what, expected):
     assert expected in out
 
 
-@pytest.mark.parametrize("what, expected", [("gpus", "H100-SXM-80GB"), ("models", "llama-3.1-70b")])
+@pytest.mark.parametrize("what, expected", [("gpus", "H100-SXM-80GB"), ("models", "llama-3.1-70b"),
+                                            ("topologies", "p5.48xlarge")])
 def test_catalog_json(what, expected):
     code, out, err = run(["catalog", what, "--json"])
     assert code == 0, err
-    assert expected in {row["name"] for row in json.loads(out)}
+    rows = json.loads(out)
+    assert expected in {row["name"] for row in rows}
+    assert all(len(row["source"]) > 20 for row in rows)  # every entry cites where its figures come from
+    if what == "gpus":
+        gens = {row["name"]: row["pcie_gen"] for row in rows}
+        assert gens["H100-SXM-80GB"] == 5 and gens["A100-PCIe-80GB"] == 4
+
+
+@pytest.mark.parametrize("what, name, reference", [
+    ("gpus", "A100-SXM4-80GB", "glennklockwood.com/garden/processors/A100"),   # the first web address
+    ("models", "llama-4-scout-17b-16e", "HF meta-llama/Llama-4-Scout-17B-16E"),  # else the first clause
+    ("topologies", "p5.48xlarge", "aws.amazon.com/ec2/instance-types/p5"),      # after "Sources:"
+    ("topologies", "mixed-h100x2-a100x2", "Figures as dgx-h100x1 and hgx-a100x4"),
+])
+def test_catalog_tables_show_each_entrys_first_source_reference(what, name, reference):
+    code, out, err = run(["catalog", what])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "source" in lines[0]
+    row = next(line for line in lines if line.split()[0] == name)
+    assert reference in row
+    code, full, _ = run(["catalog", what, "--json"])
+    note = next(r["source"] for r in json.loads(full) if r["name"] == name)
+    assert len(note) > len(reference) and reference.replace("HF ", "Hugging Face ") in note
+    assert max(len(line) for line in lines) <= 220  # the column is cut, the full note is in --json
 
 
 def test_verbose_logs_the_solver_on_stderr_and_keeps_stdout_clean(plan_json):

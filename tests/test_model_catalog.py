@@ -68,6 +68,9 @@ PUBLISHED_PARAMS_B = {
     "internlm-20b": (20.0, "internlm/internlm-20b model card, 20B parameters"),
     "falcon-180b": (180.0, "tiiuae/falcon-180B model card, 180B parameters"),
     "gpt-j-6b": (6.05, "EleutherAI/gpt-j-6b model card, 6,053,381,344 parameters"),
+    "llama-4-scout-17b-16e": (109.0, "meta-llama/Llama-4-Scout-17B-16E model card, 17B active, 109B total "
+                                     "(the card's total includes the vision encoder, which the entry does not count)"),
+    "llama-4-maverick-17b-128e": (400.0, "meta-llama/Llama-4-Maverick-17B-128E model card, 17B active, 400B total"),
 }
 
 
@@ -84,7 +87,7 @@ def test_parameter_count_matches_the_published_one(name):
 
 #: Active parameters where the source states them in the same convention (embeddings included).
 PUBLISHED_ACTIVE_B = {"qwen3-30b-a3b": 3.3, "qwen3-235b-a22b": 22.0, "deepseek-v2": 21.0, "mixtral-8x7b": 12.9,
-                      "mixtral-8x22b": 39.0}
+                      "mixtral-8x22b": 39.0, "llama-4-scout-17b-16e": 17.0, "llama-4-maverick-17b-128e": 17.0}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_ACTIVE_B))
@@ -93,7 +96,7 @@ def test_active_parameters_match_the_published_ones(name):
 
 
 #: Models whose weights outgrow 8 H100s (640 GB) even in FP8: priced in FP8 on 8 H200s of hgx-h200x2.
-TOO_BIG_FOR_8_H100 = {"deepseek-v3", "llama-3.1-405b"}
+TOO_BIG_FOR_8_H100 = {"deepseek-v3", "llama-3.1-405b", "llama-4-maverick-17b-128e"}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_B))
@@ -140,6 +143,10 @@ def test_every_catalog_model_cites_a_source_and_is_planned(name):
     ("mistralai/Mistral-Small-24B-Instruct-2501", "mistral-small-24b"),
     ("mistralai/Mistral-Large-Instruct-2411", "mistral-large-123b"),
     ("internlm/internlm-20b", "internlm-20b"),
+    ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "llama-4-scout-17b-16e"),
+    ("meta-llama/Llama-4-Scout-17B-16E", "llama-4-scout-17b-16e"),
+    ("meta-llama/Llama-4-Maverick-17B-128E-Instruct", "llama-4-maverick-17b-128e"),
+    ("Llama-4-Maverick", "llama-4-maverick-17b-128e"),
 ])
 def test_hf_names_resolve_case_insensitively(alias, key):
     assert normalize_model_name(alias) == key

@@ -72,26 +72,73 @@ LLAMA4_TEXT = {"model_type": "llama4_text", "hidden_size": 5120, "num_hidden_lay
                "interleave_moe_layer_step": 2, "attention_chunk_size": 8192}
 
 
-@pytest.mark.parametrize("change, field", [
-    ({}, "interleave_moe_layer_step"),                                   # Maverick: MoE on every 2nd layer
-    ({"interleave_moe_layer_step": 1, "num_local_experts": 16}, "attention_chunk_size"),  # Scout
-    ({"interleave_moe_layer_step": 1, "attention_chunk_size": None}, "model_type"),  # implicit shared expert
+@pytest.mark.parametrize("change, kinds", [
+    ({}, "DM" * 24),                                                     # Maverick: MoE on every 2nd layer
+    ({"interleave_moe_layer_step": 1, "num_local_experts": 16}, "M" * 48),  # Scout: every layer
+    ({"interleave_moe_layer_step": 4}, "DDDM" * 12),
+    ({"moe_layers": [0, 47]}, "M" + "D" * 46 + "M"),                      # the explicit list wins over the step
 ])
-def test_llama4_is_refused_naming_the_field_never_planned_as_something_else(tmp_path, change, field):
+def test_llama4_layers_are_read_as_transformers_builds_them(tmp_path, change, kinds):
+    """Llama4TextDecoderLayer: routed experts plus one shared expert as wide as one on the MoE
+    layers, ``intermediate_size_mlp`` on the dense ones; the RoPE layers (all but every 4th) chunked."""
     cfg = {"model_type": "llama4", "architectures": ["Llama4ForConditionalGeneration"],
            "text_config": {**LLAMA4_TEXT, **change}}
     p = tmp_path / "config.json"
     p.write_text(json.dumps(cfg))
+    m = get_model(str(p))
+    assert m.mlp_kinds == kinds
+    assert (m.moe_layers, m.dense_layers) == (kinds.count("M"), kinds.count("D"))
+    assert (m.intermediate, m.moe_intermediate, m.shared_experts, m.shared_intermediate) == (16384, 8192, 1, 0)
+    assert m.shared_expert_params() == m.expert_params()
+    assert (m.sliding_window, m.sliding_layers) == (8192, 36)
+    first_moe = kinds.index("M")
+    assert m.layer_params(first_moe) - m.layer_params(first_moe, active=True) == \
+        (m.experts - 1) * m.expert_params()
+
+
+@pytest.mark.parametrize("change, chunked", [
+    ({"attention_chunk_size": None}, 0),                                # explicitly off: full attention
+    ({"no_rope_layers": [1, 1, 0] * 16}, 32),                           # the listed RoPE layers
+    ({"no_rope_layer_interval": 2}, 24),
+    ({"layer_types": ["chunked_attention", "full_attention"] * 24}, 24),
+])
+def test_llama4_chunked_layers(change, chunked):
+    m = model_from_config({**LLAMA4_TEXT, **change}, name="l4", source="x.json")
+    assert m.sliding_layers == chunked and m.sliding_window == (8192 if chunked else 0)
+
+
+def test_llama4_chunks_by_default_and_refuses_chunks_with_sliding_windows():
+    without = {k: v for k, v in LLAMA4_TEXT.items() if k != "attention_chunk_size"}
+    assert model_from_config(without, name="l4", source="x.json").sliding_window == 8192  # Llama4TextConfig default
     with pytest.raises(InputError) as e:
-        get_model(str(p))
-    assert e.value.field == field and "refused" in str(e.value) and "\n" not in str(e.value)
+        model_from_config({**LLAMA4_TEXT, "sliding_window": 4096}, name="l4", source="x.json")
+    assert e.value.field == "attention_chunk_size" and "\n" not in str(e.value)
+    with pytest.raises(InputError) as e:
+        model_from_config({**LLAMA4_TEXT, "no_rope_layers": [1, 0]}, name="l4", source="x.json")
+    assert e.value.field == "no_rope_layers"
 
 
-@pytest.mark.parametrize("field", ["decoder_sparse_step", "moe_layer_freq"])
-def test_moe_on_every_nth_layer_is_refused(field):
+@pytest.mark.parametrize("field, kinds", [("decoder_sparse_step", "DMDM"),   # Qwen2-MoE: (i + 1) % step == 0
+                                          ("moe_layer_freq", "MDMD")])       # DeepSeek: i % freq == 0
+def test_moe_on_every_nth_layer_follows_the_runtime_pattern(field, kinds):
     cfg = {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "vocab_size": 100,
            "num_experts": 4, "num_experts_per_tok": 2, field: 2}
-    with pytest.raises(InputError) as e:
-        model_from_config(cfg, name="every-2nd", source="x.json")
-    assert e.value.field == field
+    assert model_from_config(cfg, name="every-2nd", source="x.json").mlp_kinds == kinds
     assert model_from_config({**cfg, field: 1}, name="every", source="x.json").moe_layers == 4
+    # No step of 0; a step past the last layer leaves no layer with experts under (i + 1) % step,
+    # while i % freq keeps layer 0.
+    for bad in (0, 8) if field == "decoder_sparse_step" else (0,):
+        with pytest.raises(InputError) as e:
+            model_from_config({**cfg, field: bad}, name="none", source="x.json")
+        assert e.value.field == field
+
+
+def test_mlp_only_layers_are_the_listed_layers_not_the_first_ones():
+    cfg = {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "vocab_size": 100,
+           "num_experts": 4, "num_experts_per_tok": 2, "mlp_only_layers": [3]}
+    m = model_from_config(cfg, name="qwen-moe", source="x.json")
+    assert m.mlp_kinds == "MMMD" and m.dense_layers == 1
+    assert m.moe_layers_in(2, 2) == 1 and m.moe_layers_in(0, 3) == 3
+    with pytest.raises(InputError) as e:
+        model_from_config({**cfg, "mlp_only_layers": [0, 1, 2, 3]}, name="x", source="x.json")
+    assert e.value.field == "mlp_only_layers" and "no layer is left with experts" in str(e.value)

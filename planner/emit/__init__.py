@@ -69,6 +69,8 @@ HF_MODELS: dict[str, tuple[str, str]] = {
     "llama-3-70b": ("meta-llama/Meta-Llama-3-70B-Instruct", "bf16"),
     "llama-3.2-1b": ("meta-llama/Llama-3.2-1B-Instruct", "bf16"),
     "llama-3.2-3b": ("meta-llama/Llama-3.2-3B-Instruct", "bf16"),
+    "llama-4-maverick-17b-128e": ("meta-llama/Llama-4-Maverick-17B-128E-Instruct", "bf16"),
+    "llama-4-scout-17b-16e": ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "bf16"),
     "mistral-large-123b": ("mistralai/Mistral-Large-Instruct-2407", "bf16"),
     "mistral-nemo-12b": ("mistralai/Mistral-Nemo-Instruct-2407", "bf16"),
     "mistral-small-24b": ("mistralai/Mistral-Small-24B-Instruct-2501", "bf16"),
