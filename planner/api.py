@@ -718,7 +718,7 @@ class Evaluation:
 
 
 def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, tp: int, pp: int = 1, dp: int = 1,
-             ep: int = 1, batch: int | None = None, isl: int, osl: int, weight_dtype: str | None = None,
+             ep: int = 1, batch: int | None = None, isl: int = 1024, osl: int = 256, weight_dtype: str | None = None,
              kv_dtype: str | None = None, gpu: str | None = None, runtime: str = "vllm",
              max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS,
              allow_cross_domain_tp: bool = False, qps: float | None = None, attention_dp: int = 1,

@@ -25,6 +25,7 @@ EMIT_VERSIONS_HELP = _emit_versions_help()  # vllm (also k8s), sglang, trtllm: r
 
 OBJECTIVES = ["throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency"]
 DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
+DEFAULT_ISL, DEFAULT_OSL = 1024, 256  # prompt and answer tokens when not given: search, evaluate and explain alike
 
 
 def _clean_errors(fn):
@@ -97,6 +98,10 @@ def _dtype(v: str) -> str | None:
     return None if v == "auto" else v
 
 
+# click 8.2+ raises this for a group called with no command; older clicks print the help themselves
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class _Group(click.Group):
     """A group whose usage errors are one line on stderr (exit 2), like every other user mistake."""
 
@@ -105,6 +110,9 @@ class _Group(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as e:  # a bare group: its help, as git and kubectl print it, and exit 0
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
         except click.UsageError as e:
             cmd = e.ctx.command_path if e.ctx else "plan-search"
             click.echo(f"plan-search: error: {e.format_message()} (see `{cmd} --help`)", err=True)
@@ -128,22 +136,31 @@ def main() -> None:
     """
 
 
-def _common_model_options(f):
-    f = click.option("--topology", "-t", required=True, help="Built-in topology name or a YAML/JSON file.")(f)
-    f = click.option("--model", "-m", required=True, help="Built-in model name (HF names accepted) or a config.json.")(f)
-    f = click.option("--weight-dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
-                     help="Weight format; auto = the checkpoint's own (bf16, or fp8/fp4 where it ships so).")(f)
-    f = click.option("--kv-dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
-                     help="KV-cache format; auto = bf16.")(f)
-    f = click.option("--runtime", type=click.Choice(["vllm", "sglang", "trtllm"]), default="vllm", show_default=True,
-                     help="Serving runtime whose memory and batching defaults to price with.")(f)
+def _apply_in_order(f, options):
+    """Decorate ``f`` with ``options`` so that ``--help`` lists them in the order given (click lists
+    the option applied last first, so they are applied from the end)."""
+    for option in reversed(options):
+        f = option(f)
     return f
+
+
+def _common_model_options(f):
+    return _apply_in_order(f, [
+        click.option("--topology", "-t", required=True, help="Built-in topology name or a YAML/JSON file."),
+        click.option("--model", "-m", required=True, help="Built-in model name (HF names accepted) or a config.json."),
+        click.option("--weight-dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
+                     help="Weight format; auto = the checkpoint's own (bf16, or fp8/fp4 where it ships so)."),
+        click.option("--kv-dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
+                     help="KV-cache format; auto = bf16."),
+        click.option("--runtime", type=click.Choice(["vllm", "sglang", "trtllm"]), default="vllm", show_default=True,
+                     help="Serving runtime whose memory and batching defaults to price with."),
+    ])
 
 
 @main.command()
 @_common_model_options
-@click.option("--isl", type=int, default=1024, show_default=True, help="Input (prompt) tokens per request.")
-@click.option("--osl", type=int, default=256, show_default=True, help="Output tokens per request.")
+@click.option("--isl", type=int, default=DEFAULT_ISL, show_default=True, help="Input (prompt) tokens per request.")
+@click.option("--osl", type=int, default=DEFAULT_OSL, show_default=True, help="Output tokens per request.")
 @click.option("--ttft-ms", type=float, help="Time-to-first-token target (queueing included when --qps is given).")
 @click.option("--tpot-ms", type=float, help="Time-per-output-token target.")
 @click.option("--tpot-p99-ms", type=float, help="p99 time-per-output-token target (steps carrying a prompt chunk).")
@@ -294,19 +311,20 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
 
 
 def _strategy_options(f):
-    f = click.option("--tp", type=int, required=True, help="Tensor-parallel degree.")(f)
-    f = click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel degree.")(f)
-    f = click.option("--dp", type=int, default=1, show_default=True, help="Replicas (data parallelism).")(f)
-    f = click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE).")(f)
-    f = click.option("--attention-dp", type=int, default=1, show_default=True,
-                     help="Attention data-parallel groups per stage (MoE; attention tp = tp / this).")(f)
-    f = click.option("--expert-imbalance", type=float, metavar="X",
-                     help="Busiest expert-parallel rank's routed tokens over the mean (default: random routing).")(f)
-    f = click.option("--batch", type=int, help="Concurrent sequences per replica; default: the largest that fits.")(f)
-    f = click.option("--isl", type=int, required=True, help="Input tokens per request.")(f)
-    f = click.option("--osl", type=int, required=True, help="Output tokens per request.")(f)
-    f = click.option("--gpu", help="GPU type to evaluate on, for mixed topologies (default: the most numerous).")(f)
-    return f
+    return _apply_in_order(f, [
+        click.option("--tp", type=int, required=True, help="Tensor-parallel degree."),
+        click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel degree."),
+        click.option("--dp", type=int, default=1, show_default=True, help="Replicas (data parallelism)."),
+        click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE)."),
+        click.option("--attention-dp", type=int, default=1, show_default=True,
+                     help="Attention data-parallel groups per stage (MoE; attention tp = tp / this)."),
+        click.option("--expert-imbalance", type=float, metavar="X",
+                     help="Busiest expert-parallel rank's routed tokens over the mean (default: random routing)."),
+        click.option("--batch", type=int, help="Concurrent sequences per replica; default: the largest that fits."),
+        click.option("--isl", type=int, default=DEFAULT_ISL, show_default=True, help="Input (prompt) tokens per request."),
+        click.option("--osl", type=int, default=DEFAULT_OSL, show_default=True, help="Output tokens per request."),
+        click.option("--gpu", help="GPU type to evaluate on, for mixed topologies (default: the most numerous)."),
+    ])
 
 
 @main.command()

@@ -59,6 +59,43 @@ def test_help(path, flag):
     assert err == ""
 
 
+@pytest.mark.parametrize("path", [(), ("topology",), ("catalog",), ("topology", "import")],
+                         ids=lambda p: " ".join(p) or "plan-search")
+def test_bare_group_prints_help_and_exits_0(path):
+    """A group given no command prints its help on stdout and exits 0 (as git and kubectl do), not an
+    "error:" with the help folded into it."""
+    code, out, err = run(list(path))
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert first.startswith("Usage: ") and first.endswith(" ".join((*path, "[OPTIONS] COMMAND [ARGS]..."))), out
+    assert "Commands:" in out
+    assert err == ""
+
+
+@pytest.mark.parametrize("command", ["search", "evaluate", "explain"])
+def test_help_lists_topology_first_and_tp_before_batch(command):
+    """Options are listed in the order they are declared: the topology and model first, then (evaluate
+    and explain) the strategy from --tp onwards; isl/osl show the defaults search uses."""
+    code, out, _ = run([command, "--help"])
+    assert code == 0
+    flags = [line.split()[0].rstrip(",") for line in out.splitlines() if line.startswith("  -")]
+    assert flags[:2] == ["-t", "-m"], flags
+    assert "[default: 1024]" in " ".join(out[out.index("--isl"):].split()[:12]), out
+    assert "[default: 256]" in " ".join(out[out.index("--osl"):].split()[:12]), out
+    if command != "search":
+        assert flags.index("--tp") < flags.index("--pp") < flags.index("--batch") < flags.index("--isl")
+
+
+def test_evaluate_isl_osl_default_as_search():
+    """evaluate without --isl/--osl prices 1,024-token prompts and 256-token answers, search's defaults."""
+    code, out, err = run(["evaluate", *SMALL, "--tp", "1", "--json"])
+    assert code == 0, err
+    same = run(["evaluate", *SMALL, "--tp", "1", "--json", "--isl", "1024", "--osl", "256"])
+    assert json.loads(out) == json.loads(same[1])
+    other = run(["evaluate", *SMALL, "--tp", "1", "--json", "--isl", "512", "--osl", "256"])
+    assert json.loads(out) != json.loads(other[1])
+
+
 def test_version():
     code, out, _ = run(["--version"])
     assert code == 0
