@@ -94,6 +94,11 @@ def _prices(items: tuple[str, ...]) -> dict[str, float] | None:
     return out or None
 
 
+def _count(n: int, word: str) -> str:
+    """``1 node``, ``2 nodes``: a count with its noun in the right number."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _dtype(v: str) -> str | None:
     return None if v == "auto" else v
 
@@ -516,8 +521,8 @@ def topology_validate(file):
     spec, sha = load_topology(file)
     topo = Topology(spec, sha, source=file)
     cluster_view(topo)  # GPU names resolve against the catalog
-    click.echo(f"{file}: ok: {topo.name}, {len(spec.all_nodes())} nodes, {len(topo.gpus())} GPUs "
-               f"({len(topo.gpus(available_only=True))} available), {len(topo.domains)} scale-up domains")
+    click.echo(f"{file}: ok: {topo.name}, {_count(len(spec.all_nodes()), 'node')}, {_count(len(topo.gpus()), 'GPU')} "
+               f"({len(topo.gpus(available_only=True))} available), {_count(len(topo.domains), 'scale-up domain')}")
 
 
 @topology.command("show")
@@ -613,7 +618,7 @@ def _import(fmt: str, files: tuple[str, ...], gpu, nodes, nic_gbit_per_s, nics_p
     if output:
         nodes_ = spec.all_nodes()
         gpus = sum(spec.node_types[x.type].gpus_per_node for x in nodes_)
-        click.echo(f"{output}: {spec.name}, {len(nodes_)} node{'' if len(nodes_) == 1 else 's'}, {gpus} GPUs")
+        click.echo(f"{output}: {spec.name}, {_count(len(nodes_), 'node')}, {_count(gpus, 'GPU')}")
     else:
         click.echo(result.yaml_text, nl=False)
 
@@ -764,7 +769,7 @@ def sweep_command(file, output, jobs, ray_address, quiet, progress):
             return
         last[0] = now
         failed = done - counts["ok"] - counts["infeasible"]
-        status_line.show(f"sweep {spec.name}: {done:,}/{total:,} rows ({counts['ok']:,} ok, "
+        status_line.show(f"sweep {spec.name}: {done:,}/{_count(total, 'row')} ({counts['ok']:,} ok, "
                          f"{counts['infeasible']:,} infeasible, {failed:,} failed), {now - t0:.1f} s")
 
     try:
@@ -785,7 +790,7 @@ def sweep_command(file, output, jobs, ray_address, quiet, progress):
     c = result.counts()
     failed = len(result.rows) - c["ok"] - c["infeasible"]
     why = ", ".join(f"{c[s]:,} {s}" for s in ("bad-input", "timeout", "error") if c[s])
-    lines = [f"sweep {spec.name}: {len(result.rows):,} rows in {result.wall_time_s:.2f} s on {result.backend}",
+    lines = [f"sweep {spec.name}: {_count(len(result.rows), 'row')} in {result.wall_time_s:.2f} s on {result.backend}",
              tabulate([["ok", c["ok"]], ["infeasible", c["infeasible"]], ["failed", failed],
                        ["total", len(result.rows)]], headers=["status", "rows"])]
     if failed:
