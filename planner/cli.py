@@ -25,6 +25,7 @@ EMIT_VERSIONS_HELP = _emit_versions_help()  # vllm (also k8s), sglang, trtllm: r
 
 OBJECTIVES = ["throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency"]
 DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
+SEARCH_TIME_LIMIT_S = 10.0  # --time-limit-s of a search (and of each --top-k solve); --pareto has its own
 DEFAULT_ISL, DEFAULT_OSL = 1024, 256  # prompt and answer tokens when not given: search, evaluate and explain alike
 
 
@@ -187,7 +188,10 @@ def _common_model_options(f):
               help="Prefill/decode pools: auto lets the solver weigh them against unified replicas "
                    "(every objective, --top-k and --pareto); only plans pools alone.  [default: auto; "
                    "off with --emit to a target that writes no pools]")
-@click.option("--time-limit-s", type=float, default=10.0, show_default=True, help="Solver time limit.")
+@click.option("--time-limit-s", type=float,
+              help="Time limit: of one search's solves [default: 10]; with --pareto, of the whole frontier, "
+                   "every search sharing one deadline (steps it does not reach are left out, and the report "
+                   "says how many) [default: 60]; with --top-k, of each of the k solves [default: 10].")
 @click.option("--workers", type=int, default=1, show_default=True, help="CP-SAT search workers.")
 @click.option("--seed", type=int, default=0, show_default=True, help="CP-SAT random seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the placement JSON instead of the report.")
@@ -253,12 +257,14 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
                 disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance,
                 tpot_p99_ms=tpot_p99_ms, ttft_p99_ms=ttft_p99_ms)
     try:
+        if not pareto and time_limit_s is None:
+            args["time_limit_s"] = SEARCH_TIME_LIMIT_S
         if top_k is not None:
             from planner.frontier import top_k as top_k_fn
             result = top_k_fn(top_k, **args)
         elif pareto:
             from planner.frontier import frontier
-            args.pop("control")
+            args.pop("control")  # time_limit_s None: the frontier's own default
             result = frontier(axis=pareto_axis, points=pareto_points, **args)
         else:
             result = api.search(include_timings=include_timings, **args)

@@ -186,6 +186,12 @@ def frontier_text(front) -> str:
              f"* the plan for objective {head.objective}"
              + (" (dominated by another plan here, kept for reference)" if front.chosen_dominated else "")
              + f"; {_count(len(front.plans), 'non-dominated plan')} (--json prints each in full)"]
+    if front.time_limit_reached:
+        limit = front.plans[front.chosen].solver.time_limit_s
+        lines.append(f"time limit: the frontier's searches share --time-limit-s ({limit:g} s here) and it ran out: "
+                     f"{front.steps_tried} of {_count(front.steps_planned, 'SLO step')} searched (from both ends "
+                     f"inwards, so the steps left out lie between the rows shown); a larger --time-limit-s or "
+                     f"fewer --pareto-points reach them")
     return "\n".join(lines) + "\n"
 
 

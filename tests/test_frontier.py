@@ -23,6 +23,7 @@ def tpot_front():
 
 def test_frontier_has_no_dominated_plan_and_both_extremes(tpot_front):
     f = tpot_front
+    assert not f.time_limit_reached and f.steps_tried == f.steps_planned == 8  # the default limit reaches all
     assert len(f.plans) >= 3
     for a in f.plans:
         for b in f.plans:
@@ -113,6 +114,44 @@ def test_plot_is_written_and_repeatable(tmp_path, suffix):
     assert a.stat().st_size > 1000
     assert a.read_bytes() == b.read_bytes()
     assert sorted(x.name for x in tmp_path.iterdir()) == sorted([a.name, b.name])  # no temp files left
+
+
+def test_spread_order_tries_the_ends_first_then_halves_the_gaps():
+    from planner.frontier import spread_order
+
+    assert spread_order(8) == [0, 7, 3, 1, 5, 2, 4, 6]
+    for n in range(1, 51):
+        order = spread_order(n)
+        assert sorted(order) == list(range(n))
+        assert order[:2] == ([0, n - 1] if n > 1 else [0])
+
+
+def test_time_limit_bounds_the_whole_frontier_on_a_big_cluster():
+    """--pareto-points 50 on 1,024 GPUs once took 80 s at --time-limit-s 2: each of its ~100 searches
+    had the whole limit. Now all share one deadline: the frontier ends within the limit plus about one
+    search (pricing the shapes is not cut by the solver's limit), says it ran out and how many SLO
+    steps it searched, and is still a valid frontier."""
+    import time
+
+    from planner.report import frontier_text
+
+    kw = dict(topology="dgx-h100x128", model="llama-3.1-70b", isl=1024, osl=256)
+    t0 = time.perf_counter()
+    api.search(time_limit_s=3, **kw)
+    one_search_s = time.perf_counter() - t0
+    limit_s = 5.0
+    t0 = time.perf_counter()
+    f = frontier(axis="tpot", points=50, time_limit_s=limit_s, **kw)
+    took_s = time.perf_counter() - t0
+    assert took_s <= limit_s + one_search_s + 0.5, (took_s, one_search_s)
+    assert f.time_limit_reached and f.steps_planned == 50 and f.steps_tried < 50
+    for a in f.plans:
+        assert all(a is b or not dominates(a, b, "tpot") for b in f.plans)
+    doc = json.loads(f.to_json())
+    assert (doc["time_limit_reached"], doc["slo_steps_planned"], doc["slo_steps_tried"]) == (True, 50, f.steps_tried)
+    line = frontier_text(f).splitlines()[-1]
+    assert line.startswith("time limit: the frontier's searches share --time-limit-s (5 s here) and it ran out: "
+                           f"{f.steps_tried} of 50 SLO steps searched"), line
 
 
 def _disjoint(a, b) -> bool:
