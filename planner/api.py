@@ -582,6 +582,25 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
 
 # -- infeasibility -------------------------------------------------------------------------------
 
+def _weights_too_big(spec: ModelSpec, view: ClusterView, req: Request, wbytes: float, usable: float) -> str:
+    """The weights alone outgrow every free GPU together: how many GPUs they need at least, in the
+    cluster's own units (a node or NVLink domain of free GPUs can be added, a single GPU cannot),
+    and the smaller weight formats that would fit."""
+    free = sum(k.free * k.count for k in view.classes)
+    need = math.ceil(wbytes / (usable / free))  # GPUs like these, the weights alone (no KV cache yet)
+    unit = max(k.free for k in view.classes)  # free GPUs in the largest domain: what one more domain adds
+    domains = math.ceil((need - free) / unit)
+    smaller = [d for d in ("fp8", "int4") if dtype_bytes(d) < dtype_bytes(req.weight_dtype)
+               and weight_bytes(params=spec.total_params(), dtype=d) <= usable]
+    how = "pipeline stages or expert parallelism across them" if spec.is_moe else "pipeline stages across them"
+    add = f"at least one more {unit}-GPU node or NVLink domain" if domains == 1 else \
+        f"at least {domains} more {unit}-GPU nodes or NVLink domains"
+    return (f"{spec.name} needs {wbytes / GIB:.1f} GiB of weights in {req.weight_dtype}; the cluster's {free} free "
+            f"GPUs have {usable / GIB:.1f} GiB usable, so the weights alone need at least {need} such GPUs (more "
+            f"for the KV cache): add {add} (the plan then uses {how})"
+            + (f" or use --weight-dtype {'/'.join(smaller)}" if smaller else ""))
+
+
 def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing: Pricing) -> str:
     """One line saying which constraint binds and by how much."""
     wbytes = weight_bytes(params=spec.total_params(), dtype=req.weight_dtype)
@@ -589,14 +608,7 @@ def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing
                  for k in view.classes)
     if not pricing.fits_anywhere:
         if wbytes > usable:
-            free = sum(k.free * k.count for k in view.classes)
-            more = math.ceil((wbytes - usable) / (usable / free))
-            smaller = [d for d in ("fp8", "int4") if dtype_bytes(d) < dtype_bytes(req.weight_dtype)
-                       and weight_bytes(params=spec.total_params(), dtype=d) <= usable]
-            how = "pipeline stages or expert parallelism across nodes" if spec.is_moe else "pipeline stages across nodes"
-            return (f"{spec.name} needs {wbytes / GIB:.1f} GiB of weights in {req.weight_dtype}; the cluster's "
-                    f"free GPUs have {usable / GIB:.1f} GiB usable: add at least {more} GPU{'s' if more > 1 else ''} (the plan then uses "
-                    f"{how})" + (f" or use --weight-dtype {'/'.join(smaller)}" if smaller else ""))
+            return _weights_too_big(spec, view, req, wbytes, usable)
         pins = [f for f, v in (("--tp", req.tp), ("--pp", req.pp), ("--ep", req.ep),
                                ("--attention-dp", req.attention_dp)) if v is not None]
         tries = ([f"drop {'/'.join(pins)}"] if pins else []) + [
@@ -718,7 +730,7 @@ class Evaluation:
 
 
 def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, tp: int, pp: int = 1, dp: int = 1,
-             ep: int = 1, batch: int | None = None, isl: int, osl: int, weight_dtype: str | None = None,
+             ep: int = 1, batch: int | None = None, isl: int = 1024, osl: int = 256, weight_dtype: str | None = None,
              kv_dtype: str | None = None, gpu: str | None = None, runtime: str = "vllm",
              max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS,
              allow_cross_domain_tp: bool = False, qps: float | None = None, attention_dp: int = 1,

@@ -195,6 +195,16 @@ def cluster_view(topo: Topology) -> ClusterView:
                        free_of=free_of)
 
 
+#: where a replica's GPUs sit, in the words reports use (the spans of this module's docstring)
+SPAN_WORDS = {
+    "intra": "inside one scale-up domain",
+    "inter": "one pipeline stage per scale-up domain",
+    "cross": "tensor parallelism across scale-up domains",
+    "hetero": "a pipeline across GPU types",
+    "wide": "wide expert parallelism across scale-up domains",
+}
+
+
 @dataclass(frozen=True)
 class Candidate:
     index: int
@@ -231,11 +241,12 @@ class Candidate:
         return out
 
     def label(self) -> str:
+        """The shape in words, e.g. ``H100-SXM-80GB decode tp=4 pp=1 batch=355, inside one scale-up domain``."""
         s = self.strategy
         ep = (f" ep={s.ep}" if s.ep > 1 else "") + (f" attention_dp={s.attention_dp}" if s.attention_dp > 1 else "")
         gpu = "+".join(dict.fromkeys(self.stage_gpus)) if self.stage_gpus else self.gpu
         role = "" if self.role == "unified" else f" {self.role}"
-        return f"{gpu}{role} tp={s.tp} pp={s.pp}{ep} batch={self.batch} ({self.span})"
+        return f"{gpu}{role} tp={s.tp} pp={s.pp}{ep} batch={self.batch}, {SPAN_WORDS.get(self.span, self.span)}"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ EMIT_VERSIONS_HELP = _emit_versions_help()  # vllm (also k8s), sglang, trtllm: r
 
 OBJECTIVES = ["throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency"]
 DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
+SEARCH_TIME_LIMIT_S = 10.0  # --time-limit-s of a search (and of each --top-k solve); --pareto has its own
+DEFAULT_ISL, DEFAULT_OSL = 1024, 256  # prompt and answer tokens when not given: search, evaluate and explain alike
 
 
 def _clean_errors(fn):
@@ -94,8 +96,17 @@ def _prices(items: tuple[str, ...]) -> dict[str, float] | None:
     return out or None
 
 
+def _count(n: int, word: str) -> str:
+    """``1 node``, ``2 nodes``: a count with its noun in the right number."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _dtype(v: str) -> str | None:
     return None if v == "auto" else v
+
+
+# click 8.2+ raises this for a group called with no command; older clicks print the help themselves
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class _Group(click.Group):
@@ -106,6 +117,9 @@ class _Group(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as e:  # a bare group: its help, as git and kubectl print it, and exit 0
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
         except click.UsageError as e:
             cmd = e.ctx.command_path if e.ctx else "plan-search"
             click.echo(f"plan-search: error: {e.format_message()} (see `{cmd} --help`)", err=True)
@@ -129,22 +143,31 @@ def main() -> None:
     """
 
 
-def _common_model_options(f):
-    f = click.option("--topology", "-t", required=True, help="Built-in topology name or a YAML/JSON file.")(f)
-    f = click.option("--model", "-m", required=True, help="Built-in model name (HF names accepted) or a config.json.")(f)
-    f = click.option("--weight-dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
-                     help="Weight format; auto = the checkpoint's own (bf16, or fp8/fp4 where it ships so).")(f)
-    f = click.option("--kv-dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
-                     help="KV-cache format; auto = bf16.")(f)
-    f = click.option("--runtime", type=click.Choice(["vllm", "sglang", "trtllm"]), default="vllm", show_default=True,
-                     help="Serving runtime whose memory and batching defaults to price with.")(f)
+def _apply_in_order(f, options):
+    """Decorate ``f`` with ``options`` so that ``--help`` lists them in the order given (click lists
+    the option applied last first, so they are applied from the end)."""
+    for option in reversed(options):
+        f = option(f)
     return f
+
+
+def _common_model_options(f):
+    return _apply_in_order(f, [
+        click.option("--topology", "-t", required=True, help="Built-in topology name or a YAML/JSON file."),
+        click.option("--model", "-m", required=True, help="Built-in model name (HF names accepted) or a config.json."),
+        click.option("--weight-dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
+                     help="Weight format; auto = the checkpoint's own (bf16, or fp8/fp4 where it ships so)."),
+        click.option("--kv-dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
+                     help="KV-cache format; auto = bf16."),
+        click.option("--runtime", type=click.Choice(["vllm", "sglang", "trtllm"]), default="vllm", show_default=True,
+                     help="Serving runtime whose memory and batching defaults to price with."),
+    ])
 
 
 @main.command()
 @_common_model_options
-@click.option("--isl", type=int, default=1024, show_default=True, help="Input (prompt) tokens per request.")
-@click.option("--osl", type=int, default=256, show_default=True, help="Output tokens per request.")
+@click.option("--isl", type=int, default=DEFAULT_ISL, show_default=True, help="Input (prompt) tokens per request.")
+@click.option("--osl", type=int, default=DEFAULT_OSL, show_default=True, help="Output tokens per request.")
 @click.option("--ttft-ms", type=float, help="Time-to-first-token target (queueing included when --qps is given).")
 @click.option("--tpot-ms", type=float, help="Time-per-output-token target.")
 @click.option("--tpot-p99-ms", type=float, help="p99 time-per-output-token target (steps carrying a prompt chunk).")
@@ -166,7 +189,10 @@ def _common_model_options(f):
               help="Prefill/decode pools: auto lets the solver weigh them against unified replicas "
                    "(every objective, --top-k and --pareto); only plans pools alone.  [default: auto; "
                    "off with --emit to a target that writes no pools]")
-@click.option("--time-limit-s", type=float, default=10.0, show_default=True, help="Solver time limit.")
+@click.option("--time-limit-s", type=float,
+              help="Time limit: of one search's solves [default: 10]; with --pareto, of the whole frontier, "
+                   "every search sharing one deadline (steps it does not reach are left out, and the report "
+                   "says how many) [default: 60]; with --top-k, of each of the k solves [default: 10].")
 @click.option("--workers", type=int, default=1, show_default=True, help="CP-SAT search workers.")
 @click.option("--seed", type=int, default=0, show_default=True, help="CP-SAT random seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the placement JSON instead of the report.")
@@ -240,12 +266,14 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
                 disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance,
                 tpot_p99_ms=tpot_p99_ms, ttft_p99_ms=ttft_p99_ms)
     try:
+        if not pareto and time_limit_s is None:
+            args["time_limit_s"] = SEARCH_TIME_LIMIT_S
         if top_k is not None:
             from planner.frontier import top_k as top_k_fn
             result = top_k_fn(top_k, **args)
         elif pareto:
             from planner.frontier import frontier
-            args.pop("control")
+            args.pop("control")  # time_limit_s None: the frontier's own default
             result = frontier(axis=pareto_axis, points=pareto_points, **args)
         else:
             result = api.search(include_timings=include_timings, **args)
@@ -303,19 +331,20 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
 
 
 def _strategy_options(f):
-    f = click.option("--tp", type=int, required=True, help="Tensor-parallel degree.")(f)
-    f = click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel degree.")(f)
-    f = click.option("--dp", type=int, default=1, show_default=True, help="Replicas (data parallelism).")(f)
-    f = click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE).")(f)
-    f = click.option("--attention-dp", type=int, default=1, show_default=True,
-                     help="Attention data-parallel groups per stage (MoE; attention tp = tp / this).")(f)
-    f = click.option("--expert-imbalance", type=float, metavar="X",
-                     help="Busiest expert-parallel rank's routed tokens over the mean (default: random routing).")(f)
-    f = click.option("--batch", type=int, help="Concurrent sequences per replica; default: the largest that fits.")(f)
-    f = click.option("--isl", type=int, required=True, help="Input tokens per request.")(f)
-    f = click.option("--osl", type=int, required=True, help="Output tokens per request.")(f)
-    f = click.option("--gpu", help="GPU type to evaluate on, for mixed topologies (default: the most numerous).")(f)
-    return f
+    return _apply_in_order(f, [
+        click.option("--tp", type=int, required=True, help="Tensor-parallel degree."),
+        click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel degree."),
+        click.option("--dp", type=int, default=1, show_default=True, help="Replicas (data parallelism)."),
+        click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE)."),
+        click.option("--attention-dp", type=int, default=1, show_default=True,
+                     help="Attention data-parallel groups per stage (MoE; attention tp = tp / this)."),
+        click.option("--expert-imbalance", type=float, metavar="X",
+                     help="Busiest expert-parallel rank's routed tokens over the mean (default: random routing)."),
+        click.option("--batch", type=int, help="Concurrent sequences per replica; default: the largest that fits."),
+        click.option("--isl", type=int, default=DEFAULT_ISL, show_default=True, help="Input (prompt) tokens per request."),
+        click.option("--osl", type=int, default=DEFAULT_OSL, show_default=True, help="Output tokens per request."),
+        click.option("--gpu", help="GPU type to evaluate on, for mixed topologies (default: the most numerous)."),
+    ])
 
 
 @main.command()
@@ -507,8 +536,8 @@ def topology_validate(file):
     spec, sha = load_topology(file)
     topo = Topology(spec, sha, source=file)
     cluster_view(topo)  # GPU names resolve against the catalog
-    click.echo(f"{file}: ok: {topo.name}, {len(spec.all_nodes())} nodes, {len(topo.gpus())} GPUs "
-               f"({len(topo.gpus(available_only=True))} available), {len(topo.domains)} scale-up domains")
+    click.echo(f"{file}: ok: {topo.name}, {_count(len(spec.all_nodes()), 'node')}, {_count(len(topo.gpus()), 'GPU')} "
+               f"({len(topo.gpus(available_only=True))} available), {_count(len(topo.domains), 'scale-up domain')}")
 
 
 @topology.command("show")
@@ -604,7 +633,7 @@ def _import(fmt: str, files: tuple[str, ...], gpu, nodes, nic_gbit_per_s, nics_p
     if output:
         nodes_ = spec.all_nodes()
         gpus = sum(spec.node_types[x.type].gpus_per_node for x in nodes_)
-        click.echo(f"{output}: {spec.name}, {len(nodes_)} node{'' if len(nodes_) == 1 else 's'}, {gpus} GPUs")
+        click.echo(f"{output}: {spec.name}, {_count(len(nodes_), 'node')}, {_count(gpus, 'GPU')}")
     else:
         click.echo(result.yaml_text, nl=False)
 
@@ -803,7 +832,7 @@ def sweep_command(file, output, jobs, ray_address, quiet, progress):
             return
         last[0] = now
         failed = done - counts["ok"] - counts["infeasible"]
-        status_line.show(f"sweep {spec.name}: {done:,}/{total:,} rows ({counts['ok']:,} ok, "
+        status_line.show(f"sweep {spec.name}: {done:,}/{_count(total, 'row')} ({counts['ok']:,} ok, "
                          f"{counts['infeasible']:,} infeasible, {failed:,} failed), {now - t0:.1f} s")
 
     try:
@@ -824,7 +853,7 @@ def sweep_command(file, output, jobs, ray_address, quiet, progress):
     c = result.counts()
     failed = len(result.rows) - c["ok"] - c["infeasible"]
     why = ", ".join(f"{c[s]:,} {s}" for s in ("bad-input", "timeout", "error") if c[s])
-    lines = [f"sweep {spec.name}: {len(result.rows):,} rows in {result.wall_time_s:.2f} s on {result.backend}",
+    lines = [f"sweep {spec.name}: {_count(len(result.rows), 'row')} in {result.wall_time_s:.2f} s on {result.backend}",
              tabulate([["ok", c["ok"]], ["infeasible", c["infeasible"]], ["failed", failed],
                        ["total", len(result.rows)]], headers=["status", "rows"])]
     if failed:

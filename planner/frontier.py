@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 
 from planner import api
 from planner import schema as S
 from planner.cpsat import mix
-from topologies.errors import InfeasibleError, InputError
+from topologies.errors import InfeasibleError, InputError, SolveTimeout
 
 TOP_K_OBJECTIVES = ("throughput", "min-gpus", "min-cost")
 AXES = ("tpot", "ttft")
@@ -117,13 +118,17 @@ class Frontier:
     plans: list[S.Plan]  # non-dominated, fastest first on the axis
     chosen: int  # index in ``plans`` of the plan the user's own objective picks
     chosen_dominated: bool  # the user's plan is kept (and marked) though another dominates it
+    steps_planned: int = 0  # SLO steps between the fastest and the loosest plan (0: no range to step)
+    steps_tried: int = 0  # of those, the steps searched before the time limit ran out
+    time_limit_reached: bool = False  # the shared time limit cut some search short or left it unstarted
 
     def latency_ms(self, plan: S.Plan) -> float:
         return plan.totals.tpot_ms if self.axis == "tpot" else plan.totals.ttft_ms
 
     def to_json(self) -> str:
         return json.dumps({"kind": "pareto-frontier", "axis": self.axis, "chosen": self.chosen,
-                           "chosen_dominated": self.chosen_dominated,
+                           "chosen_dominated": self.chosen_dominated, "slo_steps_planned": self.steps_planned,
+                           "slo_steps_tried": self.steps_tried, "time_limit_reached": self.time_limit_reached,
                            "plans": [json.loads(p.to_json()) for p in self.plans]}, indent=2, sort_keys=True) + "\n"
 
 
@@ -156,48 +161,143 @@ def _without_ties(plans: list[S.Plan], axis: str, prefer: str) -> list[S.Plan]:
     return list(out.values())
 
 
+#: the whole frontier's time limit when none is given (its ~20 searches of a small cluster take
+#: 5-12 s on a 2-core machine; a search alone defaults to 10 s)
+FRONTIER_TIME_LIMIT_S = 60.0
+
+#: a search is started only with at least this much of the frontier's time left (CP-SAT needs
+#: some time to find any plan; less would be a search that can only time out)
+MIN_SEARCH_S = 0.05
+
+
+class _Budget:
+    """The frontier's searches share one deadline: ``time_limit_s`` from the frontier's start.
+    Each search's solver gets the time still left. A search is not started with less time left
+    than the quickest whole search so far took (pricing the shapes is not cut short by the
+    solver's limit, so it would end past the deadline); the skipped ones are counted."""
+
+    def __init__(self, search_args: dict, time_limit_s: float):
+        self.search_args = search_args
+        self.deadline = time.perf_counter() + time_limit_s
+        self.quickest_s: float | None = None  # the quickest whole search so far
+        self.skipped = 0
+
+    def run(self, **override) -> S.Plan:
+        """One search (its errors raised), timed for :attr:`quickest_s`."""
+        t0 = time.perf_counter()
+        left = self.deadline - t0
+        try:
+            return api.search(**{**self.search_args, **override, "time_limit_s": max(left, MIN_SEARCH_S)})
+        finally:
+            took = time.perf_counter() - t0
+            self.quickest_s = took if self.quickest_s is None else min(self.quickest_s, took)
+
+    def attempt(self, **override) -> S.Plan | None:
+        """The plan for the search arguments with ``override``; None when none meets them, the
+        search ran out of time, or too little time was left to start it."""
+        if self.deadline - time.perf_counter() < max(MIN_SEARCH_S, self.quickest_s or 0.0):
+            self.skipped += 1
+            return None
+        try:
+            return self.run(**override)
+        except SolveTimeout:
+            self.skipped += 1
+            return None
+        except InfeasibleError:
+            return None
+
+
+def spread_order(n: int) -> list[int]:
+    """0..n-1 with the ends first and then each gap halved (0, n-1, mid, quarters, ...): steps tried
+    in this order span the whole latency range however early the time runs out."""
+    if n <= 0:
+        return []
+    order, seen, gaps = [0], {0}, [(0, n - 1)]
+    if n > 1:
+        order.append(n - 1)
+        seen.add(n - 1)
+    while gaps:
+        nxt = []
+        for lo, hi in gaps:
+            mid = (lo + hi) // 2
+            if mid not in seen:
+                order.append(mid)
+                seen.add(mid)
+            if mid - lo > 1:
+                nxt.append((lo, mid))
+            if hi - mid > 1:
+                nxt.append((mid, hi))
+        gaps = nxt
+    return order
+
+
 def frontier(*, axis: str = "tpot", points: int = 8, **search_args) -> Frontier:
-    """The non-dominated plans between the fastest and the most efficient (module docstring)."""
+    """The non-dominated plans between the fastest and the most efficient (module docstring).
+
+    ``time_limit_s`` bounds the whole frontier: the user's own search, the extremes and every
+    SLO step share one deadline (:class:`_Budget`). Steps the time does not reach are left out
+    (tried ends first, then midpoints, :func:`spread_order`) and counted in the result."""
     if axis not in AXES:
         raise InputError(f"unknown axis {axis!r}; choose tpot or ttft", source="--pareto-axis")
     if isinstance(points, bool) or not isinstance(points, int) or not 2 <= points <= 50:
         raise InputError(f"must be an integer from 2 to 50, got {points!r}", source="--pareto-points")
     search_args.pop("include_timings", None)
-    slo_name = f"{axis}_ms"
-    user_slo = search_args.get(slo_name)
-    chosen = api.search(**search_args)  # the user's own question first: its errors are theirs
-    found: list[S.Plan] = [chosen]
-
-    def attempt(**override) -> S.Plan | None:
-        try:
-            return api.search(**{**search_args, **override})
-        except InfeasibleError:
-            return None
-
-    for extra in ({"objective": "throughput"}, {"objective": "throughput-per-gpu"}):
-        p = attempt(**extra)
-        if p is not None:
-            found.append(p)
-    if axis == "tpot":
-        fastest = attempt(objective="latency")
-        lo_ms = fastest.totals.tpot_ms if fastest else None
-        if fastest is not None:
-            found.append(fastest)
-    else:
-        _, _, _, _, _, pricing = api.prepare(**_prepare_args({k: v for k, v in search_args.items()
-                                                             if k != "objective"} | {"objective": "throughput"}))
-        lo_ms = pricing.best_ttft_s * 1e3
-    hi_ms = max((p.totals.tpot_ms if axis == "tpot" else p.totals.ttft_ms) for p in found)
+    if search_args.get("time_limit_s") is None:
+        search_args["time_limit_s"] = FRONTIER_TIME_LIMIT_S
+    budget = _Budget(search_args, search_args["time_limit_s"])
+    chosen = budget.run()  # the user's own question first, with the whole limit: its errors are theirs
+    found = [chosen] + _extremes(budget, axis)
+    lo_ms = _lowest_latency(budget, axis, found)
+    hi_ms = max(_latency(p, axis) for p in found)
+    at_step: dict[int, list[S.Plan]] = {}
     if lo_ms is not None and hi_ms > lo_ms:
-        ratio = (hi_ms / lo_ms) ** (1 / (points - 1))
-        for i in range(points):
-            t_ms = math.ceil(lo_ms * ratio ** i * 100) / 100
-            if user_slo is not None:
-                t_ms = min(t_ms, user_slo)
-            for objective in ("throughput-per-gpu", "throughput"):  # the best of both axes at this step
-                p = attempt(objective=objective, **{slo_name: t_ms})
-                if p is not None:
-                    found.append(p)
+        steps = _steps(lo_ms, hi_ms, points, search_args.get(f"{axis}_ms"))
+        for i in spread_order(points):
+            before = budget.skipped
+            plans = [budget.attempt(objective=objective, **{f"{axis}_ms": steps[i]})
+                     for objective in ("throughput-per-gpu", "throughput")]  # the best of both axes at this step
+            if budget.skipped == before:
+                at_step[i] = [p for p in plans if p is not None]
+    elif not (lo_ms is None and budget.skipped):  # no range to step (not merely no time to find it)
+        points = 0
+    found += [p for i in sorted(at_step) for p in at_step[i]]  # step order, as found without a limit
+    tried = len(at_step)
+    return _assemble(found, chosen, axis, steps_planned=points, steps_tried=tried,
+                     time_limit_reached=budget.skipped > 0)
+
+
+def _latency(p: S.Plan, axis: str) -> float:
+    return p.totals.tpot_ms if axis == "tpot" else p.totals.ttft_ms
+
+
+def _extremes(budget: _Budget, axis: str) -> list[S.Plan]:
+    """The max-throughput and max-per-GPU plans, and on the TPOT axis the fastest plan."""
+    wanted = [{"objective": "throughput"}, {"objective": "throughput-per-gpu"}]
+    if axis == "tpot":
+        wanted.append({"objective": "latency"})
+    return [p for p in (budget.attempt(**w) for w in wanted) if p is not None]
+
+
+def _lowest_latency(budget: _Budget, axis: str, found: list[S.Plan]) -> float | None:
+    """The fastest the axis gets: the latency objective's plan (TPOT), the fastest prompt (TTFT)."""
+    if axis == "tpot":
+        fastest = [p for p in found if p.inputs.objective == "latency"]
+        return fastest[0].totals.tpot_ms if fastest else None
+    args = {k: v for k, v in budget.search_args.items() if k != "objective"} | {"objective": "throughput"}
+    _, _, _, _, _, pricing = api.prepare(**_prepare_args(args))
+    return pricing.best_ttft_s * 1e3
+
+
+def _steps(lo_ms: float, hi_ms: float, points: int, user_slo: float | None) -> list[float]:
+    """``points`` SLO steps from ``lo_ms`` to ``hi_ms`` in geometric progression (rounded up to
+    0.01 ms), none looser than the user's own limit."""
+    ratio = (hi_ms / lo_ms) ** (1 / (points - 1))
+    steps = [math.ceil(lo_ms * ratio ** i * 100) / 100 for i in range(points)]
+    return [min(t, user_slo) for t in steps] if user_slo is not None else steps
+
+
+def _assemble(found: list[S.Plan], chosen: S.Plan, axis: str, **counts) -> Frontier:
+    """Drop repeats, ties and dominated plans; keep the user's plan (marked if dominated); sort."""
     unique: dict[str, S.Plan] = {}
     for p in found:
         unique.setdefault(_key(p), p)
@@ -207,10 +307,7 @@ def frontier(*, axis: str = "tpot", points: int = 8, **search_args) -> Frontier:
     dominated = not any(_key(p) == chosen_key for p in keep)
     if dominated:
         keep.append(unique[chosen_key])
-
-    def lat(p: S.Plan) -> float:
-        return p.totals.tpot_ms if axis == "tpot" else p.totals.ttft_ms
-
-    keep.sort(key=lambda p: (lat(p), -p.totals.output_tokens_per_s_per_gpu, -p.totals.output_tokens_per_s, _key(p)))
+    keep.sort(key=lambda p: (_latency(p, axis), -p.totals.output_tokens_per_s_per_gpu,
+                             -p.totals.output_tokens_per_s, _key(p)))
     index = next(i for i, p in enumerate(keep) if _key(p) == chosen_key)
-    return Frontier(axis=axis, plans=keep, chosen=index, chosen_dominated=dominated)
+    return Frontier(axis=axis, plans=keep, chosen=index, chosen_dominated=dominated, **counts)

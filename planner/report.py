@@ -16,6 +16,18 @@ def _bw(bytes_per_s: float) -> str:
     return "-" if not bytes_per_s else f"{bytes_per_s / 1e9:.1f} GB/s"
 
 
+def _count(n: int, word: str) -> str:
+    """``1 GPU``, ``16 GPUs``: a count with its noun in the right number."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _link_text(name: str, link, degree: int) -> str:
+    """``TP link nvlink 450.0 GB/s``; a degree of 1 sends nothing, so it says so instead of a link."""
+    if link.kind == "local":
+        return f"no {name} traffic ({name.lower()}={degree})"
+    return f"{name} link {link.kind} {_bw(link.bandwidth_bytes_per_s)}"
+
+
 def _ranks_line(ranks) -> str:
     """Compress a replica's ranks to 'node[gpus] | node[gpus]' per stage."""
     by_stage: dict[int, dict[str, list[int]]] = {}
@@ -75,8 +87,8 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     lines.append("")
     for g in plan.replica_groups:
         lk = g.links
-        line = (f"{g.id}: layers per stage {g.strategy.layer_split}; TP link {lk['tp'].kind} "
-                f"{_bw(lk['tp'].bandwidth_bytes_per_s)}, PP link {lk['pp'].kind} {_bw(lk['pp'].bandwidth_bytes_per_s)}")
+        line = (f"{g.id}: layers per stage {g.strategy.layer_split}; {_link_text('TP', lk['tp'], g.strategy.tp)}, "
+                f"{_link_text('PP', lk['pp'], g.strategy.pp)}")
         if "ep" in lk:
             line += f", EP all-to-all {lk['ep'].kind} {_bw(lk['ep'].bandwidth_bytes_per_s)}"
             if "ep_local" in lk:
@@ -91,10 +103,13 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     if t.capacity_output_tokens_per_s:
         headroom = (f" at {t.output_tokens_per_s / t.capacity_output_tokens_per_s:.0%} of capacity "
                     f"({t.capacity_output_tokens_per_s:,.0f}; the rest is headroom for queueing)")
-    lines += ["", f"total: {t.gpus_used} GPUs, {t.output_tokens_per_s:,.0f} output tok/s "
+    lines += ["", f"total: {_count(t.gpus_used, 'GPU')}, {t.output_tokens_per_s:,.0f} output tok/s "
                   f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s{headroom}; "
                   f"worst TTFT {t.ttft_ms:.1f} ms, TPOT {t.tpot_ms:.2f} ms"
                   + (f"; ${t.cost_per_hour:,.2f} per hour" if t.cost_per_hour is not None else "")]
+    hint = _no_slo_hint(i.slo, i.objective)
+    if hint:
+        lines.append(hint)
     if plan.disaggregation is not None:
         d = plan.disaggregation
         lines.append(f"prefill/decode pools: {d.decision}: {d.reason}")
@@ -103,6 +118,18 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     lines.append(f"solver: CP-SAT {sv.status} ({sv.objective} = {sv.objective_value:,.2f}, bound "
                  f"{sv.best_bound:,.2f}, gap {sv.gap:.2%}), {sv.candidates_priced} candidates priced{timing}")
     return "\n".join(lines) + "\n"
+
+
+def _no_slo_hint(slo, objective: str) -> str | None:
+    """Once per report, when TPOT has no limit: its figure (often 100-300 ms at the largest batch)
+    is whatever the objective left it, and the flag that caps it. TTFT is named too when it has
+    no limit either; a TTFT-only gap gets no line, since TTFT stays near one prompt's time."""
+    if slo.tpot_ms or slo.tpot_p99_ms:
+        return None
+    if slo.ttft_ms or slo.ttft_p99_ms:
+        return f"no TPOT limit was given: the TPOT above is what objective {objective} leaves it; --tpot-ms sets one"
+    return (f"no TPOT or TTFT limit was given: the TPOT and TTFT above are what objective {objective} leaves "
+            f"them; --tpot-ms and --ttft-ms set limits")
 
 
 def evaluation_text(d: dict) -> str:
@@ -137,7 +164,7 @@ def top_k_text(plans: list[Plan], why: list[str | None]) -> str:
     table = tabulate(rows, headers=["#", "tok/s", "tok/s/GPU", "GPUs", "$/h", "TPOT ms", "TTFT ms", "replicas",
                                     "why below #1"], tablefmt="simple", disable_numparse=True)
     note = "" if len(plans) > 1 else "\n(only one distinct mix of replica shapes meets the request)\n"
-    return plan_text(plans[0]) + f"\ntop {len(plans)} plans by {plans[0].solver.objective}:\n" + table + "\n" + note
+    return plan_text(plans[0]) + f"\ntop {_count(len(plans), 'plan')} by {plans[0].solver.objective}:\n" + table + "\n" + note
 
 
 def frontier_text(front) -> str:
@@ -158,7 +185,13 @@ def frontier_text(front) -> str:
                                      f"{axis} SLO step", "replicas"], tablefmt="simple", disable_numparse=True),
              f"* the plan for objective {head.objective}"
              + (" (dominated by another plan here, kept for reference)" if front.chosen_dominated else "")
-             + f"; {len(front.plans)} non-dominated plans (--json prints each in full)"]
+             + f"; {_count(len(front.plans), 'non-dominated plan')} (--json prints each in full)"]
+    if front.time_limit_reached:
+        limit = front.plans[front.chosen].solver.time_limit_s
+        lines.append(f"time limit: the frontier's searches share --time-limit-s ({limit:g} s here) and it ran out: "
+                     f"{front.steps_tried} of {_count(front.steps_planned, 'SLO step')} searched (from both ends "
+                     f"inwards, so the steps left out lie between the rows shown); a larger --time-limit-s or "
+                     f"fewer --pareto-points reach them")
     return "\n".join(lines) + "\n"
 
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from costmodels import calibration as cal
 from costmodels.units import DTYPES
@@ -59,7 +59,8 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "topology": None, "model": None, "isl": 1024, "osl": 256, "qps": None, "ttft_ms": None, "tpot_ms": None,
     "objective": "throughput", "weight_dtype": "auto", "kv_dtype": "auto", "max_gpus": None,
     "allow_cross_domain_tp": False, "time_limit_s": 10.0, "seed": 0, "runtime": "vllm",
-    "ttft_p99_ms": None, "tpot_p99_ms": None,
+    "ttft_p99_ms": None, "tpot_p99_ms": None, "disaggregation": "auto", "ep": None, "attention_dp": None,
+    "expert_imbalance": None, "price_per_gpu_hour": None,
 }
 SEARCH_KEYS = tuple(SEARCH_DEFAULTS)
 
@@ -70,13 +71,16 @@ RESULT_COLUMNS: dict[str, str] = {
     "status": "str", "message": "str", "gpus_used": "int", "output_tokens_per_s": "float",
     "output_tokens_per_s_per_gpu": "float", "requests_per_s": "float",
     "plan_ttft_ms": "float",  # worst over the plan's replica groups (queueing included with qps)
-    "plan_tpot_ms": "float", "replica_groups": "str", "solver_status": "str", "solver_gap": "float",
+    "plan_tpot_ms": "float", "replica_groups": "str", "cost_per_hour": "float", "solver_status": "str",
+    "solver_gap": "float",
 }
 REQUEST_TYPES: dict[str, str] = {
     "topology": "str", "model": "str", "isl": "int", "osl": "int", "qps": "float", "ttft_ms": "float",
     "tpot_ms": "float", "objective": "str", "weight_dtype": "str", "kv_dtype": "str", "max_gpus": "int",
     "allow_cross_domain_tp": "bool", "time_limit_s": "float", "seed": "int", "runtime": "str",
-    "ttft_p99_ms": "float", "tpot_p99_ms": "float",
+    "ttft_p99_ms": "float", "tpot_p99_ms": "float", "disaggregation": "str", "ep": "int", "attention_dp": "int",
+    "expert_imbalance": "float",
+    "price_per_gpu_hour": "str",  # as the --price flags say it: "A100-SXM-80GB=1.8 H100-SXM-80GB=2.5"
 }
 COLUMN_TYPES: dict[str, str] = {"index": "int", **REQUEST_TYPES, **RESULT_COLUMNS}
 COLUMNS = tuple(COLUMN_TYPES)
@@ -86,6 +90,15 @@ COLUMNS = tuple(COLUMN_TYPES)
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 _Name = Annotated[str, Field(min_length=1, max_length=4096)]
+def _yaml_off(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted ``off`` as false: take false as ``off`` (true has no meaning here)."""
+    if value is False:
+        return "off"
+    if value is True:
+        raise ValueError("true is not a value here: give auto, off or only")
+    return value
+
+
 _FIELD_TYPES: dict[str, Any] = {
     "topology": _Name,
     "model": _Name,
@@ -104,6 +117,13 @@ _FIELD_TYPES: dict[str, Any] = {
     "runtime": Literal[tuple(cal.RUNTIMES)],
     "ttft_p99_ms": Optional[Annotated[float, Field(gt=0)]],
     "tpot_p99_ms": Optional[Annotated[float, Field(gt=0)]],
+    "disaggregation": Annotated[Literal["auto", "off", "only"], BeforeValidator(_yaml_off)],
+    "ep": Optional[Annotated[int, Field(gt=0)]],
+    "attention_dp": Optional[Annotated[int, Field(gt=0)]],
+    "expert_imbalance": Optional[Annotated[float, Field(ge=1)]],
+    # GPU type -> US dollars per GPU-hour, over the topology's own prices (search()'s argument)
+    "price_per_gpu_hour": Optional[dict[Annotated[str, Field(min_length=1, max_length=200)],
+                                        Annotated[float, Field(ge=0)]]],
 }
 assert tuple(_FIELD_TYPES) == SEARCH_KEYS
 
@@ -132,6 +152,8 @@ def _validation_error(e: ValidationError, src: str) -> InputError:
         msg = f"unknown key; the keys a sweep may set are {', '.join(SEARCH_KEYS)}" \
             if loc and re.match(r"^(base|grid|cases\.\d+)\.", loc) else \
             "unknown key; a sweep file has name, base, grid and cases"
+    elif err["type"] == "value_error":  # our own validators' words, without pydantic's prefix
+        msg = str(err["ctx"]["error"])
     elif err["type"] == "missing":
         msg = "missing"
     elif err["type"] == "too_short":
@@ -276,12 +298,14 @@ def _first_line(text: str) -> str:
 
 
 def replica_groups_summary(plan) -> str:
-    """``H100-SXM-80GB tp=2 pp=2 batch=105 x4``, one per replica group, joined by ``; ``."""
+    """``H100-SXM-80GB tp=2 pp=2 batch=105 x4``, one per replica group, joined by ``; ``; a pool's
+    groups name their role (``H100-SXM-80GB decode tp=4 pp=1 batch=355 x2``)."""
     parts = []
     for g in plan.replica_groups:
         s = g.strategy
-        ep = f" ep={s.ep}" if s.ep > 1 else ""
-        parts.append(f"{g.gpu_label} tp={s.tp} pp={s.pp}{ep} batch={s.batch_size} x{s.dp}")
+        role = "" if g.role == "unified" else f" {g.role}"
+        ep = (f" ep={s.ep}" if s.ep > 1 else "") + (f" attention_dp={s.attention_dp}" if s.attention_dp > 1 else "")
+        parts.append(f"{g.gpu_label}{role} tp={s.tp} pp={s.pp}{ep} batch={s.batch_size} x{s.dp}")
     return "; ".join(parts)
 
 
@@ -297,6 +321,7 @@ def plan_result(plan) -> dict[str, Any]:
     return {"status": "ok", "message": None, "gpus_used": t.gpus_used, "output_tokens_per_s": t.output_tokens_per_s,
             "output_tokens_per_s_per_gpu": t.output_tokens_per_s_per_gpu, "requests_per_s": t.requests_per_s,
             "plan_ttft_ms": t.ttft_ms, "plan_tpot_ms": t.tpot_ms, "replica_groups": replica_groups_summary(plan),
+            "cost_per_hour": t.cost_per_hour,
             "solver_status": plan.solver.status, "solver_gap": plan.solver.gap}
 
 
@@ -343,6 +368,14 @@ def _worker_point(index: int, args: dict[str, Any]) -> tuple[int, dict[str, Any]
 
 def _ray_point(args: dict[str, Any], topology: _TopologyPayload, model) -> dict[str, Any]:
     return run_point(args, topology, model)
+
+
+def request_cells(point: dict[str, Any]) -> dict[str, Any]:
+    """A row's request as table cells: prices as the ``--price`` flags write them, sorted by GPU."""
+    prices = point.get("price_per_gpu_hour")
+    if prices is None:
+        return dict(point)
+    return {**point, "price_per_gpu_hour": " ".join(f"{k}={v!r}" for k, v in sorted(prices.items()))}
 
 
 # -- running a sweep -----------------------------------------------------------------------------
@@ -435,7 +468,7 @@ def run_sweep(sweep: Sweep, *, jobs: int | None = None, ray_address: str | None 
         else:
             backend = f"{workers} local processes"
             _run_local(workers, sweep, pending, ok_topologies, ok_models, finish)
-    rows = [{"index": i, **sweep.points[i], **results[i]} for i in range(n)]  # type: ignore[dict-item]
+    rows = [{"index": i, **request_cells(sweep.points[i]), **results[i]} for i in range(n)]  # type: ignore[dict-item]
     return SweepResult(sweep=sweep, rows=rows, wall_time_s=time.perf_counter() - t0, backend=backend)
 
 

@@ -59,6 +59,43 @@ def test_help(path, flag):
     assert err == ""
 
 
+@pytest.mark.parametrize("path", [(), ("topology",), ("catalog",), ("topology", "import")],
+                         ids=lambda p: " ".join(p) or "plan-search")
+def test_bare_group_prints_help_and_exits_0(path):
+    """A group given no command prints its help on stdout and exits 0 (as git and kubectl do), not an
+    "error:" with the help folded into it."""
+    code, out, err = run(list(path))
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert first.startswith("Usage: ") and first.endswith(" ".join((*path, "[OPTIONS] COMMAND [ARGS]..."))), out
+    assert "Commands:" in out
+    assert err == ""
+
+
+@pytest.mark.parametrize("command", ["search", "evaluate", "explain"])
+def test_help_lists_topology_first_and_tp_before_batch(command):
+    """Options are listed in the order they are declared: the topology and model first, then (evaluate
+    and explain) the strategy from --tp onwards; isl/osl show the defaults search uses."""
+    code, out, _ = run([command, "--help"])
+    assert code == 0
+    flags = [line.split()[0].rstrip(",") for line in out.splitlines() if line.startswith("  -")]
+    assert flags[:2] == ["-t", "-m"], flags
+    assert "[default: 1024]" in " ".join(out[out.index("--isl"):].split()[:12]), out
+    assert "[default: 256]" in " ".join(out[out.index("--osl"):].split()[:12]), out
+    if command != "search":
+        assert flags.index("--tp") < flags.index("--pp") < flags.index("--batch") < flags.index("--isl")
+
+
+def test_evaluate_isl_osl_default_as_search():
+    """evaluate without --isl/--osl prices 1,024-token prompts and 256-token answers, search's defaults."""
+    code, out, err = run(["evaluate", *SMALL, "--tp", "1", "--json"])
+    assert code == 0, err
+    same = run(["evaluate", *SMALL, "--tp", "1", "--json", "--isl", "1024", "--osl", "256"])
+    assert json.loads(out) == json.loads(same[1])
+    other = run(["evaluate", *SMALL, "--tp", "1", "--json", "--isl", "512", "--osl", "256"])
+    assert json.loads(out) != json.loads(other[1])
+
+
 def test_version():
     code, out, _ = run(["--version"])
     assert code == 0
@@ -190,6 +227,31 @@ def test_explain_mentions_kv_cache():
     assert err == ""
 
 
+def test_no_tpot_limit_is_said_once_with_the_flags():
+    """A plan with no latency limit says so once, naming the flags; a TPOT limit silences it."""
+    code, out, err = run(["search", *SMALL, "-q"])
+    assert code == 0, err
+    hints = [line for line in out.splitlines() if "limit was given" in line]
+    assert hints == ["no TPOT or TTFT limit was given: the TPOT and TTFT above are what objective throughput "
+                     "leaves them; --tpot-ms and --ttft-ms set limits"], out
+    code, out, err = run(["search", *SMALL, "-q", "--ttft-ms", "2000"])
+    assert [line for line in out.splitlines() if "limit was given" in line] == [
+        "no TPOT limit was given: the TPOT above is what objective throughput leaves it; --tpot-ms sets one"]
+    code, out, err = run(["search", *SMALL, "-q", "--tpot-ms", "80"])
+    assert code == 0, err
+    assert "limit was given" not in out
+
+
+def test_report_links_in_words():
+    """A degree of 1 sends nothing: the report says so rather than 'local -'; spans are words, not ids."""
+    code, out, err = run(["search", "-t", "dgx-h100x2", "-m", "llama-3.1-70b", "--tpot-ms", "50", "--qps", "20",
+                          "--runtime", "sglang", "-q"])
+    assert code == 0, err
+    assert "local -" not in out and "(intra)" not in out and "(wide)" not in out, out
+    assert "no PP traffic (pp=1)" in out, out
+    assert "inside one scale-up domain" in out, out
+
+
 # -- infeasible requests: exit 3, one line --------------------------------------------------------
 
 def _one_line(err: str) -> str:
@@ -215,6 +277,31 @@ def test_model_too_big_for_cluster_exits_3():
     line = _one_line(err)
     assert "GiB" in line and "llama-3.1-405b" in line
     assert out == ""
+
+
+
+def test_weights_too_big_names_whole_domains_and_the_advice_works():
+    """DeepSeek-V3 in FP8 on one 8-GPU node: the weights alone need 9 such GPUs, and one GPU cannot be
+    added to a DGX, so the line asks for another 8-GPU node or domain; two such nodes do give a plan."""
+    args = ["search", "-m", "deepseek-v3", "--isl", "2048", "--osl", "512", "--tpot-ms", "50",
+            "--disaggregation", "off", "-q"]
+    code, out, err = run([*args, "-t", "dgx-h100x1"])
+    assert code == 3
+    line = _one_line(err)
+    assert "the cluster's 8 free GPUs" in line and "at least 9 such GPUs" in line, line
+    assert "at least one more 8-GPU node or NVLink domain" in line, line
+    assert "1 GPU" not in line, line
+    code, out, err = run([*args, "-t", "dgx-h100x2"])
+    assert code == 0, err
+    assert "total: 16 GPUs" in out
+
+
+def test_topology_validate_counts_agree_in_number():
+    code, out, err = run(["topology", "validate", "dgx-h100x1"])
+    assert code == 0, err
+    assert "1 node, 8 GPUs (8 available), 1 scale-up domain\n" in out, out
+    code, out, err = run(["topology", "validate", "dgx-h100x2"])
+    assert "2 nodes, 16 GPUs (16 available), 2 scale-up domains\n" in out, out
 
 
 # -- topology / catalog --------------------------------------------------------------------------

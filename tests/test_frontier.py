@@ -23,6 +23,7 @@ def tpot_front():
 
 def test_frontier_has_no_dominated_plan_and_both_extremes(tpot_front):
     f = tpot_front
+    assert not f.time_limit_reached and f.steps_tried == f.steps_planned == 8  # the default limit reaches all
     assert len(f.plans) >= 3
     for a in f.plans:
         for b in f.plans:
@@ -113,6 +114,95 @@ def test_plot_is_written_and_repeatable(tmp_path, suffix):
     assert a.stat().st_size > 1000
     assert a.read_bytes() == b.read_bytes()
     assert sorted(x.name for x in tmp_path.iterdir()) == sorted([a.name, b.name])  # no temp files left
+
+
+def test_spread_order_tries_the_ends_first_then_halves_the_gaps():
+    from planner.frontier import spread_order
+
+    assert spread_order(8) == [0, 7, 3, 1, 5, 2, 4, 6]
+    for n in range(1, 51):
+        order = spread_order(n)
+        assert sorted(order) == list(range(n))
+        assert order[:2] == ([0, n - 1] if n > 1 else [0])
+
+
+def test_time_limit_bounds_the_whole_frontier_on_a_big_cluster():
+    """--pareto-points 50 on 1,024 GPUs once took 80 s at --time-limit-s 2: each of its ~100 searches
+    had the whole limit. Now all share one deadline: the frontier ends within the limit plus about one
+    search (pricing the shapes is not cut by the solver's limit), says it ran out and how many SLO
+    steps it searched, and is still a valid frontier."""
+    import time
+
+    from planner.report import frontier_text
+
+    kw = dict(topology="dgx-h100x128", model="llama-3.1-70b", isl=1024, osl=256)
+    t0 = time.perf_counter()
+    api.search(time_limit_s=3, **kw)
+    one_search_s = time.perf_counter() - t0
+    limit_s = 5.0
+    t0 = time.perf_counter()
+    f = frontier(axis="tpot", points=50, time_limit_s=limit_s, **kw)
+    took_s = time.perf_counter() - t0
+    assert took_s <= limit_s + one_search_s + 0.5, (took_s, one_search_s)
+    assert f.time_limit_reached and f.steps_planned == 50 and f.steps_tried < 50
+    for a in f.plans:
+        assert all(a is b or not dominates(a, b, "tpot") for b in f.plans)
+    doc = json.loads(f.to_json())
+    assert (doc["time_limit_reached"], doc["slo_steps_planned"], doc["slo_steps_tried"]) == (True, 50, f.steps_tried)
+    line = frontier_text(f).splitlines()[-1]
+    assert line.startswith("time limit: the frontier's searches share --time-limit-s (5 s here) and it ran out: "
+                           f"{f.steps_tried} of 50 SLO steps searched"), line
+
+
+def _disjoint(a, b) -> bool:
+    return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+
+
+def test_place_labels_never_overlaps():
+    """A crowd of points: every label placed is clear of every other label, every point's square, the
+    obstacle and the bounds; a point with room gets the nearest place (right of it, centred)."""
+    from planner.plot import MARKER_HALF_PX, place_labels
+
+    anchors = [(400.0 + 3 * i, 300.0 + (i % 4) * 5) for i in range(16)] + [(100.0, 100.0)]
+    sizes = [(16.0, 10.0)] * len(anchors)
+    bounds, legend = (50.0, 50.0, 500.0, 400.0), (380.0, 320.0, 500.0, 400.0)
+    offsets = place_labels(anchors, sizes, bounds, [legend])
+    boxes = [None if o is None else (x + o[0], y + o[1], x + o[0] + w, y + o[1] + h)
+             for (x, y), (w, h), o in zip(anchors, sizes, offsets)]
+    placed = [b for b in boxes if b is not None]
+    assert len(placed) >= 8  # the crowd still gets most of its labels
+    squares = [(x - MARKER_HALF_PX, y - MARKER_HALF_PX, x + MARKER_HALF_PX, y + MARKER_HALF_PX) for x, y in anchors]
+    for i, a in enumerate(placed):
+        assert bounds[0] <= a[0] and a[2] <= bounds[2] and bounds[1] <= a[1] and a[3] <= bounds[3]
+        assert _disjoint(a, legend)
+        assert all(_disjoint(a, q) for q in squares), a
+        assert all(_disjoint(a, b) for b in placed[i + 1:]), (a, placed)
+    assert offsets[-1] == (MARKER_HALF_PX + 4.0, -5.0)  # the lone point: right of it, centred
+
+
+def test_plot_labels_do_not_overlap_at_a_crowded_end(tmp_path):
+    """The frontier's high-latency end crowds its points; the labels as drawn (matplotlib's own
+    extents) are pairwise disjoint and clear of every point, and every row is in the key."""
+    pytest.importorskip("matplotlib")
+    from planner.frontier import Frontier
+    from planner.plot import plot_frontier
+
+    base = frontier(axis="tpot", topology="dgx-h100x1", model="llama-3.1-8b", points=3, disaggregation="off")
+    last = base.plans[-1]
+    crowd = [last.model_copy(update={"totals": last.totals.model_copy(update={
+        "tpot_ms": last.totals.tpot_ms + 0.3 * i,
+        "output_tokens_per_s_per_gpu": last.totals.output_tokens_per_s_per_gpu + 2.0 * (i % 3)})})
+        for i in range(10)]
+    front = Frontier(axis="tpot", plans=base.plans + crowd, chosen=len(base.plans) + 9, chosen_dominated=False)
+    path = tmp_path / "crowd.svg"
+    boxes = plot_frontier(front, str(path))
+    assert len(boxes) == len(front.plans)
+    placed = [b for b in boxes if b is not None]
+    assert len(placed) >= len(base.plans) + 3
+    for i, a in enumerate(placed):
+        assert all(_disjoint(a, b) for b in placed[i + 1:]), (a, placed)
+    text = path.read_text()
+    assert all(f"#{i}  " in text for i in range(len(front.plans)))  # the key lists every row
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -245,6 +245,21 @@ BAD_FILES = {
                 % (", ".join(str(i) for i in range(1, 401)), ", ".join(str(i) for i in range(1, 301))),
                 "grid", "120,000 rows is more than the limit of 100,000"),
     "invalid-yaml": ("grid: {topology: [dgx-h100x1", None, "invalid YAML"),
+    "bad-disaggregation": ("base: {disaggregation: sometimes}\n" + GRID, "base.disaggregation",
+                           "'auto', 'off' or 'only', got 'sometimes'"),
+    "disaggregation-true": ("base: {disaggregation: on}\n" + GRID, "base.disaggregation",
+                            "true is not a value here: give auto, off or only"),
+    "ep-zero": ("base: {ep: 0}\n" + GRID, "base.ep", "greater than 0"),
+    "attention-dp-float": ("grid: {topology: [dgx-h100x1], model: [llama-3.1-8b], attention_dp: [2, 1.5]}",
+                           "grid.attention_dp.1", "valid integer, got 1.5"),
+    "imbalance-below-1": ("base: {expert_imbalance: 0.5}\n" + GRID, "base.expert_imbalance",
+                          "greater than or equal to 1, got 0.5"),
+    "price-not-mapping": ("base: {price_per_gpu_hour: 2.5}\n" + GRID, "base.price_per_gpu_hour",
+                          "must be a mapping"),
+    "price-negative": ("cases: [{topology: dgx-h100x1, model: llama-3.1-8b, price_per_gpu_hour: {H100: -1}}]",
+                       "cases.0.price_per_gpu_hour.H100", "greater than or equal to 0, got -1"),
+    "price-not-number": ("base: {price_per_gpu_hour: {H100: cheap}}\n" + GRID, "base.price_per_gpu_hour.H100",
+                         "valid number, got 'cheap'"),
 }
 
 
@@ -326,3 +341,36 @@ def test_a_sweep_sets_the_p99_slos(tmp_path):
     rows = sw.run_sweep(sw.load_sweep(f), jobs=1).rows
     assert [r["tpot_p99_ms"] for r in rows] == [None, 0.5]
     assert [r["status"] for r in rows] == ["ok", "infeasible"]
+
+
+def test_a_sweep_sets_pools_moe_degrees_and_prices(tmp_path):
+    """disaggregation, ep, attention_dp, expert_imbalance and price_per_gpu_hour are sweep keys like the
+    others (an unquoted YAML ``off`` is taken as off): each row equals search() with the same
+    arguments, pool groups name their role in replica_groups, and prices are written as --price says
+    them, with the plan's cost beside them."""
+    f = tmp_path / "more.yaml"
+    f.write_text("base: {topology: dgx-h100x2, model: llama-3.1-70b, tpot_ms: 50, runtime: sglang, time_limit_s: 5}\n"
+                 "grid:\n  disaggregation: [only, off]\n"
+                 "cases:\n"
+                 "  - {qps: 5, objective: min-cost, disaggregation: off, price_per_gpu_hour: {H100-SXM-80GB: 2.5}}\n"
+                 "  - {topology: dgx-h100x1, model: mixtral-8x7b, ep: 2, attention_dp: 1, expert_imbalance: 1.2}\n",
+                 encoding="utf-8")
+    rows = sw.run_sweep(sw.load_sweep(f), jobs=1).rows
+    assert [r["status"] for r in rows] == ["ok"] * 4, [r["message"] for r in rows]
+    assert [r["disaggregation"] for r in rows] == ["only", "off", "off", "auto"]
+    pools = rows[0]["replica_groups"].split("; ")
+    assert any(" prefill tp=" in g for g in pools) and any(" decode tp=" in g for g in pools), pools
+    assert " prefill " not in rows[1]["replica_groups"] and " decode " not in rows[1]["replica_groups"]
+    assert rows[2]["price_per_gpu_hour"] == "H100-SXM-80GB=2.5"
+    cheapest = api.search(topology="dgx-h100x2", model="llama-3.1-70b", tpot_ms=50, runtime="sglang", qps=5,
+                          objective="min-cost", disaggregation="off", time_limit_s=5,
+                          price_per_gpu_hour={"H100-SXM-80GB": 2.5})
+    assert rows[2]["cost_per_hour"] == cheapest.totals.cost_per_hour == 2.5 * cheapest.totals.gpus_used
+    assert rows[0]["cost_per_hour"] is None  # no price given, none in the topology
+    moe = api.search(topology="dgx-h100x1", model="mixtral-8x7b", tpot_ms=50, runtime="sglang", time_limit_s=5,
+                     ep=2, attention_dp=1, expert_imbalance=1.2)
+    assert (rows[3]["ep"], rows[3]["attention_dp"], rows[3]["expert_imbalance"]) == (2, 1, 1.2)
+    assert rows[3]["output_tokens_per_s"] == moe.totals.output_tokens_per_s
+    assert rows[3]["replica_groups"] == sw.replica_groups_summary(moe) and " ep=2 " in rows[3]["replica_groups"]
+    text = sw.to_csv(rows)
+    assert ",H100-SXM-80GB=2.5," in text
