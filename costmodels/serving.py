@@ -442,16 +442,22 @@ class PrefillMetrics:
 
     fits: bool
     memory: MemoryBreakdown  # the most loaded GPU, with the KV of one full step of prompts
-    ttft_s: float  # one prompt through the pipeline in chunks, nothing else running
+    ttft_s: float  # half a step's wait, then the prompt's chunks in full (shared) steps
     requests_per_s: float  # prompts per second with every step full
     in_flight: int  # prompts whose KV the replica holds at once (one step's worth)
 
 
 def evaluate_prefill(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, links: Links = Links()) -> PrefillMetrics:
     """Predict a prefill-only replica: every step packs ``max_num_batched_tokens`` prompt tokens
-    (prompts chunked to that budget), so its capacity is that many tokens per pipeline step
-    and a prompt's own time is its chunks flowing through the stages. It holds the KV of the
-    prompts of about one step until they are sent to the decode pool."""
+    (prompts chunked to that budget), so its capacity is that many tokens per pipeline step.
+    It holds the KV of the prompts of about one step until they are sent to the decode pool.
+
+    TTFT prices the same step: under load the scheduler fills each step to the budget with
+    several prompts (a prompt shorter than the budget shares its step with others; a longer
+    one is cut into budget-sized chunks), so a prompt waits for the step running when it
+    arrives (half a stage-step on average) and then runs its chunks in full steps flowing
+    through the pipeline. Queueing beyond that is added by the caller (M/D/1, at the pool's
+    utilisation). A larger budget thus raises capacity and, for short prompts, TTFT."""
     gpus = stage_gpus(gpu, s.pp)
     sts = stages(model, s)
     budget = s.max_num_batched_tokens
@@ -467,12 +473,12 @@ def evaluate_prefill(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, link
         return times, send
 
     dp = s.attention_dp
-    chunk = min(isl, budget)
     n_chunks = steps_for_tokens(isl, budget)
-    times, send = step_s(chunk * dp)
-    ttft = sum(times) + s.pp * send + (n_chunks - 1) * (max(times) + send) + cal.PREFILL_REQUEST_OVERHEAD_S
     full, full_send = step_s(budget * dp)
-    tokens_per_s = budget * dp / (max(full) + full_send)  # a full step leaves every stage each stage-step
+    stage_step = max(full) + full_send  # a full step leaves every stage each stage-step
+    ttft = (0.5 * stage_step + sum(full) + s.pp * full_send + (n_chunks - 1) * stage_step
+            + cal.PREFILL_REQUEST_OVERHEAD_S)
+    tokens_per_s = budget * dp / stage_step
     return PrefillMetrics(fits=fits, memory=worst, ttft_s=ttft, requests_per_s=tokens_per_s / max(isl, 1),
                           in_flight=in_flight)
 
@@ -736,8 +742,9 @@ def tail_latency(model: ModelSpec, gpu: GPUs, s: Strategy, m: ReplicaMetrics, *,
     are more than 1 % of the steps. A decode-only replica's steps carry no chunks.
 
     TTFT p99: a prompt arriving just after a step began waits that whole step, where the mean
-    counts half of one (at batch 1 nothing runs, so nothing is waited for); a prefill
-    replica's mean counts no wait, so its p99 adds one full step of ``max_num_batched_tokens``.
+    counts half of one (at batch 1 nothing runs, so nothing is waited for). A prefill
+    replica's mean counts half a step of ``max_num_batched_tokens`` (:func:`evaluate_prefill`),
+    so its p99 adds the other half.
     Under a request rate the same M/D/1 queueing factor as the mean's applies
     (:func:`ttft_under_load_s`); the tail of the queueing wait itself is not modelled, so
     the p99 is optimistic under heavy load.
@@ -745,7 +752,7 @@ def tail_latency(model: ModelSpec, gpu: GPUs, s: Strategy, m: ReplicaMetrics, *,
     if role == "prefill":
         tokens_per_step = s.max_num_batched_tokens * s.attention_dp
         full_step = tokens_per_step / (m.requests_per_s * max(isl, 1)) if m.requests_per_s > 0 else math.inf
-        return TailLatency(tpot_p99_s=0.0, ttft_extra_s=full_step)
+        return TailLatency(tpot_p99_s=0.0, ttft_extra_s=0.5 * full_step)
     if role == "decode":
         return TailLatency(tpot_p99_s=m.tpot_s, ttft_extra_s=0.0)
     s = effective_strategy(model, gpu, s, isl=isl, osl=osl)  # the token budget evaluate_replica priced

@@ -518,7 +518,9 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                                         gpu_index=a["index"]))
             replicas.append(S.Replica(index=ri, ranks=ranks))
         split = [s.layer_count for s in stages(spec, c.strategy)]
-        budget = effective_strategy(spec, gpus_c, c.strategy, isl=req.isl, osl=req.osl).max_num_batched_tokens
+        # the budget priced: a prefill pool's searched step (evaluate_prefill), else as the runtime runs it
+        budget = (c.strategy.max_num_batched_tokens if c.role == "prefill" else
+                  effective_strategy(spec, gpus_c, c.strategy, isl=req.isl, osl=req.osl).max_num_batched_tokens)
         group_links = {"tp": _link_out(links.tp), "pp": _link_out(links.pp)}
         if c.strategy.attention_dp > 1:
             group_links["ep"] = _link_out(links.ep)

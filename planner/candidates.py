@@ -434,32 +434,62 @@ def _price_roles(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, span: s
                  per_stage: int, cls_ok: tuple, links: Links, kv_link: Link, req: Request, pr: Pricing) -> int:
     """Add this shape's prefill-only and decode-only candidates (disaggregated serving)."""
     out = pr.candidates
-    common = dict(gpu=gpu_name, strategy=s, span=span, links=links, unit_gpus=unit, units_per_replica=units,
+    common = dict(gpu=gpu_name, span=span, links=links, unit_gpus=unit, units_per_replica=units,
                   units_per_stage=per_stage, classes=cls_ok)
-    n = 1
-    pm = evaluate_prefill(model, gpu, s, isl=req.isl, links=links)
-    if pm.fits:
-        xfer = kv_transfer_s(model, s, isl=req.isl, link=kv_link)
-        ttft = pm.ttft_s + xfer
-        m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=True, memory=pm.memory, ttft_s=ttft,
-                           tpot_s=0.0, output_tokens_per_s=0.0, requests_per_s=pm.requests_per_s)
-        tail = tail_latency(model, gpu, s, m, isl=req.isl, osl=req.osl, links=links, role="prefill")
-        if ttft < pr.best_ttft_s:  # a pools plan's fastest prompt (--disaggregation only, the TTFT frontier)
-            pr.best_ttft_s, pr.best_ttft_label = ttft, f"{gpu_name} prefill tp={s.tp} pp={s.pp}"
-        if req.ttft_p99_s is not None and tail.ttft_p99_s(ttft) < pr.best_ttft_p99_s:
-            pr.best_ttft_p99_s = tail.ttft_p99_s(ttft)
-            pr.best_ttft_p99_label = f"{gpu_name} prefill tp={s.tp} pp={s.pp}"
-        if _meets_slos(m, tail, req, role="prefill"):
-            out.append(Candidate(index=len(out), batch=pm.in_flight, metrics=m, role="prefill", kv_transfer_s=xfer,
-                                 usable_requests_per_s=pm.requests_per_s * _utilization_cap(m, tail, req),
-                                 **common))
+    n = len(PREFILL_TOKEN_BUDGETS)
+    best = best_prefill(model, gpu, gpu_name, s, req, links, kv_link, pr)
+    if best is not None:
+        sp, m, xfer, usable = best
+        out.append(Candidate(index=len(out), batch=m.batch, metrics=m, role="prefill", kv_transfer_s=xfer,
+                             usable_requests_per_s=usable, strategy=sp, **common))
     dm, k = _best_batch(model, gpu, s, replace(req, ttft_s=None, ttft_p99_s=None), links, pr, role="decode")
     n += k
     if dm is not None:
-        out.append(Candidate(index=len(out), batch=dm.batch, metrics=dm, role="decode",
+        out.append(Candidate(index=len(out), batch=dm.batch, metrics=dm, role="decode", strategy=s,
                              usable_requests_per_s=dm.requests_per_s * max_utilization(ttft_s=0.0, ttft_slo_s=None),
                              **common))
     return n
+
+
+#: The step token budgets (``max_num_batched_tokens``; SGLang's ``--chunked-prefill-size``) a
+#: prefill pool is priced at (issue 13, item 4). The defaults vLLM and SGLang pick by GPU memory
+#: lie in this range (vLLM EngineArgs: 2,048 or 8,192 for the API server; SGLang ServerArgs:
+#: 2,048 to 8,192 below 160 GB, 16,384 above). A larger step runs the GEMMs closer to peak
+#: (more prompts/s) but a prompt shorter than the step shares it with others (a longer TTFT).
+PREFILL_TOKEN_BUDGETS = (2048, 4096, 8192)
+
+
+def best_prefill(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, req: Request, links: Links,
+                 kv_link: Link, pr: Pricing | None = None):
+    """The prefill replica of this shape at the token budget of :data:`PREFILL_TOKEN_BUDGETS` that
+    serves the most requests/s within the TTFT SLOs (queueing headroom included; ties: the lower
+    TTFT, then the smaller budget), as ``(strategy, metrics, kv transfer s, usable requests/s)``,
+    or None when no budget fits and meets the SLOs. Each budget priced updates ``pr``'s fastest
+    prompt (the infeasibility message and the TTFT frontier)."""
+    xfer = kv_transfer_s(model, s, isl=req.isl, link=kv_link)
+    best, best_key = None, None
+    for budget in PREFILL_TOKEN_BUDGETS:
+        sb = replace(s, max_num_batched_tokens=budget)
+        pm = evaluate_prefill(model, gpu, sb, isl=req.isl, links=links)
+        if not pm.fits:
+            continue
+        ttft = pm.ttft_s + xfer
+        m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=True, memory=pm.memory, ttft_s=ttft,
+                           tpot_s=0.0, output_tokens_per_s=0.0, requests_per_s=pm.requests_per_s)
+        tail = tail_latency(model, gpu, sb, m, isl=req.isl, osl=req.osl, links=links, role="prefill")
+        if pr is not None:
+            label = f"{gpu_name} prefill tp={s.tp} pp={s.pp} step {budget}"
+            if ttft < pr.best_ttft_s:  # a pools plan's fastest prompt (--disaggregation only, the TTFT frontier)
+                pr.best_ttft_s, pr.best_ttft_label = ttft, label
+            if req.ttft_p99_s is not None and tail.ttft_p99_s(ttft) < pr.best_ttft_p99_s:
+                pr.best_ttft_p99_s, pr.best_ttft_p99_label = tail.ttft_p99_s(ttft), label
+        if not _meets_slos(m, tail, req, role="prefill"):
+            continue
+        usable = pm.requests_per_s * _utilization_cap(m, tail, req)
+        key = (-usable, ttft, budget)
+        if best_key is None or key < best_key:
+            best, best_key = (sb, m, xfer, usable), key
+    return best
 
 
 #: Pipelines across GPU types: at most this many stages (two types, each at least one stage).
