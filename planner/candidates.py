@@ -820,6 +820,17 @@ def _utilization_cap(m: ReplicaMetrics, tail: TailLatency | None, req: Request) 
     return cap
 
 
+def planned_utilization(m: ReplicaMetrics, tail: TailLatency, role: str, *, ttft_s: float | None,
+                        ttft_p99_s: float | None) -> float:
+    """The utilisation a group is planned at, the share of its capacity a plan sends it: the highest
+    at which its queued TTFTs stay within ``ttft_s``/``ttft_p99_s`` (:func:`_utilization_cap`); a
+    decode replica's TTFT is not its own, so the plain cap. Plans split each kind's traffic in
+    proportion to capacity x this, so no group of a kind runs past its own limit."""
+    if role == "decode":
+        return max_utilization(ttft_s=0.0, ttft_slo_s=None)
+    return _utilization_cap(m, tail, replace(Request(isl=1, osl=1), ttft_s=ttft_s, ttft_p99_s=ttft_p99_s))
+
+
 def _usable_utilization(model, gpu, s: Strategy, req: Request, links: Links, m: ReplicaMetrics,
                         role: str = "unified") -> float:
     """:func:`_utilization_cap` of a chosen batch, its p99 figures priced when needed."""
