@@ -25,7 +25,8 @@ from costmodels import calibration as cal
 from costmodels.units import DTYPES, GIB, dtype_bytes
 from planner import schema as S
 from planner.candidates import (Candidate, ClusterView, Pricing, Request, slowness, replica_spans, wide_span,
-                                inter_domain_link_fn, cluster_view, planned_utilization, price_candidates)
+                                inter_domain_link_fn, cluster_view, group_ttft, planned_utilization,
+                                price_candidates)
 from planner.cpsat import (SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution, solve, split_classes,
                            ratio_bound, throughput_units)
 from planner.progress import SearchControl
@@ -473,10 +474,7 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
         if c.role == "prefill":
             kv = kv_link(topo, reps, decode_reps)
             xfer = kv_transfer_s(spec, c.strategy, isl=req.isl, link=kv)
-            pm = evaluate_prefill(spec, gpus, c.strategy, isl=req.isl, links=worst)
-            m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=pm.fits, memory=pm.memory,
-                               ttft_s=pm.ttft_s + xfer, tpot_s=0.0, output_tokens_per_s=0.0,
-                               requests_per_s=pm.requests_per_s)
+            m = evaluate_prefill(spec, gpus, c.strategy, isl=req.isl, links=worst).as_replica(xfer)
         else:
             m = evaluate_replica(spec, gpus, c.strategy, isl=req.isl, osl=req.osl, batch=c.batch, links=worst,
                                  role=c.role)
@@ -506,11 +504,7 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
         within = weight[ci] / kind_weight[c.role] if kind_weight[c.role] else 0.0
         share = (kind_rps / total_capacity_rps) * within if total_capacity_rps else 0.0
         g_util = req.qps * share / group_rps if req.qps and group_rps else None
-        if c.role == "prefill":
-            base = m.ttft_s - xfer
-            ttft = (ttft_under_load_s(ttft_s=base, utilization=g_util) if g_util is not None else base) + xfer
-        else:
-            ttft = ttft_under_load_s(ttft_s=m.ttft_s, utilization=g_util) if g_util is not None else m.ttft_s
+        ttft, tail = group_ttft(m, tail, g_util, weight[ci] / group_rps if group_rps else 0.0)
         gpus_c = [view.gpu_of_type[x] for x in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
         replicas = []
         for ri, r in enumerate(reps):

@@ -46,8 +46,9 @@ from costmodels import calibration as cal
 from costmodels.hardware import GPU, topology_gpu
 from costmodels.models import ModelSpec
 from costmodels.memory import balanced_layer_split, front_loaded_split
-from costmodels.serving import (Links, ReplicaMetrics, Strategy, TailLatency, choose_layer_split, evaluate_prefill,
-                                evaluate_replica, kv_transfer_s, max_utilization, tail_latency, validate_strategy)
+from costmodels.serving import (Links, PrefillStep, ReplicaMetrics, Strategy, TailLatency, choose_layer_split, evaluate_prefill,
+                                evaluate_replica, kv_transfer_s, max_utilization, tail_latency, ttft_under_load_s,
+                                validate_strategy)
 from topologies.errors import InputError
 from topologies.graph import LOCAL, Link, Topology
 
@@ -473,9 +474,8 @@ def best_prefill(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, req: Re
         pm = evaluate_prefill(model, gpu, sb, isl=req.isl, links=links)
         if not pm.fits:
             continue
-        ttft = pm.ttft_s + xfer
-        m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=True, memory=pm.memory, ttft_s=ttft,
-                           tpot_s=0.0, output_tokens_per_s=0.0, requests_per_s=pm.requests_per_s)
+        m = pm.as_replica(xfer)
+        ttft = m.ttft_s
         tail = tail_latency(model, gpu, sb, m, isl=req.isl, osl=req.osl, links=links, role="prefill")
         if pr is not None:
             label = f"{gpu_name} prefill tp={s.tp} pp={s.pp} step {budget}"
@@ -813,11 +813,38 @@ def _meets_slos(m: ReplicaMetrics, tail: TailLatency | None, req: Request, role:
 def _utilization_cap(m: ReplicaMetrics, tail: TailLatency | None, req: Request) -> float:
     """The highest utilisation at which the queued mean TTFT and the queued p99 TTFT stay within
     their SLOs. The p99 is the queued mean plus its extra wait (the same M/D/1 factor; the tail
-    of the queue itself is not modelled)."""
+    of the queue itself is not modelled). A prefill replica's TTFTs follow its load-dependent
+    step instead (:func:`_prefill_utilization_cap`)."""
+    if m.prefill_step is not None:
+        return _prefill_utilization_cap(m.prefill_step, req.ttft_s, req.ttft_p99_s)
     cap = max_utilization(ttft_s=m.ttft_s, ttft_slo_s=req.ttft_s)
     if req.ttft_p99_s is not None and tail is not None:
         cap = min(cap, max_utilization(ttft_s=m.ttft_s, ttft_slo_s=req.ttft_p99_s - tail.ttft_extra_s))
     return cap
+
+
+#: Bisection rounds for a prefill group's utilisation cap: 2**-40 of the cap, far below what plans print.
+_CAP_ROUNDS = 40
+
+
+def _prefill_utilization_cap(step: PrefillStep, ttft_s: float | None, ttft_p99_s: float | None) -> float:
+    """The highest utilisation, at most ``MAX_PLANNED_UTILIZATION``, at which a prefill replica's
+    mean and p99 TTFT (:class:`PrefillStep`, both rising with the load) stay within their SLOs;
+    0 when the prompt alone breaks one. Bisection, so the same inputs give the same cap."""
+    def ok(u: float) -> bool:
+        return ((ttft_s is None or step.ttft_s(u) <= ttft_s)
+                and (ttft_p99_s is None or step.ttft_p99_s(u) <= ttft_p99_s))
+
+    hi = cal.MAX_PLANNED_UTILIZATION
+    if ok(hi):
+        return hi
+    if not ok(0.0):
+        return 0.0
+    lo = 0.0
+    for _ in range(_CAP_ROUNDS):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
 
 
 def planned_utilization(m: ReplicaMetrics, tail: TailLatency, role: str, *, ttft_s: float | None,
@@ -829,6 +856,21 @@ def planned_utilization(m: ReplicaMetrics, tail: TailLatency, role: str, *, ttft
     if role == "decode":
         return max_utilization(ttft_s=0.0, ttft_slo_s=None)
     return _utilization_cap(m, tail, replace(Request(isl=1, osl=1), ttft_s=ttft_s, ttft_p99_s=ttft_p99_s))
+
+
+def group_ttft(m: ReplicaMetrics, tail: TailLatency, utilization: float | None,
+               planned: float) -> tuple[float, TailLatency]:
+    """A plan group's mean TTFT and its p99 figures at ``utilization`` (its share of the plan's
+    rate over its capacity; None without a rate): a prefill group's from its load-dependent step
+    (:class:`PrefillStep`; without a rate at its ``planned`` utilisation, the load the plan's
+    throughput counts), other groups' with the M/D/1 queueing factor (unloaded without a rate).
+    :func:`planner.api.build_plan` and :func:`planner.check.check_plan` both report this."""
+    if m.prefill_step is not None:
+        u = utilization if utilization is not None else planned
+        return m.prefill_step.ttft_s(u), TailLatency(tpot_p99_s=0.0, ttft_extra_s=m.prefill_step.wait_s(u))
+    if utilization is None:
+        return m.ttft_s, tail
+    return ttft_under_load_s(ttft_s=m.ttft_s, utilization=utilization), tail
 
 
 def _usable_utilization(model, gpu, s: Strategy, req: Request, links: Links, m: ReplicaMetrics,

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from costmodels.hardware import custom_gpus, get_gpu
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import (ReplicaMetrics, Strategy, evaluate_prefill, evaluate_replica,
-                                kv_transfer_s, replica_memory, tail_latency, ttft_under_load_s, validate_strategy)
-from planner.candidates import planned_utilization
+from costmodels.serving import (Strategy, evaluate_prefill, evaluate_replica, kv_transfer_s, replica_memory,
+                                tail_latency, validate_strategy)
+from planner.candidates import group_ttft, planned_utilization
 from planner.placement import measure_links, slowest_stage_link, worst_links
 from planner.schema import Plan
 from topologies.graph import Topology, gpu_id
@@ -147,9 +147,7 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
             xfer = kv_transfer_s(spec_m, strategy, isl=isl, link=kv)
             pm = evaluate_prefill(spec_m, gpus, strategy, isl=isl, links=links)
             mems = replica_memory(spec_m, gpus, strategy, batch=pm.in_flight, context=isl)
-            m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=pm.fits, memory=pm.memory,
-                               ttft_s=pm.ttft_s + xfer, tpot_s=0.0, output_tokens_per_s=0.0,
-                               requests_per_s=pm.requests_per_s)
+            m = pm.as_replica(xfer)
             got = g.metrics_per_replica.kv_transfer_ms
             if got is None or not math.isclose(got, xfer * 1e3, rel_tol=REL_TOL, abs_tol=0.0051):
                 bad(f"{g.id}: reported kv_transfer_ms {got} but recomputed {xfer * 1e3:.3f}")
@@ -185,12 +183,14 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
         share = kind_rps / capacity_rps * within if capacity_rps else 0.0
         g_util = qps * share / group_rps if qps and group_rps else None
         shares.append((g, share))
-        base = m.ttft_s - xfer
-        ttft = (ttft_under_load_s(ttft_s=base, utilization=g_util) if g_util is not None else base) + xfer
+        ttft, tail = group_ttft(m, tail, g_util, weight[g.id] / group_rps if group_rps else 0.0)
         if g.role != "prefill" and slo.tpot_ms is not None and m.tpot_s * 1e3 > slo.tpot_ms * (1 + 1e-9):
             bad(f"{g.id}: TPOT {m.tpot_s * 1e3:.2f} ms exceeds the SLO of {slo.tpot_ms} ms")
         if g.role != "decode" and slo.ttft_ms is not None and ttft * 1e3 > slo.ttft_ms * (1 + 1e-9):
             bad(f"{g.id}: TTFT {ttft * 1e3:.2f} ms exceeds the SLO of {slo.ttft_ms} ms")
+        if g.role == "prefill" and g.metrics_per_replica.ttft_ms != float(round(ttft * 1e3, 3)):
+            # the plan prints this very figure (planner.api rounds it to 3 places): it must match exactly
+            bad(f"{g.id}: reported ttft_ms {g.metrics_per_replica.ttft_ms} but recomputed {ttft * 1e3:.3f}")
         _check_tails(g, ttft, tail, slo, bad)
         for name, got, want in (("tpot_ms", g.metrics_per_replica.tpot_ms, m.tpot_s * 1e3),
                                 ("output_tokens_per_s", g.metrics_per_replica.output_tokens_per_s,
