@@ -44,37 +44,59 @@ def _prefill(budget: int, isl: int, tp: int = 4):
     return evaluate_prefill(get_model(MODEL), get_gpu(GPU), s, isl=isl)
 
 
-def test_a_short_prompt_shares_a_full_step_and_waits_half_of_one():
-    """TTFT of a prompt shorter than the step is half a step's wait plus one full step: it grows
-    with the budget (more prompts share the step) while capacity grows too."""
-    small, large = _prefill(2048, isl=512), _prefill(8192, isl=512)
-    for pm, budget in ((small, 2048), (large, 8192)):
-        step_s = budget / (pm.requests_per_s * 512)  # a full step, from the capacity it sustains
-        assert pm.ttft_s > 1.5 * step_s
-        assert pm.ttft_s < 1.5 * step_s + 0.01  # + the fixed per-request overhead
-    assert large.ttft_s > 3 * small.ttft_s
-    assert large.requests_per_s > small.requests_per_s
+def _full_step_s(pm, budget: int, isl: int) -> float:
+    """A full step, from the capacity it sustains (independent of the TTFT code)."""
+    return budget / (pm.requests_per_s * isl)
 
 
-def test_a_long_prompt_runs_its_chunks_in_full_steps():
-    """A prompt of several chunks: its chunks are full steps whatever the budget, so a larger step
-    (fewer steps, closer to peak) can be faster, never more than the half-step wait slower."""
-    for budget in PREFILL_TOKEN_BUDGETS:
-        pm = _prefill(budget, isl=16384)
-        step_s = budget / (pm.requests_per_s * 16384)
-        n_chunks = 16384 // budget
-        assert pm.ttft_s == pytest.approx((n_chunks + 0.5) * step_s, rel=0.05)
+@pytest.mark.parametrize("budget, isl", [(2048, 512), (8192, 512), (4096, 16384), (8192, 1024)])
+def test_ttft_limits_prompt_alone_unloaded_full_step_at_capacity(budget, isl):
+    """At u = 0 a prompt runs alone (a step of just its own chunk); at u = 1 it waits half a full
+    step and runs its chunks in full steps (tp=4, pp=1: a step leaves the stage as it ends)."""
+    pm = _prefill(budget, isl=isl)
+    overhead = pm.step.overhead_s
+    chunks = -(-isl // budget)
+    assert pm.ttft_s == pm.step.ttft_s(0.0)
+    if isl <= budget:
+        alone = _prefill(isl, isl=isl)  # a budget of the prompt: every step is the prompt alone
+        assert pm.ttft_s == pytest.approx(_full_step_s(alone, isl, isl) + overhead, rel=1e-9)
+    else:  # every chunk is a full step either way: the load adds only the half-step wait
+        assert pm.step.ttft_s(1.0) - pm.ttft_s == pytest.approx(0.5 * _full_step_s(pm, budget, isl), rel=1e-9)
+    assert pm.step.ttft_s(1.0) == pytest.approx((chunks + 0.5) * _full_step_s(pm, budget, isl) + overhead, rel=1e-9)
+
+
+@pytest.mark.parametrize("budget, isl", [(2048, 512), (8192, 512), (4096, 16384), (8192, 1024)])
+def test_ttft_rises_with_the_load(budget, isl):
+    """Mean and p99 TTFT never fall as the utilisation rises, and the step never shrinks."""
+    step = _prefill(budget, isl=isl).step
+    us = [i / 100 for i in range(101)]
+    for f in (step.ttft_s, step.ttft_p99_s, step.tokens_at):
+        vals = [f(u) for u in us]
+        assert all(b >= a for a, b in zip(vals, vals[1:])), f
+    assert step.ttft_s(0.9) > step.ttft_s(0.0)
+    assert step.tokens_at(1.0) == budget
+
+
+def test_the_step_carries_the_tokens_arriving_during_it():
+    """Below capacity the step size n solves n = lambda T(n), lambda = u x capacity in tokens/s."""
+    pm = _prefill(8192, isl=512)
+    step = pm.step
+    for u in (0.2, 0.5, 0.8, 0.95):
+        n = step.tokens_at(u)
+        lam = u * pm.requests_per_s * 512
+        assert n == pytest.approx(lam * step._at(step.stage_step_s, n), rel=1e-9)
+        assert n < 8192
 
 
 def test_p99_adds_the_other_half_step():
-    from costmodels.serving import ReplicaMetrics
+    from costmodels.serving import ReplicaMetrics  # noqa: F401 (the type tail_latency reads)
     pm = _prefill(4096, isl=1024)
     s = Strategy(tp=4, max_num_batched_tokens=4096, runtime="sglang")
-    m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=True, memory=pm.memory, ttft_s=pm.ttft_s,
-                       tpot_s=0.0, output_tokens_per_s=0.0, requests_per_s=pm.requests_per_s)
-    tail = tail_latency(get_model(MODEL), get_gpu(GPU), s, m, isl=1024, osl=256, role="prefill")
-    step_s = 4096 / (pm.requests_per_s * 1024)
-    assert tail.ttft_extra_s == pytest.approx(0.5 * step_s)
+    m = pm.as_replica(0.0)
+    for u in (0.0, 0.5, 1.0):
+        tail = tail_latency(get_model(MODEL), get_gpu(GPU), s, m, isl=1024, osl=256, role="prefill", utilization=u)
+        assert tail.ttft_p99_s(pm.step.ttft_s(u)) == pm.step.ttft_p99_s(u)
+    assert tail.ttft_extra_s == pytest.approx(0.5 * _full_step_s(pm, 4096, 1024))
 
 
 @pytest.mark.parametrize("isl, ttft_ms", [(8192, None), (512, None), (512, 150), (2048, 400)])
@@ -108,20 +130,21 @@ def test_the_kept_budget_is_the_best_priced_of_the_three(isl, ttft_ms):
             assert usable <= c.usable_requests_per_s * (1 + 1e-12), (c.label(), budget)
 
 
-def test_the_budget_follows_the_workload():
-    """Long prompts keep the largest step (capacity, and their chunks are full anyway); short
-    prompts under a tight TTFT take a smaller one (a shared step is a prompt's TTFT)."""
+def test_a_larger_budget_only_caps_the_step():
+    """A step carries what arrived during the last one, so at the same rate a larger budget gives
+    the same step until the smaller one caps it: a tight TTFT no longer forces a small budget."""
     gpu = get_gpu(GPU)
     spec = get_model(MODEL)
     s = Strategy(tp=4, runtime="sglang")
     kv = Links().tp
     long = best_prefill(spec, gpu, GPU, s, Request(isl=8192, osl=256, runtime="sglang"), Links(), kv)
-    tight = best_prefill(spec, gpu, GPU, s, Request(isl=512, osl=256, ttft_s=0.2, runtime="sglang"), Links(), kv)
+    tight = best_prefill(spec, gpu, GPU, s, Request(isl=512, osl=256, ttft_s=0.1, runtime="sglang"), Links(), kv)
     assert long[0].max_num_batched_tokens == 8192
-    assert tight[0].max_num_batched_tokens == 2048
-    # the tight TTFT rules the two larger steps out for this shape; without it the largest wins
-    loose = best_prefill(spec, gpu, GPU, s, Request(isl=512, osl=256, runtime="sglang"), Links(), kv)
-    assert loose[0].max_num_batched_tokens == 8192
+    assert tight[0].max_num_batched_tokens == 8192
+    small, large = _prefill(2048, isl=512), _prefill(8192, isl=512)
+    rate = 0.5 * small.requests_per_s  # half the small budget's capacity
+    u_small, u_large = rate / small.requests_per_s, rate / large.requests_per_s
+    assert small.step.tokens_at(u_small) == pytest.approx(large.step.tokens_at(u_large), rel=1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +153,10 @@ def tight_plan():
 
 
 def test_plan_records_and_sglang_launches_the_priced_step(tight_plan):
-    """The plan's max_num_batched_tokens is the step the prefill pool was priced at (2,048 here, not
-    the 8,192 default), and each SGLang prefill server gets it as both of its prefill budgets."""
+    """The plan's max_num_batched_tokens is the step the prefill pool was priced at, and each
+    SGLang prefill server gets it as both of its prefill budgets."""
     pre = [g for g in tight_plan.replica_groups if g.role == "prefill"]
-    assert pre and {g.strategy.max_num_batched_tokens for g in pre} == {2048}
+    assert pre and {g.strategy.max_num_batched_tokens for g in pre} <= set(PREFILL_TOKEN_BUDGETS)
     assert check_plan(tight_plan).ok
     files = emit(tight_plan, "sglang")
     for g in tight_plan.replica_groups:
@@ -151,9 +174,8 @@ def test_plan_records_and_sglang_launches_the_priced_step(tight_plan):
 
 
 def test_prefill_ttft_grows_with_load():
-    """A prefill group's reported TTFT is its shared step (at least one and a half full steps of its
-    budget, and the KV transfer) with the queueing its load adds in front (M/D/1 at the group's
-    utilisation): a higher rate, a longer TTFT."""
+    """A prefill group's reported TTFT is its step at the group's utilisation (no M/D/1 factor on
+    top), check_plan recomputes the same figure, and a higher rate gives a longer TTFT."""
     seen = []
     for qps in (2, 6):
         p = api.search(isl=2048, objective="min-gpus", qps=qps, **POOLS)
@@ -162,11 +184,22 @@ def test_prefill_ttft_grows_with_load():
             if g.role != "prefill":
                 continue
             m = g.metrics_per_replica
-            step_ms = 1e3 * g.strategy.max_num_batched_tokens / (m.requests_per_s * 2048)
-            assert m.ttft_unloaded_ms >= 1.5 * step_ms + m.kv_transfer_ms
             u = m.utilization
             assert 0 < u < 1
-            queued = (m.ttft_unloaded_ms - m.kv_transfer_ms) * (1 + u / (2 * (1 - u))) + m.kv_transfer_ms
-            assert m.ttft_ms == pytest.approx(queued, rel=1e-3)
+            s = Strategy(tp=g.strategy.tp, pp=g.strategy.pp, max_num_batched_tokens=g.strategy.max_num_batched_tokens,
+                         runtime="sglang")
+            step = replace(evaluate_prefill(get_model(MODEL), get_gpu(GPU), s, isl=2048).step,
+                           kv_transfer_s=m.kv_transfer_ms / 1e3)
+            assert m.ttft_ms == pytest.approx(step.ttft_s(u) * 1e3, rel=2e-3)  # links: the plan's own
+            assert m.ttft_ms >= m.ttft_unloaded_ms
             seen.append(m.ttft_ms)
     assert len(seen) >= 2 and seen[-1] > seen[0]
+
+
+def test_check_plan_rejects_a_changed_prefill_ttft(tight_plan):
+    """check_plan recomputes a prefill group's TTFT at its utilisation and wants the plan's figure exactly."""
+    d = tight_plan.model_dump()
+    g = next(x for x in d["replica_groups"] if x["role"] == "prefill")
+    g["metrics_per_replica"]["ttft_ms"] += 0.001
+    rep = check_plan(d)
+    assert not rep.ok and any("reported ttft_ms" in p for p in rep.problems)
