@@ -25,7 +25,8 @@ from costmodels import calibration as cal
 from costmodels.units import DTYPES, GIB, dtype_bytes
 from planner import schema as S
 from planner.candidates import (Candidate, ClusterView, Pricing, Request, slowness, replica_spans, wide_span,
-                                inter_domain_link_fn, cluster_view, price_candidates)
+                                inter_domain_link_fn, cluster_view, group_ttft, planned_utilization,
+                                price_candidates)
 from planner.cpsat import (SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution, solve, split_classes,
                            ratio_bound, throughput_units)
 from planner.progress import SearchControl
@@ -463,6 +464,8 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
     group_metrics = {}
     cap = {"unified": 0.0, "prefill": 0.0, "decode": 0.0}  # requests/s each kind of group sustains
     planned = dict(cap)  # the same at the utilisation the plan is made for (queueing headroom)
+    weight: dict[int, float] = {}
+    kind_weight = dict(cap)
     for ci, reps in by_cand.items():
         c = reps[0].candidate
         worst = worst_links(replica_links(topo, r) for r in reps)
@@ -471,15 +474,17 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
         if c.role == "prefill":
             kv = kv_link(topo, reps, decode_reps)
             xfer = kv_transfer_s(spec, c.strategy, isl=req.isl, link=kv)
-            pm = evaluate_prefill(spec, gpus, c.strategy, isl=req.isl, links=worst)
-            m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=pm.fits, memory=pm.memory,
-                               ttft_s=pm.ttft_s + xfer, tpot_s=0.0, output_tokens_per_s=0.0,
-                               requests_per_s=pm.requests_per_s)
+            m = evaluate_prefill(spec, gpus, c.strategy, isl=req.isl, links=worst).as_replica(xfer)
         else:
             m = evaluate_replica(spec, gpus, c.strategy, isl=req.isl, osl=req.osl, batch=c.batch, links=worst,
                                  role=c.role)
-        group_metrics[ci] = (m, worst, xfer, kv)
+        tail = tail_latency(spec, gpus, c.strategy, m, isl=req.isl, osl=req.osl, links=worst, role=c.role)
+        group_metrics[ci] = (m, worst, xfer, kv, tail)
         cap[c.role] += m.requests_per_s * len(reps)
+        # traffic goes to each group in proportion to its capacity at its own planned utilisation
+        weight[ci] = m.requests_per_s * len(reps) * planned_utilization(m, tail, c.role, ttft_s=req.ttft_s,
+                                                                         ttft_p99_s=req.ttft_p99_s)
+        kind_weight[c.role] += weight[ci]
         # what the solver counted: each group at its planned (usable) utilisation, one rule for both kinds
         planned[c.role] += m.requests_per_s * len(reps) * c.usable_requests_per_s / c.metrics.requests_per_s
     pools_rps = min(cap["prefill"], cap["decode"])  # requests/s the disaggregated pools carry together
@@ -490,24 +495,17 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
     for gi, ci in enumerate(sorted(by_cand)):
         reps = by_cand[ci]
         c = reps[0].candidate
-        m, links, xfer, kv = group_metrics[ci]
-        # A request goes to a unified group, or to one prefill and one decode group; each
-        # group's share and load follow its capacity within its kind.
+        m, links, xfer, kv, tail = group_metrics[ci]
+        # A request goes to a unified group, or to one prefill and one decode group; the kinds'
+        # shares follow their capacities, and within a kind each group's share its capacity at
+        # its own planned utilisation (so a group with a tighter TTFT headroom gets less).
         group_rps = m.requests_per_s * len(reps)
-        if c.role == "unified":
-            share = group_rps / total_capacity_rps if total_capacity_rps else 0.0
-            g_util = util
-        else:
-            pool = cap[c.role]
-            share = (pools_rps / total_capacity_rps) * (group_rps / pool) if total_capacity_rps and pool else 0.0
-            g_util = util * pools_rps / pool if util is not None and pool else None
-        if c.role == "prefill":
-            base = m.ttft_s - xfer
-            ttft = (ttft_under_load_s(ttft_s=base, utilization=g_util) if g_util is not None else base) + xfer
-        else:
-            ttft = ttft_under_load_s(ttft_s=m.ttft_s, utilization=g_util) if g_util is not None else m.ttft_s
+        kind_rps = cap["unified"] if c.role == "unified" else pools_rps
+        within = weight[ci] / kind_weight[c.role] if kind_weight[c.role] else 0.0
+        share = (kind_rps / total_capacity_rps) * within if total_capacity_rps else 0.0
+        g_util = req.qps * share / group_rps if req.qps and group_rps else None
+        ttft, tail = group_ttft(m, tail, g_util, weight[ci] / group_rps if group_rps else 0.0)
         gpus_c = [view.gpu_of_type[x] for x in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
-        tail = tail_latency(spec, gpus_c, c.strategy, m, isl=req.isl, osl=req.osl, links=links, role=c.role)
         replicas = []
         for ri, r in enumerate(reps):
             ranks = []
@@ -518,7 +516,9 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                                         gpu_index=a["index"]))
             replicas.append(S.Replica(index=ri, ranks=ranks))
         split = [s.layer_count for s in stages(spec, c.strategy)]
-        budget = effective_strategy(spec, gpus_c, c.strategy, isl=req.isl, osl=req.osl).max_num_batched_tokens
+        # the budget priced: a prefill pool's searched step (evaluate_prefill), else as the runtime runs it
+        budget = (c.strategy.max_num_batched_tokens if c.role == "prefill" else
+                  effective_strategy(spec, gpus_c, c.strategy, isl=req.isl, osl=req.osl).max_num_batched_tokens)
         group_links = {"tp": _link_out(links.tp), "pp": _link_out(links.pp)}
         if c.strategy.attention_dp > 1:
             group_links["ep"] = _link_out(links.ep)

@@ -46,8 +46,9 @@ from costmodels import calibration as cal
 from costmodels.hardware import GPU, topology_gpu
 from costmodels.models import ModelSpec
 from costmodels.memory import balanced_layer_split, front_loaded_split
-from costmodels.serving import (Links, ReplicaMetrics, Strategy, TailLatency, choose_layer_split, evaluate_prefill,
-                                evaluate_replica, kv_transfer_s, max_utilization, tail_latency, validate_strategy)
+from costmodels.serving import (Links, PrefillStep, ReplicaMetrics, Strategy, TailLatency, choose_layer_split, evaluate_prefill,
+                                evaluate_replica, kv_transfer_s, max_utilization, tail_latency, ttft_under_load_s,
+                                validate_strategy)
 from topologies.errors import InputError
 from topologies.graph import LOCAL, Link, Topology
 
@@ -445,32 +446,61 @@ def _price_roles(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, span: s
                  per_stage: int, cls_ok: tuple, links: Links, kv_link: Link, req: Request, pr: Pricing) -> int:
     """Add this shape's prefill-only and decode-only candidates (disaggregated serving)."""
     out = pr.candidates
-    common = dict(gpu=gpu_name, strategy=s, span=span, links=links, unit_gpus=unit, units_per_replica=units,
+    common = dict(gpu=gpu_name, span=span, links=links, unit_gpus=unit, units_per_replica=units,
                   units_per_stage=per_stage, classes=cls_ok)
-    n = 1
-    pm = evaluate_prefill(model, gpu, s, isl=req.isl, links=links)
-    if pm.fits:
-        xfer = kv_transfer_s(model, s, isl=req.isl, link=kv_link)
-        ttft = pm.ttft_s + xfer
-        m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=True, memory=pm.memory, ttft_s=ttft,
-                           tpot_s=0.0, output_tokens_per_s=0.0, requests_per_s=pm.requests_per_s)
-        tail = tail_latency(model, gpu, s, m, isl=req.isl, osl=req.osl, links=links, role="prefill")
-        if ttft < pr.best_ttft_s:  # a pools plan's fastest prompt (--disaggregation only, the TTFT frontier)
-            pr.best_ttft_s, pr.best_ttft_label = ttft, f"{gpu_name} prefill tp={s.tp} pp={s.pp}"
-        if req.ttft_p99_s is not None and tail.ttft_p99_s(ttft) < pr.best_ttft_p99_s:
-            pr.best_ttft_p99_s = tail.ttft_p99_s(ttft)
-            pr.best_ttft_p99_label = f"{gpu_name} prefill tp={s.tp} pp={s.pp}"
-        if _meets_slos(m, tail, req, role="prefill"):
-            out.append(Candidate(index=len(out), batch=pm.in_flight, metrics=m, role="prefill", kv_transfer_s=xfer,
-                                 usable_requests_per_s=pm.requests_per_s * _utilization_cap(m, tail, req),
-                                 **common))
+    n = len(PREFILL_TOKEN_BUDGETS)
+    best = best_prefill(model, gpu, gpu_name, s, req, links, kv_link, pr)
+    if best is not None:
+        sp, m, xfer, usable = best
+        out.append(Candidate(index=len(out), batch=m.batch, metrics=m, role="prefill", kv_transfer_s=xfer,
+                             usable_requests_per_s=usable, strategy=sp, **common))
     dm, k = _best_batch(model, gpu, s, replace(req, ttft_s=None, ttft_p99_s=None), links, pr, role="decode")
     n += k
     if dm is not None:
-        out.append(Candidate(index=len(out), batch=dm.batch, metrics=dm, role="decode",
+        out.append(Candidate(index=len(out), batch=dm.batch, metrics=dm, role="decode", strategy=s,
                              usable_requests_per_s=dm.requests_per_s * max_utilization(ttft_s=0.0, ttft_slo_s=None),
                              **common))
     return n
+
+
+#: The step token budgets (``max_num_batched_tokens``; SGLang's ``--chunked-prefill-size``) a
+#: prefill pool is priced at (issue 13, item 4). The defaults vLLM and SGLang pick by GPU memory
+#: lie in this range (vLLM EngineArgs: 2,048 or 8,192 for the API server; SGLang ServerArgs:
+#: 2,048 to 8,192 below 160 GB, 16,384 above). A larger step runs the GEMMs closer to peak
+#: (more prompts/s) but a prompt shorter than the step shares it with others (a longer TTFT).
+PREFILL_TOKEN_BUDGETS = (2048, 4096, 8192)
+
+
+def best_prefill(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, req: Request, links: Links,
+                 kv_link: Link, pr: Pricing | None = None):
+    """The prefill replica of this shape at the token budget of :data:`PREFILL_TOKEN_BUDGETS` that
+    serves the most requests/s within the TTFT SLOs (queueing headroom included; ties: the lower
+    TTFT, then the smaller budget), as ``(strategy, metrics, kv transfer s, usable requests/s)``,
+    or None when no budget fits and meets the SLOs. Each budget priced updates ``pr``'s fastest
+    prompt (the infeasibility message and the TTFT frontier)."""
+    xfer = kv_transfer_s(model, s, isl=req.isl, link=kv_link)
+    best, best_key = None, None
+    for budget in PREFILL_TOKEN_BUDGETS:
+        sb = replace(s, max_num_batched_tokens=budget)
+        pm = evaluate_prefill(model, gpu, sb, isl=req.isl, links=links)
+        if not pm.fits:
+            continue
+        m = pm.as_replica(xfer)
+        ttft = m.ttft_s
+        tail = tail_latency(model, gpu, sb, m, isl=req.isl, osl=req.osl, links=links, role="prefill")
+        if pr is not None:
+            label = f"{gpu_name} prefill tp={s.tp} pp={s.pp} step {budget}"
+            if ttft < pr.best_ttft_s:  # a pools plan's fastest prompt (--disaggregation only, the TTFT frontier)
+                pr.best_ttft_s, pr.best_ttft_label = ttft, label
+            if req.ttft_p99_s is not None and tail.ttft_p99_s(ttft) < pr.best_ttft_p99_s:
+                pr.best_ttft_p99_s, pr.best_ttft_p99_label = tail.ttft_p99_s(ttft), label
+        if not _meets_slos(m, tail, req, role="prefill"):
+            continue
+        usable = pm.requests_per_s * _utilization_cap(m, tail, req)
+        key = (-usable, ttft, budget)
+        if best_key is None or key < best_key:
+            best, best_key = (sb, m, xfer, usable), key
+    return best
 
 
 #: Pipelines across GPU types: at most this many stages (two types, each at least one stage).
@@ -794,11 +824,64 @@ def _meets_slos(m: ReplicaMetrics, tail: TailLatency | None, req: Request, role:
 def _utilization_cap(m: ReplicaMetrics, tail: TailLatency | None, req: Request) -> float:
     """The highest utilisation at which the queued mean TTFT and the queued p99 TTFT stay within
     their SLOs. The p99 is the queued mean plus its extra wait (the same M/D/1 factor; the tail
-    of the queue itself is not modelled)."""
+    of the queue itself is not modelled). A prefill replica's TTFTs follow its load-dependent
+    step instead (:func:`_prefill_utilization_cap`)."""
+    if m.prefill_step is not None:
+        return _prefill_utilization_cap(m.prefill_step, req.ttft_s, req.ttft_p99_s)
     cap = max_utilization(ttft_s=m.ttft_s, ttft_slo_s=req.ttft_s)
     if req.ttft_p99_s is not None and tail is not None:
         cap = min(cap, max_utilization(ttft_s=m.ttft_s, ttft_slo_s=req.ttft_p99_s - tail.ttft_extra_s))
     return cap
+
+
+#: Bisection rounds for a prefill group's utilisation cap: 2**-40 of the cap, far below what plans print.
+_CAP_ROUNDS = 40
+
+
+def _prefill_utilization_cap(step: PrefillStep, ttft_s: float | None, ttft_p99_s: float | None) -> float:
+    """The highest utilisation, at most ``MAX_PLANNED_UTILIZATION``, at which a prefill replica's
+    mean and p99 TTFT (:class:`PrefillStep`, both rising with the load) stay within their SLOs;
+    0 when the prompt alone breaks one. Bisection, so the same inputs give the same cap."""
+    def ok(u: float) -> bool:
+        return ((ttft_s is None or step.ttft_s(u) <= ttft_s)
+                and (ttft_p99_s is None or step.ttft_p99_s(u) <= ttft_p99_s))
+
+    hi = cal.MAX_PLANNED_UTILIZATION
+    if ok(hi):
+        return hi
+    if not ok(0.0):
+        return 0.0
+    lo = 0.0
+    for _ in range(_CAP_ROUNDS):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+def planned_utilization(m: ReplicaMetrics, tail: TailLatency, role: str, *, ttft_s: float | None,
+                        ttft_p99_s: float | None) -> float:
+    """The utilisation a group is planned at, the share of its capacity a plan sends it: the highest
+    at which its queued TTFTs stay within ``ttft_s``/``ttft_p99_s`` (:func:`_utilization_cap`); a
+    decode replica's TTFT is not its own, so the plain cap. Plans split each kind's traffic in
+    proportion to capacity x this, so no group of a kind runs past its own limit."""
+    if role == "decode":
+        return max_utilization(ttft_s=0.0, ttft_slo_s=None)
+    return _utilization_cap(m, tail, replace(Request(isl=1, osl=1), ttft_s=ttft_s, ttft_p99_s=ttft_p99_s))
+
+
+def group_ttft(m: ReplicaMetrics, tail: TailLatency, utilization: float | None,
+               planned: float) -> tuple[float, TailLatency]:
+    """A plan group's mean TTFT and its p99 figures at ``utilization`` (its share of the plan's
+    rate over its capacity; None without a rate): a prefill group's from its load-dependent step
+    (:class:`PrefillStep`; without a rate at its ``planned`` utilisation, the load the plan's
+    throughput counts), other groups' with the M/D/1 queueing factor (unloaded without a rate).
+    :func:`planner.api.build_plan` and :func:`planner.check.check_plan` both report this."""
+    if m.prefill_step is not None:
+        u = utilization if utilization is not None else planned
+        return m.prefill_step.ttft_s(u), TailLatency(tpot_p99_s=0.0, ttft_extra_s=m.prefill_step.wait_s(u))
+    if utilization is None:
+        return m.ttft_s, tail
+    return ttft_under_load_s(ttft_s=m.ttft_s, utilization=utilization), tail
 
 
 def _usable_utilization(model, gpu, s: Strategy, req: Request, links: Links, m: ReplicaMetrics,

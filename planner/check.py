@@ -23,8 +23,9 @@ from pathlib import Path
 
 from costmodels.hardware import custom_gpus, get_gpu
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import (ReplicaMetrics, Strategy, evaluate_prefill, evaluate_replica,
-                                kv_transfer_s, replica_memory, tail_latency, ttft_under_load_s, validate_strategy)
+from costmodels.serving import (Strategy, evaluate_prefill, evaluate_replica, kv_transfer_s, replica_memory,
+                                tail_latency, validate_strategy)
+from planner.candidates import group_ttft, planned_utilization
 from planner.placement import measure_links, slowest_stage_link, worst_links
 from planner.schema import Plan
 from topologies.graph import Topology, gpu_id
@@ -133,6 +134,8 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
     # the slowest such path (first stage to first stage), as the plan must.
     decode_firsts = [f for g in plan.replica_groups if g.role == "decode" for f in firsts.get(g.id, [])]
     cap = {"unified": 0.0, "prefill": 0.0, "decode": 0.0}
+    weight: dict[str, float] = {}
+    kind_weight = dict(cap)
     for g, gpus, strategy, links in pending:
         st = g.strategy
         xfer = 0.0
@@ -144,9 +147,7 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
             xfer = kv_transfer_s(spec_m, strategy, isl=isl, link=kv)
             pm = evaluate_prefill(spec_m, gpus, strategy, isl=isl, links=links)
             mems = replica_memory(spec_m, gpus, strategy, batch=pm.in_flight, context=isl)
-            m = ReplicaMetrics(batch=pm.in_flight, max_batch=pm.in_flight, fits=pm.fits, memory=pm.memory,
-                               ttft_s=pm.ttft_s + xfer, tpot_s=0.0, output_tokens_per_s=0.0,
-                               requests_per_s=pm.requests_per_s)
+            m = pm.as_replica(xfer)
             got = g.metrics_per_replica.kv_transfer_ms
             if got is None or not math.isclose(got, xfer * 1e3, rel_tol=REL_TOL, abs_tol=0.0051):
                 bad(f"{g.id}: reported kv_transfer_ms {got} but recomputed {xfer * 1e3:.3f}")
@@ -163,27 +164,33 @@ def check_plan(plan: Plan | dict, *, topology: str | Path | Topology | None = No
         tail = tail_latency(spec_m, gpus, strategy, m, isl=isl, osl=osl, links=links, role=g.role)
         recomputed.append((g, m, xfer, tail))
         cap[g.role] += m.requests_per_s * st.dp
+        weight[g.id] = m.requests_per_s * st.dp * planned_utilization(
+            m, tail, g.role, ttft_s=slo.ttft_ms / 1e3 if slo.ttft_ms else None,
+            ttft_p99_s=slo.ttft_p99_ms / 1e3 if slo.ttft_p99_ms else None)
+        kind_weight[g.role] += weight[g.id]
     if (cap["prefill"] > 0) != (cap["decode"] > 0):
         bad("a disaggregated plan needs both prefill and decode groups")
     pools = min(cap["prefill"], cap["decode"])
     capacity_rps = cap["unified"] + pools
     util = plan.inputs.workload.qps / capacity_rps if plan.inputs.workload.qps and capacity_rps else None
     shares = []
+    qps = plan.inputs.workload.qps
     for g, m, xfer, tail in recomputed:
+        # each kind's traffic split by capacity at each group's planned utilisation (planner.api.build_plan)
         group_rps = m.requests_per_s * g.strategy.dp
-        if g.role == "unified":
-            g_util, share = util, group_rps / capacity_rps if capacity_rps else 0.0
-        else:
-            pool = cap[g.role]
-            g_util = util * pools / pool if util is not None and pool else None
-            share = pools / capacity_rps * group_rps / pool if capacity_rps and pool else 0.0
+        kind_rps = cap["unified"] if g.role == "unified" else pools
+        within = weight[g.id] / kind_weight[g.role] if kind_weight[g.role] else 0.0
+        share = kind_rps / capacity_rps * within if capacity_rps else 0.0
+        g_util = qps * share / group_rps if qps and group_rps else None
         shares.append((g, share))
-        base = m.ttft_s - xfer
-        ttft = (ttft_under_load_s(ttft_s=base, utilization=g_util) if g_util is not None else base) + xfer
+        ttft, tail = group_ttft(m, tail, g_util, weight[g.id] / group_rps if group_rps else 0.0)
         if g.role != "prefill" and slo.tpot_ms is not None and m.tpot_s * 1e3 > slo.tpot_ms * (1 + 1e-9):
             bad(f"{g.id}: TPOT {m.tpot_s * 1e3:.2f} ms exceeds the SLO of {slo.tpot_ms} ms")
         if g.role != "decode" and slo.ttft_ms is not None and ttft * 1e3 > slo.ttft_ms * (1 + 1e-9):
             bad(f"{g.id}: TTFT {ttft * 1e3:.2f} ms exceeds the SLO of {slo.ttft_ms} ms")
+        if g.role == "prefill" and g.metrics_per_replica.ttft_ms != float(round(ttft * 1e3, 3)):
+            # the plan prints this very figure (planner.api rounds it to 3 places): it must match exactly
+            bad(f"{g.id}: reported ttft_ms {g.metrics_per_replica.ttft_ms} but recomputed {ttft * 1e3:.3f}")
         _check_tails(g, ttft, tail, slo, bad)
         for name, got, want in (("tpot_ms", g.metrics_per_replica.tpot_ms, m.tpot_s * 1e3),
                                 ("output_tokens_per_s", g.metrics_per_replica.output_tokens_per_s,

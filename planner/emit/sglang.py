@@ -27,7 +27,13 @@ not a count of replicas. With DP attention SGLang divides two budgets by D
 managers/tp_worker.py TpModelWorker, model_executor/model_runner.py in later trees:
 max_running_requests // (dp_size if enable_dp_attention else 1)), so ``--max-running-requests`` is
 the plan's batch_size over all groups and ``--chunked-prefill-size`` is D x the plan's per-scheduler
-max_num_batched_tokens. Multi-node replicas use the same --nnodes/--node-rank/--dist-init-addr
+max_num_batched_tokens. A prefill server also gets ``--max-prefill-tokens`` = the plan's
+max_num_batched_tokens, the step its pool was priced at: SGLang's PrefillAdder
+(managers/schedule_policy.py) stops adding prompts to a prefill batch when either rem_input_tokens
+(from --max-prefill-tokens, default 16384, per scheduler: managers/tp_worker.py reads
+server_args.max_prefill_tokens undivided) or rem_chunk_tokens (from --chunked-prefill-size) runs
+out, so a step holds what both allow; with both written out it holds the priced step whatever
+SGLang's defaults become. Multi-node replicas use the same --nnodes/--node-rank/--dist-init-addr
 launch as above; GPUs in rank order make attention group k the plan's tp ranks k*tp/D .. (k+1)*tp/D - 1.
 From SGLang 0.5.22 the width is its own flag, ``--attn-dp-size D`` (ServerArgs field attn_dp_size,
 sglang/srt/arg_groups/fields/parallel.py), and ``--dp-size D --enable-dp-attention`` is a deprecated
@@ -184,6 +190,10 @@ def _launch(model: str, g: ReplicaGroup, quant: bool, ports: ServerPorts, multi_
             ("--kv-cache-dtype", kv_cache_flag(g, fp8="fp8_e4m3", runtime="SGLang"))]
     if quant:
         cmd.append(("--quantization", "fp8"))
+    if g.role == "prefill":
+        # the step the pool was priced at: a prefill batch stops at the lower of the two budgets
+        # (see the module docstring); max_prefill_tokens is per scheduler, never divided by D
+        cmd.append(("--max-prefill-tokens", s.max_num_batched_tokens))
     if g.role != "unified":
         cmd += [("--disaggregation-mode", g.role), ("--disaggregation-transfer-backend", TRANSFER_BACKEND)]
         if ports.bootstrap is not None:
