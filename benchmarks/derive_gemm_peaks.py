@@ -11,11 +11,11 @@ own virtual environment). The planner only reads the CSV; nothing is fitted.
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import io
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import aic_tables  # noqa: E402
 
 #: AIConfigurator's system folder -> this project's catalog name
 SYSTEMS = {"a100_sxm": "A100-SXM4-80GB", "h100_sxm": "H100-SXM-80GB", "h200_sxm": "H200-SXM-141GB",
@@ -48,24 +48,7 @@ def rows(data_root: Path) -> list[list]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--write", action="store_true", help=f"replace {OUT.name}")
-    args = ap.parse_args(argv)
-    try:
-        import aiconfigurator_core  # noqa: F401
-    except ImportError:
-        print("needs aiconfigurator (pip install '.[peer]')", file=sys.stderr)
-        return 2
-    root = Path(aiconfigurator_core.__file__).parent / "systems" / "data"
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(HEADER)
-    w.writerows(rows(root))
-    if args.write:
-        OUT.write_text(buf.getvalue(), encoding="utf-8")
-    else:
-        sys.stdout.write(buf.getvalue())
-    return 0
+    return aic_tables.run(__doc__, OUT, HEADER, rows, argv)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ replaces the shipped file). Each row comes from the table
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import io
 import json
 import sys
 from importlib import resources
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import aic_tables  # noqa: E402
 
 SYSTEMS = {"h100_sxm": "H100-SXM-80GB", "h200_sxm": "H200-SXM-141GB", "l40s": "L40S-48GB",
            "b200_sxm": "B200-180GB", "gb200": "GB200-186GB", "b300_sxm": "B300", "gb300": "GB300",
@@ -78,24 +78,7 @@ def rows(data_root: Path) -> list[list]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--write", action="store_true", help=f"replace {OUT.name}")
-    args = ap.parse_args(argv)
-    try:
-        import aiconfigurator_core
-    except ImportError:
-        print("needs aiconfigurator (pip install '.[peer]')", file=sys.stderr)
-        return 2
-    root = Path(aiconfigurator_core.__file__).parent / "systems" / "data"
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(HEADER)
-    w.writerows(rows(root))
-    if args.write:
-        OUT.write_text(buf.getvalue(), encoding="utf-8")
-    else:
-        sys.stdout.write(buf.getvalue())
-    return 0
+    return aic_tables.run(__doc__, OUT, HEADER, rows, argv)
 
 
 if __name__ == "__main__":

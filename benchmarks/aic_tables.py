@@ -1,0 +1,41 @@
+"""Shared driver of the scripts that derive the shipped measured tables from AIConfigurator's data
+(``derive_gemm_peaks.py``, ``derive_moe_tables.py``): find the installed tables, build the CSV,
+print it or replace the shipped file."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def data_root() -> Path | None:
+    """``systems/data`` of the installed aiconfigurator-core, or None when it is not installed."""
+    try:
+        import aiconfigurator_core
+    except ImportError:
+        return None
+    return Path(aiconfigurator_core.__file__).parent / "systems" / "data"
+
+
+def run(doc: str, out: Path, header: Sequence[str], rows: Callable[[Path], list[list]],
+        argv: Sequence[str] | None = None) -> int:
+    """Parse ``--write``, derive the rows and print the CSV or replace ``out``; exit 2 without the peer."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--write", action="store_true", help=f"replace {out.name}")
+    args = ap.parse_args(argv)
+    root = data_root()
+    if root is None:
+        print("needs aiconfigurator (pip install '.[peer]')", file=sys.stderr)
+        return 2
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows(root))
+    if args.write:
+        out.write_text(buf.getvalue(), encoding="utf-8")
+    else:
+        sys.stdout.write(buf.getvalue())
+    return 0
