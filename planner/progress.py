@@ -14,6 +14,7 @@ with or without a reporter.
 """
 from __future__ import annotations
 
+import signal
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -56,6 +57,20 @@ class _Incumbents(cp_model.CpSolverSolutionCallback):
                           f"(gap {gap:.1%}) at {self.wall_time:.1f} s")
 
 
+def _hold_sigint() -> bool:
+    """Block SIGINT for this thread (and the threads it starts) where POSIX allows; True if held."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    return True
+
+
+def _release_sigint() -> bool:
+    """Unblock SIGINT; a Ctrl-C pressed meanwhile is delivered now. Returns False (no longer held)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    return False
+
+
 def run_interruptibly(solver: cp_model.CpSolver, model: cp_model.CpModel, control: SearchControl | None,
                       *, scale: Callable[[float], float], unit: str):
     """``solver.solve(model)``; a Ctrl-C during the solve stops it and returns its status so far
@@ -81,13 +96,25 @@ def run_interruptibly(solver: cp_model.CpSolver, model: cp_model.CpModel, contro
 
     # Wait on an Event, not Thread.join: a KeyboardInterrupt inside join() can leave the
     # thread marked finished while it still runs (CPython gh-90882, before 3.13).
+    # Never leave this function while the solver thread runs: a process exiting under a
+    # running solve aborts in C++ ("terminate called without an active exception"). So Ctrl-C
+    # is held back (POSIX) while the thread starts, and lands in the wait below; and
+    # stop_search() is repeated until the solve has seen it (a stop asked before the solve
+    # began would be forgotten).
+    held = _hold_sigint()
     threading.Thread(target=target, name="cp-sat", daemon=True).start()
     while not done.is_set():
         try:
+            if held:
+                held = _release_sigint()
+            if control.interrupted:
+                solver.stop_search()
             done.wait(0.05)
         except KeyboardInterrupt:
             control.interrupted = True
             solver.stop_search()
+    if held:  # the solve ended before the wait began: let a held Ctrl-C through now
+        _release_sigint()
     if "error" in result:  # pragma: no cover
         raise result["error"]  # type: ignore[misc]
     status = result["status"]

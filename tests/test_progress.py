@@ -20,17 +20,31 @@ from planner.progress import SearchControl
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _interrupt_on_first_incumbent(lines: list[str]):
+def _interrupt_on_first_incumbent(lines: list[str], stopped):
     """A progress callback that presses Ctrl-C (SIGINT to the main thread) when the solver
-    reports its first solution, then holds the solver thread so the stop lands first."""
+    reports its first solution, then holds the solver thread until the main thread has taken
+    the interrupt (``stopped()``), so the stop lands before the solve can finish, however
+    loaded the machine (a fixed pause once let the solve end first and the KeyboardInterrupt
+    reach pytest)."""
     main_id = threading.main_thread().ident
 
     def report(line: str) -> None:
         lines.append(line)
         if "incumbent" in line and sum("incumbent" in x for x in lines) == 1:
             signal.pthread_kill(main_id, signal.SIGINT)
-            time.sleep(0.5)
+            deadline = time.monotonic() + 60
+            while not stopped() and time.monotonic() < deadline:
+                time.sleep(0.01)
     return report
+
+
+def _controlled() -> tuple[SearchControl, list[str]]:
+    """A SearchControl whose report presses Ctrl-C on the first incumbent, and the lines it saw."""
+    lines: list[str] = []
+    holder: list[SearchControl] = []
+    control = SearchControl(report=_interrupt_on_first_incumbent(lines, lambda: holder[0].interrupted))
+    holder.append(control)
+    return control, lines
 
 
 def test_progress_lines_report_pricing_and_the_solver():
@@ -45,8 +59,7 @@ def test_progress_lines_report_pricing_and_the_solver():
 
 
 def test_ctrl_c_during_the_solve_returns_the_incumbent():
-    lines: list[str] = []
-    control = SearchControl(report=_interrupt_on_first_incumbent(lines))
+    control, lines = _controlled()
     plan = api.search(topology="dgx-h100x2", model="llama-3.1-70b", isl=1024, osl=256, control=control)
     full = api.search(topology="dgx-h100x2", model="llama-3.1-70b", isl=1024, osl=256)
     assert control.interrupted
@@ -56,8 +69,7 @@ def test_ctrl_c_during_the_solve_returns_the_incumbent():
 
 
 def test_ctrl_c_during_a_lexicographic_search_keeps_the_best_so_far():
-    lines: list[str] = []
-    control = SearchControl(report=_interrupt_on_first_incumbent(lines))
+    control, lines = _controlled()
     plan = api.search(topology="dgx-h100x2", model="llama-3.1-70b", isl=1024, osl=256, objective="latency",
                       control=control)
     assert control.interrupted and plan.solver.status == "FEASIBLE"
@@ -141,9 +153,18 @@ def test_sigint_during_imports_is_one_line_and_exit_130():
 
 def test_cli_ctrl_c_while_solving_prints_the_plan_so_far(monkeypatch, tmp_path):
     import planner.cli as cli
+    import planner.cpsat as cpsat
 
+    controls: list[SearchControl] = []
+    real_run = cpsat.run_interruptibly
+
+    def run(solver, model, control, **kw):
+        controls.append(control)
+        return real_run(solver, model, control, **kw)
+
+    monkeypatch.setattr(cpsat, "run_interruptibly", run)
     lines: list[str] = []
-    press = _interrupt_on_first_incumbent(lines)
+    press = _interrupt_on_first_incumbent(lines, lambda: bool(controls) and controls[-1].interrupted)
     real_show = cli._StatusLine.show
 
     def show(self, line):
