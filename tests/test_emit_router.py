@@ -357,3 +357,30 @@ def test_router_flags_parse(small, pools, target, package, program):
     if target == "sglang":
         pd = _router_args(package, _argv(emit(_mixed(pools), "sglang")["sglang-router.sh"])[3:])
         assert pd.pd_disaggregation and pd.prefill_urls and pd.decode_urls
+
+
+def test_k8s_routes_traffic_across_groups_by_share(small):
+    """Kubernetes: each group's Service spreads its requests evenly over its replicas; across groups a
+    Gateway API HTTPRoute weights the Services by traffic_share, with the load balancers' weights."""
+    import yaml as _yaml
+
+    plan = _split(small, [0.5, 0.3, 0.2])
+    files = emit(plan, "k8s")
+    (route,) = [d for d in _yaml.safe_load_all(files["k8s-route.yaml"]) if d]
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1" and route["kind"] == "HTTPRoute"
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    assert [r["name"] for r in refs] == ["vllm-g0", "vllm-g1", "vllm-g2"]
+    assert [r["weight"] for r in refs] == [5, 3, 2]
+    services = {d["metadata"]["name"] for name, text in files.items() if name != "k8s-route.yaml"
+                for d in _yaml.safe_load_all(text) if d and d["kind"] == "Service"}
+    assert {r["name"] for r in refs} <= services
+    assert "k8s-route.yaml" not in emit(small, "k8s")  # one group: its Service is the whole split
+
+
+def test_k8s_refuses_a_group_named_like_the_route_file(small):
+    plan = _split(small, [0.5, 0.5])
+    plan = plan.model_copy(update={"replica_groups": [plan.replica_groups[0].model_copy(update={"id": "route"}),
+                                                      plan.replica_groups[1]]})
+    with pytest.raises(InputError) as e:
+        emit(plan, "k8s")
+    assert "k8s-route.yaml" in str(e.value)
