@@ -115,6 +115,7 @@ class _Request:
     prompt_left: int
     tokens: int = 0  # output tokens so far
     first_s: float = math.nan
+    last_s: float = math.nan  # when its last token came
 
 
 def _percentile(samples: list[tuple[float, int]], q: float) -> float:
@@ -181,7 +182,7 @@ def simulate_benchmark(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
                 r.tokens, r.first_s = 1, t
         finished = [r for r in running if r.tokens >= osl]
         for r in finished:
-            r.last_s = t  # type: ignore[attr-defined]
+            r.last_s = t
             done.append(r)
         running = [r for r in running if r.tokens < osl]
     return _summarise(done, requests=requests, rate_per_s=rate_per_s, osl=osl, gaps=gaps, peak=peak,
@@ -191,10 +192,10 @@ def simulate_benchmark(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
 def _summarise(done: list[_Request], *, requests: int, rate_per_s: float, osl: int, gaps: dict[float, int],
                peak: int, overhead_s: float) -> BenchmarkRun:
     first = min(r.arrival_s for r in done)
-    duration = max(r.last_s for r in done) - first  # type: ignore[attr-defined]
+    duration = max(r.last_s for r in done) - first
     ttfts = sorted(r.first_s - r.arrival_s + overhead_s for r in done)
-    e2es = [r.last_s - r.arrival_s + overhead_s for r in done]  # type: ignore[attr-defined]
-    tpots = [(r.last_s - r.first_s) / (osl - 1) for r in done] if osl > 1 else [0.0]  # type: ignore[attr-defined]
+    e2es = [r.last_s - r.arrival_s + overhead_s for r in done]
+    tpots = [(r.last_s - r.first_s) / (osl - 1) for r in done] if osl > 1 else [0.0]
     samples = list(gaps.items())
     n_gaps = sum(n for _, n in samples)
     itl_mean = sum(v * n for v, n in samples) / n_gaps if n_gaps else 0.0

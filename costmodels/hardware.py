@@ -177,7 +177,7 @@ def _gemm_measured() -> dict[tuple[str, str], dict[str, float]]:
     text = (resources.files("costmodels") / "data" / "gemm_measured.csv").read_text(encoding="utf-8")
     out: dict[tuple[str, str], dict[str, float]] = {}
     for r in csv.DictReader(text.splitlines()):
-        name = _index().get(_key(r["gpu"]))
+        name = gpu_name_or_none(r["gpu"])
         if name is not None:
             out.setdefault((name, r["runtime"]), {})[r["dtype"]] = float(r["tflops_max"]) * TERA
     return out

@@ -22,6 +22,7 @@ import math
 from functools import lru_cache
 from importlib import resources
 
+from costmodels.hardware import gpu_name_or_none
 from costmodels.models import ModelSpec
 
 Key = tuple[str, str, str, int, int, int, int, int, int]
@@ -31,7 +32,6 @@ Key = tuple[str, str, str, int, int, int, int, int, int]
 def _table() -> dict[Key, tuple[tuple[float, ...], tuple[float, ...]]]:
     """(gpu, runtime, dtype, hidden, inter, topk, experts, moe_tp, moe_ep) -> (tokens, seconds)."""
     text = (resources.files("costmodels") / "data" / "moe_measured.csv").read_text(encoding="utf-8")
-    from costmodels.hardware import gpu_name_or_none
 
     points: dict[Key, list[tuple[float, float]]] = {}
     for r in csv.DictReader(text.splitlines()):
