@@ -10,6 +10,14 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+#: AIConfigurator's system folder -> this project's catalog name (a system without a table of
+#: the kind a script reads is skipped by that script)
+SYSTEMS = {"a100_sxm": "A100-SXM4-80GB", "h100_sxm": "H100-SXM-80GB", "h200_sxm": "H200-SXM-141GB",
+           "l40s": "L40S-48GB", "b200_sxm": "B200-180GB", "gb200": "GB200-186GB", "b300_sxm": "B300",
+           "gb300": "GB300", "rtx_pro_6000_server": "RTX-PRO-6000-Blackwell-Server"}
+#: the tables' format names -> the weight dtypes of costmodels
+FORMATS = {"bfloat16": "bf16", "fp8": "fp8", "nvfp4": "fp4"}
+
 
 def data_root() -> Path | None:
     """``systems/data`` of the installed aiconfigurator-core, or None when it is not installed."""

@@ -16,12 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aic_tables  # noqa: E402
+from aic_tables import FORMATS, SYSTEMS  # noqa: E402
 
-#: AIConfigurator's system folder -> this project's catalog name
-SYSTEMS = {"a100_sxm": "A100-SXM4-80GB", "h100_sxm": "H100-SXM-80GB", "h200_sxm": "H200-SXM-141GB",
-           "l40s": "L40S-48GB", "b200_sxm": "B200-180GB", "gb200": "GB200-186GB", "b300_sxm": "B300",
-           "gb300": "GB300", "rtx_pro_6000_server": "RTX-PRO-6000-Blackwell-Server"}
-FORMATS = {"bfloat16": "bf16", "fp8": "fp8", "nvfp4": "fp4"}
 OUT = Path(__file__).resolve().parents[1] / "costmodels" / "data" / "gemm_measured.csv"
 HEADER = ["gpu", "runtime", "runtime_version", "dtype", "tflops_max", "m", "n", "k", "latency_ms", "source"]
 

@@ -22,11 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aic_tables  # noqa: E402
+from aic_tables import FORMATS, SYSTEMS  # noqa: E402
 
-SYSTEMS = {"h100_sxm": "H100-SXM-80GB", "h200_sxm": "H200-SXM-141GB", "l40s": "L40S-48GB",
-           "b200_sxm": "B200-180GB", "gb200": "GB200-186GB", "b300_sxm": "B300", "gb300": "GB300",
-           "rtx_pro_6000_server": "RTX-PRO-6000-Blackwell-Server"}
-FORMATS = {"bfloat16": "bf16", "fp8": "fp8", "nvfp4": "fp4"}
 VERSION = "1.3.0rc20"
 KERNELS = ("moe_torch_flow_cutlass", "moe_torch_flow")  # preferred first
 #: Token counts kept (of the table's 27): log-spaced, enough for log-log interpolation, where
