@@ -9,16 +9,14 @@ refused; an import with a spec file that then plans.
 from __future__ import annotations
 
 import json
-import traceback
 from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from planner.cli import main
 from topologies.errors import InputError
 from topologies.load import load_topology
+from test_importers import run  # the CLI in-process, a stray exception shown as a traceback
 
 FIX = Path(__file__).parent / "fixtures" / "topology-samples"
 
@@ -37,14 +35,6 @@ def topology(gpu="Acme-X1", **extra) -> dict:
 def write(path: Path, data) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False) if path.suffix != ".json" else json.dumps(data))
     return path
-
-
-def run(args) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    err = result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        err += "".join(traceback.format_exception(*result.exc_info))
-    return result.exit_code, result.stdout, err
 
 
 def one_line_error(args, *mentions) -> str:

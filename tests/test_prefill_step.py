@@ -19,24 +19,11 @@ from planner.candidates import (PREFILL_TOKEN_BUDGETS, Request, _meets_slos, _ut
                                 cluster_view, price_candidates)
 from planner.check import check_plan
 from planner.emit import emit
+from test_emit_attention_dp import _commands  # command lines of a script, continuations joined
 
 MODEL = "llama-3.1-70b"
 GPU = "H100-SXM-80GB"
 POOLS = dict(topology="dgx-h100x2", model=MODEL, runtime="sglang", disaggregation="only", osl=256, tpot_ms=40)
-
-
-def _commands(script: str) -> list[str]:
-    """The script's command lines (comments dropped, continuation lines joined)."""
-    out, cur = [], ""
-    for line in script.splitlines():
-        t = line.strip()
-        if not t or t.startswith("#"):
-            continue
-        cur += (" " if cur else "") + t.removesuffix("\\").strip()
-        if not t.endswith("\\"):
-            out.append(cur)
-            cur = ""
-    return out
 
 
 def _prefill(budget: int, isl: int, tp: int = 4):
