@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from costmodels import calibration as cal
 from costmodels.comm import allgather_s, allreduce_s, alltoall_s
+from costmodels.dense_gemm import dense_layers_s
 from costmodels.hardware import GPU, fp4_matmul_share
 from costmodels.models import ModelSpec
 from costmodels.moe_measured import measured_moe_layer_s
@@ -146,8 +147,16 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     dense_layer_dense = model.attention_params_per_layer() + model.dense_mlp_params()
     dense_params = float(moe_layers * moe_layer_dense + (stage.layer_count - moe_layers) * dense_layer_dense)
     dense_params = dense_params / at + stage.layer_count * replicated_kv_params_per_layer(model, at)
-    flops = 2 * group_tokens * dense_params
-    linear_s += max(flops / (peak * matmul_efficiency(group_per_step)), steps * dense_params * b_w / hbm)
+    # Measured GEMM latencies at the projections' own shapes where a table covers the GPU and
+    # format (costmodels.dense_gemm); else the layer's FLOPs at the m-curve, or its weight reads.
+    measured_dense = dense_layers_s(model, gpu=gpu.name, runtime=runtime, weight_dtype=weight_dtype, at=at,
+                                    rows=group_per_step, dense_layers=stage.layer_count - moe_layers,
+                                    moe_layers=moe_layers)
+    if measured_dense is not None:
+        linear_s += steps * measured_dense
+    else:
+        flops = 2 * group_tokens * dense_params
+        linear_s += max(flops / (peak * matmul_efficiency(group_per_step)), steps * dense_params * b_w / hbm)
     load = 1.0
     if moe_layers:
         local_experts = model.experts / ep

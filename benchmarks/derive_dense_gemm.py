@@ -1,0 +1,91 @@
+"""Derive costmodels/data/dense_gemm/<GPU>.csv from AIConfigurator's measured GEMM tables.
+
+    python benchmarks/derive_dense_gemm.py [--write]
+
+AIConfigurator (PyPI ``aiconfigurator``, NVIDIA's configurator; the ``peer`` extra) ships measured
+GEMM latencies per GPU system, runtime and runtime version, over a grid of rows m (tokens), output
+width n and reduction depth k. For each (GPU, runtime, format) this keeps the newest runtime
+version's table and writes one CSV row per (n, k) weight shape with the measured latency in
+microseconds at every m of the grid (a wide row keeps the file small), one file per GPU (a search
+reads only its GPU's). Without ``--write`` it prints every file's rows, each headed by its name. ``costmodels/dense_gemm.py``
+prices a dense layer's projections from it. Needs ``aiconfigurator`` and pandas with a parquet
+engine (``pip install '.[peer]'``, best in its own virtual environment). Nothing is fitted.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import aic_tables  # noqa: E402
+from aic_tables import FORMATS, SYSTEMS  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[1] / "costmodels" / "data" / "dense_gemm"
+#: the rows (tokens) of every table's grid; a table missing one of them is skipped whole
+M_GRID = (1, 2, 4, 8, 16, 32, 48, 64, 80, 96, 128, 160, 192, 256, 512, 768, 1024, 2048, 4096, 8192)
+HEADER = ["runtime", "runtime_version", "dtype", "n", "k"] + [f"us_m{m}" for m in M_GRID]
+
+
+def _version_key(v: str) -> tuple:
+    """1.3.0rc23 > 1.3.0rc20 > 1.0.0; 0.5.14 > 0.5.6.post2."""
+    import re
+    return tuple(int(x) for x in re.findall(r"\d+", v))
+
+
+def _newest(data_root: Path) -> dict[tuple[str, str], Path]:
+    best: dict[tuple[str, str], Path] = {}
+    for f in sorted(data_root.glob("*/gemm/*/*/gemm_perf.parquet")):
+        system, _, runtime, version = f.relative_to(data_root).parts[:4]
+        if system in SYSTEMS and ((system, runtime) not in best
+                                  or _version_key(version) > _version_key(best[(system, runtime)].parent.name)):
+            best[(system, runtime)] = f
+    return best
+
+
+def rows(data_root: Path) -> dict[str, list[list]]:
+    """Catalog GPU name -> its CSV rows."""
+    import pandas as pd  # the peer's own dependency
+
+    out: dict[str, list[list]] = {}
+    for (system, runtime), f in sorted(_newest(data_root).items()):
+        d = pd.read_parquet(f)
+        for fmt, part in sorted(d.groupby("gemm_dtype")):
+            if fmt not in FORMATS:
+                continue
+            grid = part.pivot_table(index=["n", "k"], columns="m", values="latency", aggfunc="min")
+            if not set(M_GRID) <= set(grid.columns):
+                continue
+            for (n, k), lat in grid[list(M_GRID)].iterrows():
+                if lat.isna().any():
+                    continue
+                out.setdefault(SYSTEMS[system], []).append(
+                    [runtime, f.parent.name, FORMATS[fmt], int(n), int(k)] + [f"{float(x) * 1e3:.4g}" for x in lat])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", action="store_true", help=f"replace the files in {OUT}")
+    args = ap.parse_args(argv)
+    root = aic_tables.data_root()
+    if root is None:
+        print("needs aiconfigurator (pip install '.[peer]')", file=sys.stderr)
+        return 2
+    for gpu, body in sorted(rows(root).items()):
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(HEADER)
+        w.writerows(body)
+        if args.write:
+            OUT.mkdir(exist_ok=True)
+            (OUT / f"{gpu}.csv").write_text(buf.getvalue(), encoding="utf-8")
+        else:
+            sys.stdout.write(f"# {gpu}.csv\n{buf.getvalue()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Dense projections priced from measured GEMM latencies, shape by shape.
+
+A GEMM's speed depends on all three of its sizes: its rows m (the step's tokens), its output width
+n and its reduction depth k. Tensor parallelism narrows every projection (n or k falls by the TP
+degree), and narrow GEMMs leave tensor cores idle: on A100 under TensorRT-LLM with 512 rows, an
+8,192 x 8,192 BF16 weight runs at 217 TFLOPS and an 8,192 x 1,024 one (Llama-3.1-70B's output
+projection at TP8) at 143 (AIConfigurator's measured tables). A single efficiency curve in m
+cannot see this, so it priced TP8 too fast next to TP4 and picked it where TP4 measured better.
+
+``costmodels/data/dense_gemm/<GPU>.csv`` (``benchmarks/derive_dense_gemm.py``) holds, per GPU, runtime
+and format, the measured latency of every (n, k) weight shape of the table at a grid of rows m.
+:func:`dense_layers_s` sums a stage's projections (QKV, output, the MLP's up/gate and down, shared
+experts) at their per-GPU shapes: latency linear in m between the grid's rows, and per unit of
+n x k bilinear in log2 n and log2 k between its shapes. It returns None where no table covers the GPU and format (the caller
+then prices the layer from its FLOPs and weight bytes) and for MLA attention, whose low-rank
+projections are priced from their FLOPs.
+"""
+from __future__ import annotations
+
+import bisect
+import csv
+import math
+from functools import lru_cache
+from importlib import resources
+
+from costmodels.models import ModelSpec
+
+#: Weight formats whose GEMMs run another format's kernels: FP16 as BF16.
+_FORMAT = {"fp16": "bf16"}
+#: Where a runtime has no table of its own for a GPU, the GEMM libraries of the others (cuBLAS,
+#: CUTLASS) are the nearest measurement, in this order.
+_RUNTIME_ORDER = ("trtllm", "vllm", "sglang")
+
+
+class Table:
+    """One (GPU, runtime, format) table: measured latency per (n, k) cell at the grid's rows m."""
+
+    def __init__(self, ms: tuple[int, ...], cells: dict[tuple[int, int], tuple[float, ...]]) -> None:
+        self.ms = ms
+        self.log_n = tuple(sorted({math.log2(n) for n, _ in cells}))
+        self.log_k = tuple(sorted({math.log2(k) for _, k in cells}))
+        # latency in seconds per unit of n x k, made non-decreasing in m (a measured table can
+        # dip by noise; more rows never take less time)
+        self.per_nk: dict[tuple[float, float], tuple[float, ...]] = {}
+        for (n, k), lat_us in cells.items():
+            mono, worst = [], 0.0
+            for lat in lat_us:
+                worst = max(worst, lat)
+                mono.append(worst * 1e-6 / (n * k))
+            self.per_nk[(math.log2(n), math.log2(k))] = tuple(mono)
+
+    def _at_rows(self, cell: tuple[float, ...], m: float) -> float:
+        """A cell's latency per n x k at m rows: linear in m between grid rows (so never falling
+        as m grows), proportional to m beyond the last (the GEMM is compute-bound there)."""
+        ms = self.ms
+        if m <= ms[0]:
+            return cell[0]
+        if m >= ms[-1]:
+            return cell[-1] * m / ms[-1]
+        i = bisect.bisect_left(ms, m)
+        f = (m - ms[i - 1]) / (ms[i] - ms[i - 1])
+        return cell[i - 1] * (1 - f) + cell[i] * f
+
+    def seconds(self, m: float, n: float, k: float) -> float | None:
+        """Latency of an (m x k) @ (k x n) GEMM: each neighbouring measured (n, k) shape's latency
+        scaled by n x k, weighted bilinearly in log2 n and log2 k; None off a ragged grid."""
+        n0, n1, fn = _bracket(self.log_n, math.log2(max(n, 1.0)))
+        k0, k1, fk = _bracket(self.log_k, math.log2(max(k, 1.0)))
+        total = 0.0
+        for nn, wn in ((n0, 1 - fn), (n1, fn)):
+            for kk, wk in ((k0, 1 - fk), (k1, fk)):
+                if wn * wk == 0.0:
+                    continue
+                cell = self.per_nk.get((nn, kk))
+                if cell is None:
+                    return None
+                total += wn * wk * self._at_rows(cell, m)
+        return total * n * k
+
+
+def _bracket(xs: tuple[float, ...], x: float) -> tuple[float, float, float]:
+    """Neighbours of x in xs and x's position between them (0-1), clamped to the ends."""
+    x = min(max(x, xs[0]), xs[-1])
+    if len(xs) == 1:
+        return xs[0], xs[0], 0.0
+    i = min(max(bisect.bisect_left(xs, x), 1), len(xs) - 1)
+    lo, hi = xs[i - 1], xs[i]
+    return lo, hi, (x - lo) / (hi - lo) if hi > lo else 0.0
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> frozenset[str]:
+    """The GPUs with a shipped table (file stems)."""
+    folder = resources.files("costmodels") / "data" / "dense_gemm"
+    return frozenset(f.name.removesuffix(".csv") for f in folder.iterdir() if f.name.endswith(".csv"))
+
+
+@lru_cache(maxsize=None)
+def _gpu_lines(gpu: str) -> tuple[tuple[int, ...], dict[tuple[str, str], list[str]]]:
+    """The grid's rows m and, per (runtime, dtype), the raw CSV lines of one catalog GPU's file
+    (none: no file). Lines are split into numbers only for the table a caller asks for."""
+    if gpu not in _shipped():  # a name from an input never becomes a path
+        return (), {}
+    f = resources.files("costmodels") / "data" / "dense_gemm" / f"{gpu}.csv"
+    header, *lines = f.read_text(encoding="utf-8").splitlines()
+    ms = tuple(int(h.removeprefix("us_m")) for h in header.split(",")[5:])
+    out: dict[tuple[str, str], list[str]] = {}
+    for line in lines:
+        runtime, _version, dtype, _ = line.split(",", 3)
+        out.setdefault((runtime, dtype), []).append(line)
+    return ms, out
+
+
+@lru_cache(maxsize=None)
+def _table(gpu: str, runtime: str, dtype: str) -> Table | None:
+    ms, lines = _gpu_lines(gpu)
+    if (runtime, dtype) not in lines:
+        return None
+    cells = {}
+    for r in csv.reader(lines[(runtime, dtype)]):
+        cells[(int(r[3]), int(r[4]))] = tuple(float(x) for x in r[5:])
+    return Table(ms, cells)
+
+
+def table_for(gpu: str, runtime: str, weight_dtype: str) -> Table | None:
+    """The runtime's own table for the GPU and format, else another runtime's, else None."""
+    fmt = _FORMAT.get(weight_dtype, weight_dtype)
+    for rt in (runtime, *_RUNTIME_ORDER):
+        t = _table(gpu, rt, fmt)
+        if t is not None:
+            return t
+    return None
+
+
+def projections(model: ModelSpec, at: int, dense_layers: int, moe_layers: int) -> list[tuple[float, float, int]]:
+    """(n, k, layers) of one attention-group GPU's dense projections over a stage with these layer
+    counts: attention in every layer, the dense MLP in dense layers, shared experts in MoE layers.
+    K/V are replicated when the group outnumbers the KV heads (one whole head per GPU)."""
+    layers = dense_layers + moe_layers
+    kv_per_gpu = max(model.kv_heads / at, 1.0)
+    q = model.heads / at * model.head_dim
+    mats = [(q + 2 * kv_per_gpu * model.head_dim, float(model.hidden), layers),  # QKV
+            (float(model.hidden), q, layers)]  # output projection
+    up = 2 if model.gated_mlp else 1
+    if dense_layers and model.intermediate:
+        inter = model.intermediate / at
+        mats += [(up * inter, float(model.hidden), dense_layers), (float(model.hidden), inter, dense_layers)]
+    if moe_layers and model.shared_experts:
+        inter = model.shared_experts * (model.shared_intermediate or model.moe_intermediate) / at
+        mats += [(up * inter, float(model.hidden), moe_layers), (float(model.hidden), inter, moe_layers)]
+    return mats
+
+
+def dense_layers_s(model: ModelSpec, *, gpu: str, runtime: str, weight_dtype: str, at: int, rows: float,
+                   dense_layers: int, moe_layers: int) -> float | None:
+    """Measured time of one step's dense projections over the stage's layers at ``rows`` tokens
+    per GPU, or None where no measured table covers them (see the module docstring)."""
+    if model.is_mla or rows <= 0:
+        return None
+    table = table_for(gpu, runtime, weight_dtype)
+    if table is None:
+        return None
+    total = 0.0
+    for n, k, layers in projections(model, at, dense_layers, moe_layers):
+        t = table.seconds(rows, n, k)
+        if t is None:
+            return None
+        total += layers * t
+    return total
