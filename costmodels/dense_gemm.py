@@ -49,8 +49,8 @@ class Table:
                 mono.append(worst * 1e-6 / (n * k))
             self.per_nk[(math.log2(n), math.log2(k))] = tuple(mono)
 
-    def _at_rows(self, cell: tuple[float, ...], m: float) -> float:
-        """A cell's latency per n x k at m rows: linear in m between grid rows (so never falling
+    def at_rows(self, cell: tuple[float, ...], m: float) -> float:
+        """A latency curve over the grid's rows at m rows: linear in m between grid rows (so never falling
         as m grows), proportional to m beyond the last (the GEMM is compute-bound there)."""
         ms = self.ms
         if m <= ms[0]:
@@ -61,12 +61,13 @@ class Table:
         f = (m - ms[i - 1]) / (ms[i] - ms[i - 1])
         return cell[i - 1] * (1 - f) + cell[i] * f
 
-    def seconds(self, m: float, n: float, k: float) -> float | None:
-        """Latency of an (m x k) @ (k x n) GEMM: each neighbouring measured (n, k) shape's latency
-        scaled by n x k, weighted bilinearly in log2 n and log2 k; None off a ragged grid."""
+    def shape_curve(self, n: float, k: float) -> tuple[float, ...] | None:
+        """Latency in seconds of an (n, k) weight at each of the grid's rows m: the neighbouring
+        measured shapes' latencies scaled by n x k, weighted bilinearly in log2 n and log2 k;
+        None off a ragged grid."""
         n0, n1, fn = _bracket(self.log_n, math.log2(max(n, 1.0)))
         k0, k1, fk = _bracket(self.log_k, math.log2(max(k, 1.0)))
-        total = 0.0
+        total = [0.0] * len(self.ms)
         for nn, wn in ((n0, 1 - fn), (n1, fn)):
             for kk, wk in ((k0, 1 - fk), (k1, fk)):
                 if wn * wk == 0.0:
@@ -74,8 +75,14 @@ class Table:
                 cell = self.per_nk.get((nn, kk))
                 if cell is None:
                     return None
-                total += wn * wk * self._at_rows(cell, m)
-        return total * n * k
+                for i, x in enumerate(cell):
+                    total[i] += wn * wk * x * n * k
+        return tuple(total)
+
+    def seconds(self, m: float, n: float, k: float) -> float | None:
+        """Latency of an (m x k) @ (k x n) GEMM (``shape_curve`` at m rows)."""
+        curve = self.shape_curve(n, k)
+        return None if curve is None else self.at_rows(curve, m)
 
 
 def _bracket(xs: tuple[float, ...], x: float) -> tuple[float, float, float]:
@@ -89,19 +96,24 @@ def _bracket(xs: tuple[float, ...], x: float) -> tuple[float, float, float]:
 
 
 @lru_cache(maxsize=1)
-def _shipped() -> frozenset[str]:
-    """The GPUs with a shipped table (file stems)."""
+def _shipped() -> dict[str, str]:
+    """Catalog GPU name -> the stem of its shipped file (the files are named as the tables name
+    their GPUs; an alias such as "B300" resolves to the catalog's "B300-288GB")."""
+    from costmodels.hardware import gpu_name_or_none
+
     folder = resources.files("costmodels") / "data" / "dense_gemm"
-    return frozenset(f.name.removesuffix(".csv") for f in folder.iterdir() if f.name.endswith(".csv"))
+    stems = sorted(f.name.removesuffix(".csv") for f in folder.iterdir() if f.name.endswith(".csv"))
+    return {gpu_name_or_none(stem) or stem: stem for stem in stems}
 
 
 @lru_cache(maxsize=None)
 def _gpu_lines(gpu: str) -> tuple[tuple[int, ...], dict[tuple[str, str], list[str]]]:
     """The grid's rows m and, per (runtime, dtype), the raw CSV lines of one catalog GPU's file
     (none: no file). Lines are split into numbers only for the table a caller asks for."""
-    if gpu not in _shipped():  # a name from an input never becomes a path
+    stem = _shipped().get(gpu)  # a name from an input never becomes a path
+    if stem is None:
         return (), {}
-    f = resources.files("costmodels") / "data" / "dense_gemm" / f"{gpu}.csv"
+    f = resources.files("costmodels") / "data" / "dense_gemm" / f"{stem}.csv"
     header, *lines = f.read_text(encoding="utf-8").splitlines()
     ms = tuple(int(h.removeprefix("us_m")) for h in header.split(",")[5:])
     out: dict[tuple[str, str], list[str]] = {}
@@ -151,19 +163,33 @@ def projections(model: ModelSpec, at: int, dense_layers: int, moe_layers: int) -
     return mats
 
 
+@lru_cache(maxsize=4096)
+def _stage_curve(model: ModelSpec, gpu: str, runtime: str, weight_dtype: str, at: int, dense_layers: int,
+                 moe_layers: int) -> tuple[Table, tuple[float, ...]] | None:
+    """The table and the stage's summed projection latency at each of its grid rows. Latency is
+    linear in each cell's measurements, so the sum of the projections' curves is the stage's
+    curve; a search asks for the same stage thousands of times."""
+    table = table_for(gpu, runtime, weight_dtype)
+    if table is None:
+        return None
+    total = [0.0] * len(table.ms)
+    for n, k, layers in projections(model, at, dense_layers, moe_layers):
+        curve = table.shape_curve(n, k)
+        if curve is None:
+            return None
+        for i, x in enumerate(curve):
+            total[i] += layers * x
+    return table, tuple(total)
+
+
 def dense_layers_s(model: ModelSpec, *, gpu: str, runtime: str, weight_dtype: str, at: int, rows: float,
                    dense_layers: int, moe_layers: int) -> float | None:
     """Measured time of one step's dense projections over the stage's layers at ``rows`` tokens
     per GPU, or None where no measured table covers them (see the module docstring)."""
     if model.is_mla or rows <= 0:
         return None
-    table = table_for(gpu, runtime, weight_dtype)
-    if table is None:
+    found = _stage_curve(model, gpu, runtime, weight_dtype, at, dense_layers, moe_layers)
+    if found is None:
         return None
-    total = 0.0
-    for n, k, layers in projections(model, at, dense_layers, moe_layers):
-        t = table.seconds(rows, n, k)
-        if t is None:
-            return None
-        total += layers * t
-    return total
+    table, curve = found
+    return table.at_rows(curve, rows)
