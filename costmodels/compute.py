@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from costmodels import calibration as cal
 from costmodels.comm import allgather_s, allreduce_s, alltoall_s
-from costmodels.dense_gemm import dense_layers_s
+from costmodels.dense_gemm import dense_layers_s, lm_head_s
 from costmodels.hardware import GPU, fp4_matmul_share
 from costmodels.models import ModelSpec
 from costmodels.moe_measured import measured_moe_layer_s
@@ -191,8 +191,12 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         head = head_params / at
         group_decode = decode_tokens / dp
         rows = max(group_decode, 1.0)  # a group that samples has at least one row: count it so in both terms
-        linear_s += max(2 * rows * head / (gpu.bf16_flop_per_s * matmul_efficiency(max(rows / steps, 1.0))),
-                        steps * head * 2.0 / hbm)
+        measured_head = lm_head_s(model, gpu=gpu.name, runtime=runtime, at=at, rows=max(rows / steps, 1.0))
+        if measured_head is not None:
+            linear_s += steps * measured_head
+        else:
+            linear_s += max(2 * rows * head / (gpu.bf16_flop_per_s * matmul_efficiency(max(rows / steps, 1.0))),
+                            steps * head * 2.0 / hbm)
 
     # Attention: FLOPs QK^T and AV over the attended context; decode reads the KV cache.
     heads_per_gpu = model.heads / at

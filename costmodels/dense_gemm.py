@@ -193,3 +193,12 @@ def dense_layers_s(model: ModelSpec, *, gpu: str, runtime: str, weight_dtype: st
         return None
     table, curve = found
     return table.at_rows(curve, rows)
+
+
+def lm_head_s(model: ModelSpec, *, gpu: str, runtime: str, at: int, rows: float) -> float | None:
+    """Measured time of the LM head (vocab / at outputs, hidden inputs; kept in 16 bit by the
+    runtimes whatever the weights' format) at ``rows`` sampling sequences, or None without a table."""
+    table = table_for(gpu, runtime, "bf16")
+    if table is None or rows <= 0:
+        return None
+    return table.seconds(rows, model.vocab / at, float(model.hidden))
