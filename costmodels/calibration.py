@@ -40,23 +40,28 @@ DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
 #: KV-cache limit). The planner searches batch sizes up to this cap.
 MAX_BATCH_SIZE = 2048
 
+#: The next three price GEMMs only where no measured table covers the GPU and format
+#: (``costmodels.dense_gemm`` prices dense projections and the LM head from measured GEMM latencies
+#: on A100, H100, H200, L40S, B200, GB200, B300, GB300 and RTX PRO 6000): other GPUs (GH200, A10,
+#: MI300X, ...), weight-only INT4/INT8, MLA projections and the analytic expert GEMMs.
 #: [fitted] Share of peak dense tensor-core throughput large 16-bit GEMMs reach
 #: (bounds 0.30-0.90; cuBLAS reaches 70-80 % of dense peak on large Hopper/Ampere GEMMs).
-MATMUL_EFFICIENCY_MAX = 0.5506
+MATMUL_EFFICIENCY_MAX = 0.6542
 
-#: [fitted] Share of the 16-bit GEMM efficiency reached when GEMMs run in FP8/INT8/FP4
-#: (bounds 0.40-1.00): the doubled tensor rate meets the same SM data paths, scaling and
-#: epilogues, so a smaller share of the datasheet peak is reached.
+#: [fitted, on its upper bound 1.0] Share of the 16-bit GEMM efficiency reached when GEMMs run in
+#: FP8/INT8/FP4 (bounds 0.40-1.00): the doubled tensor rate meets the same SM data paths, scaling
+#: and epilogues, so a smaller share of the datasheet peak is reached. On its bound since the
+#: measured tables took over the FP8 and FP4 GEMMs they cover.
 LOW_PRECISION_MATMUL_EFFICIENCY = 1.0
 
 #: [fitted] GEMM rows (tokens) at which the efficiency reaches half its maximum (bounds
 #: 1-512): below one tile of rows (64-128 on Hopper) tensor cores idle.
 #: efficiency(m) = max * m / (m + M_HALF).
-MATMUL_M_HALF_TOKENS = 76.42
+MATMUL_M_HALF_TOKENS = 69.96
 
 #: [fitted] Share of peak HBM bandwidth a streaming read reaches (bounds 0.50-0.92; H100
 #: SXM copy/STREAM-style tests reach about 2.6-2.9 of 3.35 TB/s).
-HBM_EFFICIENCY = 0.7637
+HBM_EFFICIENCY = 0.7692
 
 #: [fitted, on its upper bound 0.75] Share of peak tensor throughput attention kernels
 #: (FlashAttention-2/3, TensorRT-LLM's FMHA) reach.
@@ -66,8 +71,8 @@ ATTENTION_EFFICIENCY = 0.75
 #: sampling, input preparation, kernel launches (bounds 10 us-3 ms per step, 0.1-20 us per layer).
 #: 1.5 ms per step is more than CUDA-graph launches alone: it carries TensorRT-LLM's per-iteration scheduling and
 #: the small kernels (norms, rotary, sampling) the roofline does not price.
-STEP_OVERHEAD_S = 1405 * US
-LAYER_OVERHEAD_S = 19.84 * US
+STEP_OVERHEAD_S = 1459 * US
+LAYER_OVERHEAD_S = 19.96 * US
 
 #: [fitted] Host work per running sequence per engine step that the GPU waits for (bounds
 #: 0-20 us): the scheduler's per-request bookkeeping each iteration (token appends, stop checks,
@@ -76,21 +81,21 @@ LAYER_OVERHEAD_S = 19.84 * US
 #: processing (vLLM blog, "vLLM v0.6.0: 2.7x Throughput Improvement", 2024-09: CPU overheads of
 #: scheduling and output processing, both per request); TensorRT-LLM's batch manager does the same
 #: work in C++ per request and iteration. Not measurable from kernel tables, hence fitted.
-SEQUENCE_OVERHEAD_S = 9.351 * US
+SEQUENCE_OVERHEAD_S = 9.761 * US
 
 #: [fitted, on its upper bound 1.0] Share of the dense GEMM efficiency grouped (MoE expert)
 #: GEMMs reach (bounds 0.10-1.00): experts' GEMMs are many small ones launched together, with routing,
 #: permutation and un-permutation around them.
-MOE_GEMM_EFFICIENCY = 1.0
+MOE_GEMM_EFFICIENCY = 0.8332
 
 #: [fitted] Fixed cost of one request's first token beyond its prompt's compute inside the
 #: engine (bounds 10 us-20 ms): scheduling it into a step, first sampling.
-PREFILL_REQUEST_OVERHEAD_S = 605.3 * US
+PREFILL_REQUEST_OVERHEAD_S = 560.5 * US
 
 #: [fitted, online-serving rows] What a client sees on top of the engine's TTFT in online
 #: serving (bounds 10 us-50 ms): the HTTP front end, tokenisation, detokenisation and
 #: streaming of the first token.
-ONLINE_REQUEST_OVERHEAD_S = 6.902 * MS
+ONLINE_REQUEST_OVERHEAD_S = 7.098 * MS
 
 #: Share of link bandwidth NCCL's ring collectives other than the all-reduce (all-gather,
 #: reduce-scatter, all-to-all, pipeline sends) reach: NCCL's measured all-reduce bus efficiency
