@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from topologies.schema import GpuTypeSpec
 
-
 # Per-link NVLink figures, per direction. A link is 50 GB/s both ways in NVLink 2, 3 and 4
 # (NVLink 3 halves the lanes per link and doubles their rate), 100 GB/s in NVLink 5; sources:
 # NVLink (Wikipedia, as mirrored at wikimili.com/en/NVLink): "NVLink 2.0, 3.0 and 4.0 all have a
