@@ -90,53 +90,29 @@ def _rows(lines: list[list[str]], start: int, cols: list[str], src: str) -> dict
     """
     want = set(cols)
     rows: dict[str, list[str]] = {}
-    n = len(cols)
     last = max((k for k, toks in enumerate(lines) if toks), default=-1)
     for k in range(start + 1, len(lines)):
         toks = lines[k]
         if not toks:
             continue
-        joined = " ".join(toks)
-        if joined.endswith("Legend:"):
+        if " ".join(toks).endswith("Legend:"):
             break
         hits = [i for i, t in enumerate(toks) if t in want]
         if not hits:
             continue
         q = next((i for i in hits if i + 1 < len(toks) and _is_cell(toks[i + 1])), hits[0])
-        label = toks[q]
-        after = toks[q + 1:]
+        label, after = toks[q], toks[q + 1:]
         cells = []
         for t in after:
             if not _is_cell(t):
                 break
             cells.append(t)
-        where = f"row {label} (line {k + 1})"
-        error = None
-        if label in rows:
-            error = InputError("appears twice; give one `nvidia-smi topo -m` table per file (one file per node)",
-                               source=src, field=where)
-        elif len(cells) < n and k == last:
-            error = InputError(f"the file ends in the middle of row {label}: the table is truncated; paste the whole "
-                               f"output of `nvidia-smi topo -m`", source=src, field=where)
-        elif len(cells) < n:
-            bad = after[len(cells)] if len(after) > len(cells) else None
-            if bad is not None and label.startswith("GPU") and not re.fullmatch(r"[\d,\-]+|N/A", bad):
-                error = InputError(f"{bad!r} is not a topology cell (X, NV#, PIX, PXB, PHB, NODE, SYS, SOC); the "
-                                   f"table is garbled: paste the whole output of `nvidia-smi topo -m`",
-                                   source=src, field=f"{where}, column {cols[len(cells)]}")
-            else:
-                got = f"{len(cells)} cells" + (f" then {bad!r}" if bad is not None else "")
-                error = InputError(f"has {got}, but the header has {n} columns ({cols[0]}..{cols[-1]}); the "
-                                   f"table is truncated or garbled: paste the whole output of `nvidia-smi topo -m`",
-                                   source=src, field=where)
-        elif len(cells) > n:
-            error = InputError(f"has {len(cells)} cells, but the header has {n} columns ({cols[0]}..{cols[-1]}): "
-                               f"the matrix is not square; paste the whole output of `nvidia-smi topo -m`",
-                               source=src, field=where)
+        error = _row_error(label, cells, after, cols, src, f"row {label} (line {k + 1})",
+                           twice=label in rows, at_end=k == last)
         if error is not None:
             raise _NotThisTable(error) if not rows else error
         rows[label] = cells
-        if len(rows) == n:
+        if len(rows) == len(cols):
             break
     missing = [c for c in cols if c not in rows]
     if missing:
@@ -144,6 +120,35 @@ def _rows(lines: list[list[str]], start: int, cols: list[str], src: str) -> dict
                            f"`nvidia-smi topo -m`", source=src, field=f"row {missing[0]}")
         raise _NotThisTable(error) if not rows else error
     return rows
+
+
+def _row_error(label: str, cells: list[str], after: list[str], cols: list[str], src: str, where: str, *,
+               twice: bool, at_end: bool) -> InputError | None:
+    """What is wrong with the row ``label`` (its ``cells``, then the tokens ``after`` its label), if
+    anything: a second row of one label, a truncated file, a token that is no cell, too few or too
+    many cells for the header's columns."""
+    n = len(cols)
+    if twice:
+        return InputError("appears twice; give one `nvidia-smi topo -m` table per file (one file per node)",
+                          source=src, field=where)
+    if len(cells) < n and at_end:
+        return InputError(f"the file ends in the middle of row {label}: the table is truncated; paste the whole "
+                          f"output of `nvidia-smi topo -m`", source=src, field=where)
+    if len(cells) < n:
+        bad = after[len(cells)] if len(after) > len(cells) else None
+        if bad is not None and label.startswith("GPU") and not re.fullmatch(r"[\d,\-]+|N/A", bad):
+            return InputError(f"{bad!r} is not a topology cell (X, NV#, PIX, PXB, PHB, NODE, SYS, SOC); the "
+                              f"table is garbled: paste the whole output of `nvidia-smi topo -m`",
+                              source=src, field=f"{where}, column {cols[len(cells)]}")
+        got = f"{len(cells)} cells" + (f" then {bad!r}" if bad is not None else "")
+        return InputError(f"has {got}, but the header has {n} columns ({cols[0]}..{cols[-1]}); the "
+                          f"table is truncated or garbled: paste the whole output of `nvidia-smi topo -m`",
+                          source=src, field=where)
+    if len(cells) > n:
+        return InputError(f"has {len(cells)} cells, but the header has {n} columns ({cols[0]}..{cols[-1]}): "
+                          f"the matrix is not square; paste the whole output of `nvidia-smi topo -m`",
+                          source=src, field=where)
+    return None
 
 
 def _check_matrix(cols: list[str], rows: dict[str, list[str]], src: str) -> None:
