@@ -210,7 +210,11 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
     lo_t, hi_t = 0.0, max(e + c * w for c, e, w in zip(cap, extra, per_layer))
     for _ in range(100):
         mid = (lo_t + hi_t) / 2
-        lo_t, hi_t = (lo_t, mid) if sum(take(mid)) >= L and min(take(mid)) >= 1 else (mid, hi_t)
+        counts = take(mid)
+        bounds = (lo_t, mid) if sum(counts) >= L and min(counts) >= 1 else (mid, hi_t)
+        if bounds == (lo_t, hi_t):  # the interval stopped shrinking: every further round repeats this one
+            break
+        lo_t, hi_t = bounds
     split = take(hi_t)
     if sum(split) < L or min(split) < 1:
         return balanced_layer_split(L, pp)
