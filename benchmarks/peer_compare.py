@@ -4,7 +4,7 @@
 
 For each scenario below, both tools pick an aggregated (unified) TensorRT-LLM plan under the same
 TTFT/TPOT limits on the same 8 GPUs and the same precision:
-  - plan-search: ``python -m planner.cli search --runtime trtllm --disaggregation off --json``;
+  - plan-search: ``plan-search search --runtime trtllm --disaggregation off --json`` (the installed entry point);
   - the peer: ``aiconfigurator cli default --backend trtllm --serving-mode agg``.
 Each pick is then priced by BOTH cost models: ours with ``planner.api.evaluate`` at the peer's
 tp/ep/attention-dp/batch and context-token budget, the peer's with ``aiconfigurator cli estimate --estimate-mode agg`` at our
@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
-from costmodels import calibration as cal
+from benchmarks.startup import ENTRY, bytecode_cache_environment  # noqa: E402
+from costmodels import calibration as cal  # noqa: E402
 from costmodels.models import get_model  # noqa: E402
 from planner import api  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
@@ -153,10 +154,10 @@ class Pick:
 # --------------------------------------------------------------------------------------- running
 
 
-def _run(cmd: list[str], timeout_s: float = 900) -> tuple[int, str, str, float]:
+def _run(cmd: list[str], timeout_s: float = 900, env: dict[str, str] | None = None) -> tuple[int, str, str, float]:
     """Run a command from the checkout; return (exit code, stdout, stderr, wall seconds)."""
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, env=env)
     return p.returncode, p.stdout, p.stderr, time.perf_counter() - t0
 
 
@@ -181,10 +182,20 @@ def _ps_common(sc: Scenario) -> list[str]:
 
 
 def ps_search(sc: Scenario) -> Pick:
-    """plan-search's unified pick for the scenario, timed as one process."""
-    cmd = [sys.executable, "-m", "planner.cli", "search", *_ps_common(sc), "--ttft-ms", str(sc.ttft_ms),
+    """plan-search's unified pick for the scenario, timed as one process of the installed program.
+
+    The process runs the ``plan-search`` entry point (``planner.entry:main``) with its byte code cached,
+    as ``pip install`` leaves a package (and as the peer runs from its own installed environment): a
+    checkout run with ``python -m planner.cli``, or under ``PYTHONDONTWRITEBYTECODE``, compiles every
+    module from source on each run, which no installed ``plan-search`` does. One untimed run fills the
+    cache first; ``benchmarks/startup.py`` times its commands the same way.
+    """
+    cmd = [sys.executable, "-c", ENTRY, "search", *_ps_common(sc), "--ttft-ms", str(sc.ttft_ms),
            "--tpot-ms", str(sc.tpot_ms), "--max-gpus", str(sc.max_gpus), "--disaggregation", "off", "--json", "-q"]
-    rc, out, err, wall = _run(cmd)
+    with tempfile.TemporaryDirectory(prefix="peer_compare_pycache_") as tmp:
+        env = bytecode_cache_environment(tmp)
+        _run(cmd, env=env)
+        rc, out, err, wall = _run(cmd, env=env)
     if rc != 0:
         return Pick(wall_s=wall, note=_last_line(err))
     plan = json.loads(out)

@@ -50,7 +50,7 @@ COMMANDS = [
 ]
 
 
-def _environment(cache: str) -> dict[str, str]:
+def bytecode_cache_environment(cache: str) -> dict[str, str]:
     """This process's environment with byte code cached in ``cache`` (see the module docstring)."""
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if not commands:
         ap.error(f"--only {a.only!r} matches no command")
     with tempfile.TemporaryDirectory(prefix="plan-search-startup-") as tmp:
-        env = _environment(str(Path(tmp) / "pycache"))
+        env = bytecode_cache_environment(str(Path(tmp) / "pycache"))
         try:
             plan = make_plan(Path(tmp), env)
             rows = [measure(label, [str(plan) if x == "{plan}" else x for x in args], target, a.runs, env)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Sequence
 
 from costmodels import calibration as cal
@@ -209,7 +210,11 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
     lo_t, hi_t = 0.0, max(e + c * w for c, e, w in zip(cap, extra, per_layer))
     for _ in range(100):
         mid = (lo_t + hi_t) / 2
-        lo_t, hi_t = (lo_t, mid) if sum(take(mid)) >= L and min(take(mid)) >= 1 else (mid, hi_t)
+        counts = take(mid)
+        bounds = (lo_t, mid) if sum(counts) >= L and min(counts) >= 1 else (mid, hi_t)
+        if bounds == (lo_t, hi_t):  # the interval stopped shrinking: every further round repeats this one
+            break
+        lo_t, hi_t = bounds
     split = take(hi_t)
     if sum(split) < L or min(split) < 1:
         return balanced_layer_split(L, pp)
@@ -266,6 +271,21 @@ def max_batch_size(model: ModelSpec, gpu: GPUs, s: Strategy, *, context: int, ca
     group: each runs its own scheduler) unless ``cap``. Under attention DP the sequences are
     spread over the groups, each GPU holding its group's.
     """
+    return _max_batch_size(model, tuple(stage_gpus(gpu, s.pp)), s, context, cap)
+
+
+@lru_cache(maxsize=4096)
+def _max_batch_size(model: ModelSpec, gpus: tuple[GPU, ...], s: Strategy, context: int, cap: int | None) -> int:
+    """:func:`max_batch_size` with one GPU per stage, memoised.
+
+    A search prices each shape at a dozen batches, and every pricing asks for the shape's
+    largest batch twice (:func:`effective_strategy` and :func:`evaluate_replica`), each time a
+    bisection over :func:`_stage_memory` (three quarters of an 8-GPU search's pricing time
+    before this cache). The answer depends only on the arguments and on the memory constants
+    (:mod:`costmodels.calibration`'s runtime profiles and overheads, which nothing changes at
+    run time; ``benchmarks/calibrate.py`` fits step-time constants only), so it is computed
+    once per shape.
+    """
     dp = s.attention_dp
     best = cap if cap is not None else s.profile.max_batch * dp
 
@@ -273,7 +293,7 @@ def max_batch_size(model: ModelSpec, gpu: GPUs, s: Strategy, *, context: int, ca
         _, budget, per_seq = _stage_memory(model, g, s, st, batch=n, context=context)
         return dp * max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq)
 
-    for g, st in zip(stage_gpus(gpu, s.pp), stages(model, s)):
+    for g, st in zip(gpus, stages(model, s)):
         # Activations (logits, the step's tokens) grow with the batch, so the KV room shrinks
         # as n grows and "n fits" holds up to some n and not past it. The room at the cap is
         # a lower bound of the answer, the room at that bound an upper one: bisect between.

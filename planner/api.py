@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from costmodels.hardware import GPU, custom_gpus, get_gpu
 from costmodels.hardware import get_gpu as _get_gpu  # resolve_prices shadows get_gpu with the topology's own types
 from costmodels.memory import weight_bytes
 from costmodels.models import ModelSpec, get_model
-from costmodels.benchrun import BenchmarkRun, simulate_benchmark
 from costmodels.serving import (ClosedLoopMetrics, LoadedMetrics, Links, ReplicaMetrics, Strategy, effective_strategy,
                                 evaluate_prefill, evaluate_replica, kv_transfer_s, serve_at_concurrency, serve_at_rate,
                                 stages, tail_latency, ttft_under_load_s, validate_strategy)
@@ -35,6 +35,9 @@ from planner.placement import (PlacedReplica, PlacementError, place, replica_lin
 from topologies.errors import InfeasibleError, InputError, SolveTimeout
 from topologies.graph import LOCAL, Topology
 from topologies.load import load_topology
+
+if TYPE_CHECKING:  # Evaluation.run's type; the simulator itself is imported where evaluate runs it
+    from costmodels.benchrun import BenchmarkRun
 
 VERSION = "0.1.0"
 OBJECTIVES = ("throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency")
@@ -804,6 +807,8 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
                                       concurrency=concurrency // dp, links=links)
     run = None
     if requests is not None and m.max_batch >= 1:
+        from costmodels.benchrun import simulate_benchmark
+
         run = simulate_benchmark(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl, requests=requests // dp,
                                  rate_per_s=qps / dp, links=links)
     return Evaluation(gpu=view.gpu_of_type[gpu_name], strategy=s, dp=dp, metrics=m, links=links, span=span,

@@ -341,6 +341,9 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
     priced = 0
     rejected: dict[str, int] = {}
     pr = Pricing(candidates=out, priced=0, rejected=rejected)
+    # A shape's layer split depends on the GPU and the strategy, not on the span or links it is
+    # priced with: each (GPU type, strategy) is split once, not once per span.
+    splits: dict[tuple[str, Strategy], Strategy] = {}
     by_type: dict[str, list[DomainClass]] = {}
     for c in view.classes:
         by_type.setdefault(c.gpu, []).append(c)
@@ -365,7 +368,9 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                         if why:
                             rejected[why] = rejected.get(why, 0) + 1
                             continue
-                        s = _with_split(model, gpu, s, req)
+                        if (gpu_name, s) not in splits:
+                            splits[gpu_name, s] = _with_split(model, gpu, s, req)
+                        s = splits[gpu_name, s]
                         if disaggregate(req) and span == "intra":  # pool replicas sit in one domain
                             priced += _price_roles(model, gpu, gpu_name, s, span, unit, units, per_stage, cls_ok,
                                                    Links(tp=links.tp, pp=links.pp, ep=links.tp),

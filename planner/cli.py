@@ -231,7 +231,6 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
 
     from planner import api
     from planner.progress import SearchControl
-    from planner.report import plan_text
 
     t0 = time.perf_counter()
     for path, flag in ((output, "--output"), (plot_file, "--plot")):
@@ -320,6 +319,7 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
             from planner.report import frontier_text
             click.echo(frontier_text(result), nl=False)
         else:
+            from planner.report import plan_text  # with tabulate: only for the text report, not --json
             click.echo(plan_text(result), nl=False)
         if plot_file and not quiet:
             click.echo(f"plot: {plot_file}")

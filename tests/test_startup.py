@@ -32,14 +32,15 @@ try:
 except SystemExit:
     pass
 sys.stdout.flush()
-loaded = sorted({m.split(".")[0] for m in sys.modules} & heavy)
+loaded = sorted(name for name in heavy if name in sys.modules)
 sys.stderr.write("\\nLOADED " + json.dumps({"loaded": loaded, "blas_env": "OPENBLAS_NUM_THREADS" in os.environ}))
 """
 
 
-def _loaded(args: list[str], tmp_path: Path) -> dict:
+def _loaded(args: list[str], tmp_path: Path, heavy: tuple[str, ...] = HEAVY) -> dict:
+    """The modules of ``heavy`` (packages or dotted modules) that ``plan-search ARGS`` loaded."""
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), json.dumps(HEAVY)], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), json.dumps(heavy)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     line = proc.stderr.rsplit("\nLOADED ", 1)
     assert len(line) == 2, proc.stderr
@@ -68,6 +69,16 @@ def test_search_loads_cp_sat_without_pandas_and_leaves_no_trace(tmp_path):
     assert "ortools" in seen["loaded"] and "pandas" not in seen["loaded"]
     assert not seen["blas_env"], "OPENBLAS_NUM_THREADS is set for numpy's first load only"
     assert json.loads((tmp_path / "p.json").read_text())["solver"]["status"] == "OPTIMAL"
+
+
+def test_search_loads_the_text_report_and_the_simulator_only_where_used(tmp_path):
+    """tabulate (with wcwidth) serves the text report alone, the benchmark simulator `evaluate --requests`."""
+    report_only = ("tabulate", "wcwidth", "costmodels.benchrun")
+    search = ["search", "-t", "dgx-h100x1", "-m", "llama-3.1-8b", "-q"]
+    assert _loaded([*search, "--json"], tmp_path, report_only)["loaded"] == []
+    assert _loaded([*search, "-o", str(tmp_path / "p.json")], tmp_path, report_only)["loaded"] == ["tabulate", "wcwidth"]
+    simulated = ["evaluate", "-t", "dgx-h100x1", "-m", "llama-3.1-8b", "--tp", "1", "--qps", "1", "--requests", "20"]
+    assert "costmodels.benchrun" in _loaded(simulated, tmp_path, report_only)["loaded"]
 
 
 def test_pandas_imported_after_cp_sat_is_the_real_package():
@@ -114,6 +125,29 @@ def _reference_stage_weight_bytes(m, tp, at, start, end, dtype):
     if end == m.layers:
         out += (m.lm_head_params() / a + m.hidden) * emb
     return out
+
+
+def test_max_batch_size_cache_answers_as_the_computation_does():
+    """The memoised largest batch equals a fresh computation for every argument it is keyed on, and
+    a stage list of the wrong length is still refused."""
+    from costmodels.hardware import get_gpu
+    from costmodels.serving import Strategy, _max_batch_size, max_batch_size
+
+    h100, a100 = get_gpu("H100-SXM-80GB"), get_gpu("A100-SXM-80GB")
+    m = get_model("llama-3.1-70b")
+    cases = [(h100, Strategy(tp=4), 2048, None), (h100, Strategy(tp=4), 8192, None), (h100, Strategy(tp=4), 2048, 7),
+             (h100, Strategy(tp=4, runtime="trtllm"), 2048, None), (h100, Strategy(tp=2, pp=2), 2048, None),
+             ([h100, a100], Strategy(tp=2, pp=2), 2048, None), ([a100, h100], Strategy(tp=2, pp=2), 2048, None)]
+    answers = []
+    for _ in range(2):  # the second round is answered from the cache
+        for gpu, s, context, cap in cases:
+            got = max_batch_size(m, gpu, s, context=context, cap=cap)
+            stage_gpus = tuple(gpu) if isinstance(gpu, list) else (gpu,) * s.pp
+            assert got == _max_batch_size.__wrapped__(m, stage_gpus, s, context, cap)
+            answers.append(got)
+    assert len(set(answers[:len(cases)])) > 3  # the cases differ: a key missing an argument would show
+    with pytest.raises(ValueError):
+        max_batch_size(m, [h100], Strategy(tp=2, pp=2), context=2048)
 
 
 def test_startup_benchmark_reports_every_row_it_times():
