@@ -18,7 +18,7 @@ from planner.check import rules as rules_module
 @pytest.fixture(scope="module")
 def two_groups():
     """A plan of two unified groups (TP4 and TP8) with SLOs, p99 figures, a rate and a price."""
-    plan = api.search(topology="dgx-h100x2", model="llama-3.1-70b", qps=20, objective="min-gpus", tpot_ms=50,
+    plan = api.search(topology="dgx-h100x2", model="llama-3.1-70b", qps=14, objective="min-gpus", tpot_ms=30,
                       ttft_ms=2000, tpot_p99_ms=80, ttft_p99_ms=5000, price_per_gpu_hour={"H100-SXM-80GB": 2.5})
     assert [g.id for g in plan.replica_groups] == ["g0", "g1"] and check_plan(plan).ok
     return plan.model_dump(mode="json")

@@ -199,7 +199,7 @@ def test_mixed_plan_balances_unified_replicas_and_the_pd_router(pools):
     unified = len(next(g for g in _mixed(pools).replica_groups if g.role == "unified").replicas)
     assert len(servers) == unified + 1  # the unified replicas, then the pools' PD router
     w = [w for _, _, w in servers]
-    assert w[-1] == 3 * sum(w[:-1])  # the pools carry three quarters
+    assert w[-1] / sum(w[:-1]) == pytest.approx(3, rel=0.02)  # the pools carry three quarters (integer weights)
     assert _envoy_endpoints(files["router-envoy.yaml"]) == servers
 
 
