@@ -178,6 +178,7 @@ class _Budget:
 
     def __init__(self, search_args: dict, time_limit_s: float):
         self.search_args = search_args
+        self.time_limit_s = time_limit_s
         self.deadline = time.perf_counter() + time_limit_s
         self.quickest_s: float | None = None  # the quickest whole search so far
         self.skipped = 0
@@ -187,7 +188,11 @@ class _Budget:
         t0 = time.perf_counter()
         left = self.deadline - t0
         try:
-            return api.search(**{**self.search_args, **override, "time_limit_s": max(left, MIN_SEARCH_S)})
+            plan = api.search(**{**self.search_args, **override, "time_limit_s": max(left, MIN_SEARCH_S)})
+            # the plan records the frontier's limit, not the time that happened to be left: the
+            # same inputs give the same JSON
+            return plan.model_copy(update={"solver": plan.solver.model_copy(
+                update={"time_limit_s": self.time_limit_s})})
         finally:
             took = time.perf_counter() - t0
             self.quickest_s = took if self.quickest_s is None else min(self.quickest_s, took)

@@ -93,6 +93,15 @@ def test_cli_pareto_json_is_full_valid_plans(tmp_path):
     assert 0 <= doc["chosen"] < len(doc["plans"])
 
 
+def test_cli_pareto_json_is_the_same_every_run():
+    """Each step's search gets the time left, but the plans record the frontier's own limit."""
+    args = ["search", "-t", "dgx-h100x1", "-m", "llama-3.1-8b", "--pareto", "--pareto-points", "4", "--json"]
+    a, b = (CliRunner().invoke(main, args) for _ in range(2))
+    assert a.exit_code == b.exit_code == 0
+    assert a.stdout == b.stdout
+    assert {p["solver"]["time_limit_s"] for p in json.loads(a.stdout)["plans"]} == {60.0}
+
+
 def test_cli_top_k_json_says_why(tmp_path):
     r = CliRunner().invoke(main, ["search", "-t", "dgx-h100x2", "-m", "llama-3.1-70b", "--top-k", "3", "--json"])
     assert r.exit_code == 0, r.stderr
