@@ -33,21 +33,15 @@ _RUNTIME_ORDER = ("trtllm", "vllm", "sglang")
 
 
 class Table:
-    """One (GPU, runtime, format) table: measured latency per (n, k) cell at the grid's rows m."""
+    """One (GPU, runtime, format) table: measured latency per (n, k) cell at the grid's rows m, per
+    unit of n x k, held to :func:`physical`."""
 
     def __init__(self, ms: tuple[int, ...], cells: dict[tuple[int, int], tuple[float, ...]]) -> None:
         self.ms = ms
         self.log_n = tuple(sorted({math.log2(n) for n, _ in cells}))
         self.log_k = tuple(sorted({math.log2(k) for _, k in cells}))
-        # latency in seconds per unit of n x k, made non-decreasing in m (a measured table can
-        # dip by noise; more rows never take less time)
-        self.per_nk: dict[tuple[float, float], tuple[float, ...]] = {}
-        for (n, k), lat_us in cells.items():
-            mono, worst = [], 0.0
-            for lat in lat_us:
-                worst = max(worst, lat)
-                mono.append(worst * 1e-6 / (n * k))
-            self.per_nk[(math.log2(n), math.log2(k))] = tuple(mono)
+        self.per_nk = {(math.log2(n), math.log2(k)): tuple(x * 1e-6 / (n * k) for x in physical(ms, lat_us))
+                       for (n, k), lat_us in cells.items()}
 
     def at_rows(self, cell: tuple[float, ...], m: float) -> float:
         """A latency curve over the grid's rows at m rows: linear in m between grid rows (so never falling
@@ -83,6 +77,24 @@ class Table:
         """Latency of an (m x k) @ (k x n) GEMM (``shape_curve`` at m rows)."""
         curve = self.shape_curve(n, k)
         return None if curve is None else self.at_rows(curve, m)
+
+
+def physical(ms: tuple[int, ...], latencies: tuple[float, ...]) -> list[float]:
+    """A measured latency curve over rows m held to two bounds the hardware obeys, which a table
+    can break by noise or clock throttling in long kernels: more rows never take less time, and
+    never more time per row (m rows can always run as smaller GEMMs, so the time per row at m is at
+    most that at fewer rows). Without the second, a step split into more chunks could cost less
+    than one, and TPOT could fall as the batch grew.
+
+    >>> physical((1, 2, 4), (5.0, 4.0, 12.0))
+    [5.0, 5.0, 10.0]
+    """
+    out: list[float] = []
+    for i, (m, lat) in enumerate(zip(ms, latencies)):
+        lat = max(lat, out[-1]) if out else lat
+        lat = min([lat] + [out[j] * m / ms[j] for j in range(i)])
+        out.append(lat)
+    return out
 
 
 def _bracket(xs: tuple[float, ...], x: float) -> tuple[float, float, float]:

@@ -40,9 +40,26 @@ def test_a_grid_point_is_the_measurement():
     t = table_for(A100, "trtllm", "bf16")
     for r in random.Random(7).sample(rows, 20):
         n, k = int(r[3]), int(r[4])
-        lat = [float(x) for x in r[5:]]
+        lat = dense_gemm.physical(tuple(ms), tuple(float(x) for x in r[5:]))
         for i, m in enumerate(ms):
-            assert t.seconds(m, n, k) == pytest.approx(max(lat[: i + 1]) * 1e-6, rel=1e-9)
+            assert t.seconds(m, n, k) == pytest.approx(lat[i] * 1e-6, rel=1e-9)
+
+
+def test_measured_curves_are_held_to_the_hardware_bounds_only_where_they_break_them():
+    """More rows never take less time nor more time per row; a curve obeying both is unchanged."""
+    header, *rows = _file_rows("H200-SXM-141GB")
+    ms = tuple(int(h.removeprefix("us_m")) for h in header[5:])
+    changed = 0
+    for r in rows:
+        raw = tuple(float(x) for x in r[5:])
+        got = dense_gemm.physical(ms, raw)
+        assert all(b >= a for a, b in zip(got, got[1:]))
+        assert all(b / mb <= a / ma * (1 + 1e-12) for a, b, ma, mb in zip(got, got[1:], ms, ms[1:]))
+        obeys = all(b >= a for a, b in zip(raw, raw[1:])) and all(b / mb <= a / ma for a, b, ma, mb
+                                                                   in zip(raw, raw[1:], ms, ms[1:]))
+        assert (list(raw) == got) == obeys
+        changed += not obeys
+    assert 0 < changed < len(rows)  # the bounds correct some measured curves, not most
 
 
 @pytest.mark.parametrize("gpu,runtime,dtype", [(A100, "trtllm", "fp16"), ("H100-SXM-80GB", "vllm", "fp8"),
