@@ -79,7 +79,8 @@ DEFAULT_WORK = Path("/tmp/plan-search-emitcheck")
 #: Virtual environment name -> pip requirements installed into it (``--install``).
 RUNTIMES = {
     "vllm-0.11.0": ["vllm==0.11.0"],
-    "vllm-0.33.0": ["vllm==0.33.0"],
+    # vLLM 0.33 no longer depends on Ray; its Ray executor (multi-node replicas) needs it, as its image ships it
+    "vllm-0.33.0": ["vllm==0.33.0", "ray==2.60.0"],
     "sglang-0.5.23": ["sglang==0.5.23"],
     "sglang-router-0.3.2": ["sglang-router==0.3.2"],
     "ray-2.60.0": ["ray==2.60.0"],
@@ -454,7 +455,10 @@ def _find_replica(plan: Plan, launch: Launch):
         return None, None
     if launch.replica is not None:
         return g, next((r for r in g.replicas if r.index == launch.replica), None)
-    gpus = launch.env.get("CUDA_VISIBLE_DEVICES", "")
+    gpus = launch.env.get("CUDA_VISIBLE_DEVICES")
+    if gpus is None:  # `vllm serve` of a Ray replica, on its head node: the replica whose rank 0 is there
+        heads = [r for r in g.replicas if min(r.ranks, key=lambda k: k.rank).node == launch.node]
+        return g, heads[0] if len(heads) == 1 else None
     for r in g.replicas:
         mine = [k.gpu_index for k in sorted(r.ranks, key=lambda k: k.rank) if k.node == launch.node]
         if ",".join(map(str, mine)) == gpus:
@@ -642,6 +646,8 @@ def port_clashes(case: Case) -> list[str]:
 def router_problems(case: Case) -> list[str]:
     """The router's parsed backends must be exactly the servers' parsed head nodes and ports (and, for a
     prefill server, its bootstrap port)."""
+    if any(j.result is None for j in case.jobs):
+        return []  # a runtime not installed: reported as such
     routers = [j for j in case.jobs if j.kind == "sglang-router" and j.result and j.result["status"] == "ok"]
     servers = [j for j in case.jobs if j.kind == "sglang" and j.result and j.result["status"] == "ok"
                and j.result["config"]["node_rank"] == 0]
@@ -744,6 +750,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK, help="folder of the venvs (default %(default)s)")
     ap.add_argument("--install", nargs="*", metavar="NAME", help=f"install runtimes (default all: {', '.join(RUNTIMES)})")
     ap.add_argument("--only", nargs="*", metavar="PLAN", help="check only these plans")
+    ap.add_argument("--target", nargs="*", choices=sorted({t for t, _, _ in CASES}), help="check only these targets")
     ap.add_argument("--details", action="store_true", help="print each rejection, mismatch and finding")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -755,6 +762,8 @@ def main(argv=None) -> int:
         print(f"plan {name} ...", file=sys.stderr, flush=True)
         plan = build_plan(name)
         for target, version, env in CASES:
+            if args.target and target not in args.target:
+                continue
             cases.append(build_case(name, plan, target, version, env, args.work, shim))
     installed_envs = run_all(args.work, cases)
     rows = [judge(c, installed_envs) for c in cases]

@@ -71,6 +71,20 @@ def fake_gpu(gpu: dict) -> None:
     torch.cuda.mem_get_info = lambda device=None: (gpu["memory_bytes"], gpu["memory_bytes"])
     torch.cuda.current_device = lambda: 0
     torch.cuda.is_bf16_supported = lambda *a, **k: gpu["capability"][0] >= 8
+    torch.cuda._device_count_nvml = lambda: gpu["count"]
+    torch._C._cuda_getDeviceCount = lambda: gpu["count"]
+
+
+#: System memory of the stand-in node: a DGX H100's 2 TiB (NVIDIA DGX H100 datasheet). vLLM 0.11 refuses a
+#: CPU swap space (4 GiB per GPU by default) above 70 % of it, so the checking machine's own RAM must not count.
+HOST_MEMORY_BYTES = 2 << 40
+
+
+def fake_host_memory() -> None:
+    import psutil
+
+    real = psutil.virtual_memory
+    psutil.virtual_memory = lambda: real()._replace(total=HOST_MEMORY_BYTES, available=HOST_MEMORY_BYTES)
 
 
 def _stub_missing_extension(name: str) -> None:
@@ -180,6 +194,7 @@ def vllm_setup(gpu: dict) -> None:
         with contextlib.suppress(ImportError):
             _Nvml(gpu).install(__import__(mod, fromlist=["x"]))
     fake_gpu(gpu)
+    fake_host_memory()
     _stub_missing_extension("vllm._C")
 
 
