@@ -218,9 +218,12 @@ def _run_recorded(cmd: list[str], env_extra: dict[str, str], shim: Path, node: s
 
 def _script_nodes(text: str) -> list[str]:
     """The node names of a script's ``case "$NODE"`` (its patterns are quoted words)."""
-    out = []
+    out, inside = [], False
     for line in text.splitlines():
-        m = re.fullmatch(r"(\S+)\)", line)
+        if line.startswith(('case "$NODE" in', "esac")):
+            inside = line.startswith("case")
+            continue
+        m = re.fullmatch(r"(\S+)\)", line) if inside else None
         if m and m[1] != "*":
             out.append(shlex.split(m[1])[0])
     return out
