@@ -217,16 +217,10 @@ def _run_recorded(cmd: list[str], env_extra: dict[str, str], shim: Path, node: s
 
 
 def _script_nodes(text: str) -> list[str]:
-    """The node names of a script's ``case "$NODE"`` (its patterns are quoted words)."""
-    out, inside = [], False
-    for line in text.splitlines():
-        if line.startswith(('case "$NODE" in', "esac")):
-            inside = line.startswith("case")
-            continue
-        m = re.fullmatch(r"(\S+)\)", line) if inside else None
-        if m and m[1] != "*":
-            out.append(shlex.split(m[1])[0])
-    return out
+    """The node names a script takes: the list its usage line prints (planner.emit.node_case writes it as
+    one quoted word of names separated by spaces, the same names as its ``case`` patterns)."""
+    m = re.search(r"""one of: %s \(got: %s\)\\n' "\$0" (.+) "\$NODE" >&2""", text)
+    return shlex.split(m[1])[0].split() if m else []
 
 
 def script_launches(files: dict[str, str], shim: Path, cwd: Path) -> list[Launch]:
