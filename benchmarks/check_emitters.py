@@ -351,7 +351,7 @@ def _fraction(num: int, den: int) -> float:
     return num / den
 
 
-def expected_vllm(g, multi_node: bool) -> dict:
+def expected_vllm(g, multi_node: bool, checkpoint_dtype: str | None = None) -> dict:
     """What vLLM's config must hold for a replica of ``g`` (the plan's own terms, per data-parallel engine)."""
     s, m = g.strategy, g.memory_per_gpu_bytes
     d = s.attention_dp
@@ -366,8 +366,8 @@ def expected_vllm(g, multi_node: bool) -> dict:
     return out
 
 
-def expected_sglang(g, multi_node: bool) -> dict:
-    """What SGLang's ServerArgs must hold for a replica of ``g`` after ``__post_init__``."""
+def expected_sglang(g, multi_node: bool, checkpoint_dtype: str | None = None) -> dict:
+    """What SGLang's resolved server arguments must hold for a replica of ``g``."""
     s, m = g.strategy, g.memory_per_gpu_bytes
     d = s.attention_dp
     out = {"tp": s.tp, "pp": s.pp, "dp": d, "ep": s.ep, "max_running_requests": max(s.batch_size, d),
@@ -377,8 +377,8 @@ def expected_sglang(g, multi_node: bool) -> dict:
            "disaggregation_mode": "null" if g.role == "unified" else g.role}
     if d > 1 and multi_node:
         out["all2all_backend"] = "deepep"
-    if s.weight_dtype == "fp8":
-        out["quantization"] = "fp8"
+    if s.weight_dtype == "fp8" and checkpoint_dtype != "fp8":
+        out["quantization"] = "fp8"  # on-load quantization; an FP8 checkpoint says so in its own config
     return out
 
 
@@ -475,7 +475,8 @@ def _serving_job(case: Case, launch: Launch, env: str, work: Path) -> Job:
     count = sum(1 for k in r.ranks if k.node == launch.node) if r else 1
     job.payload.update(gpu={**gpu_stub(g), "count": max(count, 1)}, model_dir=str(model_dir(work, plan.inputs.model.name)),
                        layers=sum(g.strategy.layer_split))
-    job.want = (expected_vllm if job.kind == "vllm" else expected_sglang)(g, len(nodes) > 1)
+    ckpt = HF_MODELS.get(plan.inputs.model.name, (None, None))[1]
+    job.want = (expected_vllm if job.kind == "vllm" else expected_sglang)(g, len(nodes) > 1, ckpt)
     return job
 
 
@@ -607,7 +608,8 @@ def _bound_ports(job: Job) -> list[tuple[str, int]]:
     c, node = job.result["config"], job.launch.node
     if job.kind == "vllm":
         out = [] if c["port"] is None else [(node, c["port"])]
-        if c["dp_rpc_port"] and not c["headless"]:
+        # the RPC port is a TCP socket only when engines run on other nodes (one node: IPC)
+        if c["dp_rpc_port"] and not c["headless"] and c["dp_local"] < c["dp"]:
             out.append((node, c["dp_rpc_port"]))
         return out
     if job.kind == "sglang":
@@ -677,6 +679,7 @@ class Row:
     mismatches: int = 0
     shellcheck: int = 0
     note: str = ""
+    unjudged: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
 
 
@@ -697,6 +700,10 @@ def judge(case: Case, installed_envs: dict[str, bool]) -> Row:
             row.rejected += 1
             row.details.append(f"rejected {_label(j)}: {j.result['error'][:400]}")
             continue
+        if "unjudged" in j.result["config"]:
+            row.checked -= 1
+            row.unjudged.append(j.result["config"]["unjudged"])
+            continue
         bad = mismatches(j.want, j.result["config"])
         row.details += [f"mismatch {_label(j)}: {b}" for b in bad]
         row.mismatches += len(bad)
@@ -707,7 +714,9 @@ def judge(case: Case, installed_envs: dict[str, bool]) -> Row:
     row.shellcheck = len(case.shellcheck)
     row.details += [f"shellcheck {x}" for x in case.shellcheck]
     if case.unjudged:
-        row.note = (row.note + "; " if row.note else "") + f"{len(case.unjudged)} vllm-router line(s) not judged"
+        row.unjudged.append(f"{len(case.unjudged)} vllm-router line(s) (no parser installed)")
+    if row.unjudged:
+        row.note = "; ".join(filter(None, [row.note, "not judged: " + ", ".join(sorted(set(row.unjudged)))]))
     return row
 
 
@@ -720,7 +729,7 @@ def _label(j: Job) -> str:
 def table(rows: list[Row]) -> str:
     head = ("plan", "target", "version", "commands", "ok", "rejected", "mismatches", "shellcheck", "note")
     body = [(r.plan, r.target, r.version, str(r.checked), str(r.ok), str(r.rejected), str(r.mismatches),
-             str(r.shellcheck), r.note[:90]) for r in rows]
+             str(r.shellcheck), r.note[:110]) for r in rows]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip() for x in [head, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))

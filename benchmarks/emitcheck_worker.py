@@ -205,7 +205,7 @@ def sglang_job(job: dict) -> dict:
     ``ServerArgs(...)`` whose ``__post_init__`` resolves and checks the arguments."""
     from sglang.srt.server_args import prepare_server_args
 
-    a = prepare_server_args(_replace_model(job["argv"], "--model-path", job["model_dir"])[3:])
+    a = _sglang_resolved(prepare_server_args(_replace_model(job["argv"], "--model-path", job["model_dir"])[3:]))
     attn_dp = getattr(a, "attn_dp_size", None) or (a.dp_size if a.enable_dp_attention else 1)
     return {
         "tp": a.tp_size, "pp": a.pp_size, "dp": attn_dp, "ep": a.ep_size,
@@ -217,6 +217,17 @@ def sglang_job(job: dict) -> dict:
         "nnodes": a.nnodes, "node_rank": a.node_rank, "dist_init_addr": a.dist_init_addr,
         "pp_layers": _sglang_pp_layers(a.pp_size, job.get("layers")),
     }
+
+
+def _sglang_resolved(args):
+    """The arguments as the launcher resolves them: from 0.5.22 ``ServerArgs.__post_init__`` leaves them
+    raw and ``resolve_once`` runs the resolution and validation pipeline (sglang/srt/arg_groups/pipeline.py),
+    whose decisions (e.g. chunked_prefill_size // attn_dp_size) are read through ``resolved_view``."""
+    if not hasattr(args, "resolve_once"):
+        return args  # releases that resolve in __post_init__
+    args.resolve_once()
+    from sglang.srt.arg_groups.model_override_base import resolved_view
+    return resolved_view(args)
 
 
 def _sglang_pp_layers(pp: int, layers: int | None) -> list[int] | None:
@@ -319,6 +330,8 @@ def k8s_job(job: dict) -> dict:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as e:
                 errors.append(f"{version}: {e.message}")
+            except kubernetes_validate.utils.SchemaNotFoundError:
+                return {"unjudged": f"kubernetes-validate has no schema for {doc.get('apiVersion')} {doc.get('kind')}"}
     if errors:
         raise ValueError("; ".join(errors[:5]))
     return {"kind": doc.get("kind"), "versions": job["versions"]}
