@@ -12,8 +12,10 @@ command to that runtime's own code in its own virtual environment (benchmarks/em
     ``AsyncEngineArgs.from_cli_args`` -> ``create_engine_config``, with the model given as a
     config-only folder (the catalog's HF ``config.json`` plus a tokenizer_config.json), and
     ``get_pp_indices`` for the layers each pipeline stage gets;
-  * SGLang 0.5.23 (``python -m sglang.launch_server``): ``prepare_server_args`` (its parser,
-    ``ServerArgs.__post_init__`` and its checks); sglang-router 0.3.2 (``launch_router``): its parser;
+  * SGLang 0.5.23 (``python -m sglang.launch_server``): ``prepare_server_args`` (its parser) and
+    ``ServerArgs.resolve_once`` (its resolution and validation pipeline, as the launcher runs it), with
+    ``get_pp_indices`` for the layers per stage; sglang-router 0.3.2 (``launch_router``): its
+    ``parse_router_args``, and its backends must be the servers' parsed head nodes and ports;
   * Ray 2.60.0 (``ray start``): the click command's own parsing (``make_context``);
   * Kubernetes: every document of every k8s-*.yaml against kubernetes-validate's schemas, the
     LeaderWorkerSet against a schema of its CRD (see emitcheck_worker.LWS_SCHEMA) whose pod templates
@@ -21,13 +23,21 @@ command to that runtime's own code in its own virtual environment (benchmarks/em
   * every shell script (files and the pods' ``sh -c`` scripts) through shellcheck, which must report
     nothing at any level (``--severity=style``).
 
-There is no GPU here. What is stubbed, in the worker process only: NVML (``pynvml``: device count,
-name, compute capability, memory of the plan's GPU for that command) and torch.cuda's
-``is_available`` / ``device_count`` / ``get_device_capability`` / ``get_device_properties`` /
-``mem_get_info`` with the same figures; vLLM's compiled ops module ``vllm._C`` is replaced by an empty
-module where it cannot be loaded without a CUDA driver (the engine config never calls a kernel).
-Nothing else of the runtimes is changed. Model folders hold config files only, so nothing is
-downloaded and no weights are read.
+There is no GPU here. What is stubbed, in the worker process only (benchmarks/emitcheck_worker.py):
+  * NVML (``pynvml`` and vLLM's vendored ``vllm.third_party.pynvml``): device count, name, compute
+    capability and memory of the plan's GPU for that command (``CAPABILITY`` below; memory = the plan's
+    ``memory_per_gpu_bytes.capacity``);
+  * torch.cuda's ``is_available``, ``device_count``, ``_device_count_nvml``, ``get_device_capability``,
+    ``get_device_properties``, ``get_device_name``, ``mem_get_info`` with the same figures;
+  * ``libcuda.so.1``: a stand-in built here with gcc (``stand_in_libcuda``) whose every driver function
+    the venv's extensions link against returns CUDA_ERROR_NO_DEVICE, so that vLLM's ``vllm._C`` loads
+    (on ``LD_LIBRARY_PATH`` of the worker and of the subprocess vLLM inspects model classes in);
+  * ``psutil.virtual_memory().total``: 2 TiB, a DGX H100's system memory (vLLM 0.11 refuses a CPU swap
+    space above 70 % of it, and this machine's RAM is not the serving node's).
+Nothing else of a runtime is changed. Model folders hold config files only (the catalog's HF
+config.json with its ``architectures`` and dtype, and a tokenizer_config.json), so nothing is
+downloaded. SGLang 0.5.22+ resolve their arguments in ``ServerArgs.resolve_once`` (not in
+``__post_init__``): the worker runs it, as the launcher does, and reads the resolved values.
 
 Semantic check: after parsing, what the runtime's config holds is compared with the plan (not with
 the emitted command): tensor, pipeline and data-parallel (attention-DP) sizes, expert parallel on/off
@@ -47,7 +57,10 @@ which makes one virtual environment per release under the work dir (``--work``, 
 
     python benchmarks/check_emitters.py [--work DIR] [--only PLAN ...]
 
-prints the table plan x target x version (commands checked, ok, rejected, mismatches) and exits 1 on
+Not judged, and said so in the table's note: ``vllm-router`` lines (no parser of it is installed) and
+documents kubernetes-validate has no schema for (the Gateway API HTTPRoute of k8s-route.yaml).
+
+It prints the table plan x target x version (commands checked, ok, rejected, mismatches) and exits 1 on
 any rejection, mismatch, shellcheck finding or runtime that is not installed (reported in the table
 as "not installed", never skipped).
 """
@@ -736,6 +749,26 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _cell(r: Row) -> str:
+    if r.note.startswith("refused"):
+        return "refused"
+    bad = [f"{n} {w}" for n, w in ((r.rejected, "rejected"), (r.mismatches, "mismatch"), (r.shellcheck, "sc"))
+           if n]
+    return f"{r.ok}/{r.checked}" + (" " + ", ".join(bad) if bad else "")
+
+
+def compact_table(rows: list[Row]) -> str:
+    """One line per plan, one column per target and release: ``ok/checked`` (and what failed), or
+    ``refused`` where the emitter refuses the plan in one line."""
+    cols = list(dict.fromkeys(f"{r.target} {r.version}" for r in rows))
+    by = {(r.plan, f"{r.target} {r.version}"): _cell(r) for r in rows}
+    plans = list(dict.fromkeys(r.plan for r in rows))
+    head = ["plan", *cols]
+    body = [[p, *(by.get((p, c), "") for c in cols)] for p in plans]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                     + ["| " + " | ".join(x) + " |" for x in body])
+
+
 # -- command line ---------------------------------------------------------------------------------------------
 
 def install(work: Path, names: list[str]) -> int:
@@ -757,6 +790,7 @@ def main(argv=None) -> int:
     ap.add_argument("--install", nargs="*", metavar="NAME", help=f"install runtimes (default all: {', '.join(RUNTIMES)})")
     ap.add_argument("--only", nargs="*", metavar="PLAN", help="check only these plans")
     ap.add_argument("--target", nargs="*", choices=sorted({t for t, _, _ in CASES}), help="check only these targets")
+    ap.add_argument("--compact", action="store_true", help="one line per plan (a Markdown table)")
     ap.add_argument("--details", action="store_true", help="print each rejection, mismatch and finding")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -773,7 +807,7 @@ def main(argv=None) -> int:
             cases.append(build_case(name, plan, target, version, env, args.work, shim))
     installed_envs = run_all(args.work, cases)
     rows = [judge(c, installed_envs) for c in cases]
-    print(table(rows))
+    print(compact_table(rows) if args.compact else table(rows))
     bad = [r for r in rows if r.rejected or r.mismatches or r.shellcheck]
     total = sum(r.checked for r in rows)
     print(f"\n{len(rows)} plan x target x version cases, {total} commands and documents checked; "

@@ -9,7 +9,9 @@ KIND is vllm, sglang, sglang-router, ray or k8s. Each job is {"id", "argv", "env
 check_emitters.py compares with the plan. Only the standard library is imported at module level: the
 runtime is imported by the function of its KIND, in the venv that has it.
 
-Stubs (the GPU is not there): see ``fake_gpu``; nothing else of a runtime is changed.
+Stubs (the GPU is not there): ``fake_gpu`` (NVML and torch.cuda queries), ``fake_host_memory`` (vLLM's
+swap-space check), and the stand-in libcuda that check_emitters.py puts on LD_LIBRARY_PATH; nothing else
+of a runtime is changed (see the docstring of check_emitters.py).
 """
 from __future__ import annotations
 
