@@ -1,0 +1,375 @@
+"""The runtime side of benchmarks/check_emitters.py: run inside one runtime's virtual environment.
+
+Usage: WORK/venv-<name>/bin/python benchmarks/emitcheck_worker.py KIND < jobs.json > results.json
+
+KIND is vllm, sglang, sglang-router, ray or k8s. Each job is {"id", "argv", "env", "gpu", "model_dir"}
+(``gpu``: {"name", "capability": [major, minor], "memory_bytes", "count"}; k8s jobs: {"id", "doc",
+"versions"}). For each job this prints {"id": ..., "status": "ok"|"rejected", "error": ..., "config":
+{...}}: the values the runtime's own parsing and validation ended up with, under the names
+check_emitters.py compares with the plan. Only the standard library is imported at module level: the
+runtime is imported by the function of its KIND, in the venv that has it.
+
+Stubs (the GPU is not there): ``fake_gpu`` (NVML and torch.cuda queries), ``fake_host_memory`` (vLLM's
+swap-space check), and the stand-in libcuda that check_emitters.py puts on LD_LIBRARY_PATH; nothing else
+of a runtime is changed (see the docstring of check_emitters.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import traceback
+import types
+
+
+# -- the stand-in GPU -----------------------------------------------------------------------------------
+
+class _Nvml:
+    """What a ``pynvml`` module answers about ``count`` GPUs of one type (name, capability, memory)."""
+
+    def __init__(self, gpu: dict):
+        self.gpu = gpu
+
+    def install(self, module) -> None:
+        g = self.gpu
+        mem = types.SimpleNamespace(total=g["memory_bytes"], free=g["memory_bytes"], used=0)
+        stubs = {
+            "nvmlInit": lambda *a: None, "nvmlShutdown": lambda *a: None,
+            "nvmlDeviceGetCount": lambda: g["count"],
+            "nvmlDeviceGetHandleByIndex": lambda i: i,
+            "nvmlDeviceGetCudaComputeCapability": lambda h: tuple(g["capability"]),
+            "nvmlDeviceGetName": lambda h: g["name"],
+            "nvmlDeviceGetMemoryInfo": lambda h: mem,
+            "nvmlDeviceGetUUID": lambda h: f"GPU-00000000-0000-0000-0000-{int(h):012d}",
+            "nvmlDeviceGetP2PStatus": lambda a, b, c: 0,
+            "nvmlSystemGetCudaDriverVersion": lambda: 13000,
+            "nvmlSystemGetCudaDriverVersion_v2": lambda: 13000,
+            "nvmlSystemGetDriverVersion": lambda: "580.00",
+            "nvmlDeviceGetTopologyCommonAncestor": lambda a, b: 10,
+        }
+        for name, fn in stubs.items():
+            setattr(module, name, fn)
+
+
+def fake_gpu(gpu: dict) -> None:
+    """Make this process see ``gpu["count"]`` GPUs of the plan's type: NVML (``pynvml``, which vLLM and
+    SGLang ask first) and the torch.cuda queries the config code makes (availability, count, capability,
+    properties, free memory). No kernel can run; the config code runs none."""
+    with contextlib.suppress(ImportError):
+        import pynvml
+        _Nvml(gpu).install(pynvml)
+    import torch
+
+    props = types.SimpleNamespace(name=gpu["name"], major=gpu["capability"][0], minor=gpu["capability"][1],
+                                  total_memory=gpu["memory_bytes"], multi_processor_count=132,
+                                  gcnArchName="", uuid="GPU-0", L2_cache_size=50 << 20)
+    torch.cuda.is_available = lambda: True
+    torch.cuda.device_count = lambda: gpu["count"]
+    torch.cuda.get_device_capability = lambda device=None: tuple(gpu["capability"])
+    torch.cuda.get_device_properties = lambda device=None: props
+    torch.cuda.get_device_name = lambda device=None: gpu["name"]
+    torch.cuda.mem_get_info = lambda device=None: (gpu["memory_bytes"], gpu["memory_bytes"])
+    torch.cuda.current_device = lambda: 0
+    torch.cuda.is_bf16_supported = lambda *a, **k: gpu["capability"][0] >= 8
+    torch.cuda._device_count_nvml = lambda: gpu["count"]
+    torch._C._cuda_getDeviceCount = lambda: gpu["count"]
+
+
+#: System memory of the stand-in node: a DGX H100's 2 TiB (NVIDIA DGX H100 datasheet). vLLM 0.11 refuses a
+#: CPU swap space (4 GiB per GPU by default) above 70 % of it, so the checking machine's own RAM must not count.
+HOST_MEMORY_BYTES = 2 << 40
+
+
+def fake_host_memory() -> None:
+    import psutil
+
+    real = psutil.virtual_memory
+    psutil.virtual_memory = lambda: real()._replace(total=HOST_MEMORY_BYTES, available=HOST_MEMORY_BYTES)
+
+
+def _stub_missing_extension(name: str) -> None:
+    """Put an empty module for a compiled extension that cannot be loaded without a CUDA driver."""
+    try:
+        __import__(name)
+    except ImportError:
+        sys.modules[name] = types.ModuleType(name)
+
+
+def set_env(env: dict) -> None:
+    """The recorded process environment (VLLM_*, SGLANG_*, CUDA_*) for this job, nothing else carried over."""
+    for k in [k for k in os.environ if k.startswith(("VLLM_", "SGLANG_"))]:
+        del os.environ[k]
+    os.environ.update(env)
+
+
+def _replace_model(argv: list[str], flag_or_pos, model_dir: str) -> list[str]:
+    out = list(argv)
+    if isinstance(flag_or_pos, int):
+        out[flag_or_pos] = model_dir
+    else:
+        out[out.index(flag_or_pos) + 1] = model_dir
+    return out
+
+
+# -- vLLM -----------------------------------------------------------------------------------------------
+
+def _vllm_parser():
+    """``vllm serve``'s own parser, built the way the ``vllm`` command builds it (its serve subcommand)."""
+    try:
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+    except ImportError:  # 0.11
+        from vllm.utils import FlexibleArgumentParser
+    from vllm.entrypoints.cli.serve import ServeSubcommand
+
+    top = FlexibleArgumentParser(prog="vllm")
+    subparsers = top.add_subparsers(dest="subparser")
+    ServeSubcommand().subparser_init(subparsers)
+    return top
+
+
+def _vllm_validate(args) -> None:
+    for mod in ("vllm.entrypoints.openai.cli_args", "vllm.entrypoints.common.cli_args"):
+        with contextlib.suppress(ImportError, AttributeError):
+            getattr(__import__(mod, fromlist=["x"]), "validate_parsed_serve_args")(args)
+            return
+
+
+def _vllm_config(argv: list[str]):
+    """(parsed args, VllmConfig) of ``vllm serve ...``, as ServeSubcommand.cmd and run_headless get there."""
+    import vllm
+    from vllm.usage.usage_lib import UsageContext
+
+    args = _vllm_parser().parse_args(["serve", *argv[2:]])
+    if getattr(args, "model_tag", None) is not None:
+        args.model = args.model_tag
+    if args.headless:
+        args.api_server_count = 0
+    _vllm_validate(args)
+    engine_args = vllm.AsyncEngineArgs.from_cli_args(args)
+    try:
+        config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER, headless=args.headless)
+    except TypeError:  # a release whose create_engine_config has no headless argument
+        config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
+    return args, config
+
+
+def _vllm_all2all(pc) -> str | None:
+    if hasattr(pc, "all2all_backend"):
+        return str(getattr(pc.all2all_backend, "value", pc.all2all_backend))
+    import vllm.envs as envs  # 0.11: the environment variable is the setting
+    return envs.VLLM_ALL2ALL_BACKEND
+
+
+def _pp_layers(get_pp_indices, layers: int, pp: int) -> list[int]:
+    out = []
+    for rank in range(pp):
+        start, end = get_pp_indices(layers, rank, pp)
+        out.append(end - start)
+    return out
+
+
+def vllm_job(job: dict) -> dict:
+    from vllm.distributed.utils import get_pp_indices
+
+    args, config = _vllm_config(_replace_model(job["argv"], 2, job["model_dir"]))
+    pc, sc, cc, mc = config.parallel_config, config.scheduler_config, config.cache_config, config.model_config
+    return {
+        "tp": pc.tensor_parallel_size, "pp": pc.pipeline_parallel_size, "dp": pc.data_parallel_size,
+        "dp_local": pc.data_parallel_size_local, "dp_start_rank": getattr(pc, "data_parallel_rank", None),
+        "ep": bool(pc.enable_expert_parallel), "max_num_seqs": sc.max_num_seqs,
+        "max_num_batched_tokens": sc.max_num_batched_tokens, "max_model_len": mc.max_model_len,
+        "gpu_memory_utilization": cc.gpu_memory_utilization, "kv_cache_dtype": str(cc.cache_dtype),
+        "all2all_backend": _vllm_all2all(pc), "quantization": mc.quantization,
+        "executor": str(pc.distributed_executor_backend), "headless": bool(args.headless),
+        "port": None if args.headless else args.port,
+        "dp_rpc_port": pc.data_parallel_rpc_port if pc.data_parallel_size > 1 else None,
+        "pp_layers": _pp_layers(get_pp_indices, mc.hf_text_config.num_hidden_layers, pc.pipeline_parallel_size),
+    }
+
+
+def vllm_setup(gpu: dict) -> None:
+    os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
+                       "DO_NOT_TRACK": "1"})
+    for mod in ("vllm.third_party.pynvml", "pynvml"):
+        with contextlib.suppress(ImportError):
+            _Nvml(gpu).install(__import__(mod, fromlist=["x"]))
+    fake_gpu(gpu)
+    fake_host_memory()
+    _stub_missing_extension("vllm._C")
+
+
+# -- SGLang and its router ------------------------------------------------------------------------------
+
+def sglang_job(job: dict) -> dict:
+    """``python -m sglang.launch_server ...`` through ``prepare_server_args``: SGLang's parser, then
+    ``ServerArgs(...)`` whose ``__post_init__`` resolves and checks the arguments."""
+    from sglang.srt.server_args import prepare_server_args
+
+    a = _sglang_resolved(prepare_server_args(_replace_model(job["argv"], "--model-path", job["model_dir"])[3:]))
+    attn_dp = getattr(a, "attn_dp_size", None) or (a.dp_size if a.enable_dp_attention else 1)
+    return {
+        "tp": a.tp_size, "pp": a.pp_size, "dp": attn_dp, "ep": a.ep_size,
+        "max_running_requests": a.max_running_requests, "chunked_prefill_size": a.chunked_prefill_size,
+        "max_prefill_tokens": a.max_prefill_tokens, "max_model_len": a.context_length,
+        "mem_fraction_static": a.mem_fraction_static, "kv_cache_dtype": a.kv_cache_dtype,
+        "all2all_backend": str(a.moe_a2a_backend), "quantization": a.quantization, "port": a.port,
+        "disaggregation_mode": a.disaggregation_mode, "bootstrap_port": a.disaggregation_bootstrap_port,
+        "nnodes": a.nnodes, "node_rank": a.node_rank, "dist_init_addr": a.dist_init_addr,
+        "pp_layers": _sglang_pp_layers(a.pp_size, job.get("layers")),
+    }
+
+
+def _sglang_resolved(args):
+    """The arguments as the launcher resolves them: from 0.5.22 ``ServerArgs.__post_init__`` leaves them
+    raw and ``resolve_once`` runs the resolution and validation pipeline (sglang/srt/arg_groups/pipeline.py),
+    whose decisions (e.g. chunked_prefill_size // attn_dp_size) are read through ``resolved_view``."""
+    if not hasattr(args, "resolve_once"):
+        return args  # releases that resolve in __post_init__
+    args.resolve_once()
+    from sglang.srt.arg_groups.model_override_base import resolved_view
+    return resolved_view(args)
+
+
+def _sglang_pp_layers(pp: int, layers: int | None) -> list[int] | None:
+    if not layers:
+        return None
+    from sglang.srt.distributed.utils import get_pp_indices
+    return _pp_layers(get_pp_indices, layers, pp)
+
+
+def sglang_setup(gpu: dict) -> None:
+    os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    fake_gpu(gpu)
+
+
+def router_job(job: dict) -> dict:
+    """``python -m sglang_router.launch_router ...`` through the router's own ``parse_router_args``."""
+    from sglang_router.launch_router import parse_router_args
+
+    r = parse_router_args(job["argv"][3:])
+    return {"pd": bool(r.pd_disaggregation), "prefill": [list(x) for x in (r.prefill_urls or [])],
+            "decode": list(r.decode_urls or []), "workers": list(r.worker_urls or []), "port": r.port,
+            "prometheus_port": r.prometheus_port, "policy": r.policy}
+
+
+# -- Ray ------------------------------------------------------------------------------------------------
+
+def ray_job(job: dict) -> dict:
+    """``ray start ...`` through Ray's own click command (``make_context`` parses and type-checks every
+    option; nothing is started)."""
+    from ray.scripts.scripts import start
+
+    ctx = start.make_context("ray start", list(job["argv"][2:]))
+    p = ctx.params
+    address = p.get("address")
+    return {"head": bool(p.get("head")), "port": p.get("port") if p.get("head") else None,
+            "address_port": int(address.rsplit(":", 1)[1]) if address else None,
+            "num_gpus": p.get("num_gpus"), "resources": json.loads(p.get("resources") or "{}")}
+
+
+# -- Kubernetes -----------------------------------------------------------------------------------------
+
+#: The LeaderWorkerSet CRD's schema for the fields around the pod templates, written from
+#: kubernetes-sigs/lws api/leaderworkerset/v1/leaderworkerset_types.go (LeaderWorkerSetSpec,
+#: LeaderWorkerTemplate, RolloutStrategy, NetworkConfig and their kubebuilder enums and defaults);
+#: leaderTemplate and workerTemplate are core/v1 PodTemplateSpec, validated with the Kubernetes schema.
+LWS_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "leaderworkerset.x-k8s.io/v1"}, "kind": {"const": "LeaderWorkerSet"},
+        "metadata": {"type": "object"},
+        "spec": {"type": "object", "required": ["leaderWorkerTemplate"], "additionalProperties": False,
+                 "properties": {
+                     "replicas": {"type": "integer", "minimum": 0},
+                     "startupPolicy": {"enum": ["LeaderCreated", "LeaderReady"]},
+                     "rolloutStrategy": {"type": "object"},
+                     "networkConfig": {"type": "object", "properties": {
+                         "subdomainPolicy": {"enum": ["Shared", "UniquePerReplica"]}}},
+                     "leaderWorkerTemplate": {
+                         "type": "object", "required": ["workerTemplate"], "additionalProperties": False,
+                         "properties": {
+                             "leaderTemplate": {"type": "object"}, "workerTemplate": {"type": "object"},
+                             "size": {"type": "integer", "minimum": 1},
+                             "restartPolicy": {"enum": ["Default", "RecreateGroupOnPodRestart",
+                                                        "RecreateGroupAfterStart", "None"]},
+                             "subGroupPolicy": {"type": "object"}, "volumeClaimTemplates": {"type": "array"},
+                             "persistentVolumeClaimRetentionPolicy": {"type": "object"}}}}},
+    },
+}
+
+
+def _pod_template_errors(template: dict, version: str) -> list[str]:
+    """A pod template against Kubernetes ``version``'s strict core/v1 PodTemplateSpec schema."""
+    import jsonschema
+    from kubernetes_validate.utils import schema_contents
+    from referencing import Registry, Resource
+
+    folder = f"kubernetes-json-schema/v{version}.0-local-strict"
+    schema = schema_contents(f"{folder}/podtemplatespec-v1.json", version)
+    defs = Resource.from_contents(schema_contents(f"{folder}/_definitions.json", version))
+    registry = defs @ (Resource.from_contents(schema) @ Registry())
+    validator = jsonschema.validators.Draft202012Validator(schema, registry=registry)
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(template)]
+
+
+def k8s_job(job: dict) -> dict:
+    """One manifest document against each Kubernetes release's strict schemas (kubernetes-validate), a
+    LeaderWorkerSet against ``LWS_SCHEMA`` and its pod templates against PodTemplateSpec."""
+    import jsonschema
+    import kubernetes_validate
+
+    doc, errors = job["doc"], []
+    for version in job["versions"]:
+        if doc.get("kind") == "LeaderWorkerSet":
+            errors += [f"{version}: {e.message}" for e in jsonschema.Draft202012Validator(LWS_SCHEMA).iter_errors(doc)]
+            lwt = doc["spec"]["leaderWorkerTemplate"]
+            for key in ("leaderTemplate", "workerTemplate"):
+                errors += [f"{version} {key}.{e}" for e in _pod_template_errors(lwt.get(key, {}), version)]
+        else:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                errors.append(f"{version}: {e.message}")
+            except kubernetes_validate.utils.SchemaNotFoundError:
+                return {"unjudged": f"kubernetes-validate has no schema for {doc.get('apiVersion')} {doc.get('kind')}"}
+    if errors:
+        raise ValueError("; ".join(errors[:5]))
+    return {"kind": doc.get("kind"), "versions": job["versions"]}
+
+
+# -- the loop -------------------------------------------------------------------------------------------
+
+KINDS = {"vllm": (vllm_setup, vllm_job), "sglang": (sglang_setup, sglang_job),
+         "sglang-router": (None, router_job), "ray": (None, ray_job), "k8s": (None, k8s_job)}
+
+
+def run_job(fn, job: dict) -> dict:
+    """``fn(job)`` with the job's environment; a raised error is the runtime refusing the command."""
+    set_env(job.get("env", {}))
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            config = fn(job)
+        return {"id": job["id"], "status": "ok", "config": config}
+    except BaseException as e:  # noqa: BLE001 - argparse exits with SystemExit on a bad flag
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        tail = traceback.format_exception_only(type(e), e)[-1].strip()
+        return {"id": job["id"], "status": "rejected", "error": (tail + " " + out.getvalue()[-300:]).strip()}
+
+
+def main() -> int:
+    kind = sys.argv[1]
+    jobs = json.load(sys.stdin)
+    setup, fn = KINDS[kind]
+    if setup and jobs:
+        setup(jobs[0]["gpu"])
+    results = [run_job(fn, job) for job in jobs]
+    sys.stdout.write("\n" + json.dumps(results) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
