@@ -36,8 +36,16 @@ from costmodels import calibration as cal
 from costmodels.comm import send_s
 from costmodels.compute import ACT_BYTES
 from costmodels.models import ModelSpec
-from costmodels.serving import GPUs, Links, Strategy, _stage_time, effective_strategy, max_batch_size, \
-    stage_gpus, stages
+from costmodels.serving import (
+    GPUs,
+    Links,
+    Strategy,
+    _stage_time,
+    effective_strategy,
+    max_batch_size,
+    stage_gpus,
+    stages,
+)
 
 #: Prompt tokens and attended context are rounded to these grains to reuse step times; a
 #: step's time changes by well under 1 % within a grain at the sizes that matter.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from costmodels import calibration as cal
@@ -89,7 +89,7 @@ def _measured(gpu: str | None, kind: str, path: str, ranks: int,
     return _resolve(table, gpu, kind, path, ranks)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _measured_shipped(gpu: str | None, kind: str, path: str, ranks: int) -> Measured:
     """``_measured`` on the shipped table, resolved once per (gpu, link kind, path, ranks): pricing asks
     for the same few combinations thousands of times."""

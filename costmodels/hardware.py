@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from difflib import get_close_matches
-from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
-from topologies.errors import InputError
 from costmodels.units import GIB, MIB, TB, TERA
+from topologies.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def get_gpu(name: str, *, source: str | None = None, field: str | None = None,
         names = sorted(gpu_catalog())
         near = get_close_matches(name, names + [a for g in gpu_catalog().values() for a in g.aliases], n=1, cutoff=0.4)
         hint = f"did you mean {_index()[_key(near[0])]!r}? " if near else ""
-        own = f" or define it in the topology's 'gpu_types'" if source != "--gpu" else \
+        own = " or define it in the topology's 'gpu_types'" if source != "--gpu" else \
             " or give a GPU spec file (gpu_types: NAME: figures)"
         raise InputError(f"unknown GPU {name!r}; {hint}see `plan-search catalog gpus`{own}",
                          source=source, field=field)
@@ -190,7 +190,7 @@ def _fp4_over_fp8(gpu: GPU, peaks: dict[str, float]) -> float | None:
     return (peaks["fp4"] / gpu.fp4_flop_per_s) / (peaks["fp8"] / gpu.fp8_flop_per_s)
 
 
-@lru_cache(maxsize=None)
+@cache
 def fp4_matmul_share(gpu_name: str, runtime: str) -> float:
     """How much of the FP4 datasheet rate's advantage over FP8 the runtime's GEMMs realise.
 

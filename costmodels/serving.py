@@ -15,18 +15,25 @@ in-flight (continuous) batching and chunked prefill, as vLLM and TensorRT-LLM do
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Sequence
 
 from costmodels import calibration as cal
 from costmodels.comm import send_s
 from costmodels.compute import ACT_BYTES, StageShape, StepTime, stage_step_time, steps_for_tokens
 from costmodels.hardware import GPU
-from costmodels.memory import (MemoryBreakdown, activation_bytes, balanced_layer_split,
-                               kv_budget_bytes, kv_bytes_per_sequence_per_gpu, kv_bytes_per_token_per_gpu,
-                               max_sequences,
-                               overhead_bytes, stage_weight_bytes)
+from costmodels.memory import (
+    MemoryBreakdown,
+    activation_bytes,
+    balanced_layer_split,
+    kv_budget_bytes,
+    kv_bytes_per_sequence_per_gpu,
+    kv_bytes_per_token_per_gpu,
+    max_sequences,
+    overhead_bytes,
+    stage_weight_bytes,
+)
 from costmodels.models import ModelSpec
 from topologies.graph import LOCAL, Link
 

@@ -44,11 +44,23 @@ from functools import cached_property
 
 from costmodels import calibration as cal
 from costmodels.hardware import GPU, topology_gpu
-from costmodels.models import ModelSpec
 from costmodels.memory import balanced_layer_split, front_loaded_split
-from costmodels.serving import (Links, PrefillStep, ReplicaMetrics, Strategy, TailLatency, choose_layer_split, evaluate_prefill,
-                                evaluate_replica, kv_transfer_s, max_utilization, tail_latency, ttft_under_load_s,
-                                validate_strategy)
+from costmodels.models import ModelSpec
+from costmodels.serving import (
+    Links,
+    PrefillStep,
+    ReplicaMetrics,
+    Strategy,
+    TailLatency,
+    choose_layer_split,
+    evaluate_prefill,
+    evaluate_replica,
+    kv_transfer_s,
+    max_utilization,
+    tail_latency,
+    ttft_under_load_s,
+    validate_strategy,
+)
 from topologies.errors import InputError
 from topologies.graph import LOCAL, Link, Topology
 

@@ -10,11 +10,12 @@ stages share a rack wherever the solution allows.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
-from planner.candidates import Candidate, ClusterView, slowness
 from costmodels.serving import Links, Strategy
+from planner.candidates import Candidate, ClusterView, slowness
 from topologies.graph import LOCAL, SPINE, Link, Topology, leaf_id
 
 if TYPE_CHECKING:  # annotations only: `emit` checks a plan through this module without loading the solver

@@ -3,11 +3,10 @@ where both apply, and behaves as a queue must where only it applies."""
 import math
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from costmodels.calibration import ONLINE_REQUEST_OVERHEAD_S
 from costmodels.benchrun import arrival_times_s, simulate_benchmark
+from costmodels.calibration import ONLINE_REQUEST_OVERHEAD_S
 from costmodels.hardware import gpu_catalog
 from costmodels.models import get_model
 from costmodels.serving import Links, Strategy, effective_strategy, evaluate_replica, max_batch_size

@@ -27,10 +27,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from costmodels.memory import balanced_layer_split
 from planner import api
 from planner.cli import main
 from planner.emit import HF_MODELS, TARGETS, emit
-from costmodels.memory import balanced_layer_split
 from planner.schema import SCHEMA_VERSION, Plan
 from topologies.errors import InputError
 

@@ -17,8 +17,9 @@ import yaml
 from planner import api
 from planner.emit import TARGETS, emit
 from planner.schema import Plan
-from test_emit import ALLOWED, _check_lws, search_plans, _flags, _gpus, _k8s_docs, _k8s_model, _pinned, _run
 from topologies.errors import InputError
+
+from test_emit import ALLOWED, _check_lws, _flags, _gpus, _k8s_docs, _k8s_model, _pinned, _run, search_plans
 
 PLANS = {
     # tp=16 ep=16 attention_dp=16, two replicas of two 8-GPU nodes each

@@ -15,10 +15,18 @@ from costmodels.hardware import get_gpu
 from costmodels.models import get_model
 from costmodels.serving import Links, Strategy, evaluate_prefill, tail_latency
 from planner import api
-from planner.candidates import (PREFILL_TOKEN_BUDGETS, Request, _meets_slos, _utilization_cap, best_prefill,
-                                cluster_view, price_candidates)
+from planner.candidates import (
+    PREFILL_TOKEN_BUDGETS,
+    Request,
+    _meets_slos,
+    _utilization_cap,
+    best_prefill,
+    cluster_view,
+    price_candidates,
+)
 from planner.check import check_plan
 from planner.emit import emit
+
 from test_emit_attention_dp import _commands  # command lines of a script, continuations joined
 
 MODEL = "llama-3.1-70b"

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from planner import api
-from planner import sweep as sw
+from planner import api, sweep as sw
 from planner.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

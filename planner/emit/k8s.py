@@ -50,12 +50,36 @@ import re
 
 import yaml
 
-from planner.emit import (ReplicaLayout, Sh, argv_of, attention_groups, check_node_names, continued, layouts,
-                          model_ref, needs_fp8_quantization, shape_text, sh_cmd, sh_comment, sh_var)
+from planner.emit import (
+    ReplicaLayout,
+    Sh,
+    argv_of,
+    attention_groups,
+    check_node_names,
+    continued,
+    layouts,
+    model_ref,
+    needs_fp8_quantization,
+    sh_cmd,
+    sh_comment,
+    sh_var,
+    shape_text,
+)
 from planner.emit.router import weights
 from planner.emit.versions import Version, text
-from planner.emit.vllm import (DEFAULT_VERSION, DP_RPC_PORT, RAY_PORT, DataParallel, all2all_env, check_scheduler,
-                               dp_node_ranks, image, pp_partition_env, ray_wait_command, serve_command)
+from planner.emit.vllm import (
+    DEFAULT_VERSION,
+    DP_RPC_PORT,
+    RAY_PORT,
+    DataParallel,
+    all2all_env,
+    check_scheduler,
+    dp_node_ranks,
+    image,
+    pp_partition_env,
+    ray_wait_command,
+    serve_command,
+)
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
