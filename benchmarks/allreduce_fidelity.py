@@ -106,7 +106,7 @@ def main() -> int:
     print()
     print("summary (cross-socket PCIe rows excluded):")
     print(tabulate([[s["band"], s["n"], s["mape"], s["within_25pct"], h["mape"], h["within_25pct"]]
-                    for s, h in zip(sums["all_gpus"], sums["leave_one_gpu_out"])],
+                    for s, h in zip(sums["all_gpus"], sums["leave_one_gpu_out"], strict=True)],
                    headers=["band", "points", "MAPE %", "within 25 %", "leave-one-GPU-out MAPE %",
                             "within 25 %"], floatfmt=".1f"))
     return 0

@@ -90,7 +90,7 @@ def _to_x(values: dict) -> np.ndarray:
 
 def _from_x(x: np.ndarray) -> dict:
     out = {}
-    for (name, lo, hi), xi in zip(PARAMS, x):
+    for (name, lo, hi), xi in zip(PARAMS, x, strict=True):
         u = 1 / (1 + math.exp(-float(np.clip(xi, -30, 30))))
         if name in LOG_SCALE:
             out[name] = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))

@@ -109,7 +109,7 @@ class _StepClock:
         slowest = max(_stage_time(self.model, g, s, st, self.links, prefill_tokens=prompt / micro,
                                   prefill_context=self.isl / 2, decode_tokens=decode / micro,
                                   decode_context=context).total_s
-                      for g, st in zip(self.gpus, self.sts))
+                      for g, st in zip(self.gpus, self.sts, strict=True))
         send = send_s(message_bytes=(decode + prompt) / micro * self.model.hidden * ACT_BYTES / s.tp,
                       link=self.links.pp) if s.pp > 1 else 0.0
         # Under pipeline parallelism the micro-batches keep every stage busy: a step of the

@@ -90,7 +90,7 @@ def physical(ms: tuple[int, ...], latencies: tuple[float, ...]) -> list[float]:
     [5.0, 5.0, 10.0]
     """
     out: list[float] = []
-    for i, (m, lat) in enumerate(zip(ms, latencies)):
+    for i, (m, lat) in enumerate(zip(ms, latencies, strict=True)):
         lat = max(lat, out[-1]) if out else lat
         lat = min([lat] + [out[j] * m / ms[j] for j in range(i)])
         out.append(lat)

@@ -212,9 +212,9 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
         return balanced_layer_split(L, pp)
 
     def take(t: float) -> list[int]:
-        return [max(0, min(c, math.floor((t - e) / w))) for c, e, w in zip(cap, extra, per_layer)]
+        return [max(0, min(c, math.floor((t - e) / w))) for c, e, w in zip(cap, extra, per_layer, strict=True)]
 
-    lo_t, hi_t = 0.0, max(e + c * w for c, e, w in zip(cap, extra, per_layer))
+    lo_t, hi_t = 0.0, max(e + c * w for c, e, w in zip(cap, extra, per_layer, strict=True))
     for _ in range(100):
         mid = (lo_t + hi_t) / 2
         counts = take(mid)
@@ -268,7 +268,7 @@ def _stage_memory(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, *, ba
 def replica_memory(model: ModelSpec, gpu: GPUs, s: Strategy, *, batch: int, context: int) -> list[MemoryBreakdown]:
     """Memory of one GPU of each stage with ``batch`` sequences of ``context`` tokens."""
     return [_stage_memory(model, g, s, st, batch=batch, context=context)[0]
-            for g, st in zip(stage_gpus(gpu, s.pp), stages(model, s))]
+            for g, st in zip(stage_gpus(gpu, s.pp), stages(model, s), strict=True)]
 
 
 def max_batch_size(model: ModelSpec, gpu: GPUs, s: Strategy, *, context: int, cap: int | None = None) -> int:
@@ -296,19 +296,19 @@ def _max_batch_size(model: ModelSpec, gpus: tuple[GPU, ...], s: Strategy, contex
     dp = s.attention_dp
     best = cap if cap is not None else s.profile.max_batch * dp
 
-    def room(n: int, st: StageShape) -> int:
+    def room(n: int, g: GPU, st: StageShape) -> int:
         _, budget, per_seq = _stage_memory(model, g, s, st, batch=n, context=context)
         return dp * max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq)
 
-    for g, st in zip(gpus, stages(model, s)):
+    for g, st in zip(gpus, stages(model, s), strict=True):
         # Activations (logits, the step's tokens) grow with the batch, so the KV room shrinks
         # as n grows and "n fits" holds up to some n and not past it. The room at the cap is
         # a lower bound of the answer, the room at that bound an upper one: bisect between.
-        lo = min(best, room(best, st))
-        hi = min(best, room(lo, st))
+        lo = min(best, room(best, g, st))
+        hi = min(best, room(lo, g, st))
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if mid <= room(mid, st):
+            if mid <= room(mid, g, st):
                 lo = mid
             else:
                 hi = mid - 1
@@ -399,7 +399,7 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
                          link=links.pp) if s.pp > 1 else 0.0
         times = [_stage_time(model, g, s, st, links, prefill_tokens=prefill_tokens, prefill_context=isl / 2,
                              decode_tokens=per_micro, decode_context=isl + osl / 2, steps=n_steps)
-                 for g, st in zip(gpus, sts)]
+                 for g, st in zip(gpus, sts, strict=True)]
         return max(times, key=lambda t: t.total_s), pp_send, n_steps
 
     # The schedulers pack a waiting prompt into the next step whole, up to the chunk (the token
@@ -417,7 +417,8 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
             return lockstep(share)
         (c, c_send, c_steps), (d, d_send, _) = even(chunk_tokens), even(0.0)
         mixed = StepTime(*(share * x + (1 - share) * y for x, y in zip(
-            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s))))
+            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s),
+            strict=True)))
         return mixed, share * c_send + (1 - share) * d_send, c_steps
 
     def lockstep(share: float) -> tuple[StepTime, float, int]:
@@ -433,13 +434,14 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
         prompt = dp * share / p_any * per_group
         times = [_stage_time(model, g, s, st, links, prefill_tokens=prompt, prefill_context=isl / 2,
                              decode_tokens=per_micro, decode_context=isl + osl / 2, busiest_prefill_tokens=per_group)
-                 for g, st in zip(gpus, sts)]
+                 for g, st in zip(gpus, sts, strict=True)]
         c = max(times, key=lambda t: t.total_s)
         c_send = send_s(message_bytes=(per_micro + prompt) * model.hidden * ACT_BYTES / s.tp,
                         link=links.pp) if s.pp > 1 else 0.0
         d, d_send, _ = even(0.0)
         mixed = StepTime(*(p_any * x + (1 - p_any) * y for x, y in zip(
-            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s))))
+            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s),
+            strict=True)))
         return mixed, p_any * c_send + (1 - p_any) * d_send, 1
 
     unified = role == "unified"
@@ -471,7 +473,7 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     chunk_times = [_stage_time(model, g, s, st, links, prefill_tokens=step_prompt * s.attention_dp,
                                prefill_context=isl / 2, decode_tokens=others,
                                decode_context=isl + osl / 2).total_s
-                   for g, st in zip(gpus, sts)]
+                   for g, st in zip(gpus, sts, strict=True)]
     chunk_send = send_s(message_bytes=step_prompt * model.hidden * ACT_BYTES / s.attention_tp,
                         link=links.pp) if s.pp > 1 else 0.0
     wait = 0.5 * (slowest.total_s / steps + send) if b > 1 else 0.0
@@ -595,7 +597,7 @@ def evaluate_prefill(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, link
 
     def step_s(tokens: float) -> tuple[list[float], float]:
         times = [_stage_time(model, g, s, st, links, prefill_tokens=tokens, prefill_context=isl / 2,
-                             decode_tokens=0, decode_context=0).total_s for g, st in zip(gpus, sts)]
+                             decode_tokens=0, decode_context=0).total_s for g, st in zip(gpus, sts, strict=True)]
         send = send_s(message_bytes=tokens * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
         return times, send
 
@@ -766,7 +768,7 @@ def step_mix(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, ba
     def stage_s(prefill: float) -> float:
         return s.pp * max(_stage_time(model, g, s, st, links, prefill_tokens=prefill, prefill_context=isl / 2,
                                       decode_tokens=per_micro, decode_context=isl + osl / 2).total_s
-                          for g, st in zip(gpus, sts))
+                          for g, st in zip(gpus, sts, strict=True))
 
     share = min(1.0, (batch - 1) / micro * isl / max(osl, 1) / chunk)
     return StepMix(decode_s=stage_s(0.0), with_chunk_s=stage_s(chunk * s.attention_dp), chunk_share=share)
@@ -828,12 +830,12 @@ def static_batch(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int
     fits = all(m.fits for m in mems)
     prompt = batch * isl
     pre = [_stage_time(model, g, s, st, links, prefill_tokens=prompt, prefill_context=isl / 2, decode_tokens=0,
-                       decode_context=0).total_s for g, st in zip(gpus, sts)]
+                       decode_context=0).total_s for g, st in zip(gpus, sts, strict=True)]
     pre_send = send_s(message_bytes=prompt * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
     ttft = sum(pre) + (s.pp - 1) * pre_send + cal.PREFILL_REQUEST_OVERHEAD_S
     micro = min(s.pp, batch)
     dec = [_stage_time(model, g, s, st, links, prefill_tokens=0, prefill_context=0, decode_tokens=batch / micro,
-                       decode_context=isl + osl / 2).total_s for g, st in zip(gpus, sts)]
+                       decode_context=isl + osl / 2).total_s for g, st in zip(gpus, sts, strict=True)]
     dec_send = send_s(message_bytes=batch / micro * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
     tpot = s.pp * (max(dec) + dec_send)
     e2e = ttft + max(osl - 1, 0) * tpot

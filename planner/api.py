@@ -527,7 +527,6 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
     pools_rps = min(cap["prefill"], cap["decode"])  # requests/s the disaggregated pools carry together
     total_capacity_rps = cap["unified"] + pools_rps
     planned_rps = planned["unified"] + min(planned["prefill"], planned["decode"])
-    util = (req.qps / total_capacity_rps) if req.qps and total_capacity_rps > 0 else None
     groups = []
     for gi, ci in enumerate(sorted(by_cand)):
         reps = by_cand[ci]

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import pairwise
 
 from costmodels import calibration as cal
 from costmodels.hardware import GPU, topology_gpu
@@ -701,7 +702,7 @@ def replica_spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: in
             free = view.free_gpus(c.domains[0])[: tp * pp]
             stages = _chunks(free, tp)
             lt = max((topo.slowest_link(s) for s in stages), key=slowness)
-            lp = LOCAL if pp == 1 else max((topo.stage_link(a, b) for a, b in zip(stages, stages[1:])),
+            lp = LOCAL if pp == 1 else max((topo.stage_link(a, b) for a, b in pairwise(stages)),
                                            key=slowness)
             worst_tp = lt if worst_tp is None else max(worst_tp, lt, key=slowness)
             worst_pp = lp if worst_pp is None else max(worst_pp, lp, key=slowness)

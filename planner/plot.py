@@ -51,9 +51,10 @@ def place_labels(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[f
     every candidate place would overlap an earlier label, a point's clear square, an obstacle or
     leave ``bounds``. Greedy and deterministic; a label left out is never drawn over another."""
     halves = list(halves) if halves is not None else [MARKER_HALF_PX] * len(anchors)
-    taken: list[Box] = list(obstacles) + [(x - hf, y - hf, x + hf, y + hf) for (x, y), hf in zip(anchors, halves)]
+    taken: list[Box] = list(obstacles) + [(x - hf, y - hf, x + hf, y + hf)
+                                          for (x, y), hf in zip(anchors, halves, strict=True)]
     out: list[tuple[float, float] | None] = []
-    for (x, y), (w, h), hf in zip(anchors, sizes, halves):
+    for (x, y), (w, h), hf in zip(anchors, sizes, halves, strict=True):
         chosen = None
         for dx, dy in _offsets(w, h, hf):
             box = (x + dx, y + dy, x + dx + w, y + dy + h)
@@ -147,7 +148,7 @@ def _label_points(fig, ax, front: Frontier) -> list[Box | None]:
     offsets = place_labels([(float(x), float(y)) for x, y in pts], sizes, (a.x0, a.y0, a.x1, a.y1),
                            [(legend.x0, legend.y0, legend.x1, legend.y1)], halves)
     texts = []
-    for i, (p, off) in enumerate(zip(front.plans, offsets)):
+    for i, (p, off) in enumerate(zip(front.plans, offsets, strict=True)):
         texts.append(None if off is None else ax.annotate(
             f"#{i}", (front.latency_ms(p), p.totals.output_tokens_per_s_per_gpu), xytext=off,
             textcoords="offset pixels", **style))

@@ -218,7 +218,7 @@ def sweep_from_spec(spec: SweepFile, *, source: str, folder: Path, grid_order: l
     points = []
     if keys:
         for combo in itertools.product(*(grid[k] for k in keys)):
-            points.append({**defaults, **dict(zip(keys, combo))})
+            points.append({**defaults, **dict(zip(keys, combo, strict=True))})
     points.extend({**defaults, **c} for c in cases)
     for p in points:
         for k in ("weight_dtype", "kv_dtype"):

@@ -1,6 +1,7 @@
 """The finite serving benchmark (costmodels.benchrun): it agrees with the steady-state model
 where both apply, and behaves as a queue must where only it applies."""
 import math
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -31,7 +32,7 @@ def test_same_inputs_same_figures():
 def test_poisson_arrivals_are_seeded_and_have_the_rate():
     a = arrival_times_s(5000, 10.0)
     assert a == arrival_times_s(5000, 10.0)
-    assert a[0] == 0.0 and all(x <= y for x, y in zip(a, a[1:]))
+    assert a[0] == 0.0 and all(x <= y for x, y in pairwise(a))
     assert 5000 / a[-1] == pytest.approx(10.0, rel=0.05)
     assert arrival_times_s(3, math.inf) == [0.0, 0.0, 0.0]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import replace
+from itertools import pairwise
 
 import pytest
 
@@ -67,7 +68,7 @@ def test_ttft_rises_with_the_load(budget, isl):
     us = [i / 100 for i in range(101)]
     for f in (step.ttft_s, step.ttft_p99_s, step.tokens_at):
         vals = [f(u) for u in us]
-        assert all(b >= a for a, b in zip(vals, vals[1:])), f
+        assert all(b >= a for a, b in pairwise(vals)), f
     assert step.ttft_s(0.9) > step.ttft_s(0.0)
     assert step.tokens_at(1.0) == budget
 
@@ -158,7 +159,7 @@ def test_plan_records_and_sglang_launches_the_priced_step(tight_plan):
         assert cmds
         for cmd in cmds:
             words = shlex.split(cmd)
-            flags = dict(zip(words, words[1:]))
+            flags = dict(pairwise(words))
             d = g.strategy.attention_dp
             assert flags["--chunked-prefill-size"] == str(g.strategy.max_num_batched_tokens * d)
             if g.role == "prefill":

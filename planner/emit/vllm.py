@@ -341,7 +341,7 @@ def _front_ends(plan: Plan, rows: dict[str, list[ReplicaLayout]], files: dict[st
     """nginx and Envoy in front of several replicas, and vLLM's own router when the shares are equal
     (planner/emit/router.py)."""
     eps = replica_endpoints(plan, rows)
-    for name, text in front_files(plan, eps, "vllm").items():
-        add_file(files, name, text)
+    for name, body in front_files(plan, eps, "vllm").items():
+        add_file(files, name, body)
     if len(eps) > 1 and equal_shares(eps):
         add_file(files, "vllm-router.sh", worker_router_script(plan, eps, ("vllm-router",), ROUTER_TITLE, "vllm"))
