@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Any
 
 from costmodels import calibration as cal
 from costmodels.comm import send_s
@@ -198,7 +199,7 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
         per_layer.append(max(body - stage_s(g, 0, first=False, last=False), 1e-12) / L)
         extra.append(stage_s(g, L, first=first, last=last) - body)
 
-        def fits(n: int, g=g, first=first, last=last) -> bool:
+        def fits(n: int, g: GPU = g, first: bool = first, last: bool = last) -> bool:
             start = 0 if first else L - n if last else _heaviest_window(model, s, n)
             st = StageShape(layer_start=start, layer_count=n, first=first, last=last)
             _, budget, per_seq = _stage_memory(model, g, s, st, batch=1, context=context)
@@ -216,9 +217,9 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
 
     lo_t, hi_t = 0.0, max(e + c * w for c, e, w in zip(cap, extra, per_layer, strict=True))
     for _ in range(100):
-        mid = (lo_t + hi_t) / 2
-        counts = take(mid)
-        bounds = (lo_t, mid) if sum(counts) >= L and min(counts) >= 1 else (mid, hi_t)
+        mid_t = (lo_t + hi_t) / 2
+        counts = take(mid_t)
+        bounds = (lo_t, mid_t) if sum(counts) >= L and min(counts) >= 1 else (mid_t, hi_t)
         if bounds == (lo_t, hi_t):  # the interval stopped shrinking: every further round repeats this one
             break
         lo_t, hi_t = bounds
@@ -333,7 +334,7 @@ class ReplicaMetrics:
     prefill_step: PrefillStep | None = field(repr=False, default=None)  # a prefill replica's TTFT by load
 
 
-def _stage_time(model, gpu, s, st, links, **kw) -> StepTime:
+def _stage_time(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, links: Links, **kw: Any) -> StepTime:
     return stage_step_time(model, gpu, stage=st, tp=s.tp, ep=s.ep, weight_dtype=s.weight_dtype,
                            kv_dtype=s.kv_dtype, tp_link=links.tp, ep_link=links.ep, attention_dp=s.attention_dp,
                            expert_imbalance=s.expert_imbalance, ep_local_link=links.ep_local,
