@@ -64,7 +64,7 @@ def _split(plan: Plan, shares: list[float]) -> Plan:
     g = plan.replica_groups[0]
     groups = [g.model_copy(update={"id": f"g{i}", "traffic_share": s, "replicas": [r],
                                    "strategy": g.strategy.model_copy(update={"dp": 1})})
-              for i, (s, r) in enumerate(zip(shares, g.replicas, strict=True))]
+              for i, (s, r) in enumerate(zip(shares, g.replicas, strict=False))]
     return plan.model_copy(update={"replica_groups": groups})
 
 
