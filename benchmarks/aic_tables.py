@@ -7,8 +7,8 @@ import argparse
 import csv
 import io
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 #: AIConfigurator's system folder -> this project's catalog name (a system without a table of
 #: the kind a script reads is skipped by that script)

@@ -27,9 +27,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from tabulate import tabulate  # noqa: E402
 
-import derive_collectives as dc  # noqa: E402
 from costmodels import comm  # noqa: E402
 from topologies.graph import Link  # noqa: E402
+
+import derive_collectives as dc  # noqa: E402
 
 BANDS = (("decode 16K-4M", 16 * 2**10, 4 * 2**20), ("prefill 4M-256M", 4 * 2**20 + 1, 256 * 2**20))
 
@@ -105,7 +106,7 @@ def main() -> int:
     print()
     print("summary (cross-socket PCIe rows excluded):")
     print(tabulate([[s["band"], s["n"], s["mape"], s["within_25pct"], h["mape"], h["within_25pct"]]
-                    for s, h in zip(sums["all_gpus"], sums["leave_one_gpu_out"])],
+                    for s, h in zip(sums["all_gpus"], sums["leave_one_gpu_out"], strict=True)],
                    headers=["band", "points", "MAPE %", "within 25 %", "leave-one-GPU-out MAPE %",
                             "within 25 %"], floatfmt=".1f"))
     return 0

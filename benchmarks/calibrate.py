@@ -32,8 +32,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fidelity  # noqa: E402
 from costmodels import calibration as cal  # noqa: E402
+
+import fidelity  # noqa: E402
 
 # name, lower bound, upper bound. The fit stays inside; the bounds are what is physically
 # plausible, so a constant cannot stand in for an effect the model lacks: GEMMs reach at most
@@ -89,7 +90,7 @@ def _to_x(values: dict) -> np.ndarray:
 
 def _from_x(x: np.ndarray) -> dict:
     out = {}
-    for (name, lo, hi), xi in zip(PARAMS, x):
+    for (name, lo, hi), xi in zip(PARAMS, x, strict=True):
         u = 1 / (1 + math.exp(-float(np.clip(xi, -30, 30))))
         if name in LOG_SCALE:
             out[name] = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))

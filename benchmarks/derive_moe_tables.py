@@ -61,14 +61,15 @@ def rows(data_root: Path) -> list[list]:
         d = pd.read_parquet(f)
         d = d[(d.distribution == "balanced") & d.moe_dtype.isin(list(FORMATS)) & d.num_tokens.isin(TOKENS)
               & (d.moe_tp_size * d.moe_ep_size <= MAX_SPLIT_GPUS)]
-        d = d[[(h, i, k, e) in shapes for h, i, k, e in zip(d.hidden_size, d.inter_size, d.topk, d.num_experts)]]
+        d = d[[(h, i, k, e) in shapes
+               for h, i, k, e in zip(d.hidden_size, d.inter_size, d.topk, d.num_experts, strict=True)]]
         keys = ["moe_dtype", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size", "moe_ep_size"]
         for key, part in sorted(d.groupby(keys), key=lambda kv: kv[0]):
             kernel = next((k for k in KERNELS if (part.kernel_source == k).any()), None)
             if kernel is None:
                 continue
             part = part[part.kernel_source == kernel].groupby("num_tokens", as_index=False).latency.min()
-            for t, lat in zip(part.num_tokens, part.latency):
+            for t, lat in zip(part.num_tokens, part.latency, strict=True):
                 out.append([gpu, "trtllm", FORMATS[key[0]], *map(int, key[1:]), int(t), round(float(lat), 5),
                             kernel.removeprefix("moe_torch_flow").lstrip("_") or "torch_flow"])
     return out

@@ -285,7 +285,7 @@ def combine(prices: list[Price], configs: list[Config]) -> Price:
     if bad:
         return Price(error=bad[0])
     gpus = sum(c.gpus for c in configs)
-    return Price(tok_s_gpu=sum(p.tok_s_gpu * c.gpus for p, c in zip(prices, configs)) / gpus,
+    return Price(tok_s_gpu=sum(p.tok_s_gpu * c.gpus for p, c in zip(prices, configs, strict=True)) / gpus,
                  ttft_ms=max(p.ttft_ms for p in prices), tpot_ms=max(p.tpot_ms for p in prices))
 
 

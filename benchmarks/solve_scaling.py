@@ -147,9 +147,9 @@ def table(rows: list[dict]) -> str:
         from tabulate import tabulate
     except ImportError:
         widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-        lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths)),
+        lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)),
                  "  ".join("-" * w for w in widths)]
-        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
         return "\n".join(lines)
     return tabulate(cells, headers=headers, stralign="right", disable_numparse=True)
 

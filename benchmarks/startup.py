@@ -74,7 +74,7 @@ def run_once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 def measure(label: str, args: list[str], target_s: float, runs: int, env: dict[str, str]) -> dict:
     """One row of the table: a warm-up, then ``runs`` timed processes."""
     run_once(args, env)
-    walls, cpus = zip(*(run_once(args, env) for _ in range(runs)))
+    walls, cpus = zip(*(run_once(args, env) for _ in range(runs)), strict=True)
     median = statistics.median(walls)
     return {"command": label, "median_wall_s": round(median, 3), "min_wall_s": round(min(walls), 3),
             "median_cpu_s": round(statistics.median(cpus), 3), "target_s": target_s,
@@ -93,7 +93,8 @@ def table(rows: list[dict]) -> str:
     body = [(r["command"], f"{r['median_wall_s']:.3f}", f"{r['min_wall_s']:.3f}", f"{r['median_cpu_s']:.3f}",
              f"{r['target_s']:.2f}", f"{r['ratio']:.2f}", "yes" if r["meets_target"] else "no") for r in rows]
     widths = [max(len(str(x[i])) for x in (head, *body)) for i in range(len(head))]
-    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(x, widths)))
+    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                       for i, (c, w) in enumerate(zip(x, widths, strict=True)))
              for x in (head, *body)]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 

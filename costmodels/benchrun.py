@@ -36,8 +36,16 @@ from costmodels import calibration as cal
 from costmodels.comm import send_s
 from costmodels.compute import ACT_BYTES
 from costmodels.models import ModelSpec
-from costmodels.serving import GPUs, Links, Strategy, _stage_time, effective_strategy, max_batch_size, \
-    stage_gpus, stages
+from costmodels.serving import (
+    GPUs,
+    Links,
+    Strategy,
+    _stage_time,
+    effective_strategy,
+    max_batch_size,
+    stage_gpus,
+    stages,
+)
 
 #: Prompt tokens and attended context are rounded to these grains to reuse step times; a
 #: step's time changes by well under 1 % within a grain at the sizes that matter.
@@ -101,7 +109,7 @@ class _StepClock:
         slowest = max(_stage_time(self.model, g, s, st, self.links, prefill_tokens=prompt / micro,
                                   prefill_context=self.isl / 2, decode_tokens=decode / micro,
                                   decode_context=context).total_s
-                      for g, st in zip(self.gpus, self.sts))
+                      for g, st in zip(self.gpus, self.sts, strict=True))
         send = send_s(message_bytes=(decode + prompt) / micro * self.model.hidden * ACT_BYTES / s.tp,
                       link=self.links.pp) if s.pp > 1 else 0.0
         # Under pipeline parallelism the micro-batches keep every stage busy: a step of the

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from costmodels import calibration as cal
@@ -62,7 +63,7 @@ def _table() -> dict[tuple[str, str, str, int], Measured]:
     return table_from_rows(csv.DictReader(text.splitlines()))
 
 
-def table_from_rows(rows) -> dict[tuple[str, str, str, int], Measured]:
+def table_from_rows(rows: Iterable[Mapping[str, str]]) -> dict[tuple[str, str, str, int], Measured]:
     """The lookup table of :func:`_table` from rows shaped like collectives.csv."""
     out = {}
     for r in rows:
@@ -89,7 +90,7 @@ def _measured(gpu: str | None, kind: str, path: str, ranks: int,
     return _resolve(table, gpu, kind, path, ranks)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _measured_shipped(gpu: str | None, kind: str, path: str, ranks: int) -> Measured:
     """``_measured`` on the shipped table, resolved once per (gpu, link kind, path, ranks): pricing asks
     for the same few combinations thousands of times."""
@@ -113,7 +114,7 @@ def _resolve(table: dict[tuple[str, str, str, int], Measured], gpu: str | None, 
     return m
 
 
-def _pick(table, gpu: str, kind: str, path: str, ranks: int) -> Measured:
+def _pick(table: dict[tuple[str, str, str, int], Measured], gpu: str, kind: str, path: str, ranks: int) -> Measured:
     counts = sorted(n for g, k, p, n in table if g == gpu and k == kind and p == path)
     if not counts:
         raise KeyError(f"no measured {path} all-reduce for {gpu} over {kind}")

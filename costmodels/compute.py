@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from costmodels import calibration as cal
 from costmodels.comm import allgather_s, allreduce_s, alltoall_s
 from costmodels.dense_gemm import dense_layers_s, lm_head_s
 from costmodels.hardware import GPU, fp4_matmul_share
+from costmodels.memory import replicated_kv_params_per_layer
 from costmodels.models import ModelSpec
 from costmodels.moe_measured import measured_moe_layer_s
-from costmodels.memory import replicated_kv_params_per_layer
 from costmodels.units import dtype_bytes, weight_storage_bytes
 from topologies.graph import Link
 
@@ -250,7 +251,7 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
             # FP8 dispatch, DeepSeek's published inference system), 16-bit otherwise; combine is 16-bit.
             dispatch_bytes = 1.0 if dtype_bytes(weight_dtype) == 1.0 else ACT_BYTES
             pairs = load * tok_per_step / tp * model.experts_per_token * model.hidden
-            kw = dict(ranks=tp, link=ep_link or tp_link, local_link=ep_local_link, local_ranks=ep_local_ranks)
+            kw: dict[str, Any] = dict(ranks=tp, link=ep_link or tp_link, local_link=ep_local_link, local_ranks=ep_local_ranks)
             a2a = alltoall_s(message_bytes=pairs * dispatch_bytes, **kw) + alltoall_s(message_bytes=pairs * ACT_BYTES,
                                                                                       **kw)
             per_step += moe_layers * (ar + a2a)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import csv
 import math
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from costmodels.models import ModelSpec
@@ -90,7 +90,7 @@ def physical(ms: tuple[int, ...], latencies: tuple[float, ...]) -> list[float]:
     [5.0, 5.0, 10.0]
     """
     out: list[float] = []
-    for i, (m, lat) in enumerate(zip(ms, latencies)):
+    for i, (m, lat) in enumerate(zip(ms, latencies, strict=True)):
         lat = max(lat, out[-1]) if out else lat
         lat = min([lat] + [out[j] * m / ms[j] for j in range(i)])
         out.append(lat)
@@ -118,7 +118,7 @@ def _shipped() -> dict[str, str]:
     return {gpu_name_or_none(stem) or stem: stem for stem in stems}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gpu_lines(gpu: str) -> tuple[tuple[int, ...], dict[tuple[str, str], list[str]]]:
     """The grid's rows m and, per (runtime, dtype), the raw CSV lines of one catalog GPU's file
     (none: no file). Lines are split into numbers only for the table a caller asks for."""
@@ -135,7 +135,7 @@ def _gpu_lines(gpu: str) -> tuple[tuple[int, ...], dict[tuple[str, str], list[st
     return ms, out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _table(gpu: str, runtime: str, dtype: str) -> Table | None:
     ms, lines = _gpu_lines(gpu)
     if (runtime, dtype) not in lines:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from difflib import get_close_matches
-from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
-from topologies.errors import InputError
 from costmodels.units import GIB, MIB, TB, TERA
+from topologies.errors import InputError
+
+if TYPE_CHECKING:  # for annotations only: costmodels needs no topology schema at run time
+    from topologies.schema import TopologySpec
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def gpu_from_figures(name: str, r: Mapping[str, object], *, aliases: tuple[str, ...] = (), source: str = "") -> GPU:
+def gpu_from_figures(name: str, r: Mapping[str, str | float | None], *, aliases: tuple[str, ...] = (), source: str = "") -> GPU:
     """A :class:`GPU` from the catalog's columns (``costmodels/data/gpus.csv``), given as numbers or as
     the CSV's text; an empty or missing optional figure is None. User-defined GPU types in topology
     files use the same columns (``topologies.schema.GpuTypeSpec``)."""
@@ -65,6 +69,12 @@ def gpu_from_figures(name: str, r: Mapping[str, object], *, aliases: tuple[str, 
         if v is None or (isinstance(v, str) and not v.strip()):
             return None
         return float(v)
+
+    def need(key: str) -> float:
+        v = num(key)
+        if v is None:
+            raise ValueError(f"GPU {name!r}: {key} is required")
+        return v
 
     def rate(key: str) -> float | None:
         v = num(key)
@@ -76,16 +86,16 @@ def gpu_from_figures(name: str, r: Mapping[str, object], *, aliases: tuple[str, 
     return GPU(
         name=name,
         aliases=aliases,
-        bf16_flop_per_s=float(num("bf16_dense_tflops")) * TERA,
+        bf16_flop_per_s=need("bf16_dense_tflops") * TERA,
         fp8_flop_per_s=rate("fp8_dense_tflops"),
         fp4_flop_per_s=rate("fp4_dense_tflops"),
         int8_op_per_s=rate("int8_dense_tops"),
         # what the driver reports (nvidia-smi, cudaMemGetInfo): what the runtimes take their
         # memory fractions of; the datasheet's GB where no driver figure is recorded
-        memory_bytes=mib * MIB if mib else float(num("memory_gib")) * GIB,
-        hbm_bandwidth_bytes_per_s=float(num("hbm_bandwidth_tbyte_per_s")) * TB,
+        memory_bytes=mib * MIB if mib else need("memory_gib") * GIB,
+        hbm_bandwidth_bytes_per_s=need("hbm_bandwidth_tbyte_per_s") * TB,
         nvlink_bytes_per_s=nvlink * 1e9 if nvlink else None,
-        nvlink_domain_gpus=int(num("nvlink_domain_gpus")),
+        nvlink_domain_gpus=int(need("nvlink_domain_gpus")),
         nic_gbit_per_s=num("nic_gbit_per_s"),
         source=source,
         pcie_gen=int(gen) if gen else None,
@@ -112,7 +122,7 @@ def _index() -> dict[str, str]:
     return idx
 
 
-def custom_gpus(gpu_types: Mapping[str, object], *, source: str | None = None) -> dict[str, GPU]:
+def custom_gpus(gpu_types: Mapping[str, Any], *, source: str | None = None) -> dict[str, GPU]:
     """The user-defined GPU types of a topology (``gpu_types``: name -> ``topologies.schema.GpuTypeSpec``
     or the same figures as a mapping) as :class:`GPU` objects.
 
@@ -138,7 +148,7 @@ def custom_gpus(gpu_types: Mapping[str, object], *, source: str | None = None) -
     return out
 
 
-def topology_gpu(spec, name: str, *, source: str | None = None, field: str | None = None) -> GPU:
+def topology_gpu(spec: TopologySpec, name: str, *, source: str | None = None, field: str | None = None) -> GPU:
     """The GPU ``name`` means in the topology ``spec`` (a ``TopologySpec``): one of the file's own
     ``gpu_types``, else a catalog GPU."""
     return get_gpu(name, source=source, field=field, custom=custom_gpus(spec.gpu_types, source=source))
@@ -160,9 +170,9 @@ def get_gpu(name: str, *, source: str | None = None, field: str | None = None,
         names = sorted(gpu_catalog())
         near = get_close_matches(name, names + [a for g in gpu_catalog().values() for a in g.aliases], n=1, cutoff=0.4)
         hint = f"did you mean {_index()[_key(near[0])]!r}? " if near else ""
-        own = f" or define it in the topology's 'gpu_types'" if source != "--gpu" else \
+        where = " or define it in the topology's 'gpu_types'" if source != "--gpu" else \
             " or give a GPU spec file (gpu_types: NAME: figures)"
-        raise InputError(f"unknown GPU {name!r}; {hint}see `plan-search catalog gpus`{own}",
+        raise InputError(f"unknown GPU {name!r}; {hint}see `plan-search catalog gpus`{where}",
                          source=source, field=field)
     return gpu_catalog()[hit]
 
@@ -190,7 +200,7 @@ def _fp4_over_fp8(gpu: GPU, peaks: dict[str, float]) -> float | None:
     return (peaks["fp4"] / gpu.fp4_flop_per_s) / (peaks["fp8"] / gpu.fp8_flop_per_s)
 
 
-@lru_cache(maxsize=None)
+@cache
 def fp4_matmul_share(gpu_name: str, runtime: str) -> float:
     """How much of the FP4 datasheet rate's advantage over FP8 the runtime's GEMMs realise.
 

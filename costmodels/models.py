@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from difflib import get_close_matches
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from topologies.errors import InputError
 
@@ -256,7 +257,7 @@ class ModelSpec:
 
 # -- reading HF configs -------------------------------------------------------------------
 
-def _get(cfg: dict, *names: str, default: Any = None) -> Any:
+def _get(cfg: dict[str, Any], *names: str, default: Any = None) -> Any:
     for n in names:
         if n in cfg and cfg[n] is not None:
             return cfg[n]
@@ -266,7 +267,7 @@ def _get(cfg: dict, *names: str, default: Any = None) -> Any:
     return default
 
 
-def _native_dtype(cfg: dict) -> str:
+def _native_dtype(cfg: dict[str, Any]) -> str:
     """The weight format of the published checkpoint (DeepSeek-V3 ships FP8, GPT-OSS MXFP4)."""
     q = cfg.get("quantization_config")
     method = str(q.get("quant_method", "")).lower() if isinstance(q, dict) else ""
@@ -279,7 +280,7 @@ def _native_dtype(cfg: dict) -> str:
     return "bf16"
 
 
-def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> ModelSpec:
+def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>") -> ModelSpec:
     """Build a :class:`ModelSpec` from an HF ``config.json`` dict.
 
     Raises :class:`InputError` naming the field when one is missing or inconsistent.
@@ -390,7 +391,8 @@ def model_from_config(cfg: dict, *, name: str, source: str = "<config>") -> Mode
     )
 
 
-def _sliding_layers(cfg: dict, layers: int, model_type: Any, sliding: int, source: str, opt_int) -> int:
+def _sliding_layers(cfg: dict[str, Any], layers: int, model_type: Any, sliding: int, source: str,
+                    opt_int: Callable[..., int]) -> int:
     """How many layers attend over a sliding window: those ``layer_types`` names sliding; else all
     but every n-th layer with ``sliding_window_pattern`` n (or the model type's default n, as
     Gemma's configs leave it out); else every layer when ``sliding_window`` is set."""
@@ -408,7 +410,7 @@ def _sliding_layers(cfg: dict, layers: int, model_type: Any, sliding: int, sourc
     return layers - layers // pattern if pattern else layers
 
 
-def _head_dim(cfg: dict, hidden: int, heads: int, source: str, opt_int) -> int:
+def _head_dim(cfg: dict[str, Any], hidden: int, heads: int, source: str, opt_int: Callable[..., int]) -> int:
     """``head_dim`` as given (a positive integer), or ``hidden_size / num_attention_heads`` when
     that divides exactly; never 0."""
     if _get(cfg, "head_dim") is not None:
@@ -449,7 +451,7 @@ _UNPRICEABLE: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
 )
 
 
-def _refuse_unpriceable(cfg: dict, source: str) -> None:
+def _refuse_unpriceable(cfg: dict[str, Any], source: str) -> None:
     """Raise :class:`InputError` naming the first field whose architecture the cost model cannot price."""
     for field, in_use, why in _UNPRICEABLE:
         v = cfg.get(field)
@@ -459,7 +461,7 @@ def _refuse_unpriceable(cfg: dict, source: str) -> None:
                              source=source, field=field)
 
 
-def _mlp_kinds(cfg: dict, layers: int, source: str, opt_int) -> str:
+def _mlp_kinds(cfg: dict[str, Any], layers: int, source: str, opt_int: Callable[..., int]) -> str:
     """Which layers of an MoE model have routed experts (``ModelSpec.mlp_kinds``), as transformers
     and vLLM place them: the ``moe_layers`` list where given (Llama 4), else every layer ``i`` with
     ``(i + 1) % step == 0`` for ``interleave_moe_layer_step`` (Llama 4) or ``decoder_sparse_step``
@@ -489,7 +491,7 @@ def _mlp_kinds(cfg: dict, layers: int, source: str, opt_int) -> str:
     return "".join(MOE_MLP if i in moe else DENSE_MLP for i in range(layers))
 
 
-def _layer_list(cfg: dict, field: str, layers: int, source: str) -> list[int]:
+def _layer_list(cfg: dict[str, Any], field: str, layers: int, source: str) -> list[int]:
     """A config field listing distinct layer indices (``mlp_only_layers``, ``moe_layers``)."""
     value = _get(cfg, field, default=[])
     if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
@@ -501,7 +503,7 @@ def _layer_list(cfg: dict, field: str, layers: int, source: str) -> list[int]:
     return value
 
 
-def _chunked_layers(cfg: dict, layers: int, source: str, opt_int) -> int:
+def _chunked_layers(cfg: dict[str, Any], layers: int, source: str, opt_int: Callable[..., int]) -> int:
     """How many layers attend within chunks of ``attention_chunk_size`` tokens (Llama 4): those
     ``layer_types`` names chunked; else those with RoPE, a 1 in ``no_rope_layers``; else all but
     every ``no_rope_layer_interval``-th (default 4), the NoPE layers, which attend globally
@@ -531,7 +533,7 @@ def _chunked_layers(cfg: dict, layers: int, source: str, opt_int) -> int:
     return layers - layers // interval
 
 
-def _source_note(cfg: dict, source: str) -> str:
+def _source_note(cfg: dict[str, Any], source: str) -> str:
     """Where the config came from: its own ``source`` note (built-ins cite theirs) or the file."""
     if "source" not in cfg:
         from topologies.errors import printable

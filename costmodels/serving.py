@@ -15,18 +15,26 @@ in-flight (continuous) batching and chunked prefill, as vLLM and TensorRT-LLM do
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Sequence
+from typing import Any
 
 from costmodels import calibration as cal
 from costmodels.comm import send_s
 from costmodels.compute import ACT_BYTES, StageShape, StepTime, stage_step_time, steps_for_tokens
 from costmodels.hardware import GPU
-from costmodels.memory import (MemoryBreakdown, activation_bytes, balanced_layer_split,
-                               kv_budget_bytes, kv_bytes_per_sequence_per_gpu, kv_bytes_per_token_per_gpu,
-                               max_sequences,
-                               overhead_bytes, stage_weight_bytes)
+from costmodels.memory import (
+    MemoryBreakdown,
+    activation_bytes,
+    balanced_layer_split,
+    kv_budget_bytes,
+    kv_bytes_per_sequence_per_gpu,
+    kv_bytes_per_token_per_gpu,
+    max_sequences,
+    overhead_bytes,
+    stage_weight_bytes,
+)
 from costmodels.models import ModelSpec
 from topologies.graph import LOCAL, Link
 
@@ -191,7 +199,7 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
         per_layer.append(max(body - stage_s(g, 0, first=False, last=False), 1e-12) / L)
         extra.append(stage_s(g, L, first=first, last=last) - body)
 
-        def fits(n: int, g=g, first=first, last=last) -> bool:
+        def fits(n: int, g: GPU = g, first: bool = first, last: bool = last) -> bool:
             start = 0 if first else L - n if last else _heaviest_window(model, s, n)
             st = StageShape(layer_start=start, layer_count=n, first=first, last=last)
             _, budget, per_seq = _stage_memory(model, g, s, st, batch=1, context=context)
@@ -205,13 +213,13 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
         return balanced_layer_split(L, pp)
 
     def take(t: float) -> list[int]:
-        return [max(0, min(c, math.floor((t - e) / w))) for c, e, w in zip(cap, extra, per_layer)]
+        return [max(0, min(c, math.floor((t - e) / w))) for c, e, w in zip(cap, extra, per_layer, strict=True)]
 
-    lo_t, hi_t = 0.0, max(e + c * w for c, e, w in zip(cap, extra, per_layer))
+    lo_t, hi_t = 0.0, max(e + c * w for c, e, w in zip(cap, extra, per_layer, strict=True))
     for _ in range(100):
-        mid = (lo_t + hi_t) / 2
-        counts = take(mid)
-        bounds = (lo_t, mid) if sum(counts) >= L and min(counts) >= 1 else (mid, hi_t)
+        mid_t = (lo_t + hi_t) / 2
+        counts = take(mid_t)
+        bounds = (lo_t, mid_t) if sum(counts) >= L and min(counts) >= 1 else (mid_t, hi_t)
         if bounds == (lo_t, hi_t):  # the interval stopped shrinking: every further round repeats this one
             break
         lo_t, hi_t = bounds
@@ -261,7 +269,7 @@ def _stage_memory(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, *, ba
 def replica_memory(model: ModelSpec, gpu: GPUs, s: Strategy, *, batch: int, context: int) -> list[MemoryBreakdown]:
     """Memory of one GPU of each stage with ``batch`` sequences of ``context`` tokens."""
     return [_stage_memory(model, g, s, st, batch=batch, context=context)[0]
-            for g, st in zip(stage_gpus(gpu, s.pp), stages(model, s))]
+            for g, st in zip(stage_gpus(gpu, s.pp), stages(model, s), strict=True)]
 
 
 def max_batch_size(model: ModelSpec, gpu: GPUs, s: Strategy, *, context: int, cap: int | None = None) -> int:
@@ -289,19 +297,19 @@ def _max_batch_size(model: ModelSpec, gpus: tuple[GPU, ...], s: Strategy, contex
     dp = s.attention_dp
     best = cap if cap is not None else s.profile.max_batch * dp
 
-    def room(n: int, st: StageShape) -> int:
+    def room(n: int, g: GPU, st: StageShape) -> int:
         _, budget, per_seq = _stage_memory(model, g, s, st, batch=n, context=context)
         return dp * max_sequences(kv_budget=budget, kv_bytes_per_sequence=per_seq)
 
-    for g, st in zip(gpus, stages(model, s)):
+    for g, st in zip(gpus, stages(model, s), strict=True):
         # Activations (logits, the step's tokens) grow with the batch, so the KV room shrinks
         # as n grows and "n fits" holds up to some n and not past it. The room at the cap is
         # a lower bound of the answer, the room at that bound an upper one: bisect between.
-        lo = min(best, room(best, st))
-        hi = min(best, room(lo, st))
+        lo = min(best, room(best, g, st))
+        hi = min(best, room(lo, g, st))
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if mid <= room(mid, st):
+            if mid <= room(mid, g, st):
                 lo = mid
             else:
                 hi = mid - 1
@@ -326,7 +334,7 @@ class ReplicaMetrics:
     prefill_step: PrefillStep | None = field(repr=False, default=None)  # a prefill replica's TTFT by load
 
 
-def _stage_time(model, gpu, s, st, links, **kw) -> StepTime:
+def _stage_time(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, links: Links, **kw: Any) -> StepTime:
     return stage_step_time(model, gpu, stage=st, tp=s.tp, ep=s.ep, weight_dtype=s.weight_dtype,
                            kv_dtype=s.kv_dtype, tp_link=links.tp, ep_link=links.ep, attention_dp=s.attention_dp,
                            expert_imbalance=s.expert_imbalance, ep_local_link=links.ep_local,
@@ -392,7 +400,7 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
                          link=links.pp) if s.pp > 1 else 0.0
         times = [_stage_time(model, g, s, st, links, prefill_tokens=prefill_tokens, prefill_context=isl / 2,
                              decode_tokens=per_micro, decode_context=isl + osl / 2, steps=n_steps)
-                 for g, st in zip(gpus, sts)]
+                 for g, st in zip(gpus, sts, strict=True)]
         return max(times, key=lambda t: t.total_s), pp_send, n_steps
 
     # The schedulers pack a waiting prompt into the next step whole, up to the chunk (the token
@@ -410,7 +418,8 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
             return lockstep(share)
         (c, c_send, c_steps), (d, d_send, _) = even(chunk_tokens), even(0.0)
         mixed = StepTime(*(share * x + (1 - share) * y for x, y in zip(
-            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s))))
+            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s),
+            strict=True)))
         return mixed, share * c_send + (1 - share) * d_send, c_steps
 
     def lockstep(share: float) -> tuple[StepTime, float, int]:
@@ -426,13 +435,14 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
         prompt = dp * share / p_any * per_group
         times = [_stage_time(model, g, s, st, links, prefill_tokens=prompt, prefill_context=isl / 2,
                              decode_tokens=per_micro, decode_context=isl + osl / 2, busiest_prefill_tokens=per_group)
-                 for g, st in zip(gpus, sts)]
+                 for g, st in zip(gpus, sts, strict=True)]
         c = max(times, key=lambda t: t.total_s)
         c_send = send_s(message_bytes=(per_micro + prompt) * model.hidden * ACT_BYTES / s.tp,
                         link=links.pp) if s.pp > 1 else 0.0
         d, d_send, _ = even(0.0)
         mixed = StepTime(*(p_any * x + (1 - p_any) * y for x, y in zip(
-            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s))))
+            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s),
+            strict=True)))
         return mixed, p_any * c_send + (1 - p_any) * d_send, 1
 
     unified = role == "unified"
@@ -464,7 +474,7 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     chunk_times = [_stage_time(model, g, s, st, links, prefill_tokens=step_prompt * s.attention_dp,
                                prefill_context=isl / 2, decode_tokens=others,
                                decode_context=isl + osl / 2).total_s
-                   for g, st in zip(gpus, sts)]
+                   for g, st in zip(gpus, sts, strict=True)]
     chunk_send = send_s(message_bytes=step_prompt * model.hidden * ACT_BYTES / s.attention_tp,
                         link=links.pp) if s.pp > 1 else 0.0
     wait = 0.5 * (slowest.total_s / steps + send) if b > 1 else 0.0
@@ -588,7 +598,7 @@ def evaluate_prefill(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, link
 
     def step_s(tokens: float) -> tuple[list[float], float]:
         times = [_stage_time(model, g, s, st, links, prefill_tokens=tokens, prefill_context=isl / 2,
-                             decode_tokens=0, decode_context=0).total_s for g, st in zip(gpus, sts)]
+                             decode_tokens=0, decode_context=0).total_s for g, st in zip(gpus, sts, strict=True)]
         send = send_s(message_bytes=tokens * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
         return times, send
 
@@ -759,7 +769,7 @@ def step_mix(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, ba
     def stage_s(prefill: float) -> float:
         return s.pp * max(_stage_time(model, g, s, st, links, prefill_tokens=prefill, prefill_context=isl / 2,
                                       decode_tokens=per_micro, decode_context=isl + osl / 2).total_s
-                          for g, st in zip(gpus, sts))
+                          for g, st in zip(gpus, sts, strict=True))
 
     share = min(1.0, (batch - 1) / micro * isl / max(osl, 1) / chunk)
     return StepMix(decode_s=stage_s(0.0), with_chunk_s=stage_s(chunk * s.attention_dp), chunk_share=share)
@@ -821,12 +831,12 @@ def static_batch(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int
     fits = all(m.fits for m in mems)
     prompt = batch * isl
     pre = [_stage_time(model, g, s, st, links, prefill_tokens=prompt, prefill_context=isl / 2, decode_tokens=0,
-                       decode_context=0).total_s for g, st in zip(gpus, sts)]
+                       decode_context=0).total_s for g, st in zip(gpus, sts, strict=True)]
     pre_send = send_s(message_bytes=prompt * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
     ttft = sum(pre) + (s.pp - 1) * pre_send + cal.PREFILL_REQUEST_OVERHEAD_S
     micro = min(s.pp, batch)
     dec = [_stage_time(model, g, s, st, links, prefill_tokens=0, prefill_context=0, decode_tokens=batch / micro,
-                       decode_context=isl + osl / 2).total_s for g, st in zip(gpus, sts)]
+                       decode_context=isl + osl / 2).total_s for g, st in zip(gpus, sts, strict=True)]
     dec_send = send_s(message_bytes=batch / micro * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
     tpot = s.pp * (max(dec) + dec_send)
     e2e = ttft + max(osl - 1, 0) * tpot

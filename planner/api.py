@@ -14,26 +14,60 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from costmodels.hardware import GPU, custom_gpus, get_gpu
-from costmodels.hardware import get_gpu as _get_gpu  # resolve_prices shadows get_gpu with the topology's own types
+from costmodels import calibration as cal
+from costmodels.hardware import (
+    GPU,
+    custom_gpus,
+    get_gpu,
+    get_gpu as _get_gpu,  # resolve_prices shadows get_gpu with the topology's own types
+)
 from costmodels.memory import weight_bytes
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import (ClosedLoopMetrics, LoadedMetrics, Links, ReplicaMetrics, Strategy, effective_strategy,
-                                evaluate_prefill, evaluate_replica, kv_transfer_s, serve_at_concurrency, serve_at_rate,
-                                stages, tail_latency, ttft_under_load_s, validate_strategy)
-from costmodels import calibration as cal
+from costmodels.serving import (
+    ClosedLoopMetrics,
+    Links,
+    LoadedMetrics,
+    ReplicaMetrics,
+    Strategy,
+    effective_strategy,
+    evaluate_prefill,
+    evaluate_replica,
+    kv_transfer_s,
+    serve_at_concurrency,
+    serve_at_rate,
+    stages,
+    tail_latency,
+    validate_strategy,
+)
 from costmodels.units import DTYPES, GIB, dtype_bytes
 from planner import schema as S
-from planner.candidates import (Candidate, ClusterView, Pricing, Request, slowness, replica_spans, wide_span,
-                                inter_domain_link_fn, cluster_view, group_ttft, planned_utilization,
-                                price_candidates)
-from planner.cpsat import (SPLIT_CLASSES_UP_TO, Instance, SolverParams, Solution, solve, split_classes,
-                           ratio_bound, throughput_units)
+from planner.candidates import (
+    Candidate,
+    ClusterView,
+    Pricing,
+    Request,
+    cluster_view,
+    group_ttft,
+    inter_domain_link_fn,
+    planned_utilization,
+    price_candidates,
+    replica_spans,
+    wide_span,
+)
+from planner.cpsat import (
+    SPLIT_CLASSES_UP_TO,
+    Instance,
+    Solution,
+    SolverParams,
+    ratio_bound,
+    solve,
+    split_classes,
+    throughput_units,
+)
+from planner.placement import PlacedReplica, PlacementError, place, replica_links, slowest_stage_link, worst_links
 from planner.progress import SearchControl
-from planner.placement import (PlacedReplica, PlacementError, place, replica_links, slowest_stage_link,
-                               worst_links)
 from topologies.errors import InfeasibleError, InputError, SolveTimeout
-from topologies.graph import LOCAL, Topology
+from topologies.graph import Topology
 from topologies.load import load_topology
 
 if TYPE_CHECKING:  # Evaluation.run's type; the simulator itself is imported where evaluate runs it
@@ -493,7 +527,6 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
     pools_rps = min(cap["prefill"], cap["decode"])  # requests/s the disaggregated pools carry together
     total_capacity_rps = cap["unified"] + pools_rps
     planned_rps = planned["unified"] + min(planned["prefill"], planned["decode"])
-    util = (req.qps / total_capacity_rps) if req.qps and total_capacity_rps > 0 else None
     groups = []
     for gi, ci in enumerate(sorted(by_cand)):
         reps = by_cand[ci]

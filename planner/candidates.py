@@ -41,14 +41,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import pairwise
 
 from costmodels import calibration as cal
 from costmodels.hardware import GPU, topology_gpu
-from costmodels.models import ModelSpec
 from costmodels.memory import balanced_layer_split, front_loaded_split
-from costmodels.serving import (Links, PrefillStep, ReplicaMetrics, Strategy, TailLatency, choose_layer_split, evaluate_prefill,
-                                evaluate_replica, kv_transfer_s, max_utilization, tail_latency, ttft_under_load_s,
-                                validate_strategy)
+from costmodels.models import ModelSpec
+from costmodels.serving import (
+    Links,
+    PrefillStep,
+    ReplicaMetrics,
+    Strategy,
+    TailLatency,
+    choose_layer_split,
+    evaluate_prefill,
+    evaluate_replica,
+    kv_transfer_s,
+    max_utilization,
+    tail_latency,
+    ttft_under_load_s,
+    validate_strategy,
+)
 from topologies.errors import InputError
 from topologies.graph import LOCAL, Link, Topology
 
@@ -689,7 +702,7 @@ def replica_spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: in
             free = view.free_gpus(c.domains[0])[: tp * pp]
             stages = _chunks(free, tp)
             lt = max((topo.slowest_link(s) for s in stages), key=slowness)
-            lp = LOCAL if pp == 1 else max((topo.stage_link(a, b) for a, b in zip(stages, stages[1:])),
+            lp = LOCAL if pp == 1 else max((topo.stage_link(a, b) for a, b in pairwise(stages)),
                                            key=slowness)
             worst_tp = lt if worst_tp is None else max(worst_tp, lt, key=slowness)
             worst_pp = lp if worst_pp is None else max(worst_pp, lp, key=slowness)

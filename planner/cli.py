@@ -12,7 +12,6 @@ import re
 import secrets
 import stat
 import sys
-import tempfile
 from functools import wraps
 from pathlib import Path
 
@@ -416,8 +415,7 @@ def explain(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, at
 @_clean_errors
 def emit(plan_file, target, model_path, runtime_version, out_dir):
     """Write the runtime's launch files for a plan (scripts per replica group)."""
-    from planner.emit import emit as emit_fn
-    from planner.emit import load_plan
+    from planner.emit import emit as emit_fn, load_plan
     from planner.emit.verify import check_against_topology
 
     if out_dir is not None:
@@ -529,9 +527,9 @@ def topology():
 @_clean_errors
 def topology_validate(file):
     """Check a topology file (or built-in name); print a one-line summary."""
+    from planner.candidates import cluster_view
     from topologies.graph import Topology
     from topologies.load import load_topology
-    from planner.candidates import cluster_view
 
     spec, sha = load_topology(file)
     topo = Topology(spec, sha, source=file)

@@ -18,9 +18,8 @@ import time
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from planner.ortools_loader import cp_model  # ortools.sat.python.cp_model, without pandas
-
 from planner.candidates import Candidate, DomainClass, Request
+from planner.ortools_loader import cp_model  # ortools.sat.python.cp_model, without pandas
 from planner.progress import SearchControl, run_interruptibly
 
 THROUGHPUT_SCALE = 100  # centi-tokens/s
@@ -242,7 +241,7 @@ def ratio_bound(cands: list[Candidate], osl: int) -> Fraction:
     return best
 
 
-def throughput_units(sol: "Solution", cands: dict[int, Candidate]) -> int:
+def throughput_units(sol: Solution, cands: dict[int, Candidate]) -> int:
     """A solution's throughput in the solver's integer units (as :meth:`Vars.throughput`)."""
     return sum(n * _tput(cands[i]) for i, n in sol.replicas.items() if cands[i].role == "unified") \
         + sol.served_by_pools

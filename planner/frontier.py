@@ -23,8 +23,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from planner import api
-from planner import schema as S
+from planner import api, schema as S
 from planner.cpsat import mix
 from topologies.errors import InfeasibleError, InputError, SolveTimeout
 

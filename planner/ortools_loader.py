@@ -27,8 +27,8 @@ import importlib
 import os
 import sys
 import types
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _CP_MODEL = "ortools.sat.python.cp_model"
 

@@ -20,8 +20,8 @@ import errno
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from topologies.errors import InputError
 

@@ -10,11 +10,13 @@ stages share a rack wherever the solution allows.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from itertools import pairwise
+from typing import TYPE_CHECKING
 
-from planner.candidates import Candidate, ClusterView, slowness
 from costmodels.serving import Links, Strategy
+from planner.candidates import Candidate, ClusterView, slowness
 from topologies.graph import LOCAL, SPINE, Link, Topology, leaf_id
 
 if TYPE_CHECKING:  # annotations only: `emit` checks a plan through this module without loading the solver
@@ -202,7 +204,7 @@ def measure_links(topo: Topology, stages: list[list[str]], s: Strategy) -> Links
     tp = max((topo.slowest_link(g) for g in groups), key=slowness)
     pp = LOCAL
     if len(stages) > 1:
-        pp = max((topo.stage_link(list(a), list(b)) for a, b in zip(stages, stages[1:])), key=slowness)
+        pp = max((topo.stage_link(list(a), list(b)) for a, b in pairwise(stages)), key=slowness)
     if s.attention_dp == 1:
         return Links(tp=tp, pp=pp, ep=tp)
     ep, ep_local, local_ranks = None, None, 0
@@ -219,7 +221,7 @@ def measure_links(topo: Topology, stages: list[list[str]], s: Strategy) -> Links
         for p in parts:
             lk = topo.slowest_link(p)
             ep_local = lk if ep_local is None else max(ep_local, lk, key=slowness)
-        for a, b in zip(parts, parts[1:] + parts[:1]):  # neighbouring domains, as a ring
+        for a, b in zip(parts, parts[1:] + parts[:1], strict=True):  # neighbouring domains, as a ring
             n = min(len(a), len(b))
             lk = topo.stage_link(a[:n], b[:n])
             ep = lk if ep is None else max(ep, lk, key=slowness)

@@ -11,8 +11,8 @@ high-latency end, where full replica mixes written beside each point once overla
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from planner.frontier import Frontier, shapes
 from planner.outfile import check_target, replace_atomically
@@ -45,15 +45,16 @@ def _overlaps(a: Box, b: Box) -> bool:
 
 
 def place_labels(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[float, float]],
-                 bounds: Box, obstacles: Sequence[Box] = (), halves: Optional[Sequence[float]] = None
-                 ) -> list[Optional[tuple[float, float]]]:
+                 bounds: Box, obstacles: Sequence[Box] = (), halves: Sequence[float] | None = None
+                 ) -> list[tuple[float, float] | None]:
     """For each label (in order), the offset of its lower-left corner from its anchor, or None when
     every candidate place would overlap an earlier label, a point's clear square, an obstacle or
     leave ``bounds``. Greedy and deterministic; a label left out is never drawn over another."""
     halves = list(halves) if halves is not None else [MARKER_HALF_PX] * len(anchors)
-    taken: list[Box] = list(obstacles) + [(x - hf, y - hf, x + hf, y + hf) for (x, y), hf in zip(anchors, halves)]
-    out: list[Optional[tuple[float, float]]] = []
-    for (x, y), (w, h), hf in zip(anchors, sizes, halves):
+    taken: list[Box] = list(obstacles) + [(x - hf, y - hf, x + hf, y + hf)
+                                          for (x, y), hf in zip(anchors, halves, strict=True)]
+    out: list[tuple[float, float] | None] = []
+    for (x, y), (w, h), hf in zip(anchors, sizes, halves, strict=True):
         chosen = None
         for dx, dy in _offsets(w, h, hf):
             box = (x + dx, y + dy, x + dx + w, y + dy + h)
@@ -76,7 +77,7 @@ def _key_lines(front: Frontier) -> list[str]:
                      for i, p in enumerate(front.plans)]
 
 
-def plot_frontier(front: Frontier, path: str) -> list[Optional[Box]]:
+def plot_frontier(front: Frontier, path: str) -> list[Box | None]:
     """Write the frontier plot to ``path`` (atomically: a temp file renamed when complete).
 
     Returns each point's label box in display pixels as drawn (None: left out for want of room)."""
@@ -128,7 +129,7 @@ def _draw(plt, front: Frontier):
     return fig, ax
 
 
-def _label_points(fig, ax, front: Frontier) -> list[Optional[Box]]:
+def _label_points(fig, ax, front: Frontier) -> list[Box | None]:
     """Label each point ``#i`` where :func:`place_labels` finds room; returns the drawn boxes."""
     fig.canvas.draw()  # fixes the layout, so data -> pixel transforms and text sizes are final
     renderer = fig.canvas.get_renderer()
@@ -147,12 +148,12 @@ def _label_points(fig, ax, front: Frontier) -> list[Optional[Box]]:
     offsets = place_labels([(float(x), float(y)) for x, y in pts], sizes, (a.x0, a.y0, a.x1, a.y1),
                            [(legend.x0, legend.y0, legend.x1, legend.y1)], halves)
     texts = []
-    for i, (p, off) in enumerate(zip(front.plans, offsets)):
+    for i, (p, off) in enumerate(zip(front.plans, offsets, strict=True)):
         texts.append(None if off is None else ax.annotate(
             f"#{i}", (front.latency_ms(p), p.totals.output_tokens_per_s_per_gpu), xytext=off,
             textcoords="offset pixels", **style))
     fig.canvas.draw()
-    out: list[Optional[Box]] = []
+    out: list[Box | None] = []
     for t in texts:
         if t is None:
             out.append(None)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from planner.ortools_loader import cp_model  # ortools.sat.python.cp_model, without pandas
 

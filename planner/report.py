@@ -156,7 +156,7 @@ def top_k_text(plans: list[Plan], why: list[str | None]) -> str:
     from planner.frontier import shapes
 
     rows = []
-    for i, (p, w) in enumerate(zip(plans, why), start=1):
+    for i, (p, w) in enumerate(zip(plans, why, strict=True), start=1):
         t = p.totals
         rows.append([i, f"{t.output_tokens_per_s:,.0f}", f"{t.output_tokens_per_s_per_gpu:,.0f}", t.gpus_used,
                      f"{t.cost_per_hour:,.2f}" if t.cost_per_hour is not None else "-",

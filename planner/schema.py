@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from topologies.schema import LABEL, Label
 
-SCHEMA_VERSION = "1.4.0"
+SCHEMA_VERSION: Final = "1.4.0"
 # 1.1.0 added min-cost: prices and costs; 1.2.0 attention data parallelism and expert imbalance;
 # 1.3.0 p99 SLOs and p99 metrics; 1.4.0 totals at the planned utilisation beside the capacity
 READABLE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0")
@@ -33,7 +33,7 @@ GENERATOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}(?: [A-Za-z0-9][A-Za-z0-
 SHA256 = re.compile(r"[A-Za-z0-9._-]{0,128}")
 
 
-def _matching(pattern: re.Pattern, rule: str) -> AfterValidator:
+def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
     def check(v: str) -> str:
         if not pattern.fullmatch(v):
             raise PydanticCustomError("bad_text", "{value} is not allowed here: {rule}",
@@ -48,7 +48,7 @@ def _one_line(v: str) -> str:
     return v
 
 
-def _pattern(p: re.Pattern) -> WithJsonSchema:
+def _pattern(p: re.Pattern[str]) -> WithJsonSchema:
     return WithJsonSchema({"type": "string", "pattern": f"^{p.pattern}$"})
 
 
@@ -265,15 +265,16 @@ class Plan(_Out):
                           allow_nan=False) + "\n"
 
 
-def json_schema() -> dict:
+def json_schema() -> dict[str, Any]:
     schema = Plan.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://plan-search.dev/schema/plan-{SCHEMA_VERSION}.json"
     return schema
 
 
-def load_json_schema() -> dict:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+def load_json_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return schema
 
 
 if __name__ == "__main__":

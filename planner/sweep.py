@@ -38,10 +38,11 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
@@ -104,26 +105,26 @@ _FIELD_TYPES: dict[str, Any] = {
     "model": _Name,
     "isl": Annotated[int, Field(gt=0)],
     "osl": Annotated[int, Field(gt=0)],
-    "qps": Optional[Annotated[float, Field(ge=0)]],
-    "ttft_ms": Optional[Annotated[float, Field(gt=0)]],
-    "tpot_ms": Optional[Annotated[float, Field(gt=0)]],
+    "qps": Annotated[float, Field(ge=0)] | None,
+    "ttft_ms": Annotated[float, Field(gt=0)] | None,
+    "tpot_ms": Annotated[float, Field(gt=0)] | None,
     "objective": Literal[tuple(OBJECTIVES)],
-    "weight_dtype": Optional[Literal[("auto",) + tuple(DTYPES)]],
-    "kv_dtype": Optional[Literal[("auto",) + tuple(DTYPES)]],
-    "max_gpus": Optional[Annotated[int, Field(gt=0)]],
+    "weight_dtype": Literal[("auto",) + tuple(DTYPES)] | None,
+    "kv_dtype": Literal[("auto",) + tuple(DTYPES)] | None,
+    "max_gpus": Annotated[int, Field(gt=0)] | None,
     "allow_cross_domain_tp": bool,
     "time_limit_s": Annotated[float, Field(gt=0, le=7 * 24 * 3600)],
     "seed": Annotated[int, Field(ge=0, lt=2**31)],
     "runtime": Literal[tuple(cal.RUNTIMES)],
-    "ttft_p99_ms": Optional[Annotated[float, Field(gt=0)]],
-    "tpot_p99_ms": Optional[Annotated[float, Field(gt=0)]],
+    "ttft_p99_ms": Annotated[float, Field(gt=0)] | None,
+    "tpot_p99_ms": Annotated[float, Field(gt=0)] | None,
     "disaggregation": Annotated[Literal["auto", "off", "only"], BeforeValidator(_yaml_off)],
-    "ep": Optional[Annotated[int, Field(gt=0)]],
-    "attention_dp": Optional[Annotated[int, Field(gt=0)]],
-    "expert_imbalance": Optional[Annotated[float, Field(ge=1)]],
+    "ep": Annotated[int, Field(gt=0)] | None,
+    "attention_dp": Annotated[int, Field(gt=0)] | None,
+    "expert_imbalance": Annotated[float, Field(ge=1)] | None,
     # GPU type -> US dollars per GPU-hour, over the topology's own prices (search()'s argument)
-    "price_per_gpu_hour": Optional[dict[Annotated[str, Field(min_length=1, max_length=200)],
-                                        Annotated[float, Field(ge=0)]]],
+    "price_per_gpu_hour": dict[Annotated[str, Field(min_length=1, max_length=200)],
+                               Annotated[float, Field(ge=0)]] | None,
 }
 assert tuple(_FIELD_TYPES) == SEARCH_KEYS
 
@@ -138,7 +139,7 @@ Grid = create_model("Grid", __config__=_STRICT,
 class SweepFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Optional[Annotated[str, Field(min_length=1, max_length=200, strict=True)]] = None
+    name: Annotated[str, Field(min_length=1, max_length=200, strict=True)] | None = None
     base: SearchArgs = Field(default_factory=SearchArgs)  # type: ignore[valid-type]
     grid: Grid = Field(default_factory=Grid)  # type: ignore[valid-type]
     cases: list[SearchArgs] = Field(default_factory=list)  # type: ignore[valid-type]
@@ -217,7 +218,7 @@ def sweep_from_spec(spec: SweepFile, *, source: str, folder: Path, grid_order: l
     points = []
     if keys:
         for combo in itertools.product(*(grid[k] for k in keys)):
-            points.append({**defaults, **dict(zip(keys, combo))})
+            points.append({**defaults, **dict(zip(keys, combo, strict=True))})
     points.extend({**defaults, **c} for c in cases)
     for p in points:
         for k in ("weight_dtype", "kv_dtype"):

@@ -24,9 +24,9 @@ import re
 import signal
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from click.testing import CliRunner
@@ -833,7 +833,7 @@ def test_names_like_internal_vertices_change_nothing():
     tricky["nvlink_domains"][0].update(name="nvlink", nodes=["spine", "switch"])
     tricky["node_groups"][0].update(prefix="nvswitch", rack="nic")
     a, b = Topology(parse_topology(plain)), Topology(parse_topology(tricky))
-    names = dict(zip((n.name for n in b.spec.all_nodes()), (n.name for n in a.spec.all_nodes())))
+    names = dict(zip((n.name for n in b.spec.all_nodes()), (n.name for n in a.spec.all_nodes()), strict=True))
 
     def plain_id(gid: str) -> str:
         node, gpu = gid.split("/")

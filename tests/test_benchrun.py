@@ -1,13 +1,13 @@
 """The finite serving benchmark (costmodels.benchrun): it agrees with the steady-state model
 where both apply, and behaves as a queue must where only it applies."""
 import math
+from itertools import pairwise
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from costmodels.calibration import ONLINE_REQUEST_OVERHEAD_S
 from costmodels.benchrun import arrival_times_s, simulate_benchmark
+from costmodels.calibration import ONLINE_REQUEST_OVERHEAD_S
 from costmodels.hardware import gpu_catalog
 from costmodels.models import get_model
 from costmodels.serving import Links, Strategy, effective_strategy, evaluate_replica, max_batch_size
@@ -32,7 +32,7 @@ def test_same_inputs_same_figures():
 def test_poisson_arrivals_are_seeded_and_have_the_rate():
     a = arrival_times_s(5000, 10.0)
     assert a == arrival_times_s(5000, 10.0)
-    assert a[0] == 0.0 and all(x <= y for x, y in zip(a, a[1:]))
+    assert a[0] == 0.0 and all(x <= y for x, y in pairwise(a))
     assert 5000 / a[-1] == pytest.approx(10.0, rel=0.05)
     assert arrival_times_s(3, math.inf) == [0.0, 0.0, 0.0]
 

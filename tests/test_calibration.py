@@ -6,6 +6,8 @@ output tokens/s over the TP GPUs. Each is predicted through ``planner.evaluate``
 TensorRT-LLM runtime profile on a built-in topology with that GPU. A prediction more than
 25 % off fails.
 """
+from itertools import pairwise
+
 import pytest
 
 from planner import evaluate
@@ -115,6 +117,6 @@ def test_allreduce_paths_never_fall_as_the_message_grows():
         for gpu in ("A100-SXM4-80GB", "H100-SXM-80GB", "B200-180GB", "L40S-48GB", "MI300X-192GB"):
             for n in (2, 4, 8, 16):
                 t = [nccl_allreduce_s(m, n, link, gpu) for m in sizes]
-                assert all(b >= a for a, b in zip(t, t[1:])), (kind, gpu, n)
+                assert all(b >= a for a, b in pairwise(t)), (kind, gpu, n)
                 t = [allreduce_s(message_bytes=m, ranks=n, link=link, runtime="trtllm", gpu=gpu) for m in sizes]
-                assert all(b >= a for a, b in zip(t, t[1:])), (kind, gpu, n)
+                assert all(b >= a for a, b in pairwise(t)), (kind, gpu, n)

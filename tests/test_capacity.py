@@ -51,10 +51,11 @@ def _brute_force(cands, domains: dict[str, list[int]], qps: float, key):
     def rec(i: int, counts: list[int]):
         nonlocal best
         if i == len(cands):
-            if sum(n * math.floor(c.usable_requests_per_s * QPS_SCALE) for c, n in zip(cands, counts)) < need:
+            if sum(n * math.floor(c.usable_requests_per_s * QPS_SCALE)
+                   for c, n in zip(cands, counts, strict=True)) < need:
                 return
             for gpu, free in domains.items():
-                units = [c.unit_gpus for c, n in zip(cands, counts) if c.gpu == gpu
+                units = [c.unit_gpus for c, n in zip(cands, counts, strict=True) if c.gpu == gpu
                          for _ in range(n * c.units_per_replica)]
                 if not _packs(units, free):
                     return
@@ -95,13 +96,14 @@ def test_capacity_objectives_equal_brute_force(seed, objective):
         domains.setdefault(k.gpu, []).extend([k.free] * k.count)
 
     def tput(counts):
-        return sum(n * int(round(c.metrics.output_tokens_per_s * THROUGHPUT_SCALE)) for c, n in zip(subset, counts))
+        return sum(n * int(round(c.metrics.output_tokens_per_s * THROUGHPUT_SCALE))
+                   for c, n in zip(subset, counts, strict=True))
 
     if objective == "min-gpus":
-        key = lambda counts: (sum(n * c.gpus for c, n in zip(subset, counts)), -tput(counts))  # noqa: E731
+        key = lambda counts: (sum(n * c.gpus for c, n in zip(subset, counts, strict=True)), -tput(counts))  # noqa: E731
     else:
         key = lambda counts: (sum(n * c.gpus * int(round(price[c.gpu] * PRICE_SCALE))  # noqa: E731
-                                  for c, n in zip(subset, counts)), -tput(counts))
+                                  for c, n in zip(subset, counts, strict=True)), -tput(counts))
     want = _brute_force(subset, domains, qps, key)
     sol, _ = _solve_objective(subset, classes, req, SolverParams(time_limit_s=10))
     if want is None:

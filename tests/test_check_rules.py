@@ -11,8 +11,7 @@ import pytest
 
 import planner.check.walk as walk
 from planner import api
-from planner.check import RULES, STAGES, Rule, check_plan
-from planner.check import rules as rules_module
+from planner.check import RULES, STAGES, Rule, check_plan, rules as rules_module
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,7 @@ def test_every_catalog_gpu_prices_an_all_reduce_on_each_link_it_can_have():
     # optimistically; over NVLink never faster than its own chip's table or the NVLink fallback.
     import math
 
-    from costmodels import calibration as cal
-    from costmodels import comm
+    from costmodels import calibration as cal, comm
     from costmodels.hardware import gpu_catalog
     from topologies.graph import Link
 
@@ -53,8 +52,7 @@ def test_every_catalog_gpu_prices_an_all_reduce_on_each_link_it_can_have():
 
 
 def test_same_as_names_catalog_gpus_and_measured_ones():
-    from costmodels import calibration as cal
-    from costmodels import comm
+    from costmodels import calibration as cal, comm
     from costmodels.hardware import gpu_catalog
 
     measured = {g for g, *_ in comm._table()}

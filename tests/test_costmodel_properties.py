@@ -1,6 +1,5 @@
 """Properties of the cost functions over random inputs (hypothesis)."""
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from costmodels.comm import allreduce_s
 from costmodels.hardware import gpu_catalog

@@ -16,6 +16,7 @@ import yaml
 
 from topologies.errors import InputError
 from topologies.load import load_topology
+
 from test_importers import run  # the CLI in-process, a stray exception shown as a traceback
 
 FIX = Path(__file__).parent / "fixtures" / "topology-samples"

@@ -2,6 +2,7 @@
 import csv
 import random
 from importlib import resources
+from itertools import pairwise
 
 import pytest
 
@@ -53,10 +54,10 @@ def test_measured_curves_are_held_to_the_hardware_bounds_only_where_they_break_t
     for r in rows:
         raw = tuple(float(x) for x in r[5:])
         got = dense_gemm.physical(ms, raw)
-        assert all(b >= a for a, b in zip(got, got[1:]))
-        assert all(b / mb <= a / ma * (1 + 1e-12) for a, b, ma, mb in zip(got, got[1:], ms, ms[1:]))
-        obeys = all(b >= a for a, b in zip(raw, raw[1:])) and all(b / mb <= a / ma for a, b, ma, mb
-                                                                   in zip(raw, raw[1:], ms, ms[1:]))
+        assert all(b >= a for a, b in pairwise(got))
+        assert all(b / mb <= a / ma * (1 + 1e-12) for a, b, ma, mb in zip(got, got[1:], ms, ms[1:], strict=False))
+        obeys = all(b >= a for a, b in pairwise(raw)) and all(b / mb <= a / ma for a, b, ma, mb
+                                                                   in zip(raw, raw[1:], ms, ms[1:], strict=False))
         assert (list(raw) == got) == obeys
         changed += not obeys
     assert 0 < changed < len(rows)  # the bounds correct some measured curves, not most
@@ -71,7 +72,7 @@ def test_time_never_falls_as_rows_grow(gpu, runtime, dtype):
         n, k = 2 ** rng.uniform(6, 16), 2 ** rng.uniform(6, 14)  # the tables stop at 16,384 x 65,536
         m = sorted(2 ** rng.uniform(-1, 15) for _ in range(12))
         times = [t.seconds(x, n, k) for x in m]
-        assert all(b >= a * (1 - 1e-12) for a, b in zip(times, times[1:])), (n, k, m, times)
+        assert all(b >= a * (1 - 1e-12) for a, b in pairwise(times)), (n, k, m, times)
 
 
 def test_no_table_no_price_and_no_path_from_a_name():

@@ -27,10 +27,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from costmodels.memory import balanced_layer_split
 from planner import api
 from planner.cli import main
 from planner.emit import HF_MODELS, TARGETS, emit
-from costmodels.memory import balanced_layer_split
 from planner.schema import SCHEMA_VERSION, Plan
 from topologies.errors import InputError
 
@@ -369,7 +369,7 @@ def test_k8s_manifests_validate_and_follow_the_plan(plans, name):
         kinds = [d["kind"] for d in docs]
         assert kinds[0] == "Service" and len(kinds) == 1 + len(g.replicas)
         _k8s_model(docs[0], "V1Service")
-        for r, doc in zip(g.replicas, docs[1:]):
+        for r, doc in zip(g.replicas, docs[1:], strict=True):
             ranks = sorted(r.ranks, key=lambda k: k.rank)
             nodes = list(dict.fromkeys(k.node for k in ranks))
             per_node = {n: sum(k.node == n for k in ranks) for n in nodes}

@@ -17,8 +17,9 @@ import yaml
 from planner import api
 from planner.emit import TARGETS, emit
 from planner.schema import Plan
-from test_emit import ALLOWED, _check_lws, search_plans, _flags, _gpus, _k8s_docs, _k8s_model, _pinned, _run
 from topologies.errors import InputError
+
+from test_emit import ALLOWED, _check_lws, _flags, _gpus, _k8s_docs, _k8s_model, _pinned, _run, search_plans
 
 PLANS = {
     # tp=16 ep=16 attention_dp=16, two replicas of two 8-GPU nodes each
@@ -113,7 +114,7 @@ def _with_ranks(plan: Plan, place) -> Plan:
     """The plan with replica 0's rank r moved to ``place(r) -> (node, gpu_index)``."""
     g = plan.replica_groups[0]
     r0 = g.replicas[0]
-    ranks = [k.model_copy(update=dict(zip(("node", "gpu_index"), place(k.rank)))) for k in r0.ranks]
+    ranks = [k.model_copy(update=dict(zip(("node", "gpu_index"), place(k.rank), strict=True))) for k in r0.ranks]
     return plan.model_copy(update={"replica_groups": [
         g.model_copy(update={"replicas": [r0.model_copy(update={"ranks": ranks}), *g.replicas[1:]]})]})
 
@@ -385,7 +386,7 @@ def test_ray_one_bundle_per_rank(plans, name):
     spec = json.loads(emit(plan, "ray")["ray-placement.json"])
     (g,) = plan.replica_groups
     assert len(spec["placement_groups"]) == len(g.replicas)
-    for e, r in zip(spec["placement_groups"], g.replicas):
+    for e, r in zip(spec["placement_groups"], g.replicas, strict=True):
         ranks = sorted(r.ranks, key=lambda k: k.rank)
         assert e["ranks"] == list(range(g.strategy.tp))
         assert e["bundle_nodes"] == [k.node for k in ranks]
@@ -422,7 +423,7 @@ def test_k8s_multi_node_leader_worker_set(plans):
     d, at = s.attention_dp, s.tp // s.attention_dp
     docs = _k8s_docs(emit(plan, "k8s")["k8s-g0.yaml"])
     assert [x["kind"] for x in docs] == ["Service"] + ["LeaderWorkerSet"] * len(g.replicas)
-    for r, doc in zip(g.replicas, docs[1:]):
+    for r, doc in zip(g.replicas, docs[1:], strict=True):
         _check_lws(doc)
         per_node = _rank_gpus(r)
         nodes = list(per_node)

@@ -22,10 +22,11 @@ from planner import api
 from planner.emit import emit
 from planner.emit.versions import DEFAULT, SUPPORTED, text
 from planner.schema import Plan
+from topologies.errors import InputError
+
 from test_emit import PLANS as DENSE, search_plans
 from test_emit_attention_dp import PLANS as MOE
 from test_emit_ray_order import _three_nodes
-from topologies.errors import InputError
 
 DATA = Path(__file__).parent / "data" / "runtime_flags"
 ROUTERS = {"vllm-router": "vllm-router-0.1.17", "sglang_router.launch_router": "sglang-router-0.3.2"}

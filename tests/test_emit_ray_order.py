@@ -17,6 +17,7 @@ import pytest
 
 from planner.emit import emit
 from planner.schema import Plan
+
 from test_emit import search_plans
 from test_emit_versions import _reshape
 

@@ -64,7 +64,7 @@ def _split(plan: Plan, shares: list[float]) -> Plan:
     g = plan.replica_groups[0]
     groups = [g.model_copy(update={"id": f"g{i}", "traffic_share": s, "replicas": [r],
                                    "strategy": g.strategy.model_copy(update={"dp": 1})})
-              for i, (s, r) in enumerate(zip(shares, g.replicas))]
+              for i, (s, r) in enumerate(zip(shares, g.replicas, strict=False))]
     return plan.model_copy(update={"replica_groups": groups})
 
 
@@ -110,7 +110,7 @@ def _close(ws: list[int], shares: list[float]) -> None:
     s = [Fraction(x) / sum(Fraction(y) for y in shares) for x in shares]
     raised = sum(1 for x in s if x * total < Fraction(1, 2))
     assert abs(sum(p) - total) <= Fraction(n, 2) + raised
-    for w, x, part in zip(ws, s, p):
+    for w, x, part in zip(ws, s, p, strict=True):
         assert abs(part - x * total) <= Fraction(1, 2) or (part == 1 and x * total < Fraction(1, 2))
         assert abs(Fraction(w, sum(ws)) - x) <= Fraction(n + 1 + 4 * raised, 2 * sum(p)), (ws, shares, n)
     for i in range(n):  # equal shares, equal weights
@@ -260,7 +260,7 @@ def nginx_test(conf: str, d) -> subprocess.CompletedProcess:
 
 def _local(plan: Plan) -> Plan:
     nodes = sorted({k.node for g in plan.replica_groups for r in g.replicas for k in r.ranks})
-    return _renamed(plan, dict(zip(nodes, ["localhost", "127.0.0.1"])))
+    return _renamed(plan, dict(zip(nodes, ["localhost", "127.0.0.1"], strict=False)))
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -85,7 +85,7 @@ def test_emit_refuses_structure_without_validation(plan_dict, name):
     valid = Plan.model_validate(plan_dict)
     bad = _edit(plan_dict, how)
     groups = []
-    for gd, g in zip(bad["replica_groups"], valid.replica_groups * 2):
+    for gd, g in zip(bad["replica_groups"], valid.replica_groups * 2, strict=False):
         reps = [g.replicas[0].model_construct(index=r["index"], ranks=[g.replicas[0].ranks[0].model_construct(**k)
                                                                       for k in r["ranks"]]) for r in gd["replicas"]]
         strategy = g.strategy.model_construct(**gd["strategy"])

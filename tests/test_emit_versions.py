@@ -19,7 +19,6 @@ import re
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -27,8 +26,9 @@ import yaml
 from planner.emit import emit
 from planner.emit.versions import SUPPORTED, text
 from planner.schema import Plan, Rank, Replica
-from test_emit import _run, search_plans
 from topologies.errors import InputError
+
+from test_emit import _run, search_plans
 
 PLANS = {
     "llama70b": dict(topology="dgx-h100x2", model="llama-3.1-70b", tpot_ms=50),

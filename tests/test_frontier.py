@@ -177,7 +177,7 @@ def test_place_labels_never_overlaps():
     bounds, legend = (50.0, 50.0, 500.0, 400.0), (380.0, 320.0, 500.0, 400.0)
     offsets = place_labels(anchors, sizes, bounds, [legend])
     boxes = [None if o is None else (x + o[0], y + o[1], x + o[0] + w, y + o[1] + h)
-             for (x, y), (w, h), o in zip(anchors, sizes, offsets)]
+             for (x, y), (w, h), o in zip(anchors, sizes, offsets, strict=True)]
     placed = [b for b in boxes if b is not None]
     assert len(placed) >= 8  # the crowd still gets most of its labels
     squares = [(x - MARKER_HALF_PX, y - MARKER_HALF_PX, x + MARKER_HALF_PX, y + MARKER_HALF_PX) for x, y in anchors]

@@ -65,8 +65,8 @@ def test_a_pipeline_across_types_serves_what_neither_part_can():
     (g,) = plan.replica_groups
     assert set(g.stage_gpus) == {H100, A100} and len(g.stage_gpus) == g.strategy.pp
     split = g.strategy.layer_split
-    h_layers = [n for n, t in zip(split, g.stage_gpus) if t == H100]
-    a_layers = [n for n, t in zip(split, g.stage_gpus) if t == A100]
+    h_layers = [n for n, t in zip(split, g.stage_gpus, strict=True) if t == H100]
+    a_layers = [n for n, t in zip(split, g.stage_gpus, strict=True) if t == A100]
     assert sum(split) == 126 and min(h_layers) > max(a_layers), "the faster H100 stages take more layers"
     assert check_plan(plan, topology=topo, model="llama-3.1-405b").ok
     nodes = {k.stage: k.node for k in g.replicas[0].ranks}
@@ -108,8 +108,8 @@ def test_split_balances_speed_and_fits_every_stage():
         assert sum(split) == model.layers and min(split) >= 1
         mems = replica_memory(model, gpus, Strategy(tp=2, pp=3, layer_split=split), batch=1, context=1280)
         assert all(m.fits for m in mems)
-        per_h = [n for n, g in zip(split, gpus) if g is h]
-        per_a = [n for n, g in zip(split, gpus) if g is a]
+        per_h = [n for n, g in zip(split, gpus, strict=True) if g is h]
+        per_a = [n for n, g in zip(split, gpus, strict=True) if g is a]
         if per_h and per_a:
             assert min(per_h) > max(per_a), (gpus, split)  # H100 reads HBM 1.6x faster than A100
     # on one type, a large vocabulary's LM head makes the last stage the lighter one

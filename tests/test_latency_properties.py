@@ -7,8 +7,7 @@
 * TPOT is at least the time to stream each GPU's weights once from HBM at the datasheet rate,
   and output throughput never beats the HBM or the tensor-core roofline.
 """
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from costmodels.comm import allreduce_s
 from costmodels.hardware import gpu_catalog

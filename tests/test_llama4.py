@@ -44,7 +44,7 @@ def test_maverick_stage_weights_follow_the_layer_pattern_under_pp(split):
     s = Strategy(tp=4, pp=2, weight_dtype="fp8", kv_dtype="fp8", layer_split=split, runtime="trtllm")
     mem = replica_memory(m, gpu, s, batch=1, context=2048)
     start = 0
-    for i, (n, stage) in enumerate(zip(split, mem)):
+    for i, (n, stage) in enumerate(zip(split, mem, strict=True)):
         moe = sum(1 for layer in range(start, start + n) if layer % 2 == 1)
         assert m.moe_layers_in(start, n) == moe
         params = moe * _layer_params(128) + (n - moe) * _layer_params(0)

@@ -29,9 +29,9 @@ def test_the_table_is_measurements_of_catalog_shapes():
 def test_reads_measured_points_and_interpolates_between_them():
     xs, ys = _table()[("B200-180GB", "trtllm", "fp4", 2048, 768, 8, 128, 1, 1)]
     kw = dict(gpu="B200-180GB", runtime="trtllm", weight_dtype="fp4", moe_tp=1, moe_ep=1)
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=True):
         assert measured_moe_layer_s(QWEN3_30B, tokens=x, **kw) == pytest.approx(y)
-    for a, b, ya, yb in zip(xs, xs[1:], ys, ys[1:]):
+    for a, b, ya, yb in zip(xs, xs[1:], ys, ys[1:], strict=False):
         mid = measured_moe_layer_s(QWEN3_30B, tokens=math.sqrt(a * b), **kw)
         assert min(ya, yb) * (1 - 1e-12) <= mid <= max(ya, yb) * (1 + 1e-12)
     # beyond the largest count the layer is compute-bound: time grows with the tokens

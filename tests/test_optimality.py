@@ -74,11 +74,12 @@ def _brute_force(cands, free_per_domain: list[int]) -> tuple[int, int]:
             if not any(counts):
                 return
             units = []
-            for c, n in zip(cands, counts):
+            for c, n in zip(cands, counts, strict=True):
                 units += [c.unit_gpus] * (n * c.units_per_replica)
             if _packs(units, free_per_domain):
-                tput = sum(n * int(round(c.metrics.output_tokens_per_s * 100)) for c, n in zip(cands, counts))
-                gpus = sum(n * c.gpus for c, n in zip(cands, counts))
+                tput = sum(n * int(round(c.metrics.output_tokens_per_s * 100))
+                           for c, n in zip(cands, counts, strict=True))
+                gpus = sum(n * c.gpus for c, n in zip(cands, counts, strict=True))
                 best = max(best, (tput, -gpus))
             return
         c = cands[i]

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from costmodels.models import get_model
-from costmodels.serving import (Strategy, evaluate_replica, serve_at_concurrency, step_mix, tail_latency)
+from costmodels.serving import Strategy, evaluate_replica, serve_at_concurrency, step_mix, tail_latency
 from planner import api, search
 from planner.candidates import Request, cluster_view, price_candidates
 from planner.check import check_plan

@@ -1,8 +1,7 @@
 """Placement rules that depend on the runtime."""
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from planner.placement import _equal_per_node
 

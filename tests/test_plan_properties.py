@@ -9,8 +9,7 @@ the requested rate is covered. And more GPUs never make the proven-best plan wor
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from planner import api
 from planner.check import check_plan

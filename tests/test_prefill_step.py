@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import replace
+from itertools import pairwise
 
 import pytest
 
@@ -15,10 +16,18 @@ from costmodels.hardware import get_gpu
 from costmodels.models import get_model
 from costmodels.serving import Links, Strategy, evaluate_prefill, tail_latency
 from planner import api
-from planner.candidates import (PREFILL_TOKEN_BUDGETS, Request, _meets_slos, _utilization_cap, best_prefill,
-                                cluster_view, price_candidates)
+from planner.candidates import (
+    PREFILL_TOKEN_BUDGETS,
+    Request,
+    _meets_slos,
+    _utilization_cap,
+    best_prefill,
+    cluster_view,
+    price_candidates,
+)
 from planner.check import check_plan
 from planner.emit import emit
+
 from test_emit_attention_dp import _commands  # command lines of a script, continuations joined
 
 MODEL = "llama-3.1-70b"
@@ -59,7 +68,7 @@ def test_ttft_rises_with_the_load(budget, isl):
     us = [i / 100 for i in range(101)]
     for f in (step.ttft_s, step.ttft_p99_s, step.tokens_at):
         vals = [f(u) for u in us]
-        assert all(b >= a for a, b in zip(vals, vals[1:])), f
+        assert all(b >= a for a, b in pairwise(vals)), f
     assert step.ttft_s(0.9) > step.ttft_s(0.0)
     assert step.tokens_at(1.0) == budget
 
@@ -150,7 +159,7 @@ def test_plan_records_and_sglang_launches_the_priced_step(tight_plan):
         assert cmds
         for cmd in cmds:
             words = shlex.split(cmd)
-            flags = dict(zip(words, words[1:]))
+            flags = dict(pairwise(words))
             d = g.strategy.attention_dp
             assert flags["--chunked-prefill-size"] == str(g.strategy.max_num_batched_tokens * d)
             if g.role == "prefill":

@@ -106,7 +106,7 @@ def _place_and_check(ray_files: dict[str, str], ids: dict[str, str], script) -> 
     spec = json.loads(ray_files["ray-placement.json"])
     pgs = script.create_placement_groups(spec, timeout_s=30.0, lifetime=None)
     try:
-        for e, pg in zip(spec["placement_groups"], pgs):
+        for e, pg in zip(spec["placement_groups"], pgs, strict=True):
             landed = placement_group_table(pg)["bundles_to_node_id"]
             want = {i: ids[n] for i, n in enumerate(e["bundle_nodes"])}
             assert landed == want, f"{e['name']}: bundles not on their plan nodes"

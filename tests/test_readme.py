@@ -60,7 +60,9 @@ INPUT_FILES = {
 #: README commands a test does not run, each with the reason. Every other command is run.
 SKIPPED = {
     "pip install .": "installs the project: .ci/run does it, and .ci/installed_smoke.sh runs the installed wheel",
-    "pip install '.[test,ray,plot]'": "installs the test extras: .ci/run does it",
+    "pip install '.[test,ray,plot,lint]'": "installs the test and lint extras: .ci/run does it",
+    "ruff check .": "the linter, not part of the project: .ci/run runs it",
+    "mypy": "the type checker, not part of the project: .ci/run runs it",
     "python -m pytest -q": "the test suite this test is part of",
     "nvidia-smi topo -m > node0.txt": "needs a GPU machine; node0.txt is a fixture here (INPUT_FILES)",
     "NCCL_TOPO_DUMP_FILE=node0.xml ...": "needs a GPU machine running NCCL; node0.xml is a fixture here",

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from planner import api
-from planner import sweep as sw
+from planner import api, sweep as sw
 from planner.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,8 +240,8 @@ BAD_FILES = {
     "case-no-topology": ("cases: [{model: llama-3.1-8b}]", "cases.0.topology", "missing"),
     "not-a-mapping": ("- 1\n- 2", None, "must be a mapping"),
     "grid-not-a-mapping": ("grid: [1, 2]", "grid", "must be a mapping"),
-    "too-big": ("grid: {topology: [dgx-h100x1], model: [llama-3.1-8b], isl: [%s], osl: [%s]}"
-                % (", ".join(str(i) for i in range(1, 401)), ", ".join(str(i) for i in range(1, 301))),
+    "too-big": ("grid: {topology: [dgx-h100x1], model: [llama-3.1-8b], "
+                f"isl: [{', '.join(str(i) for i in range(1, 401))}], osl: [{', '.join(str(i) for i in range(1, 301))}]}}",
                 "grid", "120,000 rows is more than the limit of 100,000"),
     "invalid-yaml": ("grid: {topology: [dgx-h100x1", None, "invalid YAML"),
     "bad-disaggregation": ("base: {disaggregation: sometimes}\n" + GRID, "base.disaggregation",

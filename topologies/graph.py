@@ -334,7 +334,7 @@ class Topology:
         members = list(group)
         if len(members) < 2:
             return LOCAL
-        return self._slowest_of_pairs(zip(members, members[1:] + members[:1]), members)
+        return self._slowest_of_pairs(zip(members, members[1:] + members[:1], strict=True), members)
 
     def stage_link(self, a: list[str], b: list[str]) -> Link:
         """Per-GPU link of a pipeline send where rank i of group ``a`` sends to rank i of ``b``.
@@ -342,7 +342,7 @@ class Topology:
         All ranks send at once, so GPUs that leave their node through the same NIC (or their
         rack through the same uplink) share it. Returns the slowest rank pair's link.
         """
-        return self._slowest_of_pairs(zip(a, b), list(a) + list(b))
+        return self._slowest_of_pairs(zip(a, b, strict=False), list(a) + list(b))
 
     def _slowest_of_pairs(self, pairs: Iterable[tuple[str, str]], members: list[str]) -> Link:
         """The slowest of the pairs' widest paths, scale-out edges shared by all ``members`` at once."""

@@ -7,8 +7,8 @@ past a small budget (a "billion laughs" file) and files larger than ``MAX_FILE_B
 from __future__ import annotations
 
 import hashlib
-import re
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any

@@ -317,7 +317,7 @@ class TopologySpec(_Strict):
             raise ValueError("no nodes: give 'nodes' or 'node_groups'")
         wheres = self.node_fields()
         seen: dict[str, str] = {}
-        for where, n in zip(wheres, nodes):
+        for where, n in zip(wheres, nodes, strict=True):
             if n.name in seen:
                 raise ValueError(f"{self._field(where, 'name')}: duplicate node name {n.name!r} (also "
                                  f"{seen[n.name].partition(' ')[0]})")
@@ -358,12 +358,12 @@ class TopologySpec(_Strict):
             if self.node_types[by_name[n].type].fabric.kind != "nvlink-domain":
                 raise ValueError(f"nvlink_domains: node {n!r} is in domain {dom!r} but its node "
                                  f"type's fabric kind is not 'nvlink-domain'")
-        for where, n in zip(wheres, nodes):
+        for where, n in zip(wheres, nodes, strict=True):
             if self.node_types[n.type].fabric.kind == "nvlink-domain" and n.name not in in_domain:
                 raise ValueError(f"{where.partition(' ')[0]}: node {n.name!r} has fabric kind 'nvlink-domain' "
                                  f"but is in no entry of 'nvlink_domains'")
         if len(nodes) > 1 and self.network.kind != "none":
-            for where, n in zip(wheres, nodes):
+            for where, n in zip(wheres, nodes, strict=True):
                 if self.node_types[n.type].nics is None and n.name not in in_domain:
                     raise ValueError(f"node_types.{n.type}.nics: node {n.name!r} ({where.partition(' ')[0]}) has "
                                      f"no NICs, so it cannot reach the other nodes; add 'nics'")

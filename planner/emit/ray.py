@@ -38,8 +38,19 @@ from __future__ import annotations
 import json
 import re
 
-from planner.emit import (Sh, check_node_names, csv, layouts, node_case, script, sh_assign, sh_cmd, sh_comment,
-                          sh_var, sh_word)
+from planner.emit import (
+    Sh,
+    check_node_names,
+    csv,
+    layouts,
+    node_case,
+    script,
+    sh_assign,
+    sh_cmd,
+    sh_comment,
+    sh_var,
+    sh_word,
+)
 from planner.schema import Plan
 
 RAY_VERSION = "2.60"

@@ -39,6 +39,7 @@ and any other plan text reaches these files only in ``#`` comments through ``saf
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import floor, gcd
@@ -147,7 +148,7 @@ def nginx_conf(plan: Plan, eps: list[Endpoint], target: str) -> str:
     lines = _header(plan, "nginx load balancer", target, len(eps)) + [
         "# http-context file: put it in /etc/nginx/conf.d/, then `nginx -t && nginx -s reload`",
         f"upstream {UPSTREAM} {{"]
-    for e, w in zip(eps, ws):
+    for e, w in zip(eps, ws, strict=True):
         lines.append(f'    server "{safe_host(e)}:{e.port:d}" weight={w:d};  '
                      + sh_comment(f"{e.note}: {100 * w / total:.2f} % of requests"))
     lines += ["    keepalive 32;",
@@ -171,7 +172,7 @@ def envoy_bootstrap(eps: list[Endpoint]) -> dict:
     ws = weights([e.share for e in eps])
     hcm = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
     lb_endpoints = [{"endpoint": {"address": {"socket_address": {"address": safe_host(e), "port_value": e.port}}},
-                     "load_balancing_weight": w} for e, w in zip(eps, ws)]
+                     "load_balancing_weight": w} for e, w in zip(eps, ws, strict=True)]
     listener = {
         "name": "plan_front",
         "address": {"socket_address": {"address": "0.0.0.0", "port_value": FRONT_PORT}},
@@ -193,7 +194,7 @@ def envoy_bootstrap(eps: list[Endpoint]) -> dict:
 def envoy_yaml(plan: Plan, eps: list[Endpoint], target: str) -> str:
     """``router-envoy.yaml``: comment lines, then the bootstrap through a YAML dumper."""
     ws = weights([e.share for e in eps])
-    notes = [sh_comment(f"endpoint {i}: {e.note}, weight {w}") for i, (e, w) in enumerate(zip(eps, ws))]
+    notes = [sh_comment(f"endpoint {i}: {e.note}, weight {w}") for i, (e, w) in enumerate(zip(eps, ws, strict=True))]
     head = _header(plan, "Envoy load balancer", target, len(eps)) + ["# run: envoy -c router-envoy.yaml"] + notes
     body = yaml.safe_dump(envoy_bootstrap(eps), sort_keys=False, default_flow_style=False, width=1000)
     return "\n".join(head) + "\n" + body

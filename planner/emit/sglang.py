@@ -62,12 +62,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.emit import (ReplicaLayout, all_nodes, attention_groups, continued, csv, floor2, group_script,
-                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, sh_assign, sh_comment, sh_var,
-                          uneven)
+from planner.emit import (
+    ReplicaLayout,
+    all_nodes,
+    attention_groups,
+    continued,
+    csv,
+    floor2,
+    group_script,
+    kv_cache_flag,
+    layouts,
+    model_ref,
+    needs_fp8_quantization,
+    sh_assign,
+    sh_comment,
+    sh_var,
+    uneven,
+)
+from planner.emit.router import (
+    ENVOY_FILE,
+    NGINX_FILE,
+    Endpoint,
+    add_file,
+    equal_shares,
+    front_files,
+    pools_share,
+    replica_endpoints,
+    worker_router_script,
+)
 from planner.emit.versions import DEFAULT, SGLANG_ATTN_DP_SIZE_SINCE, Version, text
-from planner.emit.router import (ENVOY_FILE, NGINX_FILE, Endpoint, add_file, equal_shares, front_files, pools_share,
-                                 replica_endpoints, worker_router_script)
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 

@@ -56,12 +56,31 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from planner.emit import (ReplicaLayout, Sh, all_nodes, attention_groups, continued, csv, floor2, group_script,
-                          kv_cache_flag, layouts, model_ref, needs_fp8_quantization, runtime_rule_error, safe_text,
-                          sh_assign, sh_cmd, sh_comment, sh_var, sh_word, uneven)
+from planner.emit import (
+    ReplicaLayout,
+    Sh,
+    all_nodes,
+    attention_groups,
+    continued,
+    csv,
+    floor2,
+    group_script,
+    kv_cache_flag,
+    layouts,
+    model_ref,
+    needs_fp8_quantization,
+    runtime_rule_error,
+    safe_text,
+    sh_assign,
+    sh_cmd,
+    sh_comment,
+    sh_var,
+    sh_word,
+    uneven,
+)
 from planner.emit.ray_order import node_order
-from planner.emit.versions import DEFAULT, VLLM_ALL2ALL_FLAG_SINCE, Version, text
 from planner.emit.router import add_file, equal_shares, front_files, replica_endpoints, worker_router_script
+from planner.emit.versions import DEFAULT, VLLM_ALL2ALL_FLAG_SINCE, Version, text
 from planner.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -322,7 +341,7 @@ def _front_ends(plan: Plan, rows: dict[str, list[ReplicaLayout]], files: dict[st
     """nginx and Envoy in front of several replicas, and vLLM's own router when the shares are equal
     (planner/emit/router.py)."""
     eps = replica_endpoints(plan, rows)
-    for name, text in front_files(plan, eps, "vllm").items():
-        add_file(files, name, text)
+    for name, body in front_files(plan, eps, "vllm").items():
+        add_file(files, name, body)
     if len(eps) > 1 and equal_shares(eps):
         add_file(files, "vllm-router.sh", worker_router_script(plan, eps, ("vllm-router",), ROUTER_TITLE, "vllm"))

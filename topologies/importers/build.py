@@ -15,8 +15,15 @@ from topologies.importers.nccl import scan_nccl
 from topologies.importers.node_type import node_fabric, node_nics, resolve_gpu
 from topologies.importers.nvidia_smi import scan_nvidia_smi
 from topologies.load import parse_topology, read_text_file
-from topologies.schema import (LABEL, MAX_GBIT_PER_S, MAX_NICS_PER_NODE, MAX_TOTAL_NODES, MIN_GBIT_PER_S,
-                               NAME_MAX_CHARS, GpuTypeSpec)
+from topologies.schema import (
+    LABEL,
+    MAX_GBIT_PER_S,
+    MAX_NICS_PER_NODE,
+    MAX_TOTAL_NODES,
+    MIN_GBIT_PER_S,
+    NAME_MAX_CHARS,
+    GpuTypeSpec,
+)
 
 MAX_NODES = MAX_TOTAL_NODES
 
