@@ -428,7 +428,7 @@ KIND_OF_ENV = {"vllm": "vllm", "sglang": "sglang", "sglang-router": "sglang-rout
 @dataclass
 class Job:
     """One command (or manifest document) for one runtime environment, and what the plan wants of it."""
-    case: "Case"
+    case: Case
     env: str
     kind: str
     payload: dict
@@ -744,7 +744,7 @@ def table(rows: list[Row]) -> str:
     body = [(r.plan, r.target, r.version, str(r.checked), str(r.ok), str(r.rejected), str(r.mismatches),
              str(r.shellcheck), r.note[:110]) for r in rows]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip() for x in [head, *body]]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)).rstrip() for x in [head, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -23,7 +23,6 @@ import sys
 import traceback
 import types
 
-
 # -- the stand-in GPU -----------------------------------------------------------------------------------
 
 class _Nvml:
@@ -132,7 +131,7 @@ def _vllm_parser():
 def _vllm_validate(args) -> None:
     for mod in ("vllm.entrypoints.openai.cli_args", "vllm.entrypoints.common.cli_args"):
         with contextlib.suppress(ImportError, AttributeError):
-            getattr(__import__(mod, fromlist=["x"]), "validate_parsed_serve_args")(args)
+            __import__(mod, fromlist=["x"]).validate_parsed_serve_args(args)
             return
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from planner.emit import emit
+
 from test_emit import PLANS, search_plans
 
 _PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "check_emitters.py"
