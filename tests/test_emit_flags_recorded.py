@@ -169,6 +169,7 @@ def plans() -> dict[str, Plan]:
     out["mixed-gpus"] = search_plans({"m": dict(topology="mixed-h100x2-a100x2", model="llama-3.1-405b")})["m"]
     out["uneven-3-nodes"] = _three_nodes(out["llama405b-dgx-h100x2-rdma200"])
     pools = api.search(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40, runtime="sglang",
+                       disaggregation="only",
                        time_limit_s=10.0, workers=1, seed=0)
     out["pools"] = Plan.model_validate_json(pools.to_json())
     assert {g.role for g in out["pools"].replica_groups} == {"prefill", "decode"}

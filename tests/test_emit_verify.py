@@ -27,7 +27,7 @@ from topologies.errors import InputError
 
 @pytest.fixture(scope="module")
 def plan_dict() -> dict:
-    p = api.search(topology="dgx-h100x2", model="llama-3.1-70b", tpot_ms=120, disaggregation="off",
+    p = api.search(topology="dgx-h100x2", model="llama-3.1-70b", tpot_ms=100, disaggregation="off",
                    time_limit_s=10.0, workers=1, seed=0)
     return json.loads(p.to_json())
 
