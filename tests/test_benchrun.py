@@ -68,7 +68,9 @@ def test_queue_laws(rate, osl, isl):
     flat = _run(rate_per_s=math.inf, requests=n, osl=osl, isl=isl)
     assert slow.output_tokens_per_s == pytest.approx(slow.requests_per_s * osl)
     assert slow.requests_per_s <= n / arrival_times_s(n, rate)[-1] + 1e-9
-    assert slow.requests_per_s <= flat.requests_per_s * (1 + 1e-9)
+    # all at once packs the prompt chunks in another order than spread arrivals, and whole steps
+    # can end a hair apart (1.3e-6 relative at 64 req/s, 3,000/128 tokens): not a law to 1e-9
+    assert slow.requests_per_s <= flat.requests_per_s * (1 + 1e-4)
     assert flat.ttft_mean_s >= slow.ttft_mean_s * (1 - 1e-9)
     assert slow.itl_p50_s <= slow.itl_p99_s
     assert all(math.isfinite(x) and x > 0 for x in (slow.ttft_mean_s, slow.e2e_mean_s, slow.duration_s))
