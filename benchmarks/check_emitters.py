@@ -161,6 +161,9 @@ PLANS: dict[str, object] = {
     "ds-v3-x4-adp1": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, attention_dp=1),
     "mixtral8x7b-adp8": dict(topology="dgx-h100x1", model="mixtral-8x7b", tpot_ms=50, attention_dp=8),
     "qwen3-235b-adp2": dict(topology="dgx-h100x1", model="qwen3-235b-a22b", attention_dp=2),
+    # four attention-DP servers on one node (issue 16 item 3: their derived ports must not overlap)
+    "mixtral8x7b-adp2-x4-sglang": dict(topology="dgx-h100x1", model="mixtral-8x7b", tpot_ms=50, attention_dp=2,
+                                       runtime="sglang"),
     "qwen3-30b-ep": dict(topology="dgx-h100x1", model="qwen3-30b-a3b", tpot_ms=30),
     "ds-v3-x4-sglang": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, runtime="sglang"),
     "mixtral8x22b-h200x2": dict(topology="hgx-h200x2", model="mixtral-8x22b", tpot_ms=60),
@@ -616,42 +619,41 @@ def run_all(work: Path, cases: list[Case]) -> dict[str, bool]:
 
 # -- judging --------------------------------------------------------------------------------------------------
 
-def _bound_ports(job: Job) -> list[tuple[str, int]]:
-    """(node, port) of each TCP port a recorded process sets for itself to listen on."""
+def _bound_ports(job: Job) -> list[tuple[str, int, str]]:
+    """(node, port, what) of each TCP port a recorded process binds on its node: for SGLang every port its
+    own code derives from the arguments (emitcheck_worker._sglang_ports), for the others the ports their
+    flags set."""
     c, node = job.result["config"], job.launch.node
     if job.kind == "vllm":
-        out = [] if c["port"] is None else [(node, c["port"])]
+        out = [] if c["port"] is None else [(node, c["port"], "port")]
         # the RPC port is a TCP socket only when engines run on other nodes (one node: IPC)
         if c["dp_rpc_port"] and not c["headless"] and c["dp_local"] < c["dp"]:
-            out.append((node, c["dp_rpc_port"]))
+            out.append((node, c["dp_rpc_port"], "data-parallel RPC port"))
         return out
     if job.kind == "sglang":
-        out = [(node, c["port"])]
-        if c["node_rank"] == 0 and c["dist_init_addr"]:
-            out.append((node, int(c["dist_init_addr"].rsplit(":", 1)[1])))
-        if c["node_rank"] == 0 and c["disaggregation_mode"] == "prefill":
-            out.append((node, c["bootstrap_port"]))
-        return out
+        return [(node, int(port), what) for what, port in c["bound_ports"]]
     if job.kind == "ray" and job.result["config"]["head"]:
-        return [(node, c["port"])]
-    if job.kind == "sglang-router":
-        return [("(router)", c["port"]), ("(router)", c["prometheus_port"])]
+        return [(node, c["port"], "GCS port")]
+    if job.kind in ("sglang-router", "vllm-router"):
+        return [("(router)", c["port"], "port"), ("(router)", c["prometheus_port"], "prometheus port")]
     return []
 
 
 def port_clashes(case: Case) -> list[str]:
-    """Ports two processes of one launch set for themselves on one node (not for k8s: each pod has its IP)."""
+    """Ports two processes of one launch bind on one node (not for k8s: each pod has its own IP); a port
+    one process lists twice (SGLang's derived ranges may include its own --port) is not a clash."""
     if case.target == "k8s":
         return []
-    seen: dict[tuple[str, int], str] = {}
+    seen: dict[tuple[str, int], tuple[Job, str]] = {}
     out = []
     for j in case.jobs:
-        if j.result and j.result["status"] == "ok" and j.launch:
-            for key in _bound_ports(j):
-                who = f"{j.launch.file} {shlex.join(j.launch.argv[:3])}"
-                if key in seen:
-                    out.append(f"port {key[1]} on {key[0]} set by both {seen[key]} and {who}")
-                seen.setdefault(key, who)
+        if not (j.result and j.result["status"] == "ok" and j.launch):
+            continue
+        for node, port, what in _bound_ports(j):
+            who = f"{j.launch.file} {shlex.join(j.launch.argv[:3])} ({what})"
+            first = seen.setdefault((node, port), (j, who))
+            if first[0] is not j:
+                out.append(f"port {port} on {node} bound by both {first[1]} and {who}")
     return out
 
 

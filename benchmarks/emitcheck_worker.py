@@ -206,7 +206,8 @@ def sglang_job(job: dict) -> dict:
     ``ServerArgs(...)`` whose ``__post_init__`` resolves and checks the arguments."""
     from sglang.srt.server_args import prepare_server_args
 
-    a = _sglang_resolved(prepare_server_args(_replace_model(job["argv"], "--model-path", job["model_dir"])[3:]))
+    args = prepare_server_args(_replace_model(job["argv"], "--model-path", job["model_dir"])[3:])
+    a = _sglang_resolved(args)
     attn_dp = getattr(a, "attn_dp_size", None) or (a.dp_size if a.enable_dp_attention else 1)
     return {
         "tp": a.tp_size, "pp": a.pp_size, "dp": attn_dp, "ep": a.ep_size,
@@ -217,7 +218,59 @@ def sglang_job(job: dict) -> dict:
         "disaggregation_mode": a.disaggregation_mode, "bootstrap_port": a.disaggregation_bootstrap_port,
         "nnodes": a.nnodes, "node_rank": a.node_rank, "dist_init_addr": a.dist_init_addr,
         "pp_layers": _sglang_pp_layers(a.pp_size, job.get("layers")),
+        "bound_ports": _sglang_ports(args, a),
     }
+
+
+def _sglang_ports(args, a) -> list[list]:
+    """[name, port] of every TCP port this process binds (or needs free) on its own node, as SGLang
+    0.5.23 derives them from its arguments:
+
+    * ``--port``: the HTTP server of node rank 0, and on node rank >= 1 the stand-in health-check server
+      (``Engine._launch_subprocesses`` -> ``launch_dummy_health_check_server(host, port)``);
+    * node rank 0 with ``--dist-init-addr``: its port (torch.distributed's TCPStore);
+    * node rank 0 of a prefill server: the disaggregation bootstrap port;
+    * node rank 0 under attention DP: every port ``PortArgs.init_new`` checks with
+      ``wait_port_available`` before the ZMQ sockets bind them (base = dist-init port + 1, or
+      ``--port + ZMQ_TCP_PORT_DELTA`` + 1 on one node without ``--dist-init-addr``), and the worker-port
+      handshake socket ``DataParallelController._broadcast_worker_ports`` binds at
+      ``--port`` (or the dist-init port) ``+ DP_ATTENTION_HANDSHAKE_PORT_DELTA``.
+    ``init_new`` runs with its probes replaced by a recorder (nothing is bound here); the NCCL port it
+    would pick from the free ports below the ephemeral range is random, so it is not reported."""
+    out = [["port" if a.node_rank == 0 else "health-check port", a.port]]
+    if a.node_rank != 0:
+        return out
+    if a.dist_init_addr:
+        out.append(["dist-init port", int(a.dist_init_addr.rsplit(":", 1)[1])])
+    if a.disaggregation_mode == "prefill":
+        out.append(["bootstrap port", a.disaggregation_bootstrap_port])
+    attn_dp = getattr(a, "attn_dp_size", None) or (a.dp_size if a.enable_dp_attention else 1)
+    if attn_dp > 1:
+        out += _sglang_port_args_ports(args)
+        out.append(["dp handshake port", _sglang_handshake_port(a)])
+    return out
+
+
+def _sglang_port_args_ports(args) -> list[list]:
+    """The ports ``PortArgs.init_new(args)`` waits to be free (and then binds), recorded, not probed."""
+    import sglang.srt.server_args as sa
+
+    seen: list[list] = []
+    probes = (sa.wait_port_available, sa.get_free_port_below_ephemeral)
+    sa.wait_port_available = lambda port, name, *rest, **kw: seen.append([name, port])
+    sa.get_free_port_below_ephemeral = lambda *rest, **kw: None
+    try:
+        sa.PortArgs.init_new(args)
+    finally:
+        sa.wait_port_available, sa.get_free_port_below_ephemeral = probes
+    return [[name, int(port)] for name, port in seen if name != "nccl_port"]
+
+
+def _sglang_handshake_port(a) -> int:
+    from sglang.srt.server_args import DP_ATTENTION_HANDSHAKE_PORT_DELTA
+
+    base = int(a.dist_init_addr.rsplit(":", 1)[1]) if a.dist_init_addr else a.port
+    return base + DP_ATTENTION_HANDSHAKE_PORT_DELTA
 
 
 def _sglang_resolved(args):
