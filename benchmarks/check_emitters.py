@@ -15,7 +15,9 @@ command to that runtime's own code in its own virtual environment (benchmarks/em
   * SGLang 0.5.23 (``python -m sglang.launch_server``): ``prepare_server_args`` (its parser) and
     ``ServerArgs.resolve_once`` (its resolution and validation pipeline, as the launcher runs it), with
     ``get_pp_indices`` for the layers per stage; sglang-router 0.3.2 (``launch_router``): its
-    ``parse_router_args``, and its backends must be the servers' parsed head nodes and ports;
+    ``parse_router_args``, and its backends must be the servers' parsed head nodes and ports; vllm-router
+    0.1.17 (``vllm-router``): its ``parse_router_args``, ``_validate_router_args`` and ``Router.from_args``
+    (the Rust router's configuration, not started), its workers the vLLM API servers' nodes and ports;
   * Ray 2.60.0 (``ray start``): the click command's own parsing (``make_context``);
   * Kubernetes: every document of every k8s-*.yaml against kubernetes-validate's schemas, the
     LeaderWorkerSet against a schema of its CRD (see emitcheck_worker.LWS_SCHEMA) whose pod templates
@@ -44,8 +46,11 @@ the emitted command): tensor, pipeline and data-parallel (attention-DP) sizes, e
 and size, max_num_seqs / max_running_requests, max_num_batched_tokens / chunked prefill size,
 gpu_memory_utilization / mem_fraction_static (within 0.01 below the plan's budget), KV cache dtype,
 the all2all backend the plan priced (DeepEP where experts span nodes), the layers each pipeline stage
-holds, the GPUs each process sees, and ports: every port a recorded process sets must be unique on its
-node. Each difference is one mismatch.
+holds, the GPUs each process sees, and ports: no two recorded processes may bind one port on one node.
+For SGLang that is every port its own code derives (the HTTP or, on node rank >= 1, health-check port,
+the dist-init port, and under attention DP the ZMQ ports ``PortArgs.init_new`` reserves and the
+worker-port handshake port; see emitcheck_worker._sglang_ports), for the others the ports their flags
+set. Each difference is one mismatch.
 
 Install the runtimes (large: torch and CUDA libraries; not part of the default test run), once:
 
@@ -57,8 +62,8 @@ which makes one virtual environment per release under the work dir (``--work``, 
 
     python benchmarks/check_emitters.py [--work DIR] [--only PLAN ...]
 
-Not judged, and said so in the table's note: ``vllm-router`` lines (no parser of it is installed) and
-documents kubernetes-validate has no schema for (the Gateway API HTTPRoute of k8s-route.yaml).
+Not judged, and said so in the table's note: documents kubernetes-validate has no schema for (the
+Gateway API HTTPRoute of k8s-route.yaml).
 
 It prints the table plan x target x version (commands checked, ok, rejected, mismatches) and exits 1 on
 any rejection, mismatch, shellcheck finding or runtime that is not installed (reported in the table
@@ -96,6 +101,7 @@ RUNTIMES = {
     "vllm-0.33.0": ["vllm==0.33.0", "ray==2.60.0"],
     "sglang-0.5.23": ["sglang==0.5.23"],
     "sglang-router-0.3.2": ["sglang-router==0.3.2"],
+    "vllm-router-0.1.17": ["vllm-router==0.1.17"],
     "ray-2.60.0": ["ray==2.60.0"],
     "kubernetes-validate": ["kubernetes-validate==1.37.0"],
 }
@@ -114,6 +120,8 @@ def program_env(argv: list[str], serving: str) -> str | None:
         return serving
     if argv[:3] in (["python", "-m", "sglang_router.launch_router"], ["python3", "-m", "sglang_router.launch_router"]):
         return "sglang-router-0.3.2"
+    if argv[:1] == ["vllm-router"]:
+        return "vllm-router-0.1.17"
     return None
 
 
@@ -451,11 +459,10 @@ class Case:
     jobs: list[Job] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)   # mismatches found on the host side
     shellcheck: list[str] = field(default_factory=list)
-    unjudged: list[str] = field(default_factory=list)
 
 
 def _kind(env: str) -> str:
-    return "k8s" if env == "kubernetes-validate" else next(k for k in ("sglang-router", "sglang", "vllm", "ray")
+    return "k8s" if env == "kubernetes-validate" else next(k for k in ("sglang-router", "vllm-router", "sglang", "vllm", "ray")
                                                            if env.startswith(k))
 
 
@@ -512,8 +519,6 @@ def collect(case: Case, files: dict[str, str], work: Path, shim: Path) -> None:
     for launch in launches:
         env = program_env(launch.argv, case.serving_env)
         if env is None:
-            if launch.argv[0] == "vllm-router":
-                case.unjudged.append(shlex.join(launch.argv[:1]))
             continue
         kind = _kind(env)
         if kind in ("vllm", "sglang"):
@@ -577,7 +582,8 @@ def venv_python(work: Path, env: str) -> Path:
 
 def installed(work: Path, env: str) -> bool:
     """The venv exists and imports its runtime (checked once per run by the caller)."""
-    module = {"vllm": "vllm", "sglang": "sglang", "sglang-router": "sglang_router", "ray": "ray",
+    module = {"vllm": "vllm", "sglang": "sglang", "sglang-router": "sglang_router", "vllm-router": "vllm_router",
+              "ray": "ray",
               "k8s": "kubernetes_validate"}[_kind(env)]
     py = venv_python(work, env)
     return py.exists() and subprocess.run([str(py), "-c", f"import importlib.util as u, sys; "
@@ -657,29 +663,36 @@ def port_clashes(case: Case) -> list[str]:
     return out
 
 
+def _router_servers(case: Case, router: Job) -> list[Job]:
+    """The parsed serving processes a router fronts: SGLang's node-rank-0 servers for sglang-router,
+    vLLM's API servers (not headless) for vllm-router."""
+    ok = [j for j in case.jobs if j.result and j.result["status"] == "ok"]
+    if router.kind == "vllm-router":
+        return [j for j in ok if j.kind == "vllm" and j.result["config"]["port"] is not None]
+    return [j for j in ok if j.kind == "sglang" and j.result["config"]["node_rank"] == 0]
+
+
 def router_problems(case: Case) -> list[str]:
     """The router's parsed backends must be exactly the servers' parsed head nodes and ports (and, for a
     prefill server, its bootstrap port)."""
     if any(j.result is None for j in case.jobs):
         return []  # a runtime not installed: reported as such
-    routers = [j for j in case.jobs if j.kind == "sglang-router" and j.result and j.result["status"] == "ok"]
-    servers = [j for j in case.jobs if j.kind == "sglang" and j.result and j.result["status"] == "ok"
-               and j.result["config"]["node_rank"] == 0]
+    routers = [j for j in case.jobs if j.kind in ("sglang-router", "vllm-router") and j.result
+               and j.result["status"] == "ok"]
     out = []
     for r in routers:
-        c = r.result["config"]
+        c, servers = r.result["config"], _router_servers(case, r)
+        url = {id(s): f"http://{s.launch.node}:{s.result['config']['port']}" for s in servers}
         if c["pd"]:
-            want_p = sorted([f"http://{s.launch.node}:{s.result['config']['port']}", s.result["config"]["bootstrap_port"]]
-                            for s in servers if s.result["config"]["disaggregation_mode"] == "prefill")
-            want_d = sorted(f"http://{s.launch.node}:{s.result['config']['port']}" for s in servers
-                            if s.result["config"]["disaggregation_mode"] == "decode")
+            mode = {id(s): s.result["config"].get("disaggregation_mode") for s in servers}
+            want_p = sorted([url[id(s)], s.result["config"]["bootstrap_port"]] for s in servers
+                            if mode[id(s)] == "prefill")
+            want_d = sorted(url[id(s)] for s in servers if mode[id(s)] == "decode")
             got_p = sorted([u, int(b) if b is not None else None] for u, b in c["prefill"])
             if got_p != want_p or sorted(c["decode"]) != want_d:
                 out.append(f"router backends {got_p} / {sorted(c['decode'])} are not the servers' {want_p} / {want_d}")
-        else:
-            want = sorted(f"http://{s.launch.node}:{s.result['config']['port']}" for s in servers)
-            if sorted(c["workers"]) != want:
-                out.append(f"router workers {sorted(c['workers'])} are not the servers' {want}")
+        elif sorted(c["workers"]) != sorted(url.values()):
+            out.append(f"router workers {sorted(c['workers'])} are not the servers' {sorted(url.values())}")
     return out
 
 
@@ -728,8 +741,6 @@ def judge(case: Case, installed_envs: dict[str, bool]) -> Row:
     row.details += [f"mismatch: {x}" for x in extra]
     row.shellcheck = len(case.shellcheck)
     row.details += [f"shellcheck {x}" for x in case.shellcheck]
-    if case.unjudged:
-        row.unjudged.append(f"{len(case.unjudged)} vllm-router line(s) (no parser installed)")
     if row.unjudged:
         row.note = "; ".join(filter(None, [row.note, "not judged: " + ", ".join(sorted(set(row.unjudged)))]))
     return row

@@ -2,7 +2,7 @@
 
 Usage: WORK/venv-<name>/bin/python benchmarks/emitcheck_worker.py KIND < jobs.json > results.json
 
-KIND is vllm, sglang, sglang-router, ray or k8s. Each job is {"id", "argv", "env", "gpu", "model_dir"}
+KIND is vllm, sglang, sglang-router, vllm-router, ray or k8s. Each job is {"id", "argv", "env", "gpu", "model_dir"}
 (``gpu``: {"name", "capability": [major, minor], "memory_bytes", "count"}; k8s jobs: {"id", "doc",
 "versions"}). For each job this prints {"id": ..., "status": "ok"|"rejected", "error": ..., "config":
 {...}}: the values the runtime's own parsing and validation ended up with, under the names
@@ -306,6 +306,23 @@ def router_job(job: dict) -> dict:
             "prometheus_port": r.prometheus_port, "policy": r.policy}
 
 
+def vllm_router_job(job: dict) -> dict:
+    """``vllm-router ...`` (vllm-project/router) as its console script runs it: ``parse_router_args`` (its
+    parser and ``RouterArgs.from_cli_args``), ``_validate_router_args`` and ``Router.from_args``, which
+    builds the Rust router's configuration (its own checks of URLs and policies) without starting it."""
+    import copy
+
+    from vllm_router.launch_router import parse_router_args
+    from vllm_router.router import Router
+
+    r = parse_router_args(job["argv"][1:])
+    r._validate_router_args()
+    Router.from_args(copy.deepcopy(r))  # from_args rewrites the fields it is given
+    return {"pd": bool(r.vllm_pd_disaggregation), "prefill": [list(x) for x in (r.prefill_urls or [])],
+            "decode": list(r.decode_urls or []), "workers": list(r.worker_urls or []), "port": r.port,
+            "prometheus_port": r.prometheus_port, "policy": r.policy}
+
+
 # -- Ray ------------------------------------------------------------------------------------------------
 
 def ray_job(job: dict) -> dict:
@@ -394,7 +411,8 @@ def k8s_job(job: dict) -> dict:
 # -- the loop -------------------------------------------------------------------------------------------
 
 KINDS = {"vllm": (vllm_setup, vllm_job), "sglang": (sglang_setup, sglang_job),
-         "sglang-router": (None, router_job), "ray": (None, ray_job), "k8s": (None, k8s_job)}
+         "sglang-router": (None, router_job), "vllm-router": (None, vllm_router_job),
+         "ray": (None, ray_job), "k8s": (None, k8s_job)}
 
 
 def run_job(fn, job: dict) -> dict:
