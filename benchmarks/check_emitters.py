@@ -656,7 +656,8 @@ def port_clashes(case: Case) -> list[str]:
         if not (j.result and j.result["status"] == "ok" and j.launch):
             continue
         for node, port, what in _bound_ports(j):
-            who = f"{j.launch.file} {shlex.join(j.launch.argv[:3])} ({what})"
+            own = j.result["config"].get("port")
+            who = f"{j.launch.file} {shlex.join(j.launch.argv[:3])}{f' --port {own}' if own else ''} ({what})"
             first = seen.setdefault((node, port), (j, who))
             if first[0] is not j:
                 out.append(f"port {port} on {node} bound by both {first[1]} and {who}")
