@@ -15,7 +15,9 @@ command to that runtime's own code in its own virtual environment (benchmarks/em
   * SGLang 0.5.23 (``python -m sglang.launch_server``): ``prepare_server_args`` (its parser) and
     ``ServerArgs.resolve_once`` (its resolution and validation pipeline, as the launcher runs it), with
     ``get_pp_indices`` for the layers per stage; sglang-router 0.3.2 (``launch_router``): its
-    ``parse_router_args``, and its backends must be the servers' parsed head nodes and ports;
+    ``parse_router_args``, and its backends must be the servers' parsed head nodes and ports; vllm-router
+    0.1.17 (``vllm-router``): its ``parse_router_args``, ``_validate_router_args`` and ``Router.from_args``
+    (the Rust router's configuration, not started), its workers the vLLM API servers' nodes and ports;
   * Ray 2.60.0 (``ray start``): the click command's own parsing (``make_context``);
   * Kubernetes: every document of every k8s-*.yaml against kubernetes-validate's schemas, the
     LeaderWorkerSet against a schema of its CRD (see emitcheck_worker.LWS_SCHEMA) whose pod templates
@@ -44,8 +46,11 @@ the emitted command): tensor, pipeline and data-parallel (attention-DP) sizes, e
 and size, max_num_seqs / max_running_requests, max_num_batched_tokens / chunked prefill size,
 gpu_memory_utilization / mem_fraction_static (within 0.01 below the plan's budget), KV cache dtype,
 the all2all backend the plan priced (DeepEP where experts span nodes), the layers each pipeline stage
-holds, the GPUs each process sees, and ports: every port a recorded process sets must be unique on its
-node. Each difference is one mismatch.
+holds, the GPUs each process sees, and ports: no two recorded processes may bind one port on one node.
+For SGLang that is every port its own code derives (the HTTP or, on node rank >= 1, health-check port,
+the dist-init port, and under attention DP the ZMQ ports ``PortArgs.init_new`` reserves and the
+worker-port handshake port; see emitcheck_worker._sglang_ports), for the others the ports their flags
+set. Each difference is one mismatch.
 
 Install the runtimes (large: torch and CUDA libraries; not part of the default test run), once:
 
@@ -57,8 +62,8 @@ which makes one virtual environment per release under the work dir (``--work``, 
 
     python benchmarks/check_emitters.py [--work DIR] [--only PLAN ...]
 
-Not judged, and said so in the table's note: ``vllm-router`` lines (no parser of it is installed) and
-documents kubernetes-validate has no schema for (the Gateway API HTTPRoute of k8s-route.yaml).
+Not judged, and said so in the table's note: documents kubernetes-validate has no schema for (the
+Gateway API HTTPRoute of k8s-route.yaml).
 
 It prints the table plan x target x version (commands checked, ok, rejected, mismatches) and exits 1 on
 any rejection, mismatch, shellcheck finding or runtime that is not installed (reported in the table
@@ -96,6 +101,7 @@ RUNTIMES = {
     "vllm-0.33.0": ["vllm==0.33.0", "ray==2.60.0"],
     "sglang-0.5.23": ["sglang==0.5.23"],
     "sglang-router-0.3.2": ["sglang-router==0.3.2"],
+    "vllm-router-0.1.17": ["vllm-router==0.1.17"],
     "ray-2.60.0": ["ray==2.60.0"],
     "kubernetes-validate": ["kubernetes-validate==1.37.0"],
 }
@@ -114,6 +120,8 @@ def program_env(argv: list[str], serving: str) -> str | None:
         return serving
     if argv[:3] in (["python", "-m", "sglang_router.launch_router"], ["python3", "-m", "sglang_router.launch_router"]):
         return "sglang-router-0.3.2"
+    if argv[:1] == ["vllm-router"]:
+        return "vllm-router-0.1.17"
     return None
 
 
@@ -161,6 +169,9 @@ PLANS: dict[str, object] = {
     "ds-v3-x4-adp1": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, attention_dp=1),
     "mixtral8x7b-adp8": dict(topology="dgx-h100x1", model="mixtral-8x7b", tpot_ms=50, attention_dp=8),
     "qwen3-235b-adp2": dict(topology="dgx-h100x1", model="qwen3-235b-a22b", attention_dp=2),
+    # four attention-DP servers on one node (issue 16 item 3: their derived ports must not overlap)
+    "mixtral8x7b-adp2-x4-sglang": dict(topology="dgx-h100x1", model="mixtral-8x7b", tpot_ms=50, attention_dp=2,
+                                       runtime="sglang"),
     "qwen3-30b-ep": dict(topology="dgx-h100x1", model="qwen3-30b-a3b", tpot_ms=30),
     "ds-v3-x4-sglang": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, runtime="sglang"),
     "mixtral8x22b-h200x2": dict(topology="hgx-h200x2", model="mixtral-8x22b", tpot_ms=60),
@@ -448,11 +459,10 @@ class Case:
     jobs: list[Job] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)   # mismatches found on the host side
     shellcheck: list[str] = field(default_factory=list)
-    unjudged: list[str] = field(default_factory=list)
 
 
 def _kind(env: str) -> str:
-    return "k8s" if env == "kubernetes-validate" else next(k for k in ("sglang-router", "sglang", "vllm", "ray")
+    return "k8s" if env == "kubernetes-validate" else next(k for k in ("sglang-router", "vllm-router", "sglang", "vllm", "ray")
                                                            if env.startswith(k))
 
 
@@ -509,8 +519,6 @@ def collect(case: Case, files: dict[str, str], work: Path, shim: Path) -> None:
     for launch in launches:
         env = program_env(launch.argv, case.serving_env)
         if env is None:
-            if launch.argv[0] == "vllm-router":
-                case.unjudged.append(shlex.join(launch.argv[:1]))
             continue
         kind = _kind(env)
         if kind in ("vllm", "sglang"):
@@ -574,7 +582,8 @@ def venv_python(work: Path, env: str) -> Path:
 
 def installed(work: Path, env: str) -> bool:
     """The venv exists and imports its runtime (checked once per run by the caller)."""
-    module = {"vllm": "vllm", "sglang": "sglang", "sglang-router": "sglang_router", "ray": "ray",
+    module = {"vllm": "vllm", "sglang": "sglang", "sglang-router": "sglang_router", "vllm-router": "vllm_router",
+              "ray": "ray",
               "k8s": "kubernetes_validate"}[_kind(env)]
     py = venv_python(work, env)
     return py.exists() and subprocess.run([str(py), "-c", f"import importlib.util as u, sys; "
@@ -616,43 +625,52 @@ def run_all(work: Path, cases: list[Case]) -> dict[str, bool]:
 
 # -- judging --------------------------------------------------------------------------------------------------
 
-def _bound_ports(job: Job) -> list[tuple[str, int]]:
-    """(node, port) of each TCP port a recorded process sets for itself to listen on."""
+def _bound_ports(job: Job) -> list[tuple[str, int, str]]:
+    """(node, port, what) of each TCP port a recorded process binds on its node: for SGLang every port its
+    own code derives from the arguments (emitcheck_worker._sglang_ports), for the others the ports their
+    flags set."""
     c, node = job.result["config"], job.launch.node
     if job.kind == "vllm":
-        out = [] if c["port"] is None else [(node, c["port"])]
+        out = [] if c["port"] is None else [(node, c["port"], "port")]
         # the RPC port is a TCP socket only when engines run on other nodes (one node: IPC)
         if c["dp_rpc_port"] and not c["headless"] and c["dp_local"] < c["dp"]:
-            out.append((node, c["dp_rpc_port"]))
+            out.append((node, c["dp_rpc_port"], "data-parallel RPC port"))
         return out
     if job.kind == "sglang":
-        out = [(node, c["port"])]
-        if c["node_rank"] == 0 and c["dist_init_addr"]:
-            out.append((node, int(c["dist_init_addr"].rsplit(":", 1)[1])))
-        if c["node_rank"] == 0 and c["disaggregation_mode"] == "prefill":
-            out.append((node, c["bootstrap_port"]))
-        return out
+        return [(node, int(port), what) for what, port in c["bound_ports"]]
     if job.kind == "ray" and job.result["config"]["head"]:
-        return [(node, c["port"])]
-    if job.kind == "sglang-router":
-        return [("(router)", c["port"]), ("(router)", c["prometheus_port"])]
+        return [(node, c["port"], "GCS port")]
+    if job.kind in ("sglang-router", "vllm-router"):
+        return [("(router)", c["port"], "port"), ("(router)", c["prometheus_port"], "prometheus port")]
     return []
 
 
 def port_clashes(case: Case) -> list[str]:
-    """Ports two processes of one launch set for themselves on one node (not for k8s: each pod has its IP)."""
+    """Ports two processes of one launch bind on one node (not for k8s: each pod has its own IP); a port
+    one process lists twice (SGLang's derived ranges may include its own --port) is not a clash."""
     if case.target == "k8s":
         return []
-    seen: dict[tuple[str, int], str] = {}
+    seen: dict[tuple[str, int], tuple[Job, str]] = {}
     out = []
     for j in case.jobs:
-        if j.result and j.result["status"] == "ok" and j.launch:
-            for key in _bound_ports(j):
-                who = f"{j.launch.file} {shlex.join(j.launch.argv[:3])}"
-                if key in seen:
-                    out.append(f"port {key[1]} on {key[0]} set by both {seen[key]} and {who}")
-                seen.setdefault(key, who)
+        if not (j.result and j.result["status"] == "ok" and j.launch):
+            continue
+        for node, port, what in _bound_ports(j):
+            own = j.result["config"].get("port")
+            who = f"{j.launch.file} {shlex.join(j.launch.argv[:3])}{f' --port {own}' if own else ''} ({what})"
+            first = seen.setdefault((node, port), (j, who))
+            if first[0] is not j:
+                out.append(f"port {port} on {node} bound by both {first[1]} and {who}")
     return out
+
+
+def _router_servers(case: Case, router: Job) -> list[Job]:
+    """The parsed serving processes a router fronts: SGLang's node-rank-0 servers for sglang-router,
+    vLLM's API servers (not headless) for vllm-router."""
+    ok = [j for j in case.jobs if j.result and j.result["status"] == "ok"]
+    if router.kind == "vllm-router":
+        return [j for j in ok if j.kind == "vllm" and j.result["config"]["port"] is not None]
+    return [j for j in ok if j.kind == "sglang" and j.result["config"]["node_rank"] == 0]
 
 
 def router_problems(case: Case) -> list[str]:
@@ -660,24 +678,22 @@ def router_problems(case: Case) -> list[str]:
     prefill server, its bootstrap port)."""
     if any(j.result is None for j in case.jobs):
         return []  # a runtime not installed: reported as such
-    routers = [j for j in case.jobs if j.kind == "sglang-router" and j.result and j.result["status"] == "ok"]
-    servers = [j for j in case.jobs if j.kind == "sglang" and j.result and j.result["status"] == "ok"
-               and j.result["config"]["node_rank"] == 0]
+    routers = [j for j in case.jobs if j.kind in ("sglang-router", "vllm-router") and j.result
+               and j.result["status"] == "ok"]
     out = []
     for r in routers:
-        c = r.result["config"]
+        c, servers = r.result["config"], _router_servers(case, r)
+        url = {id(s): f"http://{s.launch.node}:{s.result['config']['port']}" for s in servers}
         if c["pd"]:
-            want_p = sorted([f"http://{s.launch.node}:{s.result['config']['port']}", s.result["config"]["bootstrap_port"]]
-                            for s in servers if s.result["config"]["disaggregation_mode"] == "prefill")
-            want_d = sorted(f"http://{s.launch.node}:{s.result['config']['port']}" for s in servers
-                            if s.result["config"]["disaggregation_mode"] == "decode")
+            mode = {id(s): s.result["config"].get("disaggregation_mode") for s in servers}
+            want_p = sorted([url[id(s)], s.result["config"]["bootstrap_port"]] for s in servers
+                            if mode[id(s)] == "prefill")
+            want_d = sorted(url[id(s)] for s in servers if mode[id(s)] == "decode")
             got_p = sorted([u, int(b) if b is not None else None] for u, b in c["prefill"])
             if got_p != want_p or sorted(c["decode"]) != want_d:
                 out.append(f"router backends {got_p} / {sorted(c['decode'])} are not the servers' {want_p} / {want_d}")
-        else:
-            want = sorted(f"http://{s.launch.node}:{s.result['config']['port']}" for s in servers)
-            if sorted(c["workers"]) != want:
-                out.append(f"router workers {sorted(c['workers'])} are not the servers' {want}")
+        elif sorted(c["workers"]) != sorted(url.values()):
+            out.append(f"router workers {sorted(c['workers'])} are not the servers' {sorted(url.values())}")
     return out
 
 
@@ -726,8 +742,6 @@ def judge(case: Case, installed_envs: dict[str, bool]) -> Row:
     row.details += [f"mismatch: {x}" for x in extra]
     row.shellcheck = len(case.shellcheck)
     row.details += [f"shellcheck {x}" for x in case.shellcheck]
-    if case.unjudged:
-        row.unjudged.append(f"{len(case.unjudged)} vllm-router line(s) (no parser installed)")
     if row.unjudged:
         row.note = "; ".join(filter(None, [row.note, "not judged: " + ", ".join(sorted(set(row.unjudged)))]))
     return row

@@ -2,7 +2,7 @@
 
 Usage: WORK/venv-<name>/bin/python benchmarks/emitcheck_worker.py KIND < jobs.json > results.json
 
-KIND is vllm, sglang, sglang-router, ray or k8s. Each job is {"id", "argv", "env", "gpu", "model_dir"}
+KIND is vllm, sglang, sglang-router, vllm-router, ray or k8s. Each job is {"id", "argv", "env", "gpu", "model_dir"}
 (``gpu``: {"name", "capability": [major, minor], "memory_bytes", "count"}; k8s jobs: {"id", "doc",
 "versions"}). For each job this prints {"id": ..., "status": "ok"|"rejected", "error": ..., "config":
 {...}}: the values the runtime's own parsing and validation ended up with, under the names
@@ -206,7 +206,8 @@ def sglang_job(job: dict) -> dict:
     ``ServerArgs(...)`` whose ``__post_init__`` resolves and checks the arguments."""
     from sglang.srt.server_args import prepare_server_args
 
-    a = _sglang_resolved(prepare_server_args(_replace_model(job["argv"], "--model-path", job["model_dir"])[3:]))
+    args = prepare_server_args(_replace_model(job["argv"], "--model-path", job["model_dir"])[3:])
+    a = _sglang_resolved(args)
     attn_dp = getattr(a, "attn_dp_size", None) or (a.dp_size if a.enable_dp_attention else 1)
     return {
         "tp": a.tp_size, "pp": a.pp_size, "dp": attn_dp, "ep": a.ep_size,
@@ -217,7 +218,59 @@ def sglang_job(job: dict) -> dict:
         "disaggregation_mode": a.disaggregation_mode, "bootstrap_port": a.disaggregation_bootstrap_port,
         "nnodes": a.nnodes, "node_rank": a.node_rank, "dist_init_addr": a.dist_init_addr,
         "pp_layers": _sglang_pp_layers(a.pp_size, job.get("layers")),
+        "bound_ports": _sglang_ports(args, a),
     }
+
+
+def _sglang_ports(args, a) -> list[list]:
+    """[name, port] of every TCP port this process binds (or needs free) on its own node, as SGLang
+    0.5.23 derives them from its arguments:
+
+    * ``--port``: the HTTP server of node rank 0, and on node rank >= 1 the stand-in health-check server
+      (``Engine._launch_subprocesses`` -> ``launch_dummy_health_check_server(host, port)``);
+    * node rank 0 with ``--dist-init-addr``: its port (torch.distributed's TCPStore);
+    * node rank 0 of a prefill server: the disaggregation bootstrap port;
+    * node rank 0 under attention DP: every port ``PortArgs.init_new`` checks with
+      ``wait_port_available`` before the ZMQ sockets bind them (base = dist-init port + 1, or
+      ``--port + ZMQ_TCP_PORT_DELTA`` + 1 on one node without ``--dist-init-addr``), and the worker-port
+      handshake socket ``DataParallelController._broadcast_worker_ports`` binds at
+      ``--port`` (or the dist-init port) ``+ DP_ATTENTION_HANDSHAKE_PORT_DELTA``.
+    ``init_new`` runs with its probes replaced by a recorder (nothing is bound here); the NCCL port it
+    would pick from the free ports below the ephemeral range is random, so it is not reported."""
+    out = [["port" if a.node_rank == 0 else "health-check port", a.port]]
+    if a.node_rank != 0:
+        return out
+    if a.dist_init_addr:
+        out.append(["dist-init port", int(a.dist_init_addr.rsplit(":", 1)[1])])
+    if a.disaggregation_mode == "prefill":
+        out.append(["bootstrap port", a.disaggregation_bootstrap_port])
+    attn_dp = getattr(a, "attn_dp_size", None) or (a.dp_size if a.enable_dp_attention else 1)
+    if attn_dp > 1:
+        out += _sglang_port_args_ports(args)
+        out.append(["dp handshake port", _sglang_handshake_port(a)])
+    return out
+
+
+def _sglang_port_args_ports(args) -> list[list]:
+    """The ports ``PortArgs.init_new(args)`` waits to be free (and then binds), recorded, not probed."""
+    import sglang.srt.server_args as sa
+
+    seen: list[list] = []
+    probes = (sa.wait_port_available, sa.get_free_port_below_ephemeral)
+    sa.wait_port_available = lambda port, name, *rest, **kw: seen.append([name, port])
+    sa.get_free_port_below_ephemeral = lambda *rest, **kw: None
+    try:
+        sa.PortArgs.init_new(args)
+    finally:
+        sa.wait_port_available, sa.get_free_port_below_ephemeral = probes
+    return [[name, int(port)] for name, port in seen if name != "nccl_port"]
+
+
+def _sglang_handshake_port(a) -> int:
+    from sglang.srt.server_args import DP_ATTENTION_HANDSHAKE_PORT_DELTA
+
+    base = int(a.dist_init_addr.rsplit(":", 1)[1]) if a.dist_init_addr else a.port
+    return base + DP_ATTENTION_HANDSHAKE_PORT_DELTA
 
 
 def _sglang_resolved(args):
@@ -249,6 +302,23 @@ def router_job(job: dict) -> dict:
 
     r = parse_router_args(job["argv"][3:])
     return {"pd": bool(r.pd_disaggregation), "prefill": [list(x) for x in (r.prefill_urls or [])],
+            "decode": list(r.decode_urls or []), "workers": list(r.worker_urls or []), "port": r.port,
+            "prometheus_port": r.prometheus_port, "policy": r.policy}
+
+
+def vllm_router_job(job: dict) -> dict:
+    """``vllm-router ...`` (vllm-project/router) as its console script runs it: ``parse_router_args`` (its
+    parser and ``RouterArgs.from_cli_args``), ``_validate_router_args`` and ``Router.from_args``, which
+    builds the Rust router's configuration (its own checks of URLs and policies) without starting it."""
+    import copy
+
+    from vllm_router.launch_router import parse_router_args
+    from vllm_router.router import Router
+
+    r = parse_router_args(job["argv"][1:])
+    r._validate_router_args()
+    Router.from_args(copy.deepcopy(r))  # from_args rewrites the fields it is given
+    return {"pd": bool(r.vllm_pd_disaggregation), "prefill": [list(x) for x in (r.prefill_urls or [])],
             "decode": list(r.decode_urls or []), "workers": list(r.worker_urls or []), "port": r.port,
             "prometheus_port": r.prometheus_port, "policy": r.policy}
 
@@ -341,7 +411,8 @@ def k8s_job(job: dict) -> dict:
 # -- the loop -------------------------------------------------------------------------------------------
 
 KINDS = {"vllm": (vllm_setup, vllm_job), "sglang": (sglang_setup, sglang_job),
-         "sglang-router": (None, router_job), "ray": (None, ray_job), "k8s": (None, k8s_job)}
+         "sglang-router": (None, router_job), "vllm-router": (None, vllm_router_job),
+         "ray": (None, ray_job), "k8s": (None, k8s_job)}
 
 
 def run_job(fn, job: dict) -> dict:

@@ -53,3 +53,70 @@ def test_a_config_that_differs_from_the_plan_is_counted(plan):
 
 def test_at_least_twenty_plans():
     assert len(ce.PLANS) >= 20
+
+
+def _job(case, kind, node, config, file="sglang-g0.sh"):
+    argv = ["python", "-m", "sglang.launch_server"] if kind == "sglang" else ["vllm", "serve", "m"]
+    launch = ce.Launch(file, node, argv, {})
+    job = ce.Job(case, "env", kind, {}, launch=launch, result={"status": "ok", "config": config})
+    case.jobs.append(job)
+    return job
+
+
+def _sglang(port, node_rank=0, zmq_base=None):
+    """A SGLang result as emitcheck_worker._sglang_ports reports it (attention DP on one node without
+    --dist-init-addr: PortArgs.init_new reserves --port + 233 and the five ports after it)."""
+    bound = [["port" if node_rank == 0 else "health-check port", port]]
+    if zmq_base is not None:
+        bound += [[f"zmq {i}", zmq_base + i] for i in range(6)] + [["dp handshake port", port + 13]]
+    return {"bound_ports": bound, "port": port, "node_rank": node_rank}
+
+
+def test_port_clashes_of_sglang_derived_ports(plan):
+    """Issue 16 item 3: two attention-DP servers on one node at --port 30000 and 30001 both reserve
+    30234-30238 (each its own --port + 233 onwards), and a node-rank-1 process's health-check server binds
+    --port where another group's head serves; a port one process lists twice, other nodes and k8s pods
+    (each its own IP) are no clash."""
+    case = ce.Case("p", plan, "sglang", "0.5.23", "sglang-0.5.23")
+    _job(case, "sglang", "n0", _sglang(30000, zmq_base=30233))
+    _job(case, "sglang", "n0", _sglang(30001, zmq_base=30234))
+    clashes = ce.port_clashes(case)
+    assert sorted(int(c.split()[1]) for c in clashes) == list(range(30234, 30239))
+    assert all("bound by both" in c and " on n0 " in c for c in clashes)
+
+    apart = ce.Case("p", plan, "sglang", "0.5.23", "sglang-0.5.23")
+    _job(apart, "sglang", "n0", _sglang(30000, zmq_base=30233))
+    _job(apart, "sglang", "n0", _sglang(30007, zmq_base=30240))
+    _job(apart, "sglang", "n1", _sglang(30000, zmq_base=30233))
+    twice = _job(apart, "sglang", "n2", _sglang(30000))
+    twice.result["config"]["bound_ports"].append(["dist-init port", 30000])
+    assert ce.port_clashes(apart) == []
+
+    _job(apart, "sglang", "n1", _sglang(30007, node_rank=1), file="sglang-g1.sh")
+    _job(apart, "sglang", "n2", _sglang(30000, node_rank=1), file="sglang-g1.sh")
+    (clash,) = ce.port_clashes(apart)
+    assert clash.startswith("port 30000 on n2") and "health-check port" in clash
+
+    pods = ce.Case("p", plan, "k8s", "0.33.0", "vllm-0.33.0")
+    _job(pods, "sglang", "n0", _sglang(30000, zmq_base=30233))
+    _job(pods, "sglang", "n0", _sglang(30001, zmq_base=30234))
+    assert ce.port_clashes(pods) == []
+
+
+def test_vllm_router_workers_must_be_the_api_servers(plan):
+    """A vllm-router line is judged like sglang-router's: its parsed workers must be exactly the vLLM API
+    servers' nodes and ports (a headless engine serves no HTTP)."""
+    def case_with(workers):
+        case = ce.Case("p", plan, "vllm", "0.33.0", "vllm-0.33.0")
+        for node, port, headless in (("n0", 8000, False), ("n0", 8001, False), ("n1", None, True)):
+            _job(case, "vllm", node, {"port": port, "headless": headless, "dp_rpc_port": None}, file="vllm-g0.sh")
+        router = ce.Job(case, "vllm-router-0.1.17", "vllm-router", {}, launch=ce.Launch("vllm-router.sh", "", [], {}),
+                        result={"status": "ok", "config": {"pd": False, "workers": workers, "port": 8080,
+                                                           "prometheus_port": 29000}})
+        case.jobs.append(router)
+        return case
+
+    assert ce.router_problems(case_with(["http://n0:8001", "http://n0:8000"])) == []
+    (bad,) = ce.router_problems(case_with(["http://n0:8000", "http://n1:8000"]))
+    assert "are not the servers'" in bad
+    assert ce.program_env(["vllm-router", "--worker-urls", "http://n0:8000"], "vllm-0.33.0") == "vllm-router-0.1.17"
