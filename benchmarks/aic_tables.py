@@ -28,9 +28,12 @@ def data_root() -> Path | None:
     return Path(aiconfigurator_core.__file__).parent / "systems" / "data"
 
 
-def run(doc: str, out: Path, header: Sequence[str], rows: Callable[[Path], list[list]],
+def run(doc: str, out: Path, header: Sequence[str], rows: Callable[[Path], list[list] | dict[str, list[list]]],
         argv: Sequence[str] | None = None) -> int:
-    """Parse ``--write``, derive the rows and print the CSV or replace ``out``; exit 2 without the peer."""
+    """Parse ``--write``, derive the rows and print the CSV or replace ``out``; exit 2 without the peer.
+
+    ``rows`` gives one file's rows (``out`` is that file), or {file name: rows} for one file per
+    name in the folder ``out``; printed, each of those is headed by ``# <name>``."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--write", action="store_true", help=f"replace {out.name}")
     args = ap.parse_args(argv)
@@ -38,12 +41,17 @@ def run(doc: str, out: Path, header: Sequence[str], rows: Callable[[Path], list[
     if root is None:
         print("needs aiconfigurator (pip install '.[peer]')", file=sys.stderr)
         return 2
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows(root))
-    if args.write:
-        out.write_text(buf.getvalue(), encoding="utf-8")
-    else:
-        sys.stdout.write(buf.getvalue())
+    derived = rows(root)
+    files = derived if isinstance(derived, dict) else {out.name: derived}
+    folder = out if isinstance(derived, dict) else out.parent
+    for name, body in sorted(files.items()):
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(body)
+        if args.write:
+            folder.mkdir(exist_ok=True)
+            (folder / name).write_text(buf.getvalue(), encoding="utf-8")
+        else:
+            sys.stdout.write(f"# {name}\n{buf.getvalue()}" if isinstance(derived, dict) else buf.getvalue())
     return 0

@@ -13,9 +13,7 @@ engine (``pip install '.[peer]'``, best in its own virtual environment). Nothing
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import io
+import re
 import sys
 from pathlib import Path
 
@@ -31,7 +29,6 @@ HEADER = ["runtime", "runtime_version", "dtype", "n", "k"] + [f"us_m{m}" for m i
 
 def _version_key(v: str) -> tuple:
     """1.3.0rc23 > 1.3.0rc20 > 1.0.0; 0.5.14 > 0.5.6.post2."""
-    import re
     return tuple(int(x) for x in re.findall(r"\d+", v))
 
 
@@ -46,7 +43,7 @@ def _newest(data_root: Path) -> dict[tuple[str, str], Path]:
 
 
 def rows(data_root: Path) -> dict[str, list[list]]:
-    """Catalog GPU name -> its CSV rows."""
+    """File name (``<GPU>.csv``) -> its CSV rows."""
     import pandas as pd  # the peer's own dependency
 
     out: dict[str, list[list]] = {}
@@ -61,30 +58,13 @@ def rows(data_root: Path) -> dict[str, list[list]]:
             for (n, k), lat in grid[list(M_GRID)].iterrows():
                 if lat.isna().any():
                     continue
-                out.setdefault(SYSTEMS[system], []).append(
+                out.setdefault(f"{SYSTEMS[system]}.csv", []).append(
                     [runtime, f.parent.name, FORMATS[fmt], int(n), int(k)] + [f"{float(x) * 1e3:.4g}" for x in lat])
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--write", action="store_true", help=f"replace the files in {OUT}")
-    args = ap.parse_args(argv)
-    root = aic_tables.data_root()
-    if root is None:
-        print("needs aiconfigurator (pip install '.[peer]')", file=sys.stderr)
-        return 2
-    for gpu, body in sorted(rows(root).items()):
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(HEADER)
-        w.writerows(body)
-        if args.write:
-            OUT.mkdir(exist_ok=True)
-            (OUT / f"{gpu}.csv").write_text(buf.getvalue(), encoding="utf-8")
-        else:
-            sys.stdout.write(f"# {gpu}.csv\n{buf.getvalue()}")
-    return 0
+    return aic_tables.run(__doc__, OUT, HEADER, rows, argv)
 
 
 if __name__ == "__main__":
