@@ -13,16 +13,13 @@ from typing import Any
 
 from costmodels import calibration as cal
 from costmodels.comm import allgather_s, allreduce_s, alltoall_s
-from costmodels.dense_gemm import dense_layers_s, lm_head_s
+from costmodels.dense_gemm import KERNEL_FORMAT, dense_layers_s, lm_head_s
 from costmodels.hardware import GPU, fp4_matmul_share
 from costmodels.memory import replicated_kv_params_per_layer
 from costmodels.models import ModelSpec
 from costmodels.moe_measured import measured_moe_layer_s
 from costmodels.units import dtype_bytes, weight_storage_bytes
 from topologies.graph import Link
-
-#: Weight formats priced with another format's measured MoE table: FP16 runs the BF16 kernels.
-_MEASURED_FORMAT = {"fp16": "bf16"}
 
 ACT_BYTES = 2.0  # activations travel in 16 bit
 
@@ -139,15 +136,7 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     # attention group's tokens, and routed experts, whose GEMMs see only the tokens routed
     # to each expert, from every group.
     linear_s = 0.0
-    # The stage's layers of each kind (``ModelSpec.mlp_kinds``: routed experts or a dense MLP, in
-    # the model's pattern) times that kind's dense parameters, computed once rather than per layer
-    # (a search calls this function thousands of times). The counts are integers, so the product
-    # is the same number the layer-by-layer sum gave.
     moe_layers = model.moe_layers_in(stage.layer_start, stage.layer_count)
-    moe_layer_dense = model.attention_params_per_layer() + model.shared_expert_params()
-    dense_layer_dense = model.attention_params_per_layer() + model.dense_mlp_params()
-    dense_params = float(moe_layers * moe_layer_dense + (stage.layer_count - moe_layers) * dense_layer_dense)
-    dense_params = dense_params / at + stage.layer_count * replicated_kv_params_per_layer(model, at)
     # Measured GEMM latencies at the projections' own shapes where a table covers the GPU and
     # format (costmodels.dense_gemm); else the layer's FLOPs at the m-curve, or its weight reads.
     measured_dense = dense_layers_s(model, gpu=gpu.name, runtime=runtime, weight_dtype=weight_dtype, at=at,
@@ -156,6 +145,14 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     if measured_dense is not None:
         linear_s += steps * measured_dense
     else:
+        # The stage's layers of each kind (``ModelSpec.mlp_kinds``: routed experts or a dense MLP,
+        # in the model's pattern) times that kind's dense parameters, computed once rather than per
+        # layer (a search calls this function thousands of times). The counts are integers, so the
+        # product is the same number the layer-by-layer sum gave.
+        moe_layer_dense = model.attention_params_per_layer() + model.shared_expert_params()
+        dense_layer_dense = model.attention_params_per_layer() + model.dense_mlp_params()
+        dense_params = float(moe_layers * moe_layer_dense + (stage.layer_count - moe_layers) * dense_layer_dense)
+        dense_params = dense_params / at + stage.layer_count * replicated_kv_params_per_layer(model, at)
         flops = 2 * group_tokens * dense_params
         linear_s += max(flops / (peak * matmul_efficiency(group_per_step)), steps * dense_params * b_w / hbm)
     load = 1.0
@@ -178,7 +175,7 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         # expert shape and split (costmodels.moe_measured), at the busiest rank's tokens;
         # else the expert GEMMs priced from their FLOPs and weight reads.
         measured = measured_moe_layer_s(model, gpu=gpu.name, runtime=runtime,
-                                        weight_dtype=_MEASURED_FORMAT.get(weight_dtype, weight_dtype),
+                                        weight_dtype=KERNEL_FORMAT.get(weight_dtype, weight_dtype),
                                         moe_tp=tp // ep, moe_ep=ep, tokens=tok_per_step * load)
         if measured is not None:
             linear_s += moe_layers * steps * measured

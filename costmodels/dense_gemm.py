@@ -23,10 +23,12 @@ import math
 from functools import cache, lru_cache
 from importlib import resources
 
+from costmodels.hardware import gpu_name_or_none
 from costmodels.models import ModelSpec
 
-#: Weight formats whose GEMMs run another format's kernels: FP16 as BF16.
-_FORMAT = {"fp16": "bf16"}
+#: Weight formats whose GEMMs run another format's kernels, for every measured table (dense GEMMs
+#: here, MoE layers in costmodels.moe_measured): FP16 as BF16.
+KERNEL_FORMAT: dict[str, str] = {"fp16": "bf16"}
 #: Where a runtime has no table of its own for a GPU, the GEMM libraries of the others (cuBLAS,
 #: CUTLASS) are the nearest measurement, in this order.
 _RUNTIME_ORDER = ("trtllm", "vllm", "sglang")
@@ -111,8 +113,6 @@ def _bracket(xs: tuple[float, ...], x: float) -> tuple[float, float, float]:
 def _shipped() -> dict[str, str]:
     """Catalog GPU name -> the stem of its shipped file (the files are named as the tables name
     their GPUs; an alias such as "B300" resolves to the catalog's "B300-288GB")."""
-    from costmodels.hardware import gpu_name_or_none
-
     folder = resources.files("costmodels") / "data" / "dense_gemm"
     stems = sorted(f.name.removesuffix(".csv") for f in folder.iterdir() if f.name.endswith(".csv"))
     return {gpu_name_or_none(stem) or stem: stem for stem in stems}
@@ -148,7 +148,7 @@ def _table(gpu: str, runtime: str, dtype: str) -> Table | None:
 
 def table_for(gpu: str, runtime: str, weight_dtype: str) -> Table | None:
     """The runtime's own table for the GPU and format, else another runtime's, else None."""
-    fmt = _FORMAT.get(weight_dtype, weight_dtype)
+    fmt = KERNEL_FORMAT.get(weight_dtype, weight_dtype)
     for rt in (runtime, *_RUNTIME_ORDER):
         t = _table(gpu, rt, fmt)
         if t is not None:
