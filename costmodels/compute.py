@@ -13,6 +13,7 @@ from typing import Any
 
 from costmodels import calibration as cal
 from costmodels.comm import allgather_s, allreduce_s, alltoall_s
+from costmodels.decode_attention import decode_attention_s
 from costmodels.dense_gemm import KERNEL_FORMAT, dense_layers_s, lm_head_s
 from costmodels.hardware import GPU, fp4_matmul_share
 from costmodels.memory import replicated_kv_params_per_layer
@@ -211,14 +212,28 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         prefill_flop_per_ctx = decode_flop_per_ctx = 4 * heads_per_gpu * model.head_dim
     n_layers = stage.layer_count
     g_decode = decode_tokens / dp
-    attn_flops = n_layers * (prefill_flop_per_ctx * g_prefill * prefill_context
-                             + decode_flop_per_ctx * g_decode * decode_context)
+    prompt_flops = n_layers * prefill_flop_per_ctx * g_prefill * prefill_context
+    decode_flops = n_layers * decode_flop_per_ctx * g_decode * decode_context
+    prompt_compute_s = prompt_flops / (gpu.bf16_flop_per_s * cal.ATTENTION_EFFICIENCY)
+    attn_compute_s = prompt_compute_s + decode_flops / (gpu.bf16_flop_per_s * cal.DECODE_ATTENTION_EFFICIENCY)
     kv_token_bytes = model.kv_elements_per_token_per_layer(at) * dtype_bytes(kv_dtype)
-    decode_kv_tokens = g_decode * model.kv_tokens_stored(int(decode_context), n_layers) if g_decode else 0.0
     # Decode reads each sequence's cache; every new token's K and V is written once. Prompt
     # attention works on tiles in on-chip memory, so its HBM traffic is the write.
+    decode_kv_tokens = g_decode * model.kv_tokens_stored(int(decode_context), n_layers) if g_decode else 0.0
     kv_bytes = (decode_kv_tokens + group_tokens * n_layers) * kv_token_bytes
-    attention_s = max(attn_flops / (gpu.bf16_flop_per_s * cal.ATTENTION_EFFICIENCY), kv_bytes / hbm)
+    attention_s = max(attn_compute_s, kv_bytes / hbm)
+    # Decode attention is never faster than the runtime's measured kernel (costmodels.decode_attention):
+    # at small batches the kernels reach far less than HBM bandwidth and pay a floor per call. The
+    # roofline above stays a bound the table cannot undercut: the tables were measured on one
+    # sequence set, which the GPU's L2 holds for small shapes (L40S and RTX PRO 6000 tables reach
+    # 1.4-3x their HBM bandwidth), while a served batch's cache streams from HBM.
+    measured_decode = decode_attention_s(model, gpu=gpu.name, runtime=runtime, kv_dtype=kv_dtype, at=at,
+                                         sequences=g_decode / steps, context=decode_context,
+                                         layers=n_layers) if g_decode else None
+    if measured_decode is not None:
+        prompt_s = max(prompt_compute_s, g_prefill * n_layers * kv_token_bytes / hbm)
+        decode_bytes = (decode_kv_tokens + g_decode * n_layers) * kv_token_bytes
+        attention_s = max(attention_s, prompt_s + max(steps * measured_decode, decode_bytes / hbm))
 
     # Communication. Without attention DP every rank holds every token: two all-reduces per
     # layer across the stage (an MoE layer's experts, EP or not, are combined by the second

@@ -54,7 +54,7 @@ def small() -> Plan:
 
 @pytest.fixture(scope="module")
 def pools() -> Plan:
-    p = _plan(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40, runtime="sglang",
+    p = _plan(topology="dgx-h100x2", model="llama-3.1-70b", isl=4096, osl=256, tpot_ms=40, runtime="sglang",
               disaggregation="only")
     assert {g.role for g in p.replica_groups} == {"prefill", "decode"}
     return p

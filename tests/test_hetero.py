@@ -48,7 +48,8 @@ def test_mixed_plan_uses_both_types_and_at_least_the_parts(model, kw):
     parts = [api.search(topology=_only("mixed-h100x2-a100x2", g), **args) for g in (H100, A100)]
     used = {x for g in both.replica_groups for x in (g.stage_gpus or [g.gpu])}
     assert used == {H100, A100}
-    assert both.totals.output_tokens_per_s >= sum(p.totals.output_tokens_per_s for p in parts) * (1 - 1e-6)
+    # plan totals are rounded to 0.1 token/s, so the parts' sum may carry up to 0.05 per part more
+    assert both.totals.output_tokens_per_s >= sum(p.totals.output_tokens_per_s for p in parts) - 0.05 * len(parts)
 
 
 def test_a_pipeline_across_types_serves_what_neither_part_can():

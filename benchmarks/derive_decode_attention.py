@@ -1,0 +1,77 @@
+"""Derive costmodels/data/decode_attention/<GPU>.csv from AIConfigurator's measured decode-attention tables.
+
+    python benchmarks/derive_decode_attention.py [--write]
+
+AIConfigurator (PyPI ``aiconfigurator``, NVIDIA's configurator; the ``peer`` extra) ships the
+measured latency of one decode-attention call (one layer, one new token per sequence) per GPU
+system, runtime and runtime version, over batch size, query heads, KV heads, head size, KV-cache
+format and context length. Measured on H100 under TensorRT-LLM, the latency depends on the batch and
+the KV heads almost only through their product, the number of (sequence, KV head) pairs the kernel
+splits over its SMs: 8 query / 1 KV heads at batch 64, 16/2 at 32, 32/4 at 16 and 64/8 at 8 all
+take 43-44 us at 2,048 tokens of context. So for each (GPU, runtime, KV format, head size, query
+heads per KV head) this keeps the newest runtime version's table and writes one CSV row per
+context length with the latency in microseconds at every power-of-two count of pairs
+(``us_u<pairs>``; the median over the measured shapes giving that count, blank where none was
+measured). Full attention only (no sliding window), head sizes 64, 128 and 256 (MLA has its own
+kernels), KV-head counts that are powers of two. One file per GPU. ``costmodels/attention.py``
+prices decode attention from it. Needs ``aiconfigurator`` and pandas with a parquet engine
+(``pip install '.[peer]'``, best in its own virtual environment). Nothing is fitted.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import aic_tables  # noqa: E402
+from aic_tables import SYSTEMS  # noqa: E402
+from derive_dense_gemm import _version_key  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[1] / "costmodels" / "data" / "decode_attention"
+#: (sequence, KV head) pairs per call: the columns of every file
+UNITS = tuple(2 ** i for i in range(18))
+HEAD_DIMS = (64, 128, 256)
+KV_FORMATS = {"bfloat16": "bf16", "fp8": "fp8"}
+HEADER = ["runtime", "runtime_version", "kv_dtype", "head_dim", "q_per_kv", "context"] + [f"us_u{u}" for u in UNITS]
+
+
+def _newest(data_root: Path) -> dict[tuple[str, str], Path]:
+    best: dict[tuple[str, str], Path] = {}
+    for f in sorted(data_root.glob("*/attention/*/*/generation_attention_perf.parquet")):
+        system, _, runtime, version = f.relative_to(data_root).parts[:4]
+        if system in SYSTEMS and ((system, runtime) not in best
+                                  or _version_key(version) > _version_key(best[(system, runtime)].parent.name)):
+            best[(system, runtime)] = f
+    return best
+
+
+def rows(data_root: Path) -> dict[str, list[list]]:
+    """File name (``<GPU>.csv``) -> its CSV rows."""
+    import pandas as pd  # the peer's own dependency
+
+    out: dict[str, list[list]] = {}
+    for (system, runtime), f in sorted(_newest(data_root).items()):
+        d = pd.read_parquet(f)
+        if "window_size" in d:
+            d = d[d.window_size == 0]
+        kv = d.num_key_value_heads
+        d = d[d.head_dim.isin(HEAD_DIMS) & d.kv_cache_dtype.isin(KV_FORMATS) & (d.beam_width == 1)
+              & ((kv & (kv - 1)) == 0) & (d.num_heads % kv == 0)]
+        d = d.assign(q_per_kv=d.num_heads // kv, units=d.batch_size * kv, context=d.isl + d.step)
+        d = d[d.units.isin(UNITS)]
+        # one latency per measured shape (the minimum of repeats), then the median over shapes
+        per_shape = d.groupby(["kv_cache_dtype", "head_dim", "q_per_kv", "context", "units", "batch_size"]).latency.min()
+        grid = per_shape.groupby(["kv_cache_dtype", "head_dim", "q_per_kv", "context", "units"]).median().unstack("units")
+        for (kvd, hd, ratio, ctx), lat in grid.iterrows():
+            out.setdefault(f"{SYSTEMS[system]}.csv", []).append(
+                [runtime, f.parent.name, KV_FORMATS[kvd], int(hd), int(ratio), int(ctx)]
+                + ["" if pd.isna(lat.get(u)) else f"{float(lat[u]) * 1e3:.4g}" for u in UNITS])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    return aic_tables.run(__doc__, OUT, HEADER, rows, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
