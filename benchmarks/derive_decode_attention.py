@@ -35,9 +35,10 @@ KV_FORMATS = {"bfloat16": "bf16", "fp8": "fp8"}
 HEADER = ["runtime", "runtime_version", "kv_dtype", "head_dim", "q_per_kv", "context"] + [f"us_u{u}" for u in UNITS]
 
 
-def _newest(data_root: Path) -> dict[tuple[str, str], Path]:
+def newest(data_root: Path, table: str) -> dict[tuple[str, str], Path]:
+    """(system, runtime) -> the newest runtime version's ``attention/.../<table>`` file."""
     best: dict[tuple[str, str], Path] = {}
-    for f in sorted(data_root.glob("*/attention/*/*/generation_attention_perf.parquet")):
+    for f in sorted(data_root.glob(f"*/attention/*/*/{table}")):
         system, _, runtime, version = f.relative_to(data_root).parts[:4]
         if system in SYSTEMS and ((system, runtime) not in best
                                   or _version_key(version) > _version_key(best[(system, runtime)].parent.name)):
@@ -50,7 +51,7 @@ def rows(data_root: Path) -> dict[str, list[list]]:
     import pandas as pd  # the peer's own dependency
 
     out: dict[str, list[list]] = {}
-    for (system, runtime), f in sorted(_newest(data_root).items()):
+    for (system, runtime), f in sorted(newest(data_root, "generation_attention_perf.parquet").items()):
         d = pd.read_parquet(f)
         if "window_size" in d:
             d = d[d.window_size == 0]

@@ -46,28 +46,28 @@ MAX_BATCH_SIZE = 2048
 #: MI300X, ...), weight-only INT4/INT8, MLA projections and the analytic expert GEMMs.
 #: [fitted] Share of peak dense tensor-core throughput large 16-bit GEMMs reach
 #: (bounds 0.30-0.90; cuBLAS reaches 70-80 % of dense peak on large Hopper/Ampere GEMMs).
-MATMUL_EFFICIENCY_MAX = 0.6530
+MATMUL_EFFICIENCY_MAX = 0.7094
 
-#: [fitted, on its upper bound 1.0] Share of the 16-bit GEMM efficiency reached when GEMMs run in
+#: [fitted, near its upper bound 1.0] Share of the 16-bit GEMM efficiency reached when GEMMs run in
 #: FP8/INT8/FP4 (bounds 0.40-1.00): the doubled tensor rate meets the same SM data paths, scaling
-#: and epilogues, so a smaller share of the datasheet peak is reached. On its bound since the
+#: and epilogues, so a smaller share of the datasheet peak is reached. Near its bound since the
 #: measured tables took over the FP8 and FP4 GEMMs they cover.
-LOW_PRECISION_MATMUL_EFFICIENCY = 0.9886
+LOW_PRECISION_MATMUL_EFFICIENCY = 0.9813
 
 #: [fitted] GEMM rows (tokens) at which the efficiency reaches half its maximum (bounds
 #: 1-512): below one tile of rows (64-128 on Hopper) tensor cores idle.
 #: efficiency(m) = max * m / (m + M_HALF).
-MATMUL_M_HALF_TOKENS = 86.95
+MATMUL_M_HALF_TOKENS = 91.42
 
 #: [fitted] Share of peak HBM bandwidth a streaming read reaches (bounds 0.50-0.92; H100
 #: SXM copy/STREAM-style tests reach about 2.6-2.9 of 3.35 TB/s).
-HBM_EFFICIENCY = 0.8538
+HBM_EFFICIENCY = 0.8215
 
 #: [fitted] Share of peak tensor throughput prompt (prefill) attention kernels (FlashAttention-2/3,
-#: TensorRT-LLM's FMHA) reach at the step's head counts and chunk sizes (bounds 0.10-0.75).
-#: Decode attention has its own figures: measured kernels (costmodels.decode_attention) and
-#: ``DECODE_ATTENTION_EFFICIENCY``.
-ATTENTION_EFFICIENCY = 0.2715
+#: TensorRT-LLM's FMHA) reach at the step's head counts and chunk sizes (bounds 0.10-0.75), where no
+#: measured table covers the GPU (costmodels.attention_tables prices the rest). Decode attention
+#: has its own figures: measured kernels and ``DECODE_ATTENTION_EFFICIENCY``.
+ATTENTION_EFFICIENCY = 0.1406
 
 #: [measured, not fitted] Share of peak tensor throughput a compute-bound decode attention kernel
 #: reaches: FlashMLA (DeepSeek's MLA decode kernel) measured up to 660 TFLOPS on H800 SXM5, whose dense
@@ -76,12 +76,13 @@ ATTENTION_EFFICIENCY = 0.2715
 #: figure rarely decides its time.
 DECODE_ATTENTION_EFFICIENCY = 660 / 989
 
-#: [fitted; the per-layer figure on its upper bound] Fixed cost of one engine step: scheduling,
-#: sampling, input preparation, kernel launches (bounds 10 us-3 ms per step, 0.1-20 us per layer).
-#: 1.5 ms per step is more than CUDA-graph launches alone: it carries TensorRT-LLM's per-iteration scheduling and
-#: the small kernels (norms, rotary, sampling) the roofline does not price.
-STEP_OVERHEAD_S = 1082 * US
-LAYER_OVERHEAD_S = 19.73 * US
+#: [fitted] Fixed cost of one engine step: scheduling, sampling, input preparation, kernel
+#: launches (bounds 10 us-3 ms per step, 0.1-20 us per layer). 1.2 ms per step is more than
+#: CUDA-graph launches alone: it carries TensorRT-LLM's per-iteration scheduling and sampling. The
+#: per-layer figure carries the small kernels no table prices (norms, residual adds, rotary,
+#: activation); it sat on its 20 us bound until attention was priced from measured kernels.
+STEP_OVERHEAD_S = 1226 * US
+LAYER_OVERHEAD_S = 11.27 * US
 
 #: [fitted] Host work per running sequence per engine step that the GPU waits for (bounds
 #: 0-20 us): the scheduler's per-request bookkeeping each iteration (token appends, stop checks,
@@ -90,21 +91,21 @@ LAYER_OVERHEAD_S = 19.73 * US
 #: processing (vLLM blog, "vLLM v0.6.0: 2.7x Throughput Improvement", 2024-09: CPU overheads of
 #: scheduling and output processing, both per request); TensorRT-LLM's batch manager does the same
 #: work in C++ per request and iteration. Not measurable from kernel tables, hence fitted.
-SEQUENCE_OVERHEAD_S = 10.21 * US
+SEQUENCE_OVERHEAD_S = 9.859 * US
 
-#: [fitted, on its upper bound 1.0] Share of the dense GEMM efficiency grouped (MoE expert)
+#: [fitted] Share of the dense GEMM efficiency grouped (MoE expert)
 #: GEMMs reach (bounds 0.10-1.00): experts' GEMMs are many small ones launched together, with routing,
 #: permutation and un-permutation around them.
-MOE_GEMM_EFFICIENCY = 0.8803
+MOE_GEMM_EFFICIENCY = 0.8310
 
 #: [fitted] Fixed cost of one request's first token beyond its prompt's compute inside the
 #: engine (bounds 10 us-20 ms): scheduling it into a step, first sampling.
-PREFILL_REQUEST_OVERHEAD_S = 676.7 * US
+PREFILL_REQUEST_OVERHEAD_S = 427.3 * US
 
 #: [fitted, online-serving rows] What a client sees on top of the engine's TTFT in online
 #: serving (bounds 10 us-50 ms): the HTTP front end, tokenisation, detokenisation and
 #: streaming of the first token.
-ONLINE_REQUEST_OVERHEAD_S = 6.529 * MS
+ONLINE_REQUEST_OVERHEAD_S = 6.222 * MS
 
 #: Share of link bandwidth NCCL's ring collectives other than the all-reduce (all-gather,
 #: reduce-scatter, all-to-all, pipeline sends) reach: NCCL's measured all-reduce bus efficiency

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from costmodels import calibration as cal
+from costmodels.attention_tables import decode_attention_s, prompt_attention_s
 from costmodels.comm import allgather_s, allreduce_s, alltoall_s
-from costmodels.decode_attention import decode_attention_s
 from costmodels.dense_gemm import KERNEL_FORMAT, dense_layers_s, lm_head_s
 from costmodels.hardware import GPU, fp4_matmul_share
 from costmodels.memory import replicated_kv_params_per_layer
@@ -28,7 +28,7 @@ ACT_BYTES = 2.0  # activations travel in 16 bit
 def matmul_efficiency(tokens: float) -> float:
     """Share of peak a GEMM with ``tokens`` rows reaches.
 
-    >>> matmul_efficiency(cal.MATMUL_M_HALF_TOKENS) == cal.MATMUL_EFFICIENCY_MAX / 2
+    >>> math.isclose(matmul_efficiency(cal.MATMUL_M_HALF_TOKENS), cal.MATMUL_EFFICIENCY_MAX / 2)
     True
     """
     if tokens <= 0:
@@ -214,7 +214,16 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     g_decode = decode_tokens / dp
     prompt_flops = n_layers * prefill_flop_per_ctx * g_prefill * prefill_context
     decode_flops = n_layers * decode_flop_per_ctx * g_decode * decode_context
-    prompt_compute_s = prompt_flops / (gpu.bf16_flop_per_s * cal.ATTENTION_EFFICIENCY)
+    # Prompt tokens: the runtime's measured kernel where a table covers it (costmodels.attention_tables;
+    # far from peak at a TP shard's head counts, nearer it for long prompts), never faster than the
+    # tensor cores' peak; else their FLOPs at the fitted share of peak.
+    measured_prompt = prompt_attention_s(model, gpu=gpu.name, runtime=runtime, kv_dtype=kv_dtype, at=at,
+                                         tokens=g_prefill / steps, context=prefill_context,
+                                         layers=n_layers) if g_prefill else None
+    if measured_prompt is not None:
+        prompt_compute_s = max(steps * measured_prompt, prompt_flops / gpu.bf16_flop_per_s)
+    else:
+        prompt_compute_s = prompt_flops / (gpu.bf16_flop_per_s * cal.ATTENTION_EFFICIENCY)
     attn_compute_s = prompt_compute_s + decode_flops / (gpu.bf16_flop_per_s * cal.DECODE_ATTENTION_EFFICIENCY)
     kv_token_bytes = model.kv_elements_per_token_per_layer(at) * dtype_bytes(kv_dtype)
     # Decode reads each sequence's cache; every new token's K and V is written once. Prompt
@@ -222,7 +231,7 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     decode_kv_tokens = g_decode * model.kv_tokens_stored(int(decode_context), n_layers) if g_decode else 0.0
     kv_bytes = (decode_kv_tokens + group_tokens * n_layers) * kv_token_bytes
     attention_s = max(attn_compute_s, kv_bytes / hbm)
-    # Decode attention is never faster than the runtime's measured kernel (costmodels.decode_attention):
+    # Decode attention is never faster than the runtime's measured kernel (costmodels.attention_tables):
     # at small batches the kernels reach far less than HBM bandwidth and pay a floor per call. The
     # roofline above stays a bound the table cannot undercut: the tables were measured on one
     # sequence set, which the GPU's L2 holds for small shapes (L40S and RTX PRO 6000 tables reach

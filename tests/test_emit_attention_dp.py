@@ -22,8 +22,10 @@ from topologies.errors import InputError
 from test_emit import ALLOWED, _check_lws, _flags, _gpus, _k8s_docs, _k8s_model, _pinned, _run, search_plans
 
 PLANS = {
-    # tp=16 ep=16 attention_dp=16, two replicas of two 8-GPU nodes each
+    # the planner's pick (tp=32 ep=32 attention_dp=16 over four 8-GPU nodes at the time of writing)
     "ds-x4": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512),
+    # every rank its own attention (TensorRT-LLM's only attention DP), over four nodes
+    "ds-x4-adp32": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, attention_dp=32),
     # the same shape pinned to two attention groups of 8 GPUs (one per node)
     "ds-x4-adp2": dict(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512, attention_dp=2),
     # tp=8 ep=8 attention_dp=8 on one node
@@ -330,7 +332,7 @@ def test_trtllm_refuses_attention_dp_over_several_nodes(plans):
     assert all(g.strategy.attention_dp == 1 or len({k.node for r in g.replicas for k in r.ranks}) == 1
                for g in api.search(topology="dgx-h100x4", model="deepseek-v3", isl=2048, osl=512,
                                    runtime="trtllm", disaggregation="off").replica_groups)
-    e = _refusal(plans["ds-x4"], "trtllm")
+    e = _refusal(plans["ds-x4-adp32"], "trtllm")
     assert e.field.startswith("replica_groups.g0.replicas.") and "--runtime vllm or sglang" in str(e)
 
 

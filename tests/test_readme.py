@@ -75,6 +75,7 @@ SKIPPED = {
     "python benchmarks/derive_moe_tables.py": "needs AIConfigurator installed (the 'peer' extra, in its own venv)",
     "python benchmarks/derive_dense_gemm.py --write": "needs AIConfigurator installed (the 'peer' extra, in its own venv)",
     "python benchmarks/derive_decode_attention.py --write": "needs AIConfigurator installed (the 'peer' extra, in its own venv)",
+    "python benchmarks/derive_prefill_attention.py --write": "needs AIConfigurator installed (the 'peer' extra, in its own venv)",
     "python benchmarks/check_emitters.py --compact": "judges launch files with vLLM, SGLang, Ray and Kubernetes "
                                                      "validators installed in their own environments (about 30 GB; "
                                                      "--install), minutes per run: a benchmark, not a test",

@@ -1,22 +1,32 @@
-"""Decode attention priced from measured kernel latencies.
+"""Attention priced from measured kernel latencies: decode steps and prompt chunks.
 
-A decode step's attention reads every running sequence's KV cache, so a roofline prices it as the
-cache's bytes over HBM bandwidth. The kernels do not reach that bandwidth at the batches a
+Decode. A decode step's attention reads every running sequence's KV cache, so a roofline prices it
+as the cache's bytes over HBM bandwidth. The kernels do not reach that bandwidth at the batches a
 latency-bound plan runs: they split the work over (sequence, KV head) pairs, and too few pairs
 leave SMs idle, while every call pays a floor of launch and reduction. On H100 under TensorRT-LLM,
 Llama-3.1-70B at TP8 (8 query heads, 1 KV head per GPU) with 24 sequences of 2,176 tokens takes
 about 22 us per layer where its 64 MiB of BF16 KV read at 2.6 TB/s would take 10 us, and a
-single sequence takes 11 us at any context up to 4,096 tokens (AIConfigurator 0.12.0's measured
+single sequence takes 11-17 us at any context up to 4,096 tokens (AIConfigurator 0.12.0's measured
 tables). Over 80 layers that is 1.8 ms of a 12 ms step that the roofline priced at 0.8 ms.
 
-``costmodels/data/decode_attention/<GPU>.csv`` (``benchmarks/derive_decode_attention.py``) holds,
+Prompts. Prompt attention is compute-bound, but far from peak at the head counts a TP shard keeps:
+one 2,048-token prompt of that shard takes 47 us a layer on H100, 18 % of the BF16 peak; 16,384
+tokens reach 51 %. A single efficiency constant cannot follow that.
+
+``costmodels/data/decode_attention/<GPU>.csv`` (``benchmarks/derive_decode_attention.py``) and
+``costmodels/data/prefill_attention/<GPU>.csv`` (``benchmarks/derive_prefill_attention.py``) hold,
 per GPU, runtime, KV format, head size and query heads per KV head, the measured latency of one
-layer's decode attention at each context length and each power-of-two count of (sequence, KV
-head) pairs, the count the measured latency depends on (see that script). :func:`decode_attention_s`
-looks a step up: linear in the pairs and in the context between measured points, proportional to
-either beyond the last (the kernel is bandwidth-bound there), the nearest measured query-per-KV
-ratio. It returns None where no table covers the GPU, KV format and head size, and for MLA, whose
-decode kernels differ; the caller then prices attention from its bytes and FLOPs. Where a table
+layer's attention at each context (decode) or prompt length (prompts) and each power-of-two count
+of (sequence, KV head) pairs, the count the measured latency depends on (see those scripts).
+:func:`decode_attention_s` and :func:`prompt_attention_s` look a step up: linear in the pairs and
+in the length between measured points, beyond the longest proportional to the length (decode
+reads it) or to its square (a causal prompt's work), the nearest measured query-per-KV ratio. A
+chunk of a prompt is priced as the share of a whole prompt that does the same work: C new tokens
+after P cached ones attend to P + C/2 tokens on average, as C / L prompts of L = 2P + C tokens do.
+Both return None where no table covers the GPU, KV format and head size; decode returns None for
+MLA, whose compressed-space kernels differ (MLA prompts run as ordinary attention over decompressed
+keys, one KV head per query head, and are priced from the 192-wide tables). The caller then prices
+attention from its bytes and FLOPs. Where a decode table
 covers it, the caller still never prices a step below the KV cache's bytes over HBM bandwidth:
 the tables time one set of sequences over and over, which the L2 cache holds for small shapes
 (the L40S and RTX PRO 6000 tables reach 1.4-3x those GPUs' HBM bandwidth), while a served batch
@@ -43,10 +53,13 @@ _RUNTIME_ORDER = ("trtllm", "vllm", "sglang")
 
 class Grid:
     """One (GPU, runtime, KV format, head size, query heads per KV head) table: latency in seconds
-    per layer at each measured context length and count of (sequence, KV head) pairs."""
+    per layer at each measured length (decode: context; prompts: prompt length) and count of
+    (sequence, KV head) pairs. ``length_power``: how time grows with the length beyond the longest
+    measured (1: decode reads the context; 2: a causal prompt's work)."""
 
-    def __init__(self, units: tuple[int, ...], rows: dict[int, list[float | None]]) -> None:
+    def __init__(self, units: tuple[int, ...], rows: dict[int, list[float | None]], length_power: int = 1) -> None:
         self.units = units
+        self.length_power = length_power
         self.contexts = tuple(sorted(rows))
         filled = [physical(units, tuple(_fill(units, rows[c]))) for c in self.contexts]
         # more context never takes less time: hold each column to a running maximum over context
@@ -65,12 +78,13 @@ class Grid:
         return row[i - 1] * (1 - f) + row[i] * f
 
     def seconds(self, pairs: float, context: float) -> float:
-        """One layer's decode attention over ``pairs`` (sequence, KV head) pairs of ``context`` tokens."""
+        """One layer's attention over ``pairs`` (sequence, KV head) pairs of ``context`` tokens
+        (decode: attended; prompts: the prompt's length)."""
         cs = self.contexts
         if context <= cs[0]:
             return self._at_units(self.rows[0], pairs)
         if context >= cs[-1]:
-            return self._at_units(self.rows[-1], pairs) * context / cs[-1]
+            return self._at_units(self.rows[-1], pairs) * (context / cs[-1]) ** self.length_power
         i = bisect.bisect_left(cs, context)
         f = (context - cs[i - 1]) / (cs[i] - cs[i - 1])
         return self._at_units(self.rows[i - 1], pairs) * (1 - f) + self._at_units(self.rows[i], pairs) * f
@@ -98,22 +112,26 @@ def _fill(units: tuple[int, ...], row: list[float | None]) -> list[float]:
     return out
 
 
-@lru_cache(maxsize=1)
-def _shipped() -> dict[str, str]:
-    """Catalog GPU name -> the stem of its shipped file."""
-    folder = resources.files("costmodels") / "data" / "decode_attention"
+#: the table kinds: folder under costmodels/data, and how time grows beyond the longest length
+_KINDS = {"decode": ("decode_attention", 1), "prompt": ("prefill_attention", 2)}
+
+
+@lru_cache(maxsize=2)
+def _shipped(kind: str = "decode") -> dict[str, str]:
+    """Catalog GPU name -> the stem of its shipped file of this kind."""
+    folder = resources.files("costmodels") / "data" / _KINDS[kind][0]
     stems = sorted(f.name.removesuffix(".csv") for f in folder.iterdir() if f.name.endswith(".csv"))
     return {gpu_name_or_none(stem) or stem: stem for stem in stems}
 
 
 @cache
-def _gpu_lines(gpu: str) -> tuple[tuple[int, ...], dict[tuple[str, str, int], dict[int, list[str]]]]:
+def _gpu_lines(gpu: str, kind: str = "decode") -> tuple[tuple[int, ...], dict[tuple[str, str, int], dict[int, list[str]]]]:
     """The pair counts of the columns and, per (runtime, KV format, head size), each measured
     query-per-KV ratio's raw CSV lines (none: no file)."""
-    stem = _shipped().get(gpu)  # a name from an input never becomes a path
+    stem = _shipped(kind).get(gpu)  # a name from an input never becomes a path
     if stem is None:
         return (), {}
-    f = resources.files("costmodels") / "data" / "decode_attention" / f"{stem}.csv"
+    f = resources.files("costmodels") / "data" / _KINDS[kind][0] / f"{stem}.csv"
     header, *lines = f.read_text(encoding="utf-8").splitlines()
     units = tuple(int(h.removeprefix("us_u")) for h in header.split(",")[6:])
     out: dict[tuple[str, str, int], dict[int, list[str]]] = {}
@@ -124,27 +142,27 @@ def _gpu_lines(gpu: str) -> tuple[tuple[int, ...], dict[tuple[str, str, int], di
 
 
 @cache
-def _grid(gpu: str, runtime: str, kv: str, head_dim: int, ratio: int) -> Grid:
-    units, lines = _gpu_lines(gpu)
+def _grid(gpu: str, runtime: str, kv: str, head_dim: int, ratio: int, kind: str = "decode") -> Grid:
+    units, lines = _gpu_lines(gpu, kind)
     rows = {int(r[5]): [float(x) if x else None for x in r[6:]]
             for r in csv.reader(lines[(runtime, kv, head_dim)][ratio])}
-    return Grid(units, rows)
+    return Grid(units, rows, _KINDS[kind][1])
 
 
 @lru_cache(maxsize=1024)
-def grid_for(gpu: str, runtime: str, kv_dtype: str, head_dim: int, q_per_kv: float) -> Grid | None:
+def grid_for(gpu: str, runtime: str, kv_dtype: str, head_dim: int, q_per_kv: float, kind: str = "decode") -> Grid | None:
     """The runtime's own table for the GPU, KV format and head size (else another runtime's) at the
     measured query-per-KV ratio nearest ``q_per_kv`` in log scale, or None."""
     kv = _KV_FORMAT.get(kv_dtype)
     if kv is None:
         return None
-    _, lines = _gpu_lines(gpu)
+    _, lines = _gpu_lines(gpu, kind)
     for rt in (runtime, *_RUNTIME_ORDER):
         ratios = lines.get((rt, kv, head_dim))
         if ratios:
             want = math.log2(max(q_per_kv, 1.0))
             ratio = min(ratios, key=lambda r: (abs(math.log2(r) - want), -r))
-            return _grid(gpu, rt, kv, head_dim, ratio)
+            return _grid(gpu, rt, kv, head_dim, ratio, kind)
     return None
 
 
@@ -166,3 +184,37 @@ def decode_attention_s(model: ModelSpec, *, gpu: str, runtime: str, kv_dtype: st
         return layers * full
     share = model.sliding_layers / model.layers
     return layers * ((1 - share) * full + share * grid.seconds(pairs, min(context, model.sliding_window)))
+
+
+def prompt_attention_s(model: ModelSpec, *, gpu: str, runtime: str, kv_dtype: str, at: int, tokens: float,
+                       context: float, layers: int) -> float | None:
+    """Measured time of one step's prompt attention over ``layers`` layers for ``tokens`` new prompt
+    tokens each attending to ``context`` tokens on average, on one GPU of an attention group of
+    ``at`` GPUs, or None where no table covers it. Priced as tokens / L whole prompts of L = 2 x
+    context tokens (the same causal work; see the module docstring), at least one call's floor."""
+    if tokens <= 0 or layers <= 0:
+        return None
+    if model.is_mla:
+        # MLA prompts run as ordinary attention over decompressed keys and values, one KV head per
+        # query head, at the query-key head size (nope + rope dims), in 16-bit math
+        kv_per_gpu = model.heads / at
+        grid = grid_for(gpu, runtime, "bf16", model.qk_nope_head_dim + model.qk_rope_head_dim, 1.0, "prompt")
+    else:
+        kv_per_gpu = max(model.kv_heads / at, 1.0)
+        grid = grid_for(gpu, runtime, kv_dtype, model.head_dim, model.heads / at / kv_per_gpu, "prompt")
+    if grid is None:
+        return None
+
+    def one_layer(length: float) -> float:
+        length = max(length, 1.0)
+        pairs = tokens / length * kv_per_gpu
+        if pairs >= grid.units[0]:
+            return grid.seconds(pairs, length)
+        # less than one prompt's pairs: that share of a whole prompt's time, never below a call's floor
+        return max(grid.seconds(grid.units[0], length) * pairs / grid.units[0], grid.rows[0][0])
+
+    full = one_layer(2 * context)
+    if not model.sliding_window or not model.sliding_layers:
+        return layers * full
+    share = model.sliding_layers / model.layers
+    return layers * ((1 - share) * full + share * one_layer(2 * min(context, model.sliding_window)))
