@@ -166,6 +166,7 @@ def grid_for(gpu: str, runtime: str, kv_dtype: str, head_dim: int, q_per_kv: flo
     return None
 
 
+@lru_cache(maxsize=65536)  # a search asks for the same step many times
 def decode_attention_s(model: ModelSpec, *, gpu: str, runtime: str, kv_dtype: str, at: int, sequences: float,
                        context: float, layers: int) -> float | None:
     """Measured time of one step's decode attention over ``layers`` layers for ``sequences``
@@ -186,6 +187,7 @@ def decode_attention_s(model: ModelSpec, *, gpu: str, runtime: str, kv_dtype: st
     return layers * ((1 - share) * full + share * grid.seconds(pairs, min(context, model.sliding_window)))
 
 
+@lru_cache(maxsize=65536)
 def prompt_attention_s(model: ModelSpec, *, gpu: str, runtime: str, kv_dtype: str, at: int, tokens: float,
                        context: float, layers: int) -> float | None:
     """Measured time of one step's prompt attention over ``layers`` layers for ``tokens`` new prompt
