@@ -38,14 +38,13 @@ import fidelity  # noqa: E402
 
 # name, lower bound, upper bound. The fit stays inside; the bounds are what is physically
 # plausible, so a constant cannot stand in for an effect the model lacks: GEMMs reach at most
-# 90 % of dense peak, streams at most 92 % of HBM bandwidth, attention kernels 75 %; a CUDA-graph
+# 90 % of dense peak, streams at most 92 % of HBM bandwidth; a CUDA-graph
 # step costs at most 3 ms on the host and a layer at most 20 us of launch overhead.
 PARAMS = [
     ("MATMUL_EFFICIENCY_MAX", 0.30, 0.90),
     ("LOW_PRECISION_MATMUL_EFFICIENCY", 0.40, 1.00),
     ("MATMUL_M_HALF_TOKENS", 1.0, 512.0),
     ("HBM_EFFICIENCY", 0.50, 0.92),
-    ("ATTENTION_EFFICIENCY", 0.10, 0.75),
     ("STEP_OVERHEAD_S", 1e-5, 3e-3),
     ("LAYER_OVERHEAD_S", 1e-7, 2e-5),
     ("SEQUENCE_OVERHEAD_S", 1e-8, 2e-5),
@@ -56,7 +55,7 @@ PARAMS = [
 # Where every fit starts: first-order figures from kernel and NCCL benchmarks, not from the
 # data being fitted, so a held-out fit learns nothing from the rows it leaves out.
 NEUTRAL_START = {"MATMUL_EFFICIENCY_MAX": 0.75, "LOW_PRECISION_MATMUL_EFFICIENCY": 0.8, "MATMUL_M_HALF_TOKENS": 32.0,
-                 "HBM_EFFICIENCY": 0.8, "ATTENTION_EFFICIENCY": 0.5, "STEP_OVERHEAD_S": 300e-6,
+                 "HBM_EFFICIENCY": 0.8, "STEP_OVERHEAD_S": 300e-6,
                  "LAYER_OVERHEAD_S": 4e-6, "SEQUENCE_OVERHEAD_S": 1e-6, "MOE_GEMM_EFFICIENCY": 0.8,
                  "PREFILL_REQUEST_OVERHEAD_S": 1e-3, "ONLINE_REQUEST_OVERHEAD_S": 5e-3}
 LOG_SCALE = {"MATMUL_M_HALF_TOKENS", "SEQUENCE_OVERHEAD_S", "STEP_OVERHEAD_S", "LAYER_OVERHEAD_S", "PREFILL_REQUEST_OVERHEAD_S",

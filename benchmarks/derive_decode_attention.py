@@ -13,7 +13,7 @@ heads per KV head) this keeps the newest runtime version's table and writes one 
 context length with the latency in microseconds at every power-of-two count of pairs
 (``us_u<pairs>``; the median over the measured shapes giving that count, blank where none was
 measured). Full attention only (no sliding window), head sizes 64, 128 and 256 (MLA has its own
-kernels), KV-head counts that are powers of two. One file per GPU. ``costmodels/attention.py``
+kernels), KV-head counts that are powers of two. One file per GPU. ``costmodels/attention_tables.py``
 prices decode attention from it. Needs ``aiconfigurator`` and pandas with a parquet engine
 (``pip install '.[peer]'``, best in its own virtual environment). Nothing is fitted.
 """

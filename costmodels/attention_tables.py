@@ -5,7 +5,7 @@ as the cache's bytes over HBM bandwidth. The kernels do not reach that bandwidth
 latency-bound plan runs: they split the work over (sequence, KV head) pairs, and too few pairs
 leave SMs idle, while every call pays a floor of launch and reduction. On H100 under TensorRT-LLM,
 Llama-3.1-70B at TP8 (8 query heads, 1 KV head per GPU) with 24 sequences of 2,176 tokens takes
-about 22 us per layer where its 64 MiB of BF16 KV read at 2.6 TB/s would take 10 us, and a
+about 22 us per layer where its 25.5 MiB of BF16 KV read at 2.6 TB/s would take 10 us, and a
 single sequence takes 11-17 us at any context up to 4,096 tokens (AIConfigurator 0.12.0's measured
 tables). Over 80 layers that is 1.8 ms of a 12 ms step that the roofline priced at 0.8 ms.
 
@@ -29,7 +29,7 @@ keys, one KV head per query head, and are priced from the 192-wide tables). The 
 attention from its bytes and FLOPs. Where a decode table
 covers it, the caller still never prices a step below the KV cache's bytes over HBM bandwidth:
 the tables time one set of sequences over and over, which the L2 cache holds for small shapes
-(the L40S and RTX PRO 6000 tables reach 1.4-3x those GPUs' HBM bandwidth), while a served batch
+(the L40S, RTX PRO 6000 and A100 tables reach up to 3.6x, 2.4x and 1.5x those GPUs' HBM bandwidth), while a served batch
 streams its cache from HBM.
 """
 from __future__ import annotations
@@ -41,11 +41,24 @@ from functools import cache, lru_cache
 from importlib import resources
 
 from costmodels.dense_gemm import physical
-from costmodels.hardware import gpu_name_or_none
+from costmodels.hardware import get_gpu, gpu_name_or_none
 from costmodels.models import ModelSpec
 
-#: KV-cache formats whose attention runs another format's kernels: FP16 as BF16.
-_KV_FORMAT = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8"}
+#: KV-cache formats whose attention runs another format's kernels, per table kind. Decode: FP16 as
+#: BF16, INT8 as FP8 (one byte an element, read the same way). Prompts run their math in 16 bit
+#: whatever the cache's format (only the new tokens' KV write differs, priced by the caller's
+#: roofline), so formats without a table of their own use the BF16 one.
+_KV_FORMAT = {"decode": {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8", "int8": "fp8"},
+              "prompt": {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8", "int8": "bf16", "int4": "bf16",
+                         "fp4": "bf16"}}
+#: Catalog GPUs with no table of their own that carry a tabled GPU's die (same SMs, other clocks,
+#: memory or links; NVIDIA's datasheets): priced from that GPU's table, scaled by the two GPUs'
+#: datasheet BF16 peaks (prompts, compute-bound) or HBM bandwidths (decode).
+SAME_DIE = {"H800-SXM-80GB": "H100-SXM-80GB", "H100-PCIe-80GB": "H100-SXM-80GB", "H100-NVL-94GB": "H100-SXM-80GB",
+            "GH200-480GB": "H100-SXM-80GB", "H20-96GB": "H100-SXM-80GB", "H200-NVL-141GB": "H200-SXM-141GB",
+            "A100-SXM4-40GB": "A100-SXM4-80GB", "A100-PCIe-40GB": "A100-SXM4-80GB",
+            "A100-PCIe-80GB": "A100-SXM4-80GB", "L40-48GB": "L40S-48GB", "RTX-6000-Ada-48GB": "L40S-48GB",
+            "RTX-PRO-6000-Blackwell-Workstation": "RTX-PRO-6000-Blackwell-Server"}
 #: Where a runtime has no table of its own for a GPU, the other runtimes' kernels are the nearest
 #: measurement, in this order.
 _RUNTIME_ORDER = ("trtllm", "vllm", "sglang")
@@ -61,7 +74,10 @@ class Grid:
         self.units = units
         self.length_power = length_power
         self.contexts = tuple(sorted(rows))
-        filled = [physical(units, tuple(_fill(units, rows[c]))) for c in self.contexts]
+        # a call never takes less than the fastest measured call of the table (launch and reduction)
+        floor = min(x for r in rows.values() for x in r if x is not None)
+        filled = [physical(units, tuple(max(x, floor) for x in _fill(units, rows[c], length_power == 2)))
+                  for c in self.contexts]
         # more context never takes less time: hold each column to a running maximum over context
         for i in range(1, len(filled)):
             filled[i] = [max(a, b) for a, b in zip(filled[i], filled[i - 1], strict=True)]
@@ -90,10 +106,12 @@ class Grid:
         return self._at_units(self.rows[i - 1], pairs) * (1 - f) + self._at_units(self.rows[i], pairs) * f
 
 
-def _fill(units: tuple[int, ...], row: list[float | None]) -> list[float]:
-    """A row's unmeasured points: below the first measured, that latency (the floor); beyond the
-    last, proportional to the pairs (each pair adds its bytes at the saturated bandwidth); a gap
-    between two measured points, linear between them."""
+def _fill(units: tuple[int, ...], row: list[float | None], proportional_below: bool = False) -> list[float]:
+    """A row's unmeasured points: below the first measured, that latency (decode: the floor of a
+    call), or for prompts (``proportional_below``) that latency scaled by the pairs (a prompt's
+    work grows with its pairs; the caller floors it); beyond the last, proportional to the pairs
+    (each pair adds its bytes or work at the saturated rate); a gap between two measured points,
+    linear between them."""
     known = {i: x for i, x in enumerate(row) if x is not None}
     first, last = min(known), max(known)
     out: list[float] = []
@@ -101,7 +119,7 @@ def _fill(units: tuple[int, ...], row: list[float | None]) -> list[float]:
         if i in known:
             out.append(known[i])
         elif i < first:
-            out.append(known[first])
+            out.append(known[first] * units[i] / units[first] if proportional_below else known[first])
         elif i > last:
             out.append(known[last] * units[i] / units[last])
         else:
@@ -153,7 +171,7 @@ def _grid(gpu: str, runtime: str, kv: str, head_dim: int, ratio: int, kind: str 
 def grid_for(gpu: str, runtime: str, kv_dtype: str, head_dim: int, q_per_kv: float, kind: str = "decode") -> Grid | None:
     """The runtime's own table for the GPU, KV format and head size (else another runtime's) at the
     measured query-per-KV ratio nearest ``q_per_kv`` in log scale, or None."""
-    kv = _KV_FORMAT.get(kv_dtype)
+    kv = _KV_FORMAT[kind].get(kv_dtype)
     if kv is None:
         return None
     _, lines = _gpu_lines(gpu, kind)
@@ -166,46 +184,81 @@ def grid_for(gpu: str, runtime: str, kv_dtype: str, head_dim: int, q_per_kv: flo
     return None
 
 
+def grid_and_scale(gpu: str, runtime: str, kv_dtype: str, head_dim: int, q_per_kv: float,
+                   kind: str) -> tuple[Grid, float] | None:
+    """:func:`grid_for` at the head size, else at the nearest measured head size (log scale) with
+    its times scaled by head_dim / that size: a head's bytes (decode) and FLOPs (prompts) are
+    proportional to its size. None without any table for the GPU and KV format."""
+    grid = grid_for(gpu, runtime, kv_dtype, head_dim, q_per_kv, kind)
+    if grid is not None:
+        return grid, 1.0
+    kv = _KV_FORMAT[kind].get(kv_dtype)
+    sizes = sorted({hd for (_, k, hd) in _gpu_lines(gpu, kind)[1] if k == kv})
+    if not sizes or head_dim <= 0:
+        return None
+    nearest = min(sizes, key=lambda hd: (abs(math.log2(hd / head_dim)), hd))
+    grid = grid_for(gpu, runtime, kv_dtype, nearest, q_per_kv, kind)
+    return None if grid is None else (grid, head_dim / nearest)
+
+
+def _table_gpu(gpu: str, kind: str, own_rate: float) -> tuple[str, float]:
+    """The GPU whose table prices ``gpu`` and the factor its times are scaled by: itself and 1, or
+    its same-die sibling (``SAME_DIE``) scaled by the sibling's datasheet rate (BF16 peak for
+    prompts, HBM bandwidth for decode) over ``own_rate``, this GPU's; unscaled without a rate."""
+    if gpu in _shipped(kind) or gpu not in SAME_DIE or own_rate <= 0:
+        return gpu, 1.0
+    sibling = get_gpu(SAME_DIE[gpu])
+    rate = sibling.bf16_flop_per_s if kind == "prompt" else sibling.hbm_bandwidth_bytes_per_s
+    return sibling.name, rate / own_rate
+
+
 @lru_cache(maxsize=65536)  # a search asks for the same step many times
 def decode_attention_s(model: ModelSpec, *, gpu: str, runtime: str, kv_dtype: str, at: int, sequences: float,
-                       context: float, layers: int) -> float | None:
+                       context: float, layers: int, hbm_bytes_per_s: float = 0.0) -> float | None:
     """Measured time of one step's decode attention over ``layers`` layers for ``sequences``
     sequences of ``context`` tokens on one GPU of an attention group of ``at`` GPUs, or None where
     no table covers it (see the module docstring). Sliding-window layers attend to at most their
-    window."""
+    window. ``hbm_bytes_per_s``: this GPU's datasheet bandwidth, to scale a same-die sibling's table."""
     if model.is_mla or sequences <= 0 or layers <= 0:
         return None
+    table_gpu, scale = _table_gpu(gpu, "decode", hbm_bytes_per_s)
     kv_per_gpu = max(model.kv_heads / at, 1.0)  # KV heads are replicated when the group outnumbers them
-    grid = grid_for(gpu, runtime, kv_dtype, model.head_dim, model.heads / at / kv_per_gpu)
-    if grid is None:
+    found = grid_and_scale(table_gpu, runtime, kv_dtype, model.head_dim, model.heads / at / kv_per_gpu, "decode")
+    if found is None:
         return None
+    grid, size_scale = found
+    scale *= size_scale
     pairs = sequences * kv_per_gpu
     full = grid.seconds(pairs, context)
     if not model.sliding_window or not model.sliding_layers:
-        return layers * full
+        return scale * layers * full
     share = model.sliding_layers / model.layers
-    return layers * ((1 - share) * full + share * grid.seconds(pairs, min(context, model.sliding_window)))
+    return scale * layers * ((1 - share) * full + share * grid.seconds(pairs, min(context, model.sliding_window)))
 
 
 @lru_cache(maxsize=65536)
 def prompt_attention_s(model: ModelSpec, *, gpu: str, runtime: str, kv_dtype: str, at: int, tokens: float,
-                       context: float, layers: int) -> float | None:
+                       context: float, layers: int, flop_per_s: float = 0.0) -> float | None:
     """Measured time of one step's prompt attention over ``layers`` layers for ``tokens`` new prompt
     tokens each attending to ``context`` tokens on average, on one GPU of an attention group of
     ``at`` GPUs, or None where no table covers it. Priced as tokens / L whole prompts of L = 2 x
-    context tokens (the same causal work; see the module docstring), at least one call's floor."""
+    context tokens (the same causal work; see the module docstring), at least one call's floor.
+    ``flop_per_s``: this GPU's datasheet BF16 peak, to scale a same-die sibling's table."""
     if tokens <= 0 or layers <= 0:
         return None
+    gpu, scale = _table_gpu(gpu, "prompt", flop_per_s)
     if model.is_mla:
         # MLA prompts run as ordinary attention over decompressed keys and values, one KV head per
         # query head, at the query-key head size (nope + rope dims), in 16-bit math
         kv_per_gpu = model.heads / at
-        grid = grid_for(gpu, runtime, "bf16", model.qk_nope_head_dim + model.qk_rope_head_dim, 1.0, "prompt")
+        found = grid_and_scale(gpu, runtime, "bf16", model.qk_nope_head_dim + model.qk_rope_head_dim, 1.0, "prompt")
     else:
         kv_per_gpu = max(model.kv_heads / at, 1.0)
-        grid = grid_for(gpu, runtime, kv_dtype, model.head_dim, model.heads / at / kv_per_gpu, "prompt")
-    if grid is None:
+        found = grid_and_scale(gpu, runtime, kv_dtype, model.head_dim, model.heads / at / kv_per_gpu, "prompt")
+    if found is None:
         return None
+    grid, size_scale = found
+    scale *= size_scale
 
     def one_layer(length: float) -> float:
         length = max(length, 1.0)
@@ -217,6 +270,6 @@ def prompt_attention_s(model: ModelSpec, *, gpu: str, runtime: str, kv_dtype: st
 
     full = one_layer(2 * context)
     if not model.sliding_window or not model.sliding_layers:
-        return layers * full
+        return scale * layers * full
     share = model.sliding_layers / model.layers
-    return layers * ((1 - share) * full + share * one_layer(2 * min(context, model.sliding_window)))
+    return scale * layers * ((1 - share) * full + share * one_layer(2 * min(context, model.sliding_window)))

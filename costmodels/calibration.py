@@ -46,28 +46,32 @@ MAX_BATCH_SIZE = 2048
 #: MI300X, ...), weight-only INT4/INT8, MLA projections and the analytic expert GEMMs.
 #: [fitted] Share of peak dense tensor-core throughput large 16-bit GEMMs reach
 #: (bounds 0.30-0.90; cuBLAS reaches 70-80 % of dense peak on large Hopper/Ampere GEMMs).
-MATMUL_EFFICIENCY_MAX = 0.7094
+MATMUL_EFFICIENCY_MAX = 0.7495
 
 #: [fitted, near its upper bound 1.0] Share of the 16-bit GEMM efficiency reached when GEMMs run in
 #: FP8/INT8/FP4 (bounds 0.40-1.00): the doubled tensor rate meets the same SM data paths, scaling
 #: and epilogues, so a smaller share of the datasheet peak is reached. Near its bound since the
 #: measured tables took over the FP8 and FP4 GEMMs they cover.
-LOW_PRECISION_MATMUL_EFFICIENCY = 0.9813
+LOW_PRECISION_MATMUL_EFFICIENCY = 0.9596
 
 #: [fitted] GEMM rows (tokens) at which the efficiency reaches half its maximum (bounds
 #: 1-512): below one tile of rows (64-128 on Hopper) tensor cores idle.
 #: efficiency(m) = max * m / (m + M_HALF).
-MATMUL_M_HALF_TOKENS = 91.42
+MATMUL_M_HALF_TOKENS = 93.41
 
 #: [fitted] Share of peak HBM bandwidth a streaming read reaches (bounds 0.50-0.92; H100
 #: SXM copy/STREAM-style tests reach about 2.6-2.9 of 3.35 TB/s).
-HBM_EFFICIENCY = 0.8215
+HBM_EFFICIENCY = 0.8310
 
-#: [fitted] Share of peak tensor throughput prompt (prefill) attention kernels (FlashAttention-2/3,
-#: TensorRT-LLM's FMHA) reach at the step's head counts and chunk sizes (bounds 0.10-0.75), where no
-#: measured table covers the GPU (costmodels.attention_tables prices the rest). Decode attention
-#: has its own figures: measured kernels and ``DECODE_ATTENTION_EFFICIENCY``.
-ATTENTION_EFFICIENCY = 0.1406
+#: [measured, not fitted] Share of peak tensor throughput prompt (prefill) attention reaches, for
+#: GPUs with no measured attention table (costmodels.attention_tables prices the rest from theirs):
+#: the median over the shipped prompt tables (9 GPUs x 3 runtimes, BF16, head size 128, 8 query
+#: heads and 1 KV head per GPU) at four serving shapes (8 and 1 prompts of 2,048 tokens, 1 of
+#: 8,192, 32 of 512). The tables range from 0.08 (one 2,048-token prompt on GB200 under
+#: TensorRT-LLM) to 0.63 (one 8,192-token prompt on H100 under vLLM). Once a constant fitted to
+#: throughput tables (0.75, on its bound, then 0.27); with the tables covering almost every
+#: measured row it was no longer identified, so it is now read from them.
+ATTENTION_EFFICIENCY = 0.29
 
 #: [measured, not fitted] Share of peak tensor throughput a compute-bound decode attention kernel
 #: reaches: FlashMLA (DeepSeek's MLA decode kernel) measured up to 660 TFLOPS on H800 SXM5, whose dense
@@ -77,12 +81,12 @@ ATTENTION_EFFICIENCY = 0.1406
 DECODE_ATTENTION_EFFICIENCY = 660 / 989
 
 #: [fitted] Fixed cost of one engine step: scheduling, sampling, input preparation, kernel
-#: launches (bounds 10 us-3 ms per step, 0.1-20 us per layer). 1.2 ms per step is more than
+#: launches (bounds 10 us-3 ms per step, 0.1-20 us per layer). 1.0 ms per step is more than
 #: CUDA-graph launches alone: it carries TensorRT-LLM's per-iteration scheduling and sampling. The
 #: per-layer figure carries the small kernels no table prices (norms, residual adds, rotary,
 #: activation); it sat on its 20 us bound until attention was priced from measured kernels.
-STEP_OVERHEAD_S = 1226 * US
-LAYER_OVERHEAD_S = 11.27 * US
+STEP_OVERHEAD_S = 1021 * US
+LAYER_OVERHEAD_S = 15.41 * US
 
 #: [fitted] Host work per running sequence per engine step that the GPU waits for (bounds
 #: 0-20 us): the scheduler's per-request bookkeeping each iteration (token appends, stop checks,
@@ -91,21 +95,21 @@ LAYER_OVERHEAD_S = 11.27 * US
 #: processing (vLLM blog, "vLLM v0.6.0: 2.7x Throughput Improvement", 2024-09: CPU overheads of
 #: scheduling and output processing, both per request); TensorRT-LLM's batch manager does the same
 #: work in C++ per request and iteration. Not measurable from kernel tables, hence fitted.
-SEQUENCE_OVERHEAD_S = 9.859 * US
+SEQUENCE_OVERHEAD_S = 9.839 * US
 
 #: [fitted] Share of the dense GEMM efficiency grouped (MoE expert)
 #: GEMMs reach (bounds 0.10-1.00): experts' GEMMs are many small ones launched together, with routing,
 #: permutation and un-permutation around them.
-MOE_GEMM_EFFICIENCY = 0.8310
+MOE_GEMM_EFFICIENCY = 0.7994
 
 #: [fitted] Fixed cost of one request's first token beyond its prompt's compute inside the
 #: engine (bounds 10 us-20 ms): scheduling it into a step, first sampling.
-PREFILL_REQUEST_OVERHEAD_S = 427.3 * US
+PREFILL_REQUEST_OVERHEAD_S = 235.9 * US
 
 #: [fitted, online-serving rows] What a client sees on top of the engine's TTFT in online
 #: serving (bounds 10 us-50 ms): the HTTP front end, tokenisation, detokenisation and
 #: streaming of the first token.
-ONLINE_REQUEST_OVERHEAD_S = 6.222 * MS
+ONLINE_REQUEST_OVERHEAD_S = 6.605 * MS
 
 #: Share of link bandwidth NCCL's ring collectives other than the all-reduce (all-gather,
 #: reduce-scatter, all-to-all, pipeline sends) reach: NCCL's measured all-reduce bus efficiency

@@ -218,8 +218,8 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     # far from peak at a TP shard's head counts, nearer it for long prompts), never faster than the
     # tensor cores' peak; else their FLOPs at the fitted share of peak.
     measured_prompt = prompt_attention_s(model, gpu=gpu.name, runtime=runtime, kv_dtype=kv_dtype, at=at,
-                                         tokens=g_prefill / steps, context=prefill_context,
-                                         layers=n_layers) if g_prefill else None
+                                         tokens=g_prefill / steps, context=prefill_context, layers=n_layers,
+                                         flop_per_s=gpu.bf16_flop_per_s) if g_prefill else None
     if measured_prompt is not None:
         prompt_compute_s = max(steps * measured_prompt, prompt_flops / gpu.bf16_flop_per_s)
     else:
@@ -235,10 +235,10 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     # at small batches the kernels reach far less than HBM bandwidth and pay a floor per call. The
     # roofline above stays a bound the table cannot undercut: the tables were measured on one
     # sequence set, which the GPU's L2 holds for small shapes (L40S and RTX PRO 6000 tables reach
-    # 1.4-3x their HBM bandwidth), while a served batch's cache streams from HBM.
+    # up to 2.4-3.6x their HBM bandwidth, A100's 1.5x), while a served batch's cache streams from HBM.
     measured_decode = decode_attention_s(model, gpu=gpu.name, runtime=runtime, kv_dtype=kv_dtype, at=at,
-                                         sequences=g_decode / steps, context=decode_context,
-                                         layers=n_layers) if g_decode else None
+                                         sequences=g_decode / steps, context=decode_context, layers=n_layers,
+                                         hbm_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s) if g_decode else None
     if measured_decode is not None:
         prompt_s = max(prompt_compute_s, g_prefill * n_layers * kv_token_bytes / hbm)
         decode_bytes = (decode_kv_tokens + g_decode * n_layers) * kv_token_bytes

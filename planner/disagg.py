@@ -24,7 +24,9 @@ ALTERNATIVE_TIME_S = 2.0  # at most this long for the comparison solve
 def _fmt(value: float, objective: str) -> str:
     if objective == "latency":
         return f"{value:.2f}"
-    return f"${value:,.2f}" if objective == "min-cost" else f"{value:,.0f}"
+    # the plan's totals keep 0.1 token/s and print whole ones: round the same two ways, so the
+    # verdict and the total line never differ by one in the last digit
+    return f"${value:,.2f}" if objective == "min-cost" else f"{round(value, 1):,.0f}"
 
 
 def primary(sol: Solution, cands: dict[int, Candidate], objective: str) -> float:

@@ -81,7 +81,10 @@ def test_no_table_no_price_and_no_path_from_a_name():
     kw = dict(runtime="vllm", kv_dtype="bf16", at=1, sequences=8, context=1024, layers=80)
     assert da.decode_attention_s(m, gpu="my-own-gpu", **kw) is None
     assert da.decode_attention_s(m, gpu="../../costmodels/data/decode_attention/" + H100, **kw) is None
-    assert da.decode_attention_s(m, gpu=H100, **{**kw, "kv_dtype": "int8"}) is None
+    assert da.decode_attention_s(m, gpu=H100, **{**kw, "kv_dtype": "int4"}) is None
+    # INT8 KV reads one byte an element, as FP8 does: the FP8 table prices it
+    assert da.decode_attention_s(m, gpu=H100, **{**kw, "kv_dtype": "int8"}) == da.decode_attention_s(
+        m, gpu=H100, **{**kw, "kv_dtype": "fp8"})
     assert da.decode_attention_s(get_model("deepseek-v3"), gpu=H100, **kw) is None  # MLA
 
 
@@ -151,11 +154,64 @@ def test_no_prompt_table_no_price():
     m = get_model("llama-3.1-70b")
     kw = dict(runtime="vllm", kv_dtype="bf16", at=1, tokens=2048, context=1024, layers=80)
     assert da.prompt_attention_s(m, gpu="my-own-gpu", **kw) is None
-    assert da.prompt_attention_s(m, gpu=H100, **{**kw, "kv_dtype": "int8"}) is None
-    assert da.prompt_attention_s(get_model("deepseek-v3"), gpu="A100-SXM4-80GB", **kw) is None  # no 192-wide table
+    assert da.prompt_attention_s(m, gpu="MI300X-192GB", **kw) is None
+    # prompts run their math in 16 bit whatever the cache's format: INT8 and INT4 caches use the BF16 table
+    for kv in ("int8", "int4"):
+        assert da.prompt_attention_s(m, gpu=H100, **{**kw, "kv_dtype": kv}) == da.prompt_attention_s(m, gpu=H100, **kw)
     assert da.prompt_attention_s(get_model("deepseek-v3"), gpu=H100, **kw) > 0  # MLA prompts: ordinary attention
 
 
 def _file_rows_prompt(gpu):
     text = resources.files("costmodels").joinpath("data", "prefill_attention", f"{gpu}.csv").read_text(encoding="utf-8")
     return list(csv.reader(text.splitlines()))
+
+
+def test_a_same_die_gpu_without_a_table_uses_its_siblings_scaled_by_its_datasheet():
+    """H100 PCIe is H100 SXM's die at a lower clock and bandwidth: its prompts take the SXM table's
+    time times the BF16 peak ratio, its decode attention times the HBM bandwidth ratio. A GPU with no
+    sibling and no table has no measured price."""
+    m = get_model("llama-3.1-70b")
+    sxm, pcie = get_gpu(H100), get_gpu("H100-PCIe-80GB")
+    assert "H100-PCIe-80GB" not in da._shipped("prompt") and da.SAME_DIE["H100-PCIe-80GB"] == H100
+    kw = dict(runtime="trtllm", kv_dtype="bf16", at=8, layers=80)
+    p = {g.name: da.prompt_attention_s(m, gpu=g.name, tokens=4096, context=2048, flop_per_s=g.bf16_flop_per_s, **kw)
+         for g in (sxm, pcie)}
+    assert p[pcie.name] == pytest.approx(p[H100] * sxm.bf16_flop_per_s / pcie.bf16_flop_per_s, rel=1e-12)
+    d = {g.name: da.decode_attention_s(m, gpu=g.name, sequences=16, context=2048,
+                                       hbm_bytes_per_s=g.hbm_bandwidth_bytes_per_s, **kw) for g in (sxm, pcie)}
+    want = d[H100] * sxm.hbm_bandwidth_bytes_per_s / pcie.hbm_bandwidth_bytes_per_s
+    assert d[pcie.name] == pytest.approx(want, rel=1e-12)
+    for name in da.SAME_DIE.values():
+        assert name in da._shipped("prompt") and name in da._shipped("decode")
+    for name in da.SAME_DIE:
+        assert name in gpu_catalog()
+
+
+def test_every_shipped_prompt_file_is_a_catalog_gpu_with_whole_rows():
+    for gpu, stem in da._shipped("prompt").items():
+        assert gpu in gpu_catalog()
+        header, *rows = _file_rows_prompt(stem)
+        assert header[:6] == ["runtime", "runtime_version", "kv_dtype", "head_dim", "q_per_kv", "prompt"]
+        for r in rows:
+            assert r[0] in ("vllm", "sglang", "trtllm") and r[2] in ("bf16", "fp8") and int(r[3]) in (64, 128, 192, 256)
+            assert len(r) == len(header) and any(r[6:]) and all(float(x) > 0 for x in r[6:] if x)
+
+
+def test_a_long_prompt_chunk_costs_its_share_where_the_table_starts_above_one_pair():
+    """A100 under TensorRT-LLM measured MHA (query-per-KV 1) from 4 pairs up: fewer pairs of a long
+    prompt cost their share of the time, not the first measured column's."""
+    m = get_model("llama-2-7b")
+    kw = dict(gpu="A100-SXM4-80GB", runtime="trtllm", kv_dtype="bf16", at=8, layers=1, context=8192)
+    times = [da.prompt_attention_s(m, tokens=t, **kw) for t in (4096, 8192, 16384)]
+    assert times[0] < times[1] < times[2]
+
+
+def test_a_head_size_without_a_table_uses_the_nearest_scaled_by_size():
+    """A100's tables measured head size 128 only: GPT-J's 256-wide heads cost twice a 128-wide head's
+    time (twice the bytes and FLOPs), DeepSeek's 192-wide prompt heads 1.5 times."""
+    a100 = "A100-SXM4-80GB"
+    grid, scale = da.grid_and_scale(a100, "trtllm", "bf16", 256, 1.0, "prompt")
+    assert scale == 2.0 and grid is da.grid_for(a100, "trtllm", "bf16", 128, 1.0, "prompt")
+    assert da.grid_and_scale(a100, "trtllm", "bf16", 192, 1.0, "prompt")[1] == 1.5
+    assert da.grid_and_scale(H100, "trtllm", "bf16", 192, 1.0, "prompt")[1] == 1.0  # measured there
+    assert da.grid_and_scale("MI300X-192GB", "vllm", "bf16", 128, 1.0, "prompt") is None
