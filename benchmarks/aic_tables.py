@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,23 @@ SYSTEMS = {"a100_sxm": "A100-SXM4-80GB", "h100_sxm": "H100-SXM-80GB", "h200_sxm"
            "gb300": "GB300", "rtx_pro_6000_server": "RTX-PRO-6000-Blackwell-Server"}
 #: the tables' format names -> the weight dtypes of costmodels
 FORMATS = {"bfloat16": "bf16", "fp8": "fp8", "nvfp4": "fp4"}
+
+
+def version_key(v: str) -> tuple:
+    """1.3.0rc23 > 1.3.0rc20 > 1.0.0; 0.5.14 > 0.5.6.post2."""
+    return tuple(int(x) for x in re.findall(r"\d+", v))
+
+
+def newest(data_root: Path, pattern: str) -> dict[tuple[str, str], Path]:
+    """(system, runtime) -> the newest runtime version's file matching ``pattern`` (a glob of
+    ``<system>/<kind>/<runtime>/<version>/<file>`` under ``data_root``), for the systems in SYSTEMS."""
+    best: dict[tuple[str, str], Path] = {}
+    for f in sorted(data_root.glob(pattern)):
+        system, _, runtime, version = f.relative_to(data_root).parts[:4]
+        if system in SYSTEMS and ((system, runtime) not in best
+                                  or version_key(version) > version_key(best[(system, runtime)].parent.name)):
+            best[(system, runtime)] = f
+    return best
 
 
 def data_root() -> Path | None:

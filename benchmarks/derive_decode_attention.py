@@ -20,12 +20,12 @@ prices decode attention from it. Needs ``aiconfigurator`` and pandas with a parq
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aic_tables  # noqa: E402
 from aic_tables import SYSTEMS  # noqa: E402
-from derive_dense_gemm import _version_key  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "costmodels" / "data" / "decode_attention"
 #: (sequence, KV head) pairs per call: the columns of every file
@@ -35,39 +35,38 @@ KV_FORMATS = {"bfloat16": "bf16", "fp8": "fp8"}
 HEADER = ["runtime", "runtime_version", "kv_dtype", "head_dim", "q_per_kv", "context"] + [f"us_u{u}" for u in UNITS]
 
 
-def newest(data_root: Path, table: str) -> dict[tuple[str, str], Path]:
-    """(system, runtime) -> the newest runtime version's ``attention/.../<table>`` file."""
-    best: dict[tuple[str, str], Path] = {}
-    for f in sorted(data_root.glob(f"*/attention/*/*/{table}")):
-        system, _, runtime, version = f.relative_to(data_root).parts[:4]
-        if system in SYSTEMS and ((system, runtime) not in best
-                                  or _version_key(version) > _version_key(best[(system, runtime)].parent.name)):
-            best[(system, runtime)] = f
-    return best
-
-
-def rows(data_root: Path) -> dict[str, list[list]]:
-    """File name (``<GPU>.csv``) -> its CSV rows."""
+def attention_rows(data_root: Path, table: str, head_dims: tuple[int, ...], length: Callable, keep: Callable
+                   ) -> dict[str, list[list]]:
+    """File name (``<GPU>.csv``) -> its CSV rows, from every system's newest ``attention/.../<table>``:
+    ``length(d)`` gives each measurement's length column (decode: context; prompts: prompt length),
+    ``keep(d)`` any further filter on the measurements."""
     import pandas as pd  # the peer's own dependency
 
     out: dict[str, list[list]] = {}
-    for (system, runtime), f in sorted(newest(data_root, "generation_attention_perf.parquet").items()):
+    for (system, runtime), f in sorted(aic_tables.newest(data_root, f"*/attention/*/*/{table}").items()):
         d = pd.read_parquet(f)
         if "window_size" in d:
             d = d[d.window_size == 0]
         kv = d.num_key_value_heads
-        d = d[d.head_dim.isin(HEAD_DIMS) & d.kv_cache_dtype.isin(KV_FORMATS) & (d.beam_width == 1)
-              & ((kv & (kv - 1)) == 0) & (d.num_heads % kv == 0)]
-        d = d.assign(q_per_kv=d.num_heads // kv, units=d.batch_size * kv, context=d.isl + d.step)
+        d = d[d.head_dim.isin(head_dims) & d.kv_cache_dtype.isin(KV_FORMATS) & (d.beam_width == 1)
+              & ((kv & (kv - 1)) == 0) & (d.num_heads % kv == 0) & keep(d)]
+        d = d.assign(q_per_kv=d.num_heads // d.num_key_value_heads, units=d.batch_size * d.num_key_value_heads,
+                     length=length(d))
         d = d[d.units.isin(UNITS)]
         # one latency per measured shape (the minimum of repeats), then the median over shapes
-        per_shape = d.groupby(["kv_cache_dtype", "head_dim", "q_per_kv", "context", "units", "batch_size"]).latency.min()
-        grid = per_shape.groupby(["kv_cache_dtype", "head_dim", "q_per_kv", "context", "units"]).median().unstack("units")
-        for (kvd, hd, ratio, ctx), lat in grid.iterrows():
+        per_shape = d.groupby(["kv_cache_dtype", "head_dim", "q_per_kv", "length", "units", "batch_size"]).latency.min()
+        grid = per_shape.groupby(["kv_cache_dtype", "head_dim", "q_per_kv", "length", "units"]).median().unstack("units")
+        for (kvd, hd, ratio, n), lat in grid.iterrows():
             out.setdefault(f"{SYSTEMS[system]}.csv", []).append(
-                [runtime, f.parent.name, KV_FORMATS[kvd], int(hd), int(ratio), int(ctx)]
+                [runtime, f.parent.name, KV_FORMATS[kvd], int(hd), int(ratio), int(n)]
                 + ["" if pd.isna(lat.get(u)) else f"{float(lat[u]) * 1e3:.4g}" for u in UNITS])
     return out
+
+
+def rows(data_root: Path) -> dict[str, list[list]]:
+    """File name (``<GPU>.csv``) -> its CSV rows (context = the prompt's 1 token + the steps decoded)."""
+    return attention_rows(data_root, "generation_attention_perf.parquet", HEAD_DIMS,
+                          length=lambda d: d.isl + d.step, keep=lambda d: True)
 
 
 def main(argv: list[str] | None = None) -> int:

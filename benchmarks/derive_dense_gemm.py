@@ -13,7 +13,6 @@ engine (``pip install '.[peer]'``, best in its own virtual environment). Nothing
 """
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -27,27 +26,12 @@ M_GRID = (1, 2, 4, 8, 16, 32, 48, 64, 80, 96, 128, 160, 192, 256, 512, 768, 1024
 HEADER = ["runtime", "runtime_version", "dtype", "n", "k"] + [f"us_m{m}" for m in M_GRID]
 
 
-def _version_key(v: str) -> tuple:
-    """1.3.0rc23 > 1.3.0rc20 > 1.0.0; 0.5.14 > 0.5.6.post2."""
-    return tuple(int(x) for x in re.findall(r"\d+", v))
-
-
-def _newest(data_root: Path) -> dict[tuple[str, str], Path]:
-    best: dict[tuple[str, str], Path] = {}
-    for f in sorted(data_root.glob("*/gemm/*/*/gemm_perf.parquet")):
-        system, _, runtime, version = f.relative_to(data_root).parts[:4]
-        if system in SYSTEMS and ((system, runtime) not in best
-                                  or _version_key(version) > _version_key(best[(system, runtime)].parent.name)):
-            best[(system, runtime)] = f
-    return best
-
-
 def rows(data_root: Path) -> dict[str, list[list]]:
     """File name (``<GPU>.csv``) -> its CSV rows."""
     import pandas as pd  # the peer's own dependency
 
     out: dict[str, list[list]] = {}
-    for (system, runtime), f in sorted(_newest(data_root).items()):
+    for (system, runtime), f in sorted(aic_tables.newest(data_root, "*/gemm/*/*/gemm_perf.parquet").items()):
         d = pd.read_parquet(f)
         for fmt, part in sorted(d.groupby("gemm_dtype")):
             if fmt not in FORMATS:

@@ -23,8 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aic_tables  # noqa: E402
-from aic_tables import SYSTEMS  # noqa: E402
-from derive_decode_attention import HEAD_DIMS, KV_FORMATS, UNITS, newest  # noqa: E402
+from derive_decode_attention import HEAD_DIMS, UNITS, attention_rows  # noqa: E402
 
 #: 192: MLA prompts run as ordinary attention over decompressed keys (128 + 64 rotary dims)
 PROMPT_HEAD_DIMS = (*HEAD_DIMS, 192)
@@ -34,26 +33,9 @@ HEADER = ["runtime", "runtime_version", "kv_dtype", "head_dim", "q_per_kv", "pro
 
 
 def rows(data_root: Path) -> dict[str, list[list]]:
-    """File name (``<GPU>.csv``) -> its CSV rows."""
-    import pandas as pd  # the peer's own dependency
-
-    out: dict[str, list[list]] = {}
-    for (system, runtime), f in sorted(newest(data_root, "context_attention_perf.parquet").items()):
-        d = pd.read_parquet(f)
-        if "window_size" in d:
-            d = d[d.window_size == 0]
-        kv = d.num_key_value_heads
-        d = d[d.head_dim.isin(PROMPT_HEAD_DIMS) & d.kv_cache_dtype.isin(KV_FORMATS) & (d.attn_dtype == "bfloat16")
-              & (d.beam_width == 1) & ((kv & (kv - 1)) == 0) & (d.num_heads % kv == 0)]
-        d = d.assign(q_per_kv=d.num_heads // kv, units=d.batch_size * kv)
-        d = d[d.units.isin(UNITS)]
-        per_shape = d.groupby(["kv_cache_dtype", "head_dim", "q_per_kv", "isl", "units", "batch_size"]).latency.min()
-        grid = per_shape.groupby(["kv_cache_dtype", "head_dim", "q_per_kv", "isl", "units"]).median().unstack("units")
-        for (kvd, hd, ratio, isl), lat in grid.iterrows():
-            out.setdefault(f"{SYSTEMS[system]}.csv", []).append(
-                [runtime, f.parent.name, KV_FORMATS[kvd], int(hd), int(ratio), int(isl)]
-                + ["" if pd.isna(lat.get(u)) else f"{float(lat[u]) * 1e3:.4g}" for u in UNITS])
-    return out
+    """File name (``<GPU>.csv``) -> its CSV rows (BF16 attention math only)."""
+    return attention_rows(data_root, "context_attention_perf.parquet", PROMPT_HEAD_DIMS,
+                          length=lambda d: d.isl, keep=lambda d: d.attn_dtype == "bfloat16")
 
 
 def main(argv: list[str] | None = None) -> int:
