@@ -40,7 +40,7 @@ import math
 from functools import cache, lru_cache
 from importlib import resources
 
-from costmodels.dense_gemm import physical
+from costmodels.dense_gemm import along, physical
 from costmodels.hardware import get_gpu, gpu_name_or_none
 from costmodels.models import ModelSpec
 
@@ -84,14 +84,7 @@ class Grid:
         self.rows = tuple(tuple(x * 1e-6 for x in r) for r in filled)
 
     def _at_units(self, row: tuple[float, ...], u: float) -> float:
-        us = self.units
-        if u <= us[0]:
-            return row[0]
-        if u >= us[-1]:
-            return row[-1] * u / us[-1]
-        i = bisect.bisect_left(us, u)
-        f = (u - us[i - 1]) / (us[i] - us[i - 1])
-        return row[i - 1] * (1 - f) + row[i] * f
+        return along(self.units, row, u)
 
     def seconds(self, pairs: float, context: float) -> float:
         """One layer's attention over ``pairs`` (sequence, KV head) pairs of ``context`` tokens

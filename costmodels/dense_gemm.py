@@ -48,14 +48,7 @@ class Table:
     def at_rows(self, cell: tuple[float, ...], m: float) -> float:
         """A latency curve over the grid's rows at m rows: linear in m between grid rows (so never falling
         as m grows), proportional to m beyond the last (the GEMM is compute-bound there)."""
-        ms = self.ms
-        if m <= ms[0]:
-            return cell[0]
-        if m >= ms[-1]:
-            return cell[-1] * m / ms[-1]
-        i = bisect.bisect_left(ms, m)
-        f = (m - ms[i - 1]) / (ms[i] - ms[i - 1])
-        return cell[i - 1] * (1 - f) + cell[i] * f
+        return along(self.ms, cell, m)
 
     def shape_curve(self, n: float, k: float) -> tuple[float, ...] | None:
         """Latency in seconds of an (n, k) weight at each of the grid's rows m: the neighbouring
@@ -79,6 +72,18 @@ class Table:
         """Latency of an (m x k) @ (k x n) GEMM (``shape_curve`` at m rows)."""
         curve = self.shape_curve(n, k)
         return None if curve is None else self.at_rows(curve, m)
+
+
+def along(xs: tuple[int, ...], ys: tuple[float, ...], x: float) -> float:
+    """A measured curve ys over the sizes xs at x: the first value below the first size, linear
+    between sizes, proportional to x beyond the last (the kernel is saturated there)."""
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1] * x / xs[-1]
+    i = bisect.bisect_left(xs, x)
+    f = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+    return ys[i - 1] * (1 - f) + ys[i] * f
 
 
 def physical(ms: tuple[int, ...], latencies: tuple[float, ...]) -> list[float]:
