@@ -37,6 +37,7 @@ from __future__ import annotations
 import bisect
 import csv
 import math
+from collections.abc import Callable
 from functools import cache, lru_cache
 from importlib import resources
 
@@ -83,20 +84,17 @@ class Grid:
             filled[i] = [max(a, b) for a, b in zip(filled[i], filled[i - 1], strict=True)]
         self.rows = tuple(tuple(x * 1e-6 for x in r) for r in filled)
 
-    def _at_units(self, row: tuple[float, ...], u: float) -> float:
-        return along(self.units, row, u)
-
     def seconds(self, pairs: float, context: float) -> float:
         """One layer's attention over ``pairs`` (sequence, KV head) pairs of ``context`` tokens
         (decode: attended; prompts: the prompt's length)."""
         cs = self.contexts
         if context <= cs[0]:
-            return self._at_units(self.rows[0], pairs)
+            return along(self.units, self.rows[0], pairs)
         if context >= cs[-1]:
-            return self._at_units(self.rows[-1], pairs) * (context / cs[-1]) ** self.length_power
+            return along(self.units, self.rows[-1], pairs) * (context / cs[-1]) ** self.length_power
         i = bisect.bisect_left(cs, context)
         f = (context - cs[i - 1]) / (cs[i] - cs[i - 1])
-        return self._at_units(self.rows[i - 1], pairs) * (1 - f) + self._at_units(self.rows[i], pairs) * f
+        return along(self.units, self.rows[i - 1], pairs) * (1 - f) + along(self.units, self.rows[i], pairs) * f
 
 
 def _fill(units: tuple[int, ...], row: list[float | None], proportional_below: bool = False) -> list[float]:
@@ -194,6 +192,16 @@ def grid_and_scale(gpu: str, runtime: str, kv_dtype: str, head_dim: int, q_per_k
     return None if grid is None else (grid, head_dim / nearest)
 
 
+def _over_layers(model: ModelSpec, layers: int, per_layer: Callable[[float], float], context: float) -> float:
+    """``layers`` layers' time, ``per_layer(c)`` a layer's at c tokens of context: full-attention
+    layers at ``context``, the model's share of sliding-window layers at most at its window."""
+    full = per_layer(context)
+    if not model.sliding_window or not model.sliding_layers:
+        return layers * full
+    share = model.sliding_layers / model.layers
+    return layers * ((1 - share) * full + share * per_layer(min(context, model.sliding_window)))
+
+
 def _table_gpu(gpu: str, kind: str, own_rate: float) -> tuple[str, float]:
     """The GPU whose table prices ``gpu`` and the factor its times are scaled by: itself and 1, or
     its same-die sibling (``SAME_DIE``) scaled by the sibling's datasheet rate (BF16 peak for
@@ -220,13 +228,8 @@ def decode_attention_s(model: ModelSpec, *, gpu: str, runtime: str, kv_dtype: st
     if found is None:
         return None
     grid, size_scale = found
-    scale *= size_scale
     pairs = sequences * kv_per_gpu
-    full = grid.seconds(pairs, context)
-    if not model.sliding_window or not model.sliding_layers:
-        return scale * layers * full
-    share = model.sliding_layers / model.layers
-    return scale * layers * ((1 - share) * full + share * grid.seconds(pairs, min(context, model.sliding_window)))
+    return scale * size_scale * _over_layers(model, layers, lambda c: grid.seconds(pairs, c), context)
 
 
 @lru_cache(maxsize=65536)
@@ -251,7 +254,6 @@ def prompt_attention_s(model: ModelSpec, *, gpu: str, runtime: str, kv_dtype: st
     if found is None:
         return None
     grid, size_scale = found
-    scale *= size_scale
 
     def one_layer(length: float) -> float:
         length = max(length, 1.0)
@@ -261,8 +263,4 @@ def prompt_attention_s(model: ModelSpec, *, gpu: str, runtime: str, kv_dtype: st
         # less than one prompt's pairs: that share of a whole prompt's time, never below a call's floor
         return max(grid.seconds(grid.units[0], length) * pairs / grid.units[0], grid.rows[0][0])
 
-    full = one_layer(2 * context)
-    if not model.sliding_window or not model.sliding_layers:
-        return scale * layers * full
-    share = model.sliding_layers / model.layers
-    return scale * layers * ((1 - share) * full + share * one_layer(2 * min(context, model.sliding_window)))
+    return scale * size_scale * _over_layers(model, layers, lambda c: one_layer(2 * c), context)

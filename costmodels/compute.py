@@ -216,7 +216,7 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     decode_flops = n_layers * decode_flop_per_ctx * g_decode * decode_context
     # Prompt tokens: the runtime's measured kernel where a table covers it (costmodels.attention_tables;
     # far from peak at a TP shard's head counts, nearer it for long prompts), never faster than the
-    # tensor cores' peak; else their FLOPs at the fitted share of peak.
+    # tensor cores' peak; else their FLOPs at the share of peak the tables reach (ATTENTION_EFFICIENCY).
     measured_prompt = prompt_attention_s(model, gpu=gpu.name, runtime=runtime, kv_dtype=kv_dtype, at=at,
                                          tokens=g_prefill / steps, context=prefill_context, layers=n_layers,
                                          flop_per_s=gpu.bf16_flop_per_s) if g_prefill else None
