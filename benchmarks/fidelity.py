@@ -45,7 +45,7 @@ Without --data it reads the reference table shipped in benchmarks/data/benchmark
 # online rows (request rate q; q = INF means every request sent at once, served = cap):
 #   served = min(q, cap);  req_per_s = served;  total_output_tok_per_s = served x osl;
 #   total_token_tok_per_s = served x (isl + osl);  per GPU: divided by num_gpus
-#   latency from evaluate(..., qps=q).loaded (costmodels.serving.serve_at_rate): the in-flight
+#   latency from evaluate(..., qps=q).loaded (costmodels.load.serve_at_rate): the in-flight
 #   batch b is the least fixed point of Little's law b = q/dp x (TTFT(b) + (osl - 1) TPOT(b));
 #   itl_ms_mean  = TPOT(b) x 1000
 #   ttft_ms_mean = TTFT(b) with the M/D/1 queueing wait at utilisation q/cap, x 1000
@@ -96,8 +96,8 @@ if str(_ROOT) not in sys.path:  # run as a script from a checkout
 
 from costmodels.benchrun import simulate_benchmark  # noqa: E402
 from costmodels.hardware import GPU, get_gpu  # noqa: E402
+from costmodels.load import serve_at_concurrency, static_batch, step_mix  # noqa: E402
 from costmodels.models import get_model  # noqa: E402
-from costmodels.serving import serve_at_concurrency, static_batch, step_mix  # noqa: E402
 from planner.api import Evaluation, evaluate  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
 from topologies.graph import Topology  # noqa: E402

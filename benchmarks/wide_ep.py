@@ -31,7 +31,9 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout, like the other
     sys.path.insert(0, str(ROOT))
 
 from costmodels.models import get_model  # noqa: E402
-from costmodels.serving import Strategy, evaluate_prefill, evaluate_replica  # noqa: E402
+from costmodels.prefill import evaluate_prefill  # noqa: E402
+from costmodels.serving import evaluate_replica  # noqa: E402
+from costmodels.strategy import Strategy  # noqa: E402
 from planner.candidates import cluster_view, wide_span  # noqa: E402
 from topologies.graph import Topology  # noqa: E402
 from topologies.synth import synthetic_fleet  # noqa: E402

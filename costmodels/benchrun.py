@@ -36,16 +36,8 @@ from costmodels import calibration as cal
 from costmodels.comm import send_s
 from costmodels.compute import ACT_BYTES
 from costmodels.models import ModelSpec
-from costmodels.serving import (
-    GPUs,
-    Links,
-    Strategy,
-    _stage_time,
-    effective_strategy,
-    max_batch_size,
-    stage_gpus,
-    stages,
-)
+from costmodels.serving import effective_strategy, max_batch_size, stage_time
+from costmodels.strategy import GPUs, Links, Strategy, stage_gpus, stages
 
 #: Prompt tokens and attended context are rounded to these grains to reuse step times; a
 #: step's time changes by well under 1 % within a grain at the sizes that matter.
@@ -106,7 +98,7 @@ class _StepClock:
     def _time(self, decode: int, prompt: int, context: int) -> float:
         s = self.s
         micro = max(1, min(s.pp, decode + (1 if prompt else 0)))
-        slowest = max(_stage_time(self.model, g, s, st, self.links, prefill_tokens=prompt / micro,
+        slowest = max(stage_time(self.model, g, s, st, self.links, prefill_tokens=prompt / micro,
                                   prefill_context=self.isl / 2, decode_tokens=decode / micro,
                                   decode_context=context).total_s
                       for g, st in zip(self.gpus, self.sts, strict=True))
@@ -144,7 +136,7 @@ def simulate_benchmark(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
     """Run ``requests`` requests of ``isl`` prompt and ``osl`` output tokens at ``rate_per_s``
     through one replica and report what a serving benchmark reports. Each TTFT carries the
     engine's per-request cost (``PREFILL_REQUEST_OVERHEAD_S``) and, ``online``, the HTTP
-    server's (``ONLINE_REQUEST_OVERHEAD_S``), as ``serving.serve_at_rate`` prices them."""
+    server's (``ONLINE_REQUEST_OVERHEAD_S``), as ``load.serve_at_rate`` prices them."""
     if requests < 1 or isl < 1 or osl < 1:
         raise ValueError("requests, isl and osl must be at least 1")
     s = effective_strategy(model, gpu, s, isl=isl, osl=osl)

@@ -15,30 +15,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from costmodels import calibration as cal
+from costmodels.batch import group_ttft, planned_utilization
 from costmodels.hardware import (
     GPU,
     custom_gpus,
     get_gpu,
     get_gpu as _get_gpu,  # resolve_prices shadows get_gpu with the topology's own types
 )
+from costmodels.load import ClosedLoopMetrics, LoadedMetrics, serve_at_concurrency, serve_at_rate, tail_latency
 from costmodels.memory import weight_bytes
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import (
-    ClosedLoopMetrics,
-    Links,
-    LoadedMetrics,
-    ReplicaMetrics,
-    Strategy,
-    effective_strategy,
-    evaluate_prefill,
-    evaluate_replica,
-    kv_transfer_s,
-    serve_at_concurrency,
-    serve_at_rate,
-    stages,
-    tail_latency,
-    validate_strategy,
-)
+from costmodels.prefill import evaluate_prefill, kv_transfer_s
+from costmodels.serving import ReplicaMetrics, effective_strategy, evaluate_replica
+from costmodels.strategy import Links, Strategy, stages, validate_strategy
 from costmodels.units import DTYPES, GIB, dtype_bytes
 from planner import schema as S
 from planner.candidates import (
@@ -47,9 +36,7 @@ from planner.candidates import (
     Pricing,
     Request,
     cluster_view,
-    group_ttft,
     inter_domain_link_fn,
-    planned_utilization,
     price_candidates,
     replica_spans,
     wide_span,
@@ -210,7 +197,7 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
 
     ``tpot_p99_ms`` and ``ttft_p99_ms`` are p99 SLOs beside the mean ones: every replica's
     batch keeps its p99 TPOT and p99 TTFT (queueing included when ``qps`` is given) within
-    them, as :func:`costmodels.serving.tail_latency` prices them.
+    them, as :func:`costmodels.load.tail_latency` prices them.
     """
     t_start = time.perf_counter()
     topo, spec, req, params, view, pricing = prepare(
@@ -778,7 +765,7 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
     that load: the batch in flight, TPOT, and TTFT with queueing (``Evaluation.loaded``).
     With ``concurrency`` (closed-loop clients, spread evenly over the replicas) it predicts
     them as a closed-loop benchmark measures them (``Evaluation.closed``,
-    :func:`costmodels.serving.serve_at_concurrency`): TTFT mean and p99, TPOT, ITL p50 and
+    :func:`costmodels.load.serve_at_concurrency`): TTFT mean and p99, TPOT, ITL p50 and
     p99, end-to-end latency and throughput. ``qps`` and ``concurrency`` exclude each other.
     With ``requests`` and ``qps`` (``math.inf``: all sent at once) it also runs that finite
     benchmark step by step (``Evaluation.run``, :func:`costmodels.benchrun.simulate_benchmark`),

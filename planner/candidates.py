@@ -44,24 +44,13 @@ from functools import cached_property
 from itertools import pairwise
 
 from costmodels import calibration as cal
+from costmodels.batch import PREFILL_TOKEN_BUDGETS, BatchChoice, PrefillChoice, choose_batch, choose_prefill_budget
 from costmodels.hardware import GPU, topology_gpu
+from costmodels.load import max_utilization
 from costmodels.memory import balanced_layer_split, front_loaded_split
 from costmodels.models import ModelSpec
-from costmodels.serving import (
-    Links,
-    PrefillStep,
-    ReplicaMetrics,
-    Strategy,
-    TailLatency,
-    choose_layer_split,
-    evaluate_prefill,
-    evaluate_replica,
-    kv_transfer_s,
-    max_utilization,
-    tail_latency,
-    ttft_under_load_s,
-    validate_strategy,
-)
+from costmodels.serving import ReplicaMetrics, choose_layer_split
+from costmodels.strategy import Links, Strategy, validate_strategy
 from topologies.errors import InputError
 from topologies.graph import LOCAL, Link, Topology
 
@@ -273,7 +262,7 @@ class Request:
     ttft_s: float | None = None
     tpot_s: float | None = None
     objective: str = "throughput"
-    tpot_p99_s: float | None = None  # p99 TPOT (costmodels.serving.tail_latency)
+    tpot_p99_s: float | None = None  # p99 TPOT (costmodels.load.tail_latency)
     ttft_p99_s: float | None = None  # p99 TTFT, queueing included when qps is given
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
@@ -315,15 +304,6 @@ def _moe_layouts(model: ModelSpec, tp: int, pp: int, req: Request) -> list[tuple
             out += [(tp, d) for d in range(2, tp + 1) if tp % d == 0]
     return [(e, d) for e, d in out if (req.ep is None or e == req.ep)
             and (req.attention_dp is None or d == req.attention_dp)]
-
-
-def _batch_grid(max_batch: int) -> list[int]:
-    grid, b = [], 1
-    while b < max_batch:
-        grid.append(b)
-        b *= 2
-    grid.append(max_batch)
-    return grid
 
 
 def _chunks(gpus: list[str], size: int) -> list[list[str]]:
@@ -390,17 +370,16 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                                                    _kv_link(view, classes, tp, links), req, pr)
                         if req.disaggregation == "only":
                             continue
-                        cand, n = _best_batch(model, gpu, s, req, Links(tp=links.tp, pp=links.pp, ep=links.tp), pr)
-                        priced += n
+                        choice = _best_batch(model, gpu, s, req, Links(tp=links.tp, pp=links.pp, ep=links.tp), pr)
+                        priced += choice.priced
+                        cand = choice.best
                         if cand is None:
                             continue
                         out.append(Candidate(index=len(out), gpu=gpu_name, strategy=s, span=span, batch=cand.batch,
                                              metrics=cand, links=Links(tp=links.tp, pp=links.pp, ep=links.tp),
                                              unit_gpus=unit, units_per_replica=units,
                                              units_per_stage=per_stage, classes=cls_ok,
-                                             usable_requests_per_s=cand.requests_per_s * _usable_utilization(
-                                                 model, gpu, s, req, Links(tp=links.tp, pp=links.pp, ep=links.tp),
-                                                 cand)))
+                                             usable_requests_per_s=choice.usable_requests_per_s))
     priced += _price_cross_type_pipelines(model, view, req, by_type, pr)
     priced += _price_wide_ep(model, view, req, by_type, pr)
     pr.priced = priced
@@ -469,11 +448,12 @@ def _price_roles(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, span: s
     n = len(PREFILL_TOKEN_BUDGETS)
     best = best_prefill(model, gpu, gpu_name, s, req, links, kv_link, pr)
     if best is not None:
-        sp, m, xfer, usable = best
-        out.append(Candidate(index=len(out), batch=m.batch, metrics=m, role="prefill", kv_transfer_s=xfer,
-                             usable_requests_per_s=usable, strategy=sp, **common))
-    dm, k = _best_batch(model, gpu, s, replace(req, ttft_s=None, ttft_p99_s=None), links, pr, role="decode")
-    n += k
+        out.append(Candidate(index=len(out), batch=best.metrics.batch, metrics=best.metrics, role="prefill",
+                             kv_transfer_s=best.kv_transfer_s, usable_requests_per_s=best.usable_requests_per_s,
+                             strategy=best.strategy, **common))
+    choice = _best_batch(model, gpu, s, replace(req, ttft_s=None, ttft_p99_s=None), links, pr, role="decode")
+    n += choice.priced
+    dm = choice.best
     if dm is not None:
         out.append(Candidate(index=len(out), batch=dm.batch, metrics=dm, role="decode", strategy=s,
                              usable_requests_per_s=dm.requests_per_s * max_utilization(ttft_s=0.0, ttft_slo_s=None),
@@ -481,43 +461,18 @@ def _price_roles(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, span: s
     return n
 
 
-#: The step token budgets (``max_num_batched_tokens``; SGLang's ``--chunked-prefill-size``) a
-#: prefill pool is priced at (issue 13, item 4). The defaults vLLM and SGLang pick by GPU memory
-#: lie in this range (vLLM EngineArgs: 2,048 or 8,192 for the API server; SGLang ServerArgs:
-#: 2,048 to 8,192 below 160 GB, 16,384 above). A larger step runs the GEMMs closer to peak
-#: (more prompts/s) but a prompt shorter than the step shares it with others (a longer TTFT).
-PREFILL_TOKEN_BUDGETS = (2048, 4096, 8192)
-
-
 def best_prefill(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, req: Request, links: Links,
-                 kv_link: Link, pr: Pricing | None = None):
-    """The prefill replica of this shape at the token budget of :data:`PREFILL_TOKEN_BUDGETS` that
-    serves the most requests/s within the TTFT SLOs (queueing headroom included; ties: the lower
-    TTFT, then the smaller budget), as ``(strategy, metrics, kv transfer s, usable requests/s)``,
-    or None when no budget fits and meets the SLOs. Each budget priced updates ``pr``'s fastest
-    prompt (the infeasibility message and the TTFT frontier)."""
-    xfer = kv_transfer_s(model, s, isl=req.isl, link=kv_link)
-    best, best_key = None, None
-    for budget in PREFILL_TOKEN_BUDGETS:
-        sb = replace(s, max_num_batched_tokens=budget)
-        pm = evaluate_prefill(model, gpu, sb, isl=req.isl, links=links)
-        if not pm.fits:
-            continue
-        m = pm.as_replica(xfer)
-        ttft = m.ttft_s
-        tail = tail_latency(model, gpu, sb, m, isl=req.isl, osl=req.osl, links=links, role="prefill")
-        if pr is not None:
+                 kv_link: Link, pr: Pricing | None = None) -> PrefillChoice | None:
+    """:func:`costmodels.batch.choose_prefill_budget` for this shape; each budget priced updates
+    ``pr``'s fastest prompt (the infeasibility message and the TTFT frontier)."""
+    best, seen = choose_prefill_budget(model, gpu, s, req, links, kv_link)
+    if pr is not None:
+        for budget, ttft_s, ttft_p99_s in seen:
             label = f"{gpu_name} prefill tp={s.tp} pp={s.pp} step {budget}"
-            if ttft < pr.best_ttft_s:  # a pools plan's fastest prompt (--disaggregation only, the TTFT frontier)
-                pr.best_ttft_s, pr.best_ttft_label = ttft, label
-            if req.ttft_p99_s is not None and tail.ttft_p99_s(ttft) < pr.best_ttft_p99_s:
-                pr.best_ttft_p99_s, pr.best_ttft_p99_label = tail.ttft_p99_s(ttft), label
-        if not _meets_slos(m, tail, req, role="prefill"):
-            continue
-        usable = pm.requests_per_s * _utilization_cap(m, tail, req)
-        key = (-usable, ttft, budget)
-        if best_key is None or key < best_key:
-            best, best_key = (sb, m, xfer, usable), key
+            if ttft_s < pr.best_ttft_s:  # a pools plan's fastest prompt (--disaggregation only, the TTFT frontier)
+                pr.best_ttft_s, pr.best_ttft_label = ttft_s, label
+            if ttft_p99_s is not None and ttft_p99_s < pr.best_ttft_p99_s:
+                pr.best_ttft_p99_s, pr.best_ttft_p99_label = ttft_p99_s, label
     return best
 
 
@@ -596,8 +551,9 @@ def _price_cross_type_pipelines(model: ModelSpec, view: ClusterView, req: Reques
                                 continue
                             s = replace(s, layer_split=choose_layer_split(model, gpus, s, isl=req.isl,
                                                                           osl=req.osl))
-                            cand, n = _best_batch(model, gpus, s, req, links, pr)
-                            priced += n
+                            choice = _best_batch(model, gpus, s, req, links, pr)
+                            priced += choice.priced
+                            cand = choice.best
                             if cand is None:
                                 continue
                             out = pr.candidates
@@ -605,8 +561,7 @@ def _price_cross_type_pipelines(model: ModelSpec, view: ClusterView, req: Reques
                                 index=len(out), gpu=a_name, strategy=s, span="hetero", batch=cand.batch,
                                 metrics=cand, links=links, unit_gpus=tp, units_per_replica=pp, units_per_stage=1,
                                 classes=tuple(c.signature for c in a_ok + b_ok),
-                                usable_requests_per_s=cand.requests_per_s * _usable_utilization(
-                                    model, gpus, s, req, links, cand),
+                                usable_requests_per_s=choice.usable_requests_per_s,
                                 stage_gpus=names_by_stage))
     return priced
 
@@ -679,16 +634,16 @@ def _price_wide_ep(model: ModelSpec, view: ClusterView, req: Request, by_type: d
                                                max(links.ep, links.tp, key=slowness), req, pr)
                     if req.disaggregation == "only":
                         continue
-                    cand, n = _best_batch(model, gpu, s, req, links, pr)
-                    priced += n
+                    choice = _best_batch(model, gpu, s, req, links, pr)
+                    priced += choice.priced
+                    cand = choice.best
                     if cand is None:
                         continue
                     out = pr.candidates
                     out.append(Candidate(index=len(out), gpu=gpu_name, strategy=s, span="wide", batch=cand.batch,
                                          metrics=cand, links=links, unit_gpus=g, units_per_replica=k,
                                          units_per_stage=k, classes=cls_ok,
-                                         usable_requests_per_s=cand.requests_per_s * _usable_utilization(
-                                             model, gpu, s, req, links, cand)))
+                                         usable_requests_per_s=choice.usable_requests_per_s))
     return priced
 
 
@@ -766,174 +721,16 @@ def inter_domain_link_fn(topo: Topology, view: ClusterView, classes: list[Domain
 
 
 def _best_batch(model: ModelSpec, gpu: GPU, s: Strategy, req: Request, links: Links, pr: Pricing,
-                role: str = "unified"):
-    """The batch this shape runs at for the request's objective, or None if none meets the SLOs."""
-    top = evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, links=links, role=role)
-    n = 1
-    if top.max_batch < 1:
-        pr.rejected["memory"] = pr.rejected.get("memory", 0) + 1
-        return None, n
-    pr.fits_anywhere = True
+                role: str = "unified") -> BatchChoice:
+    """:func:`costmodels.batch.choose_batch` for this shape, its rejections and fastest figures
+    entered in ``pr``'s books (the infeasibility messages and the frontier read them)."""
+    choice = choose_batch(model, gpu, s, req, links, role)
+    for why in choice.rejected:
+        pr.rejected[why] = pr.rejected.get(why, 0) + 1
+    pr.fits_anywhere = pr.fits_anywhere or choice.fits
     name = gpu.name if isinstance(gpu, GPU) else "+".join(dict.fromkeys(g.name for g in gpu))
-    if req.batch is not None:
-        grid = [req.batch]
-    else:
-        grid = _batch_grid(top.max_batch)
-        # TPOT and TTFT grow with the batch: the largest batch meeting both is found by
-        # bisection and priced beside the powers of two.
-        limit = _largest_batch_within_slos(model, gpu, s, req, links, top.max_batch, role)
-        if limit and limit not in grid:
-            grid = sorted(grid + [limit])
-    best, best_util = None, 0.0
-    for b in grid:
-        if b > top.max_batch:
-            pr.rejected["memory"] = pr.rejected.get("memory", 0) + 1
-            continue
-        m = top if b == top.batch else evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links,
-                                                        role=role)
-        n += 1
-        # the fastest decode step and prompt any shape reaches, for the infeasibility message (a
-        # decode-pool replica's TPOT counts as much as a unified one's: --disaggregation only)
-        if role in ("unified", "decode") and m.tpot_s < pr.best_tpot_s:
-            pr.best_tpot_s, pr.best_tpot_label = m.tpot_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
-        if role in ("unified", "prefill") and m.ttft_s < pr.best_ttft_s:
-            pr.best_ttft_s, pr.best_ttft_label = m.ttft_s, f"{name} tp={s.tp} pp={s.pp} batch {b}"
-        tail = _tail(model, gpu, s, req, links, m, role)
-        if tail is not None:
-            label = f"{name} tp={s.tp} pp={s.pp} batch {b}"
-            if role in ("unified", "decode") and tail.tpot_p99_s < pr.best_tpot_p99_s:
-                pr.best_tpot_p99_s, pr.best_tpot_p99_label = tail.tpot_p99_s, label
-            if role == "unified" and tail.ttft_p99_s(m.ttft_s) < pr.best_ttft_p99_s:
-                pr.best_ttft_p99_s, pr.best_ttft_p99_label = tail.ttft_p99_s(m.ttft_s), label
-        why = _failed_slo(m, tail, req, role)
-        if why is not None:
-            pr.rejected[why] = pr.rejected.get(why, 0) + 1
-            continue
-        util = _utilization_cap(m, tail, req)
-        if best is None or _better(m, util, best, best_util, req):
-            best, best_util = m, util
-    return best, n
-
-
-def _tail(model, gpu, s: Strategy, req: Request, links: Links, m: ReplicaMetrics, role: str) -> TailLatency | None:
-    """The p99 figures of ``m``, priced only when the request sets a p99 SLO."""
-    if req.tpot_p99_s is None and req.ttft_p99_s is None:
-        return None
-    return tail_latency(model, gpu, s, m, isl=req.isl, osl=req.osl, links=links, role=role)
-
-
-def _failed_slo(m: ReplicaMetrics, tail: TailLatency | None, req: Request, role: str) -> str | None:
-    """The first SLO ``m`` breaks unloaded ('tpot', 'ttft', 'tpot_p99', 'ttft_p99'), or None.
-    A prefill replica's TPOT and a decode replica's TTFT are not its own to meet."""
-    checks = (("tpot", req.tpot_s, m.tpot_s, role != "prefill"),
-              ("ttft", req.ttft_s, m.ttft_s, role != "decode"),
-              ("tpot_p99", req.tpot_p99_s, tail and tail.tpot_p99_s, role != "prefill"),
-              ("ttft_p99", req.ttft_p99_s, tail and tail.ttft_p99_s(m.ttft_s), role != "decode"))
-    for why, slo, value, applies in checks:
-        if applies and slo is not None and value > slo:
-            return why
-    return None
-
-
-def _meets_slos(m: ReplicaMetrics, tail: TailLatency | None, req: Request, role: str) -> bool:
-    return _failed_slo(m, tail, req, role) is None
-
-
-def _utilization_cap(m: ReplicaMetrics, tail: TailLatency | None, req: Request) -> float:
-    """The highest utilisation at which the queued mean TTFT and the queued p99 TTFT stay within
-    their SLOs. The p99 is the queued mean plus its extra wait (the same M/D/1 factor; the tail
-    of the queue itself is not modelled). A prefill replica's TTFTs follow its load-dependent
-    step instead (:func:`_prefill_utilization_cap`)."""
-    if m.prefill_step is not None:
-        return _prefill_utilization_cap(m.prefill_step, req.ttft_s, req.ttft_p99_s)
-    cap = max_utilization(ttft_s=m.ttft_s, ttft_slo_s=req.ttft_s)
-    if req.ttft_p99_s is not None and tail is not None:
-        cap = min(cap, max_utilization(ttft_s=m.ttft_s, ttft_slo_s=req.ttft_p99_s - tail.ttft_extra_s))
-    return cap
-
-
-#: Bisection rounds for a prefill group's utilisation cap: 2**-40 of the cap, far below what plans print.
-_CAP_ROUNDS = 40
-
-
-def _prefill_utilization_cap(step: PrefillStep, ttft_s: float | None, ttft_p99_s: float | None) -> float:
-    """The highest utilisation, at most ``MAX_PLANNED_UTILIZATION``, at which a prefill replica's
-    mean and p99 TTFT (:class:`PrefillStep`, both rising with the load) stay within their SLOs;
-    0 when the prompt alone breaks one. Bisection, so the same inputs give the same cap."""
-    def ok(u: float) -> bool:
-        return ((ttft_s is None or step.ttft_s(u) <= ttft_s)
-                and (ttft_p99_s is None or step.ttft_p99_s(u) <= ttft_p99_s))
-
-    hi = cal.MAX_PLANNED_UTILIZATION
-    if ok(hi):
-        return hi
-    if not ok(0.0):
-        return 0.0
-    lo = 0.0
-    for _ in range(_CAP_ROUNDS):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return lo
-
-
-def planned_utilization(m: ReplicaMetrics, tail: TailLatency, role: str, *, ttft_s: float | None,
-                        ttft_p99_s: float | None) -> float:
-    """The utilisation a group is planned at, the share of its capacity a plan sends it: the highest
-    at which its queued TTFTs stay within ``ttft_s``/``ttft_p99_s`` (:func:`_utilization_cap`); a
-    decode replica's TTFT is not its own, so the plain cap. Plans split each kind's traffic in
-    proportion to capacity x this, so no group of a kind runs past its own limit."""
-    if role == "decode":
-        return max_utilization(ttft_s=0.0, ttft_slo_s=None)
-    return _utilization_cap(m, tail, replace(Request(isl=1, osl=1), ttft_s=ttft_s, ttft_p99_s=ttft_p99_s))
-
-
-def group_ttft(m: ReplicaMetrics, tail: TailLatency, utilization: float | None,
-               planned: float) -> tuple[float, TailLatency]:
-    """A plan group's mean TTFT and its p99 figures at ``utilization`` (its share of the plan's
-    rate over its capacity; None without a rate): a prefill group's from its load-dependent step
-    (:class:`PrefillStep`; without a rate at its ``planned`` utilisation, the load the plan's
-    throughput counts), other groups' with the M/D/1 queueing factor (unloaded without a rate).
-    :func:`planner.api.build_plan` and :func:`planner.check.check_plan` both report this."""
-    if m.prefill_step is not None:
-        u = utilization if utilization is not None else planned
-        return m.prefill_step.ttft_s(u), TailLatency(tpot_p99_s=0.0, ttft_extra_s=m.prefill_step.wait_s(u))
-    if utilization is None:
-        return m.ttft_s, tail
-    return ttft_under_load_s(ttft_s=m.ttft_s, utilization=utilization), tail
-
-
-def _usable_utilization(model, gpu, s: Strategy, req: Request, links: Links, m: ReplicaMetrics,
-                        role: str = "unified") -> float:
-    """:func:`_utilization_cap` of a chosen batch, its p99 figures priced when needed."""
-    return _utilization_cap(m, _tail(model, gpu, s, req, links, m, role), req)
-
-
-def _largest_batch_within_slos(model, gpu, s, req: Request, links: Links, max_batch: int,
-                               role: str = "unified") -> int:
-    """The largest batch meeting every SLO, mean and p99 (each grows with the batch), by bisection."""
-    if all(x is None for x in (req.tpot_s, req.ttft_s, req.tpot_p99_s, req.ttft_p99_s)):
-        return max_batch
-
-    def ok(b: int) -> bool:
-        m = evaluate_replica(model, gpu, s, isl=req.isl, osl=req.osl, batch=b, links=links, role=role)
-        return _meets_slos(m, _tail(model, gpu, s, req, links, m, role), req, role)
-
-    lo, hi = 0, max_batch  # ok(lo) holds (vacuously for 0); find the largest b with ok(b)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _better(a: ReplicaMetrics, util_a: float, b: ReplicaMetrics, util_b: float, req: Request) -> bool:
-    """Whether batch ``a`` beats batch ``b`` (``util_*``: their utilisation caps under the TTFT SLOs)."""
-    if req.objective == "latency":
-        return (a.tpot_s, -a.output_tokens_per_s) < (b.tpot_s, -b.output_tokens_per_s)
-    ua = a.requests_per_s * util_a
-    ub = b.requests_per_s * util_b
-    if req.qps is not None and not math.isclose(ua, ub):
-        return ua > ub
-    return (a.output_tokens_per_s, -a.batch) > (b.output_tokens_per_s, -b.batch)
+    for metric, (value_s, b) in choice.fastest.items():
+        if value_s < getattr(pr, f"best_{metric}_s"):
+            setattr(pr, f"best_{metric}_s", value_s)
+            setattr(pr, f"best_{metric}_label", f"{name} tp={s.tp} pp={s.pp} batch {b}")
+    return choice

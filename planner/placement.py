@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-from costmodels.serving import Links, Strategy
+from costmodels.strategy import Links, Strategy
 from planner.candidates import Candidate, ClusterView, slowness
 from topologies.graph import LOCAL, SPINE, Link, Topology, leaf_id
 

@@ -10,7 +10,8 @@ from costmodels.benchrun import arrival_times_s, simulate_benchmark
 from costmodels.calibration import ONLINE_REQUEST_OVERHEAD_S
 from costmodels.hardware import gpu_catalog
 from costmodels.models import get_model
-from costmodels.serving import Links, Strategy, effective_strategy, evaluate_replica, max_batch_size
+from costmodels.serving import effective_strategy, evaluate_replica, max_batch_size
+from costmodels.strategy import Links, Strategy
 from topologies.graph import Link
 
 H100 = gpu_catalog()["H100-SXM-80GB"]

@@ -5,7 +5,8 @@ from costmodels.comm import allreduce_s
 from costmodels.hardware import gpu_catalog
 from costmodels.memory import stage_weight_bytes
 from costmodels.models import builtin_model_names, get_model
-from costmodels.serving import Links, Strategy, evaluate_replica, max_batch_size, validate_strategy
+from costmodels.serving import evaluate_replica, max_batch_size
+from costmodels.strategy import Links, Strategy, validate_strategy
 from topologies.graph import Link
 
 models = st.sampled_from(builtin_model_names()).map(get_model)

@@ -6,7 +6,8 @@ import pytest
 from costmodels.hardware import get_gpu
 from costmodels.memory import front_loaded_split
 from costmodels.models import get_model
-from costmodels.serving import Strategy, choose_layer_split, replica_memory
+from costmodels.serving import choose_layer_split, replica_memory
+from costmodels.strategy import Strategy
 from planner import api
 from planner.candidates import cluster_view, price_candidates
 from planner.check import check_plan

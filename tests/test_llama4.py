@@ -8,7 +8,8 @@ from costmodels.compute import StageShape, stage_step_time
 from costmodels.hardware import get_gpu
 from costmodels.memory import weight_bytes
 from costmodels.models import get_model
-from costmodels.serving import Strategy, _heaviest_window, choose_layer_split, replica_memory
+from costmodels.serving import _heaviest_window, choose_layer_split, replica_memory
+from costmodels.strategy import Strategy
 from planner import api
 from topologies.graph import Link
 

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from costmodels.compute import expert_load_factor
 from costmodels.hardware import get_gpu
 from costmodels.models import get_model
-from costmodels.serving import Links, Strategy, evaluate_replica, max_batch_size
+from costmodels.serving import evaluate_replica, max_batch_size
+from costmodels.strategy import Links, Strategy
 from planner import api
 from planner.check import check_plan
 from planner.cli import main

@@ -7,8 +7,10 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 
+from costmodels.load import serve_at_concurrency, step_mix, tail_latency
 from costmodels.models import get_model
-from costmodels.serving import Strategy, evaluate_replica, serve_at_concurrency, step_mix, tail_latency
+from costmodels.serving import evaluate_replica
+from costmodels.strategy import Strategy
 from planner import api, search
 from planner.candidates import Request, cluster_view, price_candidates
 from planner.check import check_plan

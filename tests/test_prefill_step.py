@@ -12,19 +12,14 @@ from itertools import pairwise
 
 import pytest
 
+from costmodels.batch import PREFILL_TOKEN_BUDGETS, failed_slo, utilization_cap
 from costmodels.hardware import get_gpu
+from costmodels.load import tail_latency
 from costmodels.models import get_model
-from costmodels.serving import Links, Strategy, evaluate_prefill, tail_latency
+from costmodels.prefill import evaluate_prefill
+from costmodels.strategy import Links, Strategy
 from planner import api
-from planner.candidates import (
-    PREFILL_TOKEN_BUDGETS,
-    Request,
-    _meets_slos,
-    _utilization_cap,
-    best_prefill,
-    cluster_view,
-    price_candidates,
-)
+from planner.candidates import Request, best_prefill, cluster_view, price_candidates
 from planner.check import check_plan
 from planner.emit import emit
 
@@ -120,9 +115,9 @@ def test_the_kept_budget_is_the_best_priced_of_the_three(isl, ttft_ms):
                                ttft_s=pm.ttft_s + c.kv_transfer_s, tpot_s=0.0, output_tokens_per_s=0.0,
                                requests_per_s=pm.requests_per_s)
             tail = tail_latency(spec, gpu, sb, m, isl=isl, osl=256, links=c.links, role="prefill")
-            if not _meets_slos(m, tail, req, role="prefill"):
+            if failed_slo(m, tail, req, "prefill") is not None:
                 continue
-            usable = pm.requests_per_s * _utilization_cap(m, tail, req)
+            usable = pm.requests_per_s * utilization_cap(m, tail, req.ttft_s, req.ttft_p99_s)
             assert usable <= c.usable_requests_per_s * (1 + 1e-12), (c.label(), budget)
 
 
@@ -135,7 +130,7 @@ def test_a_larger_budget_only_caps_the_step():
     kv = Links().tp
     free = best_prefill(spec, gpu, GPU, s, Request(isl=512, osl=256, runtime="sglang"), Links(), kv)
     tight = best_prefill(spec, gpu, GPU, s, Request(isl=512, osl=256, ttft_s=0.1, runtime="sglang"), Links(), kv)
-    assert tight[0].max_num_batched_tokens == free[0].max_num_batched_tokens  # the budget of most capacity
+    assert tight.strategy.max_num_batched_tokens == free.strategy.max_num_batched_tokens  # the budget of most capacity
     small, large = _prefill(2048, isl=512), _prefill(8192, isl=512)
     rate = 0.5 * small.requests_per_s  # half the small budget's capacity
     u_small, u_large = rate / small.requests_per_s, rate / large.requests_per_s

@@ -131,7 +131,8 @@ def test_max_batch_size_cache_answers_as_the_computation_does():
     """The memoised largest batch equals a fresh computation for every argument it is keyed on, and
     a stage list of the wrong length is still refused."""
     from costmodels.hardware import get_gpu
-    from costmodels.serving import Strategy, _max_batch_size, max_batch_size
+    from costmodels.serving import _max_batch_size, max_batch_size
+    from costmodels.strategy import Strategy
 
     h100, a100 = get_gpu("H100-SXM-80GB"), get_gpu("A100-SXM-80GB")
     m = get_model("llama-3.1-70b")

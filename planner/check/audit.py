@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from costmodels.models import ModelSpec
-from costmodels.serving import Strategy
+from costmodels.strategy import Strategy
 from planner.schema import Plan
 from topologies.graph import Topology, gpu_id
 
@@ -118,7 +118,7 @@ class Served:
 
     grp: GroupCheck
     m: Any
-    tail: Any  # costmodels.serving.TailLatency, at the group's utilisation once shared
+    tail: Any  # costmodels.load.TailLatency, at the group's utilisation once shared
     weight: float  # requests/s x planned utilisation: how the plan splits each kind's traffic
     share: float = 0.0
     ttft_s: float = 0.0

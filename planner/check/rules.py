@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from costmodels.hardware import get_gpu
-from costmodels.serving import validate_strategy
+from costmodels.strategy import validate_strategy
 from planner.check.audit import REL_TOL, Audit, GroupCheck, Priced, RankCheck, ReplicaCheck, Served
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from costmodels.batch import group_ttft, planned_utilization
 from costmodels.hardware import custom_gpus, get_gpu
+from costmodels.load import tail_latency
 from costmodels.models import ModelSpec, get_model
-from costmodels.serving import evaluate_prefill, evaluate_replica, kv_transfer_s, replica_memory, tail_latency
-from planner.candidates import group_ttft, planned_utilization
+from costmodels.prefill import evaluate_prefill, kv_transfer_s
+from costmodels.serving import evaluate_replica, replica_memory
 from planner.check.audit import Audit, CheckReport, GroupCheck, Priced, RankCheck, ReplicaCheck, Served
 from planner.check.rules import RULES
 from planner.placement import measure_links, slowest_stage_link, worst_links

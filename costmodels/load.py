@@ -1,0 +1,278 @@
+"""A replica under load: at a request rate (queueing), at a fixed concurrency (closed loop), as
+a static batch, and the percentiles of its TPOT and TTFT.
+
+:mod:`costmodels.serving` prices one replica at one batch; this module answers what a
+benchmark of it reports: mean and p99 TTFT with the queueing wait, ITL from the mix of steps
+that carry a prompt chunk and steps that do not, end-to-end latency of a static batch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from costmodels import calibration as cal
+from costmodels.comm import send_s
+from costmodels.compute import ACT_BYTES
+from costmodels.models import ModelSpec
+from costmodels.serving import ReplicaMetrics, effective_strategy, evaluate_replica, replica_memory, stage_time
+from costmodels.strategy import GPUs, Links, Strategy, stage_gpus, stages
+
+
+def ttft_under_load_s(*, ttft_s: float, utilization: float) -> float:
+    """TTFT with queueing: an M/D/1 wait in front of the prompt, ``rho / (2 (1 - rho))`` services.
+
+    >>> round(ttft_under_load_s(ttft_s=0.1, utilization=0.5), 6)
+    0.15
+    """
+    if utilization >= 1:
+        return math.inf
+    if utilization <= 0:
+        return ttft_s
+    return ttft_s * (1 + utilization / (2 * (1 - utilization)))
+
+
+def max_utilization(*, ttft_s: float, ttft_slo_s: float | None) -> float:
+    """Highest utilisation at which the queued TTFT stays within ``ttft_slo_s``.
+
+    Inverts :func:`ttft_under_load_s`; capped at ``MAX_PLANNED_UTILIZATION``.
+
+    >>> round(max_utilization(ttft_s=0.1, ttft_slo_s=0.15), 3)
+    0.5
+    """
+    cap = cal.MAX_PLANNED_UTILIZATION
+    if ttft_slo_s is None:
+        return cap
+    if ttft_s > ttft_slo_s:
+        return 0.0
+    x = ttft_slo_s / ttft_s - 1
+    return min(cap, 2 * x / (1 + 2 * x))
+
+
+@dataclass(frozen=True)
+class LoadedMetrics:
+    """One replica serving ``rate_per_s`` requests/s (open loop, Poisson-like arrivals)."""
+
+    rate_per_s: float
+    batch: int  # sequences in flight on average (Little's law)
+    utilization: float  # rate / capacity at the largest batch
+    ttft_s: float  # queueing included
+    tpot_s: float
+    requests_per_s: float  # served: min(rate, capacity)
+    output_tokens_per_s: float
+
+
+def serve_at_rate(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, rate_per_s: float,
+                  links: Links = Links(), capacity: ReplicaMetrics | None = None) -> LoadedMetrics:
+    """Predict a replica at a request rate: the in-flight batch the rate sustains, its TPOT,
+    and TTFT with the queueing wait at that utilisation.
+
+    The batch is the least fixed point of Little's law, ``b = rate x (TTFT(b) + (osl - 1)
+    TPOT(b))``, capped at the largest batch that fits. At or above capacity the queue has no
+    steady state: TTFT is infinite and the replica serves its capacity.
+    """
+    cap = capacity or evaluate_replica(model, gpu, s, isl=isl, osl=osl, links=links)
+    if cap.max_batch < 1 or cap.requests_per_s <= 0:
+        return LoadedMetrics(rate_per_s, 0, math.inf, math.inf, math.inf, 0.0, 0.0)
+    util = rate_per_s / cap.requests_per_s
+    if util >= 1:
+        return LoadedMetrics(rate_per_s, cap.batch, util, math.inf, cap.tpot_s, cap.requests_per_s,
+                             cap.output_tokens_per_s)
+    at: dict[int, ReplicaMetrics] = {}
+
+    def metrics(b: int) -> ReplicaMetrics:
+        if b not in at:
+            at[b] = evaluate_replica(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
+        return at[b]
+
+    def little(b: int) -> int:
+        m = metrics(b)
+        return max(1, min(cap.max_batch, math.ceil(rate_per_s * (m.ttft_s + (osl - 1) * m.tpot_s) - 1e-9)))
+
+    b = 1
+    for _ in range(24):
+        nb = little(b)
+        if nb <= b:
+            break
+        b = nb
+    else:  # slow convergence near saturation: bisect for the least b with little(b) <= b
+        lo, hi = b, cap.max_batch
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if little(mid) <= mid:
+                hi = mid
+            else:
+                lo = mid + 1
+        b = lo
+    m = metrics(b)
+    return LoadedMetrics(rate_per_s=rate_per_s, batch=b, utilization=util,
+                         ttft_s=ttft_under_load_s(ttft_s=m.ttft_s, utilization=util) + cal.ONLINE_REQUEST_OVERHEAD_S,
+                         tpot_s=m.tpot_s,
+                         requests_per_s=rate_per_s, output_tokens_per_s=rate_per_s * osl)
+
+
+@dataclass(frozen=True)
+class ClosedLoopMetrics:
+    """One replica under a closed loop: ``concurrency`` clients, each sending its next request
+    when the last one finished (benchmark_serving's ``--max-concurrency``, genai-perf's
+    ``--concurrency``)."""
+
+    concurrency: int
+    batch: int  # sequences the replica runs at once: the concurrency, or the largest batch that fits
+    ttft_s: float  # the wait for a free slot when the clients outnumber the slots, included
+    tpot_s: float  # (end-to-end - TTFT) / (output tokens - 1), as benchmarks define it
+    e2e_s: float  # TTFT + (osl - 1) x TPOT
+    requests_per_s: float
+    output_tokens_per_s: float
+    ttft_p99_s: float  # arriving just after a step began: a whole step's wait instead of half
+    itl_p50_s: float  # from the mix of steps (``step_mix``)
+    itl_p99_s: float
+
+
+@dataclass(frozen=True)
+class StepMix:
+    """The two kinds of steps a request sees while it decodes at batch b under chunked prefill:
+    decode-only steps, and steps that also carry a prompt chunk of another request."""
+
+    decode_s: float
+    with_chunk_s: float
+    chunk_share: float  # share of the request's decode steps that carry a prompt chunk
+
+    def percentile_s(self, q: float) -> float:
+        """The q-th quantile (0-1) of the inter-token latency: a chunk step once more than 1 - q
+        of the steps carry one."""
+        return self.with_chunk_s if self.chunk_share > 1 - q else self.decode_s
+
+
+def step_mix(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, batch: int,
+             links: Links = Links()) -> StepMix:
+    """The step times behind ITL percentiles at batch ``batch``: the other ``batch - 1`` requests
+    each bring ``isl`` prompt tokens per ``osl`` steps, in chunks of ``min(isl, budget)``; a step
+    carries one such chunk with probability ``(batch - 1) isl / osl / chunk`` (at most 1)."""
+    s = effective_strategy(model, gpu, s, isl=isl, osl=osl)  # the token budget evaluate_replica priced
+    gpus = stage_gpus(gpu, s.pp)
+    sts = stages(model, s)
+    micro = min(s.pp, batch)
+    per_micro = batch / micro
+    chunk = min(isl, s.max_num_batched_tokens)
+
+    def stage_s(prefill: float) -> float:
+        return s.pp * max(stage_time(model, g, s, st, links, prefill_tokens=prefill, prefill_context=isl / 2,
+                                      decode_tokens=per_micro, decode_context=isl + osl / 2).total_s
+                          for g, st in zip(gpus, sts, strict=True))
+
+    share = min(1.0, (batch - 1) / micro * isl / max(osl, 1) / chunk)
+    return StepMix(decode_s=stage_s(0.0), with_chunk_s=stage_s(chunk * s.attention_dp), chunk_share=share)
+
+
+def serve_at_concurrency(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, concurrency: int,
+                         links: Links = Links()) -> ClosedLoopMetrics:
+    """Predict a replica at a fixed concurrency, from 1 upward.
+
+    The replica runs ``b = min(concurrency, largest batch that fits)`` requests at once. Each
+    request's TTFT is its prompt in the step it joins (``evaluate_replica``'s TTFT at batch b),
+    its TPOT the steady step at batch b with the other requests' prompts mixed in, so one
+    request alone pays its prompt once before decoding and never in TPOT. A request finishes
+    after TTFT + (osl - 1) TPOT, so the replica completes b / e2e requests per second (Little's
+    law); clients beyond the b slots wait their turn, ``(concurrency - b) / throughput`` on
+    average, which shows up in TTFT as it does in a closed-loop benchmark.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    full = evaluate_replica(model, gpu, s, isl=isl, osl=osl, links=links)
+    b = min(concurrency, max(full.max_batch, 0))
+    if b < 1:
+        inf = math.inf
+        return ClosedLoopMetrics(concurrency, 0, inf, inf, inf, 0.0, 0.0, inf, inf, inf)
+    m = evaluate_replica(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
+    service_s = m.ttft_s + max(osl - 1, 0) * m.tpot_s
+    rate = b / service_s
+    wait = (concurrency - b) / rate
+    ttft = m.ttft_s + wait
+    mix = step_mix(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
+    return ClosedLoopMetrics(concurrency=concurrency, batch=b, ttft_s=ttft, tpot_s=m.tpot_s,
+                             e2e_s=ttft + service_s - m.ttft_s, requests_per_s=rate, output_tokens_per_s=rate * osl,
+                             ttft_p99_s=ttft + (0.5 * m.step.total_s if b > 1 else 0.0),
+                             itl_p50_s=mix.percentile_s(0.5), itl_p99_s=mix.percentile_s(0.99))
+
+
+@dataclass(frozen=True)
+class StaticBatchMetrics:
+    """A static batch: ``batch`` requests prefilled together in one pass, then decoded together
+    (TensorRT-LLM's gptSessionBenchmark, LMDeploy's profile_generation, NeMo's inference
+    benchmark): no in-flight batching, no chunking."""
+
+    batch: int
+    fits: bool
+    ttft_s: float  # the whole batch's prompts in one pass
+    tpot_s: float  # one decode step of the batch (every step alike: p50 = p99 = mean)
+    e2e_s: float  # TTFT + (osl - 1) x TPOT
+    output_tokens_per_s: float
+    requests_per_s: float
+
+
+def static_batch(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, batch: int,
+                 links: Links = Links()) -> StaticBatchMetrics:
+    """Predict a static batch: one prefill pass of ``batch x isl`` tokens through the pipeline,
+    then ``osl - 1`` decode steps at the batch, attending on average to ``isl + osl / 2`` tokens."""
+    gpus = stage_gpus(gpu, s.pp)
+    sts = stages(model, s)
+    mems = replica_memory(model, gpu, s, batch=batch, context=isl + osl)
+    fits = all(m.fits for m in mems)
+    prompt = batch * isl
+    pre = [stage_time(model, g, s, st, links, prefill_tokens=prompt, prefill_context=isl / 2, decode_tokens=0,
+                       decode_context=0).total_s for g, st in zip(gpus, sts, strict=True)]
+    pre_send = send_s(message_bytes=prompt * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
+    ttft = sum(pre) + (s.pp - 1) * pre_send + cal.PREFILL_REQUEST_OVERHEAD_S
+    micro = min(s.pp, batch)
+    dec = [stage_time(model, g, s, st, links, prefill_tokens=0, prefill_context=0, decode_tokens=batch / micro,
+                       decode_context=isl + osl / 2).total_s for g, st in zip(gpus, sts, strict=True)]
+    dec_send = send_s(message_bytes=batch / micro * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
+    tpot = s.pp * (max(dec) + dec_send)
+    e2e = ttft + max(osl - 1, 0) * tpot
+    return StaticBatchMetrics(batch=batch, fits=fits, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
+                              output_tokens_per_s=batch * osl / e2e, requests_per_s=batch / e2e)
+
+
+#: The quantile the planner's tail SLOs (``--tpot-p99-ms``, ``--ttft-p99-ms``) are priced at.
+TAIL_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class TailLatency:
+    """p99 TPOT and the unloaded p99 TTFT of one replica at its batch, and the extra wait the
+    p99 TTFT carries over the mean (add it to the mean TTFT, queued or not)."""
+
+    tpot_p99_s: float  # 0 for a prefill-only replica
+    ttft_extra_s: float  # p99 TTFT - mean TTFT, before queueing
+
+    def ttft_p99_s(self, ttft_mean_s: float) -> float:
+        return ttft_mean_s + self.ttft_extra_s
+
+
+def tail_latency(model: ModelSpec, gpu: GPUs, s: Strategy, m: ReplicaMetrics, *, isl: int, osl: int,
+                 links: Links = Links(), role: str = "unified", utilization: float = 0.0) -> TailLatency:
+    """p99 TPOT and TTFT of a replica whose mean figures are ``m`` (from :func:`evaluate_replica`
+    at ``m.batch``, or a prefill replica's metrics).
+
+    TPOT p99 is the larger of the mean TPOT and the 0.99 quantile of the step mix
+    (:func:`step_mix`): benchmarks' TPOT percentiles are over requests' own averages, never
+    below the mean, and their ITL p99 is the step a prompt chunk lands on once chunk steps
+    are more than 1 % of the steps. A decode-only replica's steps carry no chunks.
+
+    TTFT p99: a prompt arriving just after a step began waits that whole step, where the mean
+    counts half of one (at batch 1 nothing runs, so nothing is waited for). A prefill
+    replica's mean counts half of the step its load sets (``m.prefill_step``, at
+    ``utilization``; :class:`PrefillStep`), so its p99 adds the other half; its mean takes no
+    M/D/1 factor (the step wait is its queue). For other roles, under a request rate the same M/D/1 queueing factor as the mean's applies
+    (:func:`ttft_under_load_s`); the tail of the queueing wait itself is not modelled, so
+    the p99 is optimistic under heavy load.
+    """
+    if role == "prefill":
+        step = m.prefill_step
+        return TailLatency(tpot_p99_s=0.0, ttft_extra_s=step.wait_s(utilization) if step is not None else 0.0)
+    if role == "decode":
+        return TailLatency(tpot_p99_s=m.tpot_s, ttft_extra_s=0.0)
+    s = effective_strategy(model, gpu, s, isl=isl, osl=osl)  # the token budget evaluate_replica priced
+    mix = step_mix(model, gpu, s, isl=isl, osl=osl, batch=m.batch, links=links)
+    return TailLatency(tpot_p99_s=max(m.tpot_s, mix.percentile_s(TAIL_QUANTILE)),
+                       ttft_extra_s=0.5 * m.step.total_s if m.batch > 1 else 0.0)
