@@ -34,7 +34,8 @@ from costmodels.models import get_model  # noqa: E402
 from costmodels.prefill import evaluate_prefill  # noqa: E402
 from costmodels.serving import evaluate_replica  # noqa: E402
 from costmodels.strategy import Strategy  # noqa: E402
-from planner.candidates import cluster_view, wide_span  # noqa: E402
+from planner.price.cluster import cluster_view  # noqa: E402
+from planner.price.spans import wide_span  # noqa: E402
 from topologies.graph import Topology  # noqa: E402
 from topologies.synth import synthetic_fleet  # noqa: E402
 

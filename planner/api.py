@@ -30,17 +30,6 @@ from costmodels.serving import ReplicaMetrics, effective_strategy, evaluate_repl
 from costmodels.strategy import Links, Strategy, stages, validate_strategy
 from costmodels.units import DTYPES, GIB, dtype_bytes
 from planner import schema as S
-from planner.candidates import (
-    Candidate,
-    ClusterView,
-    Pricing,
-    Request,
-    cluster_view,
-    inter_domain_link_fn,
-    price_candidates,
-    replica_spans,
-    wide_span,
-)
 from planner.cpsat import (
     SPLIT_CLASSES_UP_TO,
     Instance,
@@ -52,6 +41,10 @@ from planner.cpsat import (
     throughput_units,
 )
 from planner.placement import PlacedReplica, PlacementError, place, replica_links, slowest_stage_link, worst_links
+from planner.price.candidate import Candidate, Pricing, Request
+from planner.price.cluster import ClusterView, cluster_view
+from planner.price.shapes import price_candidates
+from planner.price.spans import inter_domain_link_fn, replica_spans, wide_span
 from planner.progress import SearchControl
 from topologies.errors import InfeasibleError, InputError, SolveTimeout
 from topologies.graph import Topology

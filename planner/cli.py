@@ -527,7 +527,7 @@ def topology():
 @_clean_errors
 def topology_validate(file):
     """Check a topology file (or built-in name); print a one-line summary."""
-    from planner.candidates import cluster_view
+    from planner.price.cluster import cluster_view
     from topologies.graph import Topology
     from topologies.load import load_topology
 

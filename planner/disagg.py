@@ -13,8 +13,9 @@ import time
 
 from costmodels.serving import evaluate_replica
 from planner import schema as S
-from planner.candidates import Candidate, ClusterView, Request
 from planner.cpsat import THROUGHPUT_SCALE, Solution, SolverParams, throughput_units
+from planner.price.candidate import Candidate, Request
+from planner.price.cluster import ClusterView
 
 UNITS = {"throughput": "output tokens/s", "throughput-per-gpu": "output tokens/s per GPU", "latency": "ms TPOT",
          "min-gpus": "GPUs", "min-cost": "per hour"}  # min-cost values print as $X

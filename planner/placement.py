@@ -16,7 +16,9 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from costmodels.strategy import Links, Strategy
-from planner.candidates import Candidate, ClusterView, slowness
+from planner.price.candidate import Candidate
+from planner.price.cluster import ClusterView
+from planner.price.spans import slowness
 from topologies.graph import LOCAL, SPINE, Link, Topology, leaf_id
 
 if TYPE_CHECKING:  # annotations only: `emit` checks a plan through this module without loading the solver

@@ -801,7 +801,7 @@ def test_hostile_base_is_valid():
     for the one field it breaks."""
     import yaml
 
-    from planner.candidates import cluster_view
+    from planner.price.cluster import cluster_view
     from topologies.graph import Topology
     from topologies.load import parse_topology
 

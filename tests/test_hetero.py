@@ -9,9 +9,10 @@ from costmodels.models import get_model
 from costmodels.serving import choose_layer_split, replica_memory
 from costmodels.strategy import Strategy
 from planner import api
-from planner.candidates import cluster_view, price_candidates
 from planner.check import check_plan
 from planner.emit import emit
+from planner.price.cluster import cluster_view
+from planner.price.shapes import price_candidates
 from topologies.errors import InfeasibleError, InputError
 from topologies.graph import Topology
 from topologies.load import load_topology, parse_topology

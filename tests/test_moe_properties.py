@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from costmodels.models import model_from_config
 from planner import api
-from planner.candidates import cluster_view, price_candidates
 from planner.emit import emit
+from planner.price.cluster import cluster_view
+from planner.price.shapes import price_candidates
 from topologies.errors import InfeasibleError, InputError
 from topologies.graph import Topology
 from topologies.load import load_topology

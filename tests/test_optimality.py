@@ -10,8 +10,9 @@ import pytest
 
 from costmodels.models import get_model
 from planner.api import _solve_objective, make_request
-from planner.candidates import cluster_view, price_candidates
 from planner.cpsat import SolverParams, split_classes, tiles
+from planner.price.cluster import cluster_view
+from planner.price.shapes import price_candidates
 from topologies.graph import Topology
 from topologies.load import parse_topology
 

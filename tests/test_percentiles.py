@@ -12,9 +12,11 @@ from costmodels.models import get_model
 from costmodels.serving import evaluate_replica
 from costmodels.strategy import Strategy
 from planner import api, search
-from planner.candidates import Request, cluster_view, price_candidates
 from planner.check import check_plan
 from planner.cli import main
+from planner.price.candidate import Request
+from planner.price.cluster import cluster_view
+from planner.price.shapes import price_candidates
 
 TOPO = "dgx-h100x1"
 MODEL = "llama-3.1-8b"

@@ -41,8 +41,8 @@ def test_sglang_stage_groups_prefer_fewest_nodes_and_pair_the_rest():
 def test_slowest_stage_link_equals_every_pair_priced(name, size, n_a, n_b, seed):
     import random
 
-    from planner.candidates import slowness
     from planner.placement import slowest_stage_link
+    from planner.price.spans import slowness
     from topologies.graph import Topology
     from topologies.load import load_topology
 

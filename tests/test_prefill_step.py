@@ -19,9 +19,12 @@ from costmodels.models import get_model
 from costmodels.prefill import evaluate_prefill
 from costmodels.strategy import Links, Strategy
 from planner import api
-from planner.candidates import Request, best_prefill, cluster_view, price_candidates
 from planner.check import check_plan
 from planner.emit import emit
+from planner.price.candidate import Request
+from planner.price.cluster import cluster_view
+from planner.price.roles import best_prefill
+from planner.price.shapes import price_candidates
 
 from test_emit_attention_dp import _commands  # command lines of a script, continuations joined
 
