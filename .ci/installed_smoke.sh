@@ -87,7 +87,7 @@ smoke_plan_and_emit() {
     "$venv/bin/python" - plan.json plan-trtllm.json pools.json <<'EOF' || fail "plans do not validate against the installed schema"
 import json, sys
 import jsonschema
-from planner.schema import load_json_schema
+from planner.plan.schema import load_json_schema
 for path in sys.argv[1:]:
     with open(path, encoding="utf-8") as f:
         jsonschema.validate(json.load(f), load_json_schema())

@@ -88,7 +88,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from planner import api  # noqa: E402
 from planner.emit import HF_MODELS, emit  # noqa: E402
-from planner.schema import Plan  # noqa: E402
+from planner.plan.schema import Plan  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
 
 WORKER = Path(__file__).resolve().parent / "emitcheck_worker.py"

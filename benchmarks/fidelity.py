@@ -28,7 +28,7 @@ Without --data it reads the reference table shipped in benchmarks/data/benchmark
 #
 # How each row is predicted
 #
-# Every prediction comes from planner.api.evaluate(), the call behind `plan-search evaluate`,
+# Every prediction comes from planner.evaluation.evaluate(), the call behind `plan-search evaluate`,
 # on a single-node topology built here for the row's GPU (8 GPUs, or num_gpus if larger;
 # NVSwitch at the catalog's per-direction NVLink rate; NVLink pairs where the catalog's
 # NVLink domain is 2 GPUs (H100 PCIe); PCIe at 25 GB/s where the GPU has no NVLink (L40S);
@@ -98,7 +98,7 @@ from costmodels.benchrun import simulate_benchmark  # noqa: E402
 from costmodels.hardware import GPU, get_gpu  # noqa: E402
 from costmodels.load import serve_at_concurrency, static_batch, step_mix  # noqa: E402
 from costmodels.models import get_model  # noqa: E402
-from planner.api import Evaluation, evaluate  # noqa: E402
+from planner.evaluation import Evaluation, evaluate  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
 from topologies.graph import Topology  # noqa: E402
 from topologies.schema import TopologySpec  # noqa: E402
@@ -395,7 +395,7 @@ MOE_DEP_SOURCES = frozenset({"TRTLLM_PERF_v1.0"})
 
 
 class Predictor:
-    """Predicts rows with ``planner.api.evaluate``; caches topologies and evaluations."""
+    """Predicts rows with ``planner.evaluation.evaluate``; caches topologies and evaluations."""
 
     def __init__(self) -> None:
         self._topos: dict[tuple[str, int], Topology] = {}

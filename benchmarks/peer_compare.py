@@ -6,7 +6,7 @@ For each scenario below, both tools pick an aggregated (unified) TensorRT-LLM pl
 TTFT/TPOT limits on the same 8 GPUs and the same precision:
   - plan-search: ``plan-search search --runtime trtllm --disaggregation off --json`` (the installed entry point);
   - the peer: ``aiconfigurator cli default --backend trtllm --serving-mode agg``.
-Each pick is then priced by BOTH cost models: ours with ``planner.api.evaluate`` at the peer's
+Each pick is then priced by BOTH cost models: ours with ``planner.evaluation.evaluate`` at the peer's
 tp/ep/attention-dp/batch and context-token budget, the peer's with ``aiconfigurator cli estimate --estimate-mode agg`` at our
 tp/ep/attention-dp/batch and our ``max_num_batched_tokens`` as its context-token budget (the value
 ``plan-search emit --target trtllm`` launches with as ``--max_num_tokens``; with attention DP the
@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout
 from benchmarks.startup import ENTRY, bytecode_cache_environment  # noqa: E402
 from costmodels import calibration as cal  # noqa: E402
 from costmodels.models import get_model  # noqa: E402
-from planner import api  # noqa: E402
+from planner import evaluation  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
@@ -210,7 +210,7 @@ def ps_search(sc: Scenario) -> Pick:
 
 
 def ps_evaluate(sc: Scenario, c: Config) -> Price:
-    """Our model's figures for one configuration, its token budget included (planner.api.evaluate).
+    """Our model's figures for one configuration, its token budget included (planner.evaluation.evaluate).
 
     The budget equal to the default (8,192) means "the runtime's own default" to the cost model,
     which then prices trtllm-bench's derived budget; an explicit 8,192 is priced as 8,193 to keep it.
@@ -219,7 +219,7 @@ def ps_evaluate(sc: Scenario, c: Config) -> Price:
     if budget == cal.DEFAULT_MAX_NUM_BATCHED_TOKENS and c.ctx_tokens:
         budget += 1
     try:
-        r = api.evaluate(topology=sc.topology, model=sc.model, tp=c.tp, pp=c.pp, ep=c.ep, attention_dp=c.attention_dp,
+        r = evaluation.evaluate(topology=sc.topology, model=sc.model, tp=c.tp, pp=c.pp, ep=c.ep, attention_dp=c.attention_dp,
                          batch=c.batch, isl=sc.isl, osl=sc.osl, weight_dtype=sc.weight_dtype, kv_dtype=sc.kv_dtype,
                          runtime="trtllm", max_num_batched_tokens=budget).as_dict()
     except InputError as e:

@@ -13,7 +13,7 @@ since three types of 8-GPU nodes need a multiple of 24. Columns:
 ``plan wall_time_s``   the plan's own ``solver.wall_time_s`` (include_timings=True); note
                        that ``search`` measures it from its start, so it too covers pricing.
 ``CP-SAT s``           CP-SAT's own solve time, summed over every solve ``search`` makes
-                       (measured by wrapping ``planner.api.solve``; no core file changes).
+                       (measured by wrapping ``planner.solve.objectives.solve``; no core file changes).
 
 Runtime: SGLang by default (``--runtime``), the runtime the search offers prefill/decode pools
 for; ``--disaggregation off`` gives the unified-only rows the vLLM default plans.
@@ -36,7 +36,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import planner.api as planner_api  # noqa: E402
+import planner.solve.objectives as objectives  # noqa: E402
 from planner import search  # noqa: E402
 from topologies.errors import PlanSearchError  # noqa: E402
 from topologies.graph import Topology  # noqa: E402
@@ -70,7 +70,7 @@ def scenarios(sizes: list[int]) -> list[tuple[int, int, tuple[str, ...], float]]
 def cpsat_timer():
     """Sum CP-SAT's own wall time over every solve ``search`` makes (it may solve more than once)."""
     acc = {"s": 0.0, "solves": 0}
-    inner = planner_api.solve
+    inner = objectives.solve
 
     def timed(*a, **kw):
         sol = inner(*a, **kw)
@@ -78,11 +78,11 @@ def cpsat_timer():
         acc["solves"] += 1
         return sol
 
-    planner_api.solve = timed
+    objectives.solve = timed
     try:
         yield acc
     finally:
-        planner_api.solve = inner
+        objectives.solve = inner
 
 
 def run_one(size: int, gpus: int, types: tuple[str, ...], busy: float, *, model: str, isl: int, osl: int,

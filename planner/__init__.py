@@ -14,8 +14,8 @@ from importlib import import_module
 from topologies.errors import InfeasibleError, InputError, PlanSearchError, TopologyError
 
 #: public name -> the module that defines it
-_LAZY = {"search": "planner.api", "evaluate": "planner.api", "explain": "planner.breakdown",
-         "check_plan": "planner.check"}
+_LAZY = {"search": "planner.api", "evaluate": "planner.evaluation", "explain": "planner.breakdown",
+         "check_plan": "planner.plan.check"}
 
 __all__ = ["search", "evaluate", "explain", "check_plan", "PlanSearchError", "InputError", "InfeasibleError",
            "TopologyError"]

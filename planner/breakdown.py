@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from costmodels.memory import kv_bytes_per_token_per_gpu
 from costmodels.strategy import stages
-from planner.api import evaluate
+from planner.evaluation import evaluate
 
 GIB = 2**30
 

@@ -229,7 +229,7 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     import time
 
     from planner import api
-    from planner.progress import SearchControl
+    from planner.solve.progress import SearchControl
 
     t0 = time.perf_counter()
     for path, flag in ((output, "--output"), (plot_file, "--plot")):
@@ -267,10 +267,10 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
         if not pareto and time_limit_s is None:
             args["time_limit_s"] = SEARCH_TIME_LIMIT_S
         if top_k is not None:
-            from planner.frontier import top_k as top_k_fn
+            from planner.solve.frontier import top_k as top_k_fn
             result = top_k_fn(top_k, **args)
         elif pareto:
-            from planner.frontier import frontier
+            from planner.solve.frontier import frontier
             args.pop("control")  # time_limit_s None: the frontier's own default
             result = frontier(axis=pareto_axis, points=pareto_points, **args)
         else:
@@ -288,14 +288,14 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
             click.echo(f"plan-search: interrupted: the best plan found so far (status {result.solver.status}, "
                        f"gap {result.solver.gap:.2%})", err=True)
     if top_k is not None:
-        from planner.frontier import why_worse
+        from planner.solve.frontier import why_worse
         why = [None] + [why_worse(result[0], p) for p in result[1:]]
         text = json.dumps({"kind": "top-k", "objective": objective, "why_below_first": why,
                            "plans": [json.loads(p.to_json()) for p in result]}, indent=2, sort_keys=True) + "\n"
     else:
         text = result.to_json()
     if plot_file:
-        from planner.plot import plot_frontier
+        from planner.cli_plot import plot_frontier
         plot_frontier(result, plot_file)
     emitted = None
     if emit_target:
@@ -312,13 +312,13 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
         click.echo(text, nl=False)
     else:
         if top_k is not None:
-            from planner.report import top_k_text
+            from planner.cli_report import top_k_text
             click.echo(top_k_text(result, why), nl=False)
         elif pareto:
-            from planner.report import frontier_text
+            from planner.cli_report import frontier_text
             click.echo(frontier_text(result), nl=False)
         else:
-            from planner.report import plan_text  # with tabulate: only for the text report, not --json
+            from planner.cli_report import plan_text  # with tabulate: only for the text report, not --json
             click.echo(plan_text(result), nl=False)
         if plot_file and not quiet:
             click.echo(f"plot: {plot_file}")
@@ -360,10 +360,10 @@ def _strategy_options(f):
 def evaluate(topology, model, weight_dtype, kv_dtype, runtime, tp, pp, dp, ep, attention_dp, expert_imbalance, batch,
              isl, osl, gpu, qps, concurrency, requests, as_json):
     """Score one given strategy: memory, largest batch, TTFT, TPOT, throughput."""
-    from planner import api
-    from planner.report import evaluation_text
+    from planner import evaluation
+    from planner.cli_report import evaluation_text
 
-    ev = api.evaluate(topology=topology, model=model, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
+    ev = evaluation.evaluate(topology=topology, model=model, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
                       weight_dtype=_dtype(weight_dtype), kv_dtype=_dtype(kv_dtype), gpu=gpu, runtime=runtime,
                       attention_dp=attention_dp, expert_imbalance=expert_imbalance, qps=qps, concurrency=concurrency,
                       requests=requests)

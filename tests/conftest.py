@@ -19,12 +19,12 @@ def every_plan_is_verified(monkeypatch):
     by the independent ``check_plan`` before the test sees it."""
     import jsonschema
 
-    from planner import api
-    from planner.check import check_plan
-    from planner.schema import load_json_schema
+    from planner.plan import build
+    from planner.plan.check import check_plan
+    from planner.plan.schema import load_json_schema
 
     schema = load_json_schema()
-    real = api.build_plan
+    real = build.build_plan
 
     def verified(spec, topo, *args, **kwargs):
         plan = real(spec, topo, *args, **kwargs)
@@ -33,5 +33,5 @@ def every_plan_is_verified(monkeypatch):
         assert report.ok, report.problems
         return plan
 
-    monkeypatch.setattr(api, "build_plan", verified)
+    monkeypatch.setattr(build, "build_plan", verified)
     yield

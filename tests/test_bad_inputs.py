@@ -626,10 +626,10 @@ CASES: list[Case] = [
     flags("time-limit-zero", *S, "--time-limit-s", "0", mentions=("--time-limit-s",)),
     flags("workers-zero", *S, "--workers", "0", mentions=("--workers",)),
     flags("workers-absurd", *S, "--workers", str(10**20), mentions=("--workers",),
-          regression="TypeError traceback from ortools: solve (planner/cpsat.py:220) sets num_workers to an int past "
+          regression="TypeError traceback from ortools: solve (planner/solve/cpsat.py:220) sets num_workers to an int past "
               "int32; api.search should bound --workers"),
     flags("seed-absurd", *S, "--seed", str(10**20), mentions=("--seed",),
-          regression="TypeError traceback from ortools: solve (planner/cpsat.py:221) sets random_seed to an int past "
+          regression="TypeError traceback from ortools: solve (planner/solve/cpsat.py:221) sets random_seed to an int past "
               "int32; api.search should range-check --seed"),
     flags("objective-min-gpus-without-qps", *S, "--objective", "min-gpus", mentions=("--objective", "--qps")),
     flags("objective-bogus", *S, "--objective", "cheapest", mentions=("--objective",)),
@@ -679,7 +679,7 @@ CASES: list[Case] = [
     flags("infeasible-qps", "search", "--topology", "dgx-h100x1", "--model", "mixtral-8x7b", "--qps", "1e6",
           mentions=("--qps",), code=3),
     flags("infeasible-qps-absurd", *S, "--qps", "1e20", mentions=("--qps",), code=3,
-          regression="TypeError/OverflowError traceback: serves_qps (planner/cpsat.py:174) int(ceil(qps * QPS_SCALE)) "
+          regression="TypeError/OverflowError traceback: serves_qps (planner/solve/cpsat.py:174) int(ceil(qps * QPS_SCALE)) "
               "overflows CP-SAT's int64 (and is inf for --qps 1e308); check qps against the cluster's "
               "capacity before building the model and raise InfeasibleError"),
     # -- issue 12 sections 3 and 5: outputs and wrong answers --
@@ -912,7 +912,7 @@ def test_plans_never_hold_nan_or_infinity():
 
     from pydantic import ValidationError
 
-    from planner.schema import Plan
+    from planner.plan.schema import Plan
 
     data = json.loads(_plan_text())
     Plan.model_validate(data)

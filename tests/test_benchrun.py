@@ -85,7 +85,7 @@ def test_refuses_what_cannot_run():
 
 
 def test_evaluate_runs_the_benchmark_per_replica():
-    from planner.api import evaluate
+    from planner.evaluation import evaluate
     one = evaluate(topology="dgx-h100x1", model="llama-3.1-8b", tp=1, dp=1, isl=467, osl=256, runtime="trtllm",
                    qps=8.0, requests=200)
     two = evaluate(topology="dgx-h100x1", model="llama-3.1-8b", tp=1, dp=2, isl=467, osl=256, runtime="trtllm",
@@ -105,7 +105,7 @@ def test_evaluate_runs_the_benchmark_per_replica():
     ({"requests": 10**7, "qps": 1.0}, "--requests"),
 ])
 def test_evaluate_refuses_a_run_it_cannot_price(kw, field):
-    from planner.api import evaluate
+    from planner.evaluation import evaluate
     from topologies.errors import InputError
     with pytest.raises(InputError) as e:
         evaluate(topology="dgx-h100x1", model="llama-3.1-8b", tp=1, isl=467, osl=256, **kw)

@@ -10,11 +10,12 @@ from click.testing import CliRunner
 
 from costmodels.models import get_model
 from planner import api
-from planner.api import _solve_objective, make_request, resolve_prices
+from planner.api import make_request, resolve_prices
 from planner.cli import main
-from planner.cpsat import PRICE_SCALE, QPS_SCALE, THROUGHPUT_SCALE, SolverParams, split_classes
 from planner.price.cluster import cluster_view
 from planner.price.shapes import price_candidates
+from planner.solve.cpsat import PRICE_SCALE, QPS_SCALE, THROUGHPUT_SCALE, SolverParams, split_classes
+from planner.solve.objectives import _solve_objective
 from topologies.graph import Topology
 from topologies.load import parse_topology
 

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-import planner.check.walk as walk
+import planner.plan.check.walk as walk
 from planner import api
-from planner.check import RULES, STAGES, Rule, check_plan, rules as rules_module
+from planner.plan.check import RULES, STAGES, Rule, check_plan, rules as rules_module
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_every_rule_is_registered_once_with_a_docstring_and_a_stage():
     assert len(set(verifies)) == len(verifies)
     defined = {f for _, f in inspect.getmembers(rules_module, inspect.isfunction)
                if f.__module__ == rules_module.__name__ and not f.__name__.startswith("_")}
-    assert defined == set(verifies), "a rule written in planner/check/rules.py but not registered in RULES"
+    assert defined == set(verifies), "a rule written in planner/plan/check/rules.py but not registered in RULES"
     for r in RULES:
         assert r.at in STAGES and (r.verify.__doc__ or "").strip(), r.verify.__name__
     # within one stage, rules run in tuple order; the tuple lists stages in walk order

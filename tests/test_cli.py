@@ -113,7 +113,7 @@ def plan_json() -> str:
 
 @pytest.fixture(scope="module")
 def plan_schema() -> dict:
-    return json.loads((resources.files("planner") / "plan.schema.json").read_text(encoding="utf-8"))
+    return json.loads((resources.files("planner.plan") / "plan.schema.json").read_text(encoding="utf-8"))
 
 
 def test_search_report_says_optimal():

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from planner import api
 from planner.cli import main
-from planner.frontier import frontier
+from planner.solve.frontier import frontier
 
 #: SGLang: the runtime whose launch files run pools, so the search offers them.
 KW = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=1024, osl=256, runtime="sglang")
@@ -54,7 +54,7 @@ def test_cli_pareto_with_pools_only(tmp_path):
 def test_objective_value_verdict_and_total_line_agree(extra):
     """One figure per plan: the solver's objective, the verdict and the total line print the same
     tokens/s, unified replicas and pools counted at their planned utilisation alike."""
-    from planner.report import plan_text
+    from planner.cli_report import plan_text
 
     plan = api.search(**KW, **extra)
     t = plan.totals

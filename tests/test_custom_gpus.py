@@ -48,9 +48,9 @@ def one_line_error(args, *mentions) -> str:
 
 
 def test_plan_end_to_end_on_an_inline_gpu_type(tmp_path):
-    from planner import api
-    from planner.check import check_plan
+    from planner import api, evaluation
     from planner.emit import emit
+    from planner.plan.check import check_plan
 
     topo = write(tmp_path / "acme.yaml", topology(gpu_types={"Acme-X1": ACME}))
     code, out, err = run(["topology", "validate", topo])
@@ -62,7 +62,7 @@ def test_plan_end_to_end_on_an_inline_gpu_type(tmp_path):
     assert scripts and all("Acme" not in name for name in scripts)
     # the figures are the ones priced: a slower HBM gives a slower decode
     slow = write(tmp_path / "slow.yaml", topology(gpu_types={"Acme-X1": {**ACME, "hbm_bandwidth_tbyte_per_s": 0.5}}))
-    ev = [api.evaluate(topology=str(t), model="llama-3.1-8b", tp=1, batch=8, isl=1024, osl=256) for t in (topo, slow)]
+    ev = [evaluation.evaluate(topology=str(t), model="llama-3.1-8b", tp=1, batch=8, isl=1024, osl=256) for t in (topo, slow)]
     assert ev[1].metrics.tpot_s > 2 * ev[0].metrics.tpot_s
 
 

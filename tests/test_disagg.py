@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from planner import api
-from planner.check import check_plan
 from planner.cli import main
+from planner.cli_report import plan_text
 from planner.emit import emit
-from planner.report import plan_text
+from planner.plan.check import check_plan
 from topologies.errors import InputError
 
 # SGLang: the runtime whose launch files run pools, so the only one the search offers them for

@@ -31,7 +31,7 @@ from costmodels.memory import balanced_layer_split
 from planner import api
 from planner.cli import main
 from planner.emit import HF_MODELS, TARGETS, emit
-from planner.schema import SCHEMA_VERSION, Plan
+from planner.plan.schema import SCHEMA_VERSION, Plan
 from topologies.errors import InputError
 
 GOLDEN = Path(__file__).parent / "golden" / "emit"

@@ -16,7 +16,7 @@ import yaml
 
 from planner import api
 from planner.emit import TARGETS, emit
-from planner.schema import Plan
+from planner.plan.schema import Plan
 from topologies.errors import InputError
 
 from test_emit import ALLOWED, _check_lws, _flags, _gpus, _k8s_docs, _k8s_model, _pinned, _run, search_plans

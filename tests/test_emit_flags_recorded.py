@@ -21,7 +21,7 @@ import yaml
 from planner import api
 from planner.emit import emit
 from planner.emit.versions import DEFAULT, SUPPORTED, text
-from planner.schema import Plan
+from planner.plan.schema import Plan
 from topologies.errors import InputError
 
 from test_emit import PLANS as DENSE, search_plans

@@ -37,7 +37,7 @@ import yaml
 from planner import api
 from planner.emit import emit
 from planner.emit.vllm import head_ip_var
-from planner.schema import Plan
+from planner.plan.schema import Plan
 from topologies.errors import InputError
 
 MARK = "MARKPATH"

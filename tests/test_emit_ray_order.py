@@ -16,7 +16,7 @@ import textwrap
 import pytest
 
 from planner.emit import emit
-from planner.schema import Plan
+from planner.plan.schema import Plan
 
 from test_emit import search_plans
 from test_emit_versions import _reshape

@@ -30,7 +30,7 @@ import yaml
 from planner import api
 from planner.emit import emit
 from planner.emit.router import FRONT_PORT, parts, weight_total, weights
-from planner.schema import Plan
+from planner.plan.schema import Plan
 from topologies.errors import InputError
 
 TARGETS = ("vllm", "sglang", "trtllm")

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from planner import api
 from planner.cli import _write_all_atomic, main
 from planner.emit import emit
-from planner.schema import Plan
+from planner.plan.schema import Plan
 from topologies.errors import InputError
 
 

@@ -25,7 +25,7 @@ import yaml
 
 from planner.emit import emit
 from planner.emit.versions import SUPPORTED, text
-from planner.schema import Plan, Rank, Replica
+from planner.plan.schema import Plan, Rank, Replica
 from topologies.errors import InputError
 
 from test_emit import _run, search_plans

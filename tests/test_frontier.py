@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from planner import api
 from planner.cli import main
-from planner.frontier import _key, dominates, frontier, top_k
-from planner.schema import load_json_schema
+from planner.plan.schema import load_json_schema
+from planner.solve.frontier import _key, dominates, frontier, top_k
 
 KW = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=1024, osl=256)
 
@@ -126,7 +126,7 @@ def test_plot_is_written_and_repeatable(tmp_path, suffix):
 
 
 def test_spread_order_tries_the_ends_first_then_halves_the_gaps():
-    from planner.frontier import spread_order
+    from planner.solve.frontier import spread_order
 
     assert spread_order(8) == [0, 7, 3, 1, 5, 2, 4, 6]
     for n in range(1, 51):
@@ -142,7 +142,7 @@ def test_time_limit_bounds_the_whole_frontier_on_a_big_cluster():
     steps it searched, and is still a valid frontier."""
     import time
 
-    from planner.report import frontier_text
+    from planner.cli_report import frontier_text
 
     kw = dict(topology="dgx-h100x128", model="llama-3.1-70b", isl=1024, osl=256)
     t0 = time.perf_counter()
@@ -170,7 +170,7 @@ def _disjoint(a, b) -> bool:
 def test_place_labels_never_overlaps():
     """A crowd of points: every label placed is clear of every other label, every point's square, the
     obstacle and the bounds; a point with room gets the nearest place (right of it, centred)."""
-    from planner.plot import MARKER_HALF_PX, place_labels
+    from planner.cli_plot import MARKER_HALF_PX, place_labels
 
     anchors = [(400.0 + 3 * i, 300.0 + (i % 4) * 5) for i in range(16)] + [(100.0, 100.0)]
     sizes = [(16.0, 10.0)] * len(anchors)
@@ -193,8 +193,8 @@ def test_plot_labels_do_not_overlap_at_a_crowded_end(tmp_path):
     """The frontier's high-latency end crowds its points; the labels as drawn (matplotlib's own
     extents) are pairwise disjoint and clear of every point, and every row is in the key."""
     pytest.importorskip("matplotlib")
-    from planner.frontier import Frontier
-    from planner.plot import plot_frontier
+    from planner.cli_plot import plot_frontier
+    from planner.solve.frontier import Frontier
 
     base = frontier(axis="tpot", topology="dgx-h100x1", model="llama-3.1-8b", points=3, disaggregation="off")
     last = base.plans[-1]

@@ -9,8 +9,8 @@ from costmodels.models import get_model
 from costmodels.serving import choose_layer_split, replica_memory
 from costmodels.strategy import Strategy
 from planner import api
-from planner.check import check_plan
 from planner.emit import emit
+from planner.plan.check import check_plan
 from planner.price.cluster import cluster_view
 from planner.price.shapes import price_candidates
 from topologies.errors import InfeasibleError, InputError

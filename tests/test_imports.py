@@ -21,7 +21,7 @@ LAYERS = {
         "nccl": {"gpu_facts", "common"}, "node_type": {"gpu_facts", "common"},
         "build": {"gpu_facts", "common", "nvidia_smi", "nccl", "node_type"},
         "__init__": {"gpu_facts", "common", "nvidia_smi", "nccl", "build"}},
-    "planner/check": {"audit": set(), "rules": {"audit"}, "walk": {"audit", "rules"},
+    "planner/plan/check": {"audit": set(), "rules": {"audit"}, "walk": {"audit", "rules"},
                       "__init__": {"audit", "rules", "walk"}},
 }
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from costmodels.models import builtin_model_names, get_model, model_from_config, normalize_model_name
-from planner.api import evaluate
+from planner.evaluation import evaluate
 from topologies.errors import InputError
 
 #: Published total parameter counts, in billions, and where each is published. Model cards give

@@ -2,7 +2,7 @@
 MLA's replicated latent KV, and the expert load-imbalance factor.
 
 Every plan a test gets back is also validated by conftest's autouse check (schema and
-:func:`planner.check.check_plan`, which recomputes memory per GPU from the placement).
+:func:`planner.plan.check.check_plan`, which recomputes memory per GPU from the placement).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from costmodels.hardware import get_gpu
 from costmodels.models import get_model
 from costmodels.serving import evaluate_replica, max_batch_size
 from costmodels.strategy import Links, Strategy
-from planner import api
-from planner.check import check_plan
+from planner import api, evaluation
 from planner.cli import main
+from planner.plan.check import check_plan
 from topologies.errors import InfeasibleError
 from topologies.graph import Link
 
@@ -164,7 +164,7 @@ def test_cli_expert_imbalance_and_attention_dp_flags():
 
 
 def test_evaluate_prices_a_wide_ep_layout_on_the_topology():
-    ev = api.evaluate(topology="dgx-h100x2", model=DSV3, tp=16, ep=16, attention_dp=16, isl=2048, osl=512)
+    ev = evaluation.evaluate(topology="dgx-h100x2", model=DSV3, tp=16, ep=16, attention_dp=16, isl=2048, osl=512)
     assert ev.span == "wide" and ev.reason is None and ev.metrics.fits
     assert ev.links.ep.kind == "nic" and ev.links.ep_local_ranks == 8
     d = ev.as_dict()

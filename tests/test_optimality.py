@@ -9,10 +9,11 @@ import random
 import pytest
 
 from costmodels.models import get_model
-from planner.api import _solve_objective, make_request
-from planner.cpsat import SolverParams, split_classes, tiles
+from planner.api import make_request
 from planner.price.cluster import cluster_view
 from planner.price.shapes import price_candidates
+from planner.solve.cpsat import SolverParams, split_classes, tiles
+from planner.solve.objectives import _solve_objective
 from topologies.graph import Topology
 from topologies.load import parse_topology
 

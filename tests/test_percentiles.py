@@ -11,9 +11,9 @@ from costmodels.load import serve_at_concurrency, step_mix, tail_latency
 from costmodels.models import get_model
 from costmodels.serving import evaluate_replica
 from costmodels.strategy import Strategy
-from planner import api, search
-from planner.check import check_plan
+from planner import api, evaluation, search
 from planner.cli import main
+from planner.plan.check import check_plan
 from planner.price.candidate import Request
 from planner.price.cluster import cluster_view
 from planner.price.shapes import price_candidates
@@ -116,7 +116,7 @@ EVAL = ["evaluate", "-t", TOPO, "-m", "llama-3.1-70b", "--tp", "4", "--isl", "40
 
 
 def test_concurrency_1_tpot_is_the_pure_decode_step():
-    ev = api.evaluate(topology=TOPO, model="llama-3.1-70b", tp=4, isl=4096, osl=128, concurrency=1)
+    ev = evaluation.evaluate(topology=TOPO, model="llama-3.1-70b", tp=4, isl=4096, osl=128, concurrency=1)
     c = ev.closed
     mix = step_mix(get_model("llama-3.1-70b"), ev.gpu, ev.strategy, isl=4096, osl=128, batch=1, links=ev.links)
     assert c.tpot_s == pytest.approx(mix.decode_s, rel=1e-9)  # the prompt is not spread over TPOT
@@ -130,7 +130,7 @@ def test_concurrency_1_tpot_is_the_pure_decode_step():
 
 def test_throughput_grows_with_concurrency():
     spec = get_model("llama-3.1-70b")
-    ev = api.evaluate(topology=TOPO, model=spec, tp=4, isl=1024, osl=256)
+    ev = evaluation.evaluate(topology=TOPO, model=spec, tp=4, isl=1024, osl=256)
     rates = [serve_at_concurrency(spec, ev.gpu, ev.strategy, isl=1024, osl=256, concurrency=c,
                                   links=ev.links).output_tokens_per_s for c in (1, 2, 8, 32, 128)]
     assert rates == sorted(rates) and rates[-1] > 10 * rates[0]

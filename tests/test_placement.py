@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from planner.placement import _equal_per_node
+from planner.place.placement import _equal_per_node
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -41,7 +41,7 @@ def test_sglang_stage_groups_prefer_fewest_nodes_and_pair_the_rest():
 def test_slowest_stage_link_equals_every_pair_priced(name, size, n_a, n_b, seed):
     import random
 
-    from planner.placement import slowest_stage_link
+    from planner.place.placement import slowest_stage_link
     from planner.price.spans import slowness
     from topologies.graph import Topology
     from topologies.load import load_topology

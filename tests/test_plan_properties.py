@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from planner import api
-from planner.check import check_plan
+from planner.plan.check import check_plan
 from topologies.errors import InfeasibleError
 from topologies.graph import Topology, gpu_id
 from topologies.schema import TopologySpec

@@ -5,7 +5,7 @@ import jsonschema
 import pytest
 
 from planner import check_plan, search
-from planner.schema import Plan, json_schema, load_json_schema
+from planner.plan.schema import Plan, json_schema, load_json_schema
 from topologies.errors import InfeasibleError, InputError
 from topologies.graph import Topology
 from topologies.load import parse_topology

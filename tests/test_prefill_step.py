@@ -19,8 +19,8 @@ from costmodels.models import get_model
 from costmodels.prefill import evaluate_prefill
 from costmodels.strategy import Links, Strategy
 from planner import api
-from planner.check import check_plan
 from planner.emit import emit
+from planner.plan.check import check_plan
 from planner.price.candidate import Request
 from planner.price.cluster import cluster_view
 from planner.price.roles import best_prefill

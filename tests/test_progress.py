@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from planner import api
 from planner.cli import main
-from planner.progress import SearchControl
+from planner.solve.progress import SearchControl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,7 +153,7 @@ def test_sigint_during_imports_is_one_line_and_exit_130():
 
 def test_cli_ctrl_c_while_solving_prints_the_plan_so_far(monkeypatch, tmp_path):
     import planner.cli as cli
-    import planner.cpsat as cpsat
+    import planner.solve.cpsat as cpsat
 
     controls: list[SearchControl] = []
     real_run = cpsat.run_interruptibly

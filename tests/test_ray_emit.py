@@ -29,7 +29,7 @@ from ray.util.placement_group import placement_group_table, remove_placement_gro
 
 from planner import api  # noqa: E402
 from planner.emit import emit  # noqa: E402
-from planner.schema import Plan  # noqa: E402
+from planner.plan.schema import Plan  # noqa: E402
 
 SMALL_STORE = 80 * 1024 * 1024  # bytes of object store per Ray node: the cluster stores nothing
 START = re.compile(r"^(\S+)\)\n.*?ray start .*?--num-gpus=(\d+) --resources='([^']*)'", re.MULTILINE | re.DOTALL)

@@ -84,7 +84,7 @@ def test_search_loads_the_text_report_and_the_simulator_only_where_used(tmp_path
 def test_pandas_imported_after_cp_sat_is_the_real_package():
     """The stand-in never outlives cp_model's import: a later `import pandas` gets pandas itself."""
     pytest.importorskip("pandas")
-    code = ("import sys; from planner.ortools_loader import cp_model\n"
+    code = ("import sys; from planner.solve.ortools_loader import cp_model\n"
             "assert 'pandas' not in sys.modules\n"
             "import pandas\n"
             "print(pandas.DataFrame({'a': [1, 2]})['a'].sum(), cp_model.CpModel().new_int_var(0, 3, 'x').name)")

@@ -68,7 +68,7 @@ def test_min_cost_verdict_prints_the_dollar_once():
 
 def test_a_model_cp_sat_refuses_is_a_bug_not_infeasible(monkeypatch):
     """MODEL_INVALID once came back as "no plan meets the request" (exit 3)."""
-    from planner import cpsat
+    from planner.solve import cpsat
 
     monkeypatch.setattr(cpsat, "COST_BOUND", 2**62)  # no coarsening: the objective overflows int64
     monkeypatch.setattr(cpsat, "OBJECTIVE_BOUND", 2**62)
@@ -101,7 +101,7 @@ def test_solver_label_names_what_its_value_measures(objective):
 @pytest.mark.parametrize("incumbent, bound, gap", [(5.0, 0.0, 1.0), (0.0, 7.0, 1.0), (3.0, 3.0, 0.0),
                                                    (0.0, 0.0, 0.0), (100.0, 110.0, 10 / 110), (20.0, 15.0, 0.25)])
 def test_progress_gap_is_bounded_when_the_bound_is_zero(incumbent, bound, gap):
-    from planner.progress import relative_gap
+    from planner.solve.progress import relative_gap
 
     assert relative_gap(incumbent, bound) == pytest.approx(gap)
 
@@ -109,7 +109,7 @@ def test_progress_gap_is_bounded_when_the_bound_is_zero(incumbent, bound, gap):
 def test_progress_lines_never_print_an_absurd_gap():
     import re
 
-    from planner.progress import SearchControl
+    from planner.solve.progress import SearchControl
 
     lines: list[str] = []
     api.search(topology="dgx-h100x2", model="llama-3.1-8b", objective="min-cost", qps=20,
@@ -188,7 +188,7 @@ def test_a_topology_that_cannot_be_built_fails_its_own_rows(tmp_path, monkeypatc
 def test_ctrl_c_during_the_pools_comparison_keeps_the_plan(monkeypatch, tmp_path):
     """The comparison solve only explains the plan: Ctrl-C there once dropped an OPTIMAL plan
     with "interrupted before any plan was found" (exit 130)."""
-    from planner import disagg
+    from planner.solve import disagg
 
     def pressed(*a, **k):
         raise KeyboardInterrupt

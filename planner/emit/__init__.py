@@ -26,7 +26,7 @@ from topologies.errors import InputError
 
 if TYPE_CHECKING:  # annotations; the functions that need the schema at run time import it, so that the
     # command line (which reads TARGETS) starts without building the pydantic models
-    from planner.schema import Plan, Replica, ReplicaGroup
+    from planner.plan.schema import Plan, Replica, ReplicaGroup
 
 TARGETS = ("vllm", "sglang", "trtllm", "ray", "k8s")
 
@@ -406,7 +406,7 @@ def _newer_schema_version(v) -> str | None:
     """``v`` when it is a semantic version above the one this package reads, else None."""
     if not isinstance(v, str):
         return None
-    from planner.schema import SCHEMA_VERSION
+    from planner.plan.schema import SCHEMA_VERSION
 
     parts = v.split(".")
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
@@ -419,7 +419,7 @@ def load_plan(path: str) -> Plan:
     """Read and validate a placement JSON file; every failure is an :class:`InputError` naming the file."""
     from pydantic import ValidationError
 
-    from planner.schema import SCHEMA_VERSION, Plan
+    from planner.plan.schema import SCHEMA_VERSION, Plan
     from topologies.load import read_structured_file
 
     data, _ = read_structured_file(path)

@@ -80,7 +80,7 @@ from planner.emit.vllm import (
     ray_wait_command,
     serve_command,
 )
-from planner.schema import Plan, ReplicaGroup
+from planner.plan.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
 LWS_API = "leaderworkerset.x-k8s.io/v1"

@@ -51,7 +51,7 @@ from planner.emit import (
     sh_var,
     sh_word,
 )
-from planner.schema import Plan
+from planner.plan.schema import Plan
 
 RAY_VERSION = "2.60"
 MIN_RAY = "2.9"

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from planner.emit import ReplicaLayout, Sh, check_node_names, sh_cmd, sh_word, uneven
 from planner.emit.versions import VLLM_RAY_NODE_ID_ORDER_SINCE, Version, text
-from planner.schema import ReplicaGroup
+from planner.plan.schema import ReplicaGroup
 
 RESOURCE_PREFIX = "plan_node_"  # the same custom resource --target ray starts its nodes with
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -2,7 +2,7 @@
 
 A plan of several serving endpoints (unified replicas, and the PD router of a plan that also has
 prefill/decode pools) needs one address in front of them that sends each endpoint its share of the
-requests. ``traffic_share`` is a group's share, split evenly over its replicas (planner/schema.py).
+requests. ``traffic_share`` is a group's share, split evenly over its replicas (planner/plan/schema.py).
 The runtime emitters (vllm, sglang, trtllm) add, whenever there is more than one endpoint:
 
 * ``router-nginx.conf``: an nginx ``upstream`` of the endpoints with ``weight=`` (nginx's default
@@ -47,7 +47,7 @@ from math import floor, gcd
 import yaml
 
 from planner.emit import ReplicaLayout, continued, safe_text, sh_comment
-from planner.schema import Plan
+from planner.plan.schema import Plan
 from topologies.errors import InputError
 
 FRONT_PORT = 8080  # where nginx, Envoy and the runtime routers listen (a machine that reaches the replicas)

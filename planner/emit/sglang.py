@@ -91,7 +91,7 @@ from planner.emit.router import (
     worker_router_script,
 )
 from planner.emit.versions import DEFAULT, SGLANG_ATTN_DP_SIZE_SINCE, Version, text
-from planner.schema import Plan, ReplicaGroup
+from planner.plan.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
 DEFAULT_VERSION: Version = DEFAULT["sglang"]

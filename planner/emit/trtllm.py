@@ -54,7 +54,7 @@ from planner.emit import (
 )
 from planner.emit.router import add_file, front_files, replica_endpoints
 from planner.emit.versions import DEFAULT, TRTLLM_PP_PARTITION_SINCE, Version, text
-from planner.schema import Plan, ReplicaGroup
+from planner.plan.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
 DEFAULT_VERSION: Version = DEFAULT["trtllm"]

@@ -10,7 +10,7 @@ different deployment, a negative layer count would reach a runtime's environment
   names and unique, every replica with exactly tp x pp ranks numbered 0 .. tp x pp - 1 at
   their (stage, tp_rank), no GPU used twice, a layer split of pp positive entries covering
   the model's layers, at least one replica per group, positive batch and memory figures.
-* :func:`check_against_topology` runs the independent :func:`planner.check.check_plan`
+* :func:`check_against_topology` runs the independent :func:`planner.plan.check.check_plan`
   when the plan's topology can be loaded here with the content hash the plan records (a
   built-in name, or a file at the recorded name); otherwise it says nothing.
 """
@@ -140,11 +140,11 @@ def _loadable_topology(plan):
 
 
 def check_against_topology(plan, source: str | None = None) -> None:
-    """Run :func:`planner.check.check_plan` when the plan's topology and model load here (see the
+    """Run :func:`planner.plan.check.check_plan` when the plan's topology and model load here (see the
     module docstring) and refuse the plan, in one line, on any problem it finds."""
     from costmodels.models import get_model
-    from planner.check import check_plan
     from planner.emit import safe_text
+    from planner.plan.check import check_plan
 
     topo = _loadable_topology(plan)
     if topo is None:

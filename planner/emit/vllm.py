@@ -81,7 +81,7 @@ from planner.emit import (
 from planner.emit.ray_order import node_order
 from planner.emit.router import add_file, equal_shares, front_files, replica_endpoints, worker_router_script
 from planner.emit.versions import DEFAULT, VLLM_ALL2ALL_FLAG_SINCE, Version, text
-from planner.schema import Plan, ReplicaGroup
+from planner.plan.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
 DEFAULT_VERSION: Version = DEFAULT["vllm"]

@@ -11,10 +11,10 @@ from costmodels.load import tail_latency
 from costmodels.models import ModelSpec, get_model
 from costmodels.prefill import evaluate_prefill, kv_transfer_s
 from costmodels.serving import evaluate_replica, replica_memory
-from planner.check.audit import Audit, CheckReport, GroupCheck, Priced, RankCheck, ReplicaCheck, Served
-from planner.check.rules import RULES
-from planner.placement import measure_links, slowest_stage_link, worst_links
-from planner.schema import Plan
+from planner.place.placement import measure_links, slowest_stage_link, worst_links
+from planner.plan.check.audit import Audit, CheckReport, GroupCheck, Priced, RankCheck, ReplicaCheck, Served
+from planner.plan.check.rules import RULES
+from planner.plan.schema import Plan
 from topologies.graph import Topology
 from topologies.load import load_topology
 
@@ -120,7 +120,7 @@ def _price(a: Audit, grp: GroupCheck) -> None:
 
 def _share(a: Audit) -> None:
     """The plan's capacity and each group's share of the traffic: each kind's (unified, or prefill and
-    decode pools) split by capacity at each group's planned utilisation, as planner.api.build_plan
+    decode pools) split by capacity at each group's planned utilisation, as planner.plan.build.build_plan
     does; and each group's TTFT and tail at that load."""
     pools = min(a.cap["prefill"], a.cap["decode"])
     a.capacity_rps = a.cap["unified"] + pools

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from planner.ortools_loader import cp_model  # ortools.sat.python.cp_model, without pandas
+from planner.solve.ortools_loader import cp_model  # ortools.sat.python.cp_model, without pandas
 
 
 @dataclass

@@ -23,8 +23,10 @@ import math
 import time
 from dataclasses import dataclass
 
-from planner import api, schema as S
-from planner.cpsat import mix
+from planner import api
+from planner.plan import build, schema as S
+from planner.solve import objectives
+from planner.solve.cpsat import mix
 from topologies.errors import InfeasibleError, InputError, SolveTimeout
 
 TOP_K_OBJECTIVES = ("throughput", "min-gpus", "min-cost")
@@ -53,11 +55,11 @@ def top_k(k: int, **search_args) -> list[S.Plan]:
         if sol is None:
             break
         seen.append(mix(sol, by_index))
-        plans.append(api.build_plan(spec, topo, view, req, sol, inst, placed, pricing, params, wall_time_s=None))
+        plans.append(build.build_plan(spec, topo, view, req, sol, inst, placed, pricing, params, wall_time_s=None))
         if control is not None and control.interrupted:
             break
     if not plans:
-        raise InfeasibleError(api.explain_infeasible(spec, view, req, pricing))
+        raise InfeasibleError(objectives.explain_infeasible(spec, view, req, pricing))
     del include_timings
     return plans
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 
 from costmodels.serving import evaluate_replica
-from planner import schema as S
-from planner.cpsat import THROUGHPUT_SCALE, Solution, SolverParams, throughput_units
+from planner.plan import schema as S
 from planner.price.candidate import Candidate, Request
 from planner.price.cluster import ClusterView
+from planner.solve.cpsat import THROUGHPUT_SCALE, Solution, SolverParams, throughput_units
 
 UNITS = {"throughput": "output tokens/s", "throughput-per-gpu": "output tokens/s per GPU", "latency": "ms TPOT",
          "min-gpus": "GPUs", "min-cost": "per hour"}  # min-cost values print as $X

@@ -22,7 +22,7 @@ from planner.price.spans import slowness
 from topologies.graph import LOCAL, SPINE, Link, Topology, leaf_id
 
 if TYPE_CHECKING:  # annotations only: `emit` checks a plan through this module without loading the solver
-    from planner.cpsat import Instance, Solution
+    from planner.solve.cpsat import Instance, Solution
 
 
 class PlacementError(Exception):

@@ -1,4 +1,4 @@
-"""What the rules of :mod:`planner.check` look at: the audit of one plan (its topology and model, and
+"""What the rules of :mod:`planner.plan.check` look at: the audit of one plan (its topology and model, and
 what the walk has established so far) and the items each point of the walk hands a rule."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from costmodels.models import ModelSpec
 from costmodels.strategy import Strategy
-from planner.schema import Plan
+from planner.plan.schema import Plan
 from topologies.graph import Topology, gpu_id
 
 #: Reported and recomputed metrics may differ by rounding only.
@@ -17,7 +17,7 @@ REL_TOL = 1e-3
 
 @dataclass
 class CheckReport:
-    """What :func:`planner.check.check_plan` found: one sentence per problem, none when the plan holds."""
+    """What :func:`planner.plan.check.check_plan` found: one sentence per problem, none when the plan holds."""
 
     problems: list[str] = field(default_factory=list)
 
@@ -57,7 +57,7 @@ class Audit:
 class GroupCheck:
     """One replica group: its GPU type, then its GPU per stage, strategy and measured links."""
 
-    group: Any  # planner.schema.ReplicaGroup
+    group: Any  # planner.plan.schema.ReplicaGroup
     gpu: Any  # the group's GPU spec
     inputs: Any  # the plan's inputs (runtime, expert imbalance)
     gpus: list = field(default_factory=list)  # one GPU spec per stage, set once stage_gpus is checked
@@ -78,7 +78,7 @@ class ReplicaCheck:
     """One replica of a group, and its GPU ids by (stage, tp_rank) as its ranks are checked."""
 
     grp: GroupCheck
-    replica: Any  # planner.schema.Replica
+    replica: Any  # planner.plan.schema.Replica
     stages: list[list[str]] = field(default_factory=list)
 
     @property
@@ -91,7 +91,7 @@ class RankCheck:
     """One rank of a replica."""
 
     rep: ReplicaCheck
-    rank: Any  # planner.schema.Rank
+    rank: Any  # planner.plan.schema.Rank
 
     @property
     def gid(self) -> str:

@@ -1,7 +1,7 @@
 """The placement JSON: what runtimes and deployment tools consume.
 
-Pydantic models are the source of truth; ``planner/plan.schema.json`` is generated from
-them (``python -m planner.schema``) and shipped, and a test keeps the two in step.
+Pydantic models are the source of truth; ``planner/plan/plan.schema.json`` is generated from
+them (``python -m planner.plan.schema``) and shipped, and a test keeps the two in step.
 Fields are added, never renamed; ``schema_version`` follows semantic versioning.
 """
 from __future__ import annotations

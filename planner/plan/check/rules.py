@@ -1,4 +1,4 @@
-"""The rules :func:`planner.check.check_plan` runs, and :data:`RULES`, the one ordered tuple that
+"""The rules :func:`planner.plan.check.check_plan` runs, and :data:`RULES`, the one ordered tuple that
 registers them. Each rule takes the audit and the item its point of the walk (:data:`STAGES`)
 hands it, and yields a sentence per problem found; its docstring says what it verifies."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from costmodels.hardware import get_gpu
 from costmodels.strategy import validate_strategy
-from planner.check.audit import REL_TOL, Audit, GroupCheck, Priced, RankCheck, ReplicaCheck, Served
+from planner.plan.check.audit import REL_TOL, Audit, GroupCheck, Priced, RankCheck, ReplicaCheck, Served
 
 
 def topology_is_the_plans(a: Audit, _: Audit) -> Iterator[str]:
@@ -197,7 +197,7 @@ def figures_are_as_reported(a: Audit, s: Served) -> Iterator[str]:
 
 
 def traffic_shares_are_as_reported(a: Audit, _: Audit) -> Iterator[str]:
-    """Each group's reported traffic share is its share of the plan's capacity (planner.api.build_plan)."""
+    """Each group's reported traffic share is its share of the plan's capacity (planner.plan.build.build_plan)."""
     for s in a.served:
         g = s.grp.group
         if g.traffic_share is not None and not math.isclose(g.traffic_share, s.share, rel_tol=1e-3, abs_tol=1e-5):

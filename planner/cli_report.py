@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from planner.schema import Plan
+from planner.plan.schema import Plan
 
 GIB = 2**30
 
@@ -153,7 +153,7 @@ def evaluation_text(d: dict) -> str:
 
 def top_k_text(plans: list[Plan], why: list[str | None]) -> str:
     """The best plan in full, then the ranking with why each later plan ranks below it."""
-    from planner.frontier import shapes
+    from planner.solve.frontier import shapes
 
     rows = []
     for i, (p, w) in enumerate(zip(plans, why, strict=True), start=1):
@@ -169,7 +169,7 @@ def top_k_text(plans: list[Plan], why: list[str | None]) -> str:
 
 def frontier_text(front) -> str:
     """The frontier as a table, fastest first; the chosen plan marked with *."""
-    from planner.frontier import shapes
+    from planner.solve.frontier import shapes
 
     axis = "TPOT" if front.axis == "tpot" else "TTFT"
     rows = []

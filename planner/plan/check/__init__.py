@@ -19,12 +19,12 @@ Each rule is one small function in :data:`RULES`, registered at the point of the
 (:data:`STAGES`) where what it needs is known: a group's declaration, a rank, a replica's
 layout, a group's recomputed figures, the plan's totals. :func:`check_plan` walks the plan
 once and runs each point's rules in the tuple's order, so problems are listed group by
-group, replica by replica. A new rule is one function in :mod:`planner.check.rules` and one
-line in :data:`RULES`. The modules: :mod:`~planner.check.audit` (what rules look at),
-:mod:`~planner.check.rules` (the rules and their registry), :mod:`~planner.check.walk` (the walk).
+group, replica by replica. A new rule is one function in :mod:`planner.plan.check.rules` and one
+line in :data:`RULES`. The modules: :mod:`~planner.plan.check.audit` (what rules look at),
+:mod:`~planner.plan.check.rules` (the rules and their registry), :mod:`~planner.plan.check.walk` (the walk).
 """
-from planner.check.audit import REL_TOL, CheckReport
-from planner.check.rules import RULES, STAGES, Rule
-from planner.check.walk import check_plan
+from planner.plan.check.audit import REL_TOL, CheckReport
+from planner.plan.check.rules import RULES, STAGES, Rule
+from planner.plan.check.walk import check_plan
 
 __all__ = ["REL_TOL", "RULES", "STAGES", "CheckReport", "Rule", "check_plan"]

@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from planner.ortools_loader import cp_model  # ortools.sat.python.cp_model, without pandas
 from planner.price.candidate import Candidate, Request
 from planner.price.cluster import DomainClass
-from planner.progress import SearchControl, run_interruptibly
+from planner.solve.ortools_loader import cp_model  # ortools.sat.python.cp_model, without pandas
+from planner.solve.progress import SearchControl, run_interruptibly
 
 THROUGHPUT_SCALE = 100  # centi-tokens/s
 QPS_SCALE = 1_000_000  # micro-requests/s

@@ -1,0 +1,179 @@
+"""A solved, placed search as a :class:`~planner.plan.schema.Plan`: each replica group's
+figures re-priced at the share of traffic the plan sends it, the total, the SLO verdict and the
+inputs that make the plan reproducible.
+"""
+from __future__ import annotations
+
+import math
+
+from costmodels.batch import group_ttft, planned_utilization
+from costmodels.load import tail_latency
+from costmodels.models import ModelSpec
+from costmodels.prefill import evaluate_prefill, kv_transfer_s
+from costmodels.serving import effective_strategy, evaluate_replica
+from costmodels.strategy import stages
+from planner.place.placement import PlacedReplica, replica_links, slowest_stage_link, worst_links
+from planner.plan import schema as S
+from planner.price.candidate import Pricing, Request
+from planner.price.cluster import ClusterView
+from planner.solve.cpsat import (
+    Instance,
+    Solution,
+    SolverParams,
+)
+from topologies.graph import Topology
+
+#: The generator version written into every plan (``pyproject.toml``'s project version).
+VERSION = "0.1.0"
+
+
+def _link_out(link) -> S.LinkOut:
+    bw = link.bandwidth_bytes_per_s
+    return S.LinkOut(kind=link.kind, bandwidth_bytes_per_s=bw if math.isfinite(bw) else 0.0,
+                     latency_s=link.latency_s)
+
+
+def _r(x: float, nd: int = 3) -> float:
+    return float(round(x, nd))
+
+
+def _model_ref(spec: ModelSpec) -> S.ModelRef:
+    return S.ModelRef(name=spec.name, source=spec.source, params=spec.total_params(),
+                      active_params=spec.active_params(), layers=spec.layers, attention=spec.attention_kind,
+                      moe_experts=spec.experts, moe_experts_per_token=spec.experts_per_token)
+
+
+def _topo_ref(topo: Topology) -> S.TopologyRef:
+    return S.TopologyRef(name=topo.name, sha256=topo.content_sha256, gpus_total=len(topo.gpus()),
+                         gpus_available=len(topo.gpus(available_only=True)))
+
+
+def kv_link(topo: Topology, prefill: list[PlacedReplica], decode: list[PlacedReplica]):
+    """The slowest path a prefill replica's KV cache takes to a decode replica of the plan
+    (first stage to first stage, per GPU, every prefill GPU sending at once)."""
+    return slowest_stage_link(topo, [list(p.stages[0]) for p in prefill], [list(d.stages[0]) for d in decode])
+
+
+def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, sol: Solution,
+               inst: Instance, placed: list[PlacedReplica], pricing: Pricing, params: SolverParams,
+               *, wall_time_s: float | None) -> S.Plan:
+    by_cand: dict[int, list[PlacedReplica]] = {}
+    for p in placed:
+        by_cand.setdefault(p.candidate.index, []).append(p)
+    decode_reps = [p for p in placed if p.candidate.role == "decode"]
+    group_metrics = {}
+    cap = {"unified": 0.0, "prefill": 0.0, "decode": 0.0}  # requests/s each kind of group sustains
+    planned = dict(cap)  # the same at the utilisation the plan is made for (queueing headroom)
+    weight: dict[int, float] = {}
+    kind_weight = dict(cap)
+    for ci, reps in by_cand.items():
+        c = reps[0].candidate
+        worst = worst_links(replica_links(topo, r) for r in reps)
+        gpus = [view.gpu_of_type[g] for g in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
+        xfer, kv = 0.0, None
+        if c.role == "prefill":
+            kv = kv_link(topo, reps, decode_reps)
+            xfer = kv_transfer_s(spec, c.strategy, isl=req.isl, link=kv)
+            m = evaluate_prefill(spec, gpus, c.strategy, isl=req.isl, links=worst).as_replica(xfer)
+        else:
+            m = evaluate_replica(spec, gpus, c.strategy, isl=req.isl, osl=req.osl, batch=c.batch, links=worst,
+                                 role=c.role)
+        tail = tail_latency(spec, gpus, c.strategy, m, isl=req.isl, osl=req.osl, links=worst, role=c.role)
+        group_metrics[ci] = (m, worst, xfer, kv, tail)
+        cap[c.role] += m.requests_per_s * len(reps)
+        # traffic goes to each group in proportion to its capacity at its own planned utilisation
+        weight[ci] = m.requests_per_s * len(reps) * planned_utilization(m, tail, c.role, ttft_s=req.ttft_s,
+                                                                         ttft_p99_s=req.ttft_p99_s)
+        kind_weight[c.role] += weight[ci]
+        # what the solver counted: each group at its planned (usable) utilisation, one rule for both kinds
+        planned[c.role] += m.requests_per_s * len(reps) * c.usable_requests_per_s / c.metrics.requests_per_s
+    pools_rps = min(cap["prefill"], cap["decode"])  # requests/s the disaggregated pools carry together
+    total_capacity_rps = cap["unified"] + pools_rps
+    planned_rps = planned["unified"] + min(planned["prefill"], planned["decode"])
+    groups = []
+    for gi, ci in enumerate(sorted(by_cand)):
+        reps = by_cand[ci]
+        c = reps[0].candidate
+        m, links, xfer, kv, tail = group_metrics[ci]
+        # A request goes to a unified group, or to one prefill and one decode group; the kinds'
+        # shares follow their capacities, and within a kind each group's share its capacity at
+        # its own planned utilisation (so a group with a tighter TTFT headroom gets less).
+        group_rps = m.requests_per_s * len(reps)
+        kind_rps = cap["unified"] if c.role == "unified" else pools_rps
+        within = weight[ci] / kind_weight[c.role] if kind_weight[c.role] else 0.0
+        share = (kind_rps / total_capacity_rps) * within if total_capacity_rps else 0.0
+        g_util = req.qps * share / group_rps if req.qps and group_rps else None
+        ttft, tail = group_ttft(m, tail, g_util, weight[ci] / group_rps if group_rps else 0.0)
+        gpus_c = [view.gpu_of_type[x] for x in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
+        replicas = []
+        for ri, r in enumerate(reps):
+            ranks = []
+            for st, gpus in enumerate(r.stages):
+                for tr, gid in enumerate(gpus):
+                    a = topo.gpu(gid)
+                    ranks.append(S.Rank(rank=st * c.strategy.tp + tr, stage=st, tp_rank=tr, node=a["node"],
+                                        gpu_index=a["index"]))
+            replicas.append(S.Replica(index=ri, ranks=ranks))
+        split = [s.layer_count for s in stages(spec, c.strategy)]
+        # the budget priced: a prefill pool's searched step (evaluate_prefill), else as the runtime runs it
+        budget = (c.strategy.max_num_batched_tokens if c.role == "prefill" else
+                  effective_strategy(spec, gpus_c, c.strategy, isl=req.isl, osl=req.osl).max_num_batched_tokens)
+        group_links = {"tp": _link_out(links.tp), "pp": _link_out(links.pp)}
+        if c.strategy.attention_dp > 1:
+            group_links["ep"] = _link_out(links.ep)
+            if links.ep_local is not None:
+                group_links["ep_local"] = _link_out(links.ep_local)
+        if kv is not None:
+            group_links["kv"] = _link_out(kv)
+        groups.append(S.ReplicaGroup(
+            id=f"g{gi}", role=c.role, gpu=c.gpu, stage_gpus=list(c.stage_gpus) if c.hetero else None,
+            strategy=S.StrategyOut(tp=c.strategy.tp, pp=c.strategy.pp, dp=len(reps), ep=c.strategy.ep,
+                                   attention_dp=c.strategy.attention_dp,
+                                   batch_size=c.batch, max_num_batched_tokens=budget,
+                                   max_model_len=req.isl + req.osl, layer_split=split,
+                                   weight_dtype=c.strategy.weight_dtype, kv_dtype=c.strategy.kv_dtype),
+            metrics_per_replica=S.Metrics(ttft_ms=_r(ttft * 1e3), ttft_unloaded_ms=_r(m.ttft_s * 1e3),
+                                          tpot_ms=_r(m.tpot_s * 1e3), output_tokens_per_s=_r(m.output_tokens_per_s, 1),
+                                          requests_per_s=_r(m.requests_per_s, 4),
+                                          utilization=_r(g_util, 4) if g_util is not None else None,
+                                          kv_transfer_ms=_r(xfer * 1e3) if c.role == "prefill" else None,
+                                          tpot_p99_ms=_r(tail.tpot_p99_s * 1e3) if c.role != "prefill" else None,
+                                          ttft_p99_ms=_r(tail.ttft_p99_s(ttft) * 1e3) if c.role != "decode" else None),
+            memory_per_gpu_bytes=S.MemoryOut(**m.memory.as_dict()),
+            links=group_links,
+            traffic_share=_r(share, 6),
+            replicas=replicas))
+    gpus_used = sum(g.strategy.tp * g.strategy.pp * g.strategy.dp for g in groups)
+    tput = planned_rps * req.osl  # the figure the solver maximised, the verdict compares and the report prints
+    prices = dict(req.prices)
+    node_type = {n.name: n.type for n in topo.spec.all_nodes()}
+    used_types = [node_type[k.node] for g in groups for r in g.replicas for k in r.ranks]
+    cost = sum(prices[t] for t in used_types) if all(t in prices for t in used_types) else None
+    totals = S.Totals(gpus_used=gpus_used, output_tokens_per_s=_r(tput, 1),
+                      output_tokens_per_s_per_gpu=_r(tput / gpus_used, 1),
+                      requests_per_s=_r(planned_rps, 4),
+                      capacity_output_tokens_per_s=_r(total_capacity_rps * req.osl, 1),
+                      ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups if g.role != "decode"),
+                      tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups if g.role != "prefill"),
+                      cost_per_hour=_r(cost, 4) if cost is not None else None)
+    # The label names what objective_value measures. latency and throughput-per-gpu pick the best
+    # shapes by bisection, then maximise throughput among them: their value is that throughput.
+    objective_desc = {"throughput": "max output tokens/s",
+                      "throughput-per-gpu": "max output tokens/s among the plans of most tokens/s per GPU",
+                      "min-gpus": "min GPUs serving qps", "min-cost": "min $/hour serving qps",
+                      "latency": "max output tokens/s among the shapes of lowest TPOT"}[req.objective]
+    inputs = S.Inputs(model=_model_ref(spec), topology=_topo_ref(topo),
+                      workload=S.Workload(isl=req.isl, osl=req.osl, qps=req.qps),
+                      slo=S.Slo(ttft_ms=req.ttft_s * 1e3 if req.ttft_s else None,
+                                tpot_ms=req.tpot_s * 1e3 if req.tpot_s else None,
+                                tpot_p99_ms=req.tpot_p99_s * 1e3 if req.tpot_p99_s else None,
+                                ttft_p99_ms=req.ttft_p99_s * 1e3 if req.ttft_p99_s else None),
+                      objective=req.objective, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
+                      max_gpus=req.max_gpus, allow_cross_domain_tp=req.allow_cross_domain_tp, runtime=req.runtime,
+                      price_per_gpu_hour=prices or None, expert_imbalance=req.expert_imbalance)
+    solver = S.SolverOut(status=sol.status, objective=objective_desc, objective_value=_r(sol.objective_value, 2),
+                         best_bound=_r(sol.best_bound, 2), gap=_r(sol.gap, 6), candidates_priced=pricing.priced,
+                         seed=params.seed, workers=params.workers, time_limit_s=params.time_limit_s,
+                         wall_time_s=_r(wall_time_s, 3) if wall_time_s is not None else None)
+    return S.Plan(generator=f"plan-search {VERSION}", inputs=inputs, replica_groups=groups, totals=totals,
+                  solver=solver)
