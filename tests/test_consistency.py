@@ -54,7 +54,7 @@ def test_cli_pareto_with_pools_only(tmp_path):
 def test_objective_value_verdict_and_total_line_agree(extra):
     """One figure per plan: the solver's objective, the verdict and the total line print the same
     tokens/s, unified replicas and pools counted at their planned utilisation alike."""
-    from planner.cli_report import plan_text
+    from planner.cli.report import plan_text
 
     plan = api.search(**KW, **extra)
     t = plan.totals

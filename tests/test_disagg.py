@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from planner import api
 from planner.cli import main
-from planner.cli_report import plan_text
+from planner.cli.report import plan_text
 from planner.emit import emit
 from planner.plan.check import check_plan
 from topologies.errors import InputError

@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from planner import api
-from planner.cli import _write_all_atomic, main
+from planner.cli import main
+from planner.cli.emit import write_all_atomic
 from planner.emit import emit
 from planner.plan.schema import Plan
 from topologies.errors import InputError
@@ -108,7 +109,7 @@ def test_consistent_plan_still_emits(plan_dict, tmp_path):
 def test_files_honour_the_umask(tmp_path):
     old = os.umask(0o027)
     try:
-        _write_all_atomic(str(tmp_path / "d"), {"a.sh": "#!/bin/sh\n", "b.yaml": "x: 1\n"})
+        write_all_atomic(str(tmp_path / "d"), {"a.sh": "#!/bin/sh\n", "b.yaml": "x: 1\n"})
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "d" / "a.sh").stat().st_mode) == 0o750
@@ -130,7 +131,7 @@ def test_refuses_a_target_that_is_not_a_regular_file(tmp_path, kind):
     else:
         t.mkdir()
     with pytest.raises(InputError, match="not a regular file") as e:
-        _write_all_atomic(str(d), {"b.yaml": "x: 1\n", "a.sh": "#!/bin/sh\n"})
+        write_all_atomic(str(d), {"b.yaml": "x: 1\n", "a.sh": "#!/bin/sh\n"})
     assert "\n" not in str(e.value) and str(t) in str(e.value)
     assert victim.read_text() == "keep\n" and sorted(p.name for p in d.iterdir()) == ["a.sh"]
 
@@ -138,17 +139,17 @@ def test_refuses_a_target_that_is_not_a_regular_file(tmp_path, kind):
 @pytest.mark.parametrize("name", ["../x.sh", "a/b.sh", "..", ".", "", "/etc/x.sh"])
 def test_refuses_names_that_are_not_plain(tmp_path, name):
     with pytest.raises(InputError, match="not a plain file name"):
-        _write_all_atomic(str(tmp_path / "d"), {name: "x\n"})
+        write_all_atomic(str(tmp_path / "d"), {name: "x\n"})
     assert not (tmp_path / "d").exists() and not (tmp_path / "x.sh").exists()
 
 
 def test_write_error_is_one_line_and_leaves_no_temp(tmp_path):
     d = tmp_path / "d"
     long_name = "a" * 255  # a legal name: the temporary name must not be longer
-    _write_all_atomic(str(d), {long_name: "x\n"})
+    write_all_atomic(str(d), {long_name: "x\n"})
     assert [p.name for p in d.iterdir()] == [long_name]
     with pytest.raises(InputError, match="cannot (write|inspect)") as e:
-        _write_all_atomic(str(d), {"ok.sh": "x\n", "b" * 256: "x\n"})  # too long a name: the OS refuses
+        write_all_atomic(str(d), {"ok.sh": "x\n", "b" * 256: "x\n"})  # too long a name: the OS refuses
     assert "\n" not in str(e.value)
     assert [p.name for p in d.iterdir()] == [long_name]  # nothing new, no temporary file
 
@@ -159,9 +160,9 @@ def test_error_while_writing_leaves_no_temp(tmp_path, monkeypatch):
 
     def full(*a, **k):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr("planner.cli.os.replace", full)
+    monkeypatch.setattr("planner.cli.emit.os.replace", full)
     with pytest.raises(InputError, match="a.sh: cannot write: No space left on device") as e:
-        _write_all_atomic(str(d), {"a.sh": "x\n", "b.yaml": "y\n"})
+        write_all_atomic(str(d), {"a.sh": "x\n", "b.yaml": "y\n"})
     assert "\n" not in str(e.value) and list(d.iterdir()) == []
 
 

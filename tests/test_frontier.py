@@ -142,7 +142,7 @@ def test_time_limit_bounds_the_whole_frontier_on_a_big_cluster():
     steps it searched, and is still a valid frontier."""
     import time
 
-    from planner.cli_report import frontier_text
+    from planner.cli.report import frontier_text
 
     kw = dict(topology="dgx-h100x128", model="llama-3.1-70b", isl=1024, osl=256)
     t0 = time.perf_counter()
@@ -170,7 +170,7 @@ def _disjoint(a, b) -> bool:
 def test_place_labels_never_overlaps():
     """A crowd of points: every label placed is clear of every other label, every point's square, the
     obstacle and the bounds; a point with room gets the nearest place (right of it, centred)."""
-    from planner.cli_plot import MARKER_HALF_PX, place_labels
+    from planner.cli.plot import MARKER_HALF_PX, place_labels
 
     anchors = [(400.0 + 3 * i, 300.0 + (i % 4) * 5) for i in range(16)] + [(100.0, 100.0)]
     sizes = [(16.0, 10.0)] * len(anchors)
@@ -193,7 +193,7 @@ def test_plot_labels_do_not_overlap_at_a_crowded_end(tmp_path):
     """The frontier's high-latency end crowds its points; the labels as drawn (matplotlib's own
     extents) are pairwise disjoint and clear of every point, and every row is in the key."""
     pytest.importorskip("matplotlib")
-    from planner.cli_plot import plot_frontier
+    from planner.cli.plot import plot_frontier
     from planner.solve.frontier import Frontier
 
     base = frontier(axis="tpot", topology="dgx-h100x1", model="llama-3.1-8b", points=3, disaggregation="off")

@@ -152,7 +152,7 @@ def test_sigint_during_imports_is_one_line_and_exit_130():
 
 
 def test_cli_ctrl_c_while_solving_prints_the_plan_so_far(monkeypatch, tmp_path):
-    import planner.cli as cli
+    import planner.cli.group as cli
     import planner.solve.cpsat as cpsat
 
     controls: list[SearchControl] = []
@@ -165,13 +165,13 @@ def test_cli_ctrl_c_while_solving_prints_the_plan_so_far(monkeypatch, tmp_path):
     monkeypatch.setattr(cpsat, "run_interruptibly", run)
     lines: list[str] = []
     press = _interrupt_on_first_incumbent(lines, lambda: bool(controls) and controls[-1].interrupted)
-    real_show = cli._StatusLine.show
+    real_show = cli.StatusLine.show
 
     def show(self, line):
         real_show(self, line)
         press(line)
 
-    monkeypatch.setattr(cli._StatusLine, "show", show)
+    monkeypatch.setattr(cli.StatusLine, "show", show)
     out = tmp_path / "plan.json"
     r = CliRunner().invoke(main, ["search", "-t", "dgx-h100x2", "-m", "llama-3.1-70b", "--progress", "--json",
                                   "-o", str(out)])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from planner.cli.group import plural
 from planner.plan.schema import Plan
 
 GIB = 2**30
@@ -14,11 +15,6 @@ def _gib(x: float) -> str:
 
 def _bw(bytes_per_s: float) -> str:
     return "-" if not bytes_per_s else f"{bytes_per_s / 1e9:.1f} GB/s"
-
-
-def _count(n: int, word: str) -> str:
-    """``1 GPU``, ``16 GPUs``: a count with its noun in the right number."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _link_text(name: str, link, degree: int) -> str:
@@ -103,7 +99,7 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     if t.capacity_output_tokens_per_s:
         headroom = (f" at {t.output_tokens_per_s / t.capacity_output_tokens_per_s:.0%} of capacity "
                     f"({t.capacity_output_tokens_per_s:,.0f}; the rest is headroom for queueing)")
-    lines += ["", f"total: {_count(t.gpus_used, 'GPU')}, {t.output_tokens_per_s:,.0f} output tok/s "
+    lines += ["", f"total: {plural(t.gpus_used, 'GPU')}, {t.output_tokens_per_s:,.0f} output tok/s "
                   f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s{headroom}; "
                   f"worst TTFT {t.ttft_ms:.1f} ms, TPOT {t.tpot_ms:.2f} ms"
                   + (f"; ${t.cost_per_hour:,.2f} per hour" if t.cost_per_hour is not None else "")]
@@ -164,7 +160,7 @@ def top_k_text(plans: list[Plan], why: list[str | None]) -> str:
     table = tabulate(rows, headers=["#", "tok/s", "tok/s/GPU", "GPUs", "$/h", "TPOT ms", "TTFT ms", "replicas",
                                     "why below #1"], tablefmt="simple", disable_numparse=True)
     note = "" if len(plans) > 1 else "\n(only one distinct mix of replica shapes meets the request)\n"
-    return plan_text(plans[0]) + f"\ntop {_count(len(plans), 'plan')} by {plans[0].solver.objective}:\n" + table + "\n" + note
+    return plan_text(plans[0]) + f"\ntop {plural(len(plans), 'plan')} by {plans[0].solver.objective}:\n" + table + "\n" + note
 
 
 def frontier_text(front) -> str:
@@ -185,11 +181,11 @@ def frontier_text(front) -> str:
                                      f"{axis} SLO step", "replicas"], tablefmt="simple", disable_numparse=True),
              f"* the plan for objective {head.objective}"
              + (" (dominated by another plan here, kept for reference)" if front.chosen_dominated else "")
-             + f"; {_count(len(front.plans), 'non-dominated plan')} (--json prints each in full)"]
+             + f"; {plural(len(front.plans), 'non-dominated plan')} (--json prints each in full)"]
     if front.time_limit_reached:
         limit = front.plans[front.chosen].solver.time_limit_s
         lines.append(f"time limit: the frontier's searches share --time-limit-s ({limit:g} s here) and it ran out: "
-                     f"{front.steps_tried} of {_count(front.steps_planned, 'SLO step')} searched (from both ends "
+                     f"{front.steps_tried} of {plural(front.steps_planned, 'SLO step')} searched (from both ends "
                      f"inwards, so the steps left out lie between the rows shown); a larger --time-limit-s or "
                      f"fewer --pareto-points reach them")
     return "\n".join(lines) + "\n"
