@@ -162,11 +162,12 @@ def test_a_topology_that_cannot_be_built_fails_its_own_rows(tmp_path, monkeypatc
     import shutil
     from pathlib import Path
 
-    from planner import sweep as sw
 
     shutil.copy(Path(__file__).parent / "corpus" / "topologies" / "valid.yaml", tmp_path / "broken.yaml")
     (tmp_path / "s.yaml").write_text(SWEEP)
-    real = sw.resolve_topology
+    import planner.sweep.run as sweep_run
+
+    real = sweep_run.resolve_topology
 
     def resolve(value, folder):
         payload = real(value, folder)
@@ -175,7 +176,7 @@ def test_a_topology_that_cannot_be_built_fails_its_own_rows(tmp_path, monkeypatc
             payload = dataclasses.replace(payload, spec=payload.spec.model_copy(update={"nodes": [],
                                                                                         "node_groups": []}))
         return payload
-    monkeypatch.setattr(sw, "resolve_topology", resolve)
+    monkeypatch.setattr(sweep_run, "resolve_topology", resolve)
     code, out, err = run(["sweep", tmp_path / "s.yaml", "-o", tmp_path / "out.csv", "--jobs", jobs, "-q"])
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))
