@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from planner import api
 from planner.cli import main
-from planner.solve.frontier import frontier
+from planner.frontier import frontier
 
 #: SGLang: the runtime whose launch files run pools, so the search offers them.
 KW = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=1024, osl=256, runtime="sglang")

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from planner import api
 from planner.cli import main
+from planner.frontier import _key, dominates, frontier, top_k
 from planner.plan.schema import load_json_schema
-from planner.solve.frontier import _key, dominates, frontier, top_k
 
 KW = dict(topology="dgx-h100x2", model="llama-3.1-70b", isl=1024, osl=256)
 
@@ -126,7 +126,7 @@ def test_plot_is_written_and_repeatable(tmp_path, suffix):
 
 
 def test_spread_order_tries_the_ends_first_then_halves_the_gaps():
-    from planner.solve.frontier import spread_order
+    from planner.frontier import spread_order
 
     assert spread_order(8) == [0, 7, 3, 1, 5, 2, 4, 6]
     for n in range(1, 51):
@@ -194,7 +194,7 @@ def test_plot_labels_do_not_overlap_at_a_crowded_end(tmp_path):
     extents) are pairwise disjoint and clear of every point, and every row is in the key."""
     pytest.importorskip("matplotlib")
     from planner.cli.plot import plot_frontier
-    from planner.solve.frontier import Frontier
+    from planner.frontier import Frontier
 
     base = frontier(axis="tpot", topology="dgx-h100x1", model="llama-3.1-8b", points=3, disaggregation="off")
     last = base.plans[-1]

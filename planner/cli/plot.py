@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from planner.frontier import Frontier, shapes
 from planner.outfile import check_target, replace_atomically
-from planner.solve.frontier import Frontier, shapes
 from topologies.errors import InputError
 
 FORMATS = (".png", ".svg")

@@ -149,7 +149,7 @@ def evaluation_text(d: dict) -> str:
 
 def top_k_text(plans: list[Plan], why: list[str | None]) -> str:
     """The best plan in full, then the ranking with why each later plan ranks below it."""
-    from planner.solve.frontier import shapes
+    from planner.frontier import shapes
 
     rows = []
     for i, (p, w) in enumerate(zip(plans, why, strict=True), start=1):
@@ -165,7 +165,7 @@ def top_k_text(plans: list[Plan], why: list[str | None]) -> str:
 
 def frontier_text(front) -> str:
     """The frontier as a table, fastest first; the chosen plan marked with *."""
-    from planner.solve.frontier import shapes
+    from planner.frontier import shapes
 
     axis = "TPOT" if front.axis == "tpot" else "TTFT"
     rows = []

@@ -131,10 +131,10 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
         if not pareto and time_limit_s is None:
             args["time_limit_s"] = SEARCH_TIME_LIMIT_S
         if top_k is not None:
-            from planner.solve.frontier import top_k as top_k_fn
+            from planner.frontier import top_k as top_k_fn
             result = top_k_fn(top_k, **args)
         elif pareto:
-            from planner.solve.frontier import frontier
+            from planner.frontier import frontier
             args.pop("control")  # time_limit_s None: the frontier's own default
             result = frontier(axis=pareto_axis, points=pareto_points, **args)
         else:
@@ -152,7 +152,7 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
             click.echo(f"plan-search: interrupted: the best plan found so far (status {result.solver.status}, "
                        f"gap {result.solver.gap:.2%})", err=True)
     if top_k is not None:
-        from planner.solve.frontier import why_worse
+        from planner.frontier import why_worse
         why = [None] + [why_worse(result[0], p) for p in result[1:]]
         text = json.dumps({"kind": "top-k", "objective": objective, "why_below_first": why,
                            "plans": [json.loads(p.to_json()) for p in result]}, indent=2, sort_keys=True) + "\n"
