@@ -15,7 +15,7 @@ from planner.cli import main
 from planner.price.cluster import cluster_view
 from planner.price.shapes import price_candidates
 from planner.solve.cpsat import PRICE_SCALE, QPS_SCALE, THROUGHPUT_SCALE, SolverParams, split_classes
-from planner.solve.objectives import _solve_objective
+from planner.solve.objectives import solve_objective
 from topologies.graph import Topology
 from topologies.load import parse_topology
 
@@ -107,7 +107,7 @@ def test_capacity_objectives_equal_brute_force(seed, objective):
         key = lambda counts: (sum(n * c.gpus * int(round(price[c.gpu] * PRICE_SCALE))  # noqa: E731
                                   for c, n in zip(subset, counts, strict=True)), -tput(counts))
     want = _brute_force(subset, domains, qps, key)
-    sol, _ = _solve_objective(subset, classes, req, SolverParams(time_limit_s=10))
+    sol, _ = solve_objective(subset, classes, req, SolverParams(time_limit_s=10))
     if want is None:
         assert sol is None
         return

@@ -13,7 +13,7 @@ from planner.api import make_request
 from planner.price.cluster import cluster_view
 from planner.price.shapes import price_candidates
 from planner.solve.cpsat import SolverParams, split_classes, tiles
-from planner.solve.objectives import _solve_objective
+from planner.solve.objectives import solve_objective
 from topologies.graph import Topology
 from topologies.load import parse_topology
 
@@ -102,7 +102,7 @@ def test_cpsat_equals_brute_force(seed):
         pytest.skip("no candidate fits this random instance")
     subset = sorted(rnd.sample(cands, min(5, len(cands))), key=lambda c: c.index)
     classes = split_classes(view.classes, up_to=10**9)
-    sol, _ = _solve_objective(subset, classes, req, SolverParams(time_limit_s=10))
+    sol, _ = solve_objective(subset, classes, req, SolverParams(time_limit_s=10))
     free = [k.free for k in classes for _ in k.domains]
     want_tput, want_neg_gpus = _brute_force(subset, free)
     assert sol is not None and sol.status == "OPTIMAL"
@@ -140,9 +140,9 @@ def test_aggregated_classes_match_exact_split(seed):
     params = SolverParams(time_limit_s=20)
     agg, _, placed = _solve_and_place(view, cands, req, params)
     every = split_classes(view.classes, up_to=10**9)
-    exact, _ = _solve_objective(cands, every, req, params)
+    exact, _ = solve_objective(cands, every, req, params)
     tiling = [c for c in cands if all(tiles(c.unit_gpus, k.free) for k in view.classes)]
-    exact_tiling, _ = _solve_objective(tiling, every, req, params)
+    exact_tiling, _ = solve_objective(tiling, every, req, params)
     agg_tiling, _, _ = _solve_and_place(view, tiling, req, params)
     assert agg.status == exact.status == "OPTIMAL"
     assert agg.objective_value <= exact.objective_value * (1 + 1e-9)
