@@ -43,7 +43,7 @@ from importlib import resources
 
 from costmodels.dense_gemm import along, physical
 from costmodels.hardware import get_gpu, gpu_name_or_none
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 
 #: KV-cache formats whose attention runs another format's kernels, per table kind. Decode: FP16 as
 #: BF16, INT8 as FP8 (one byte an element, read the same way). Prompts run their math in 16 bit

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from costmodels import calibration as cal
 from costmodels.load import TailLatency, max_utilization, tail_latency, ttft_under_load_s
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.prefill import PrefillStep, evaluate_prefill, kv_transfer_s
 from costmodels.serving import ReplicaMetrics, evaluate_replica
 from costmodels.strategy import GPUs, Links, Strategy

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from costmodels import calibration as cal
 from costmodels.comm import send_s
 from costmodels.compute import ACT_BYTES
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.serving import effective_strategy, max_batch_size, stage_time
 from costmodels.strategy import GPUs, Links, Strategy, stage_gpus, stages
 

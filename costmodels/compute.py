@@ -17,7 +17,7 @@ from costmodels.comm import allgather_s, allreduce_s, alltoall_s
 from costmodels.dense_gemm import KERNEL_FORMAT, dense_layers_s, lm_head_s
 from costmodels.hardware import GPU, fp4_matmul_share
 from costmodels.memory import replicated_kv_params_per_layer
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.moe_measured import measured_moe_layer_s
 from costmodels.units import dtype_bytes, weight_storage_bytes
 from topologies.graph import Link

@@ -24,7 +24,7 @@ from functools import cache, lru_cache
 from importlib import resources
 
 from costmodels.hardware import gpu_name_or_none
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 
 #: Weight formats whose GEMMs run another format's kernels, for every measured table (dense GEMMs
 #: here, MoE layers in costmodels.moe_measured): FP16 as BF16.

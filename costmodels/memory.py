@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from costmodels import calibration as cal
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.units import dtype_bytes, weight_storage_bytes
 
 #: Embedding and LM head stay in 16 bit when the linear layers are quantised (vLLM and

@@ -24,7 +24,7 @@ from functools import lru_cache
 from importlib import resources
 
 from costmodels.hardware import gpu_name_or_none
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 
 Key = tuple[str, str, str, int, int, int, int, int, int]
 

@@ -16,7 +16,7 @@ from costmodels.memory import (
     MemoryBreakdown,
     kv_bytes_per_token_per_gpu,
 )
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.serving import ReplicaMetrics, replica_memory, stage_time
 from costmodels.strategy import GPUs, Links, Strategy, stage_gpus, stages
 from topologies.graph import Link

@@ -33,7 +33,7 @@ from costmodels.memory import (
     overhead_bytes,
     stage_weight_bytes,
 )
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.strategy import GPUs, Links, Strategy, stage_gpus, stages
 
 if TYPE_CHECKING:  # a prefill replica's metrics carry its step; prefill.py builds on this module

@@ -15,7 +15,7 @@ from costmodels.hardware import GPU
 from costmodels.memory import (
     balanced_layer_split,
 )
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from topologies.graph import LOCAL, Link
 
 

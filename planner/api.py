@@ -18,7 +18,8 @@ from costmodels.hardware import (
     custom_gpus,
     get_gpu as _get_gpu,  # resolve_prices shadows get_gpu with the topology's own types
 )
-from costmodels.models import ModelSpec, get_model
+from costmodels.model_spec import ModelSpec
+from costmodels.models import get_model
 from costmodels.units import DTYPES
 from planner.place.placement import PlacementError, place
 from planner.plan import build, schema as S

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from costmodels import calibration as cal
 from costmodels.hardware import GPU, get_gpu
 from costmodels.load import ClosedLoopMetrics, LoadedMetrics, serve_at_concurrency, serve_at_rate
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.serving import ReplicaMetrics, evaluate_replica
 from costmodels.strategy import Links, Strategy, validate_strategy
 from planner.api import _model, _positive, _topology, make_request

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from costmodels.models import builtin_model_names, get_model, model_from_config, normalize_model_name
+from costmodels.hf_config import model_from_config
+from costmodels.models import builtin_model_names, get_model, normalize_model_name
 from planner.evaluation import evaluate
 from topologies.errors import InputError
 

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from costmodels.models import builtin_model_names, get_model, model_from_config, normalize_model_name
+from costmodels.hf_config import model_from_config
+from costmodels.models import builtin_model_names, get_model, normalize_model_name
 from topologies.errors import InputError
 
 REQUIRED = ["llama-2-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "mistral-7b", "mixtral-8x7b",

@@ -14,7 +14,7 @@ import re
 
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from costmodels.models import model_from_config
+from costmodels.hf_config import model_from_config
 from planner import api
 from planner.emit import emit
 from planner.price.cluster import cluster_view

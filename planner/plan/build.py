@@ -8,7 +8,7 @@ import math
 
 from costmodels.batch import group_ttft, planned_utilization
 from costmodels.load import tail_latency
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.prefill import evaluate_prefill, kv_transfer_s
 from costmodels.serving import effective_strategy, evaluate_replica
 from costmodels.strategy import stages

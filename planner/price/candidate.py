@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from costmodels import calibration as cal
 from costmodels.batch import BatchChoice, choose_batch
 from costmodels.hardware import GPU
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.serving import ReplicaMetrics
 from costmodels.strategy import GPUs, Links, Strategy
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.serving import choose_layer_split
 from costmodels.strategy import Links, Strategy, validate_strategy
 from planner.price.candidate import Candidate, Pricing, Request

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from costmodels.memory import balanced_layer_split, front_loaded_split
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.serving import choose_layer_split
 from costmodels.strategy import Strategy, validate_strategy
 from planner.price.candidate import Request

@@ -11,7 +11,7 @@ from dataclasses import replace
 from costmodels.batch import PREFILL_TOKEN_BUDGETS, PrefillChoice, choose_prefill_budget
 from costmodels.hardware import GPU
 from costmodels.load import max_utilization
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.strategy import Links, Strategy
 from planner.price.candidate import Candidate, Pricing, Request
 from planner.price.cluster import ClusterView, DomainClass

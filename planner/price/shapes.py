@@ -14,7 +14,7 @@ for runtimes that can pin one; otherwise the runtime's balanced split is used.
 """
 from __future__ import annotations
 
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.strategy import Links, Strategy, validate_strategy
 from planner.price.candidate import Candidate, Pricing, Request
 from planner.price.cluster import ClusterView, DomainClass

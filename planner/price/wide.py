@@ -5,7 +5,7 @@ SGLang's large-scale EP, TensorRT-LLM's wide EP).
 """
 from __future__ import annotations
 
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.strategy import Strategy, validate_strategy
 from planner.price.candidate import Candidate, Pricing, Request
 from planner.price.cluster import ClusterView, DomainClass

@@ -12,7 +12,7 @@ from fractions import Fraction
 
 from costmodels import calibration as cal
 from costmodels.memory import weight_bytes
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.units import GIB, dtype_bytes
 from planner.price.candidate import Candidate, Pricing, Request
 from planner.price.cluster import ClusterView

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from costmodels.models import ModelSpec
+from costmodels.model_spec import ModelSpec
 from costmodels.strategy import Strategy
 from planner.plan.schema import Plan
 from topologies.graph import Topology, gpu_id

@@ -8,7 +8,8 @@ from typing import Any
 from costmodels.batch import group_ttft, planned_utilization
 from costmodels.hardware import custom_gpus, get_gpu
 from costmodels.load import tail_latency
-from costmodels.models import ModelSpec, get_model
+from costmodels.model_spec import ModelSpec
+from costmodels.models import get_model
 from costmodels.prefill import evaluate_prefill, kv_transfer_s
 from costmodels.serving import evaluate_replica, replica_memory
 from planner.place.placement import measure_links, slowest_stage_link, worst_links

@@ -1,0 +1,358 @@
+"""Reading an HF ``config.json`` into a :class:`~costmodels.model_spec.ModelSpec`.
+
+Covers dense and mixture-of-experts decoders; multi-head, grouped-query and multi-query
+attention (``num_key_value_heads`` = heads, fewer, or 1); DeepSeek's multi-head latent
+attention (MLA, ``kv_lora_rank``); sliding-window layers, on every layer (Mistral, Phi-3) or
+interleaved with full-attention ones (GPT-OSS, Gemma 2 and 3); chunked local attention (Llama 4,
+priced as a sliding window of the chunk size, see :func:`_chunked_layers`); gated-GELU MLPs (Gemma).
+An MoE model's layers each have either routed experts or a dense MLP, in any pattern
+(``ModelSpec.mlp_kinds``): leading dense layers (DeepSeek ``first_k_dense_replace``), listed ones
+(Qwen ``mlp_only_layers``), or experts on every n-th layer (Llama 4 ``interleave_moe_layer_step``,
+Qwen ``decoder_sparse_step``, DeepSeek ``moe_layer_freq``).
+State-space (Mamba) and linear-attention layer stacks are refused (see ``_UNPRICEABLE``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from costmodels.model_spec import DENSE_MLP, MOE_MLP, ModelSpec, warn
+from topologies.errors import InputError
+
+#: Upper bounds far beyond any published model, to refuse a corrupt config before pricing it.
+PLAUSIBLE_MAX = {"num_hidden_layers": 1024, "hidden_size": 1 << 20, "num_attention_heads": 1 << 14,
+                 "num_key_value_heads": 1 << 14, "vocab_size": 1 << 24, "intermediate_size": 1 << 24,
+                 "num_local_experts": 1 << 16, "num_experts_per_tok": 1 << 16, "head_dim": 1 << 14,
+                 "moe_intermediate_size": 1 << 24, "shared_expert_intermediate_size": 1 << 24,
+                 "n_shared_experts": 1 << 10, "kv_lora_rank": 1 << 16, "q_lora_rank": 1 << 16,
+                 "qk_rope_head_dim": 1 << 14, "qk_nope_head_dim": 1 << 14, "v_head_dim": 1 << 14,
+                 "sliding_window": 1 << 27, "max_position_embeddings": 1 << 27, "attention_chunk_size": 1 << 27,
+                 "intermediate_size_mlp": 1 << 24, "interleave_moe_layer_step": 1024, "decoder_sparse_step": 1024,
+                 "moe_layer_freq": 1024, "no_rope_layer_interval": 1024}
+
+
+#: ``model_type`` values whose config layout this reader interprets (checked against published
+#: configs); any other gets a warning, as its fields may mean something else.
+KNOWN_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
+                               "deepseek_v2", "deepseek_v3", "kimi_k2", "gpt_oss", "gemma", "gemma2", "gemma3",
+                               "gemma3_text", "phi3", "internlm", "llama4", "llama4_text"})
+
+
+#: Architectures with multi-head latent attention: only their ``kv_lora_rank`` means MLA.
+MLA_MODEL_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "kimi_k2"})
+GELU_ACTS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu"}
+#: Gemma's MLP is gated although its activation is a GELU (GeGLU: gate, up and down projections,
+#: ``Gemma2MLP`` / ``Gemma3MLP`` in transformers), and its configs leave ``tie_word_embeddings`` to
+#: the class default, which is true (``Gemma2Config``, ``Gemma3TextConfig``).
+GEMMA_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
+#: Where a config gives neither ``layer_types`` nor ``sliding_window_pattern``, the class default
+#: places one full-attention layer every n layers, the rest sliding: Gemma 2 alternates (n = 2,
+#: ``Gemma2Config``: sliding on even layers), Gemma 3 has 5 local layers per global one (n = 6,
+#: ``Gemma3TextConfig.sliding_window_pattern``).
+DEFAULT_SLIDING_PATTERN = {"gemma2": 2, "gemma3": 6, "gemma3_text": 6}
+#: Llama 4: every MoE layer also runs one always-on shared expert as wide as a routed one
+#: (``Llama4TextMoe.shared_expert``, an MLP of ``intermediate_size``), which the config does not
+#: declare; its dense layers use the wider ``intermediate_size_mlp`` (transformers
+#: ``Llama4TextConfig`` and ``Llama4TextDecoderLayer``; vLLM ``Llama4MoE``).
+LLAMA4_MODEL_TYPES = frozenset({"llama4", "llama4_text"})
+#: Llama 4's ``attention_chunk_size`` where its config leaves it out (``Llama4TextConfig`` default).
+LLAMA4_DEFAULT_CHUNK = 8192
+
+
+#: ``model_type`` of state-space, hybrid Mamba/attention and linear-attention models (transformers
+#: and vLLM model types): their layers keep a fixed-size state, not a KV cache growing with context.
+STATE_SPACE_MODEL_TYPES = frozenset({"mamba", "mamba2", "falcon_mamba", "jamba", "nemotron_h", "zamba", "zamba2",
+                                     "falcon_h1", "bamba", "granitemoehybrid", "qwen3_next", "minimax",
+                                     "minimax_m1", "minimax_text_01", "rwkv", "rwkv5", "rwkv6", "rwkv7",
+                                     "recurrent_gemma", "lfm2", "plamo2"})
+
+
+def _get(cfg: dict[str, Any], *names: str, default: Any = None) -> Any:
+    for n in names:
+        if n in cfg and cfg[n] is not None:
+            return cfg[n]
+        nested = cfg.get("hf_format_fields")
+        if isinstance(nested, dict) and nested.get(n) is not None:
+            return nested[n]
+    return default
+
+
+def _native_dtype(cfg: dict[str, Any]) -> str:
+    """The weight format of the published checkpoint (DeepSeek-V3 ships FP8, GPT-OSS MXFP4)."""
+    q = cfg.get("quantization_config")
+    method = str(q.get("quant_method", "")).lower() if isinstance(q, dict) else ""
+    if "fp8" in method:
+        return "fp8"
+    if "mxfp4" in method or _get(cfg, "model_type") == "gpt_oss":
+        return "fp4"  # MoE experts in MXFP4 (4.25 bits with scales); attention stays 16 bit
+    if method in ("awq", "gptq"):
+        return "int4"
+    return "bf16"
+
+
+def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>") -> ModelSpec:
+    """Build a :class:`ModelSpec` from an HF ``config.json`` dict.
+
+    Raises :class:`InputError` naming the field when one is missing or inconsistent.
+    """
+    if not isinstance(cfg, dict):
+        raise InputError("a model config must be a JSON object", source=source)
+    if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM here
+        cfg = {**cfg, **cfg["text_config"]}
+    _refuse_unpriceable(cfg, source)
+
+    def need_int(*names: str, minimum: int = 1) -> int:
+        v = _get(cfg, *names)
+        if v is None:
+            raise InputError("missing; an HF config.json of a decoder model has it", source=source,
+                             field=names[0])
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise InputError(f"must be an integer >= {minimum}, got {v!r}", source=source, field=names[0])
+        if v > PLAUSIBLE_MAX.get(names[0], 10**7):
+            raise InputError(f"{v} is implausibly large (limit {PLAUSIBLE_MAX.get(names[0], 10**7):,})",
+                             source=source, field=names[0])
+        return v
+
+    def opt_int(*names: str, default: int = 0) -> int:
+        v = _get(cfg, *names, default=default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InputError(f"must be a non-negative integer, got {v!r}", source=source, field=names[0])
+        if v > PLAUSIBLE_MAX.get(names[0], 10**9):
+            raise InputError(f"{v} is implausibly large (limit {PLAUSIBLE_MAX.get(names[0], 10**9):,})",
+                             source=source, field=names[0])
+        return v
+
+    def opt_bool(*names: str, default: bool) -> bool:
+        v = _get(cfg, *names, default=default)
+        if not isinstance(v, bool):  # "false" and "no" are strings, which Python reads as true
+            raise InputError(f"must be true or false (a JSON boolean), got {v!r}", source=source, field=names[0])
+        return v
+
+    model_type = _get(cfg, "model_type", default=None)
+    if model_type is not None and not isinstance(model_type, str):
+        raise InputError(f"must be a string, got {model_type!r}", source=source, field="model_type")
+    hidden = need_int("hidden_size", "n_embd", "d_model")
+    layers = need_int("num_hidden_layers", "n_layer", "num_layers")
+    heads = need_int("num_attention_heads", "n_head")
+    kv_heads = opt_int("num_key_value_heads", "num_kv_heads", default=heads) or heads
+    if kv_heads > heads or heads % kv_heads:
+        raise InputError(f"{kv_heads} KV heads do not divide {heads} attention heads", source=source,
+                         field="num_key_value_heads")
+    head_dim = _head_dim(cfg, hidden, heads, source, opt_int)
+    act = _get(cfg, "hidden_act", "activation_function", default="silu")
+    if not isinstance(act, str):
+        raise InputError(f"must be the name of an activation function, got {act!r}", source=source,
+                         field="hidden_act")
+    act = act.lower()
+    gated = act not in GELU_ACTS or model_type in GEMMA_MODEL_TYPES
+    intermediate = opt_int("intermediate_size", "n_inner", "ffn_hidden_size", default=0) or 4 * hidden
+    vocab = need_int("vocab_size")
+
+    experts = opt_int("num_local_experts", "n_routed_experts", "num_experts")
+    per_tok = opt_int("num_experts_per_tok", "experts_per_token", "moe_topk")
+    if experts and not per_tok:
+        raise InputError("missing for an MoE model (it has experts)", source=source, field="num_experts_per_tok")
+    if per_tok and not experts:
+        raise InputError("set but the config declares no experts (num_local_experts / n_routed_experts)",
+                         source=source, field="num_experts_per_tok")
+    if per_tok > experts:
+        raise InputError(f"{per_tok} experts per token is more than the {experts} experts", source=source,
+                         field="num_experts_per_tok")
+    moe_inter = opt_int("moe_intermediate_size", default=0) or (intermediate if experts else 0)
+    intermediate = opt_int("intermediate_size_mlp", default=0) or intermediate  # Llama 4's dense layers
+    shared = opt_int("n_shared_experts", default=0)
+    shared_inter = opt_int("shared_expert_intermediate_size", default=0)
+    if (shared_inter or (experts and model_type in LLAMA4_MODEL_TYPES)) and not shared:
+        shared = 1
+    mlp_kinds = _mlp_kinds(cfg, layers, source, opt_int) if experts else ""
+
+    kv_lora = opt_int("kv_lora_rank", default=0)
+    if kv_lora and model_type is not None and model_type not in MLA_MODEL_TYPES:
+        raise InputError(f"multi-head latent attention is only in model types {', '.join(sorted(MLA_MODEL_TYPES))}; "
+                         f"a {model_type!r} config with kv_lora_rank is inconsistent: remove it or fix model_type",
+                         source=source, field="kv_lora_rank")
+    sliding = opt_int("sliding_window", default=0) if opt_bool("use_sliding_window", default=True) else 0
+    sliding_layers = _sliding_layers(cfg, layers, model_type, sliding, source, opt_int)
+    if sliding_layers == 0:
+        sliding = 0
+    # Llama 4 chunks by default (Llama4TextConfig: 8192) unless the config sets the field to null.
+    chunk = opt_int("attention_chunk_size", default=LLAMA4_DEFAULT_CHUNK
+                    if model_type in LLAMA4_MODEL_TYPES and "attention_chunk_size" not in cfg else 0)
+    if chunk and sliding:
+        raise InputError("a model with both sliding-window and chunked attention layers is not modelled",
+                         source=source, field="attention_chunk_size")
+    if chunk:
+        sliding_layers = _chunked_layers(cfg, layers, source, opt_int)
+        sliding = chunk if sliding_layers else 0
+    return ModelSpec(
+        name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+        intermediate=intermediate, vocab=vocab,
+        tied_embeddings=opt_bool("tie_word_embeddings", default=model_type in GEMMA_MODEL_TYPES), gated_mlp=gated,
+        experts=experts, experts_per_token=per_tok, moe_intermediate=moe_inter,
+        shared_experts=shared, shared_intermediate=shared_inter, mlp_kinds=mlp_kinds,
+        kv_lora_rank=kv_lora, q_lora_rank=opt_int("q_lora_rank", default=0),
+        qk_rope_head_dim=opt_int("qk_rope_head_dim", default=0),
+        qk_nope_head_dim=opt_int("qk_nope_head_dim", default=0),
+        v_head_dim=opt_int("v_head_dim", default=0) or head_dim,
+        sliding_window=sliding, sliding_layers=sliding_layers,
+        max_context=opt_int("max_position_embeddings", "n_positions", "seq_length", default=0),
+        native_dtype=_native_dtype(cfg),
+        source=_source_note(cfg, source),
+    )
+
+
+def _sliding_layers(cfg: dict[str, Any], layers: int, model_type: Any, sliding: int, source: str,
+                    opt_int: Callable[..., int]) -> int:
+    """How many layers attend over a sliding window: those ``layer_types`` names sliding; else all
+    but every n-th layer with ``sliding_window_pattern`` n (or the model type's default n, as
+    Gemma's configs leave it out); else every layer when ``sliding_window`` is set."""
+    layer_types = _get(cfg, "layer_types", default=None)
+    if isinstance(layer_types, list):
+        if len(layer_types) != layers or not all(isinstance(t, str) for t in layer_types):
+            raise InputError(f"must list one attention type (a string) per layer: {len(layer_types)} entries for "
+                             f"{layers} layers (num_hidden_layers)", source=source, field="layer_types")
+        return sum(1 for t in layer_types if "sliding" in t)
+    if isinstance(layer_types, str) and "alternating" in layer_types:
+        return layers // 2
+    if not sliding:
+        return 0
+    pattern = opt_int("sliding_window_pattern", default=DEFAULT_SLIDING_PATTERN.get(model_type, 0))
+    return layers - layers // pattern if pattern else layers
+
+
+def _head_dim(cfg: dict[str, Any], hidden: int, heads: int, source: str, opt_int: Callable[..., int]) -> int:
+    """``head_dim`` as given (a positive integer), or ``hidden_size / num_attention_heads`` when
+    that divides exactly; never 0."""
+    if _get(cfg, "head_dim") is not None:
+        v = opt_int("head_dim")
+        if v < 1:
+            raise InputError(f"must be a positive integer, got {v}", source=source, field="head_dim")
+        return v
+    if hidden % heads:
+        raise InputError(f"{hidden} is not a multiple of num_attention_heads ({heads}), so the head size is "
+                         f"unknown; give head_dim", source=source, field="hidden_size")
+    return hidden // heads
+
+
+#: Config fields describing layer layouts the cost model does not price: (field, is it in use, why).
+#: Read as a plain model, such a config would be planned as something else (attention layers with
+#: a KV cache where there are none), so it is refused instead.
+_UNPRICEABLE: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("model_type", lambda v: isinstance(v, str) and v in STATE_SPACE_MODEL_TYPES,
+     "state-space (Mamba) or linear-attention layers are not modelled: the cost model prices attention "
+     "layers with a KV cache"),
+    ("hybrid_override_pattern", lambda v: True,
+     "Mamba layers mixed with attention layers (Nemotron-H) are not modelled"),
+    ("layers_block_type", lambda v: True, "Mamba layers mixed with attention layers (Jamba) are not modelled"),
+    ("attn_layer_period", lambda v: True, "Mamba layers mixed with attention layers (Jamba) are not modelled"),
+    ("ssm_state_size", lambda v: True, "state-space (Mamba) layers are not modelled"),
+    ("mamba_d_state", lambda v: True, "state-space (Mamba) layers are not modelled"),
+    ("linear_num_value_heads", lambda v: True, "linear-attention layers (Qwen3-Next) are not modelled"),
+    ("layer_types", lambda v: isinstance(v, list) and any(isinstance(t, str) and ("linear" in t or "mamba" in t)
+                                                           for t in v),
+     "linear-attention or Mamba layers are not modelled: the cost model prices attention layers with a KV cache"),
+)
+
+
+def _refuse_unpriceable(cfg: dict[str, Any], source: str) -> None:
+    """Raise :class:`InputError` naming the first field whose architecture the cost model cannot price."""
+    for field, in_use, why in _UNPRICEABLE:
+        v = cfg.get(field)
+        if v is not None and in_use(v):
+            shown = repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."
+            raise InputError(f"set to {shown}: {why}, so the model is refused rather than planned as something else",
+                             source=source, field=field)
+
+
+def _mlp_kinds(cfg: dict[str, Any], layers: int, source: str, opt_int: Callable[..., int]) -> str:
+    """Which layers of an MoE model have routed experts (``ModelSpec.mlp_kinds``), as transformers
+    and vLLM place them: the ``moe_layers`` list where given (Llama 4), else every layer ``i`` with
+    ``(i + 1) % step == 0`` for ``interleave_moe_layer_step`` (Llama 4) or ``decoder_sparse_step``
+    (Qwen MoE), and ``i % moe_layer_freq == 0`` (DeepSeek); minus the first
+    ``first_k_dense_replace`` layers (DeepSeek) and the ``mlp_only_layers`` (Qwen MoE). At least
+    one layer must keep its experts."""
+    first_k = opt_int("first_k_dense_replace", default=0)
+    if first_k >= layers:
+        raise InputError(f"{first_k} dense layers leave none of the {layers} layers (num_hidden_layers) with experts",
+                         source=source, field="first_k_dense_replace")
+    mlp_only = _layer_list(cfg, "mlp_only_layers", layers, source)
+    steps = {f: opt_int(f, default=1) for f in ("interleave_moe_layer_step", "decoder_sparse_step", "moe_layer_freq")}
+    for f, step in steps.items():
+        if step < 1:
+            raise InputError(f"must be at least 1 (experts on every {step}-th layer), got {step}", source=source,
+                             field=f)
+    listed = _layer_list(cfg, "moe_layers", layers, source) if isinstance(_get(cfg, "moe_layers"), list) else None
+    moe = [i for i in range(layers)
+           if (i in listed if listed is not None else
+               (i + 1) % steps["interleave_moe_layer_step"] == 0 and (i + 1) % steps["decoder_sparse_step"] == 0
+               and i % steps["moe_layer_freq"] == 0)
+           and i >= first_k and i not in mlp_only]
+    if not moe:
+        field = "mlp_only_layers" if mlp_only else "moe_layers" if listed is not None else \
+            next((f for f, step in steps.items() if step > 1), "first_k_dense_replace")
+        raise InputError(f"no layer is left with experts (num_hidden_layers is {layers})", source=source, field=field)
+    return "".join(MOE_MLP if i in moe else DENSE_MLP for i in range(layers))
+
+
+def _layer_list(cfg: dict[str, Any], field: str, layers: int, source: str) -> list[int]:
+    """A config field listing distinct layer indices (``mlp_only_layers``, ``moe_layers``)."""
+    value = _get(cfg, field, default=[])
+    if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        raise InputError(f"must be a list of layer indices, got {value!r}"[:200], source=source, field=field)
+    bad = [i for i in value if not 0 <= i < layers]
+    if bad or len(set(value)) != len(value):
+        what = f"layer {bad[0]} is not in 0..{layers - 1}" if bad else "a layer is listed twice"
+        raise InputError(f"{what} (num_hidden_layers is {layers})", source=source, field=field)
+    return value
+
+
+def _chunked_layers(cfg: dict[str, Any], layers: int, source: str, opt_int: Callable[..., int]) -> int:
+    """How many layers attend within chunks of ``attention_chunk_size`` tokens (Llama 4): those
+    ``layer_types`` names chunked; else those with RoPE, a 1 in ``no_rope_layers``; else all but
+    every ``no_rope_layer_interval``-th (default 4), the NoPE layers, which attend globally
+    (transformers ``Llama4TextConfig``; vLLM ``Llama4Attention`` chunks exactly the RoPE layers).
+
+    Priced as sliding-window layers of the chunk size (``ModelSpec.kv_tokens_stored``): a token
+    of a chunked layer attends to the tokens of its own chunk, between 1 and the chunk size, so
+    the window is the most such a layer keeps and reads (the runtime must hold it for a
+    sequence's worst position): an upper bound on the average. Like sliding-window layers, they
+    are taken as spread evenly over the stages of a pipeline, and their attention FLOPs are
+    priced over the whole context, which is exact up to the chunk size (8,192 tokens for Llama
+    4) and an over-estimate past it.
+    """
+    layer_types = _get(cfg, "layer_types", default=None)
+    if isinstance(layer_types, list):  # its length is checked by _sliding_layers
+        return sum(1 for t in layer_types if "chunk" in t)
+    no_rope = _get(cfg, "no_rope_layers", default=[])
+    if no_rope:  # an empty list means the default pattern (Llama4TextConfig)
+        if not isinstance(no_rope, list) or len(no_rope) != layers or any(v not in (0, 1) or isinstance(v, bool)
+                                                                           for v in no_rope):
+            raise InputError(f"must list 0 (no RoPE, global attention) or 1 (RoPE, chunked) for each of the {layers} "
+                             f"layers", source=source, field="no_rope_layers")
+        return sum(no_rope)
+    interval = opt_int("no_rope_layer_interval", default=4)
+    if interval < 1:
+        raise InputError(f"must be at least 1, got {interval}", source=source, field="no_rope_layer_interval")
+    return layers - layers // interval
+
+
+def _source_note(cfg: dict[str, Any], source: str) -> str:
+    """Where the config came from: its own ``source`` note (built-ins cite theirs) or the file."""
+    if "source" not in cfg:
+        from topologies.errors import printable
+
+        return printable(source)[:2000]
+    note = cfg["source"]
+    if not isinstance(note, str) or len(note) > 2000 or not note.isprintable():
+        raise InputError("must be one line of printable text (at most 2,000 characters)", source=source,
+                         field="source")
+    return note
+
+
+def _warn_unknown_type(cfg: Any, ref: str) -> None:
+    inner = cfg.get("text_config") if isinstance(cfg, dict) else None
+    model_type = _get({**cfg, **inner} if isinstance(inner, dict) else cfg, "model_type")
+    if model_type not in KNOWN_MODEL_TYPES:
+        what = f"model_type {model_type!r} is not one" if model_type is not None else "no model_type; not one of those"
+        warn(f"{ref}: {what} plan-search has checked its reading of ({', '.join(sorted(KNOWN_MODEL_TYPES))}); "
+             f"planning with the standard fields, so check the parameter count in the plan")
