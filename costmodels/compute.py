@@ -90,6 +90,35 @@ def expert_load_factor(*, routed: float, ep: int, imbalance: float | None = None
     return min(float(ep), 1 + math.sqrt(2 * math.log(ep)) * sigma / mean)
 
 
+@dataclass(frozen=True)
+class _Step:
+    """What every term of one stage step reads: the step's shape and the GPU's rates."""
+
+    model: ModelSpec
+    gpu: GPU
+    stage: StageShape
+    tp: int
+    ep: int
+    dp: int  # attention data-parallel groups
+    at: int  # GPUs per attention group
+    weight_dtype: str
+    kv_dtype: str
+    runtime: str
+    steps: int
+    decode_tokens: float  # the whole stage's
+    tok_per_step: float  # every token of the stage, per step
+    g_prefill: float  # the busiest attention group's prompt tokens
+    g_decode: float  # one attention group's decoding sequences
+    group_tokens: float  # the busiest attention group's tokens
+    peak_flop_per_s: float  # the GEMMs' tensor-core peak in the weights' format
+    hbm_bytes_per_s: float
+    moe_layers: int
+
+    @property
+    def group_per_step(self) -> float:
+        return self.group_tokens / self.steps
+
+
 def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, ep: int,
                     weight_dtype: str, kv_dtype: str, prefill_tokens: float, prefill_context: float,
                     decode_tokens: float, decode_context: float, steps: int = 1,
@@ -115,36 +144,55 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     that carries the most (default: ``prefill_tokens`` spread evenly). The groups run in
     lockstep, so the step waits for that group's dense layers and attention, while the routed
     experts see every group's tokens.
+
+    The terms, each its own function: the dense linear layers, the routed experts, the LM head
+    (:func:`_linear_s`), attention (:func:`_attention_s`), tensor- and expert-parallel
+    communication (:func:`_communication_s`) and the fixed costs of a step.
     """
     tokens = prefill_tokens + decode_tokens
     if tokens <= 0:
         return StepTime(0.0, 0.0, 0.0, 0.0)
     dp = attention_dp
-    at = tp // dp  # GPUs per attention group
-    b_w = weight_storage_bytes(weight_dtype)
     peak = gpu.matmul_flop_per_s(weight_dtype)
     if peak > gpu.bf16_flop_per_s:  # the GEMMs run in an 8- or 4-bit tensor-core format
         peak *= cal.LOW_PRECISION_MATMUL_EFFICIENCY
         if weight_dtype == "fp4":  # measured NVFP4 GEMMs gain less over FP8 than the datasheet says
             peak *= fp4_matmul_share(gpu.name, runtime)
-    hbm = gpu.hbm_bandwidth_bytes_per_s * cal.HBM_EFFICIENCY
-    tok_per_step = tokens / steps
     g_prefill = prefill_tokens / dp if busiest_prefill_tokens is None else busiest_prefill_tokens
-    group_tokens = decode_tokens / dp + g_prefill  # the busiest attention group's tokens
-    group_per_step = group_tokens / steps
+    st = _Step(model=model, gpu=gpu, stage=stage, tp=tp, ep=ep, dp=dp, at=tp // dp, weight_dtype=weight_dtype,
+               kv_dtype=kv_dtype, runtime=runtime, steps=steps, decode_tokens=decode_tokens,
+               tok_per_step=tokens / steps, g_prefill=g_prefill, g_decode=decode_tokens / dp,
+               group_tokens=decode_tokens / dp + g_prefill, peak_flop_per_s=peak,
+               hbm_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s * cal.HBM_EFFICIENCY,
+               moe_layers=model.moe_layers_in(stage.layer_start, stage.layer_count))
+    linear_s, load = _linear_s(st, expert_imbalance)
+    attention_s = _attention_s(st, prefill_context=prefill_context, decode_context=decode_context)
+    comm_s = _communication_s(st, load, tp_link=tp_link, ep_link=ep_link, ep_local_link=ep_local_link,
+                              ep_local_ranks=ep_local_ranks)
+    # Fixed costs of every step, and the host's per-sequence work (one scheduler per attention group).
+    overhead_s = steps * (cal.STEP_OVERHEAD_S + cal.LAYER_OVERHEAD_S * stage.layer_count) \
+        + cal.SEQUENCE_OVERHEAD_S * decode_tokens / dp
+    return StepTime(linear_s, attention_s, comm_s, overhead_s)
 
-    # Linear layers: dense part (attention projections, dense MLPs, shared experts) on the
-    # attention group's tokens, and routed experts, whose GEMMs see only the tokens routed
-    # to each expert, from every group.
-    linear_s = 0.0
-    moe_layers = model.moe_layers_in(stage.layer_start, stage.layer_count)
+
+def _linear_s(st: _Step, expert_imbalance: float | None) -> tuple[float, float]:
+    """The stage's linear layers, and the busiest expert-parallel rank's load factor
+    (:func:`expert_load_factor`; 1 without routed experts).
+
+    The dense part (attention projections, dense MLPs, shared experts) runs on the attention
+    group's tokens; the routed experts' GEMMs see only the tokens routed to each expert, from
+    every group; the last stage adds the LM head."""
+    model, gpu, stage, steps = st.model, st.gpu, st.stage, st.steps
+    b_w = weight_storage_bytes(st.weight_dtype)
+    peak, hbm, at = st.peak_flop_per_s, st.hbm_bytes_per_s, st.at
+    moe_layers = st.moe_layers
     # Measured GEMM latencies at the projections' own shapes where a table covers the GPU and
     # format (costmodels.dense_gemm); else the layer's FLOPs at the m-curve, or its weight reads.
-    measured_dense = dense_layers_s(model, gpu=gpu.name, runtime=runtime, weight_dtype=weight_dtype, at=at,
-                                    rows=group_per_step, dense_layers=stage.layer_count - moe_layers,
+    measured_dense = dense_layers_s(model, gpu=gpu.name, runtime=st.runtime, weight_dtype=st.weight_dtype, at=at,
+                                    rows=st.group_per_step, dense_layers=stage.layer_count - moe_layers,
                                     moe_layers=moe_layers)
     if measured_dense is not None:
-        linear_s += steps * measured_dense
+        linear_s = steps * measured_dense
     else:
         # The stage's layers of each kind (``ModelSpec.mlp_kinds``: routed experts or a dense MLP,
         # in the model's pattern) times that kind's dense parameters, computed once rather than per
@@ -154,51 +202,66 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         dense_layer_dense = model.attention_params_per_layer() + model.dense_mlp_params()
         dense_params = float(moe_layers * moe_layer_dense + (stage.layer_count - moe_layers) * dense_layer_dense)
         dense_params = dense_params / at + stage.layer_count * replicated_kv_params_per_layer(model, at)
-        flops = 2 * group_tokens * dense_params
-        linear_s += max(flops / (peak * matmul_efficiency(group_per_step)), steps * dense_params * b_w / hbm)
+        flops = 2 * st.group_tokens * dense_params
+        linear_s = max(flops / (peak * matmul_efficiency(st.group_per_step)), steps * dense_params * b_w / hbm)
     load = 1.0
     if moe_layers:
-        local_experts = model.experts / ep
-        expert_params_per_gpu = model.expert_params() * ep / tp  # one local expert's slice (sliced tp/ep ways)
-        # Only the experts a step touches run a GEMM and read their weights: each of the E
-        # experts is missed by a token's k picks with probability 1 - k/E, so a rank's
-        # local_experts see local_experts * (1 - (1 - k/E)^tokens) distinct experts, and each
-        # touched expert's GEMM has the rank's routed (token, expert) pairs over them as rows.
-        # (Pricing every local expert at the average rows per expert, 0.03 at a DeepSeek-V3
-        # batch of 1, charged untouched experts a padded tile: TPOT fell as the batch grew.)
-        touched = local_experts * (1 - (1 - model.experts_per_token / model.experts) ** tok_per_step)
-        load = expert_load_factor(routed=tok_per_step * model.experts_per_token, ep=ep, imbalance=expert_imbalance)
-        pairs_per_step = load * tok_per_step * model.experts_per_token * local_experts / model.experts
-        rows_per_expert = max(pairs_per_step / max(touched, 1e-9), 1.0)
-        moe_flops = steps * 2 * pairs_per_step * expert_params_per_gpu
-        moe_bytes = steps * touched * expert_params_per_gpu * b_w
-        # A measured whole-layer latency where the runtime's table covers this GPU, format,
-        # expert shape and split (costmodels.moe_measured), at the busiest rank's tokens;
-        # else the expert GEMMs priced from their FLOPs and weight reads.
-        measured = measured_moe_layer_s(model, gpu=gpu.name, runtime=runtime,
-                                        weight_dtype=KERNEL_FORMAT.get(weight_dtype, weight_dtype),
-                                        moe_tp=tp // ep, moe_ep=ep, tokens=tok_per_step * load)
-        if measured is not None:
-            linear_s += moe_layers * steps * measured
-        else:
-            linear_s += moe_layers * max(moe_flops / (peak * matmul_efficiency(rows_per_expert)
-                                                      * cal.MOE_GEMM_EFFICIENCY), moe_bytes / hbm)
+        experts_s, load = _routed_experts_s(st, expert_imbalance, b_w)
+        linear_s += experts_s
     if stage.last:
-        # LM head: one row per sequence that samples (decode tokens; prompts finishing prefill
-        # are a small share and ignored).
-        head_params = model.lm_head_params() or model.embedding_params()
-        head = head_params / at
-        group_decode = decode_tokens / dp
-        rows = max(group_decode, 1.0)  # a group that samples has at least one row: count it so in both terms
-        measured_head = lm_head_s(model, gpu=gpu.name, runtime=runtime, at=at, rows=max(rows / steps, 1.0))
-        if measured_head is not None:
-            linear_s += steps * measured_head
-        else:
-            linear_s += max(2 * rows * head / (gpu.bf16_flop_per_s * matmul_efficiency(max(rows / steps, 1.0))),
-                            steps * head * 2.0 / hbm)
+        linear_s += _lm_head_s(st)
+    return linear_s, load
 
-    # Attention: FLOPs QK^T and AV over the attended context; decode reads the KV cache.
-    heads_per_gpu = model.heads / at
+
+def _routed_experts_s(st: _Step, expert_imbalance: float | None, b_w: float) -> tuple[float, float]:
+    """The routed experts of the stage's MoE layers on the busiest expert-parallel rank, and that
+    rank's load factor."""
+    model, tok_per_step, steps = st.model, st.tok_per_step, st.steps
+    local_experts = model.experts / st.ep
+    expert_params_per_gpu = model.expert_params() * st.ep / st.tp  # one local expert's slice (sliced tp/ep ways)
+    # Only the experts a step touches run a GEMM and read their weights: each of the E
+    # experts is missed by a token's k picks with probability 1 - k/E, so a rank's
+    # local_experts see local_experts * (1 - (1 - k/E)^tokens) distinct experts, and each
+    # touched expert's GEMM has the rank's routed (token, expert) pairs over them as rows.
+    # (Pricing every local expert at the average rows per expert, 0.03 at a DeepSeek-V3
+    # batch of 1, charged untouched experts a padded tile: TPOT fell as the batch grew.)
+    touched = local_experts * (1 - (1 - model.experts_per_token / model.experts) ** tok_per_step)
+    load = expert_load_factor(routed=tok_per_step * model.experts_per_token, ep=st.ep, imbalance=expert_imbalance)
+    pairs_per_step = load * tok_per_step * model.experts_per_token * local_experts / model.experts
+    rows_per_expert = max(pairs_per_step / max(touched, 1e-9), 1.0)
+    moe_flops = steps * 2 * pairs_per_step * expert_params_per_gpu
+    moe_bytes = steps * touched * expert_params_per_gpu * b_w
+    # A measured whole-layer latency where the runtime's table covers this GPU, format,
+    # expert shape and split (costmodels.moe_measured), at the busiest rank's tokens;
+    # else the expert GEMMs priced from their FLOPs and weight reads.
+    measured = measured_moe_layer_s(model, gpu=st.gpu.name, runtime=st.runtime,
+                                    weight_dtype=KERNEL_FORMAT.get(st.weight_dtype, st.weight_dtype),
+                                    moe_tp=st.tp // st.ep, moe_ep=st.ep, tokens=tok_per_step * load)
+    if measured is not None:
+        return st.moe_layers * steps * measured, load
+    return st.moe_layers * max(moe_flops / (st.peak_flop_per_s * matmul_efficiency(rows_per_expert)
+                                            * cal.MOE_GEMM_EFFICIENCY), moe_bytes / st.hbm_bytes_per_s), load
+
+
+def _lm_head_s(st: _Step) -> float:
+    """The LM head: one row per sequence that samples (decode tokens; prompts finishing prefill
+    are a small share and ignored)."""
+    model, gpu, steps = st.model, st.gpu, st.steps
+    head_params = model.lm_head_params() or model.embedding_params()
+    head = head_params / st.at
+    rows = max(st.g_decode, 1.0)  # a group that samples has at least one row: count it so in both terms
+    measured_head = lm_head_s(model, gpu=gpu.name, runtime=st.runtime, at=st.at, rows=max(rows / steps, 1.0))
+    if measured_head is not None:
+        return steps * measured_head
+    return max(2 * rows * head / (gpu.bf16_flop_per_s * matmul_efficiency(max(rows / steps, 1.0))),
+               steps * head * 2.0 / st.hbm_bytes_per_s)
+
+
+def _attention_s(st: _Step, *, prefill_context: float, decode_context: float) -> float:
+    """Attention: FLOPs of QK^T and AV over the attended context; decode reads the KV cache."""
+    model, gpu, steps, hbm = st.model, st.gpu, st.steps, st.hbm_bytes_per_s
+    g_prefill, g_decode = st.g_prefill, st.g_decode
+    heads_per_gpu = model.heads / st.at
     if model.is_mla:
         # MLA: prompts run as ordinary attention over decompressed keys and values (QK over
         # nope + rope dims, AV over v dims); decode runs in the compressed space with the
@@ -210,14 +273,13 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         decode_flop_per_ctx = 2 * heads_per_gpu * (2 * model.kv_lora_rank + model.qk_rope_head_dim)
     else:
         prefill_flop_per_ctx = decode_flop_per_ctx = 4 * heads_per_gpu * model.head_dim
-    n_layers = stage.layer_count
-    g_decode = decode_tokens / dp
+    n_layers = st.stage.layer_count
     prompt_flops = n_layers * prefill_flop_per_ctx * g_prefill * prefill_context
     decode_flops = n_layers * decode_flop_per_ctx * g_decode * decode_context
     # Prompt tokens: the runtime's measured kernel where a table covers it (costmodels.attention_tables;
     # far from peak at a TP shard's head counts, nearer it for long prompts), never faster than the
     # tensor cores' peak; else their FLOPs at the share of peak the tables reach (ATTENTION_EFFICIENCY).
-    measured_prompt = prompt_attention_s(model, gpu=gpu.name, runtime=runtime, kv_dtype=kv_dtype, at=at,
+    measured_prompt = prompt_attention_s(model, gpu=gpu.name, runtime=st.runtime, kv_dtype=st.kv_dtype, at=st.at,
                                          tokens=g_prefill / steps, context=prefill_context, layers=n_layers,
                                          flop_per_s=gpu.bf16_flop_per_s) if g_prefill else None
     if measured_prompt is not None:
@@ -225,66 +287,71 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     else:
         prompt_compute_s = prompt_flops / (gpu.bf16_flop_per_s * cal.ATTENTION_EFFICIENCY)
     attn_compute_s = prompt_compute_s + decode_flops / (gpu.bf16_flop_per_s * cal.DECODE_ATTENTION_EFFICIENCY)
-    kv_token_bytes = model.kv_elements_per_token_per_layer(at) * dtype_bytes(kv_dtype)
+    kv_token_bytes = model.kv_elements_per_token_per_layer(st.at) * dtype_bytes(st.kv_dtype)
     # Decode reads each sequence's cache; every new token's K and V is written once. Prompt
     # attention works on tiles in on-chip memory, so its HBM traffic is the write.
     decode_kv_tokens = g_decode * model.kv_tokens_stored(int(decode_context), n_layers) if g_decode else 0.0
-    kv_bytes = (decode_kv_tokens + group_tokens * n_layers) * kv_token_bytes
+    kv_bytes = (decode_kv_tokens + st.group_tokens * n_layers) * kv_token_bytes
     attention_s = max(attn_compute_s, kv_bytes / hbm)
     # Decode attention is never faster than the runtime's measured kernel (costmodels.attention_tables):
     # at small batches the kernels reach far less than HBM bandwidth and pay a floor per call. The
     # roofline above stays a bound the table cannot undercut: the tables were measured on one
     # sequence set, which the GPU's L2 holds for small shapes (L40S and RTX PRO 6000 tables reach
     # up to 2.4-3.6x their HBM bandwidth, A100's 1.5x), while a served batch's cache streams from HBM.
-    measured_decode = decode_attention_s(model, gpu=gpu.name, runtime=runtime, kv_dtype=kv_dtype, at=at,
+    measured_decode = decode_attention_s(model, gpu=gpu.name, runtime=st.runtime, kv_dtype=st.kv_dtype, at=st.at,
                                          sequences=g_decode / steps, context=decode_context, layers=n_layers,
                                          hbm_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s) if g_decode else None
     if measured_decode is not None:
         prompt_s = max(prompt_compute_s, g_prefill * n_layers * kv_token_bytes / hbm)
         decode_bytes = (decode_kv_tokens + g_decode * n_layers) * kv_token_bytes
         attention_s = max(attention_s, prompt_s + max(steps * measured_decode, decode_bytes / hbm))
+    return attention_s
 
-    # Communication. Without attention DP every rank holds every token: two all-reduces per
-    # layer across the stage (an MoE layer's experts, EP or not, are combined by the second
-    # one: each rank computes its experts' share of all tokens, as vLLM, SGLang and
-    # TensorRT-LLM do when the attention is not data-parallel). With attention DP an
-    # attention group all-reduces its own tokens, and each MoE layer moves the groups'
-    # tokens to the ranks holding their experts and back, by the exchange the launch uses:
-    # * inside one scale-up domain, the runtimes' default: all-gather every group's tokens to
-    #   every rank, each computes its experts' share, and a reduce-scatter returns the sums
-    #   (vLLM's allgather_reducescatter, SGLang's DP-attention gather, TensorRT-LLM's
-    #   all-gather/reduce-scatter);
-    # * over several domains, DeepEP's dispatch and combine (the emitters select it): two
-    #   all-to-alls, each rank sending its 1/tp share of the tokens, k copies each.
-    comm_s = 0.0
-    dense_layers = n_layers - moe_layers
-    if dp == 1:
-        if tp > 1:
-            msg = tok_per_step * model.hidden * ACT_BYTES
-            comm_s = steps * 2 * n_layers * allreduce_s(message_bytes=msg, ranks=tp, link=tp_link, runtime=runtime,
-                                                         gpu=gpu.name)
-    else:
-        msg = group_per_step * model.hidden * ACT_BYTES
-        ar = allreduce_s(message_bytes=msg, ranks=at, link=tp_link, runtime=runtime, gpu=gpu.name)
-        per_step = 2 * dense_layers * ar
-        if moe_layers and ep_local_link is not None and 0 < ep_local_ranks < tp:
-            # Dispatch carries the experts' GEMM inputs: 8-bit where the experts run in FP8 (DeepEP's
-            # FP8 dispatch, DeepSeek's published inference system), 16-bit otherwise; combine is 16-bit.
-            dispatch_bytes = 1.0 if dtype_bytes(weight_dtype) == 1.0 else ACT_BYTES
-            pairs = load * tok_per_step / tp * model.experts_per_token * model.hidden
-            kw: dict[str, Any] = dict(ranks=tp, link=ep_link or tp_link, local_link=ep_local_link, local_ranks=ep_local_ranks)
-            a2a = alltoall_s(message_bytes=pairs * dispatch_bytes, **kw) + alltoall_s(message_bytes=pairs * ACT_BYTES,
-                                                                                      **kw)
-            per_step += moe_layers * (ar + a2a)
-        elif moe_layers:
-            every = tok_per_step * model.hidden * ACT_BYTES  # all groups' tokens of one step
-            ag = allgather_s(message_bytes=every, ranks=tp, link=ep_link or tp_link)
-            per_step += moe_layers * (ar + 2 * ag)
-        comm_s = steps * per_step
-    # Fixed costs of every step, and the host's per-sequence work (one scheduler per attention group).
-    overhead_s = steps * (cal.STEP_OVERHEAD_S + cal.LAYER_OVERHEAD_S * n_layers) \
-        + cal.SEQUENCE_OVERHEAD_S * decode_tokens / dp
-    return StepTime(linear_s, attention_s, comm_s, overhead_s)
+
+def _communication_s(st: _Step, load: float, *, tp_link: Link, ep_link: Link | None, ep_local_link: Link | None,
+                     ep_local_ranks: int) -> float:
+    """Tensor- and expert-parallel communication of the stage's layers.
+
+    Without attention DP every rank holds every token: two all-reduces per layer across the
+    stage (an MoE layer's experts, EP or not, are combined by the second one: each rank computes
+    its experts' share of all tokens, as vLLM, SGLang and TensorRT-LLM do when the attention is
+    not data-parallel). With attention DP an attention group all-reduces its own tokens, and each
+    MoE layer moves the groups' tokens to the ranks holding their experts and back, by the
+    exchange the launch uses:
+
+    * inside one scale-up domain, the runtimes' default: all-gather every group's tokens to
+      every rank, each computes its experts' share, and a reduce-scatter returns the sums
+      (vLLM's allgather_reducescatter, SGLang's DP-attention gather, TensorRT-LLM's
+      all-gather/reduce-scatter);
+    * over several domains, DeepEP's dispatch and combine (the emitters select it): two
+      all-to-alls, each rank sending its 1/tp share of the tokens, k copies each.
+    """
+    model, tp, steps, moe_layers = st.model, st.tp, st.steps, st.moe_layers
+    n_layers = st.stage.layer_count
+    if st.dp == 1:
+        if tp <= 1:
+            return 0.0
+        msg = st.tok_per_step * model.hidden * ACT_BYTES
+        return steps * 2 * n_layers * allreduce_s(message_bytes=msg, ranks=tp, link=tp_link, runtime=st.runtime,
+                                                   gpu=st.gpu.name)
+    msg = st.group_per_step * model.hidden * ACT_BYTES
+    ar = allreduce_s(message_bytes=msg, ranks=st.at, link=tp_link, runtime=st.runtime, gpu=st.gpu.name)
+    per_step = 2 * (n_layers - moe_layers) * ar
+    if moe_layers and ep_local_link is not None and 0 < ep_local_ranks < tp:
+        # Dispatch carries the experts' GEMM inputs: 8-bit where the experts run in FP8 (DeepEP's
+        # FP8 dispatch, DeepSeek's published inference system), 16-bit otherwise; combine is 16-bit.
+        dispatch_bytes = 1.0 if dtype_bytes(st.weight_dtype) == 1.0 else ACT_BYTES
+        pairs = load * st.tok_per_step / tp * model.experts_per_token * model.hidden
+        kw: dict[str, Any] = dict(ranks=tp, link=ep_link or tp_link, local_link=ep_local_link,
+                                  local_ranks=ep_local_ranks)
+        a2a = alltoall_s(message_bytes=pairs * dispatch_bytes, **kw) + alltoall_s(message_bytes=pairs * ACT_BYTES,
+                                                                                  **kw)
+        per_step += moe_layers * (ar + a2a)
+    elif moe_layers:
+        every = st.tok_per_step * model.hidden * ACT_BYTES  # all groups' tokens of one step
+        ag = allgather_s(message_bytes=every, ranks=tp, link=ep_link or tp_link)
+        per_step += moe_layers * (ar + 2 * ag)
+    return steps * per_step
 
 
 def steps_for_tokens(tokens: float, max_num_batched_tokens: int) -> int:

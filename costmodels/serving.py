@@ -242,10 +242,16 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     ``role="decode"``: a decode-only replica of a disaggregated deployment. Its steps carry
     no prompt chunks (the prefill pool computed the prompt and sent its KV cache), so TPOT is
     the pure decode step; its TTFT is 0 here (see :func:`evaluate_prefill`).
+
+    Steady state: each micro-batch step carries one decode token per sequence and its share of
+    new prompts (``per_micro * isl / osl`` tokens), chunked to the step budget
+    (:class:`_SteadySteps`). That is the cycle throughput is made of. TPOT as benchmarks define
+    it, (end-to-end - TTFT) / (output tokens - 1), never sees a request's own prompt: its steps
+    carry the other requests' prompts only, ``(b - 1) / micro * isl / osl`` tokens per step. At a
+    batch of 1 that is a pure decode step, however long the prompt.
     """
     if role not in ("unified", "decode"):
         raise ValueError(f"role {role!r}: unified or decode (prefill: evaluate_prefill)")
-    gpus = stage_gpus(gpu, s.pp)
     context = isl + osl
     s = effective_strategy(model, gpu, s, isl=isl, osl=osl)
     mb = max_batch_size(model, gpu, s, context=context)
@@ -256,113 +262,120 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     if b < 1:
         return ReplicaMetrics(batch=0, max_batch=mb, fits=False, memory=worst, ttft_s=math.inf,
                               tpot_s=math.inf, output_tokens_per_s=0.0, requests_per_s=0.0)
-    sts = stages(model, s)
     micro = min(s.pp, b)
-    per_micro = b / micro
-    # Steady state: each micro-batch step carries one decode token per sequence and its
-    # share of new prompts (per_micro * isl / osl tokens), chunked to the step budget. That is
-    # the cycle throughput is made of. TPOT as benchmarks define it, (end-to-end - TTFT) /
-    # (output tokens - 1), never sees a request's own prompt: its steps carry the other
-    # requests' prompts only, (b - 1) / micro * isl / osl tokens per step. At a batch of 1 that
-    # is a pure decode step, however long the prompt.
-    evens: dict[float, tuple[StepTime, float, int]] = {}
-
-    def even(prefill_tokens: float) -> tuple[StepTime, float, int]:
-        """Every step carrying ``prefill_tokens`` prompt tokens besides the decodes."""
-        if prefill_tokens not in evens:
-            evens[prefill_tokens] = _even(prefill_tokens)
-        return evens[prefill_tokens]
-
-    def _even(prefill_tokens: float) -> tuple[StepTime, float, int]:
-        # The token budget is per scheduler: one per attention group under attention DP.
-        n_steps = steps_for_tokens((per_micro + prefill_tokens) / s.attention_dp, s.max_num_batched_tokens)
-        # Pipeline send: each TP rank sends its 1/tp slice of the hidden states to the same
-        # rank of the next stage, which all-gathers them over its own TP links; ``links.pp``
-        # is the per-GPU share of the stage-to-stage link.
-        pp_send = send_s(message_bytes=(per_micro + prefill_tokens) * model.hidden * ACT_BYTES / s.tp,
-                         link=links.pp) if s.pp > 1 else 0.0
-        times = [stage_time(model, g, s, st, links, prefill_tokens=prefill_tokens, prefill_context=isl / 2,
-                             decode_tokens=per_micro, decode_context=isl + osl / 2, steps=n_steps)
-                 for g, st in zip(gpus, sts, strict=True)]
-        return max(times, key=lambda t: t.total_s), pp_send, n_steps
-
-    # The schedulers pack a waiting prompt into the next step whole, up to the chunk (the token
-    # budget), rather than a few tokens into every step: with fewer prompt tokens per step than
-    # one chunk on average, a share of the steps carries a chunk and the rest only decodes. The
-    # average step is that mix, which costs more than spreading the prompt thinly (a chunk step
-    # is compute-bound; a thin share would hide under the weight reads of a decode step).
-    chunk_tokens = min(isl, s.max_num_batched_tokens) * s.attention_dp
-
-    def step(prefill_tokens: float) -> tuple[StepTime, float, int]:
-        if not 0 < prefill_tokens < chunk_tokens:
-            return even(prefill_tokens)
-        share = prefill_tokens / chunk_tokens
-        if s.attention_dp > 1:
-            return lockstep(share)
-        (c, c_send, c_steps), (d, d_send, _) = even(chunk_tokens), even(0.0)
-        mixed = StepTime(*(share * x + (1 - share) * y for x, y in zip(
-            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s),
-            strict=True)))
-        return mixed, share * c_send + (1 - share) * d_send, c_steps
-
-    def lockstep(share: float) -> tuple[StepTime, float, int]:
-        """Under attention DP each group's scheduler packs its own prompt chunks, independently
-        of the others, and the groups step in lockstep (the experts' collectives join them).
-        A group carries a chunk in a share ``share`` of the steps, so a step waits for a chunk
-        whenever any group has one, ``1 - (1 - share)^dp`` of the steps, and such a step holds
-        ``dp x share / that`` chunks on average, all routed to the experts together.
-        (TensorRT-LLM's ``attention_dp_config.enable_balance`` exists to line these steps up.)"""
-        dp = s.attention_dp
-        p_any = 1 - (1 - share) ** dp
-        per_group = chunk_tokens / dp
-        prompt = dp * share / p_any * per_group
-        times = [stage_time(model, g, s, st, links, prefill_tokens=prompt, prefill_context=isl / 2,
-                             decode_tokens=per_micro, decode_context=isl + osl / 2, busiest_prefill_tokens=per_group)
-                 for g, st in zip(gpus, sts, strict=True)]
-        c = max(times, key=lambda t: t.total_s)
-        c_send = send_s(message_bytes=(per_micro + prompt) * model.hidden * ACT_BYTES / s.tp,
-                        link=links.pp) if s.pp > 1 else 0.0
-        d, d_send, _ = even(0.0)
-        mixed = StepTime(*(p_any * x + (1 - p_any) * y for x, y in zip(
-            (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s),
-            strict=True)))
-        return mixed, p_any * c_send + (1 - p_any) * d_send, 1
-
+    steady = _SteadySteps(model, stage_gpus(gpu, s.pp), stages(model, s), s, links, isl=isl, osl=osl,
+                          per_micro=b / micro)
     unified = role == "unified"
-    prefill_per_step = per_micro * isl / max(osl, 1) if unified else 0.0
-    slowest, send, steps = step(prefill_per_step)
+    prefill_per_step = b / micro * isl / max(osl, 1) if unified else 0.0
+    slowest, send, steps = steady.step(prefill_per_step)
     cycle_s = s.pp * (slowest.total_s + send)
     tokens_per_s = b / cycle_s
     others_prefill = (b - 1) / micro * isl / max(osl, 1) if unified else 0.0
     if others_prefill == prefill_per_step:
         tpot = cycle_s
     else:
-        own_slowest, own_send, _ = step(others_prefill)
+        own_slowest, own_send, _ = steady.step(others_prefill)
         tpot = s.pp * (own_slowest.total_s + own_send)
-    if role == "decode":
-        return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=0.0, tpot_s=tpot,
-                              output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),
-                              step=slowest, pp_send_s=send)
-
-    # TTFT under in-flight batching at the planned batch. A new prompt first waits for the step
-    # running when it arrives (half a stage-step on average), then runs in chunks; each of its
-    # steps is a steady-state step: the running decodes plus the step's prompt tokens, its own
-    # chunk and the other prompts' chunks that share the budget with it (at least its own
-    # chunk, at most the budget). The chunks flow through the pipeline (fill once, then one
-    # stage-step per chunk). Under attention DP the groups step together, each prefilling.
-    chunk = min(isl, s.max_num_batched_tokens)
-    n_chunks = steps_for_tokens(isl, s.max_num_batched_tokens)
-    others = (b - 1) / micro
-    step_prompt = min(max(chunk, prefill_per_step / steps / s.attention_dp), s.max_num_batched_tokens)
-    chunk_times = [stage_time(model, g, s, st, links, prefill_tokens=step_prompt * s.attention_dp,
-                               prefill_context=isl / 2, decode_tokens=others,
-                               decode_context=isl + osl / 2).total_s
-                   for g, st in zip(gpus, sts, strict=True)]
-    chunk_send = send_s(message_bytes=step_prompt * model.hidden * ACT_BYTES / s.attention_tp,
-                        link=links.pp) if s.pp > 1 else 0.0
-    wait = 0.5 * (slowest.total_s / steps + send) if b > 1 else 0.0
-    ttft = (wait + sum(chunk_times) + s.pp * chunk_send + (n_chunks - 1) * (max(chunk_times) + chunk_send)
-            + cal.PREFILL_REQUEST_OVERHEAD_S)
+    ttft = 0.0 if role == "decode" else _ttft_s(
+        steady, others=(b - 1) / micro, prefill_per_step=prefill_per_step,
+        wait_s=0.5 * (slowest.total_s / steps + send) if b > 1 else 0.0, steps=steps)
     return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=ttft, tpot_s=tpot,
                           output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),
                           step=slowest, pp_send_s=send)
+
+
+class _SteadySteps:
+    """The steady-state steps of one replica at ``per_micro`` sequences per micro-batch: each
+    carries their decode tokens and a number of prompt tokens; priced once per prompt size."""
+
+    def __init__(self, model: ModelSpec, gpus: list[GPU], sts: list[StageShape], s: Strategy, links: Links, *,
+                 isl: int, osl: int, per_micro: float) -> None:
+        self.model, self.gpus, self.sts, self.s, self.links = model, gpus, sts, s, links
+        self.isl, self.osl, self.per_micro = isl, osl, per_micro
+        # The schedulers pack a waiting prompt into the next step whole, up to the chunk (the token
+        # budget), rather than a few tokens into every step: with fewer prompt tokens per step than
+        # one chunk on average, a share of the steps carries a chunk and the rest only decodes. The
+        # average step is that mix, which costs more than spreading the prompt thinly (a chunk step
+        # is compute-bound; a thin share would hide under the weight reads of a decode step).
+        self.chunk_tokens = min(isl, s.max_num_batched_tokens) * s.attention_dp
+        self._evens: dict[float, tuple[StepTime, float, int]] = {}
+
+    def send_s(self, tokens: float, tp: int) -> float:
+        """Pipeline send of ``tokens`` tokens: each rank sends its 1/``tp`` slice of the hidden
+        states to the same rank of the next stage, which all-gathers them over its own TP links;
+        ``links.pp`` is the per-GPU share of the stage-to-stage link."""
+        return send_s(message_bytes=tokens * self.model.hidden * ACT_BYTES / tp,
+                      link=self.links.pp) if self.s.pp > 1 else 0.0
+
+    def slowest_stage(self, **kw: Any) -> list[StepTime]:
+        """Every stage's step with these prompt and decode tokens (``stage_step_time``'s arguments)."""
+        return [stage_time(self.model, g, self.s, st, self.links, prefill_context=self.isl / 2,
+                           decode_context=self.isl + self.osl / 2, **kw)
+                for g, st in zip(self.gpus, self.sts, strict=True)]
+
+    def even(self, prefill_tokens: float) -> tuple[StepTime, float, int]:
+        """Every step carrying ``prefill_tokens`` prompt tokens besides the decodes: the slowest
+        stage's step, the pipeline send and the engine steps the tokens need."""
+        if prefill_tokens not in self._evens:
+            s = self.s
+            # The token budget is per scheduler: one per attention group under attention DP.
+            n_steps = steps_for_tokens((self.per_micro + prefill_tokens) / s.attention_dp, s.max_num_batched_tokens)
+            times = self.slowest_stage(prefill_tokens=prefill_tokens, decode_tokens=self.per_micro, steps=n_steps)
+            self._evens[prefill_tokens] = (max(times, key=lambda t: t.total_s),
+                                           self.send_s(self.per_micro + prefill_tokens, s.tp), n_steps)
+        return self._evens[prefill_tokens]
+
+    def step(self, prefill_tokens: float) -> tuple[StepTime, float, int]:
+        """The average step carrying ``prefill_tokens`` prompt tokens: below one chunk, the mix of
+        chunk-carrying and decode-only steps."""
+        chunk_tokens = self.chunk_tokens
+        if not 0 < prefill_tokens < chunk_tokens:
+            return self.even(prefill_tokens)
+        share = prefill_tokens / chunk_tokens
+        if self.s.attention_dp > 1:
+            return self.lockstep(share)
+        (c, c_send, c_steps), (d, d_send, _) = self.even(chunk_tokens), self.even(0.0)
+        return _mix(c, d, share), share * c_send + (1 - share) * d_send, c_steps
+
+    def lockstep(self, share: float) -> tuple[StepTime, float, int]:
+        """Under attention DP each group's scheduler packs its own prompt chunks, independently
+        of the others, and the groups step in lockstep (the experts' collectives join them).
+        A group carries a chunk in a share ``share`` of the steps, so a step waits for a chunk
+        whenever any group has one, ``1 - (1 - share)^dp`` of the steps, and such a step holds
+        ``dp x share / that`` chunks on average, all routed to the experts together.
+        (TensorRT-LLM's ``attention_dp_config.enable_balance`` exists to line these steps up.)"""
+        dp = self.s.attention_dp
+        p_any = 1 - (1 - share) ** dp
+        per_group = self.chunk_tokens / dp
+        prompt = dp * share / p_any * per_group
+        times = self.slowest_stage(prefill_tokens=prompt, decode_tokens=self.per_micro,
+                                   busiest_prefill_tokens=per_group)
+        c = max(times, key=lambda t: t.total_s)
+        c_send = self.send_s(self.per_micro + prompt, self.s.tp)
+        d, d_send, _ = self.even(0.0)
+        return _mix(c, d, p_any), p_any * c_send + (1 - p_any) * d_send, 1
+
+
+def _mix(c: StepTime, d: StepTime, share: float) -> StepTime:
+    """A share ``share`` of steps like ``c``, the rest like ``d``, term by term."""
+    return StepTime(*(share * x + (1 - share) * y for x, y in zip(
+        (c.linear_s, c.attention_s, c.comm_s, c.overhead_s), (d.linear_s, d.attention_s, d.comm_s, d.overhead_s),
+        strict=True)))
+
+
+def _ttft_s(steady: _SteadySteps, *, others: float, prefill_per_step: float, wait_s: float, steps: int) -> float:
+    """TTFT under in-flight batching at the planned batch. A new prompt first waits for the step
+    running when it arrives (``wait_s``, half a stage-step on average), then runs in chunks; each
+    of its steps is a steady-state step: the ``others`` running decodes plus the step's prompt
+    tokens, its own chunk and the other prompts' chunks that share the budget with it (at least
+    its own chunk, at most the budget). The chunks flow through the pipeline (fill once, then one
+    stage-step per chunk). Under attention DP the groups step together, each prefilling."""
+    s, isl = steady.s, steady.isl
+    chunk = min(isl, s.max_num_batched_tokens)
+    n_chunks = steps_for_tokens(isl, s.max_num_batched_tokens)
+    step_prompt = min(max(chunk, prefill_per_step / steps / s.attention_dp), s.max_num_batched_tokens)
+    chunk_times = [t.total_s for t in steady.slowest_stage(prefill_tokens=step_prompt * s.attention_dp,
+                                                           decode_tokens=others)]
+    chunk_send = steady.send_s(step_prompt, s.attention_tp)
+    return (wait_s + sum(chunk_times) + s.pp * chunk_send + (n_chunks - 1) * (max(chunk_times) + chunk_send)
+            + cal.PREFILL_REQUEST_OVERHEAD_S)
