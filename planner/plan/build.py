@@ -5,6 +5,7 @@ inputs that make the plan reproducible.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 from costmodels.batch import group_ttft, planned_utilization
 from costmodels.load import tail_latency
@@ -54,18 +55,37 @@ def kv_link(topo: Topology, prefill: list[PlacedReplica], decode: list[PlacedRep
     return slowest_stage_link(topo, [list(p.stages[0]) for p in prefill], [list(d.stages[0]) for d in decode])
 
 
-def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, sol: Solution,
-               inst: Instance, placed: list[PlacedReplica], pricing: Pricing, params: SolverParams,
-               *, wall_time_s: float | None) -> S.Plan:
-    by_cand: dict[int, list[PlacedReplica]] = {}
-    for p in placed:
-        by_cand.setdefault(p.candidate.index, []).append(p)
-    decode_reps = [p for p in placed if p.candidate.role == "decode"]
-    group_metrics = {}
-    cap = {"unified": 0.0, "prefill": 0.0, "decode": 0.0}  # requests/s each kind of group sustains
-    planned = dict(cap)  # the same at the utilisation the plan is made for (queueing headroom)
-    weight: dict[int, float] = {}
-    kind_weight = dict(cap)
+@dataclass
+class _Priced:
+    """Every group of a plan priced at the links it got: per group (by candidate index) its
+    metrics, links, KV transfer, KV link and p99 figures, and its traffic weight; per kind of
+    group (unified, prefill, decode) the requests/s it sustains, at full capacity and at the
+    utilisation the plan is made for, and the sum of its groups' weights."""
+
+    metrics: dict[int, tuple] = field(default_factory=dict)
+    weight: dict[int, float] = field(default_factory=dict)
+    cap: dict[str, float] = field(default_factory=lambda: {"unified": 0.0, "prefill": 0.0, "decode": 0.0})
+    planned: dict[str, float] = field(default_factory=lambda: {"unified": 0.0, "prefill": 0.0, "decode": 0.0})
+    kind_weight: dict[str, float] = field(default_factory=lambda: {"unified": 0.0, "prefill": 0.0, "decode": 0.0})
+
+    @property
+    def pools_rps(self) -> float:
+        """Requests/s the disaggregated pools carry together."""
+        return min(self.cap["prefill"], self.cap["decode"])
+
+    @property
+    def total_capacity_rps(self) -> float:
+        return self.cap["unified"] + self.pools_rps
+
+    @property
+    def planned_rps(self) -> float:
+        return self.planned["unified"] + min(self.planned["prefill"], self.planned["decode"])
+
+
+def _price_groups(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
+                  by_cand: dict[int, list[PlacedReplica]], decode_reps: list[PlacedReplica]) -> _Priced:
+    """Re-price every group at the slowest links its placed replicas got."""
+    out = _Priced()
     for ci, reps in by_cand.items():
         c = reps[0].candidate
         worst = worst_links(replica_links(topo, r) for r in reps)
@@ -79,101 +99,122 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
             m = evaluate_replica(spec, gpus, c.strategy, isl=req.isl, osl=req.osl, batch=c.batch, links=worst,
                                  role=c.role)
         tail = tail_latency(spec, gpus, c.strategy, m, isl=req.isl, osl=req.osl, links=worst, role=c.role)
-        group_metrics[ci] = (m, worst, xfer, kv, tail)
-        cap[c.role] += m.requests_per_s * len(reps)
+        out.metrics[ci] = (m, worst, xfer, kv, tail)
+        out.cap[c.role] += m.requests_per_s * len(reps)
         # traffic goes to each group in proportion to its capacity at its own planned utilisation
-        weight[ci] = m.requests_per_s * len(reps) * planned_utilization(m, tail, c.role, ttft_s=req.ttft_s,
-                                                                         ttft_p99_s=req.ttft_p99_s)
-        kind_weight[c.role] += weight[ci]
+        out.weight[ci] = m.requests_per_s * len(reps) * planned_utilization(m, tail, c.role, ttft_s=req.ttft_s,
+                                                                             ttft_p99_s=req.ttft_p99_s)
+        out.kind_weight[c.role] += out.weight[ci]
         # what the solver counted: each group at its planned (usable) utilisation, one rule for both kinds
-        planned[c.role] += m.requests_per_s * len(reps) * c.usable_requests_per_s / c.metrics.requests_per_s
-    pools_rps = min(cap["prefill"], cap["decode"])  # requests/s the disaggregated pools carry together
-    total_capacity_rps = cap["unified"] + pools_rps
-    planned_rps = planned["unified"] + min(planned["prefill"], planned["decode"])
-    groups = []
-    for gi, ci in enumerate(sorted(by_cand)):
-        reps = by_cand[ci]
-        c = reps[0].candidate
-        m, links, xfer, kv, tail = group_metrics[ci]
-        # A request goes to a unified group, or to one prefill and one decode group; the kinds'
-        # shares follow their capacities, and within a kind each group's share its capacity at
-        # its own planned utilisation (so a group with a tighter TTFT headroom gets less).
-        group_rps = m.requests_per_s * len(reps)
-        kind_rps = cap["unified"] if c.role == "unified" else pools_rps
-        within = weight[ci] / kind_weight[c.role] if kind_weight[c.role] else 0.0
-        share = (kind_rps / total_capacity_rps) * within if total_capacity_rps else 0.0
-        g_util = req.qps * share / group_rps if req.qps and group_rps else None
-        ttft, tail = group_ttft(m, tail, g_util, weight[ci] / group_rps if group_rps else 0.0)
-        gpus_c = [view.gpu_of_type[x] for x in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
-        replicas = []
-        for ri, r in enumerate(reps):
-            ranks = []
-            for st, gpus in enumerate(r.stages):
-                for tr, gid in enumerate(gpus):
-                    a = topo.gpu(gid)
-                    ranks.append(S.Rank(rank=st * c.strategy.tp + tr, stage=st, tp_rank=tr, node=a["node"],
-                                        gpu_index=a["index"]))
-            replicas.append(S.Replica(index=ri, ranks=ranks))
-        split = [s.layer_count for s in stages(spec, c.strategy)]
-        # the budget priced: a prefill pool's searched step (evaluate_prefill), else as the runtime runs it
-        budget = (c.strategy.max_num_batched_tokens if c.role == "prefill" else
-                  effective_strategy(spec, gpus_c, c.strategy, isl=req.isl, osl=req.osl).max_num_batched_tokens)
-        group_links = {"tp": _link_out(links.tp), "pp": _link_out(links.pp)}
-        if c.strategy.attention_dp > 1:
-            group_links["ep"] = _link_out(links.ep)
-            if links.ep_local is not None:
-                group_links["ep_local"] = _link_out(links.ep_local)
-        if kv is not None:
-            group_links["kv"] = _link_out(kv)
-        groups.append(S.ReplicaGroup(
-            id=f"g{gi}", role=c.role, gpu=c.gpu, stage_gpus=list(c.stage_gpus) if c.hetero else None,
-            strategy=S.StrategyOut(tp=c.strategy.tp, pp=c.strategy.pp, dp=len(reps), ep=c.strategy.ep,
-                                   attention_dp=c.strategy.attention_dp,
-                                   batch_size=c.batch, max_num_batched_tokens=budget,
-                                   max_model_len=req.isl + req.osl, layer_split=split,
-                                   weight_dtype=c.strategy.weight_dtype, kv_dtype=c.strategy.kv_dtype),
-            metrics_per_replica=S.Metrics(ttft_ms=_r(ttft * 1e3), ttft_unloaded_ms=_r(m.ttft_s * 1e3),
-                                          tpot_ms=_r(m.tpot_s * 1e3), output_tokens_per_s=_r(m.output_tokens_per_s, 1),
-                                          requests_per_s=_r(m.requests_per_s, 4),
-                                          utilization=_r(g_util, 4) if g_util is not None else None,
-                                          kv_transfer_ms=_r(xfer * 1e3) if c.role == "prefill" else None,
-                                          tpot_p99_ms=_r(tail.tpot_p99_s * 1e3) if c.role != "prefill" else None,
-                                          ttft_p99_ms=_r(tail.ttft_p99_s(ttft) * 1e3) if c.role != "decode" else None),
-            memory_per_gpu_bytes=S.MemoryOut(**m.memory.as_dict()),
-            links=group_links,
-            traffic_share=_r(share, 6),
-            replicas=replicas))
-    gpus_used = sum(g.strategy.tp * g.strategy.pp * g.strategy.dp for g in groups)
-    tput = planned_rps * req.osl  # the figure the solver maximised, the verdict compares and the report prints
+        out.planned[c.role] += m.requests_per_s * len(reps) * c.usable_requests_per_s / c.metrics.requests_per_s
+    return out
+
+
+def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, sol: Solution,
+               inst: Instance, placed: list[PlacedReplica], pricing: Pricing, params: SolverParams,
+               *, wall_time_s: float | None) -> S.Plan:
+    """The plan of a solved, placed search: its groups re-priced at their links and shares of the
+    traffic, the totals (the throughput the solver maximised), the inputs and the solver's record."""
+    by_cand: dict[int, list[PlacedReplica]] = {}
+    for p in placed:
+        by_cand.setdefault(p.candidate.index, []).append(p)
+    priced = _price_groups(spec, topo, view, req, by_cand, [p for p in placed if p.candidate.role == "decode"])
+    groups = [_group(spec, topo, view, req, f"g{gi}", by_cand[ci], priced, ci)
+              for gi, ci in enumerate(sorted(by_cand))]
     prices = dict(req.prices)
-    node_type = {n.name: n.type for n in topo.spec.all_nodes()}
-    used_types = [node_type[k.node] for g in groups for r in g.replicas for k in r.ranks]
-    cost = sum(prices[t] for t in used_types) if all(t in prices for t in used_types) else None
-    totals = S.Totals(gpus_used=gpus_used, output_tokens_per_s=_r(tput, 1),
-                      output_tokens_per_s_per_gpu=_r(tput / gpus_used, 1),
-                      requests_per_s=_r(planned_rps, 4),
-                      capacity_output_tokens_per_s=_r(total_capacity_rps * req.osl, 1),
-                      ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups if g.role != "decode"),
-                      tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups if g.role != "prefill"),
-                      cost_per_hour=_r(cost, 4) if cost is not None else None)
-    # The label names what objective_value measures. latency and throughput-per-gpu pick the best
-    # shapes by bisection, then maximise throughput among them: their value is that throughput.
-    objective_desc = {"throughput": "max output tokens/s",
-                      "throughput-per-gpu": "max output tokens/s among the plans of most tokens/s per GPU",
-                      "min-gpus": "min GPUs serving qps", "min-cost": "min $/hour serving qps",
-                      "latency": "max output tokens/s among the shapes of lowest TPOT"}[req.objective]
-    inputs = S.Inputs(model=_model_ref(spec), topology=_topo_ref(topo),
-                      workload=S.Workload(isl=req.isl, osl=req.osl, qps=req.qps),
-                      slo=S.Slo(ttft_ms=req.ttft_s * 1e3 if req.ttft_s else None,
-                                tpot_ms=req.tpot_s * 1e3 if req.tpot_s else None,
-                                tpot_p99_ms=req.tpot_p99_s * 1e3 if req.tpot_p99_s else None,
-                                ttft_p99_ms=req.ttft_p99_s * 1e3 if req.ttft_p99_s else None),
-                      objective=req.objective, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
-                      max_gpus=req.max_gpus, allow_cross_domain_tp=req.allow_cross_domain_tp, runtime=req.runtime,
-                      price_per_gpu_hour=prices or None, expert_imbalance=req.expert_imbalance)
-    solver = S.SolverOut(status=sol.status, objective=objective_desc, objective_value=_r(sol.objective_value, 2),
+    solver = S.SolverOut(status=sol.status, objective=OBJECTIVE_DESCRIPTIONS[req.objective],
+                         objective_value=_r(sol.objective_value, 2),
                          best_bound=_r(sol.best_bound, 2), gap=_r(sol.gap, 6), candidates_priced=pricing.priced,
                          seed=params.seed, workers=params.workers, time_limit_s=params.time_limit_s,
                          wall_time_s=_r(wall_time_s, 3) if wall_time_s is not None else None)
-    return S.Plan(generator=f"plan-search {VERSION}", inputs=inputs, replica_groups=groups, totals=totals,
-                  solver=solver)
+    return S.Plan(generator=f"plan-search {VERSION}", inputs=_inputs(spec, topo, req, prices), replica_groups=groups,
+                  totals=_totals(topo, req, groups, priced, prices), solver=solver)
+
+
+def _group(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, gid: str, reps: list[PlacedReplica],
+           priced: _Priced, ci: int) -> S.ReplicaGroup:
+    """One replica group: its strategy as launched, its figures at its share of the traffic, its
+    links and every rank's GPU."""
+    c = reps[0].candidate
+    m, links, xfer, kv, tail = priced.metrics[ci]
+    # A request goes to a unified group, or to one prefill and one decode group; the kinds'
+    # shares follow their capacities, and within a kind each group's share its capacity at
+    # its own planned utilisation (so a group with a tighter TTFT headroom gets less).
+    group_rps = m.requests_per_s * len(reps)
+    kind_rps = priced.cap["unified"] if c.role == "unified" else priced.pools_rps
+    total_capacity_rps = priced.total_capacity_rps
+    within = priced.weight[ci] / priced.kind_weight[c.role] if priced.kind_weight[c.role] else 0.0
+    share = (kind_rps / total_capacity_rps) * within if total_capacity_rps else 0.0
+    g_util = req.qps * share / group_rps if req.qps and group_rps else None
+    ttft, tail = group_ttft(m, tail, g_util, priced.weight[ci] / group_rps if group_rps else 0.0)
+    gpus_c = [view.gpu_of_type[x] for x in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
+    replicas = [S.Replica(index=ri, ranks=[S.Rank(rank=st * c.strategy.tp + tr, stage=st, tp_rank=tr,
+                                                  node=topo.gpu(gid_)["node"], gpu_index=topo.gpu(gid_)["index"])
+                                           for st, gpus in enumerate(r.stages) for tr, gid_ in enumerate(gpus)])
+                for ri, r in enumerate(reps)]
+    split = [s.layer_count for s in stages(spec, c.strategy)]
+    # the budget priced: a prefill pool's searched step (evaluate_prefill), else as the runtime runs it
+    budget = (c.strategy.max_num_batched_tokens if c.role == "prefill" else
+              effective_strategy(spec, gpus_c, c.strategy, isl=req.isl, osl=req.osl).max_num_batched_tokens)
+    group_links = {"tp": _link_out(links.tp), "pp": _link_out(links.pp)}
+    if c.strategy.attention_dp > 1:
+        group_links["ep"] = _link_out(links.ep)
+        if links.ep_local is not None:
+            group_links["ep_local"] = _link_out(links.ep_local)
+    if kv is not None:
+        group_links["kv"] = _link_out(kv)
+    return S.ReplicaGroup(
+        id=gid, role=c.role, gpu=c.gpu, stage_gpus=list(c.stage_gpus) if c.hetero else None,
+        strategy=S.StrategyOut(tp=c.strategy.tp, pp=c.strategy.pp, dp=len(reps), ep=c.strategy.ep,
+                               attention_dp=c.strategy.attention_dp,
+                               batch_size=c.batch, max_num_batched_tokens=budget,
+                               max_model_len=req.isl + req.osl, layer_split=split,
+                               weight_dtype=c.strategy.weight_dtype, kv_dtype=c.strategy.kv_dtype),
+        metrics_per_replica=S.Metrics(ttft_ms=_r(ttft * 1e3), ttft_unloaded_ms=_r(m.ttft_s * 1e3),
+                                      tpot_ms=_r(m.tpot_s * 1e3), output_tokens_per_s=_r(m.output_tokens_per_s, 1),
+                                      requests_per_s=_r(m.requests_per_s, 4),
+                                      utilization=_r(g_util, 4) if g_util is not None else None,
+                                      kv_transfer_ms=_r(xfer * 1e3) if c.role == "prefill" else None,
+                                      tpot_p99_ms=_r(tail.tpot_p99_s * 1e3) if c.role != "prefill" else None,
+                                      ttft_p99_ms=_r(tail.ttft_p99_s(ttft) * 1e3) if c.role != "decode" else None),
+        memory_per_gpu_bytes=S.MemoryOut(**m.memory.as_dict()),
+        links=group_links,
+        traffic_share=_r(share, 6),
+        replicas=replicas)
+
+
+def _totals(topo: Topology, req: Request, groups: list[S.ReplicaGroup], priced: _Priced,
+            prices: dict[str, float]) -> S.Totals:
+    gpus_used = sum(g.strategy.tp * g.strategy.pp * g.strategy.dp for g in groups)
+    tput = priced.planned_rps * req.osl  # the figure the solver maximised, the verdict compares and the report prints
+    node_type = {n.name: n.type for n in topo.spec.all_nodes()}
+    used_types = [node_type[k.node] for g in groups for r in g.replicas for k in r.ranks]
+    cost = sum(prices[t] for t in used_types) if all(t in prices for t in used_types) else None
+    return S.Totals(gpus_used=gpus_used, output_tokens_per_s=_r(tput, 1),
+                    output_tokens_per_s_per_gpu=_r(tput / gpus_used, 1),
+                    requests_per_s=_r(priced.planned_rps, 4),
+                    capacity_output_tokens_per_s=_r(priced.total_capacity_rps * req.osl, 1),
+                    ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups if g.role != "decode"),
+                    tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups if g.role != "prefill"),
+                    cost_per_hour=_r(cost, 4) if cost is not None else None)
+
+
+#: What each objective's ``objective_value`` measures. latency and throughput-per-gpu pick the best
+#: shapes by bisection, then maximise throughput among them: their value is that throughput.
+OBJECTIVE_DESCRIPTIONS = {"throughput": "max output tokens/s",
+                          "throughput-per-gpu": "max output tokens/s among the plans of most tokens/s per GPU",
+                          "min-gpus": "min GPUs serving qps", "min-cost": "min $/hour serving qps",
+                          "latency": "max output tokens/s among the shapes of lowest TPOT"}
+
+
+def _inputs(spec: ModelSpec, topo: Topology, req: Request, prices: dict[str, float]) -> S.Inputs:
+    """The request as the plan records it, enough to re-run the search."""
+    return S.Inputs(model=_model_ref(spec), topology=_topo_ref(topo),
+                    workload=S.Workload(isl=req.isl, osl=req.osl, qps=req.qps),
+                    slo=S.Slo(ttft_ms=req.ttft_s * 1e3 if req.ttft_s else None,
+                              tpot_ms=req.tpot_s * 1e3 if req.tpot_s else None,
+                              tpot_p99_ms=req.tpot_p99_s * 1e3 if req.tpot_p99_s else None,
+                              ttft_p99_ms=req.ttft_p99_s * 1e3 if req.ttft_p99_s else None),
+                    objective=req.objective, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
+                    max_gpus=req.max_gpus, allow_cross_domain_tp=req.allow_cross_domain_tp, runtime=req.runtime,
+                    price_per_gpu_hour=prices or None, expert_imbalance=req.expert_imbalance)
