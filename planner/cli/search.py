@@ -92,10 +92,62 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     """
     import time
 
-    from planner import api
     from planner.solve.progress import SearchControl
 
     t0 = time.perf_counter()
+    disaggregation = _check_flags(output=output, plot_file=plot_file, top_k=top_k, pareto=pareto,
+                                  emit_target=emit_target, emit_dir=emit_dir, runtime_version=runtime_version,
+                                  disaggregation=disaggregation)
+    if progress is None:
+        progress = not quiet and sys.stderr.isatty()
+    status_line = StatusLine(sys.stderr) if progress and not quiet else None
+    control = SearchControl(report=status_line.show if status_line else None)
+    args = dict(topology=topology, model=model, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
+                objective=objective, weight_dtype=dtype_flag(weight_dtype), kv_dtype=dtype_flag(kv_dtype), max_gpus=max_gpus,
+                allow_cross_domain_tp=allow_cross_domain_tp, time_limit_s=time_limit_s, workers=workers, seed=seed,
+                runtime=runtime, log=verbose, control=control, price_per_gpu_hour=parse_prices(prices),
+                disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance,
+                tpot_p99_ms=tpot_p99_ms, ttft_p99_ms=ttft_p99_ms)
+    result = _run(args, top_k=top_k, pareto=pareto, pareto_axis=pareto_axis, pareto_points=pareto_points,
+                  include_timings=include_timings, status_line=status_line)
+    if control.interrupted:
+        if isinstance(result, list):
+            click.echo(f"plan-search: interrupted: the {len(result)} best plan(s) found so far", err=True)
+        else:
+            click.echo(f"plan-search: interrupted: the best plan found so far (status {result.solver.status}, "
+                       f"gap {result.solver.gap:.2%})", err=True)
+    why = None
+    if top_k is not None:
+        from planner.frontier import why_worse
+        why = [None] + [why_worse(result[0], p) for p in result[1:]]
+        text = json.dumps({"kind": "top-k", "objective": objective, "why_below_first": why,
+                           "plans": [json.loads(p.to_json()) for p in result]}, indent=2, sort_keys=True) + "\n"
+    else:
+        text = result.to_json()
+    if plot_file:
+        from planner.cli.plot import plot_frontier
+        plot_frontier(result, plot_file)
+    emit_dir = emit_dir if emit_dir is not None else f"launch-{emit_target}"
+    emitted = _emit(result, emit_target, runtime_version) if emit_target else None
+    if output:
+        write_atomic(output, text)
+    if emitted is not None:
+        write_all_atomic(emit_dir, emitted)
+    if as_json:
+        click.echo(text, nl=False)
+        return
+    _print_report(result, top_k=top_k, pareto=pareto, why=why)
+    if plot_file and not quiet:
+        click.echo(f"plot: {plot_file}")
+    if emitted is not None and not quiet:
+        for name in emitted:
+            click.echo(f"launch file: {os.path.join(emit_dir, name)}")
+    if not include_timings and not quiet:
+        click.echo(f"wall time: {time.perf_counter() - t0:.2f} s")
+
+
+def _check_flags(*, output, plot_file, top_k, pareto, emit_target, emit_dir, runtime_version, disaggregation) -> str:
+    """Refuse flags that do not go together, before any search; the ``--disaggregation`` to use."""
     for path, flag in ((output, "--output"), (plot_file, "--plot")):
         if path is not None:
             check_writable(path, flag)
@@ -116,19 +168,16 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
         # offer only what the launch files asked for can run: pools need a target that writes them
         from planner.emit import POOL_TARGETS
 
-        disaggregation = "off" if emit_target and emit_target not in POOL_TARGETS else "auto"
-    if progress is None:
-        progress = not quiet and sys.stderr.isatty()
-    status_line = StatusLine(sys.stderr) if progress and not quiet else None
-    control = SearchControl(report=status_line.show if status_line else None)
-    args = dict(topology=topology, model=model, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
-                objective=objective, weight_dtype=dtype_flag(weight_dtype), kv_dtype=dtype_flag(kv_dtype), max_gpus=max_gpus,
-                allow_cross_domain_tp=allow_cross_domain_tp, time_limit_s=time_limit_s, workers=workers, seed=seed,
-                runtime=runtime, log=verbose, control=control, price_per_gpu_hour=parse_prices(prices),
-                disaggregation=disaggregation, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance,
-                tpot_p99_ms=tpot_p99_ms, ttft_p99_ms=ttft_p99_ms)
+        return "off" if emit_target and emit_target not in POOL_TARGETS else "auto"
+    return disaggregation
+
+
+def _run(args: dict, *, top_k, pareto, pareto_axis, pareto_points, include_timings, status_line):
+    """The search, the k best plans or the frontier; a Ctrl-C before any plan is one line."""
+    from planner import api
+
     try:
-        if not pareto and time_limit_s is None:
+        if not pareto and args["time_limit_s"] is None:
             args["time_limit_s"] = SEARCH_TIME_LIMIT_S
         if top_k is not None:
             from planner.frontier import top_k as top_k_fn
@@ -145,49 +194,26 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
         raise KeyboardInterrupt(e.args[0] if e.args else "interrupted before any plan was found") from None
     if status_line:
         status_line.close()
-    if control.interrupted:
-        if isinstance(result, list):
-            click.echo(f"plan-search: interrupted: the {len(result)} best plan(s) found so far", err=True)
-        else:
-            click.echo(f"plan-search: interrupted: the best plan found so far (status {result.solver.status}, "
-                       f"gap {result.solver.gap:.2%})", err=True)
+    return result
+
+
+def _emit(plan, target: str, runtime_version: str | None) -> dict[str, str]:
+    """``--emit``: the plan's launch files, before any file is written (a plan the target cannot
+    express writes none)."""
+    from planner.emit import emit as emit_fn
+    try:
+        return emit_fn(plan, target, runtime_version=runtime_version)
+    except InputError as e:  # emit's words name its own flag; here the flag is --emit
+        raise InputError(str(e).replace("--target", "--emit"), source="--emit") from None
+
+
+def _print_report(result, *, top_k, pareto, why) -> None:
     if top_k is not None:
-        from planner.frontier import why_worse
-        why = [None] + [why_worse(result[0], p) for p in result[1:]]
-        text = json.dumps({"kind": "top-k", "objective": objective, "why_below_first": why,
-                           "plans": [json.loads(p.to_json()) for p in result]}, indent=2, sort_keys=True) + "\n"
+        from planner.cli.report import top_k_text
+        click.echo(top_k_text(result, why), nl=False)
+    elif pareto:
+        from planner.cli.report import frontier_text
+        click.echo(frontier_text(result), nl=False)
     else:
-        text = result.to_json()
-    if plot_file:
-        from planner.cli.plot import plot_frontier
-        plot_frontier(result, plot_file)
-    emitted = None
-    if emit_target:
-        from planner.emit import emit as emit_fn
-        try:  # before any file is written: a plan it cannot express writes none
-            emitted = emit_fn(result, emit_target, runtime_version=runtime_version)
-        except InputError as e:  # emit's words name its own flag; here the flag is --emit
-            raise InputError(str(e).replace("--target", "--emit"), source="--emit") from None
-    if output:
-        write_atomic(output, text)
-    if emitted is not None:
-        write_all_atomic(emit_dir if emit_dir is not None else f"launch-{emit_target}", emitted)
-    if as_json:
-        click.echo(text, nl=False)
-    else:
-        if top_k is not None:
-            from planner.cli.report import top_k_text
-            click.echo(top_k_text(result, why), nl=False)
-        elif pareto:
-            from planner.cli.report import frontier_text
-            click.echo(frontier_text(result), nl=False)
-        else:
-            from planner.cli.report import plan_text  # with tabulate: only for the text report, not --json
-            click.echo(plan_text(result), nl=False)
-        if plot_file and not quiet:
-            click.echo(f"plot: {plot_file}")
-        if emitted is not None and not quiet:
-            for name in emitted:
-                click.echo(f"launch file: {os.path.join(emit_dir or f'launch-{emit_target}', name)}")
-        if not include_timings and not quiet:
-            click.echo(f"wall time: {time.perf_counter() - t0:.2f} s")
+        from planner.cli.report import plan_text  # with tabulate: only for the text report, not --json
+        click.echo(plan_text(result), nl=False)
