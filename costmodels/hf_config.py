@@ -90,18 +90,15 @@ def _native_dtype(cfg: dict[str, Any]) -> str:
     return "bf16"
 
 
-def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>") -> ModelSpec:
-    """Build a :class:`ModelSpec` from an HF ``config.json`` dict.
+class _Fields:
+    """Typed reads of one config's fields, each refusal an :class:`InputError` naming the field."""
 
-    Raises :class:`InputError` naming the field when one is missing or inconsistent.
-    """
-    if not isinstance(cfg, dict):
-        raise InputError("a model config must be a JSON object", source=source)
-    if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM here
-        cfg = {**cfg, **cfg["text_config"]}
-    _refuse_unpriceable(cfg, source)
+    def __init__(self, cfg: dict[str, Any], source: str) -> None:
+        self.cfg, self.source = cfg, source
 
-    def need_int(*names: str, minimum: int = 1) -> int:
+    def need_int(self, *names: str, minimum: int = 1) -> int:
+        """The first of ``names`` the config gives: a plausible integer >= ``minimum``; required."""
+        cfg, source = self.cfg, self.source
         v = _get(cfg, *names)
         if v is None:
             raise InputError("missing; an HF config.json of a decoder model has it", source=source,
@@ -113,7 +110,9 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
                              source=source, field=names[0])
         return v
 
-    def opt_int(*names: str, default: int = 0) -> int:
+    def opt_int(self, *names: str, default: int = 0) -> int:
+        """The first of ``names`` the config gives, a plausible integer >= 0, else ``default``."""
+        cfg, source = self.cfg, self.source
         v = _get(cfg, *names, default=default)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise InputError(f"must be a non-negative integer, got {v!r}", source=source, field=names[0])
@@ -122,12 +121,28 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
                              source=source, field=names[0])
         return v
 
-    def opt_bool(*names: str, default: bool) -> bool:
+    def opt_bool(self, *names: str, default: bool) -> bool:
+        """The first of ``names`` the config gives, a JSON boolean, else ``default``."""
+        cfg, source = self.cfg, self.source
         v = _get(cfg, *names, default=default)
         if not isinstance(v, bool):  # "false" and "no" are strings, which Python reads as true
             raise InputError(f"must be true or false (a JSON boolean), got {v!r}", source=source, field=names[0])
         return v
 
+
+def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>") -> ModelSpec:
+    """Build a :class:`ModelSpec` from an HF ``config.json`` dict.
+
+    Raises :class:`InputError` naming the field when one is missing or inconsistent.
+    """
+    if not isinstance(cfg, dict):
+        raise InputError("a model config must be a JSON object", source=source)
+    if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM here
+        cfg = {**cfg, **cfg["text_config"]}
+    _refuse_unpriceable(cfg, source)
+
+    f = _Fields(cfg, source)
+    need_int, opt_int, opt_bool = f.need_int, f.opt_int, f.opt_bool
     model_type = _get(cfg, "model_type", default=None)
     if model_type is not None and not isinstance(model_type, str):
         raise InputError(f"must be a string, got {model_type!r}", source=source, field="model_type")
@@ -166,6 +181,28 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
         shared = 1
     mlp_kinds = _mlp_kinds(cfg, layers, source, opt_int) if experts else ""
 
+    kv_lora, sliding, sliding_layers = _attention_window(cfg, f, model_type, layers)
+    return ModelSpec(
+        name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+        intermediate=intermediate, vocab=vocab,
+        tied_embeddings=opt_bool("tie_word_embeddings", default=model_type in GEMMA_MODEL_TYPES), gated_mlp=gated,
+        experts=experts, experts_per_token=per_tok, moe_intermediate=moe_inter,
+        shared_experts=shared, shared_intermediate=shared_inter, mlp_kinds=mlp_kinds,
+        kv_lora_rank=kv_lora, q_lora_rank=opt_int("q_lora_rank", default=0),
+        qk_rope_head_dim=opt_int("qk_rope_head_dim", default=0),
+        qk_nope_head_dim=opt_int("qk_nope_head_dim", default=0),
+        v_head_dim=opt_int("v_head_dim", default=0) or head_dim,
+        sliding_window=sliding, sliding_layers=sliding_layers,
+        max_context=opt_int("max_position_embeddings", "n_positions", "seq_length", default=0),
+        native_dtype=_native_dtype(cfg),
+        source=_source_note(cfg, source),
+    )
+
+
+def _attention_window(cfg: dict[str, Any], f: _Fields, model_type: Any, layers: int) -> tuple[int, int, int]:
+    """``(kv_lora_rank, window, windowed layers)``: multi-head latent attention's rank (0 without
+    MLA), and the sliding window or Llama 4's attention chunk with the number of layers using it."""
+    source, opt_int, opt_bool = f.source, f.opt_int, f.opt_bool
     kv_lora = opt_int("kv_lora_rank", default=0)
     if kv_lora and model_type is not None and model_type not in MLA_MODEL_TYPES:
         raise InputError(f"multi-head latent attention is only in model types {', '.join(sorted(MLA_MODEL_TYPES))}; "
@@ -184,21 +221,7 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
     if chunk:
         sliding_layers = _chunked_layers(cfg, layers, source, opt_int)
         sliding = chunk if sliding_layers else 0
-    return ModelSpec(
-        name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-        intermediate=intermediate, vocab=vocab,
-        tied_embeddings=opt_bool("tie_word_embeddings", default=model_type in GEMMA_MODEL_TYPES), gated_mlp=gated,
-        experts=experts, experts_per_token=per_tok, moe_intermediate=moe_inter,
-        shared_experts=shared, shared_intermediate=shared_inter, mlp_kinds=mlp_kinds,
-        kv_lora_rank=kv_lora, q_lora_rank=opt_int("q_lora_rank", default=0),
-        qk_rope_head_dim=opt_int("qk_rope_head_dim", default=0),
-        qk_nope_head_dim=opt_int("qk_nope_head_dim", default=0),
-        v_head_dim=opt_int("v_head_dim", default=0) or head_dim,
-        sliding_window=sliding, sliding_layers=sliding_layers,
-        max_context=opt_int("max_position_embeddings", "n_positions", "seq_length", default=0),
-        native_dtype=_native_dtype(cfg),
-        source=_source_note(cfg, source),
-    )
+    return kv_lora, sliding, sliding_layers
 
 
 def _sliding_layers(cfg: dict[str, Any], layers: int, model_type: Any, sliding: int, source: str,
