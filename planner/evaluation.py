@@ -16,7 +16,8 @@ from costmodels.serving import ReplicaMetrics, evaluate_replica
 from costmodels.strategy import Links, Strategy, validate_strategy
 from planner.api import _model, _positive, _topology, make_request
 from planner.plan.build import _link_out, _r
-from planner.price.cluster import cluster_view
+from planner.price.candidate import Request
+from planner.price.cluster import ClusterView, cluster_view
 from planner.price.spans import inter_domain_link_fn, replica_spans, wide_span
 from topologies.errors import InputError
 from topologies.graph import Topology
@@ -139,28 +140,7 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
     if why:
         raise InputError(why, source="--tp/--pp/--ep/--attention-dp")
     view = cluster_view(topo)
-    types = sorted({k.gpu for k in view.classes}, key=lambda g: (-view.free_by_type.get(g, 0), g))
-    gpu_name = get_gpu(gpu, source="--gpu", custom=view.gpu_of_type).name if gpu else types[0]
-    if gpu_name not in view.free_by_type:
-        raise InputError(f"topology {topo.name!r} has no free {gpu_name}", source="--gpu")
-    classes = [k for k in view.classes if k.gpu == gpu_name]
-    spans = list(replica_spans(view, classes, tp, pp, req, inter_domain_link_fn(topo, view, classes)))
-    wide = wide_span(view, classes, tp, s.attention_tp) if not spans and attention_dp > 1 and pp == 1 else None
-    reason = None
-    if spans:
-        span, *_, links = spans[0]
-        if attention_dp > 1:
-            links = replace(links, ep=links.tp)
-    elif wide is not None:
-        span, links = "wide", wide[2]
-    else:
-        span, links = "none", Links()
-        reason = (f"tp={tp} does not fit in one NVLink domain of this topology; pass "
-                  f"--allow-cross-domain-tp to price it over the network") if tp > max(k.free for k in classes) \
-            else f"tp={tp} x pp={pp} needs more free {gpu_name} GPUs than the topology has"
-    free = view.free_by_type[gpu_name]
-    if reason is None and tp * pp * dp > free:
-        reason = f"tp x pp x dp = {tp * pp * dp} GPUs but the topology has {free} free {gpu_name}"
+    gpu_name, span, links, free, reason = _where(topo, view, gpu, s, req, dp=dp)
     m = evaluate_replica(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl, batch=batch, links=links)
     loaded = None
     if qps is not None:
@@ -183,6 +163,37 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
                                  rate_per_s=qps / dp, links=links)
     return Evaluation(gpu=view.gpu_of_type[gpu_name], strategy=s, dp=dp, metrics=m, links=links, span=span,
                       available_gpus=free, reason=reason, loaded=loaded, closed=closed, run=run)
+
+
+
+def _where(topo: Topology, view: ClusterView, gpu: str | None, s: Strategy, req: Request, *,
+           dp: int) -> tuple[str, str, Links, int, str | None]:
+    """Where the given strategy runs: its GPU type (``gpu``, else the most numerous free type),
+    span and links, the free GPUs of that type, and why it cannot run there (None if it can)."""
+    tp, pp, attention_dp = s.tp, s.pp, s.attention_dp
+    types = sorted({k.gpu for k in view.classes}, key=lambda g: (-view.free_by_type.get(g, 0), g))
+    gpu_name = get_gpu(gpu, source="--gpu", custom=view.gpu_of_type).name if gpu else types[0]
+    if gpu_name not in view.free_by_type:
+        raise InputError(f"topology {topo.name!r} has no free {gpu_name}", source="--gpu")
+    classes = [k for k in view.classes if k.gpu == gpu_name]
+    spans = list(replica_spans(view, classes, tp, pp, req, inter_domain_link_fn(topo, view, classes)))
+    wide = wide_span(view, classes, tp, s.attention_tp) if not spans and attention_dp > 1 and pp == 1 else None
+    reason = None
+    if spans:
+        span, *_, links = spans[0]
+        if attention_dp > 1:
+            links = replace(links, ep=links.tp)
+    elif wide is not None:
+        span, links = "wide", wide[2]
+    else:
+        span, links = "none", Links()
+        reason = (f"tp={tp} does not fit in one NVLink domain of this topology; pass "
+                  f"--allow-cross-domain-tp to price it over the network") if tp > max(k.free for k in classes) \
+            else f"tp={tp} x pp={pp} needs more free {gpu_name} GPUs than the topology has"
+    free = view.free_by_type[gpu_name]
+    if reason is None and tp * pp * dp > free:
+        reason = f"tp x pp x dp = {tp * pp * dp} GPUs but the topology has {free} free {gpu_name}"
+    return gpu_name, span, links, free, reason
 
 
 #: Largest --requests a finite benchmark is run with: the run is stepped one engine step at a
