@@ -37,6 +37,8 @@ def _ranks_line(ranks) -> str:
 
 
 def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
+    """The plan as a person reads it: the request, the groups, memory per GPU, each group's links
+    and ranks, the totals and the solver's record."""
     i = plan.inputs
     slo = ", ".join(f"{k} <= {v:g}" for k, v in (("TTFT ms", i.slo.ttft_ms), ("TPOT ms", i.slo.tpot_ms),
                                                              ("TTFT p99 ms", i.slo.ttft_p99_ms),
@@ -49,6 +51,36 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
         + f"  SLOs: {slo}  objective: {i.objective}  weights {i.weight_dtype}, KV {i.kv_dtype}",
         "",
     ]
+    lines += _groups_table(plan)
+    lines += _memory_table(plan)
+    lines += _links_and_ranks(plan, max_replicas_shown)
+    t = plan.totals
+    headroom = ""
+    if t.capacity_output_tokens_per_s:
+        headroom = (f" at {t.output_tokens_per_s / t.capacity_output_tokens_per_s:.0%} of capacity "
+                    f"({t.capacity_output_tokens_per_s:,.0f}; the rest is headroom for queueing)")
+    lines += ["", f"total: {plural(t.gpus_used, 'GPU')}, {t.output_tokens_per_s:,.0f} output tok/s "
+                  f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s{headroom}; "
+                  f"worst TTFT {t.ttft_ms:.1f} ms, TPOT {t.tpot_ms:.2f} ms"
+                  + (f"; ${t.cost_per_hour:,.2f} per hour" if t.cost_per_hour is not None else "")]
+    hint = _no_slo_hint(i.slo, i.objective)
+    if hint:
+        lines.append(hint)
+    if plan.disaggregation is not None:
+        d = plan.disaggregation
+        lines.append(f"prefill/decode pools: {d.decision}: {d.reason}")
+    sv = plan.solver
+    timing = f", {sv.wall_time_s:.2f} s" if sv.wall_time_s is not None else ""
+    lines.append(f"solver: CP-SAT {sv.status} ({sv.objective} = {sv.objective_value:,.2f}, bound "
+                 f"{sv.best_bound:,.2f}, gap {sv.gap:.2%}), {sv.candidates_priced} candidates priced{timing}")
+    return "\n".join(lines) + "\n"
+
+
+
+
+def _groups_table(plan: Plan) -> list[str]:
+    """One row per replica group: shape, batch, TTFT, TPOT, throughput and traffic share."""
+    lines = []
     rows = []
     # attention data parallelism gets a column only in plans that use it
     adp = any(g.strategy.attention_dp > 1 for g in plan.replica_groups)
@@ -72,6 +104,12 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
                      + ", ".join(f"{g.id} {g.metrics_per_replica.kv_transfer_ms:.1f} ms over {g.links['kv'].kind}"
                                  for g in plan.replica_groups if g.role == "prefill" and "kv" in g.links))
     lines.append("")
+    return lines
+
+
+def _memory_table(plan: Plan) -> list[str]:
+    """Memory per GPU of each group's most loaded GPU."""
+    lines = []
     mem_rows = []
     for g in plan.replica_groups:
         mm = g.memory_per_gpu_bytes
@@ -81,6 +119,12 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     lines.append(tabulate(mem_rows, headers=["group", "weights", "KV cache", "activations", "overhead", "reserve",
                                              "total", "capacity"], tablefmt="simple"))
     lines.append("")
+    return lines
+
+
+def _links_and_ranks(plan: Plan, max_replicas_shown: int) -> list[str]:
+    """Each group's layer split and links, then where each replica's ranks sit."""
+    lines = []
     for g in plan.replica_groups:
         lk = g.links
         line = (f"{g.id}: layers per stage {g.strategy.layer_split}; {_link_text('TP', lk['tp'], g.strategy.tp)}, "
@@ -94,26 +138,7 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
             lines.append(f"  replica {r.index}: {_ranks_line(r.ranks)}")
         if len(g.replicas) > max_replicas_shown:
             lines.append(f"  ... {len(g.replicas) - max_replicas_shown} more replicas (see --json)")
-    t = plan.totals
-    headroom = ""
-    if t.capacity_output_tokens_per_s:
-        headroom = (f" at {t.output_tokens_per_s / t.capacity_output_tokens_per_s:.0%} of capacity "
-                    f"({t.capacity_output_tokens_per_s:,.0f}; the rest is headroom for queueing)")
-    lines += ["", f"total: {plural(t.gpus_used, 'GPU')}, {t.output_tokens_per_s:,.0f} output tok/s "
-                  f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s{headroom}; "
-                  f"worst TTFT {t.ttft_ms:.1f} ms, TPOT {t.tpot_ms:.2f} ms"
-                  + (f"; ${t.cost_per_hour:,.2f} per hour" if t.cost_per_hour is not None else "")]
-    hint = _no_slo_hint(i.slo, i.objective)
-    if hint:
-        lines.append(hint)
-    if plan.disaggregation is not None:
-        d = plan.disaggregation
-        lines.append(f"prefill/decode pools: {d.decision}: {d.reason}")
-    sv = plan.solver
-    timing = f", {sv.wall_time_s:.2f} s" if sv.wall_time_s is not None else ""
-    lines.append(f"solver: CP-SAT {sv.status} ({sv.objective} = {sv.objective_value:,.2f}, bound "
-                 f"{sv.best_bound:,.2f}, gap {sv.gap:.2%}), {sv.candidates_priced} candidates priced{timing}")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _no_slo_hint(slo, objective: str) -> str | None:
