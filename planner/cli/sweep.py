@@ -35,21 +35,10 @@ def sweep_command(file, output, jobs, ray_address, quiet, progress):
     """
     import time
 
-    from tabulate import tabulate
-
     from planner import sweep as sw
 
     spec = sw.load_sweep(file)
-    parquet = False
-    if output is not None:
-        check_writable(output)
-        suffix = Path(output).suffix.lower()
-        if suffix not in (".csv", ".parquet"):
-            raise InputError("give a file name ending in .csv or .parquet", source=output)
-        check_writable(output)
-        parquet = suffix == ".parquet"
-        if parquet:
-            sw.require_pyarrow(output)
+    parquet = _parquet(output)
     if ray_address is not None:
         sw.require_ray()
     if progress is None:
@@ -80,16 +69,38 @@ def sweep_command(file, output, jobs, ray_address, quiet, progress):
         sw.write_parquet(result.rows, output)
     else:
         write_atomic(output, sw.to_csv(result.rows))
-    if quiet:
-        return
+    if not quiet:
+        click.echo(_summary(spec.name, result, output), err=not output)
+
+
+def _parquet(output: str | None) -> bool:
+    """Whether ``--output`` asks for Parquet (refused before the sweep runs if pyarrow is missing);
+    any other file name than .csv or .parquet is refused."""
+    from planner import sweep as sw
+
+    if output is None:
+        return False
+    check_writable(output)
+    suffix = Path(output).suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InputError("give a file name ending in .csv or .parquet", source=output)
+    if suffix == ".parquet":
+        sw.require_pyarrow(output)
+    return suffix == ".parquet"
+
+
+def _summary(name: str, result, output: str | None) -> str:
+    """The rows by status, the wall time and where the table went."""
+    from tabulate import tabulate
+
     c = result.counts()
     failed = len(result.rows) - c["ok"] - c["infeasible"]
     why = ", ".join(f"{c[s]:,} {s}" for s in ("bad-input", "timeout", "error") if c[s])
-    lines = [f"sweep {spec.name}: {plural(len(result.rows), 'row')} in {result.wall_time_s:.2f} s on {result.backend}",
+    lines = [f"sweep {name}: {plural(len(result.rows), 'row')} in {result.wall_time_s:.2f} s on {result.backend}",
              tabulate([["ok", c["ok"]], ["infeasible", c["infeasible"]], ["failed", failed],
                        ["total", len(result.rows)]], headers=["status", "rows"])]
     if failed:
         lines.append(f"failed: {why}; the status and message columns say why")
     if output:
         lines.append(f"wrote {output}")
-    click.echo("\n".join(lines), err=not output)
+    return "\n".join(lines)
