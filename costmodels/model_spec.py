@@ -164,6 +164,7 @@ class ModelSpec:
     def total_params(self) -> int:
         """Resident parameters (all experts).
 
+        >>> from costmodels.models import get_model
         >>> get_model("llama-3.1-70b").total_params() // 10**8
         705
         """
