@@ -35,7 +35,7 @@ from functools import cached_property
 import networkx as nx
 
 from topologies.errors import TopologyError
-from topologies.schema import TopologySpec
+from topologies.schema import Node, NodeType, NvlinkDomain, TopologySpec
 
 GBYTE = 1e9
 GBIT = 1e9 / 8
@@ -98,61 +98,11 @@ def build_graph(spec: TopologySpec) -> nx.Graph:
 
     for node in nodes:
         nt = spec.node_types[node.type]
-        fab = nt.fabric
-        busy = set(node.unavailable_gpus)
-        pcie = f"{node.name}/pcie"
-        g.add_node(pcie, kind="pcie", node=node.name)
-        pairs = {i: k for k, pair in enumerate(fab.pairs) for i in pair}
-        for i in range(nt.gpus_per_node):
-            if fab.kind == "nvswitch":
-                nvd: str | None = node.name
-            elif fab.kind == "nvlink-domain":
-                nvd = domain_of_node[node.name]
-            elif fab.kind == "nvlink-pairs":
-                nvd = f"{node.name}/pair{pairs[i]}" if i in pairs else None
-            else:
-                nvd = None
-            scale_up = domain_of_node.get(node.name, node.name)
-            g.add_node(gpu_id(node.name, i), kind="gpu", node=node.name, index=i, gpu=nt.gpu,
-                       rack=node.rack, available=not node.unavailable and i not in busy,
-                       domain=scale_up, nvlink_domain=nvd)
-            g.add_edge(gpu_id(node.name, i), pcie, kind="pcie",
-                       bandwidth_bytes_per_s=fab.pcie_bandwidth_gbyte_per_s * GBYTE,
-                       latency_s=fab.pcie_latency_us * US / 2)
-        if fab.kind == "nvswitch":
-            sw = f"{node.name}/nvswitch"
-            g.add_node(sw, kind="nvswitch", node=node.name)
-            for i in range(nt.gpus_per_node):
-                g.add_edge(gpu_id(node.name, i), sw, kind="nvlink",
-                           bandwidth_bytes_per_s=fab.nvlink_bandwidth_gbyte_per_s * GBYTE,
-                           latency_s=fab.nvlink_latency_us * US / 2)
-        elif fab.kind == "nvlink-pairs":
-            for a, b in fab.pairs:
-                g.add_edge(gpu_id(node.name, a), gpu_id(node.name, b), kind="nvlink",
-                           bandwidth_bytes_per_s=fab.nvlink_bandwidth_gbyte_per_s * GBYTE,
-                           latency_s=fab.nvlink_latency_us * US)
-        elif fab.kind == "nvlink-domain":
-            d = domains[domain_of_node[node.name]]
-            for i in range(nt.gpus_per_node):
-                g.add_edge(gpu_id(node.name, i), nvlink_switch_id(d.name), kind="nvlink",
-                           bandwidth_bytes_per_s=d.bandwidth_gbyte_per_s * GBYTE,
-                           latency_s=d.latency_us * US / 2)
+        _add_gpus(g, node, nt, domain_of_node)
+        _add_scale_up(g, node, nt, domains, domain_of_node)
         if multi_node and nt.nics is not None:
             uplink = leaf_id(node.rack) if spec.network.kind == "leaf-spine" else SWITCH
-            nic_bytes_per_s = nt.nics.bandwidth_gbit_per_s * GBIT
-            for j in range(nt.nics.count):
-                nic = f"{node.name}/nic{j}"
-                sharing = [i for i in range(nt.gpus_per_node)
-                           if i * nt.nics.count // nt.gpus_per_node == j]
-                g.add_node(nic, kind="nic", node=node.name, gpus=len(sharing) or 1)
-                # GPUDirect RDMA: each GPU reaches its nearest NIC through the PCIe switch.
-                for i in sharing:
-                    g.add_edge(gpu_id(node.name, i), nic, kind="pcie",
-                               bandwidth_bytes_per_s=fab.pcie_bandwidth_gbyte_per_s * GBYTE,
-                               latency_s=fab.pcie_latency_us * US / 2)
-                g.add_edge(nic, uplink, kind="nic", bandwidth_bytes_per_s=nic_bytes_per_s,
-                           latency_s=nt.nics.latency_us * US / 2 + spec.network.switch_latency_us * US / 2)
-            rack_nic_bytes_per_s[node.rack] += nt.nics.count * nic_bytes_per_s
+            rack_nic_bytes_per_s[node.rack] += _add_nics(g, node, nt, uplink, spec.network.switch_latency_us)
     if multi_node and spec.network.kind == "leaf-spine":
         for r in racks:
             g.add_edge(leaf_id(r), SPINE, kind="network",
@@ -160,6 +110,75 @@ def build_graph(spec: TopologySpec) -> nx.Graph:
                        latency_s=spec.network.switch_latency_us * US)
     validate_graph(g)
     return g
+
+
+def _add_gpus(g: nx.Graph, node: Node, nt: NodeType, domain_of_node: dict[str, str]) -> None:
+    """A node's GPUs and the PCIe switch they hang off, each GPU tagged with its scale-up domain
+    and the NVLink domain it shares (none for PCIe-only GPUs)."""
+    fab = nt.fabric
+    busy = set(node.unavailable_gpus)
+    pcie = f"{node.name}/pcie"
+    g.add_node(pcie, kind="pcie", node=node.name)
+    pairs = {i: k for k, pair in enumerate(fab.pairs) for i in pair}
+    for i in range(nt.gpus_per_node):
+        if fab.kind == "nvswitch":
+            nvd: str | None = node.name
+        elif fab.kind == "nvlink-domain":
+            nvd = domain_of_node[node.name]
+        elif fab.kind == "nvlink-pairs":
+            nvd = f"{node.name}/pair{pairs[i]}" if i in pairs else None
+        else:
+            nvd = None
+        scale_up = domain_of_node.get(node.name, node.name)
+        g.add_node(gpu_id(node.name, i), kind="gpu", node=node.name, index=i, gpu=nt.gpu,
+                   rack=node.rack, available=not node.unavailable and i not in busy,
+                   domain=scale_up, nvlink_domain=nvd)
+        g.add_edge(gpu_id(node.name, i), pcie, kind="pcie",
+                   bandwidth_bytes_per_s=fab.pcie_bandwidth_gbyte_per_s * GBYTE,
+                   latency_s=fab.pcie_latency_us * US / 2)
+
+
+def _add_scale_up(g: nx.Graph, node: Node, nt: NodeType, domains: dict[str, NvlinkDomain], domain_of_node: dict[str, str]) -> None:
+    """A node's NVLink: its NVSwitch, its bridged pairs, or its links into a multi-node domain."""
+    fab = nt.fabric
+    if fab.kind == "nvswitch":
+        sw = f"{node.name}/nvswitch"
+        g.add_node(sw, kind="nvswitch", node=node.name)
+        for i in range(nt.gpus_per_node):
+            g.add_edge(gpu_id(node.name, i), sw, kind="nvlink",
+                       bandwidth_bytes_per_s=fab.nvlink_bandwidth_gbyte_per_s * GBYTE,
+                       latency_s=fab.nvlink_latency_us * US / 2)
+    elif fab.kind == "nvlink-pairs":
+        for a, b in fab.pairs:
+            g.add_edge(gpu_id(node.name, a), gpu_id(node.name, b), kind="nvlink",
+                       bandwidth_bytes_per_s=fab.nvlink_bandwidth_gbyte_per_s * GBYTE,
+                       latency_s=fab.nvlink_latency_us * US)
+    elif fab.kind == "nvlink-domain":
+        d = domains[domain_of_node[node.name]]
+        for i in range(nt.gpus_per_node):
+            g.add_edge(gpu_id(node.name, i), nvlink_switch_id(d.name), kind="nvlink",
+                       bandwidth_bytes_per_s=d.bandwidth_gbyte_per_s * GBYTE,
+                       latency_s=d.latency_us * US / 2)
+
+
+def _add_nics(g: nx.Graph, node: Node, nt: NodeType, uplink: str, switch_latency_us: float) -> float:
+    """A node's NICs, each shared by the GPUs nearest it, up to ``uplink``; their bandwidth in all."""
+    fab, nics = nt.fabric, nt.nics
+    assert nics is not None  # the caller adds NICs only to node types that have them
+    nic_bytes_per_s = nics.bandwidth_gbit_per_s * GBIT
+    for j in range(nics.count):
+        nic = f"{node.name}/nic{j}"
+        sharing = [i for i in range(nt.gpus_per_node)
+                   if i * nics.count // nt.gpus_per_node == j]
+        g.add_node(nic, kind="nic", node=node.name, gpus=len(sharing) or 1)
+        # GPUDirect RDMA: each GPU reaches its nearest NIC through the PCIe switch.
+        for i in sharing:
+            g.add_edge(gpu_id(node.name, i), nic, kind="pcie",
+                       bandwidth_bytes_per_s=fab.pcie_bandwidth_gbyte_per_s * GBYTE,
+                       latency_s=fab.pcie_latency_us * US / 2)
+        g.add_edge(nic, uplink, kind="nic", bandwidth_bytes_per_s=nic_bytes_per_s,
+                   latency_s=nics.latency_us * US / 2 + switch_latency_us * US / 2)
+    return nics.count * nic_bytes_per_s
 
 
 def validate_graph(g: nx.Graph) -> None:
@@ -186,7 +205,7 @@ def _edge_weight(weight: str | Callable) -> Callable:
 class Topology:
     """A validated topology and its graph, with the queries the planner needs.
 
-    >>> from topologies.schema import TopologySpec
+    >>> from topologies.schema import Node, NodeType, NvlinkDomain, TopologySpec
     >>> spec = TopologySpec.model_validate({"name": "t", "node_types": {"n": {
     ...     "gpu": "H100-SXM-80GB", "gpus_per_node": 2,
     ...     "fabric": {"kind": "nvswitch", "nvlink_bandwidth_gbyte_per_s": 450}}},
