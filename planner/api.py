@@ -104,6 +104,26 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
         raise InputError(f"unknown value {disaggregation!r}; choose auto, off or only", source="--disaggregation")
     if runtime not in cal.RUNTIMES:
         raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(cal.RUNTIMES)}", source="--runtime")
+    disaggregation, pools_note = _pools(disaggregation, runtime)
+    if check_context and model.max_context and isl + osl > model.max_context:
+        raise InputError(f"isl + osl = {isl + osl} tokens exceeds {model.name}'s context of "
+                         f"{model.max_context}", source="--isl")
+    _check_moe_flags(model, ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance)
+    wd = _dtype(weight_dtype, model.native_dtype, "--weight-dtype")
+    kd = _dtype(kv_dtype, "bf16", "--kv-dtype")
+    return Request(isl=isl, osl=osl, qps=qps, ttft_s=ttft_ms / 1e3 if ttft_ms else None,
+                   tpot_s=tpot_ms / 1e3 if tpot_ms else None, objective=objective, weight_dtype=wd,
+                   kv_dtype=kd, max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
+                   tp=tp, pp=pp, ep=ep, batch=batch, runtime=runtime, disaggregation=disaggregation,
+                   attention_dp=attention_dp,
+                   expert_imbalance=float(expert_imbalance) if expert_imbalance is not None else None,
+                   tpot_p99_s=tpot_p99_ms / 1e3 if tpot_p99_ms else None,
+                   ttft_p99_s=ttft_p99_ms / 1e3 if ttft_p99_ms else None, pools_note=pools_note)
+
+
+def _pools(disaggregation: str, runtime: str) -> tuple[str, str | None]:
+    """The ``disaggregation`` the search runs with, and why pools were left out where the user left
+    them to the search: only runtimes whose launch files run pools (``POOL_RUNTIMES``) plan them."""
     pools_note = None
     if disaggregation != "off" and runtime not in POOL_RUNTIMES:
         if disaggregation == "only":
@@ -113,9 +133,12 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
         disaggregation = "off"
         pools_note = (f"not considered: {runtime}'s launch files (plan-search emit) run unified replicas only; "
                       f"--runtime sglang weighs pools too")
-    if check_context and model.max_context and isl + osl > model.max_context:
-        raise InputError(f"isl + osl = {isl + osl} tokens exceeds {model.name}'s context of "
-                         f"{model.max_context}", source="--isl")
+    return disaggregation, pools_note
+
+
+def _check_moe_flags(model: ModelSpec, *, ep: int | None, attention_dp: int | None,
+                     expert_imbalance: float | None) -> None:
+    """Refuse expert-parallel flags the model cannot take."""
     if ep is not None and ep > 1:
         if not model.is_moe:
             raise InputError(f"{model.name} has no experts; drop --ep", source="--ep")
@@ -132,16 +155,6 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
                              f"mean; 1 = perfectly balanced), got {expert_imbalance!r}", source="--expert-imbalance")
         if not model.is_moe:
             raise InputError(f"{model.name} has no experts; drop --expert-imbalance", source="--expert-imbalance")
-    wd = _dtype(weight_dtype, model.native_dtype, "--weight-dtype")
-    kd = _dtype(kv_dtype, "bf16", "--kv-dtype")
-    return Request(isl=isl, osl=osl, qps=qps, ttft_s=ttft_ms / 1e3 if ttft_ms else None,
-                   tpot_s=tpot_ms / 1e3 if tpot_ms else None, objective=objective, weight_dtype=wd,
-                   kv_dtype=kd, max_gpus=max_gpus, allow_cross_domain_tp=allow_cross_domain_tp,
-                   tp=tp, pp=pp, ep=ep, batch=batch, runtime=runtime, disaggregation=disaggregation,
-                   attention_dp=attention_dp,
-                   expert_imbalance=float(expert_imbalance) if expert_imbalance is not None else None,
-                   tpot_p99_s=tpot_p99_ms / 1e3 if tpot_p99_ms else None,
-                   ttft_p99_s=ttft_p99_ms / 1e3 if ttft_p99_ms else None, pools_note=pools_note)
 
 
 # -- search --------------------------------------------------------------------------------------
