@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from costmodels import calibration as cal  # noqa: E402
 
 import fidelity  # noqa: E402
+import fidelity_predict  # noqa: E402
+import fidelity_rows  # noqa: E402
 
 # name, lower bound, upper bound. The fit stays inside; the bounds are what is physically
 # plausible, so a constant cannot stand in for an effect the model lacks: GEMMs reach at most
@@ -108,11 +110,11 @@ def loss(rows, values: dict) -> float:
     spread of log errors inside each layout group: the planner ranks layouts, so a bias that
     is the same for all layouts of a group costs less than one that reorders them."""
     apply(values)
-    pred = fidelity.Predictor()
+    pred = fidelity_predict.Predictor()
     errs: dict[str, list[float]] = {}
     groups: dict[tuple, list[float]] = {}
     for r in rows:
-        fam = fidelity.metric_family(r.metric)
+        fam = fidelity_rows.metric_family(r.metric)
         if fam is None:
             continue
         res = fidelity._predict_safely(pred, r)
@@ -154,7 +156,7 @@ def _line(label: str, r: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", nargs="+", default=[str(p) for p in fidelity.DEFAULT_DATA],
+    ap.add_argument("--data", nargs="+", default=[str(p) for p in fidelity_rows.DEFAULT_DATA],
                     help="measurement CSVs  [default: benchmarks/data/benchmarks.csv and latency.csv]")
     ap.add_argument("--holdout-gpus", action="store_true", help="leave-one-GPU-out fits and their errors")
     ap.add_argument("--holdout-sources", action="store_true", help="leave-one-source-out fits and their errors")
@@ -169,7 +171,7 @@ def main(argv=None) -> int:
         return 2
     try:
         rows = fidelity.read_all(args.data)
-    except fidelity.CsvError as e:
+    except fidelity_rows.CsvError as e:
         print(e, file=sys.stderr)
         return 2
     for src, why in FIT_EXCLUDED_SOURCES.items():

@@ -22,6 +22,8 @@ SMALL = Path(__file__).resolve().parent / "data" / "fidelity_small.csv"
 
 
 def _load():
+    if str(SCRIPT.parent) not in sys.path:  # its sibling modules (fidelity_rows, fidelity_predict)
+        sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("fidelity_harness", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
@@ -30,6 +32,7 @@ def _load():
 
 
 F = _load()
+P = importlib.import_module("fidelity_predict")  # the predicting half, loaded by F
 
 
 # -- aggregation on hand-checkable pairs ----------------------------------------------------------
@@ -214,7 +217,7 @@ def test_harness_topologies():
     from topologies.schema import TopologySpec
 
     def kind(gpu, n=1):
-        d = F.harness_topology_spec(F.get_gpu(gpu), n)
+        d = P.harness_topology_spec(P.get_gpu(gpu), n)
         TopologySpec.model_validate(d)
         return d
 
