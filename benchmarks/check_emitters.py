@@ -241,7 +241,7 @@ def _run_recorded(cmd: list[str], env_extra: dict[str, str], shim: Path, node: s
 
 
 def _script_nodes(text: str) -> list[str]:
-    """The node names a script takes: the list its usage line prints (planner.emit.node_case writes it as
+    """The node names a script takes: the list its usage line prints (planner.emit.shell.node_case writes it as
     one quoted word of names separated by spaces, the same names as its ``case`` patterns)."""
     m = re.search(r"""one of: %s \(got: %s\)\\n' "\$0" (.+) "\$NODE" >&2""", text)
     return shlex.split(m[1])[0].split() if m else []

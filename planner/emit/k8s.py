@@ -52,20 +52,15 @@ import yaml
 
 from planner.emit import (
     ReplicaLayout,
-    Sh,
-    argv_of,
     attention_groups,
     check_node_names,
-    continued,
     layouts,
     model_ref,
     needs_fp8_quantization,
-    sh_cmd,
-    sh_comment,
-    sh_var,
     shape_text,
 )
 from planner.emit.router import weights
+from planner.emit.shell import Sh, argv_of, continued, sh_cmd, sh_comment, sh_var
 from planner.emit.versions import Version, text
 from planner.emit.vllm import (
     DEFAULT_VERSION,

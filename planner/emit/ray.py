@@ -38,19 +38,8 @@ from __future__ import annotations
 import json
 import re
 
-from planner.emit import (
-    Sh,
-    check_node_names,
-    csv,
-    layouts,
-    node_case,
-    script,
-    sh_assign,
-    sh_cmd,
-    sh_comment,
-    sh_var,
-    sh_word,
-)
+from planner.emit import check_node_names, csv, layouts, script
+from planner.emit.shell import Sh, node_case, sh_assign, sh_cmd, sh_comment, sh_var, sh_word
 from planner.plan.schema import Plan
 
 RAY_VERSION = "2.60"

@@ -30,7 +30,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from planner.emit import ReplicaLayout, Sh, check_node_names, sh_cmd, sh_word, uneven
+from planner.emit import ReplicaLayout, check_node_names, uneven
+from planner.emit.shell import Sh, sh_cmd, sh_word
 from planner.emit.versions import VLLM_RAY_NODE_ID_ORDER_SINCE, Version, text
 from planner.plan.schema import ReplicaGroup
 

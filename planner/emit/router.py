@@ -46,7 +46,8 @@ from math import floor, gcd
 
 import yaml
 
-from planner.emit import ReplicaLayout, continued, safe_text, sh_comment
+from planner.emit import ReplicaLayout
+from planner.emit.shell import continued, safe_text, sh_comment
 from planner.plan.schema import Plan
 from topologies.errors import InputError
 

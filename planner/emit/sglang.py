@@ -66,7 +66,6 @@ from planner.emit import (
     ReplicaLayout,
     all_nodes,
     attention_groups,
-    continued,
     csv,
     floor2,
     group_script,
@@ -74,9 +73,6 @@ from planner.emit import (
     layouts,
     model_ref,
     needs_fp8_quantization,
-    sh_assign,
-    sh_comment,
-    sh_var,
     uneven,
 )
 from planner.emit.router import (
@@ -90,6 +86,7 @@ from planner.emit.router import (
     replica_endpoints,
     worker_router_script,
 )
+from planner.emit.shell import continued, sh_assign, sh_comment, sh_var
 from planner.emit.versions import DEFAULT, SGLANG_ATTN_DP_SIZE_SINCE, Version, text
 from planner.plan.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
@@ -187,7 +184,7 @@ def _mem_fraction(g: ReplicaGroup) -> str:
 
 def _launch(model: str, g: ReplicaGroup, quant: bool, ports: ServerPorts, multi_node: bool = False,
             version: Version = DEFAULT_VERSION) -> list[tuple]:
-    """The server command of one replica: parts of words for :func:`planner.emit.continued`."""
+    """The server command of one replica: parts of words for :func:`planner.emit.shell.continued`."""
     s = g.strategy
     d, _ = attention_groups(g)
     cmd: list[tuple] = [("python", "-m", "sglang.launch_server"),

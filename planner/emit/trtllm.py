@@ -37,22 +37,18 @@ import yaml
 from costmodels.memory import front_loaded_split
 from planner.emit import (
     ReplicaLayout,
-    Sh,
     all_nodes,
     attention_groups,
-    continued,
     csv,
     floor2,
     group_script,
     layouts,
     model_ref,
     needs_fp8_quantization,
-    sh_assign,
-    sh_comment,
-    sh_word,
     uneven,
 )
 from planner.emit.router import add_file, front_files, replica_endpoints
+from planner.emit.shell import Sh, continued, sh_assign, sh_comment, sh_word
 from planner.emit.versions import DEFAULT, TRTLLM_PP_PARTITION_SINCE, Version, text
 from planner.plan.schema import Plan, ReplicaGroup
 from topologies.errors import InputError

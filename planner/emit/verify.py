@@ -143,7 +143,7 @@ def check_against_topology(plan, source: str | None = None) -> None:
     """Run :func:`planner.plan.check.check_plan` when the plan's topology and model load here (see the
     module docstring) and refuse the plan, in one line, on any problem it finds."""
     from costmodels.models import get_model
-    from planner.emit import safe_text
+    from planner.emit.shell import safe_text
     from planner.plan.check import check_plan
 
     topo = _loadable_topology(plan)

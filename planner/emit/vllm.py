@@ -58,10 +58,8 @@ from dataclasses import dataclass
 
 from planner.emit import (
     ReplicaLayout,
-    Sh,
     all_nodes,
     attention_groups,
-    continued,
     csv,
     floor2,
     group_script,
@@ -70,16 +68,11 @@ from planner.emit import (
     model_ref,
     needs_fp8_quantization,
     runtime_rule_error,
-    safe_text,
-    sh_assign,
-    sh_cmd,
-    sh_comment,
-    sh_var,
-    sh_word,
     uneven,
 )
 from planner.emit.ray_order import node_order
 from planner.emit.router import add_file, equal_shares, front_files, replica_endpoints, worker_router_script
+from planner.emit.shell import Sh, continued, safe_text, sh_assign, sh_cmd, sh_comment, sh_var, sh_word
 from planner.emit.versions import DEFAULT, VLLM_ALL2ALL_FLAG_SINCE, Version, text
 from planner.plan.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
@@ -125,7 +118,7 @@ class DataParallel:
 def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool,
                   dp: DataParallel | None = None, version: Version = DEFAULT_VERSION) -> list[tuple]:
     """``vllm serve`` for one replica of the group: the program, then one flag (with its value) per
-    part, each part a tuple of words for :func:`planner.emit.continued` (quoted there).
+    part, each part a tuple of words for :func:`planner.emit.shell.continued` (quoted there).
 
     With attention_dp > 1, ``dp`` holds the per-node data-parallel flags of a multi-node launch
     (None: the replica is on one node); a multi-node one also gets ``--all2all-backend`` from the
