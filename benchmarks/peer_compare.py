@@ -49,13 +49,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.peer_published import TPOT_METRICS, TPUT_METRICS, TTFT_METRICS, nearest_published, published_rows  # noqa: E402
 from benchmarks.startup import ENTRY, bytecode_cache_environment  # noqa: E402
 from costmodels import calibration as cal  # noqa: E402
 from costmodels.models import get_model  # noqa: E402
 from planner import evaluation  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
 
-DATA = ROOT / "benchmarks" / "data"
 DISAGREE = 0.15  # |ratio - 1| above which the two models are said to disagree on one configuration
 TARGET_RATIO = 0.95  # issue 13: our pick, priced by the peer, vs the peer's best
 TARGET_SPEEDUP = 25.0  # issue 13: plan-search at least this much faster than the peer's `cli default`
@@ -289,81 +289,15 @@ def combine(prices: list[Price], configs: list[Config]) -> Price:
                  ttft_ms=max(p.ttft_ms for p in prices), tpot_ms=max(p.tpot_ms for p in prices))
 
 
-# -------------------------------------------------------------------------- published measurements
-
-_TPOT_METRICS = ("tpot_ms_mean", "itl_ms_mean", "itl_ms_p50")
-_TPUT_METRICS = ("output_tok_per_s_per_gpu", "total_output_tok_per_s")
-_TTFT_METRICS = ("ttft_ms_mean", "ttft_ms", "ttft_ms_p50")
-
-
-def _published_rows() -> list[dict]:
-    """Both data files' rows, each with the concurrency it ran at when that can be known (see below)."""
-    rows = []
-    for name in ("benchmarks.csv", "latency.csv"):
-        with (DATA / name).open() as f:
-            rows += [dict(r, file=name) for r in csv.DictReader(f)]
-    _add_littles_law_concurrency(rows)
-    return rows
-
-
-def _run_key(r: dict) -> tuple:
-    rate = re.search(r"request_rate_qps=(\S+)", r["notes"])
-    return (r["source_id"], r["model"], r["precision"], r["gpu"], r["tp"], r["isl"], r["osl"], rate and rate.group(1))
-
-
-def _add_littles_law_concurrency(rows: list[dict]) -> None:
-    """Rows measured at a request rate state no batch; their mean concurrency is requests/s x mean
-    end-to-end latency (TTFT + (OSL - 1) x ITL) of the same run (Little's law on published figures)."""
-    runs: dict[tuple, dict[str, float]] = {}
-    for r in rows:
-        runs.setdefault(_run_key(r), {})[r["metric"]] = float(r["value"])
-    for r in rows:
-        m = runs[_run_key(r)]
-        r["concurrency"] = int(r["max_batch_or_concurrency"]) if r["max_batch_or_concurrency"].isdigit() else None
-        if r["concurrency"] is None and {"req_per_s", "ttft_ms_mean", "itl_ms_mean"} <= m.keys():
-            e2e_s = (m["ttft_ms_mean"] + (int(r["osl"]) - 1) * m["itl_ms_mean"]) / 1e3
-            r["concurrency"] = max(1, round(m["req_per_s"] * e2e_s))
-            r["concurrency_from"] = "Little's law"
-
-
-def _distance(r: dict, sc: Scenario, c: Config) -> float:
-    """How far a measurement's set-up is from the configuration: log ratios of ISL, OSL, batch and TP,
-    and penalties for a farther model family, another precision, or an unknown batch."""
-    d = abs(math.log(max(int(r["isl"]), 1) / sc.isl)) + abs(math.log(max(int(r["osl"]), 1) / sc.osl))
-    d += 2.0 * abs(math.log2(int(r["tp"]) / c.tp))
-    d += 0.5 * sc.families.index(r["model"])
-    d += 0.0 if r["precision"].lower() == sc.weight_dtype.lower() else 0.5
-    d += abs(math.log(r["concurrency"] / c.batch)) if r["concurrency"] else 1.0
-    return d
-
-
-def nearest_published(rows: list[dict], sc: Scenario, c: Config, metrics: tuple[str, ...]) -> dict | None:
-    """The closest measurement of one of ``metrics`` for the same model family and GPU (another TP
-    only when no row has this one; the row's TP is shown), or None. Throughput is given per GPU."""
-    cands = [r for r in rows if r["model"] in sc.families and r["gpu"] == sc.gpu and r["metric"] in metrics
-             and r["tp"].isdigit() and r["pp"] in ("", "1")]
-    if not cands:
-        return None
-    r = min(cands, key=lambda r: (_distance(r, sc, c), r["source_id"], r["isl"], r["osl"], r["notes"]))
-    value = float(r["value"])
-    if r["metric"] == "total_output_tok_per_s":
-        value /= int(r["num_gpus"] or r["tp"])
-    return {"source": r["source_id"], "file": r["file"], "model": r["model"], "precision": r["precision"],
-            "tp": int(r["tp"]), "isl": int(r["isl"]), "osl": int(r["osl"]), "concurrency": r["concurrency"],
-            "concurrency_from": r.get("concurrency_from", "stated" if r["concurrency"] else None),
-            "metric": r["metric"] + ("/GPU" if r["metric"] == "total_output_tok_per_s" else ""),
-            "value": round(value, 2), "notes": r["notes"][:160]}
-
-
 def disagreements(rows: list[dict], sc: Scenario, who: str, c: Config, ours: Price, peer: Price) -> list[dict]:
     """Where our model and the peer's price the same configuration > 15 % apart (TPOT, throughput,
     and TTFT): both figures and the nearest published measurement of that quantity."""
     out = []
     if ours.error or peer.error:
         return out
-    for what, a, b, metrics in (("TPOT ms", ours.tpot_ms, peer.tpot_ms, _TPOT_METRICS),
-                                ("tok/s/GPU", ours.tok_s_gpu, peer.tok_s_gpu, _TPUT_METRICS),
-                                ("TTFT ms", ours.ttft_ms, peer.ttft_ms, _TTFT_METRICS)):
+    for what, a, b, metrics in (("TPOT ms", ours.tpot_ms, peer.tpot_ms, TPOT_METRICS),
+                                ("tok/s/GPU", ours.tok_s_gpu, peer.tok_s_gpu, TPUT_METRICS),
+                                ("TTFT ms", ours.ttft_ms, peer.ttft_ms, TTFT_METRICS)):
         ratio = a / b if b else math.inf
         if abs(ratio - 1) > DISAGREE:
             out.append({"scenario": sc.name, "pick": who, "config": c.label(), "quantity": what,
@@ -492,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     if not aic_runnable(aic_bin):
         print(INSTALL_HINT, file=sys.stderr)
         return 2
-    rows = _published_rows()
+    rows = published_rows()
     chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
     results = [compare(aic_bin, sc, rows) for sc in chosen]
     if args.json:

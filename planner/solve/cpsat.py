@@ -1,14 +1,15 @@
 """The CP-SAT master model: how many replicas of which priced shape, in which domain classes.
 
-Instance, variables, constraint modules and objective are kept apart. CP-SAT has no
-floats: throughputs are scaled once, to integer centi-tokens per second
+Instance, variables, constraint modules and objective are kept apart, in this one file (a
+little over 400 lines): the model reads top to bottom, as the CP-SAT primer lays one out, and
+each constraint is a small function of its own. CP-SAT has no floats: throughputs are scaled once, to integer centi-tokens per second
 (``THROUGHPUT_SCALE``), request rates to micro-requests per second (``QPS_SCALE``).
 
 Capacity per class is a sum of unit sizes. That is exact for a class of one domain (its
 GPUs are interchangeable within a domain) and for a class of many domains when the unit
 sizes divide one another and the domain (divisible bin packing, e.g. 1/2/4/8 in an 8-GPU
 node). Small classes are split into one class per domain; if placement of a large class
-still fails, :func:`planner.solve.search` re-solves with every class split.
+still fails, the search (``planner.api``) re-solves with every class split.
 """
 from __future__ import annotations
 
