@@ -9,7 +9,7 @@ from dataclasses import replace
 from costmodels.model_spec import ModelSpec
 from costmodels.serving import choose_layer_split
 from costmodels.strategy import Links, Strategy, validate_strategy
-from planner.price.candidate import Candidate, Pricing, Request
+from planner.price.candidate import Pricing, Request
 from planner.price.cluster import ClusterView, DomainClass
 from planner.price.layouts import UNEVEN_SPLIT_RUNTIMES, moe_layouts, tp_options
 from planner.price.spans import chunks, inter_domain_link_fn, slowness
@@ -77,16 +77,8 @@ def price_cross_type_pipelines(model: ModelSpec, view: ClusterView, req: Request
                                 continue
                             s = replace(s, layer_split=choose_layer_split(model, gpus, s, isl=req.isl,
                                                                           osl=req.osl))
-                            choice = pr.choose_batch(model, gpus, s, req, links)
-                            priced += choice.priced
-                            cand = choice.best
-                            if cand is None:
-                                continue
-                            out = pr.candidates
-                            out.append(Candidate(
-                                index=len(out), gpu=a_name, strategy=s, span="hetero", batch=cand.batch,
-                                metrics=cand, links=links, unit_gpus=tp, units_per_replica=pp, units_per_stage=1,
-                                classes=tuple(c.signature for c in a_ok + b_ok),
-                                usable_requests_per_s=choice.usable_requests_per_s,
-                                stage_gpus=names_by_stage))
+                            priced += pr.add_unified(model, gpus, s, req, links, gpu=a_name, span="hetero",
+                                                     unit_gpus=tp, units_per_replica=pp, units_per_stage=1,
+                                                     classes=tuple(c.signature for c in a_ok + b_ok),
+                                                     stage_gpus=names_by_stage)
     return priced

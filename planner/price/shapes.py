@@ -68,16 +68,9 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                                                    pool_kv_link(view, classes, tp, links), req, pr)
                         if req.disaggregation == "only":
                             continue
-                        choice = pr.choose_batch(model, gpu, s, req, Links(tp=links.tp, pp=links.pp, ep=links.tp))
-                        priced += choice.priced
-                        cand = choice.best
-                        if cand is None:
-                            continue
-                        out.append(Candidate(index=len(out), gpu=gpu_name, strategy=s, span=span, batch=cand.batch,
-                                             metrics=cand, links=Links(tp=links.tp, pp=links.pp, ep=links.tp),
-                                             unit_gpus=unit, units_per_replica=units,
-                                             units_per_stage=per_stage, classes=cls_ok,
-                                             usable_requests_per_s=choice.usable_requests_per_s))
+                        priced += pr.add_unified(model, gpu, s, req, Links(tp=links.tp, pp=links.pp, ep=links.tp),
+                                                 gpu=gpu_name, span=span, unit_gpus=unit, units_per_replica=units,
+                                                 units_per_stage=per_stage, classes=cls_ok)
     priced += price_cross_type_pipelines(model, view, req, by_type, pr)
     priced += price_wide_ep(model, view, req, by_type, pr)
     pr.priced = priced

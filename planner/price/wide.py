@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from costmodels.model_spec import ModelSpec
 from costmodels.strategy import Strategy, validate_strategy
-from planner.price.candidate import Candidate, Pricing, Request
+from planner.price.candidate import Pricing, Request
 from planner.price.cluster import ClusterView, DomainClass
 from planner.price.roles import disaggregate, price_roles
 from planner.price.spans import slowness, wide_span
@@ -61,14 +61,6 @@ def price_wide_ep(model: ModelSpec, view: ClusterView, req: Request, by_type: di
                                                max(links.ep, links.tp, key=slowness), req, pr)
                     if req.disaggregation == "only":
                         continue
-                    choice = pr.choose_batch(model, gpu, s, req, links)
-                    priced += choice.priced
-                    cand = choice.best
-                    if cand is None:
-                        continue
-                    out = pr.candidates
-                    out.append(Candidate(index=len(out), gpu=gpu_name, strategy=s, span="wide", batch=cand.batch,
-                                         metrics=cand, links=links, unit_gpus=g, units_per_replica=k,
-                                         units_per_stage=k, classes=cls_ok,
-                                         usable_requests_per_s=choice.usable_requests_per_s))
+                    priced += pr.add_unified(model, gpu, s, req, links, gpu=gpu_name, span="wide", unit_gpus=g,
+                                             units_per_replica=k, units_per_stage=k, classes=cls_ok)
     return priced
