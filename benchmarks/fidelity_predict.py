@@ -16,6 +16,7 @@ if str(_ROOT) not in sys.path:  # run as a script from a checkout
 from costmodels.benchrun import simulate_benchmark  # noqa: E402
 from costmodels.hardware import GPU, get_gpu  # noqa: E402
 from costmodels.load import serve_at_concurrency, static_batch, step_mix  # noqa: E402
+from costmodels.model_spec import ModelSpec  # noqa: E402
 from costmodels.models import get_model  # noqa: E402
 from planner.evaluation import Evaluation, evaluate  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
@@ -116,6 +117,30 @@ class Predictor:
         return self._evals[key]
 
     def predict(self, row: Row) -> Result:
+        """The cost model's figure for one row, or the reason it has none."""
+        setup = self._setup(row)
+        if isinstance(setup, Result):
+            return setup
+        spec, common = setup
+        rate = row.request_rate
+        if row.static or (rate is not None and math.isinf(rate) and row.batch is not None):
+            return self._fixed_load(row, spec, common)
+        online = rate is not None
+        ev = self.evaluate(batch=None if online else row.concurrency, **common)
+        if isinstance(ev, str):
+            return Result(row, None, ev)
+        if ev.reason is not None:
+            return Result(row, None, f"cannot place on harness topology: {ev.reason}")
+        if not ev.metrics.fits:
+            return Result(row, None, NOT_FIT)
+        if not online:
+            return self._at_batch(row, spec, ev, common["dp"])
+        if row.requests is not None:
+            return self._finite_run(row, spec, ev, rate)
+        return self._at_rate(row, spec, common, rate)
+
+    def _setup(self, row: Row) -> tuple[ModelSpec, dict] | Result:
+        """The row's model and the evaluate() arguments of its set-up, or why it cannot be priced."""
         fam = metric_family(row.metric)
         if fam is None:
             return Result(row, None, f"metric not modelled: {row.metric}")
@@ -142,50 +167,36 @@ class Predictor:
             if row.num_gpus % (row.tp * pp):
                 return Result(row, None, "layout inconsistent: tp x pp does not divide num_gpus")
             dp = row.num_gpus // (row.tp * pp)
-        common = dict(model=spec.name, gpu=gpu, num_gpus=row.num_gpus, dtypes=dtypes, tp=row.tp, pp=pp, dp=dp,
-                      ep=ep, isl=row.isl, osl=row.osl, runtime=row.runtime, attention_dp=adp)
+        return spec, dict(model=spec.name, gpu=gpu, num_gpus=row.num_gpus, dtypes=dtypes, tp=row.tp, pp=pp, dp=dp,
+                          ep=ep, isl=row.isl, osl=row.osl, runtime=row.runtime, attention_dp=adp)
 
-        rate = row.request_rate
-        if row.static or (rate is not None and math.isinf(rate) and row.batch is not None):
-            return self._fixed_load(row, spec, common)
-        online = rate is not None
-        batch = None if online else row.concurrency
-        ev = self.evaluate(batch=batch, **common)
-        if isinstance(ev, str):
-            return Result(row, None, ev)
-        if ev.reason is not None:
-            return Result(row, None, f"cannot place on harness topology: {ev.reason}")
-        if not ev.metrics.fits:
-            return Result(row, None, NOT_FIT)
-        m = ev.metrics
-        gpus = row.num_gpus
-        metric = row.metric
-        if not online:
-            per = {"total_output_tok_per_s": m.output_tokens_per_s * dp,
-                   "output_tok_per_s_per_gpu": m.output_tokens_per_s * dp / gpus,
-                   "req_per_s": m.requests_per_s * dp,
-                   "total_token_tok_per_s": m.requests_per_s * dp * (row.isl + row.osl)}
-            if metric in per:
-                return _finite(row, per[metric])
-            if metric.startswith("ttft"):
-                return _finite(row, m.ttft_s * 1e3)
-            if metric.startswith("e2e"):
-                return _finite(row, (m.ttft_s + max(row.osl - 1, 0) * m.tpot_s) * 1e3)
-            if metric.endswith(("_p50", "_p99")):
-                mix = step_mix(spec, ev.gpu, ev.strategy, isl=row.isl, osl=row.osl, batch=m.batch, links=ev.links)
-                return _finite(row, mix.percentile_s(0.5 if metric.endswith("_p50") else 0.99) * 1e3)
-            return _finite(row, m.tpot_s * 1e3)  # itl / tpot
+    def _at_batch(self, row: Row, spec: ModelSpec, ev: Evaluation, dp: int) -> Result:
+        """A row measured at a fixed batch (closed loop, or a stated batch)."""
+        m, gpus, metric = ev.metrics, row.num_gpus, row.metric
+        per = {"total_output_tok_per_s": m.output_tokens_per_s * dp,
+               "output_tok_per_s_per_gpu": m.output_tokens_per_s * dp / gpus,
+               "req_per_s": m.requests_per_s * dp,
+               "total_token_tok_per_s": m.requests_per_s * dp * (row.isl + row.osl)}
+        if metric in per:
+            return _finite(row, per[metric])
+        if metric.startswith("ttft"):
+            return _finite(row, m.ttft_s * 1e3)
+        if metric.startswith("e2e"):
+            return _finite(row, (m.ttft_s + max(row.osl - 1, 0) * m.tpot_s) * 1e3)
+        if metric.endswith(("_p50", "_p99")):
+            mix = step_mix(spec, ev.gpu, ev.strategy, isl=row.isl, osl=row.osl, batch=m.batch, links=ev.links)
+            return _finite(row, mix.percentile_s(0.5 if metric.endswith("_p50") else 0.99) * 1e3)
+        return _finite(row, m.tpot_s * 1e3)  # itl / tpot
 
-        if row.requests is not None:
-            return self._finite_run(row, spec, ev, rate)
-        # online serving at request rate `rate`: the same library call with qps, which gives the
-        # in-flight batch the rate sustains, TPOT there, and TTFT with queueing
+    def _at_rate(self, row: Row, spec: ModelSpec, common: dict, rate: float) -> Result:
+        """Online serving at request rate ``rate``: the same library call with qps, which gives the
+        in-flight batch the rate sustains, TPOT there, and TTFT with queueing."""
         loaded = self.evaluate(batch=None, qps=rate, **common)
         if isinstance(loaded, str):
             return Result(row, None, loaded)
-        lm = loaded.loaded
-        served = lm.requests_per_s * dp
-        per = {"total_output_tok_per_s": served * row.osl, "output_tok_per_s_per_gpu": served * row.osl / gpus,
+        lm, metric = loaded.loaded, row.metric
+        served = lm.requests_per_s * common["dp"]
+        per = {"total_output_tok_per_s": served * row.osl, "output_tok_per_s_per_gpu": served * row.osl / row.num_gpus,
                "req_per_s": served, "total_token_tok_per_s": served * (row.isl + row.osl)}
         if metric in per:
             return _finite(row, per[metric])
