@@ -19,6 +19,7 @@ _spec = importlib.util.spec_from_file_location("check_emitters", _PATH)
 ce = importlib.util.module_from_spec(_spec)
 sys.modules["check_emitters"] = ce
 _spec.loader.exec_module(ce)
+judging = importlib.import_module("emitcheck_judge")  # check_emitters.py's judging half, on its path
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +46,10 @@ def test_a_config_that_differs_from_the_plan_is_counted(plan):
     g = plan.replica_groups[0]
     want = ce.expected_vllm(g, multi_node=True)
     got = {**want, "gpu_memory_utilization": want["gpu_memory_utilization"] - 0.005}
-    assert ce.mismatches(want, got) == []
+    assert judging.mismatches(want, got) == []
     bad = {**got, "tp": want["tp"] * 2, "pp_layers": list(reversed(want["pp_layers"])) + [1],
            "gpu_memory_utilization": want["gpu_memory_utilization"] - 0.05}
-    assert {m.split(":")[0] for m in ce.mismatches(want, bad)} == {"tp", "pp_layers", "gpu_memory_utilization"}
+    assert {m.split(":")[0] for m in judging.mismatches(want, bad)} == {"tp", "pp_layers", "gpu_memory_utilization"}
 
 
 def test_at_least_twenty_plans():
@@ -80,7 +81,7 @@ def test_port_clashes_of_sglang_derived_ports(plan):
     case = ce.Case("p", plan, "sglang", "0.5.23", "sglang-0.5.23")
     _job(case, "sglang", "n0", _sglang(30000, zmq_base=30233))
     _job(case, "sglang", "n0", _sglang(30001, zmq_base=30234))
-    clashes = ce.port_clashes(case)
+    clashes = judging.port_clashes(case)
     assert sorted(int(c.split()[1]) for c in clashes) == list(range(30234, 30239))
     assert all("bound by both" in c and " on n0 " in c for c in clashes)
 
@@ -90,17 +91,17 @@ def test_port_clashes_of_sglang_derived_ports(plan):
     _job(apart, "sglang", "n1", _sglang(30000, zmq_base=30233))
     twice = _job(apart, "sglang", "n2", _sglang(30000))
     twice.result["config"]["bound_ports"].append(["dist-init port", 30000])
-    assert ce.port_clashes(apart) == []
+    assert judging.port_clashes(apart) == []
 
     _job(apart, "sglang", "n1", _sglang(30007, node_rank=1), file="sglang-g1.sh")
     _job(apart, "sglang", "n2", _sglang(30000, node_rank=1), file="sglang-g1.sh")
-    (clash,) = ce.port_clashes(apart)
+    (clash,) = judging.port_clashes(apart)
     assert clash.startswith("port 30000 on n2") and "health-check port" in clash
 
     pods = ce.Case("p", plan, "k8s", "0.33.0", "vllm-0.33.0")
     _job(pods, "sglang", "n0", _sglang(30000, zmq_base=30233))
     _job(pods, "sglang", "n0", _sglang(30001, zmq_base=30234))
-    assert ce.port_clashes(pods) == []
+    assert judging.port_clashes(pods) == []
 
 
 def test_vllm_router_workers_must_be_the_api_servers(plan):
@@ -116,7 +117,7 @@ def test_vllm_router_workers_must_be_the_api_servers(plan):
         case.jobs.append(router)
         return case
 
-    assert ce.router_problems(case_with(["http://n0:8001", "http://n0:8000"])) == []
-    (bad,) = ce.router_problems(case_with(["http://n0:8000", "http://n1:8000"]))
+    assert judging.router_problems(case_with(["http://n0:8001", "http://n0:8000"])) == []
+    (bad,) = judging.router_problems(case_with(["http://n0:8000", "http://n1:8000"]))
     assert "are not the servers'" in bad
     assert ce.program_env(["vllm-router", "--worker-urls", "http://n0:8000"], "vllm-0.33.0") == "vllm-router-0.1.17"
