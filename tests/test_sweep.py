@@ -1,4 +1,4 @@
-"""`plan-search sweep`: a grid of search requests as one table (planner/sweep.py).
+"""`plan-search sweep`: a grid of search requests as one table (planner/sweep/).
 
 Covers: the same CSV bytes from one process, two local processes and a local Ray instance;
 every row equal to calling ``planner.api.search`` directly; failing rows (infeasible, bad
