@@ -20,7 +20,7 @@ command to that runtime's own code in its own virtual environment (benchmarks/em
     (the Rust router's configuration, not started), its workers the vLLM API servers' nodes and ports;
   * Ray 2.60.0 (``ray start``): the click command's own parsing (``make_context``);
   * Kubernetes: every document of every k8s-*.yaml against kubernetes-validate's schemas, the
-    LeaderWorkerSet against a schema of its CRD (see emitcheck_worker.LWS_SCHEMA) whose pod templates
+    LeaderWorkerSet against a schema of its CRD (see emitcheck_k8s.LWS_SCHEMA) whose pod templates
     are validated as core/v1 PodTemplateSpec;
   * every shell script (files and the pods' ``sh -c`` scripts) through shellcheck, which must report
     nothing at any level (``--severity=style``).
