@@ -90,9 +90,10 @@ def expert_load_factor(*, routed: float, ep: int, imbalance: float | None = None
     return min(float(ep), 1 + math.sqrt(2 * math.log(ep)) * sigma / mean)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Step:
-    """What every term of one stage step reads: the step's shape and the GPU's rates."""
+    """What every term of one stage step reads: the step's shape and the GPU's rates (built once per
+    step, thousands of times a search: slots, not frozen, whose __init__ is several times slower)."""
 
     model: ModelSpec
     gpu: GPU
@@ -159,12 +160,11 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
         if weight_dtype == "fp4":  # measured NVFP4 GEMMs gain less over FP8 than the datasheet says
             peak *= fp4_matmul_share(gpu.name, runtime)
     g_prefill = prefill_tokens / dp if busiest_prefill_tokens is None else busiest_prefill_tokens
-    st = _Step(model=model, gpu=gpu, stage=stage, tp=tp, ep=ep, dp=dp, at=tp // dp, weight_dtype=weight_dtype,
-               kv_dtype=kv_dtype, runtime=runtime, steps=steps, decode_tokens=decode_tokens,
-               tok_per_step=tokens / steps, g_prefill=g_prefill, g_decode=decode_tokens / dp,
-               group_tokens=decode_tokens / dp + g_prefill, peak_flop_per_s=peak,
-               hbm_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s * cal.HBM_EFFICIENCY,
-               moe_layers=model.moe_layers_in(stage.layer_start, stage.layer_count))
+    # positional, in _Step's field order (a keyword call costs three times as much, thousands of times a search)
+    st = _Step(model, gpu, stage, tp, ep, dp, tp // dp, weight_dtype, kv_dtype, runtime, steps, decode_tokens,
+               tokens / steps, g_prefill, decode_tokens / dp, decode_tokens / dp + g_prefill, peak,
+               gpu.hbm_bandwidth_bytes_per_s * cal.HBM_EFFICIENCY,
+               model.moe_layers_in(stage.layer_start, stage.layer_count))
     linear_s, load = _linear_s(st, expert_imbalance)
     attention_s = _attention_s(st, prefill_context=prefill_context, decode_context=decode_context)
     comm_s = _communication_s(st, load, tp_link=tp_link, ep_link=ep_link, ep_local_link=ep_local_link,
