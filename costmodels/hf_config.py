@@ -372,7 +372,7 @@ def _source_note(cfg: dict[str, Any], source: str) -> str:
     return note
 
 
-def _warn_unknown_type(cfg: Any, ref: str) -> None:
+def warn_unknown_type(cfg: Any, ref: str) -> None:
     inner = cfg.get("text_config") if isinstance(cfg, dict) else None
     model_type = _get({**cfg, **inner} if isinstance(inner, dict) else cfg, "model_type")
     if model_type not in KNOWN_MODEL_TYPES:

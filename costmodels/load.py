@@ -262,7 +262,7 @@ def tail_latency(model: ModelSpec, gpu: GPUs, s: Strategy, m: ReplicaMetrics, *,
     TTFT p99: a prompt arriving just after a step began waits that whole step, where the mean
     counts half of one (at batch 1 nothing runs, so nothing is waited for). A prefill
     replica's mean counts half of the step its load sets (``m.prefill_step``, at
-    ``utilization``; :class:`PrefillStep`), so its p99 adds the other half; its mean takes no
+    ``utilization``; :class:`costmodels.prefill.PrefillStep`), so its p99 adds the other half; its mean takes no
     M/D/1 factor (the step wait is its queue). For other roles, under a request rate the same M/D/1 queueing factor as the mean's applies
     (:func:`ttft_under_load_s`); the tail of the queueing wait itself is not modelled, so
     the p99 is optimistic under heavy load.

@@ -194,7 +194,7 @@ class ModelSpec:
         """Token-layers of KV kept for one sequence of ``context`` tokens over ``layers`` layers.
 
         Sliding-window layers keep at most ``sliding_window`` tokens (chunked-attention layers
-        at most a chunk: :func:`_chunked_layers`); they are spread evenly over the model, so a
+        at most a chunk: :func:`costmodels.hf_config._chunked_layers`); they are spread evenly over the model, so a
         stage of ``layers`` layers has its share of them.
         """
         if not self.sliding_window or not self.sliding_layers:

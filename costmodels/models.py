@@ -11,7 +11,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from costmodels.hf_config import _warn_unknown_type, model_from_config
+from costmodels.hf_config import model_from_config, warn_unknown_type
 from costmodels.model_spec import ModelSpec, model_label
 from topologies.errors import InputError
 
@@ -89,7 +89,7 @@ def get_model(name_or_path: str | Path) -> ModelSpec:
         data, _ = read_structured_file(p)
         spec = model_from_config(data, name=model_label(p.absolute().parent.name if p.name == "config.json" else p.stem),
                                  source=ref)
-        _warn_unknown_type(data, ref)
+        warn_unknown_type(data, ref)
         return spec
     near = get_close_matches(key, builtin_model_names(), n=1, cutoff=0.5)
     hint = f"did you mean {near[0]!r}? " if near else ""

@@ -241,7 +241,7 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     ``gpu`` is one GPU type, or one per pipeline stage for a pipeline across types.
     ``role="decode"``: a decode-only replica of a disaggregated deployment. Its steps carry
     no prompt chunks (the prefill pool computed the prompt and sent its KV cache), so TPOT is
-    the pure decode step; its TTFT is 0 here (see :func:`evaluate_prefill`).
+    the pure decode step; its TTFT is 0 here (see :func:`costmodels.prefill.evaluate_prefill`).
 
     Steady state: each micro-batch step carries one decode token per sequence and its share of
     new prompts (``per_micro * isl / osl`` tokens), chunked to the step budget

@@ -1,4 +1,7 @@
-"""The library API: ``search``, ``evaluate``, ``explain``. The CLI only calls these.
+"""The library's search: ``search`` runs the four steps (price, choose, place, verify) for one
+request, after ``make_request`` has checked it. ``evaluate`` (one given strategy) is in
+:mod:`planner.evaluation`, ``explain`` in :mod:`planner.breakdown`, the k best plans and the
+frontier in :mod:`planner.frontier`; the CLI only calls these.
 
 >>> from planner import search
 >>> plan = search(topology="dgx-h100x1", model="llama-3.1-8b", isl=512, osl=128)
@@ -44,14 +47,14 @@ OBJECTIVES = ("throughput", "throughput-per-gpu", "min-gpus", "min-cost", "laten
 POOL_RUNTIMES = ("sglang",)
 
 
-def _topology(t: str | Path | Topology) -> Topology:
+def topology_of(t: str | Path | Topology) -> Topology:
     if isinstance(t, Topology):
         return t
     spec, sha = load_topology(t)
     return Topology(spec, sha, source=str(t))
 
 
-def _model(m: str | Path | ModelSpec) -> ModelSpec:
+def model_of(m: str | Path | ModelSpec) -> ModelSpec:
     """The model spec (``get_model`` names a ``config.json`` after its folder, the current one included)."""
     return m if isinstance(m, ModelSpec) else get_model(m)
 
@@ -65,7 +68,7 @@ def _dtype(value: str | None, default: str, flag: str) -> str:
     return v
 
 
-def _positive(value, flag: str, *, allow_none: bool = True, integer: bool = False):
+def check_positive(value, flag: str, *, allow_none: bool = True, integer: bool = False):
     if value is None and allow_none:
         return None
     if value is None or isinstance(value, bool) or (integer and int(value) != value) or not value > 0 \
@@ -84,17 +87,17 @@ def make_request(model: ModelSpec, *, isl: int, osl: int, qps: float | None = No
                  expert_imbalance: float | None = None, tpot_p99_ms: float | None = None,
                  ttft_p99_ms: float | None = None) -> Request:
     """Validate user-level arguments into a :class:`Request` (raises :class:`InputError`)."""
-    _positive(isl, "--isl", allow_none=False, integer=True)
-    _positive(osl, "--osl", allow_none=False, integer=True)
+    check_positive(isl, "--isl", allow_none=False, integer=True)
+    check_positive(osl, "--osl", allow_none=False, integer=True)
     if qps is not None and (not math.isfinite(qps) or qps < 0):
         raise InputError(f"must be a non-negative number, got {qps!r}", source="--qps")
-    _positive(ttft_ms, "--ttft-ms")
-    _positive(tpot_ms, "--tpot-ms")
-    _positive(tpot_p99_ms, "--tpot-p99-ms")
-    _positive(ttft_p99_ms, "--ttft-p99-ms")
+    check_positive(ttft_ms, "--ttft-ms")
+    check_positive(tpot_ms, "--tpot-ms")
+    check_positive(tpot_p99_ms, "--tpot-p99-ms")
+    check_positive(ttft_p99_ms, "--ttft-p99-ms")
     for v, f in ((max_gpus, "--max-gpus"), (tp, "--tp"), (pp, "--pp"), (ep, "--ep"), (batch, "--batch"),
                  (attention_dp, "--attention-dp")):
-        _positive(v, f, integer=True)
+        check_positive(v, f, integer=True)
     if objective not in OBJECTIVES:
         raise InputError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}",
                          source="--objective")
@@ -229,15 +232,15 @@ def prepare(*, topology, model, isl, osl, qps, ttft_ms, tpot_ms, objective, weig
     """Everything ``search`` does before the solver: validate, load, price the candidates, and
     refuse requests no candidate can meet. Returns (topology, model, request, solver params,
     cluster view, pricing)."""
-    topo = _topology(topology)
-    spec = _model(model)
+    topo = topology_of(topology)
+    spec = model_of(model)
     req = make_request(spec, isl=isl, osl=osl, qps=qps, ttft_ms=ttft_ms, tpot_ms=tpot_ms, objective=objective,
                        weight_dtype=weight_dtype, kv_dtype=kv_dtype, max_gpus=max_gpus,
                        allow_cross_domain_tp=allow_cross_domain_tp, runtime=runtime, disaggregation=disaggregation,
                        ep=ep, attention_dp=attention_dp, expert_imbalance=expert_imbalance,
                        tpot_p99_ms=tpot_p99_ms, ttft_p99_ms=ttft_p99_ms)
-    _positive(time_limit_s, "--time-limit-s")
-    _positive(workers, "--workers", integer=True)
+    check_positive(time_limit_s, "--time-limit-s")
+    check_positive(workers, "--workers", integer=True)
     if workers > 1024:
         raise InputError(f"{workers} is more workers than CP-SAT can use; give at most 1024", source="--workers")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:

@@ -17,8 +17,8 @@ def explain(**kwargs) -> str:
     """
     ev = evaluate(**kwargs)
     m, s, gpu = ev.metrics, ev.strategy, ev.gpu
-    from planner.api import _model
-    spec = _model(kwargs["model"])
+    from planner.api import model_of
+    spec = model_of(kwargs["model"])
     isl, osl = kwargs["isl"], kwargs["osl"]
     mem = m.memory
     st = stages(spec, s)

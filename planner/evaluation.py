@@ -14,8 +14,8 @@ from costmodels.load import ClosedLoopMetrics, LoadedMetrics, serve_at_concurren
 from costmodels.model_spec import ModelSpec
 from costmodels.serving import ReplicaMetrics, evaluate_replica
 from costmodels.strategy import Links, Strategy, validate_strategy
-from planner.api import _model, _positive, _topology, make_request
-from planner.plan.build import _link_out, _r
+from planner.api import check_positive, make_request, model_of, topology_of
+from planner.plan.build import link_out, rounded
 from planner.price.candidate import Request
 from planner.price.cluster import ClusterView, cluster_view
 from planner.price.spans import inter_domain_link_fn, replica_spans, wide_span
@@ -58,21 +58,21 @@ class Evaluation:
             "batch_size": m.batch,
             "max_batch_size": m.max_batch,
             "memory_per_gpu_bytes": m.memory.as_dict(),
-            "ttft_ms": _r(m.ttft_s * 1e3) if math.isfinite(m.ttft_s) else None,
-            "tpot_ms": _r(m.tpot_s * 1e3) if math.isfinite(m.tpot_s) else None,
-            "output_tokens_per_s": _r(m.output_tokens_per_s * self.dp, 1),
-            "output_tokens_per_s_per_gpu": _r(m.output_tokens_per_s * self.dp / gpus, 1),
-            "requests_per_s": _r(m.requests_per_s * self.dp, 4),
-            "links": {"tp": _link_out(self.links.tp).model_dump(), "pp": _link_out(self.links.pp).model_dump(),
-                      **({"ep": _link_out(self.links.ep).model_dump()} if self.strategy.attention_dp > 1 else {})},
+            "ttft_ms": rounded(m.ttft_s * 1e3) if math.isfinite(m.ttft_s) else None,
+            "tpot_ms": rounded(m.tpot_s * 1e3) if math.isfinite(m.tpot_s) else None,
+            "output_tokens_per_s": rounded(m.output_tokens_per_s * self.dp, 1),
+            "output_tokens_per_s_per_gpu": rounded(m.output_tokens_per_s * self.dp / gpus, 1),
+            "requests_per_s": rounded(m.requests_per_s * self.dp, 4),
+            "links": {"tp": link_out(self.links.tp).model_dump(), "pp": link_out(self.links.pp).model_dump(),
+                      **({"ep": link_out(self.links.ep).model_dump()} if self.strategy.attention_dp > 1 else {})},
             "at_qps": None if self.loaded is None else {
                 "qps": self.loaded.rate_per_s * self.dp if math.isfinite(self.loaded.rate_per_s) else None,
-                "utilization": _r(self.loaded.utilization, 4) if math.isfinite(self.loaded.utilization) else None,
+                "utilization": rounded(self.loaded.utilization, 4) if math.isfinite(self.loaded.utilization) else None,
                 "batch_in_flight": self.loaded.batch,
-                "ttft_ms": _r(self.loaded.ttft_s * 1e3) if math.isfinite(self.loaded.ttft_s) else None,
-                "tpot_ms": _r(self.loaded.tpot_s * 1e3) if math.isfinite(self.loaded.tpot_s) else None,
-                "requests_per_s": _r(self.loaded.requests_per_s * self.dp, 4),
-                "output_tokens_per_s": _r(self.loaded.output_tokens_per_s * self.dp, 1)},
+                "ttft_ms": rounded(self.loaded.ttft_s * 1e3) if math.isfinite(self.loaded.ttft_s) else None,
+                "tpot_ms": rounded(self.loaded.tpot_s * 1e3) if math.isfinite(self.loaded.tpot_s) else None,
+                "requests_per_s": rounded(self.loaded.requests_per_s * self.dp, 4),
+                "output_tokens_per_s": rounded(self.loaded.output_tokens_per_s * self.dp, 1)},
             "at_concurrency": None if self.closed is None else self._closed_dict(),
             **({"benchmark_run": self._run_dict()} if self.run is not None else {}),
         }
@@ -82,25 +82,25 @@ class Evaluation:
         r = self.run
         return {"requests": r.requests * self.dp,
                 "qps": r.rate_per_s * self.dp if math.isfinite(r.rate_per_s) else None,
-                "duration_s": _r(r.duration_s, 3), "max_in_flight": r.max_in_flight,
-                "ttft_ms": _r(r.ttft_mean_s * 1e3), "ttft_p99_ms": _r(r.ttft_p99_s * 1e3),
-                "itl_ms": _r(r.itl_mean_s * 1e3), "itl_p50_ms": _r(r.itl_p50_s * 1e3),
-                "itl_p99_ms": _r(r.itl_p99_s * 1e3), "tpot_ms": _r(r.tpot_mean_s * 1e3),
-                "e2e_ms": _r(r.e2e_mean_s * 1e3), "requests_per_s": _r(r.requests_per_s * self.dp, 4),
-                "output_tokens_per_s": _r(r.output_tokens_per_s * self.dp, 1)}
+                "duration_s": rounded(r.duration_s, 3), "max_in_flight": r.max_in_flight,
+                "ttft_ms": rounded(r.ttft_mean_s * 1e3), "ttft_p99_ms": rounded(r.ttft_p99_s * 1e3),
+                "itl_ms": rounded(r.itl_mean_s * 1e3), "itl_p50_ms": rounded(r.itl_p50_s * 1e3),
+                "itl_p99_ms": rounded(r.itl_p99_s * 1e3), "tpot_ms": rounded(r.tpot_mean_s * 1e3),
+                "e2e_ms": rounded(r.e2e_mean_s * 1e3), "requests_per_s": rounded(r.requests_per_s * self.dp, 4),
+                "output_tokens_per_s": rounded(r.output_tokens_per_s * self.dp, 1)}
 
     def _closed_dict(self) -> dict:
         """The closed-loop figures: per request as one replica sees them, rates summed over the replicas."""
         c = self.closed
 
         def ms(x: float) -> float | None:
-            return _r(x * 1e3) if math.isfinite(x) else None
+            return rounded(x * 1e3) if math.isfinite(x) else None
 
         return {"concurrency": c.concurrency * self.dp, "batch_in_flight": c.batch,
                 "ttft_ms": ms(c.ttft_s), "ttft_p99_ms": ms(c.ttft_p99_s), "tpot_ms": ms(c.tpot_s),
                 "itl_p50_ms": ms(c.itl_p50_s), "itl_p99_ms": ms(c.itl_p99_s), "e2e_ms": ms(c.e2e_s),
-                "requests_per_s": _r(c.requests_per_s * self.dp, 4),
-                "output_tokens_per_s": _r(c.output_tokens_per_s * self.dp, 1)}
+                "requests_per_s": rounded(c.requests_per_s * self.dp, 4),
+                "output_tokens_per_s": rounded(c.output_tokens_per_s * self.dp, 1)}
 
 
 def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, tp: int, pp: int = 1, dp: int = 1,
@@ -124,15 +124,15 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
     """
     _check_concurrency(concurrency, qps=qps, batch=batch, dp=dp)
     _check_requests(requests, qps=qps, batch=batch, dp=dp)
-    topo = _topology(topology)
-    spec = _model(model)
+    topo = topology_of(topology)
+    spec = model_of(model)
     # Scoring a given strategy prices it even past the model's trained context, as runtimes
     # let a user do (search refuses such a request).
     req = make_request(spec, isl=isl, osl=osl, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep,
                        batch=batch, runtime=runtime, check_context=False,
                        allow_cross_domain_tp=allow_cross_domain_tp, attention_dp=attention_dp,
                        expert_imbalance=expert_imbalance)
-    _positive(dp, "--dp", allow_none=False, integer=True)
+    check_positive(dp, "--dp", allow_none=False, integer=True)
     s = Strategy(tp=tp, pp=pp, ep=ep, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
                  max_num_batched_tokens=max_num_batched_tokens, runtime=req.runtime, attention_dp=attention_dp,
                  expert_imbalance=req.expert_imbalance)
@@ -206,7 +206,7 @@ def _check_requests(requests, *, qps, batch, dp) -> None:
     send at, a pinned batch (the run sets its own), or not spread evenly over the replicas."""
     if requests is None:
         return
-    _positive(requests, "--requests", integer=True)
+    check_positive(requests, "--requests", integer=True)
     if requests > MAX_BENCHMARK_REQUESTS:
         raise InputError(f"{requests} requests is more than {MAX_BENCHMARK_REQUESTS:,}; give fewer",
                          source="--requests")
@@ -226,7 +226,7 @@ def _check_concurrency(concurrency, *, qps, batch, dp) -> None:
     batch), or not spread evenly over the replicas."""
     if concurrency is None:
         return
-    _positive(concurrency, "--concurrency", integer=True)
+    check_positive(concurrency, "--concurrency", integer=True)
     if qps is not None:
         raise InputError("give --concurrency (a closed loop of clients) or --qps (an open-loop rate), not both",
                          source="--concurrency")

@@ -29,7 +29,7 @@ def run(args: list) -> tuple[int, str, str]:
 
 def _tp1_candidate(req: Request):
     """The unified tp=1 pp=1 one-domain candidate the pricing keeps for ``req``."""
-    topo = api._topology(TOPO)
+    topo = api.topology_of(TOPO)
     spec = get_model(MODEL)
     view = cluster_view(topo)
     pr = price_candidates(spec, view, req)
@@ -56,7 +56,7 @@ def test_p99_target_between_mean_and_p99_lowers_the_batch():
 
 def test_p99_is_never_below_the_mean():
     spec = get_model(MODEL)
-    gpu = api.cluster_view(api._topology(TOPO)).gpu_of_type["H100-SXM-80GB"]
+    gpu = api.cluster_view(api.topology_of(TOPO)).gpu_of_type["H100-SXM-80GB"]
     for tp in (1, 2):
         for b in (1, 2, 8, 32, 128):
             for isl, osl in ((128, 512), (1024, 256), (8192, 64)):

@@ -99,7 +99,7 @@ def test_the_kept_budget_is_the_best_priced_of_the_three(isl, ttft_ms):
     requests/s within the SLOs (ties: lower TTFT, then the smaller step)."""
     req = Request(isl=isl, osl=256, tpot_s=0.040, ttft_s=ttft_ms / 1e3 if ttft_ms else None, runtime="sglang",
                   disaggregation="only")
-    topo = api._topology("dgx-h100x2")
+    topo = api.topology_of("dgx-h100x2")
     spec = get_model(MODEL)
     view = cluster_view(topo)
     pr = price_candidates(spec, view, req)

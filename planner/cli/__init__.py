@@ -4,7 +4,7 @@ command (``search``, ``evaluate`` and ``explain``, ``emit``, ``topology``, ``cat
 ``report.py`` (text) and ``plot.py`` (the frontier drawn).
 
 Every command loads, calls one library function and prints. Expected failures
-(:class:`PlanSearchError`) become one line on stderr and exit code 2 (bad input) or 3
+(:class:`topologies.errors.PlanSearchError`) become one line on stderr and exit code 2 (bad input) or 3
 (no plan meets the request); anything else is a bug and keeps its traceback.
 """
 from planner.cli import catalog, emit, evaluate, search, sweep, topology  # noqa: F401  (each registers its commands)

@@ -92,6 +92,7 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     """
     import time
 
+    from planner import api  # noqa: F401  (loaded before the clock: the wall-time line is the search's own)
     from planner.solve.progress import SearchControl
 
     t0 = time.perf_counter()

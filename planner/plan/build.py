@@ -28,13 +28,13 @@ from topologies.graph import Topology
 VERSION = "0.1.0"
 
 
-def _link_out(link) -> S.LinkOut:
+def link_out(link) -> S.LinkOut:
     bw = link.bandwidth_bytes_per_s
     return S.LinkOut(kind=link.kind, bandwidth_bytes_per_s=bw if math.isfinite(bw) else 0.0,
                      latency_s=link.latency_s)
 
 
-def _r(x: float, nd: int = 3) -> float:
+def rounded(x: float, nd: int = 3) -> float:
     return float(round(x, nd))
 
 
@@ -123,10 +123,10 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
               for gi, ci in enumerate(sorted(by_cand))]
     prices = dict(req.prices)
     solver = S.SolverOut(status=sol.status, objective=OBJECTIVE_DESCRIPTIONS[req.objective],
-                         objective_value=_r(sol.objective_value, 2),
-                         best_bound=_r(sol.best_bound, 2), gap=_r(sol.gap, 6), candidates_priced=pricing.priced,
+                         objective_value=rounded(sol.objective_value, 2),
+                         best_bound=rounded(sol.best_bound, 2), gap=rounded(sol.gap, 6), candidates_priced=pricing.priced,
                          seed=params.seed, workers=params.workers, time_limit_s=params.time_limit_s,
-                         wall_time_s=_r(wall_time_s, 3) if wall_time_s is not None else None)
+                         wall_time_s=rounded(wall_time_s, 3) if wall_time_s is not None else None)
     return S.Plan(generator=f"plan-search {VERSION}", inputs=_inputs(spec, topo, req, prices), replica_groups=groups,
                   totals=_totals(topo, req, groups, priced, prices), solver=solver)
 
@@ -156,13 +156,13 @@ def _group(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, gid
     # the budget priced: a prefill pool's searched step (evaluate_prefill), else as the runtime runs it
     budget = (c.strategy.max_num_batched_tokens if c.role == "prefill" else
               effective_strategy(spec, gpus_c, c.strategy, isl=req.isl, osl=req.osl).max_num_batched_tokens)
-    group_links = {"tp": _link_out(links.tp), "pp": _link_out(links.pp)}
+    group_links = {"tp": link_out(links.tp), "pp": link_out(links.pp)}
     if c.strategy.attention_dp > 1:
-        group_links["ep"] = _link_out(links.ep)
+        group_links["ep"] = link_out(links.ep)
         if links.ep_local is not None:
-            group_links["ep_local"] = _link_out(links.ep_local)
+            group_links["ep_local"] = link_out(links.ep_local)
     if kv is not None:
-        group_links["kv"] = _link_out(kv)
+        group_links["kv"] = link_out(kv)
     return S.ReplicaGroup(
         id=gid, role=c.role, gpu=c.gpu, stage_gpus=list(c.stage_gpus) if c.hetero else None,
         strategy=S.StrategyOut(tp=c.strategy.tp, pp=c.strategy.pp, dp=len(reps), ep=c.strategy.ep,
@@ -170,16 +170,16 @@ def _group(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, gid
                                batch_size=c.batch, max_num_batched_tokens=budget,
                                max_model_len=req.isl + req.osl, layer_split=split,
                                weight_dtype=c.strategy.weight_dtype, kv_dtype=c.strategy.kv_dtype),
-        metrics_per_replica=S.Metrics(ttft_ms=_r(ttft * 1e3), ttft_unloaded_ms=_r(m.ttft_s * 1e3),
-                                      tpot_ms=_r(m.tpot_s * 1e3), output_tokens_per_s=_r(m.output_tokens_per_s, 1),
-                                      requests_per_s=_r(m.requests_per_s, 4),
-                                      utilization=_r(g_util, 4) if g_util is not None else None,
-                                      kv_transfer_ms=_r(xfer * 1e3) if c.role == "prefill" else None,
-                                      tpot_p99_ms=_r(tail.tpot_p99_s * 1e3) if c.role != "prefill" else None,
-                                      ttft_p99_ms=_r(tail.ttft_p99_s(ttft) * 1e3) if c.role != "decode" else None),
+        metrics_per_replica=S.Metrics(ttft_ms=rounded(ttft * 1e3), ttft_unloaded_ms=rounded(m.ttft_s * 1e3),
+                                      tpot_ms=rounded(m.tpot_s * 1e3), output_tokens_per_s=rounded(m.output_tokens_per_s, 1),
+                                      requests_per_s=rounded(m.requests_per_s, 4),
+                                      utilization=rounded(g_util, 4) if g_util is not None else None,
+                                      kv_transfer_ms=rounded(xfer * 1e3) if c.role == "prefill" else None,
+                                      tpot_p99_ms=rounded(tail.tpot_p99_s * 1e3) if c.role != "prefill" else None,
+                                      ttft_p99_ms=rounded(tail.ttft_p99_s(ttft) * 1e3) if c.role != "decode" else None),
         memory_per_gpu_bytes=S.MemoryOut(**m.memory.as_dict()),
         links=group_links,
-        traffic_share=_r(share, 6),
+        traffic_share=rounded(share, 6),
         replicas=replicas)
 
 
@@ -190,13 +190,13 @@ def _totals(topo: Topology, req: Request, groups: list[S.ReplicaGroup], priced: 
     node_type = {n.name: n.type for n in topo.spec.all_nodes()}
     used_types = [node_type[k.node] for g in groups for r in g.replicas for k in r.ranks]
     cost = sum(prices[t] for t in used_types) if all(t in prices for t in used_types) else None
-    return S.Totals(gpus_used=gpus_used, output_tokens_per_s=_r(tput, 1),
-                    output_tokens_per_s_per_gpu=_r(tput / gpus_used, 1),
-                    requests_per_s=_r(priced.planned_rps, 4),
-                    capacity_output_tokens_per_s=_r(priced.total_capacity_rps * req.osl, 1),
+    return S.Totals(gpus_used=gpus_used, output_tokens_per_s=rounded(tput, 1),
+                    output_tokens_per_s_per_gpu=rounded(tput / gpus_used, 1),
+                    requests_per_s=rounded(priced.planned_rps, 4),
+                    capacity_output_tokens_per_s=rounded(priced.total_capacity_rps * req.osl, 1),
                     ttft_ms=max(g.metrics_per_replica.ttft_ms for g in groups if g.role != "decode"),
                     tpot_ms=max(g.metrics_per_replica.tpot_ms for g in groups if g.role != "prefill"),
-                    cost_per_hour=_r(cost, 4) if cost is not None else None)
+                    cost_per_hour=rounded(cost, 4) if cost is not None else None)
 
 
 #: What each objective's ``objective_value`` measures. latency and throughput-per-gpu pick the best

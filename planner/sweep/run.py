@@ -63,10 +63,10 @@ def resolve_topology(value: str, folder: Path) -> _TopologyPayload:
 
 
 def resolve_model(value: str, folder: Path):
-    from planner.api import _model  # as search resolves it (a config.json in "." is named after the folder)
+    from planner.api import model_of  # as search resolves it (a config.json in "." is named after the folder)
 
     path = _model_path(value, folder)
-    return _model(path if path is not None else value)
+    return model_of(path if path is not None else value)
 
 
 # -- running one row -----------------------------------------------------------------------------
