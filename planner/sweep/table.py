@@ -10,7 +10,6 @@ from typing import Any
 from planner.sweep.spec import COLUMN_TYPES, COLUMNS
 from topologies.errors import InputError
 
-# -- writing the table ---------------------------------------------------------------------------
 
 def _cell(v: Any) -> str:
     if v is None:
