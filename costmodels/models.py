@@ -15,7 +15,6 @@ from costmodels.hf_config import model_from_config, warn_unknown_type
 from costmodels.model_spec import ModelSpec, model_label
 from topologies.errors import InputError
 
-
 _SUFFIXES = ("-instruct", "-chat", "-hf", "-base", "-it", "-v0.1", "-v0.2", "-v0.3")
 
 #: Releases that share a catalog model's architecture: every config.json field the cost model
