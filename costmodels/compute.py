@@ -166,9 +166,8 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
                gpu.hbm_bandwidth_bytes_per_s * cal.HBM_EFFICIENCY,
                model.moe_layers_in(stage.layer_start, stage.layer_count))
     linear_s, load = _linear_s(st, expert_imbalance)
-    attention_s = _attention_s(st, prefill_context=prefill_context, decode_context=decode_context)
-    comm_s = _communication_s(st, load, tp_link=tp_link, ep_link=ep_link, ep_local_link=ep_local_link,
-                              ep_local_ranks=ep_local_ranks)
+    attention_s = _attention_s(st, prefill_context, decode_context)
+    comm_s = _communication_s(st, load, tp_link, ep_link, ep_local_link, ep_local_ranks)
     # Fixed costs of every step, and the host's per-sequence work (one scheduler per attention group).
     overhead_s = steps * (cal.STEP_OVERHEAD_S + cal.LAYER_OVERHEAD_S * stage.layer_count) \
         + cal.SEQUENCE_OVERHEAD_S * decode_tokens / dp
@@ -257,7 +256,7 @@ def _lm_head_s(st: _Step) -> float:
                steps * head * 2.0 / st.hbm_bytes_per_s)
 
 
-def _attention_s(st: _Step, *, prefill_context: float, decode_context: float) -> float:
+def _attention_s(st: _Step, prefill_context: float, decode_context: float) -> float:
     """Attention: FLOPs of QK^T and AV over the attended context; decode reads the KV cache."""
     model, gpu, steps, hbm = st.model, st.gpu, st.steps, st.hbm_bytes_per_s
     g_prefill, g_decode = st.g_prefill, st.g_decode
@@ -308,7 +307,7 @@ def _attention_s(st: _Step, *, prefill_context: float, decode_context: float) ->
     return attention_s
 
 
-def _communication_s(st: _Step, load: float, *, tp_link: Link, ep_link: Link | None, ep_local_link: Link | None,
+def _communication_s(st: _Step, load: float, tp_link: Link, ep_link: Link | None, ep_local_link: Link | None,
                      ep_local_ranks: int) -> float:
     """Tensor- and expert-parallel communication of the stage's layers.
 
