@@ -1,4 +1,4 @@
-"""Sweeps: one table of ``search`` results over a grid of requests (``plan-search sweep``).
+"""The sweep file: its format and checks, and the requests (rows) it asks for (``plan-search sweep``).
 
 A sweep file (YAML or JSON, read through :func:`topologies.load.read_structured_file`, so
 the same size, alias and encoding guards apply as to topology files)::
