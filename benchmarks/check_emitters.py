@@ -21,7 +21,8 @@ command to that runtime's own code in its own virtual environment (benchmarks/em
   * Ray 2.60.0 (``ray start``): the click command's own parsing (``make_context``);
   * Kubernetes: every document of every k8s-*.yaml against kubernetes-validate's schemas, the
     LeaderWorkerSet against a schema of its CRD (see emitcheck_k8s.LWS_SCHEMA) whose pod templates
-    are validated as core/v1 PodTemplateSpec;
+    are validated as core/v1 PodTemplateSpec, the HTTPRoute against one written from the Gateway API
+    v1 types (emitcheck_k8s.HTTPROUTE_SCHEMA: field limits, weights, the port a Service backend needs);
   * every shell script (files and the pods' ``sh -c`` scripts) through shellcheck, which must report
     nothing at any level (``--severity=style``).
 
@@ -62,8 +63,9 @@ which makes one virtual environment per release under the work dir (``--work``, 
 
     python benchmarks/check_emitters.py [--work DIR] [--only PLAN ...]
 
-Not judged, and said so in the table's note: documents kubernetes-validate has no schema for (the
-Gateway API HTTPRoute of k8s-route.yaml).
+Not judged, and said so in the table's note: documents kubernetes-validate has no schema for, other
+than the two judged against schemas written from their types (the LeaderWorkerSet and the Gateway
+API HTTPRoute of k8s-route.yaml).
 
 It prints the table plan x target x version (commands checked, ok, rejected, mismatches) and exits 1 on
 any rejection, mismatch, shellcheck finding or runtime that is not installed (reported in the table

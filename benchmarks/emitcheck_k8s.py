@@ -34,6 +34,54 @@ LWS_SCHEMA = {
 }
 
 
+# Gateway API's named string and number types (apis/v1/shared_types.go): their lengths and patterns.
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}  # PortNumber
+_OBJECT_NAME = {"type": "string", "minLength": 1, "maxLength": 253}  # ObjectName
+_SECTION_NAME = {"type": "string", "minLength": 1, "maxLength": 253, "pattern": _DNS_SUBDOMAIN}  # SectionName
+_REF_FIELDS = {
+    "group": {"type": "string", "maxLength": 253, "pattern": "^$|" + _DNS_SUBDOMAIN},  # Group
+    "kind": {"type": "string", "minLength": 1, "maxLength": 63, "pattern": r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"},
+    "namespace": {"type": "string", "minLength": 1, "maxLength": 63, "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+    "name": _OBJECT_NAME}
+
+#: Gateway API HTTPRoute (gateway.networking.k8s.io/v1, standard channel), the fields of its spec as
+#: kubernetes-sigs/gateway-api apis/v1 declares them: httproute_types.go (HTTPRouteSpec: hostnames at
+#: most 16, rules 1 to 16; HTTPRouteRule: matches at most 64, filters at most 16, backendRefs at most
+#: 16), shared_types.go (CommonRouteSpec: parentRefs at most 32; ParentReference: name required;
+#: BackendRef: weight 0 to 1,000,000, default 1; PortNumber 1 to 65535) and
+#: object_reference_types.go (BackendObjectReference: name required, group defaulting to "" and kind
+#: to Service, and the CRD's CEL rule "Must have port for Service reference", written here as
+#: if/then on the defaulted fields). Matches, filters, timeouts and retries are objects whose
+#: insides are not checked (the emitter writes none).
+HTTPROUTE_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "gateway.networking.k8s.io/v1"}, "kind": {"const": "HTTPRoute"},
+        "metadata": {"type": "object", "required": ["name"], "properties": {"name": _OBJECT_NAME}},
+        "spec": {"type": "object", "additionalProperties": False, "properties": {
+            "parentRefs": {"type": "array", "maxItems": 32, "items": {
+                "type": "object", "required": ["name"], "additionalProperties": False,
+                "properties": {**_REF_FIELDS, "sectionName": _SECTION_NAME, "port": _PORT}}},
+            "hostnames": {"type": "array", "maxItems": 16, "items": {"type": "string", "minLength": 1,
+                                                                      "maxLength": 253}},
+            "rules": {"type": "array", "minItems": 1, "maxItems": 16, "items": {
+                "type": "object", "additionalProperties": False, "properties": {
+                    "name": _SECTION_NAME,
+                    "matches": {"type": "array", "maxItems": 64, "items": {"type": "object"}},
+                    "filters": {"type": "array", "maxItems": 16, "items": {"type": "object"}},
+                    "timeouts": {"type": "object"}, "retry": {"type": "object"},
+                    "backendRefs": {"type": "array", "maxItems": 16, "items": {
+                        "type": "object", "required": ["name"], "additionalProperties": False,
+                        "properties": {**_REF_FIELDS, "port": _PORT,
+                                       "weight": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+                                       "filters": {"type": "array", "maxItems": 16, "items": {"type": "object"}}},
+                        # "Must have port for Service reference", on group "" and kind Service as defaulted
+                        "if": {"properties": {"group": {"const": ""}, "kind": {"const": "Service"}}},
+                        "then": {"required": ["port"]}}}}}}}},
+    },
+}
+
 def _pod_template_errors(template: dict, version: str) -> list[str]:
     """A pod template against Kubernetes ``version``'s strict core/v1 PodTemplateSpec schema."""
     import jsonschema
@@ -50,13 +98,17 @@ def _pod_template_errors(template: dict, version: str) -> list[str]:
 
 def k8s_job(job: dict) -> dict:
     """One manifest document against each Kubernetes release's strict schemas (kubernetes-validate), a
-    LeaderWorkerSet against ``LWS_SCHEMA`` and its pod templates against PodTemplateSpec."""
+    LeaderWorkerSet against ``LWS_SCHEMA`` and its pod templates against PodTemplateSpec, a Gateway API
+    HTTPRoute against ``HTTPROUTE_SCHEMA``."""
     import jsonschema
     import kubernetes_validate
 
     doc, errors = job["doc"], []
     for version in job["versions"]:
-        if doc.get("kind") == "LeaderWorkerSet":
+        if doc.get("kind") == "HTTPRoute":
+            errors += [f"{version}: {e.json_path}: {e.message}"
+                       for e in jsonschema.Draft202012Validator(HTTPROUTE_SCHEMA).iter_errors(doc)]
+        elif doc.get("kind") == "LeaderWorkerSet":
             errors += [f"{version}: {e.message}" for e in jsonschema.Draft202012Validator(LWS_SCHEMA).iter_errors(doc)]
             lwt = doc["spec"]["leaderWorkerTemplate"]
             for key in ("leaderTemplate", "workerTemplate"):

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 from fractions import Fraction
 from math import gcd
+from pathlib import Path
 
 import pytest
 import yaml
@@ -49,6 +50,14 @@ def small() -> Plan:
     """16 one-GPU replicas of llama-3.1-8b over two nodes, in one group."""
     p = _plan(topology="dgx-h100x2", model="llama-3.1-8b", disaggregation="off")
     assert len(p.replica_groups) == 1 and len(p.replica_groups[0].replicas) >= 5
+    return p
+
+
+@pytest.fixture(scope="module")
+def wide() -> Plan:
+    """32 one-GPU replicas of llama-3.1-8b over four nodes, in one group."""
+    p = _plan(topology="dgx-h100x4", model="llama-3.1-8b", disaggregation="off")
+    assert len(p.replica_groups) == 1 and len(p.replica_groups[0].replicas) >= 17
     return p
 
 
@@ -376,6 +385,44 @@ def test_k8s_routes_traffic_across_groups_by_share(small):
                 for d in _yaml.safe_load_all(text) if d and d["kind"] == "Service"}
     assert {r["name"] for r in refs} <= services
     assert "k8s-route.yaml" not in emit(small, "k8s")  # one group: its Service is the whole split
+
+
+def _httproute_errors(doc) -> list[str]:
+    """``doc`` against the HTTPRoute schema check_emitters.py judges routes with (written from the
+    Gateway API v1 types: benchmarks/emitcheck_k8s.py)."""
+    import sys
+
+    import jsonschema
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        from emitcheck_k8s import HTTPROUTE_SCHEMA
+    finally:
+        sys.path.pop(0)
+    return [e.message for e in jsonschema.Draft202012Validator(HTTPROUTE_SCHEMA).iter_errors(doc)]
+
+
+@pytest.mark.parametrize("n", [2, 16])
+def test_k8s_route_passes_the_gateway_api_schema(small, n):
+    """The route of 2 and of 16 groups (the most one HTTPRoute rule takes) meets the HTTPRoute schema:
+    Service backends with ports, integer weights within 0-1,000,000, at most 16 of them."""
+    (route,) = [d for d in yaml.safe_load_all(emit(_split(small, [1 / n] * n), "k8s")["k8s-route.yaml"]) if d]
+    assert _httproute_errors(route) == []
+    # the schema bites: a Service backend without its port, a weight past the limit, a 17th backend
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    assert _httproute_errors({**route, "spec": {**route["spec"], "rules": [{"backendRefs": [
+        {k: v for k, v in refs[0].items() if k != "port"}]}]}}) == ["'port' is a required property"]
+    assert any("1000001" in e for e in _httproute_errors({**route, "spec": {**route["spec"], "rules": [
+        {"backendRefs": [{**refs[0], "weight": 1_000_001}]}]}}))
+    assert _httproute_errors({**route, "spec": {**route["spec"], "rules": [{"backendRefs": refs * 17}]}})
+
+
+def test_k8s_refuses_more_groups_than_an_httproute_weights(wide):
+    """17 unified groups cannot be weighted by one HTTPRoute rule (at most 16 backendRefs): the k8s
+    target refuses in one line and names the target whose front end takes any number."""
+    with pytest.raises(InputError) as e:
+        emit(_split(wide, [1 / 17] * 17), "k8s")
+    assert "at most 16" in str(e.value) and "--target vllm" in str(e.value)
 
 
 def test_k8s_refuses_a_group_named_like_the_route_file(small):

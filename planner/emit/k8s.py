@@ -302,6 +302,9 @@ def _group_file(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: s
 #: Gateway API (gateway.networking.k8s.io/v1, standard channel): an HTTPRoute splits requests over
 #: backendRefs by their integer ``weight`` (0-1,000,000). The Gateway it attaches to is the cluster's.
 GATEWAY_NAME = "plan-gateway"
+#: One HTTPRoute rule takes at most 16 backendRefs (kubernetes-sigs/gateway-api apis/v1
+#: httproute_types.go, HTTPRouteRule.BackendRefs: kubebuilder MaxItems=16); the API server refuses more.
+HTTPROUTE_MAX_BACKENDS = 16
 
 
 def _route_file(plan: Plan) -> str | None:
@@ -310,6 +313,10 @@ def _route_file(plan: Plan) -> str | None:
     groups = [g for g in plan.replica_groups if g.role == "unified"]
     if len(groups) < 2:
         return None
+    if len(groups) > HTTPROUTE_MAX_BACKENDS:
+        raise InputError(f"the plan has {len(groups)} replica groups, and a Gateway API HTTPRoute rule weights at most "
+                         f"{HTTPROUTE_MAX_BACKENDS} backends; emit --target vllm for its Envoy or nginx front end, "
+                         "which takes any number", field="replica_groups")
     by_capacity = any(g.traffic_share is None for g in groups)
     shares = [g.metrics_per_replica.requests_per_s * len(g.replicas) if by_capacity else g.traffic_share
               for g in groups]
