@@ -111,13 +111,10 @@ class _Step:
     g_prefill: float  # the busiest attention group's prompt tokens
     g_decode: float  # one attention group's decoding sequences
     group_tokens: float  # the busiest attention group's tokens
+    group_per_step: float  # the same, per step
     peak_flop_per_s: float  # the GEMMs' tensor-core peak in the weights' format
     hbm_bytes_per_s: float
     moe_layers: int
-
-    @property
-    def group_per_step(self) -> float:
-        return self.group_tokens / self.steps
 
 
 def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, ep: int,
@@ -161,8 +158,9 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
             peak *= fp4_matmul_share(gpu.name, runtime)
     g_prefill = prefill_tokens / dp if busiest_prefill_tokens is None else busiest_prefill_tokens
     # positional, in _Step's field order (a keyword call costs three times as much, thousands of times a search)
+    group_tokens = decode_tokens / dp + g_prefill
     st = _Step(model, gpu, stage, tp, ep, dp, tp // dp, weight_dtype, kv_dtype, runtime, steps, decode_tokens,
-               tokens / steps, g_prefill, decode_tokens / dp, decode_tokens / dp + g_prefill, peak,
+               tokens / steps, g_prefill, decode_tokens / dp, group_tokens, group_tokens / steps, peak,
                gpu.hbm_bandwidth_bytes_per_s * cal.HBM_EFFICIENCY,
                model.moe_layers_in(stage.layer_start, stage.layer_count))
     linear_s, load = _linear_s(st, expert_imbalance)

@@ -307,7 +307,7 @@ class _SteadySteps:
         return send_s(message_bytes=tokens * self.model.hidden * ACT_BYTES / tp,
                       link=self.links.pp) if self.s.pp > 1 else 0.0
 
-    def slowest_stage(self, **kw: Any) -> list[StepTime]:
+    def stage_steps(self, **kw: Any) -> list[StepTime]:
         """Every stage's step with these prompt and decode tokens (``stage_step_time``'s arguments)."""
         return [stage_time(self.model, g, self.s, st, self.links, prefill_context=self.isl / 2,
                            decode_context=self.isl + self.osl / 2, **kw)
@@ -320,7 +320,7 @@ class _SteadySteps:
             s = self.s
             # The token budget is per scheduler: one per attention group under attention DP.
             n_steps = steps_for_tokens((self.per_micro + prefill_tokens) / s.attention_dp, s.max_num_batched_tokens)
-            times = self.slowest_stage(prefill_tokens=prefill_tokens, decode_tokens=self.per_micro, steps=n_steps)
+            times = self.stage_steps(prefill_tokens=prefill_tokens, decode_tokens=self.per_micro, steps=n_steps)
             self._evens[prefill_tokens] = (max(times, key=lambda t: t.total_s),
                                            self.send_s(self.per_micro + prefill_tokens, s.tp), n_steps)
         return self._evens[prefill_tokens]
@@ -348,7 +348,7 @@ class _SteadySteps:
         p_any = 1 - (1 - share) ** dp
         per_group = self.chunk_tokens / dp
         prompt = dp * share / p_any * per_group
-        times = self.slowest_stage(prefill_tokens=prompt, decode_tokens=self.per_micro,
+        times = self.stage_steps(prefill_tokens=prompt, decode_tokens=self.per_micro,
                                    busiest_prefill_tokens=per_group)
         c = max(times, key=lambda t: t.total_s)
         c_send = self.send_s(self.per_micro + prompt, self.s.tp)
@@ -374,7 +374,7 @@ def _ttft_s(steady: _SteadySteps, *, others: float, prefill_per_step: float, wai
     chunk = min(isl, s.max_num_batched_tokens)
     n_chunks = steps_for_tokens(isl, s.max_num_batched_tokens)
     step_prompt = min(max(chunk, prefill_per_step / steps / s.attention_dp), s.max_num_batched_tokens)
-    chunk_times = [t.total_s for t in steady.slowest_stage(prefill_tokens=step_prompt * s.attention_dp,
+    chunk_times = [t.total_s for t in steady.stage_steps(prefill_tokens=step_prompt * s.attention_dp,
                                                            decode_tokens=others)]
     chunk_send = steady.send_s(step_prompt, s.attention_tp)
     return (wait_s + sum(chunk_times) + s.pp * chunk_send + (n_chunks - 1) * (max(chunk_times) + chunk_send)
