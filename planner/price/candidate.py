@@ -135,14 +135,14 @@ class Pricing:
                 setattr(self, f"best_{metric}_label", f"{name} tp={s.tp} pp={s.pp} batch {b}")
         return choice
 
-    def add_unified(self, model: ModelSpec, gpu_types: GPUs, s: Strategy, req: Request, links: Links,
-                    **where: Any) -> int:
-        """Price a unified replica of this shape at its best batch and, when one meets the SLOs, add
-        it as a candidate placed as ``where`` says (:class:`Candidate`'s GPU, span and unit fields);
-        the replica evaluations it took."""
-        choice = self.choose_batch(model, gpu_types, s, req, links)
+    def add_replica(self, model: ModelSpec, gpu_types: GPUs, s: Strategy, req: Request, links: Links,
+                    role: str = "unified", **where: Any) -> int:
+        """Price a unified or decode-only replica of this shape at its best batch and, when one meets
+        the SLOs, add it as a candidate placed as ``where`` says (:class:`Candidate`'s GPU, span and
+        unit fields); the replica evaluations it took."""
+        choice = self.choose_batch(model, gpu_types, s, req, links, role)
         if choice.best is not None:
             self.candidates.append(Candidate(index=len(self.candidates), strategy=s, batch=choice.best.batch,
-                                             metrics=choice.best, links=links,
+                                             metrics=choice.best, links=links, role=role,
                                              usable_requests_per_s=choice.usable_requests_per_s, **where))
         return choice.priced

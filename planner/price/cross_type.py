@@ -77,7 +77,7 @@ def price_cross_type_pipelines(model: ModelSpec, view: ClusterView, req: Request
                                 continue
                             s = replace(s, layer_split=choose_layer_split(model, gpus, s, isl=req.isl,
                                                                           osl=req.osl))
-                            priced += pr.add_unified(model, gpus, s, req, links, gpu=a_name, span="hetero",
+                            priced += pr.add_replica(model, gpus, s, req, links, gpu=a_name, span="hetero",
                                                      unit_gpus=tp, units_per_replica=pp, units_per_stage=1,
                                                      classes=tuple(c.signature for c in a_ok + b_ok),
                                                      stage_gpus=names_by_stage)

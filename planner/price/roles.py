@@ -10,7 +10,6 @@ from dataclasses import replace
 
 from costmodels.batch import PREFILL_TOKEN_BUDGETS, PrefillChoice, choose_prefill_budget
 from costmodels.hardware import GPU
-from costmodels.load import max_utilization
 from costmodels.model_spec import ModelSpec
 from costmodels.strategy import Links, Strategy
 from planner.price.candidate import Candidate, Pricing, Request
@@ -38,21 +37,16 @@ def price_roles(model: ModelSpec, gpu: GPU, gpu_name: str, s: Strategy, span: st
                  per_stage: int, cls_ok: tuple, links: Links, kv_link: Link, req: Request, pr: Pricing) -> int:
     """Add this shape's prefill-only and decode-only candidates (disaggregated serving)."""
     out = pr.candidates
-    common = dict(gpu=gpu_name, span=span, links=links, unit_gpus=unit, units_per_replica=units,
+    common = dict(gpu=gpu_name, span=span, unit_gpus=unit, units_per_replica=units,
                   units_per_stage=per_stage, classes=cls_ok)
     n = len(PREFILL_TOKEN_BUDGETS)
     best = best_prefill(model, gpu, gpu_name, s, req, links, kv_link, pr)
     if best is not None:
         out.append(Candidate(index=len(out), batch=best.metrics.batch, metrics=best.metrics, role="prefill",
                              kv_transfer_s=best.kv_transfer_s, usable_requests_per_s=best.usable_requests_per_s,
-                             strategy=best.strategy, **common))
-    choice = pr.choose_batch(model, gpu, s, replace(req, ttft_s=None, ttft_p99_s=None), links, role="decode")
-    n += choice.priced
-    dm = choice.best
-    if dm is not None:
-        out.append(Candidate(index=len(out), batch=dm.batch, metrics=dm, role="decode", strategy=s,
-                             usable_requests_per_s=dm.requests_per_s * max_utilization(ttft_s=0.0, ttft_slo_s=None),
-                             **common))
+                             strategy=best.strategy, links=links, **common))
+    # a decode replica's TTFT is not its own: priced without the TTFT limits, at the plain utilisation cap
+    n += pr.add_replica(model, gpu, s, replace(req, ttft_s=None, ttft_p99_s=None), links, role="decode", **common)
     return n
 
 

@@ -68,7 +68,7 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                                                    pool_kv_link(view, classes, tp, links), req, pr)
                         if req.disaggregation == "only":
                             continue
-                        priced += pr.add_unified(model, gpu, s, req, Links(tp=links.tp, pp=links.pp, ep=links.tp),
+                        priced += pr.add_replica(model, gpu, s, req, Links(tp=links.tp, pp=links.pp, ep=links.tp),
                                                  gpu=gpu_name, span=span, unit_gpus=unit, units_per_replica=units,
                                                  units_per_stage=per_stage, classes=cls_ok)
     priced += price_cross_type_pipelines(model, view, req, by_type, pr)

@@ -61,6 +61,6 @@ def price_wide_ep(model: ModelSpec, view: ClusterView, req: Request, by_type: di
                                                max(links.ep, links.tp, key=slowness), req, pr)
                     if req.disaggregation == "only":
                         continue
-                    priced += pr.add_unified(model, gpu, s, req, links, gpu=gpu_name, span="wide", unit_gpus=g,
+                    priced += pr.add_replica(model, gpu, s, req, links, gpu=gpu_name, span="wide", unit_gpus=g,
                                              units_per_replica=k, units_per_stage=k, classes=cls_ok)
     return priced
