@@ -278,7 +278,7 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
         tpot = s.pp * (own_slowest.total_s + own_send)
     ttft = 0.0 if role == "decode" else _ttft_s(
         steady, others=(b - 1) / micro, prefill_per_step=prefill_per_step,
-        wait_s=0.5 * (slowest.total_s / steps + send) if b > 1 else 0.0, steps=steps)
+        wait_s=steady.residual_s(prefill_per_step) if b > 1 else 0.0, steps=steps)
     return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=ttft, tpot_s=tpot,
                           output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),
                           step=slowest, pp_send_s=send)
@@ -337,6 +337,21 @@ class _SteadySteps:
         (c, c_send, c_steps), (d, d_send, _) = self.even(chunk_tokens), self.even(0.0)
         return _mix(c, d, share), share * c_send + (1 - share) * d_send, c_steps
 
+    def residual_s(self, prefill_tokens: float) -> float:
+        """Mean time from a prompt's arrival to the end of the engine step then running (each
+        step with its pipeline send). Arrivals fall into long steps more often than short ones,
+        so with a mix of chunk-carrying and decode-only steps the wait is the mix's mean residual
+        life E[S^2] / (2 E[S]), not half the mean step (renewal theory's length-biased sampling;
+        Kleinrock, Queueing Systems vol. 1, eq. 5.11). Steps all alike give half a step."""
+        chunk_tokens = self.chunk_tokens
+        if not 0 < prefill_tokens < chunk_tokens or self.s.attention_dp > 1:
+            step, send, steps = self.step(prefill_tokens)
+            return 0.5 * (step.total_s / steps + send)
+        share = prefill_tokens / chunk_tokens
+        (c, c_send, c_steps), (d, d_send, _) = self.even(chunk_tokens), self.even(0.0)
+        sc, sd = c.total_s / c_steps + c_send, d.total_s + d_send
+        return (share * sc * sc + (1 - share) * sd * sd) / (2 * (share * sc + (1 - share) * sd))
+
     def lockstep(self, share: float) -> tuple[StepTime, float, int]:
         """Under attention DP each group's scheduler packs its own prompt chunks, independently
         of the others, and the groups step in lockstep (the experts' collectives join them).
@@ -365,7 +380,7 @@ def _mix(c: StepTime, d: StepTime, share: float) -> StepTime:
 
 def _ttft_s(steady: _SteadySteps, *, others: float, prefill_per_step: float, wait_s: float, steps: int) -> float:
     """TTFT under in-flight batching at the planned batch. A new prompt first waits for the step
-    running when it arrives (``wait_s``, half a stage-step on average), then runs in chunks; each
+    running when it arrives (``wait_s``, :meth:`_SteadySteps.residual_s`), then runs in chunks; each
     of its steps is a steady-state step: the ``others`` running decodes plus the step's prompt
     tokens, its own chunk and the other prompts' chunks that share the budget with it (at least
     its own chunk, at most the budget). The chunks flow through the pipeline (fill once, then one
