@@ -16,8 +16,11 @@ The result, one flag a line after a header naming the wheel and its SHA-256, goe
 tests/data/runtime_flags/<package>-<version>.txt; tests/test_emit_flags_recorded.py checks every flag of every
 emitted command against it. Boolean flags' ``--no-`` spellings are not listed (the emitters write none).
 
-TensorRT-LLM is not recorded: PyPI's ``tensorrt-llm`` is a stub without the source and NVIDIA's own index is
-not reachable from here, so ``trtllm-serve``'s flags stay the hand-checked list in tests/test_emit.py.
+TensorRT-LLM is not recorded by this script: PyPI's ``tensorrt-llm`` is a stub without the source and NVIDIA's
+own index is not reachable from here. Its files in tests/data/runtime_flags/ (``tensorrt-llm-<version>.txt``,
+the ``trtllm-serve serve`` options; ``tensorrt-llm-api-<version>.txt``, the LLM API keys) were transcribed
+from each release's documentation pages in NVIDIA/TensorRT-LLM's published docs tree (sphinx-click and
+Sphinx viewcode renderings of serve.py and llmapi/llm_args.py at the release), as each file's header says.
 
 Usage: python benchmarks/record_runtime_flags.py [--work DIR] [PACKAGE==VERSION ...]
 """

@@ -7,8 +7,10 @@ parallelism, attention data parallelism on one node and wide EP across nodes, pr
 emitted for every target and every recorded release; each command in the files (shell scripts, and the
 ``sh -c`` scripts of the Kubernetes pods) is split into words as the shell would, and each ``--flag`` of a
 runtime's command must be in that release's set. vLLM's SchedulerConfig rule (max_num_batched_tokens >=
-max_num_seqs) is checked on every ``vllm serve`` too. TensorRT-LLM has no recorded set (its source could not
-be downloaded here), so ``trtllm-serve`` lines are recognised but their flags are left to tests/test_emit.py.
+max_num_seqs) is checked on every ``vllm serve`` too. TensorRT-LLM's sets (``trtllm-serve`` options, and the
+LLM API keys its extra-options YAML may hold) are transcribed from each release's own documentation, which is
+rendered from its code (the wheel cannot be downloaded here; see benchmarks/record_runtime_flags.py): every
+``trtllm-serve`` flag, under ``mpirun`` too, and every key of every emitted extra-options YAML must be in them.
 """
 from __future__ import annotations
 
@@ -27,13 +29,15 @@ from topologies.errors import InputError
 from test_emit import PLANS as DENSE, search_plans
 from test_emit_attention_dp import PLANS as MOE
 from test_emit_ray_order import _three_nodes
+from test_emit_versions import _uneven
 
 DATA = Path(__file__).parent / "data" / "runtime_flags"
 ROUTERS = {"vllm-router": "vllm-router-0.1.17", "sglang_router.launch_router": "sglang-router-0.3.2"}
 RAY = "ray-2.60.0"
-#: Programs the launch files run that are no serving runtime (or, trtllm-serve, have no recorded set).
-OTHER_PROGRAMS = {"python3 -c", "sleep", "printf", "exit", "wait", "export", "set", "trtllm-serve", "mpirun",
-                  "[", "sh", "true", "echo"}
+#: Programs the launch files run that are no serving runtime.
+OTHER_PROGRAMS = {"python3 -c", "sleep", "printf", "exit", "wait", "export", "set", "[", "sh", "true", "echo", ":"}
+#: Recorded-set file prefix of each runtime.
+PACKAGE = {"vllm": "vllm", "sglang": "sglang", "trtllm": "tensorrt-llm"}
 _KEYWORDS = {"until", "do", "done", "if", "then", "fi", "else", "while", "exec", "case", "esac", "in", "!"}
 
 
@@ -47,11 +51,13 @@ def releases(runtime: str) -> list[str]:
 
 
 def test_supported_range_is_recorded():
-    """The oldest supported release and the default of vLLM and SGLang each have a recorded set, so moving
-    the range without recording the new end fails here."""
-    for runtime in ("vllm", "sglang"):
-        lo, _ = SUPPORTED[runtime]
-        assert {text(lo), text(DEFAULT[runtime])} <= set(releases(runtime)), runtime
+    """The oldest supported release, the default and the newest of every runtime each have a recorded set
+    (TensorRT-LLM: its LLM API keys too), so moving the range without recording the new end fails here."""
+    for runtime in ("vllm", "sglang", "trtllm"):
+        lo, hi = SUPPORTED[runtime]
+        assert {text(lo), text(DEFAULT[runtime])} <= set(releases(PACKAGE[runtime])), runtime
+    assert {text(v) for v in SUPPORTED["trtllm"]} <= set(releases("tensorrt-llm"))
+    assert set(releases("tensorrt-llm")) == {p.stem.split("-")[-1] for p in DATA.glob("tensorrt-llm-api-*.txt")}
 
 
 # -- splitting the files into commands ------------------------------------------------------------------
@@ -117,9 +123,19 @@ def commands(files: dict[str, str]) -> list[list[str]]:
     return out
 
 
+def runtime_argv(argv: list[str]) -> list[str]:
+    """The runtime's own command: under ``mpirun ... trtllm-llmapi-launch``, the ``trtllm-serve`` words."""
+    if argv[0] == "mpirun" and "trtllm-serve" in argv:
+        return argv[argv.index("trtllm-serve"):]
+    return argv
+
+
 def flag_set(argv: list[str], runtime: str, version: str) -> str | None:
     """The recorded set a command's flags belong to, None for a program with none (``OTHER_PROGRAMS``)."""
+    argv = runtime_argv(argv)
     prog = " ".join(argv[:2])
+    if argv[0] == "trtllm-serve":
+        return f"tensorrt-llm-{version}"
     if prog == "vllm serve":
         return f"vllm-{version}"
     if prog == "ray start":
@@ -143,9 +159,21 @@ def unknown_flags(files: dict[str, str], runtime: str, version: str, sets: dict[
         which = flag_set(argv, runtime, version)
         if which is None:
             continue
-        for w in argv[1:]:
+        for w in runtime_argv(argv)[1:]:
             if w.startswith("--") and w.split("=")[0] not in sets[which]:
                 bad.append(f"{which}: {w.split('=')[0]}")
+    return bad
+
+
+def unknown_llm_api_keys(files: dict[str, str], keys: set[str]) -> list[str]:
+    """Each key of an emitted TensorRT-LLM extra-options YAML (``kv_cache_config.<field>`` one level down)
+    that the release's LLM API does not define (its argument models refuse unknown keys)."""
+    bad = []
+    for name, body in files.items():
+        if name.startswith("trtllm-") and name.endswith("-extra.yaml"):
+            for key, value in (yaml.safe_load(body) or {}).items():
+                inner = [f"{key}.{k}" for k in value] if key == "kv_cache_config" else []
+                bad += [f"{name}: {k}" for k in [key, *inner] if k not in keys]
     return bad
 
 
@@ -164,8 +192,13 @@ def scheduler_violations(files: dict[str, str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def plans() -> dict[str, Plan]:
-    out = search_plans({**DENSE, **{k: MOE[k] for k in ("ds-x4", "ds-x4-adp2", "mix-x1", "qwen-x1", "ds-x4-adp1",
-                                                        "ds-x4-sglang")}})
+    trtllm = {"trt-70b-fp8kv": dict(topology="dgx-h100x2", model="llama-3.1-70b", tpot_ms=50, runtime="trtllm",
+                                    kv_dtype="fp8"),
+              "trt-405b-2-nodes": dict(topology="dgx-h100x2-rdma200", model="llama-3.1-405b", runtime="trtllm"),
+              "trt-8b-many": dict(topology="dgx-h100x2", model="llama-3.1-8b", tpot_ms=20, runtime="trtllm")}
+    out = search_plans({**DENSE, **trtllm, **{k: MOE[k] for k in ("ds-x4", "ds-x4-adp2", "mix-x1", "qwen-x1",
+                                                                  "ds-x4-adp1", "ds-x4-sglang", "mix-x1-trtllm")}})
+    out["trt-405b-uneven"] = _uneven(out["llama405b-dgx-h100x2-rdma200"])
     out["mixed-gpus"] = search_plans({"m": dict(topology="mixed-h100x2-a100x2", model="llama-3.1-405b")})["m"]
     out["uneven-3-nodes"] = _three_nodes(out["llama405b-dgx-h100x2-rdma200"])
     pools = api.search(topology="dgx-h100x2", model="llama-3.1-70b", isl=8192, osl=256, tpot_ms=40, runtime="sglang",
@@ -176,13 +209,15 @@ def plans() -> dict[str, Plan]:
     return out
 
 
-CASES = [(t, v) for t, rt in (("vllm", "vllm"), ("k8s", "vllm"), ("sglang", "sglang")) for v in releases(rt)]
+CASES = [(t, v) for t, rt in (("vllm", "vllm"), ("k8s", "vllm"), ("sglang", "sglang"), ("trtllm", "tensorrt-llm"))
+         for v in releases(rt)]
 
 
 @pytest.mark.parametrize("target,version", CASES)
 def test_every_emitted_flag_is_in_the_recorded_set(plans, target, version):
-    runtime = "sglang" if target == "sglang" else "vllm"
-    sets = {n: recorded(n) for n in (f"{runtime}-{version}", RAY, *ROUTERS.values())}
+    runtime = "vllm" if target == "k8s" else target
+    sets = {n: recorded(n) for n in (f"{PACKAGE[runtime]}-{version}", RAY, *ROUTERS.values())}
+    api = recorded(f"tensorrt-llm-api-{version}") if runtime == "trtllm" else set()
     checked = 0
     for name, plan in plans.items():
         try:
@@ -191,6 +226,7 @@ def test_every_emitted_flag_is_in_the_recorded_set(plans, target, version):
             assert "\n" not in str(e)
             continue
         assert unknown_flags(files, runtime, version, sets) == [], name
+        assert unknown_llm_api_keys(files, api) == [], name
         assert scheduler_violations(files) == [], name
         checked += sum(flag_set(c, runtime, version) is not None for c in commands(files))
     assert checked >= 20, f"only {checked} runtime commands checked"
@@ -210,6 +246,21 @@ def test_the_check_fails_on_a_drift(plans):
     assert "vllm-0.11.0: --pipeline-parallel-size" in unknown_flags(files, "vllm", "0.11.0", sets)
     sets[RAY] = sets[RAY] - {"--num-gpus"}
     assert f"{RAY}: --num-gpus" in unknown_flags(files, "vllm", "0.11.0", sets)
+
+
+def test_the_trtllm_check_fails_on_a_drift(plans):
+    """TensorRT-LLM 1.0.0's LLM API has no pp_partition (the 1.2 files of an uneven split use it), and a
+    trtllm-serve flag, under mpirun too, missing from a set is reported."""
+    files = emit(plans["trt-405b-uneven"], "trtllm", runtime_version="1.2.1")
+    assert unknown_llm_api_keys(files, recorded("tensorrt-llm-api-1.2.1")) == []
+    assert unknown_llm_api_keys(files, recorded("tensorrt-llm-api-1.0.0")) == ["trtllm-g0-extra.yaml: pp_partition"]
+    files = emit(plans["trt-70b-fp8kv"], "trtllm", runtime_version="1.0.0")
+    api = recorded("tensorrt-llm-api-1.0.0") - {"kv_cache_config.free_gpu_memory_fraction"}
+    assert unknown_llm_api_keys(files, api) == ["trtllm-g0-extra.yaml: kv_cache_config.free_gpu_memory_fraction"]
+    files = emit(plans["trt-405b-2-nodes"], "trtllm", runtime_version="1.0.0")
+    assert any(c[0] == "mpirun" for c in commands(files))
+    sets = {"tensorrt-llm-1.0.0": recorded("tensorrt-llm-1.0.0") - {"--pp_size"}}
+    assert "tensorrt-llm-1.0.0: --pp_size" in unknown_flags(files, "trtllm", "1.0.0", sets)
 
 
 def test_scheduler_rule_check_can_fail():

@@ -1,7 +1,10 @@
 """TensorRT-LLM launch scripts: ``trtllm-serve`` per replica, plus an extra-options YAML when needed.
 
-Flags checked against TensorRT-LLM 1.x ``trtllm-serve`` (click options of ``serve``):
-  NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py @ 00209af149e7: --host, --port,
+Flags checked against TensorRT-LLM 1.x ``trtllm-serve`` (click options of ``serve``), first in
+  NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py @ 00209af149e7, then in the option lists of the
+  1.0.0, 1.1.0, 1.2.0 and 1.2.1 release docs (rendered from each release's serve.py; recorded in
+  tests/data/runtime_flags/tensorrt-llm-<version>.txt and checked by tests/test_emit_flags_recorded.py,
+  the extra-options YAML's keys against each release's llm_args.py likewise): --host, --port,
   --tp_size (alias of --tensor_parallel_size), --pp_size, --ep_size (alias of
   --moe_expert_parallel_size), --gpus_per_node, --max_batch_size, --max_num_tokens,
   --max_seq_len, --kv_cache_free_gpu_memory_fraction (alias of --free_gpu_memory_fraction),
@@ -23,7 +26,7 @@ The script passes the YAML as a path beside the script (``"$(dirname "$0")"/name
 the directory it is started from.
 Uneven pipeline layer splits: the LLM API argument ``pp_partition`` (layers per pipeline rank,
 tensorrt_llm/llmapi/llm_args.py, a prototype field) in the YAML, for the releases that have it
-(``--runtime-version`` 1.2 or later; see planner/emit/versions.py for how sure that release is).
+(``--runtime-version`` 1.2 or later, the default; 1.0.0 and 1.1.0 lack it, see planner/emit/versions.py).
 Earlier releases split layers their own way (front-loaded), so a plan with another split is refused.
 Refused, with the reason: an uneven pipeline layer split the release cannot pin (above),
 FP8 weights from a non-FP8 checkpoint (no online FP8 quantization flag in trtllm-serve),
@@ -54,7 +57,8 @@ from planner.plan.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
 DEFAULT_VERSION: Version = DEFAULT["trtllm"]
-SOURCE = "NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py @ 00209af149e7"
+SOURCE = ("NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py and tensorrt_llm/llmapi/llm_args.py as the 1.0.0, 1.1.0, "
+          "1.2.0 and 1.2.1 release docs render them")
 BASE_PORT = 8000
 
 

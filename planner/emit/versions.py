@@ -18,11 +18,12 @@ Sources (the released wheels' own code, read with ``pip download <pkg>==<version
     ``--attn-dp-size`` (ServerArgs field
     ``attn_dp_size``, sglang/srt/arg_groups/fields/parallel.py) is first a flag in 0.5.22, where
     ``--enable-dp-attention`` becomes a deprecated spelling of it (sglang/srt/server_args.py).
-  * TensorRT-LLM: the LLM API argument ``pp_partition`` (tensorrt_llm/llmapi/llm_args.py, layers per
-    pipeline rank) came with NVIDIA/TensorRT-LLM pull request #9003, merged to main in November 2025,
-    after the 1.1 release branch; 1.2.0 is the first release cut after it. That release number is
-    inferred from the merge date, not read from a wheel (PyPI's tensorrt-llm is a source stub and
-    NVIDIA's own index was not reachable), so 1.2 is opt-in and the default stays 1.0.
+  * TensorRT-LLM 1.0.0, 1.1.0, 1.2.0 and 1.2.1, read in each release's own documentation (PyPI's
+    tensorrt-llm is a source stub and NVIDIA's wheel index is not reachable from here), which is
+    rendered from the release's code: the ``trtllm-serve serve`` options (sphinx-click) and
+    tensorrt_llm/llmapi/llm_args.py (Sphinx viewcode), as recorded in tests/data/runtime_flags/. Every
+    flag the emitter writes is in all four; the LLM API argument ``pp_partition`` (layers per pipeline
+    rank, NVIDIA/TensorRT-LLM pull request #9003) is in 1.2.0 and 1.2.1 and in neither 1.0.0 nor 1.1.0.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ SUPPORTED: dict[str, tuple[Version, Version]] = {
     "sglang": ((0, 5, 15), (0, 5, 23)),
     "trtllm": ((1, 0, 0), (1, 2, 1)),
 }
-DEFAULT: dict[str, Version] = {"vllm": (0, 33, 0), "sglang": (0, 5, 23), "trtllm": (1, 0, 0)}
+DEFAULT: dict[str, Version] = {"vllm": (0, 33, 0), "sglang": (0, 5, 23), "trtllm": (1, 2, 1)}
 
 #: vLLM: ``--all2all-backend`` from this release on; ``VLLM_ALL2ALL_BACKEND`` before it.
 VLLM_ALL2ALL_FLAG_SINCE: Version = (0, 11, 1)
