@@ -14,7 +14,14 @@ from costmodels import calibration as cal
 from costmodels.comm import send_s
 from costmodels.compute import ACT_BYTES
 from costmodels.model_spec import ModelSpec
-from costmodels.serving import ReplicaMetrics, effective_strategy, evaluate_replica, replica_memory, stage_time
+from costmodels.serving import (
+    TAIL_QUANTILE,
+    ReplicaMetrics,
+    effective_strategy,
+    evaluate_replica,
+    replica_memory,
+    stage_time,
+)
 from costmodels.strategy import GPUs, Links, Strategy, stage_gpus, stages
 
 
@@ -123,7 +130,7 @@ class ClosedLoopMetrics:
     e2e_s: float  # TTFT + (osl - 1) x TPOT
     requests_per_s: float
     output_tokens_per_s: float
-    ttft_p99_s: float  # arriving just after a step began: a whole step's wait instead of half
+    ttft_p99_s: float  # the wait for the running step at its p99 instead of its mean
     itl_p50_s: float  # from the mix of steps (``step_mix``)
     itl_p99_s: float
 
@@ -191,7 +198,7 @@ def serve_at_concurrency(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, 
     mix = step_mix(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
     return ClosedLoopMetrics(concurrency=concurrency, batch=b, ttft_s=ttft, tpot_s=m.tpot_s,
                              e2e_s=ttft + service_s - m.ttft_s, requests_per_s=rate, output_tokens_per_s=rate * osl,
-                             ttft_p99_s=ttft + (0.5 * m.step.total_s if b > 1 else 0.0),
+                             ttft_p99_s=ttft + m.wait_p99_s - m.wait_s,
                              itl_p50_s=mix.percentile_s(0.5), itl_p99_s=mix.percentile_s(0.99))
 
 
@@ -233,9 +240,6 @@ def static_batch(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int
                               output_tokens_per_s=batch * osl / e2e, requests_per_s=batch / e2e)
 
 
-#: The quantile the planner's tail SLOs (``--tpot-p99-ms``, ``--ttft-p99-ms``) are priced at.
-TAIL_QUANTILE = 0.99
-
 
 @dataclass(frozen=True)
 class TailLatency:
@@ -259,8 +263,10 @@ def tail_latency(model: ModelSpec, gpu: GPUs, s: Strategy, m: ReplicaMetrics, *,
     below the mean, and their ITL p99 is the step a prompt chunk lands on once chunk steps
     are more than 1 % of the steps. A decode-only replica's steps carry no chunks.
 
-    TTFT p99: a prompt arriving just after a step began waits that whole step, where the mean
-    counts half of one (at batch 1 nothing runs, so nothing is waited for). A prefill
+    TTFT p99: the wait for the step running when a prompt arrives at its p99 in place of its
+    mean (``m.wait_p99_s`` and ``m.wait_s``, :meth:`costmodels.serving._SteadySteps.wait_s`: a
+    prompt arriving just after a chunk-carrying step began waits nearly all of it once such
+    steps fill more than 1 % of the time; at batch 1 nothing runs, so nothing is waited for). A prefill
     replica's mean counts half of the step its load sets (``m.prefill_step``, at
     ``utilization``; :class:`costmodels.prefill.PrefillStep`), so its p99 adds the other half; its mean takes no
     M/D/1 factor (the step wait is its queue). For other roles, under a request rate the same M/D/1 queueing factor as the mean's applies
@@ -275,4 +281,4 @@ def tail_latency(model: ModelSpec, gpu: GPUs, s: Strategy, m: ReplicaMetrics, *,
     s = effective_strategy(model, gpu, s, isl=isl, osl=osl)  # the token budget evaluate_replica priced
     mix = step_mix(model, gpu, s, isl=isl, osl=osl, batch=m.batch, links=links)
     return TailLatency(tpot_p99_s=max(m.tpot_s, mix.percentile_s(TAIL_QUANTILE)),
-                       ttft_extra_s=0.5 * m.step.total_s if m.batch > 1 else 0.0)
+                       ttft_extra_s=m.wait_p99_s - m.wait_s)

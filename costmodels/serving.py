@@ -39,6 +39,9 @@ from costmodels.strategy import GPUs, Links, Strategy, stage_gpus, stages
 if TYPE_CHECKING:  # a prefill replica's metrics carry its step; prefill.py builds on this module
     from costmodels.prefill import PrefillStep
 
+#: The quantile the planner's tail SLOs (``--tpot-p99-ms``, ``--ttft-p99-ms``) are priced at.
+TAIL_QUANTILE = 0.99
+
 
 def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int,
                        micro_batch: int = 16) -> tuple[int, ...]:
@@ -214,6 +217,8 @@ class ReplicaMetrics:
     step: StepTime = field(repr=False, default=StepTime(0, 0, 0, 0))
     pp_send_s: float = 0.0
     prefill_step: PrefillStep | None = field(repr=False, default=None)  # a prefill replica's TTFT by load
+    wait_s: float = 0.0  # in ttft_s: the mean wait for the step running when a prompt arrives
+    wait_p99_s: float = 0.0  # that wait's p99 (TTFT p99 = ttft_s - wait_s + wait_p99_s, before queueing)
 
 
 def stage_time(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, links: Links, **kw: Any) -> StepTime:
@@ -276,12 +281,13 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     else:
         own_slowest, own_send, _ = steady.step(others_prefill)
         tpot = s.pp * (own_slowest.total_s + own_send)
+    wait_s, wait_p99_s = steady.wait_s(prefill_per_step) if b > 1 and unified else (0.0, 0.0)
     ttft = 0.0 if role == "decode" else _ttft_s(
         steady, others=(b - 1) / micro, prefill_per_step=prefill_per_step,
-        wait_s=steady.residual_s(prefill_per_step) if b > 1 else 0.0, steps=steps)
+        wait_s=wait_s, steps=steps)
     return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=ttft, tpot_s=tpot,
                           output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),
-                          step=slowest, pp_send_s=send)
+                          step=slowest, pp_send_s=send, wait_s=wait_s, wait_p99_s=wait_p99_s)
 
 
 class _SteadySteps:
@@ -328,36 +334,48 @@ class _SteadySteps:
     def step(self, prefill_tokens: float) -> tuple[StepTime, float, int]:
         """The average step carrying ``prefill_tokens`` prompt tokens: below one chunk, the mix of
         chunk-carrying and decode-only steps."""
-        chunk_tokens = self.chunk_tokens
-        if not 0 < prefill_tokens < chunk_tokens:
-            return self.even(prefill_tokens)
-        share = prefill_tokens / chunk_tokens
-        if self.s.attention_dp > 1:
-            return self.lockstep(share)
-        (c, c_send, c_steps), (d, d_send, _) = self.even(chunk_tokens), self.even(0.0)
+        kinds = self.kinds(prefill_tokens)
+        if len(kinds) == 1:
+            _, t, send, steps = kinds[0]
+            return t, send, steps
+        (share, c, c_send, c_steps), (_, d, d_send, _) = kinds
         return _mix(c, d, share), share * c_send + (1 - share) * d_send, c_steps
 
-    def residual_s(self, prefill_tokens: float) -> float:
-        """Mean time from a prompt's arrival to the end of the engine step then running (each
-        step with its pipeline send). Arrivals fall into long steps more often than short ones,
-        so with a mix of chunk-carrying and decode-only steps the wait is the mix's mean residual
-        life E[S^2] / (2 E[S]), not half the mean step (renewal theory's length-biased sampling;
-        Kleinrock, Queueing Systems vol. 1, eq. 5.11). Steps all alike give half a step."""
+    def kinds(self, prefill_tokens: float) -> list[tuple[float, StepTime, float, int]]:
+        """The kinds of step the average step carrying ``prefill_tokens`` prompt tokens is made of,
+        each as (share of the scheduler's cycles, the cycle's slowest-stage time, its pipeline send,
+        the engine steps it takes): one kind when every step is alike, else the chunk-carrying
+        cycle and the decode-only one."""
         chunk_tokens = self.chunk_tokens
-        if not 0 < prefill_tokens < chunk_tokens or self.s.attention_dp > 1:
-            step, send, steps = self.step(prefill_tokens)
-            return 0.5 * (step.total_s / steps + send)
+        if not 0 < prefill_tokens < chunk_tokens:
+            return [(1.0, *self.even(prefill_tokens))]
         share = prefill_tokens / chunk_tokens
-        (c, c_send, c_steps), (d, d_send, _) = self.even(chunk_tokens), self.even(0.0)
-        sc, sd = c.total_s / c_steps + c_send, d.total_s + d_send
-        return (share * sc * sc + (1 - share) * sd * sd) / (2 * (share * sc + (1 - share) * sd))
+        if self.s.attention_dp > 1:
+            p_any, c, c_send = self.lockstep(share)
+            return [(p_any, c, c_send, 1), (1 - p_any, *self.even(0.0))]
+        return [(share, *self.even(chunk_tokens)), (1 - share, *self.even(0.0))]
 
-    def lockstep(self, share: float) -> tuple[StepTime, float, int]:
+    def wait_s(self, prefill_tokens: float) -> tuple[float, float]:
+        """The mean and the p99 time from a prompt's arrival to the end of the engine step then
+        running (each step with its pipeline send). Arrivals fall into long steps more often than
+        short ones, so with a mix of chunk-carrying and decode-only steps the mean is the mix's
+        mean residual life E[S^2] / (2 E[S]), over engine steps, not half the mean step (renewal
+        theory's length-biased sampling; Kleinrock, Queueing Systems vol. 1, eq. 5.11); steps all
+        alike give half a step. The p99 is that residual's own quantile: P(wait > r) =
+        sum f_k max(S_k - r, 0) / sum f_k S_k over the kinds' step lengths S_k and frequencies f_k."""
+        kinds = [(share * n, t.total_s / n + send) for share, t, send, n in self.kinds(prefill_tokens)]
+        kinds = [(f, length) for f, length in kinds if f > 0]
+        busy = sum(f * length for f, length in kinds)
+        mean = sum(f * length * length for f, length in kinds) / (2 * busy)
+        return mean, residual_quantile(kinds, busy, TAIL_QUANTILE)
+
+    def lockstep(self, share: float) -> tuple[float, StepTime, float]:
         """Under attention DP each group's scheduler packs its own prompt chunks, independently
         of the others, and the groups step in lockstep (the experts' collectives join them).
         A group carries a chunk in a share ``share`` of the steps, so a step waits for a chunk
         whenever any group has one, ``1 - (1 - share)^dp`` of the steps, and such a step holds
-        ``dp x share / that`` chunks on average, all routed to the experts together.
+        ``dp x share / that`` chunks on average, all routed to the experts together: that share,
+        the chunk-carrying step and its send.
         (TensorRT-LLM's ``attention_dp_config.enable_balance`` exists to line these steps up.)"""
         dp = self.s.attention_dp
         p_any = 1 - (1 - share) ** dp
@@ -365,10 +383,24 @@ class _SteadySteps:
         prompt = dp * share / p_any * per_group
         times = self.stage_steps(prefill_tokens=prompt, decode_tokens=self.per_micro,
                                    busiest_prefill_tokens=per_group)
-        c = max(times, key=lambda t: t.total_s)
-        c_send = self.send_s(self.per_micro + prompt, self.s.tp)
-        d, d_send, _ = self.even(0.0)
-        return _mix(c, d, p_any), p_any * c_send + (1 - p_any) * d_send, 1
+        return p_any, max(times, key=lambda t: t.total_s), self.send_s(self.per_micro + prompt, self.s.tp)
+
+
+def residual_quantile(kinds: list[tuple[float, float]], busy: float, q: float) -> float:
+    """The ``q`` quantile of the residual life of steps of lengths ``length`` at frequencies ``f``
+    (``kinds``; ``busy`` = sum f x length): the r with sum f max(length - r, 0) = (1 - q) busy,
+    piecewise linear in r between the lengths."""
+    want = (1 - q) * busy
+    lengths = sorted({length for _, length in kinds}, reverse=True)
+    for i in range(len(lengths)):
+        low = lengths[i + 1] if i + 1 < len(lengths) else 0.0
+        # between low and the next length up the tail is the sum over kinds longer than low of f (length - r)
+        longer = [(f, length) for f, length in kinds if length > low]
+        at_low = sum(f * (length - low) for f, length in longer)
+        if at_low >= want:
+            slope = sum(f for f, _ in longer)
+            return low + (at_low - want) / slope
+    return 0.0
 
 
 def _mix(c: StepTime, d: StepTime, share: float) -> StepTime:
@@ -380,7 +412,7 @@ def _mix(c: StepTime, d: StepTime, share: float) -> StepTime:
 
 def _ttft_s(steady: _SteadySteps, *, others: float, prefill_per_step: float, wait_s: float, steps: int) -> float:
     """TTFT under in-flight batching at the planned batch. A new prompt first waits for the step
-    running when it arrives (``wait_s``, :meth:`_SteadySteps.residual_s`), then runs in chunks; each
+    running when it arrives (``wait_s``, :meth:`_SteadySteps.wait_s`), then runs in chunks; each
     of its steps is a steady-state step: the ``others`` running decodes plus the step's prompt
     tokens, its own chunk and the other prompts' chunks that share the budget with it (at least
     its own chunk, at most the budget). The chunks flow through the pipeline (fill once, then one

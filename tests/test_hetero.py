@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from costmodels.hardware import get_gpu
 from costmodels.memory import front_loaded_split
@@ -77,7 +78,9 @@ def test_a_pipeline_across_types_serves_what_neither_part_can():
     files = emit(plan, "vllm")
     assert "VLLM_PP_LAYER_PARTITION=" + ",".join(map(str, split)) in "".join(files.values())
     with pytest.raises(InputError, match="uneven layer split"):
-        emit(plan, "trtllm")
+        emit(plan, "trtllm", runtime_version="1.1")  # no pp_partition before 1.2
+    # from 1.2 on (the default) the split is pinned in the extra-options YAML
+    assert yaml.safe_load(emit(plan, "trtllm")["trtllm-g0-extra.yaml"]) == {"pp_partition": list(split)}
 
 
 def test_check_plan_catches_a_bad_cross_type_split():

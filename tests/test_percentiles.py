@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from costmodels.load import serve_at_concurrency, step_mix, tail_latency
 from costmodels.models import get_model
-from costmodels.serving import evaluate_replica
+from costmodels.serving import evaluate_replica, residual_quantile
 from costmodels.strategy import Strategy
 from planner import api, evaluation, search
 from planner.cli import main
@@ -64,7 +64,39 @@ def test_p99_is_never_below_the_mean():
                 t = tail_latency(spec, gpu, Strategy(tp=tp), m, isl=isl, osl=osl)
                 assert t.tpot_p99_s >= m.tpot_s
                 assert t.ttft_p99_s(m.ttft_s) >= m.ttft_s
-                assert t.ttft_extra_s == (0.0 if b == 1 else 0.5 * m.step.total_s)
+                # the wait for the running step at its p99 in place of its mean; nothing runs at batch 1
+                assert t.ttft_extra_s == m.wait_p99_s - m.wait_s
+                assert (m.wait_s, m.wait_p99_s) == (0.0, 0.0) if b == 1 else 0 < m.wait_s < m.wait_p99_s
+
+
+def test_residual_quantile_is_the_residual_life_quantile():
+    """Steps all alike: the wait is uniform over a step, so its 0.99 quantile is 0.99 of it. A mix:
+    the quantile r solves P(wait > r) = sum f max(S - r, 0) / sum f S, checked against that tail
+    summed directly, and the mean residual E[S^2] / 2E[S] is above half the mean step."""
+    assert residual_quantile([(1.0, 0.02)], 0.02, 0.99) == pytest.approx(0.0198)
+    kinds = [(0.05, 0.120), (0.95, 0.020)]  # a chunk step in 5 % of the engine steps
+    busy = sum(f * s for f, s in kinds)
+    r = residual_quantile(kinds, busy, 0.99)
+    tail = sum(f * max(s - r, 0.0) for f, s in kinds) / busy
+    assert tail == pytest.approx(0.01)
+    assert 0.020 < r < 0.120
+    mean = sum(f * s * s for f, s in kinds) / (2 * busy)
+    assert mean > 0.5 * busy  # busy = the mean step (frequencies sum to 1)
+
+
+def test_the_mean_wait_is_half_a_step_when_steps_are_alike():
+    """At the largest batch every step carries a full chunk (prompt tokens per step >= the budget),
+    so the steps are alike: the mean wait is half a step and the p99 0.99 of one."""
+    spec = get_model(MODEL)
+    gpu = api.cluster_view(api.topology_of(TOPO)).gpu_of_type["H100-SXM-80GB"]
+    m = evaluate_replica(spec, gpu, Strategy(tp=2), isl=8192, osl=64)
+    assert m.batch > 1 and m.wait_s > 0
+    assert m.wait_p99_s == pytest.approx(0.99 / 0.5 * m.wait_s)
+    # a mix (a 1,024-token chunk in some steps, at 16 sequences): arrivals land in the long steps
+    # more often, so the mean wait is above half the mean step and the p99 near the chunk step
+    m = evaluate_replica(spec, gpu, Strategy(tp=2), isl=1024, osl=256, batch=16)
+    mean_step = m.step.total_s + m.pp_send_s
+    assert m.wait_s > 0.5 * mean_step * 1.05 and m.wait_p99_s > 1.5 * mean_step
 
 
 @pytest.mark.parametrize("kw", [dict(tpot_p99_ms=25.0), dict(ttft_p99_ms=60.0, qps=5.0),

@@ -35,7 +35,8 @@ from topologies.errors import InputError
 @click.option("--tpot-ms", type=float, help="Time-per-output-token target.")
 @click.option("--tpot-p99-ms", type=float, help="p99 time-per-output-token target (steps carrying a prompt chunk).")
 @click.option("--ttft-p99-ms", type=float,
-              help="p99 time-to-first-token target (a whole step's wait; queueing included when --qps is given).")
+              help="p99 time-to-first-token target (the running step's wait at its p99; queueing included when "
+                   "--qps is given).")
 @click.option("--qps", type=float, help="Request rate to serve (requests/s).")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="throughput", show_default=True)
 @click.option("--max-gpus", type=int, help="Use at most this many GPUs.")

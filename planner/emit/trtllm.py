@@ -5,10 +5,11 @@ Flags checked against TensorRT-LLM 1.x ``trtllm-serve`` (click options of ``serv
   1.0.0, 1.1.0, 1.2.0 and 1.2.1 release docs (rendered from each release's serve.py; recorded in
   tests/data/runtime_flags/tensorrt-llm-<version>.txt and checked by tests/test_emit_flags_recorded.py,
   the extra-options YAML's keys against each release's llm_args.py likewise): --host, --port,
-  --tp_size (alias of --tensor_parallel_size), --pp_size, --ep_size (alias of
-  --moe_expert_parallel_size), --gpus_per_node, --max_batch_size, --max_num_tokens,
-  --max_seq_len, --kv_cache_free_gpu_memory_fraction (alias of --free_gpu_memory_fraction),
-  --extra_llm_api_options (alias of --config; a YAML merged into the LLM API arguments).
+  --tp_size, --pp_size, --ep_size, --gpus_per_node, --max_batch_size, --max_num_tokens,
+  --max_seq_len, --kv_cache_free_gpu_memory_fraction, --extra_llm_api_options (a YAML merged
+  into the LLM API arguments). Every release has these spellings; from 1.2.0 they are aliases of
+  --tensor_parallel_size, --pipeline_parallel_size, --moe_expert_parallel_size,
+  --free_gpu_memory_fraction and --config, which 1.0 and 1.1 lack.
 Multi-node replicas: ``mpirun -H host:n,... -np N trtllm-llmapi-launch trtllm-serve ...``
 (tensorrt_llm/llmapi/trtllm-llmapi-launch is in the same repository).
 Attention data parallelism (``strategy.attention_dp`` = D > 1, MoE): ``enable_attention_dp: true`` in

@@ -146,9 +146,9 @@ class Metrics(_Out):
     tpot_p99_ms: float | None = Field(default=None, description="p99 time per output token from the mix of "
                                                                 "decode-only and chunk-carrying steps (not for "
                                                                 "prefill groups)")
-    ttft_p99_ms: float | None = Field(default=None, description="p99 time to first token: a whole step's wait "
-                                                                "instead of the mean's half, queueing at the planned "
-                                                                "load included (not for decode groups)")
+    ttft_p99_ms: float | None = Field(default=None, description="p99 time to first token: the wait for the running "
+                                                                "step at its p99 instead of its mean, queueing at the "
+                                                                "planned load included (not for decode groups)")
 
 
 class MemoryOut(_Out):
