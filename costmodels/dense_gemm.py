@@ -97,10 +97,14 @@ def physical(ms: tuple[int, ...], latencies: tuple[float, ...]) -> list[float]:
     [5.0, 5.0, 10.0]
     """
     out: list[float] = []
+    best = -1  # the earlier row with the least time per row, which bounds every later one
     for i, (m, lat) in enumerate(zip(ms, latencies, strict=True)):
         lat = max(lat, out[-1]) if out else lat
-        lat = min([lat] + [out[j] * m / ms[j] for j in range(i)])
+        if best >= 0:
+            lat = min(lat, out[best] * m / ms[best])
         out.append(lat)
+        if best < 0 or lat / m < out[best] / ms[best]:
+            best = i
     return out
 
 
