@@ -72,10 +72,32 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
     steps = steps_for_tokens(micro_batch + prefill, s.max_num_batched_tokens)
     L = model.layers
 
+    times: dict[tuple[GPU, int, bool, bool], float] = {}  # stages of one GPU type share their figures
+
     def stage_s(g: GPU, count: int, *, first: bool, last: bool) -> float:
-        st = StageShape(layer_start=0, layer_count=count, first=first, last=last)
-        return stage_time(model, g, s, st, Links(), prefill_tokens=prefill, prefill_context=isl / 2,
-                           decode_tokens=micro_batch, decode_context=isl + osl / 2, steps=steps).total_s
+        if (g, count, first, last) not in times:
+            st = StageShape(layer_start=0, layer_count=count, first=first, last=last)
+            times[g, count, first, last] = stage_time(
+                model, g, s, st, Links(), prefill_tokens=prefill, prefill_context=isl / 2, decode_tokens=micro_batch,
+                decode_context=isl + osl / 2, steps=steps).total_s
+        return times[g, count, first, last]
+
+    caps: dict[tuple[GPU, bool, bool], int] = {}
+
+    def most_layers(g: GPU, first: bool, last: bool) -> int:
+        """The most layers a stage of ``g`` at this position holds with room for one sequence."""
+        def fits(n: int) -> bool:
+            start = 0 if first else L - n if last else _heaviest_window(model, s, n)
+            st = StageShape(layer_start=start, layer_count=n, first=first, last=last)
+            _, budget, per_seq = _stage_memory(model, g, s, st, batch=1, context=context)
+            return budget >= per_seq
+        if (g, first, last) not in caps:
+            lo, hi = 0, L  # the largest n with fits(n); fits is monotone (more layers, less room)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+            caps[g, first, last] = lo
+        return caps[g, first, last]
 
     per_layer, extra, cap = [], [], []
     for i, g in enumerate(gpus):
@@ -83,17 +105,7 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
         body = stage_s(g, L, first=False, last=False)
         per_layer.append(max(body - stage_s(g, 0, first=False, last=False), 1e-12) / L)
         extra.append(stage_s(g, L, first=first, last=last) - body)
-
-        def fits(n: int, g: GPU = g, first: bool = first, last: bool = last) -> bool:
-            start = 0 if first else L - n if last else _heaviest_window(model, s, n)
-            st = StageShape(layer_start=start, layer_count=n, first=first, last=last)
-            _, budget, per_seq = _stage_memory(model, g, s, st, batch=1, context=context)
-            return budget >= per_seq
-        lo, hi = 0, L  # the largest n with fits(n); fits is monotone (more layers, less room)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-        cap.append(lo)
+        cap.append(most_layers(g, first, last))
     if sum(cap) < L or min(cap) < 1:
         return balanced_layer_split(L, pp)
 
