@@ -267,15 +267,16 @@ def tail_latency(model: ModelSpec, gpu: GPUs, s: Strategy, m: ReplicaMetrics, *,
     mean (``m.wait_p99_s`` and ``m.wait_s``, :meth:`costmodels.serving._SteadySteps.wait_s`: a
     prompt arriving just after a chunk-carrying step began waits nearly all of it once such
     steps fill more than 1 % of the time; at batch 1 nothing runs, so nothing is waited for). A prefill
-    replica's mean counts half of the step its load sets (``m.prefill_step``, at
-    ``utilization``; :class:`costmodels.prefill.PrefillStep`), so its p99 adds the other half; its mean takes no
+    replica's mean counts half of the step its load sets, when one runs (``m.prefill_step``, at
+    ``utilization``; :class:`costmodels.prefill.PrefillStep`), its p99 that wait's own quantile; its mean takes no
     M/D/1 factor (the step wait is its queue). For other roles, under a request rate the same M/D/1 queueing factor as the mean's applies
     (:func:`ttft_under_load_s`); the tail of the queueing wait itself is not modelled, so
     the p99 is optimistic under heavy load.
     """
     if role == "prefill":
         step = m.prefill_step
-        return TailLatency(tpot_p99_s=0.0, ttft_extra_s=step.wait_s(utilization) if step is not None else 0.0)
+        return TailLatency(tpot_p99_s=0.0, ttft_extra_s=step.wait_p99_s(utilization) - step.wait_s(utilization)
+                           if step is not None else 0.0)
     if role == "decode":
         return TailLatency(tpot_p99_s=m.tpot_s, ttft_extra_s=0.0)
     s = effective_strategy(model, gpu, s, isl=isl, osl=osl)  # the token budget evaluate_replica priced

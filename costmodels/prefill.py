@@ -17,7 +17,7 @@ from costmodels.memory import (
     kv_bytes_per_token_per_gpu,
 )
 from costmodels.model_spec import ModelSpec
-from costmodels.serving import ReplicaMetrics, replica_memory, stage_time
+from costmodels.serving import TAIL_QUANTILE, ReplicaMetrics, replica_memory, stage_time
 from costmodels.strategy import GPUs, Links, Strategy, stage_gpus, stages
 from topologies.graph import Link
 
@@ -85,13 +85,28 @@ class PrefillStep:
         while a step holds every prompt that arrived during the last; once ``tokens_at(u)`` reaches
         the budget (near ``u = 1``) prompts left over wait further steps and a queue builds that
         this figure does not count, which the planner's utilisation cap keeps plans away from."""
+        return self._ttft_after_s(utilization, self.wait_s(utilization))
+
+    def _ttft_after_s(self, utilization: float, wait_s: float) -> float:
+        """TTFT after a wait of ``wait_s`` for the running step (see :meth:`ttft_s`)."""
         n = max(self.tokens_at(utilization), self.own_tokens)
-        return (self.wait_s(utilization) + self._at(self.through_s, n)
+        return (wait_s + self._at(self.through_s, n)
                 + (self.chunks - 1) * self.stage_step_s[-1] + self.overhead_s + self.kv_transfer_s)
 
+    def wait_p99_s(self, utilization: float) -> float:
+        """The p99 of that wait. No step runs a share ``1 - u`` of the time (no wait); when one
+        runs, the prompt waits the rest of it, uniform over the step, so P(wait > r) = u (1 - r / T)
+        and the 0.99 quantile is T (1 - 0.01 / u), none while u <= 0.01 (the residual life of the
+        steps with the idle time counted as no wait, as :meth:`costmodels.serving._SteadySteps.wait_s`
+        does for unified replicas)."""
+        u = min(max(utilization, 0.0), 1.0)
+        if u <= 1 - TAIL_QUANTILE:
+            return 0.0
+        return self._at(self.stage_step_s, self.tokens_at(u)) * (1 - (1 - TAIL_QUANTILE) / u)
+
     def ttft_p99_s(self, utilization: float) -> float:
-        """p99 TTFT: a prompt arriving just after a step began waits the whole of it."""
-        return self.ttft_s(utilization) + self.wait_s(utilization)
+        """p99 TTFT: the wait for the running step at its p99 in place of its mean."""
+        return self._ttft_after_s(utilization, self.wait_p99_s(utilization))
 
 
 @dataclass(frozen=True)
