@@ -96,13 +96,15 @@ class PrefillStep:
     def wait_p99_s(self, utilization: float) -> float:
         """The p99 of that wait. No step runs a share ``1 - u`` of the time (no wait); when one
         runs, the prompt waits the rest of it, uniform over the step, so P(wait > r) = u (1 - r / T)
-        and the 0.99 quantile is T (1 - 0.01 / u), none while u <= 0.01 (the residual life of the
+        and the 0.99 quantile is T (1 - 0.01 / u), never below the mean (the residual life of the
         steps with the idle time counted as no wait, as :meth:`costmodels.serving._SteadySteps.wait_s`
         does for unified replicas)."""
         u = min(max(utilization, 0.0), 1.0)
-        if u <= 1 - TAIL_QUANTILE:
-            return 0.0
-        return self._at(self.stage_step_s, self.tokens_at(u)) * (1 - (1 - TAIL_QUANTILE) / u)
+        quantile = 0.0 if u <= 1 - TAIL_QUANTILE else \
+            self._at(self.stage_step_s, self.tokens_at(u)) * (1 - (1 - TAIL_QUANTILE) / u)
+        # below about 1 % load the quantile (no wait) is under the mean; a p99 is reported as at
+        # least the mean, as the p99 TPOT is
+        return max(quantile, self.wait_s(u))
 
     def ttft_p99_s(self, utilization: float) -> float:
         """p99 TTFT: the wait for the running step at its p99 in place of its mean."""

@@ -369,13 +369,13 @@ class _SteadySteps:
 
     def wait_s(self, prefill_tokens: float) -> tuple[float, float]:
         """The mean and the p99 time from a prompt's arrival to the end of the engine step then
-        running (each step with its pipeline send). Arrivals fall into long steps more often than
+        running (each step with its share of the cycle's pipeline send). Arrivals fall into long steps more often than
         short ones, so with a mix of chunk-carrying and decode-only steps the mean is the mix's
         mean residual life E[S^2] / (2 E[S]), over engine steps, not half the mean step (renewal
         theory's length-biased sampling; Kleinrock, Queueing Systems vol. 1, eq. 5.11); steps all
         alike give half a step. The p99 is that residual's own quantile: P(wait > r) =
         sum f_k max(S_k - r, 0) / sum f_k S_k over the kinds' step lengths S_k and frequencies f_k."""
-        kinds = [(share * n, t.total_s / n + send) for share, t, send, n in self.kinds(prefill_tokens)]
+        kinds = [(share * n, (t.total_s + send) / n) for share, t, send, n in self.kinds(prefill_tokens)]
         kinds = [(f, length) for f, length in kinds if f > 0]
         busy = sum(f * length for f, length in kinds)
         mean = sum(f * length * length for f, length in kinds) / (2 * busy)
