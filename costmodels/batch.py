@@ -212,7 +212,7 @@ def group_ttft(m: ReplicaMetrics, tail: TailLatency, utilization: float | None,
     if m.prefill_step is not None:
         u = utilization if utilization is not None else planned
         step = m.prefill_step
-        return step.ttft_s(u), TailLatency(tpot_p99_s=0.0, ttft_extra_s=step.wait_p99_s(u) - step.wait_s(u))
+        return step.ttft_s(u), TailLatency(tpot_p99_s=0.0, ttft_extra_s=step.ttft_p99_extra_s(u))
     if utilization is None:
         return m.ttft_s, tail
     return ttft_under_load_s(ttft_s=m.ttft_s, utilization=utilization), tail

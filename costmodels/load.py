@@ -198,7 +198,7 @@ def serve_at_concurrency(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, 
     mix = step_mix(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
     return ClosedLoopMetrics(concurrency=concurrency, batch=b, ttft_s=ttft, tpot_s=m.tpot_s,
                              e2e_s=ttft + service_s - m.ttft_s, requests_per_s=rate, output_tokens_per_s=rate * osl,
-                             ttft_p99_s=ttft + m.wait_p99_s - m.wait_s,
+                             ttft_p99_s=ttft + m.ttft_p99_extra_s,
                              itl_p50_s=mix.percentile_s(0.5), itl_p99_s=mix.percentile_s(0.99))
 
 
@@ -275,11 +275,10 @@ def tail_latency(model: ModelSpec, gpu: GPUs, s: Strategy, m: ReplicaMetrics, *,
     """
     if role == "prefill":
         step = m.prefill_step
-        return TailLatency(tpot_p99_s=0.0, ttft_extra_s=step.wait_p99_s(utilization) - step.wait_s(utilization)
-                           if step is not None else 0.0)
+        return TailLatency(tpot_p99_s=0.0, ttft_extra_s=step.ttft_p99_extra_s(utilization) if step is not None else 0.0)
     if role == "decode":
         return TailLatency(tpot_p99_s=m.tpot_s, ttft_extra_s=0.0)
     s = effective_strategy(model, gpu, s, isl=isl, osl=osl)  # the token budget evaluate_replica priced
     mix = step_mix(model, gpu, s, isl=isl, osl=osl, batch=m.batch, links=links)
     return TailLatency(tpot_p99_s=max(m.tpot_s, mix.percentile_s(TAIL_QUANTILE)),
-                       ttft_extra_s=m.wait_p99_s - m.wait_s)
+                       ttft_extra_s=m.ttft_p99_extra_s)

@@ -106,6 +106,10 @@ class PrefillStep:
         # least the mean, as the p99 TPOT is
         return max(quantile, self.wait_s(u))
 
+    def ttft_p99_extra_s(self, utilization: float) -> float:
+        """What the p99 TTFT adds to the mean at ``utilization``: the p99 wait for the mean one."""
+        return self.wait_p99_s(utilization) - self.wait_s(utilization)
+
     def ttft_p99_s(self, utilization: float) -> float:
         """p99 TTFT: the wait for the running step at its p99 in place of its mean."""
         return self._ttft_after_s(utilization, self.wait_p99_s(utilization))

@@ -232,6 +232,11 @@ class ReplicaMetrics:
     wait_s: float = 0.0  # in ttft_s: the mean wait for the step running when a prompt arrives
     wait_p99_s: float = 0.0  # that wait's p99 (TTFT p99 = ttft_s - wait_s + wait_p99_s, before queueing)
 
+    @property
+    def ttft_p99_extra_s(self) -> float:
+        """What the p99 TTFT adds to the mean: the running step's wait at its p99 for its mean."""
+        return self.wait_p99_s - self.wait_s
+
 
 def stage_time(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, links: Links, **kw: Any) -> StepTime:
     """One stage's step (:func:`costmodels.compute.stage_step_time`) with the degrees and links of ``s``."""
@@ -317,6 +322,7 @@ class _SteadySteps:
         # is compute-bound; a thin share would hide under the weight reads of a decode step).
         self.chunk_tokens = min(isl, s.max_num_batched_tokens) * s.attention_dp
         self._evens: dict[float, tuple[StepTime, float, int]] = {}
+        self._kinds: dict[float, list[tuple[float, StepTime, float, int]]] = {}
 
     def send_s(self, tokens: float, tp: int) -> float:
         """Pipeline send of ``tokens`` tokens: each rank sends its 1/``tp`` slice of the hidden
@@ -357,15 +363,19 @@ class _SteadySteps:
         """The kinds of step the average step carrying ``prefill_tokens`` prompt tokens is made of,
         each as (share of the scheduler's cycles, the cycle's slowest-stage time, its pipeline send,
         the engine steps it takes): one kind when every step is alike, else the chunk-carrying
-        cycle and the decode-only one."""
-        chunk_tokens = self.chunk_tokens
-        if not 0 < prefill_tokens < chunk_tokens:
-            return [(1.0, *self.even(prefill_tokens))]
-        share = prefill_tokens / chunk_tokens
-        if self.s.attention_dp > 1:
-            p_any, c, c_send = self.lockstep(share)
-            return [(p_any, c, c_send, 1), (1 - p_any, *self.even(0.0))]
-        return [(share, *self.even(chunk_tokens)), (1 - share, *self.even(0.0))]
+        cycle and the decode-only one. Priced once per prompt size (``step`` and ``wait_s`` both ask)."""
+        if prefill_tokens not in self._kinds:
+            chunk_tokens = self.chunk_tokens
+            share = prefill_tokens / chunk_tokens
+            if not 0 < prefill_tokens < chunk_tokens:
+                kinds = [(1.0, *self.even(prefill_tokens))]
+            elif self.s.attention_dp > 1:
+                p_any, c, c_send = self.lockstep(share)
+                kinds = [(p_any, c, c_send, 1), (1 - p_any, *self.even(0.0))]
+            else:
+                kinds = [(share, *self.even(chunk_tokens)), (1 - share, *self.even(0.0))]
+            self._kinds[prefill_tokens] = kinds
+        return self._kinds[prefill_tokens]
 
     def wait_s(self, prefill_tokens: float) -> tuple[float, float]:
         """The mean and the p99 time from a prompt's arrival to the end of the engine step then
