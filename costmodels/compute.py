@@ -23,6 +23,10 @@ from costmodels.units import dtype_bytes, weight_storage_bytes
 from topologies.graph import Link
 
 ACT_BYTES = 2.0  # activations travel in 16 bit
+#: Routing a token's copy carries with it when the runtime gathers quantised tokens: the expert's
+#: index (int32) and its weight (float32) (TensorRT-LLM gathers ``token_selected_experts`` and
+#: ``token_final_scales`` beside the quantised hidden states).
+ROUTING_BYTES_PER_COPY = 8.0
 
 
 def matmul_efficiency(tokens: float) -> float:
@@ -335,9 +339,8 @@ def _communication_s(st: _Step, load: float, tp_link: Link, ep_link: Link | None
     ar = allreduce_s(message_bytes=msg, ranks=st.at, link=tp_link, runtime=st.runtime, gpu=st.gpu.name)
     per_step = 2 * (n_layers - moe_layers) * ar
     if moe_layers and ep_local_link is not None and 0 < ep_local_ranks < tp:
-        # Dispatch carries the experts' GEMM inputs: 8-bit where the experts run in FP8 (DeepEP's
-        # FP8 dispatch, DeepSeek's published inference system), 16-bit otherwise; combine is 16-bit.
-        dispatch_bytes = 1.0 if dtype_bytes(st.weight_dtype) == 1.0 else ACT_BYTES
+        # Dispatch carries the experts' GEMM inputs (see dispatch_bytes_per_element); combine is 16-bit.
+        dispatch_bytes = dispatch_bytes_per_element(st.runtime, st.weight_dtype, alltoall=True)
         pairs = load * st.tok_per_step / tp * model.experts_per_token * model.hidden
         kw: dict[str, Any] = dict(ranks=tp, link=ep_link or tp_link, local_link=ep_local_link,
                                   local_ranks=ep_local_ranks)
@@ -345,10 +348,43 @@ def _communication_s(st: _Step, load: float, tp_link: Link, ep_link: Link | None
                                                                                   **kw)
         per_step += moe_layers * (ar + a2a)
     elif moe_layers:
-        every = st.tok_per_step * model.hidden * ACT_BYTES  # all groups' tokens of one step
-        ag = allgather_s(message_bytes=every, ranks=tp, link=ep_link or tp_link)
-        per_step += moe_layers * (ar + 2 * ag)
+        # The gather carries every group's tokens of one step in the experts' input format, with
+        # their routing (expert index int32 and weight fp32 per routed copy) where that format is
+        # not 16-bit, as the runtime then gathers after quantising; the reduce-scatter returns
+        # 16-bit sums.
+        link = ep_link or tp_link
+        gather_bytes = dispatch_bytes_per_element(st.runtime, st.weight_dtype, alltoall=False)
+        per_token = model.hidden * gather_bytes
+        if gather_bytes < ACT_BYTES:
+            per_token += model.experts_per_token * ROUTING_BYTES_PER_COPY
+        gather = allgather_s(message_bytes=st.tok_per_step * per_token, ranks=tp, link=link)
+        scatter = gather if gather_bytes == ACT_BYTES else allgather_s(
+            message_bytes=st.tok_per_step * model.hidden * ACT_BYTES, ranks=tp, link=link)
+        per_step += moe_layers * (ar + gather + scatter)
     return steps * per_step
+
+
+def dispatch_bytes_per_element(runtime: str, weight_dtype: str, *, alltoall: bool) -> float:
+    """Bytes per hidden element of the tokens an MoE layer sends to its experts' ranks, by
+    all-to-all (``alltoall``, DeepEP's dispatch) or by all-gathering every attention group's tokens.
+
+    TensorRT-LLM quantises a token to the experts' input format before it leaves the rank, on both
+    paths (``run_post_quant_allgather = self.use_dp and self.parallel_size > 1`` and
+    ``post_quant_comm = run_post_quant_allgather or self.enable_alltoall`` in
+    ``tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py`` and ``fused_moe_trtllm_gen.py``):
+    NVFP4 travels as 4-bit values with one FP8 scale per 16 (0.5625 bytes), FP8 as one byte.
+    DeepEP's dispatch under vLLM and SGLang sends 8-bit tokens where the experts run in 8 bits
+    (DeepEP's FP8 dispatch, DeepSeek's published inference system); their all-gathers, and every
+    other case, carry 16-bit activations.
+
+    >>> dispatch_bytes_per_element("trtllm", "fp4", alltoall=False), dispatch_bytes_per_element("vllm", "fp4", alltoall=False)
+    (0.5625, 2.0)
+    >>> dispatch_bytes_per_element("sglang", "fp8", alltoall=True), dispatch_bytes_per_element("sglang", "fp8", alltoall=False)
+    (1.0, 2.0)
+    """
+    if runtime == "trtllm" and weight_dtype in ("fp8", "fp4"):
+        return weight_storage_bytes(weight_dtype)
+    return 1.0 if alltoall and dtype_bytes(weight_dtype) == 1.0 else ACT_BYTES
 
 
 def steps_for_tokens(tokens: float, max_num_batched_tokens: int) -> int:

@@ -169,3 +169,35 @@ def test_evaluate_prices_a_wide_ep_layout_on_the_topology():
     assert ev.links.ep.kind == "nic" and ev.links.ep_local_ranks == 8
     d = ev.as_dict()
     assert d["attention_dp"] == 16 and d["links"]["ep"]["kind"] == "nic"
+
+
+@pytest.mark.parametrize(("weight_dtype", "bytes_per_element"), [("fp4", 0.5 + 1 / 16), ("fp8", 1.0), ("bf16", 2.0)])
+def test_trtllm_gathers_quantised_tokens_under_attention_dp(weight_dtype, bytes_per_element):
+    """TensorRT-LLM quantises tokens to the experts' format before its attention-DP all-gather
+    (NVFP4: 4-bit values and one FP8 scale per 16; FP8: 1 byte; each routed copy's int32 expert
+    index and fp32 weight beside them) and reduce-scatters 16-bit sums; vLLM gathers 16-bit tokens.
+    The communication of one MoE layer at attention-group TP 1 is exactly those two collectives,
+    recomputed here from the ring formula with the byte counts written out."""
+    from costmodels import calibration as cal
+    from costmodels.compute import StageShape, stage_step_time
+
+    m, gpu = get_model("qwen3-30b-a3b"), get_gpu("B200-180GB")
+    link = Link(bandwidth_bytes_per_s=50e9, latency_s=2e-6, kind="pcie")
+    ranks, tokens = 8, 4096.0
+
+    def ring_s(total_bytes: float) -> float:  # ring all-gather / reduce-scatter of total_bytes
+        return (cal.COLLECTIVE_BASE_LATENCY_S + (ranks - 1) / ranks * total_bytes / (50e9 * cal.COLLECTIVE_EFFICIENCY)
+                + (ranks - 1) * (2e-6 + cal.COLLECTIVE_STEP_LATENCY_S))
+
+    def comm(runtime: str) -> float:
+        st = stage_step_time(m, gpu, stage=StageShape(0, 1, False, False), tp=ranks, ep=ranks, attention_dp=ranks,
+                             weight_dtype=weight_dtype, kv_dtype="fp8", prefill_tokens=0, prefill_context=0,
+                             decode_tokens=tokens, decode_context=1024, tp_link=link, runtime=runtime)
+        return st.comm_s
+
+    routing = 0.0 if bytes_per_element == 2.0 else m.experts_per_token * (4 + 4)
+    gather = ring_s(tokens * (m.hidden * bytes_per_element + routing))
+    scatter = ring_s(tokens * m.hidden * 2)
+    assert comm("trtllm") == pytest.approx(gather + scatter, rel=1e-9)
+    assert comm("vllm") == pytest.approx(2 * scatter, rel=1e-9)
+    assert comm("trtllm") <= comm("vllm")

@@ -31,11 +31,13 @@ import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from topologies.errors import TopologyError
 from topologies.schema import Node, NodeType, NvlinkDomain, TopologySpec
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 GBYTE = 1e9
 GBIT = 1e9 / 8
@@ -79,6 +81,8 @@ def nvlink_switch_id(domain: str) -> str:
 
 def build_graph(spec: TopologySpec) -> nx.Graph:
     """Build the cluster graph from a validated :class:`TopologySpec` (pure; no I/O)."""
+    import networkx as nx  # only where a graph is built: emit and catalog never load it
+
     g = nx.Graph(name=spec.name)
     nodes = spec.all_nodes()
     domain_of_node = {n: d.name for d in spec.nvlink_domains for n in d.nodes}
@@ -189,6 +193,8 @@ def validate_graph(g: nx.Graph) -> None:
     gpus = [n for n, k in g.nodes(data="kind") if k == "gpu"]
     if not gpus:
         raise TopologyError("the topology has no GPUs", field="nodes")
+    import networkx as nx
+
     comp = nx.node_connected_component(g, gpus[0])
     lost = [n for n in gpus if n not in comp]
     if lost:
@@ -341,6 +347,8 @@ class Topology:
 
     def path(self, u: str, v: str, weight: str | Callable = "latency_s") -> list[str]:
         """Shortest path by ``weight`` (an edge attribute name or a callable ``(u, v, d)``)."""
+        import networkx as nx
+
         return nx.shortest_path(self.graph, u, v, weight=_edge_weight(weight))
 
     def slowest_link(self, group: Iterable[str]) -> Link:
