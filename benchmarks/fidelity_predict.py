@@ -84,6 +84,22 @@ def harness_topology_spec(gpu: GPU, num_gpus: int) -> dict:
 #: enable_attention_dp: true" in llm_options.yml, section "Running the Benchmark").
 MOE_DEP_SOURCES = frozenset({"TRTLLM_PERF_v1.0"})
 
+#: Requests each ISL/OSL run of TensorRT-LLM's perf-overview throughput tables sent, all queued at
+#: once (``trtllm-bench throughput`` on a dataset of that many requests): the "$num_requests" table
+#: of docs/source/performance/perf-overview.md, the same at the v0.17 (258c7540) and v1.0
+#: (00f37686) commits the rows cite, v1.0 adding 1000/2000. A run of fewer requests than the engine
+#: can hold never reaches the batch a steady state would, and every run ends in a drain.
+_PERF_OVERVIEW_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (2048, 128): 3000,
+                           (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000,
+                           (20000, 2000): 1000, (1000, 2000): 1500}
+OFFLINE_REQUESTS: dict[str, dict[tuple[int, int], int]] = {
+    "TRTLLM_PERF_v0.17": _PERF_OVERVIEW_REQUESTS, "TRTLLM_PERF_v1.0": _PERF_OVERVIEW_REQUESTS}
+
+
+def offline_requests(row: Row) -> int | None:
+    """How many requests an offline (maximum-throughput) row's run sent, where its source says."""
+    return OFFLINE_REQUESTS.get(row.source_id, {}).get((row.isl, row.osl))
+
 
 class Predictor:
     """Predicts rows with ``planner.evaluation.evaluate``; caches topologies and evaluations."""
@@ -134,9 +150,12 @@ class Predictor:
         if not ev.metrics.fits:
             return Result(row, None, NOT_FIT)
         if not online:
+            offline = offline_requests(row) if row.concurrency is None else None
+            if offline is not None:
+                return self._finite_run(row, spec, ev, math.inf, requests=offline, served_online=False)
             return self._at_batch(row, spec, ev, common["dp"])
         if row.requests is not None:
-            return self._finite_run(row, spec, ev, rate)
+            return self._finite_run(row, spec, ev, rate, requests=row.requests)
         return self._at_rate(row, spec, common, rate)
 
     def _setup(self, row: Row) -> tuple[ModelSpec, dict] | Result:
@@ -213,15 +232,18 @@ class Predictor:
             return _finite(row, mix.percentile_s(0.5 if metric.endswith("_p50") else 0.99) * 1e3)
         return _finite(row, lm.tpot_s * 1e3)
 
-    def _finite_run(self, row: Row, spec, ev: Evaluation, rate: float) -> Result:
-        """An online row from a run of a stated number of requests: run that benchmark
-        (``costmodels.benchrun``) on each of the dp replicas, which share the requests evenly."""
+    def _finite_run(self, row: Row, spec, ev: Evaluation, rate: float, *, requests: int,
+                    served_online: bool = True) -> Result:
+        """A row from a run of a stated number of requests (online at ``rate``, or offline, all
+        queued at once): run that benchmark (``costmodels.benchrun``) on each of the dp replicas,
+        which share the requests evenly."""
         dp = max(1, row.layout[2])
-        n = max(1, math.ceil(row.requests / dp))
-        key = ("run", row.model, row.gpu, row.precision, row.layout, row.isl, row.osl, n, rate, row.runtime)
+        n = max(1, math.ceil(requests / dp))
+        key = ("run", row.model, row.gpu, row.precision, row.layout, row.isl, row.osl, n, rate, row.runtime,
+               served_online)
         if key not in self._evals:
             self._evals[key] = simulate_benchmark(spec, ev.gpu, ev.strategy, isl=row.isl, osl=row.osl, requests=n,
-                                                  rate_per_s=rate / dp, links=ev.links)
+                                                  rate_per_s=rate / dp, links=ev.links, online=served_online)
         run = self._evals[key]
         per = {"total_output_tok_per_s": run.output_tokens_per_s * dp,
                "output_tok_per_s_per_gpu": run.output_tokens_per_s * dp / row.num_gpus,

@@ -87,9 +87,22 @@ class _StepClock:
         self.gpus, self.sts = stage_gpus(gpu, s.pp), stages(model, s)
         self.cache: dict[tuple[int, int, int], float] = {}
 
+    @staticmethod
+    def context_grain(context: float) -> int:
+        """The grid point a step's mean attended context is priced at."""
+        return _CONTEXT_GRAIN_TOKENS * max(1, round(context / _CONTEXT_GRAIN_TOKENS))
+
+    @staticmethod
+    def steps_in_grain(context: float) -> int:
+        """At least how many steps, the context growing by one token a step, stay on this grid
+        point (one more than the whole tokens left below the next half grain, less one for the
+        rounding at the boundary; the caller checks)."""
+        edge = (round(context / _CONTEXT_GRAIN_TOKENS) + 0.5) * _CONTEXT_GRAIN_TOKENS
+        return max(1, math.floor(edge - context))
+
     def __call__(self, decode: int, prompt: int, context: float) -> float:
         p = _PROMPT_GRAIN_TOKENS * math.ceil(prompt / _PROMPT_GRAIN_TOKENS) if prompt else 0
-        c = _CONTEXT_GRAIN_TOKENS * max(1, round(context / _CONTEXT_GRAIN_TOKENS))
+        c = self.context_grain(context)
         key = (decode, p, c)
         if key not in self.cache:
             self.cache[key] = self._time(decode, p, c)
@@ -110,12 +123,23 @@ class _StepClock:
 
 
 @dataclass
-class _Request:
+class _Cohort:
+    """``n`` requests in the same state: they arrived together and were scheduled alike, so they
+    move through the run as one (an all-at-once run of thousands of requests is a handful of
+    cohorts; Poisson arrivals make every request its own)."""
+
+    n: int
     arrival_s: float
-    prompt_left: int
-    tokens: int = 0  # output tokens so far
+    prompt_left: int  # each request's
+    tokens: int = 0  # output tokens so far, each
     first_s: float = math.nan
     last_s: float = math.nan  # when its last token came
+    last_step: int = 0  # decoding: the engine step that gives its last token
+
+    def split(self, n: int) -> _Cohort:
+        """Take ``n`` of the requests off into a cohort of their own (same state)."""
+        self.n -= n
+        return _Cohort(n, self.arrival_s, self.prompt_left, self.tokens, self.first_s, self.last_s, self.last_step)
 
 
 def _percentile(samples: list[tuple[float, int]], q: float) -> float:
@@ -146,62 +170,119 @@ def simulate_benchmark(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
     budget = s.max_num_batched_tokens * s.attention_dp
     clock = _StepClock(model, gpu, s, links, isl)
     arrivals = deque(arrival_times_s(requests, rate_per_s))
-    waiting: deque[_Request] = deque()
-    running: list[_Request] = []
-    t, done = 0.0, []
+    waiting: deque[_Cohort] = deque()
+    # Admitted requests still in their prompt, in admission order (prompt tokens go to the oldest
+    # first), and those decoding, in the order they will finish (all have the same output length).
+    prompting: list[_Cohort] = []
+    decoding: deque[_Cohort] = deque()
+    n_decode = context_sum = 0  # decoding requests, and the sum of their attended contexts
+    in_flight, step, t, done = 0, 0, 0.0, []
     gaps: dict[float, int] = {}
     peak = 0
-    while arrivals or waiting or running:
+    while arrivals or waiting or in_flight:
         while arrivals and arrivals[0] <= t:
-            waiting.append(_Request(arrivals.popleft(), isl))
-        while waiting and len(running) < cap:
-            running.append(waiting.popleft())
-        if not running:
+            arrived = arrivals.popleft()
+            if waiting and waiting[-1].arrival_s == arrived:
+                waiting[-1].n += 1
+            else:
+                waiting.append(_Cohort(1, arrived, isl))
+        while waiting and in_flight < cap:
+            head = waiting[0]
+            take = min(head.n, cap - in_flight)
+            prompting.append(head.split(take) if take < head.n else waiting.popleft())
+            in_flight += take
+        if not in_flight:
             t = arrivals[0]
             continue
-        peak = max(peak, len(running))
-        decoding = [r for r in running if r.prompt_left == 0]
-        room = max(budget - len(decoding), 0)
-        chunks = []
-        for r in running:
-            if r.prompt_left and room:
-                take = min(r.prompt_left, room)
-                chunks.append((r, take))
-                room -= take
-        prompt = sum(n for _, n in chunks)
-        context = (sum(isl + r.tokens for r in decoding) / len(decoding)) if decoding else isl
-        dt = clock(len(decoding), prompt, context)
-        t += dt
-        if decoding:
-            gaps[dt] = gaps.get(dt, 0) + len(decoding)
-        for r in decoding:
-            r.tokens += 1
-        for r, n in chunks:
-            r.prompt_left -= n
-            if r.prompt_left == 0:
-                r.tokens, r.first_s = 1, t
-        finished = [r for r in running if r.tokens >= osl]
-        for r in finished:
-            r.last_s = t
-            done.append(r)
-        running = [r for r in running if r.tokens < osl]
+        peak = max(peak, in_flight)
+        room = max(budget - n_decode, 0)
+        chunks: list[tuple[_Cohort, int]] = []  # (cohort, prompt tokens each of its requests gets)
+        if room:
+            order: list[_Cohort] = []
+            for c in prompting:
+                if room and c.n * c.prompt_left <= room:
+                    chunks.append((c, c.prompt_left))
+                    room -= c.n * c.prompt_left
+                elif room:  # the budget ends inside this cohort: whole prompts, one part, the rest none
+                    whole, part = divmod(room, c.prompt_left)
+                    if whole:
+                        w = c.split(whole)
+                        chunks.append((w, w.prompt_left))
+                        order.append(w)
+                    if part:
+                        p = c.split(1)
+                        chunks.append((p, part))
+                        order.append(p)
+                    room = 0
+                order.append(c)
+            prompting = order
+        prompt = sum(c.n * take for c, take in chunks)
+        context = context_sum / n_decode if n_decode else isl
+        dt = clock(n_decode, prompt, context)
+        # Steps of decoding alone repeat this one until a request finishes or the attended
+        # context reaches the next grain of the step-time grid: take them together.
+        same = 1
+        if not prompting and not arrivals and n_decode:
+            same = decoding[0].last_step - step
+            grain = clock.context_grain(context)
+            while same > 1 and clock.context_grain(context + same - 1) != grain:
+                same = min(same - 1, clock.steps_in_grain(context))
+        for _ in range(same):
+            t += dt
+        step += same
+        if n_decode:
+            gaps[dt] = gaps.get(dt, 0) + same * n_decode
+            context_sum += same * n_decode  # each decoding request has one more token a step
+            while decoding and decoding[0].last_step <= step:
+                c = decoding.popleft()
+                c.tokens, c.last_s = osl, t
+                done.append(c)
+                in_flight -= c.n
+                n_decode -= c.n
+                context_sum -= c.n * (isl + c.tokens)
+        for c, take in chunks:
+            c.prompt_left -= take
+            if c.prompt_left == 0:
+                c.tokens, c.first_s = 1, t
+                if osl <= 1:
+                    c.last_s = t
+                    done.append(c)
+                    in_flight -= c.n
+                else:  # one token now, one per step from the next on
+                    c.last_step = step + osl - 1
+                    decoding.append(c)
+                    n_decode += c.n
+                    context_sum += c.n * (isl + 1)
+        if chunks:
+            prompting = [c for c in prompting if c.prompt_left and c.n]
     return _summarise(done, requests=requests, rate_per_s=rate_per_s, osl=osl, gaps=gaps, peak=peak,
                       overhead_s=cal.PREFILL_REQUEST_OVERHEAD_S + (cal.ONLINE_REQUEST_OVERHEAD_S if online else 0.0))
 
 
-def _summarise(done: list[_Request], *, requests: int, rate_per_s: float, osl: int, gaps: dict[float, int],
+def _summarise(done: list[_Cohort], *, requests: int, rate_per_s: float, osl: int, gaps: dict[float, int],
                peak: int, overhead_s: float) -> BenchmarkRun:
-    first = min(r.arrival_s for r in done)
-    duration = max(r.last_s for r in done) - first
-    ttfts = sorted(r.first_s - r.arrival_s + overhead_s for r in done)
-    e2es = [r.last_s - r.arrival_s + overhead_s for r in done]
-    tpots = [(r.last_s - r.first_s) / (osl - 1) for r in done] if osl > 1 else [0.0]
+    first = min(c.arrival_s for c in done)
+    duration = max(c.last_s for c in done) - first
+    ttfts = sorted((c.first_s - c.arrival_s + overhead_s, c.n) for c in done)
+    n_done = sum(c.n for c in done)
+    e2e_sum = sum(c.n * (c.last_s - c.arrival_s + overhead_s) for c in done)
+    tpot_sum = sum(c.n * (c.last_s - c.first_s) / (osl - 1) for c in done) if osl > 1 else 0.0
     samples = list(gaps.items())
     n_gaps = sum(n for _, n in samples)
     itl_mean = sum(v * n for v, n in samples) / n_gaps if n_gaps else 0.0
     return BenchmarkRun(
         requests=requests, rate_per_s=rate_per_s, duration_s=duration, requests_per_s=requests / duration,
-        output_tokens_per_s=requests * osl / duration, ttft_mean_s=sum(ttfts) / len(ttfts),
-        ttft_p99_s=ttfts[min(len(ttfts) - 1, math.ceil(0.99 * len(ttfts)) - 1)], itl_mean_s=itl_mean,
+        output_tokens_per_s=requests * osl / duration, ttft_mean_s=sum(v * n for v, n in ttfts) / n_done,
+        ttft_p99_s=_nth(ttfts, min(n_done - 1, math.ceil(0.99 * n_done) - 1)), itl_mean_s=itl_mean,
         itl_p50_s=_percentile(samples, 0.5), itl_p99_s=_percentile(samples, 0.99),
-        tpot_mean_s=sum(tpots) / len(tpots), e2e_mean_s=sum(e2es) / len(e2es), max_in_flight=peak)
+        tpot_mean_s=tpot_sum / n_done, e2e_mean_s=e2e_sum / n_done, max_in_flight=peak)
+
+
+def _nth(sorted_counts: list[tuple[float, int]], k: int) -> float:
+    """The value at 0-based position ``k`` of the sorted list the (value, count) pairs stand for."""
+    seen = 0
+    for v, n in sorted_counts:
+        seen += n
+        if seen > k:
+            return v
+    return sorted_counts[-1][0]

@@ -23,9 +23,9 @@ from costmodels.units import dtype_bytes, weight_storage_bytes
 from topologies.graph import Link
 
 ACT_BYTES = 2.0  # activations travel in 16 bit
-#: Routing a token's copy carries with it when the runtime gathers quantised tokens: the expert's
-#: index (int32) and its weight (float32) (TensorRT-LLM gathers ``token_selected_experts`` and
-#: ``token_final_scales`` beside the quantised hidden states).
+#: Routing each routed copy of a token carries in TensorRT-LLM's attention-DP gather: the expert's
+#: index (int32) and its weight (float32) (its MoE gathers ``token_selected_experts`` and
+#: ``token_final_scales`` beside the hidden states, ``fused_moe_cutlass.py``).
 ROUTING_BYTES_PER_COPY = 8.0
 
 
@@ -340,7 +340,7 @@ def _communication_s(st: _Step, load: float, tp_link: Link, ep_link: Link | None
     per_step = 2 * (n_layers - moe_layers) * ar
     if moe_layers and ep_local_link is not None and 0 < ep_local_ranks < tp:
         # Dispatch carries the experts' GEMM inputs (see dispatch_bytes_per_element); combine is 16-bit.
-        dispatch_bytes = dispatch_bytes_per_element(st.runtime, st.weight_dtype, alltoall=True)
+        dispatch_bytes = dispatch_bytes_per_element(st.runtime, st.weight_dtype, model.native_dtype, alltoall=True)
         pairs = load * st.tok_per_step / tp * model.experts_per_token * model.hidden
         kw: dict[str, Any] = dict(ranks=tp, link=ep_link or tp_link, local_link=ep_local_link,
                                   local_ranks=ep_local_ranks)
@@ -348,41 +348,47 @@ def _communication_s(st: _Step, load: float, tp_link: Link, ep_link: Link | None
                                                                                   **kw)
         per_step += moe_layers * (ar + a2a)
     elif moe_layers:
-        # The gather carries every group's tokens of one step in the experts' input format, with
-        # their routing (expert index int32 and weight fp32 per routed copy) where that format is
-        # not 16-bit, as the runtime then gathers after quantising; the reduce-scatter returns
-        # 16-bit sums.
+        # The gather carries every group's tokens of one step in the format the runtime sends them
+        # (see dispatch_bytes_per_element); TensorRT-LLM gathers each routed copy's expert index
+        # (int32) and weight (fp32) beside them. The reduce-scatter returns 16-bit sums.
         link = ep_link or tp_link
-        gather_bytes = dispatch_bytes_per_element(st.runtime, st.weight_dtype, alltoall=False)
-        per_token = model.hidden * gather_bytes
-        if gather_bytes < ACT_BYTES:
+        per_token = model.hidden * dispatch_bytes_per_element(st.runtime, st.weight_dtype, model.native_dtype,
+                                                              alltoall=False)
+        if st.runtime == "trtllm":
             per_token += model.experts_per_token * ROUTING_BYTES_PER_COPY
         gather = allgather_s(message_bytes=st.tok_per_step * per_token, ranks=tp, link=link)
-        scatter = gather if gather_bytes == ACT_BYTES else allgather_s(
-            message_bytes=st.tok_per_step * model.hidden * ACT_BYTES, ranks=tp, link=link)
+        scatter = allgather_s(message_bytes=st.tok_per_step * model.hidden * ACT_BYTES, ranks=tp, link=link)
         per_step += moe_layers * (ar + gather + scatter)
     return steps * per_step
 
 
-def dispatch_bytes_per_element(runtime: str, weight_dtype: str, *, alltoall: bool) -> float:
+def dispatch_bytes_per_element(runtime: str, weight_dtype: str, native_dtype: str = "bf16", *,
+                               alltoall: bool) -> float:
     """Bytes per hidden element of the tokens an MoE layer sends to its experts' ranks, by
-    all-to-all (``alltoall``, DeepEP's dispatch) or by all-gathering every attention group's tokens.
+    all-to-all (``alltoall``: DeepEP's dispatch) or by all-gathering every attention group's
+    tokens; ``native_dtype`` is the format the checkpoint ships in (``ModelSpec.native_dtype``).
 
-    TensorRT-LLM quantises a token to the experts' input format before it leaves the rank, on both
-    paths (``run_post_quant_allgather = self.use_dp and self.parallel_size > 1`` and
-    ``post_quant_comm = run_post_quant_allgather or self.enable_alltoall`` in
-    ``tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py`` and ``fused_moe_trtllm_gen.py``):
-    NVFP4 travels as 4-bit values with one FP8 scale per 16 (0.5625 bytes), FP8 as one byte.
-    DeepEP's dispatch under vLLM and SGLang sends 8-bit tokens where the experts run in 8 bits
-    (DeepEP's FP8 dispatch, DeepSeek's published inference system); their all-gathers, and every
-    other case, carry 16-bit activations.
+    TensorRT-LLM's CUTLASS MoE (its default) quantises a token before it leaves the rank when
+    attention is data-parallel or experts are reached by all-to-all
+    (``tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py``: ``run_post_quant_allgather =
+    self.use_dp and self.parallel_size > 1``; NVFP4 through ``fp4_quantize``, per-tensor FP8
+    through ``static_quantize_e4m3_per_tensor``), for the formats a checkpoint quantised for it
+    carries: NVFP4 as 4-bit values with one FP8 scale per 16 (0.5625 bytes), per-tensor FP8 as one
+    byte. A checkpoint that ships its own FP8 (block scales: DeepSeek-V3/R1, Qwen3-*-FP8) is
+    gathered in 16 bits and quantised after, and so is one that ships MXFP4 (GPT-OSS; TensorRT-LLM's
+    modes for it gather 16 or 8 bits: 16 taken, the conservative side). DeepEP's dispatch under
+    vLLM and SGLang, and TensorRT-LLM's for 8-bit formats it does not quantise itself, send 8-bit
+    tokens where the experts run in 8 bits (DeepEP's FP8 dispatch, DeepSeek's published inference
+    system); their all-gathers, and every other case, carry 16-bit activations.
 
     >>> dispatch_bytes_per_element("trtllm", "fp4", alltoall=False), dispatch_bytes_per_element("vllm", "fp4", alltoall=False)
     (0.5625, 2.0)
+    >>> dispatch_bytes_per_element("trtllm", "fp8", "fp8", alltoall=False), dispatch_bytes_per_element("trtllm", "fp8", alltoall=False)
+    (2.0, 1.0)
     >>> dispatch_bytes_per_element("sglang", "fp8", alltoall=True), dispatch_bytes_per_element("sglang", "fp8", alltoall=False)
     (1.0, 2.0)
     """
-    if runtime == "trtllm" and weight_dtype in ("fp8", "fp4"):
+    if runtime == "trtllm" and weight_dtype in ("fp8", "fp4") and native_dtype != weight_dtype:
         return weight_storage_bytes(weight_dtype)
     return 1.0 if alltoall and dtype_bytes(weight_dtype) == 1.0 else ACT_BYTES
 

@@ -110,3 +110,75 @@ def test_evaluate_refuses_a_run_it_cannot_price(kw, field):
     with pytest.raises(InputError) as e:
         evaluate(topology="dgx-h100x1", model="llama-3.1-8b", tp=1, isl=467, osl=256, **kw)
     assert e.value.source == field or field in str(e.value)
+
+
+def _reference_run(model, gpu, s, *, isl, osl, requests, rate_per_s, links):
+    """The benchmark written out request by request, the plainest way (no cohorts, one step at
+    a time), on the same step clock: what simulate_benchmark must reproduce."""
+    from collections import deque
+
+    from costmodels.benchrun import _StepClock
+
+    s = effective_strategy(model, gpu, s, isl=isl, osl=osl)
+    cap = max_batch_size(model, gpu, s, context=isl + osl)
+    budget = s.max_num_batched_tokens * s.attention_dp
+    clock = _StepClock(model, gpu, s, links, isl)
+    arrivals, waiting, running, done = deque(arrival_times_s(requests, rate_per_s)), deque(), [], []
+    t, gaps = 0.0, {}
+    while arrivals or waiting or running:
+        while arrivals and arrivals[0] <= t:
+            waiting.append({"arr": arrivals.popleft(), "left": isl, "tok": 0})
+        while waiting and len(running) < cap:
+            running.append(waiting.popleft())
+        if not running:
+            t = arrivals[0]
+            continue
+        dec = [r for r in running if r["left"] == 0]
+        room, chunks = max(budget - len(dec), 0), []
+        for r in running:
+            if r["left"] and room:
+                take = min(r["left"], room)
+                chunks.append((r, take))
+                room -= take
+        ctx = sum(isl + r["tok"] for r in dec) / len(dec) if dec else isl
+        dt = clock(len(dec), sum(n for _, n in chunks), ctx)
+        t += dt
+        if dec:
+            gaps[dt] = gaps.get(dt, 0) + len(dec)
+        for r in dec:
+            r["tok"] += 1
+        for r, n in chunks:
+            r["left"] -= n
+            if r["left"] == 0:
+                r["tok"], r["first"] = 1, t
+        for r in running:
+            if r["tok"] >= osl:
+                r["last"] = t
+                done.append(r)
+        running = [r for r in running if r["tok"] < osl]
+    return done, gaps
+
+
+@given(rate=st.sampled_from([math.inf, math.inf, 2.0, 32.0]), osl=st.sampled_from([1, 2, 40, 300]),
+       isl=st.sampled_from([30, 467, 5000]), requests=st.sampled_from([1, 9, 150, 700]),
+       model=st.sampled_from(["llama-3.1-8b", "llama-3.1-70b"]), pp=st.sampled_from([1, 2]))
+@settings(max_examples=30, deadline=None)
+def test_cohorts_reproduce_the_run_request_by_request(rate, osl, isl, requests, model, pp):
+    """simulate_benchmark moves requests in the same state together and takes runs of identical
+    decode steps at once; every figure must still be the one-request-at-a-time run's."""
+    m = get_model(model)
+    s = Strategy(tp=4 if model == "llama-3.1-70b" else 1, pp=pp, weight_dtype="bf16", kv_dtype="bf16",
+                 runtime="trtllm")
+    run = simulate_benchmark(m, H100, s, isl=isl, osl=osl, requests=requests, rate_per_s=rate, links=LINKS,
+                             online=False)
+    done, gaps = _reference_run(m, H100, s, isl=isl, osl=osl, requests=requests, rate_per_s=rate, links=LINKS)
+    assert len(done) == requests
+    end = max(r["last"] for r in done)
+    assert run.duration_s == pytest.approx(end - min(r["arr"] for r in done), rel=1e-12)
+    ttfts = sorted(r["first"] - r["arr"] for r in done)
+    from costmodels.calibration import PREFILL_REQUEST_OVERHEAD_S as pre
+    assert run.ttft_mean_s == pytest.approx(sum(ttfts) / requests + pre, rel=1e-9)
+    assert run.ttft_p99_s == pytest.approx(ttfts[min(requests - 1, math.ceil(0.99 * requests) - 1)] + pre, rel=1e-12)
+    assert run.e2e_mean_s == pytest.approx(sum(r["last"] - r["arr"] for r in done) / requests + pre, rel=1e-9)
+    n_gaps = sum(gaps.values())
+    assert run.itl_mean_s == pytest.approx(sum(v * n for v, n in gaps.items()) / n_gaps if n_gaps else 0.0, rel=1e-9)

@@ -171,17 +171,25 @@ def test_evaluate_prices_a_wide_ep_layout_on_the_topology():
     assert d["attention_dp"] == 16 and d["links"]["ep"]["kind"] == "nic"
 
 
-@pytest.mark.parametrize(("weight_dtype", "bytes_per_element"), [("fp4", 0.5 + 1 / 16), ("fp8", 1.0), ("bf16", 2.0)])
-def test_trtllm_gathers_quantised_tokens_under_attention_dp(weight_dtype, bytes_per_element):
+@pytest.mark.parametrize(("model", "weight_dtype", "bytes_per_element"), [
+    ("qwen3-30b-a3b", "fp4", 0.5 + 1 / 16),  # NVFP4 from a 16-bit checkpoint: quantised, then gathered
+    ("qwen3-30b-a3b", "fp8", 1.0),  # per-tensor FP8 likewise
+    ("qwen3-30b-a3b", "bf16", 2.0),
+    ("deepseek-v3", "fp8", 2.0),  # ships block-scaled FP8: gathered in 16 bits, quantised after
+    ("gpt-oss-120b", "fp4", 2.0),  # ships MXFP4: gathered in 16 bits (the conservative side)
+])
+def test_trtllm_gathers_quantised_tokens_under_attention_dp(model, weight_dtype, bytes_per_element):
     """TensorRT-LLM quantises tokens to the experts' format before its attention-DP all-gather
-    (NVFP4: 4-bit values and one FP8 scale per 16; FP8: 1 byte; each routed copy's int32 expert
-    index and fp32 weight beside them) and reduce-scatters 16-bit sums; vLLM gathers 16-bit tokens.
-    The communication of one MoE layer at attention-group TP 1 is exactly those two collectives,
-    recomputed here from the ring formula with the byte counts written out."""
+    where it quantises them itself (NVFP4: 4-bit values and one FP8 scale per 16; per-tensor FP8:
+    1 byte), gathers each routed copy's int32 expert index and fp32 weight beside them in every
+    format, and reduce-scatters 16-bit sums; vLLM gathers 16-bit tokens alone. One MoE layer's
+    communication at attention-group TP 1 is exactly those two collectives, recomputed here from
+    the ring formula with the byte counts written out."""
     from costmodels import calibration as cal
     from costmodels.compute import StageShape, stage_step_time
 
-    m, gpu = get_model("qwen3-30b-a3b"), get_gpu("B200-180GB")
+    m, gpu = get_model(model), get_gpu("B200-180GB")
+    layer = next(i for i in range(m.layers) if m.moe_layers_in(i, 1))
     link = Link(bandwidth_bytes_per_s=50e9, latency_s=2e-6, kind="pcie")
     ranks, tokens = 8, 4096.0
 
@@ -190,14 +198,13 @@ def test_trtllm_gathers_quantised_tokens_under_attention_dp(weight_dtype, bytes_
                 + (ranks - 1) * (2e-6 + cal.COLLECTIVE_STEP_LATENCY_S))
 
     def comm(runtime: str) -> float:
-        st = stage_step_time(m, gpu, stage=StageShape(0, 1, False, False), tp=ranks, ep=ranks, attention_dp=ranks,
-                             weight_dtype=weight_dtype, kv_dtype="fp8", prefill_tokens=0, prefill_context=0,
-                             decode_tokens=tokens, decode_context=1024, tp_link=link, runtime=runtime)
+        st = stage_step_time(m, gpu, stage=StageShape(layer, 1, False, False), tp=ranks, ep=ranks,
+                             attention_dp=ranks, weight_dtype=weight_dtype, kv_dtype="fp8", prefill_tokens=0,
+                             prefill_context=0, decode_tokens=tokens, decode_context=1024, tp_link=link,
+                             runtime=runtime)
         return st.comm_s
 
-    routing = 0.0 if bytes_per_element == 2.0 else m.experts_per_token * (4 + 4)
-    gather = ring_s(tokens * (m.hidden * bytes_per_element + routing))
+    gather = ring_s(tokens * (m.hidden * bytes_per_element + m.experts_per_token * (4 + 4)))
     scatter = ring_s(tokens * m.hidden * 2)
     assert comm("trtllm") == pytest.approx(gather + scatter, rel=1e-9)
     assert comm("vllm") == pytest.approx(2 * scatter, rel=1e-9)
-    assert comm("trtllm") <= comm("vllm")
