@@ -375,21 +375,22 @@ def dispatch_bytes_per_element(runtime: str, weight_dtype: str, native_dtype: st
     through ``static_quantize_e4m3_per_tensor``), for the formats a checkpoint quantised for it
     carries: NVFP4 as 4-bit values with one FP8 scale per 16 (0.5625 bytes), per-tensor FP8 as one
     byte. A checkpoint that ships its own FP8 (block scales: DeepSeek-V3/R1, Qwen3-*-FP8) is
-    gathered in 16 bits and quantised after, and so is one that ships MXFP4 (GPT-OSS; TensorRT-LLM's
-    modes for it gather 16 or 8 bits: 16 taken, the conservative side). DeepEP's dispatch under
-    vLLM and SGLang, and TensorRT-LLM's for 8-bit formats it does not quantise itself, send 8-bit
-    tokens where the experts run in 8 bits (DeepEP's FP8 dispatch, DeepSeek's published inference
+    gathered or sent in 16 bits and quantised after, and so is one that ships MXFP4 (GPT-OSS;
+    TensorRT-LLM's modes for it gather 16 or 8 bits: 16 taken, the conservative side), and every
+    other format under TensorRT-LLM. DeepEP's dispatch under vLLM and SGLang sends 8-bit tokens
+    where the experts run in 8 bits (DeepEP's FP8 dispatch, DeepSeek's published inference
     system); their all-gathers, and every other case, carry 16-bit activations.
 
     >>> dispatch_bytes_per_element("trtllm", "fp4", alltoall=False), dispatch_bytes_per_element("vllm", "fp4", alltoall=False)
     (0.5625, 2.0)
-    >>> dispatch_bytes_per_element("trtllm", "fp8", "fp8", alltoall=False), dispatch_bytes_per_element("trtllm", "fp8", alltoall=False)
+    >>> dispatch_bytes_per_element("trtllm", "fp8", "fp8", alltoall=True), dispatch_bytes_per_element("trtllm", "fp8", alltoall=False)
     (2.0, 1.0)
     >>> dispatch_bytes_per_element("sglang", "fp8", alltoall=True), dispatch_bytes_per_element("sglang", "fp8", alltoall=False)
     (1.0, 2.0)
     """
-    if runtime == "trtllm" and weight_dtype in ("fp8", "fp4") and native_dtype != weight_dtype:
-        return weight_storage_bytes(weight_dtype)
+    if runtime == "trtllm":
+        quantised_here = weight_dtype in ("fp8", "fp4") and native_dtype != weight_dtype
+        return weight_storage_bytes(weight_dtype) if quantised_here else ACT_BYTES
     return 1.0 if alltoall and dtype_bytes(weight_dtype) == 1.0 else ACT_BYTES
 
 

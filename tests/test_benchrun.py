@@ -4,7 +4,7 @@ import math
 from itertools import pairwise
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from costmodels.benchrun import arrival_times_s, simulate_benchmark
 from costmodels.calibration import ONLINE_REQUEST_OVERHEAD_S
@@ -124,7 +124,7 @@ def _reference_run(model, gpu, s, *, isl, osl, requests, rate_per_s, links):
     budget = s.max_num_batched_tokens * s.attention_dp
     clock = _StepClock(model, gpu, s, links, isl)
     arrivals, waiting, running, done = deque(arrival_times_s(requests, rate_per_s)), deque(), [], []
-    t, gaps = 0.0, {}
+    t, gaps, peak = 0.0, {}, 0
     while arrivals or waiting or running:
         while arrivals and arrivals[0] <= t:
             waiting.append({"arr": arrivals.popleft(), "left": isl, "tok": 0})
@@ -133,6 +133,7 @@ def _reference_run(model, gpu, s, *, isl, osl, requests, rate_per_s, links):
         if not running:
             t = arrivals[0]
             continue
+        peak = max(peak, len(running))
         dec = [r for r in running if r["left"] == 0]
         room, chunks = max(budget - len(dec), 0), []
         for r in running:
@@ -156,12 +157,17 @@ def _reference_run(model, gpu, s, *, isl, osl, requests, rate_per_s, links):
                 r["last"] = t
                 done.append(r)
         running = [r for r in running if r["tok"] < osl]
-    return done, gaps
+    return done, gaps, peak
 
 
 @given(rate=st.sampled_from([math.inf, math.inf, 2.0, 32.0]), osl=st.sampled_from([1, 2, 40, 300]),
        isl=st.sampled_from([30, 467, 5000]), requests=st.sampled_from([1, 9, 150, 700]),
        model=st.sampled_from(["llama-3.1-8b", "llama-3.1-70b"]), pp=st.sampled_from([1, 2]))
+# the runs the perf-overview rows make: all at once, many times what the KV cache holds, prompts
+# split across steps; and a queue that arrives while earlier requests decode alone
+@example(rate=math.inf, osl=40, isl=5000, requests=3000, model="llama-3.1-70b", pp=1)
+@example(rate=math.inf, osl=300, isl=467, requests=700, model="llama-3.1-70b", pp=2)
+@example(rate=2.0, osl=300, isl=30, requests=150, model="llama-3.1-8b", pp=1)
 @settings(max_examples=30, deadline=None)
 def test_cohorts_reproduce_the_run_request_by_request(rate, osl, isl, requests, model, pp):
     """simulate_benchmark moves requests in the same state together and takes runs of identical
@@ -171,8 +177,10 @@ def test_cohorts_reproduce_the_run_request_by_request(rate, osl, isl, requests, 
                  runtime="trtllm")
     run = simulate_benchmark(m, H100, s, isl=isl, osl=osl, requests=requests, rate_per_s=rate, links=LINKS,
                              online=False)
-    done, gaps = _reference_run(m, H100, s, isl=isl, osl=osl, requests=requests, rate_per_s=rate, links=LINKS)
+    done, gaps, peak = _reference_run(m, H100, s, isl=isl, osl=osl, requests=requests, rate_per_s=rate,
+                                      links=LINKS)
     assert len(done) == requests
+    assert run.max_in_flight == peak
     end = max(r["last"] for r in done)
     assert run.duration_s == pytest.approx(end - min(r["arr"] for r in done), rel=1e-12)
     ttfts = sorted(r["first"] - r["arr"] for r in done)
