@@ -94,9 +94,9 @@ class _StepClock:
 
     @staticmethod
     def steps_in_grain(context: float) -> int:
-        """At least how many steps, the context growing by one token a step, stay on this grid
-        point (one more than the whole tokens left below the next half grain, less one for the
-        rounding at the boundary; the caller checks)."""
+        """About how many steps, the context growing by one token a step, stay on this grid point:
+        the tokens left below the next half grain (rounding there goes either way, so the caller
+        checks the last step it takes against :meth:`context_grain`)."""
         edge = (round(context / _CONTEXT_GRAIN_TOKENS) + 0.5) * _CONTEXT_GRAIN_TOKENS
         return max(1, math.floor(edge - context))
 

@@ -81,7 +81,7 @@ def nvlink_switch_id(domain: str) -> str:
 
 def build_graph(spec: TopologySpec) -> nx.Graph:
     """Build the cluster graph from a validated :class:`TopologySpec` (pure; no I/O)."""
-    import networkx as nx  # only where a graph is built: emit and catalog never load it
+    import networkx as nx  # imported where a graph is built: --help and catalog never load it
 
     g = nx.Graph(name=spec.name)
     nodes = spec.all_nodes()
