@@ -131,7 +131,6 @@ class _Cohort:
     n: int
     arrival_s: float
     prompt_left: int  # each request's
-    tokens: int = 0  # output tokens so far, each
     first_s: float = math.nan
     last_s: float = math.nan  # when its last token came
     last_step: int = 0  # decoding: the engine step that gives its last token
@@ -139,7 +138,7 @@ class _Cohort:
     def split(self, n: int) -> _Cohort:
         """Take ``n`` of the requests off into a cohort of their own (same state)."""
         self.n -= n
-        return _Cohort(n, self.arrival_s, self.prompt_left, self.tokens, self.first_s, self.last_s, self.last_step)
+        return _Cohort(n, self.arrival_s, self.prompt_left, self.first_s, self.last_s, self.last_step)
 
 
 def _percentile(samples: list[tuple[float, int]], q: float) -> float:
@@ -235,15 +234,15 @@ def simulate_benchmark(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
             context_sum += same * n_decode  # each decoding request has one more token a step
             while decoding and decoding[0].last_step <= step:
                 c = decoding.popleft()
-                c.tokens, c.last_s = osl, t
+                c.last_s = t
                 done.append(c)
                 in_flight -= c.n
                 n_decode -= c.n
-                context_sum -= c.n * (isl + c.tokens)
+                context_sum -= c.n * (isl + osl)  # its context at its last token
         for c, take in chunks:
             c.prompt_left -= take
             if c.prompt_left == 0:
-                c.tokens, c.first_s = 1, t
+                c.first_s = t
                 if osl <= 1:
                     c.last_s = t
                     done.append(c)

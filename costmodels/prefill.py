@@ -76,7 +76,11 @@ class PrefillStep:
         """The mean wait for the running step: half a step of ``tokens_at(u)``, when one runs (a
         share ``u`` of the time); at ``u = 0`` none, at capacity half a full step."""
         u = min(max(utilization, 0.0), 1.0)
-        return 0.5 * u * self._at(self.stage_step_s, self.tokens_at(u))
+        return 0.5 * u * self._running_step_s(u)
+
+    def _running_step_s(self, u: float) -> float:
+        """The step a prompt arriving at utilization ``u`` (in 0..1) finds running, when one runs."""
+        return self._at(self.stage_step_s, self.tokens_at(u))
 
     def ttft_s(self, utilization: float) -> float:
         """Mean TTFT at ``utilization``: the wait, the prompt's first chunk in a step of
@@ -100,11 +104,11 @@ class PrefillStep:
         steps with the idle time counted as no wait, as :meth:`costmodels.serving._SteadySteps.wait_s`
         does for unified replicas)."""
         u = min(max(utilization, 0.0), 1.0)
-        quantile = 0.0 if u <= 1 - TAIL_QUANTILE else \
-            self._at(self.stage_step_s, self.tokens_at(u)) * (1 - (1 - TAIL_QUANTILE) / u)
-        # below about 1 % load the quantile (no wait) is under the mean; a p99 is reported as at
-        # least the mean, as the p99 TPOT is
-        return max(quantile, self.wait_s(u))
+        step = self._running_step_s(u)
+        quantile = 0.0 if u <= 1 - TAIL_QUANTILE else step * (1 - (1 - TAIL_QUANTILE) / u)
+        # below about 1 % load the quantile (no wait) is under the mean (half the step, a share u of
+        # the time); a p99 is reported as at least the mean, as the p99 TPOT is
+        return max(quantile, 0.5 * u * step)
 
     def ttft_p99_extra_s(self, utilization: float) -> float:
         """What the p99 TTFT adds to the mean at ``utilization``: the p99 wait for the mean one."""

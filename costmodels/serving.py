@@ -84,18 +84,19 @@ def choose_layer_split(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, os
 
     caps: dict[tuple[GPU, bool, bool], int] = {}
 
+    def fits(g: GPU, n: int, first: bool, last: bool) -> bool:
+        start = 0 if first else L - n if last else _heaviest_window(model, s, n)
+        st = StageShape(layer_start=start, layer_count=n, first=first, last=last)
+        _, budget, per_seq = _stage_memory(model, g, s, st, batch=1, context=context)
+        return budget >= per_seq
+
     def most_layers(g: GPU, first: bool, last: bool) -> int:
         """The most layers a stage of ``g`` at this position holds with room for one sequence."""
-        def fits(n: int) -> bool:
-            start = 0 if first else L - n if last else _heaviest_window(model, s, n)
-            st = StageShape(layer_start=start, layer_count=n, first=first, last=last)
-            _, budget, per_seq = _stage_memory(model, g, s, st, batch=1, context=context)
-            return budget >= per_seq
         if (g, first, last) not in caps:
             lo, hi = 0, L  # the largest n with fits(n); fits is monotone (more layers, less room)
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+                lo, hi = (mid, hi) if fits(g, mid, first, last) else (lo, mid - 1)
             caps[g, first, last] = lo
         return caps[g, first, last]
 
