@@ -23,7 +23,7 @@ HEAVY = ("ortools", "numpy", "pandas", "networkx", "pydantic", "pyarrow")
 
 #: Run the command line in this process's interpreter, then print the heavy packages it loaded.
 PROBE = """
-import json, os, sys
+import gc, json, os, sys
 heavy = set(json.loads(sys.argv[2]))
 sys.argv = ["plan-search", *json.loads(sys.argv[1])]
 from planner.entry import main
@@ -33,7 +33,8 @@ except SystemExit:
     pass
 sys.stdout.flush()
 loaded = sorted(name for name in heavy if name in sys.modules)
-sys.stderr.write("\\nLOADED " + json.dumps({"loaded": loaded, "blas_env": "OPENBLAS_NUM_THREADS" in os.environ}))
+sys.stderr.write("\\nLOADED " + json.dumps({"loaded": loaded, "blas_env": "OPENBLAS_NUM_THREADS" in os.environ,
+                                             "gc_enabled": gc.isenabled(), "gc_frozen": gc.get_freeze_count()}))
 """
 
 
@@ -79,6 +80,18 @@ def test_search_loads_the_text_report_and_the_simulator_only_where_used(tmp_path
     assert _loaded([*search, "-o", str(tmp_path / "p.json")], tmp_path, report_only)["loaded"] == ["tabulate", "wcwidth"]
     simulated = ["evaluate", "-t", "dgx-h100x1", "-m", "llama-3.1-8b", "--tp", "1", "--qps", "1", "--requests", "20"]
     assert "costmodels.benchrun" in _loaded(simulated, tmp_path, report_only)["loaded"]
+
+
+def test_short_commands_run_without_the_cyclic_collector_and_a_sweep_with_it(tmp_path):
+    """planner.entry turns the cyclic collector off and freezes what is left at the end (start-up
+    time); a sweep, whose number of searches has no bound, turns it back on so their cycles are freed."""
+    searched = _loaded(["search", "-t", "dgx-h100x1", "-m", "llama-3.1-8b", "-q", "--json"], tmp_path)
+    assert searched["gc_enabled"] is False and searched["gc_frozen"] > 10_000
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: s\nbase: {topology: dgx-h100x1, model: llama-3.1-8b}\ngrid: {tpot_ms: [null, 50]}\n")
+    swept = _loaded(["sweep", str(sweep), "-o", str(tmp_path / "r.csv"), "-q", "--jobs", "1"], tmp_path)
+    assert swept["gc_enabled"] is True
+    assert (tmp_path / "r.csv").read_text().count("\n") == 3
 
 
 def test_pandas_imported_after_cp_sat_is_the_real_package():
