@@ -1,6 +1,7 @@
 """plan-search beside AIConfigurator 0.12.0 (NVIDIA's configurator): picks, cross-pricing, wall time.
 
     python benchmarks/peer_compare.py [--json] [--scenario NAME ...]
+    python benchmarks/peer_compare.py --published [--json]
 
 For each scenario below, both tools pick an aggregated (unified) TensorRT-LLM plan under the same
 TTFT/TPOT limits on the same 8 GPUs and the same precision:
@@ -21,6 +22,11 @@ for >= 25x on 8x H100 Llama-3.1-70B). Where the two models price one configurati
 apart (TPOT or throughput), the nearest published measurement of the same model family on the same
 GPU at the same TP (benchmarks/data/benchmarks.csv, latency.csv; closest ISL/OSL/batch) is printed
 beside both predictions. Nothing is fitted.
+
+``--published`` instead prices published closed-loop measurements (a stated number of clients; the
+sources in ``PUBLISHED_SETUPS``) with both models: ours as ``benchmarks/fidelity.py`` prices the row
+(``serve_at_concurrency``), the peer's ``cli estimate --estimate-mode agg`` at that batch, and prints
+each figure beside the measurement and each model's error per metric.
 
 The peer is run, not imported: its executable is ``$AIC_BIN`` (default ``aiconfigurator`` on PATH).
 Install it with ``pip install '.[peer]'`` into its own virtual environment (it pulls large
@@ -246,10 +252,12 @@ _EST = {"ttft_ms": r"^\s*TTFT:\s*([\d.,]+)\s*ms", "tpot_ms": r"^\s*TPOT:\s*([\d.
         "tok_s_gpu": r"^\s*tokens/s/gpu:\s*([\d.,]+)"}
 
 
-def aic_estimate(aic_bin: str, sc: Scenario, c: Config) -> Price:
-    """The peer's figures for one configuration (``cli estimate --estimate-mode agg``)."""
+def aic_estimate(aic_bin: str, sc: Scenario, c: Config, extra: tuple[str, ...] = ()) -> Price:
+    """The peer's figures for one configuration (``cli estimate --estimate-mode agg``); ``extra``: more
+    of its flags (the quantisation modes of a checkpoint it would read as 16-bit)."""
     cmd = [aic_bin, "cli", "estimate", "--model-path", sc.aic_model, "--system", sc.system, "--backend", "trtllm",
-           "--estimate-mode", "agg", "--isl", str(sc.isl), "--osl", str(sc.osl), *_aic_shape(c, moe=get_model(sc.model).is_moe)]
+           "--estimate-mode", "agg", "--isl", str(sc.isl), "--osl", str(sc.osl), *_aic_shape(c, moe=get_model(sc.model).is_moe),
+           *extra]
     rc, out, err, _ = _run(cmd)
     found = {k: re.search(rx, out, re.M) for k, rx in _EST.items()}
     if rc != 0 or not all(found.values()):
@@ -416,16 +424,84 @@ def print_report(results: list[dict]) -> None:
                    tablefmt="github", disable_numparse=True))
 
 
+#: Published closed-loop sources both models can price, by source id: the peer's checkpoint for the
+#: row's model (same architecture), its system for the row's GPU, and its flags for the row's precision
+#: (FP8 weights and KV cache; the checkpoint itself is 16-bit).
+PUBLISHED_SETUPS = {
+    "NIM_LLAMA33_70B_H100_V180": ("meta-llama/Meta-Llama-3.1-70B", "h100_sxm",
+                                  ("--gemm-quant-mode", "fp8", "--kvcache-quant-mode", "fp8")),
+}
+_PUBLISHED_METRICS = {"ttft_ms_mean": "ttft_ms", "itl_ms_mean": "tpot_ms", "total_output_tok_per_s": "tok_s_gpu"}
+
+
+def published_closed_loop(aic_bin: str) -> list[dict]:
+    """Every row of a ``PUBLISHED_SETUPS`` source with a stated concurrency, priced by both models."""
+    from benchmarks.fidelity_predict import Predictor
+    from benchmarks.fidelity_rows import read_rows
+
+    ours, peer_cache, out = Predictor(), {}, []
+    for row in read_rows(ROOT / "benchmarks" / "data" / "latency.csv"):
+        if row.source_id not in PUBLISHED_SETUPS or row.metric not in _PUBLISHED_METRICS or not row.concurrency:
+            continue
+        checkpoint, system, flags = PUBLISHED_SETUPS[row.source_id]
+        key = (row.source_id, row.isl, row.osl, row.tp, row.concurrency)
+        if key not in peer_cache:
+            sc = Scenario(row.source_id, row.model.lower(), checkpoint, "", row.num_gpus, system, row.isl, row.osl,
+                          0, 0, "", "", row.gpu, (row.model,))
+            peer_cache[key] = aic_estimate(aic_bin, sc, Config(tp=row.tp, batch=row.concurrency), flags)
+        peer = peer_cache[key]
+        value = getattr(peer, _PUBLISHED_METRICS[row.metric])
+        if value is not None and row.metric == "total_output_tok_per_s":
+            value *= row.num_gpus
+        out.append({"source": row.source_id, "model": row.model, "precision": row.precision, "tp": row.tp,
+                    "isl": row.isl, "osl": row.osl, "concurrency": row.concurrency, "metric": row.metric,
+                    "measured": row.value, "ours": ours.predict(row).predicted, "peer": value, "peer_error": peer.error})
+    return out
+
+
+def _ape(pred: float | None, meas: float) -> float | None:
+    return None if pred is None else abs(pred - meas) / meas
+
+
+def print_published(found: list[dict]) -> None:
+    """Each measurement beside both predictions, then each model's MAPE per metric over the rows both price."""
+    def cell(pred: float | None, meas: float) -> str:
+        return "-" if pred is None else f"{pred:.4g} ({pred / meas - 1:+.0%})"
+    body = [[f["source"], f"{f['model']} {f['precision']} tp{f['tp']}", f"{f['isl']}/{f['osl']}", f["concurrency"],
+             f["metric"], f"{f['measured']:g}", cell(f["ours"], f["measured"]), cell(f["peer"], f["measured"])]
+            for f in found]
+    print(tabulate(body, ["source", "set-up", "isl/osl", "clients", "metric", "measured", "ours", "peer"],
+                   tablefmt="github", disable_numparse=True))
+    print()
+    summary = []
+    for metric in _PUBLISHED_METRICS:
+        both = [f for f in found if f["metric"] == metric and f["ours"] is not None and f["peer"] is not None]
+        if both:
+            mape = [sum(_ape(f[who], f["measured"]) for f in both) / len(both) for who in ("ours", "peer")]
+            summary.append([metric, len(both), f"{mape[0]:.1%}", f"{mape[1]:.1%}"])
+    print(tabulate(summary, ["metric", "rows both price", "MAPE ours", "MAPE peer"], tablefmt="github",
+                   disable_numparse=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="peer_compare.py", description=__doc__.strip().splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--scenario", action="append", choices=[s.name for s in SCENARIOS],
                     help="run only this scenario (repeatable; default: all)")
+    ap.add_argument("--published", action="store_true",
+                    help="price the published closed-loop measurements of PUBLISHED_SETUPS with both models instead")
     args = ap.parse_args(argv)
     aic_bin = os.environ.get("AIC_BIN") or shutil.which("aiconfigurator")
     if not aic_runnable(aic_bin):
         print(INSTALL_HINT, file=sys.stderr)
         return 2
+    if args.published:
+        found = published_closed_loop(aic_bin)
+        if args.json:
+            print(json.dumps({"published": found}, indent=2, sort_keys=True))
+        else:
+            print_published(found)
+        return 0
     rows = published_rows()
     chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
     results = [compare(aic_bin, sc, rows) for sc in chosen]

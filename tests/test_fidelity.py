@@ -315,3 +315,28 @@ def test_binary_file_exits_2(tmp_path):
 
 def test_missing_file_exits_2(tmp_path):
     _one_error_line(_run_script(tmp_path / "nope.csv"))
+
+
+def test_peer_compare_prices_each_published_closed_loop_row_with_both_models(tmp_path):
+    """``peer_compare.py --published`` against a stub peer: every row of the NIM source with its
+    stated clients, our figure as the harness prices it, the peer's tokens/s/GPU scaled to the run's
+    GPUs, its TPOT read as ITL; one peer call per set-up and concurrency."""
+    calls = tmp_path / "calls"
+    stub = tmp_path / "aiconfigurator"
+    stub.write_text("#!/bin/sh\necho \"$@\" >> " + str(calls) + "\n"
+                    "echo '  TTFT: 400.0 ms'\necho '  TPOT: 20.0 ms'\necho '  tokens/s/gpu: 25.0'\n")
+    stub.chmod(0o755)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peer_compare.py"), "--published", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={"PATH": "/usr/bin:/bin", "AIC_BIN": str(stub), "HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)["published"]
+    assert len(found) == 28 and {f["source"] for f in found} == {"NIM_LLAMA33_70B_H100_V180"}
+    by = {(f["isl"], f["concurrency"], f["metric"]): f for f in found}
+    assert by[(5000, 1, "itl_ms_mean")]["measured"] == 18.58 and by[(5000, 1, "itl_ms_mean")]["peer"] == 20.0
+    assert by[(5000, 50, "total_output_tok_per_s")]["peer"] == 50.0  # 25 per GPU x 2 GPUs
+    assert by[(500, 1, "ttft_ms_mean")]["peer"] == 400.0
+    assert all(f["ours"] and f["ours"] > 0 for f in found)
+    estimates = [ln for ln in calls.read_text().splitlines() if ln.startswith("cli estimate")]
+    assert len(estimates) == 10  # 8 concurrencies at 5,000/500, 2 at 500/2,000
+    assert all("--gemm-quant-mode fp8 --kvcache-quant-mode fp8" in ln and "--tp 2" in ln for ln in estimates)
