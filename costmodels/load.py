@@ -176,12 +176,13 @@ def serve_at_concurrency(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, 
     """Predict a replica at a fixed concurrency, from 1 upward.
 
     The replica runs ``b = min(concurrency, largest batch that fits)`` requests at once. Each
-    request's TTFT is its prompt in the step it joins (``evaluate_replica``'s TTFT at batch b),
-    its TPOT the steady step at batch b with the other requests' prompts mixed in, so one
-    request alone pays its prompt once before decoding and never in TPOT. A request finishes
-    after TTFT + (osl - 1) TPOT, so the replica completes b / e2e requests per second (Little's
-    law); clients beyond the b slots wait their turn, ``(concurrency - b) / throughput`` on
-    average, which shows up in TTFT as it does in a closed-loop benchmark.
+    request's TTFT is its prompt in the step it joins (``evaluate_replica``'s TTFT at batch b)
+    plus its wait behind the other clients' prompts (:func:`prompt_queue_s`), its TPOT the steady
+    step at batch b with the other requests' prompts mixed in, so one request alone pays its
+    prompt once before decoding and never in TPOT. A request finishes after TTFT + (osl - 1)
+    TPOT, so the replica completes b / e2e requests per second (Little's law); clients beyond the
+    b slots wait their turn, ``(concurrency - b) / throughput`` on average, which shows up in TTFT
+    as it does in a closed-loop benchmark.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -191,15 +192,60 @@ def serve_at_concurrency(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, 
         inf = math.inf
         return ClosedLoopMetrics(concurrency, 0, inf, inf, inf, 0.0, 0.0, inf, inf, inf)
     m = evaluate_replica(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
-    service_s = m.ttft_s + max(osl - 1, 0) * m.tpot_s
+    unqueued_s = m.ttft_s + max(osl - 1, 0) * m.tpot_s
+    queue = prompt_queue_s(prompt_work_s(model, gpu, s, isl=isl, links=links), clients=b, unqueued_s=unqueued_s)
+    service_s = unqueued_s + queue
     rate = b / service_s
     wait = (concurrency - b) / rate
-    ttft = m.ttft_s + wait
+    ttft = m.ttft_s + queue + wait
     mix = step_mix(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
     return ClosedLoopMetrics(concurrency=concurrency, batch=b, ttft_s=ttft, tpot_s=m.tpot_s,
-                             e2e_s=ttft + service_s - m.ttft_s, requests_per_s=rate, output_tokens_per_s=rate * osl,
-                             ttft_p99_s=ttft + m.ttft_p99_extra_s,
+                             e2e_s=ttft + service_s - m.ttft_s - queue, requests_per_s=rate,
+                             output_tokens_per_s=rate * osl, ttft_p99_s=ttft + m.ttft_p99_extra_s,
                              itl_p50_s=mix.percentile_s(0.5), itl_p99_s=mix.percentile_s(0.99))
+
+
+def prompt_work_s(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, links: Links = Links()) -> float:
+    """The time one prompt's prefill holds the replica: its ``isl`` tokens alone through the slowest
+    stage (the stages overlap on successive prompts), decodes left out (they run anyway)."""
+    sts = stages(model, s)
+    return max(stage_time(model, g, s, st, links, prefill_tokens=isl, prefill_context=isl / 2, decode_tokens=0,
+                          decode_context=0).total_s for g, st in zip(stage_gpus(gpu, s.pp), sts, strict=True))
+
+
+#: Bisection rounds for the closed loop's prompt queue: 2**-60 of its bracket, below any printed digit.
+_QUEUE_ROUNDS = 60
+
+
+def prompt_queue_s(work_s: float, *, clients: int, unqueued_s: float) -> float:
+    """A prompt's mean wait behind the other clients' prompts in a closed loop, beyond the one
+    running step every prompt waits for (:func:`costmodels.serving.evaluate_replica`'s TTFT).
+
+    The prompts share one server, the prefill (``work_s`` each). The other ``clients - 1`` send
+    theirs at ``lambda = (clients - 1) / e2e`` together, so ``rho = lambda x work_s`` of the time a
+    prompt is being prefilled. Queued as M/D/1, a prompt waits ``rho work_s / (2 (1 - rho))``; the
+    residual of the prompt in service, ``rho work_s / 2``, is in the running step already, which
+    leaves ``rho**2 work_s / (2 (1 - rho))``. The wait lengthens e2e, which lowers lambda: the wait
+    is the fixed point, found by bisection (the wait minus its M/D/1 value rises with it, and at
+    ``clients x work_s``, every other prompt ahead, it is positive). One client never waits.
+
+    >>> prompt_queue_s(0.4, clients=1, unqueued_s=10.0)
+    0.0
+    >>> round(prompt_queue_s(0.4, clients=50, unqueued_s=33.0), 3)  # rho about 0.58
+    0.171
+    """
+    if clients <= 1 or work_s <= 0:
+        return 0.0
+
+    def excess(w: float) -> float:
+        rho = (clients - 1) * work_s / (unqueued_s + w)
+        return w - (math.inf if rho >= 1 else rho * rho * work_s / (2 * (1 - rho)))
+
+    lo, hi = 0.0, clients * work_s
+    for _ in range(_QUEUE_ROUNDS):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if excess(mid) < 0 else (lo, mid)
+    return hi
 
 
 @dataclass(frozen=True)

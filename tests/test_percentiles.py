@@ -189,3 +189,33 @@ def test_cli_concurrency_refusals_are_exit_2_one_line(extra, words):
     code, out, err = run(EVAL + extra)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "--concurrency" in err and words in err
+
+
+def test_closed_loop_prompts_queue_for_the_prefill():
+    """The wait behind the other clients' prompts is the M/D/1 fixed point at the loop's own rate:
+    none for one client, growing with the clients and with the prompt, and the TTFT it adds is the
+    end-to-end latency it adds (TPOT is untouched)."""
+    from costmodels.load import prompt_queue_s, prompt_work_s
+
+    assert prompt_queue_s(0.4, clients=1, unqueued_s=10.0) == 0.0
+    for clients, work, base in ((2, 0.1, 5.0), (50, 0.4, 33.0), (200, 0.3, 20.0)):
+        w = prompt_queue_s(work, clients=clients, unqueued_s=base)
+        rho = (clients - 1) * work / (base + w)
+        assert rho < 1 and w == pytest.approx(rho * rho * work / (2 * (1 - rho)), rel=1e-9)
+    waits = [prompt_queue_s(0.4, clients=c, unqueued_s=30.0) for c in (2, 5, 25, 50, 100)]
+    assert waits == sorted(waits) and waits[0] < 1e-3 < waits[-1]
+
+    spec = get_model("llama-3.1-70b")
+    ev = evaluation.evaluate(topology=TOPO, model=spec, tp=4, isl=4096, osl=256)
+    loops = {c: serve_at_concurrency(spec, ev.gpu, ev.strategy, isl=4096, osl=256, concurrency=c, links=ev.links)
+             for c in (1, 8, 32)}
+    one = loops[1]
+    assert one.ttft_s == pytest.approx(evaluation.evaluate(topology=TOPO, model=spec, tp=4, isl=4096, osl=256,
+                                                           concurrency=1).closed.ttft_s)
+    assert loops[1].ttft_s < loops[8].ttft_s < loops[32].ttft_s
+    work = prompt_work_s(spec, ev.gpu, ev.strategy, isl=4096, links=ev.links)
+    assert 0 < work < one.ttft_s  # the prompt alone, no wait and no decodes
+    for c in (8, 32):
+        lp = loops[c]
+        assert lp.e2e_s == pytest.approx(lp.ttft_s + 255 * lp.tpot_s, rel=1e-9)
+        assert lp.requests_per_s == pytest.approx(c / lp.e2e_s, rel=1e-9)
