@@ -71,6 +71,8 @@ SKIPPED = {
         "one fit per GPU type or source left out, several minutes each",
     "python benchmarks/robustness.py --skip-corpus --skip-emitters": "plans fleets up to 16,368 GPUs in fresh processes, minutes",
     "python benchmarks/peer_compare.py": "needs AIConfigurator installed (the 'peer' extra, in its own venv), minutes",
+    "python benchmarks/peer_compare.py --published": ("needs AIConfigurator installed (the 'peer' extra, in its own "
+                                                      "venv); tests/test_fidelity.py runs it against a stub peer"),
     "python benchmarks/derive_gemm_peaks.py": "needs AIConfigurator installed (the 'peer' extra, in its own venv)",
     "python benchmarks/derive_moe_tables.py": "needs AIConfigurator installed (the 'peer' extra, in its own venv)",
     "python benchmarks/derive_dense_gemm.py --write": "needs AIConfigurator installed (the 'peer' extra, in its own venv)",
