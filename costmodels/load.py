@@ -193,7 +193,9 @@ def serve_at_concurrency(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, 
         return ClosedLoopMetrics(concurrency, 0, inf, inf, inf, 0.0, 0.0, inf, inf, inf)
     m = evaluate_replica(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
     unqueued_s = m.ttft_s + max(osl - 1, 0) * m.tpot_s
-    queue = prompt_queue_s(prompt_work_s(model, gpu, s, isl=isl, links=links), clients=b, unqueued_s=unqueued_s)
+    run = effective_strategy(model, gpu, s, isl=isl, osl=osl)  # the token budget evaluate_replica priced
+    queue = prompt_queue_s(prompt_work_s(model, gpu, run, isl=isl, links=links), clients=b, unqueued_s=unqueued_s,
+                           servers=run.attention_dp)
     service_s = unqueued_s + queue
     rate = b / service_s
     wait = (concurrency - b) / rate
@@ -206,24 +208,30 @@ def serve_at_concurrency(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, 
 
 
 def prompt_work_s(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, links: Links = Links()) -> float:
-    """The time one prompt's prefill holds the replica: its ``isl`` tokens alone through the slowest
-    stage (the stages overlap on successive prompts), decodes left out (they run anyway)."""
-    sts = stages(model, s)
-    return max(stage_time(model, g, s, st, links, prefill_tokens=isl, prefill_context=isl / 2, decode_tokens=0,
-                          decode_context=0).total_s for g, st in zip(stage_gpus(gpu, s.pp), sts, strict=True))
+    """The time one prompt's prefill holds its server, an attention-DP group of the slowest stage
+    (the stages overlap on successive prompts): its ``isl`` tokens at the cost per token of a step
+    full of prompt tokens (``max_num_batched_tokens`` per group), decodes left out (they run
+    anyway). Short prompts share a step, so a short one costs its share of a full step, not a
+    weight read of its own; a long one runs in budget-sized chunks at that same cost per token."""
+    budget = s.max_num_batched_tokens
+    full = max(stage_time(model, g, s, st, links, prefill_tokens=budget * s.attention_dp, prefill_context=isl / 2,
+                          decode_tokens=0, decode_context=0).total_s
+               for g, st in zip(stage_gpus(gpu, s.pp), stages(model, s), strict=True))
+    return full * isl / budget
 
 
 #: Bisection rounds for the closed loop's prompt queue: 2**-60 of its bracket, below any printed digit.
 _QUEUE_ROUNDS = 60
 
 
-def prompt_queue_s(work_s: float, *, clients: int, unqueued_s: float) -> float:
+def prompt_queue_s(work_s: float, *, clients: int, unqueued_s: float, servers: int = 1) -> float:
     """A prompt's mean wait behind the other clients' prompts in a closed loop, beyond the one
     running step every prompt waits for (:func:`costmodels.serving.evaluate_replica`'s TTFT).
 
-    The prompts share one server, the prefill (``work_s`` each). The other ``clients - 1`` send
-    theirs at ``lambda = (clients - 1) / e2e`` together, so ``rho = lambda x work_s`` of the time a
-    prompt is being prefilled. Queued as M/D/1, a prompt waits ``rho work_s / (2 (1 - rho))``; the
+    The prompts queue for the prefill (``work_s`` each, :func:`prompt_work_s`), one queue per
+    attention-DP group (``servers``, the prompts spread evenly). The other ``clients - 1`` send
+    theirs at ``lambda = (clients - 1) / e2e`` together, so ``rho = lambda x work_s / servers`` of
+    the time a group's prefill is busy. Queued as M/D/1, a prompt waits ``rho work_s / (2 (1 - rho))``; the
     residual of the prompt in service, ``rho work_s / 2``, is in the running step already, which
     leaves ``rho**2 work_s / (2 (1 - rho))``. The wait lengthens e2e, which lowers lambda: the wait
     is the fixed point, found by bisection (the wait minus its M/D/1 value rises with it, and at
@@ -238,7 +246,7 @@ def prompt_queue_s(work_s: float, *, clients: int, unqueued_s: float) -> float:
         return 0.0
 
     def excess(w: float) -> float:
-        rho = (clients - 1) * work_s / (unqueued_s + w)
+        rho = (clients - 1) * work_s / servers / (unqueued_s + w)
         return w - (math.inf if rho >= 1 else rho * rho * work_s / (2 * (1 - rho)))
 
     lo, hi = 0.0, clients * work_s

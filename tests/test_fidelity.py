@@ -318,25 +318,37 @@ def test_missing_file_exits_2(tmp_path):
 
 
 def test_peer_compare_prices_each_published_closed_loop_row_with_both_models(tmp_path):
-    """``peer_compare.py --published`` against a stub peer: every row of the NIM source with its
-    stated clients, our figure as the harness prices it, the peer's tokens/s/GPU scaled to the run's
-    GPUs, its TPOT read as ITL; one peer call per set-up and concurrency."""
+    """``peer_compare.py --published`` against a stub peer whose figures come from its arguments: every
+    row of the NIM source at its own ISL/OSL and clients, the peer's TPOT read as ITL and its
+    tokens/s/GPU scaled to the run's GPUs, ours as the harness prices the row; one peer call per
+    set-up and concurrency, with the row's precision as the peer's quantisation modes."""
     calls = tmp_path / "calls"
     stub = tmp_path / "aiconfigurator"
     stub.write_text("#!/bin/sh\necho \"$@\" >> " + str(calls) + "\n"
-                    "echo '  TTFT: 400.0 ms'\necho '  TPOT: 20.0 ms'\necho '  tokens/s/gpu: 25.0'\n")
+                    "isl=0; osl=0; bs=0\n"
+                    "while [ $# -gt 0 ]; do case \"$1\" in --isl) isl=$2;; --osl) osl=$2;; --batch-size) bs=$2;; esac; "
+                    "shift; done\n"
+                    "echo \"  TTFT: $isl ms\"\necho \"  TPOT: $osl ms\"\necho \"  tokens/s/gpu: $bs\"\n")
     stub.chmod(0o755)
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peer_compare.py"), "--published", "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={"PATH": "/usr/bin:/bin", "AIC_BIN": str(stub), "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)["published"]
-    assert len(found) == 28 and {f["source"] for f in found} == {"NIM_LLAMA33_70B_H100_V180"}
-    by = {(f["isl"], f["concurrency"], f["metric"]): f for f in found}
-    assert by[(5000, 1, "itl_ms_mean")]["measured"] == 18.58 and by[(5000, 1, "itl_ms_mean")]["peer"] == 20.0
-    assert by[(5000, 50, "total_output_tok_per_s")]["peer"] == 50.0  # 25 per GPU x 2 GPUs
-    assert by[(500, 1, "ttft_ms_mean")]["peer"] == 400.0
-    assert all(f["ours"] and f["ours"] > 0 for f in found)
-    estimates = [ln for ln in calls.read_text().splitlines() if ln.startswith("cli estimate")]
-    assert len(estimates) == 10  # 8 concurrencies at 5,000/500, 2 at 500/2,000
-    assert all("--gemm-quant-mode fp8 --kvcache-quant-mode fp8" in ln and "--tp 2" in ln for ln in estimates)
+    assert {f["source"] for f in found} == {"NIM_LLAMA33_70B_H100_V180"}
+    rows = [r for r in F.read_all(ROOT / "benchmarks" / "data" / "latency.csv")
+            if r.source_id == "NIM_LLAMA33_70B_H100_V180"]
+    assert len(found) == len(rows) > 100
+    pred = P.Predictor()
+    for f, r in zip(found, rows, strict=True):
+        assert (f["isl"], f["osl"], f["concurrency"], f["metric"], f["measured"]) == (
+            r.isl, r.osl, r.concurrency, r.metric, r.value)
+        assert f["ours"] == pytest.approx(pred.predict(r).predicted)
+        expected = {"ttft_ms_mean": r.isl, "itl_ms_mean": r.osl, "total_output_tok_per_s": r.concurrency * 2}
+        assert f["peer"] == expected[r.metric]
+    estimates = [ln.split() for ln in calls.read_text().splitlines() if ln.startswith("cli estimate")]
+    shapes = {(e[e.index("--isl") + 1], e[e.index("--osl") + 1], e[e.index("--batch-size") + 1]) for e in estimates}
+    assert len(estimates) == len(shapes) == len({(r.isl, r.osl, r.concurrency) for r in rows})
+    assert shapes == {(str(r.isl), str(r.osl), str(r.concurrency)) for r in rows}
+    assert all(" ".join(e).count("--gemm-quant-mode fp8 --kvcache-quant-mode fp8") == 1 and "--tp" in e
+               and e[e.index("--tp") + 1] == "2" for e in estimates)

@@ -219,3 +219,34 @@ def test_closed_loop_prompts_queue_for_the_prefill():
         lp = loops[c]
         assert lp.e2e_s == pytest.approx(lp.ttft_s + 255 * lp.tpot_s, rel=1e-9)
         assert lp.requests_per_s == pytest.approx(c / lp.e2e_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("isl,osl", [(128, 1), (128, 16), (2048, 1), (2048, 64)])
+def test_closed_loop_never_prefills_faster_than_a_full_step_can(isl, osl):
+    """Prompts served per second stay within the prefill's own capacity (a step full of prompt
+    tokens, :func:`prompt_work_s`): with one-token answers the loop is all prefill, and before the
+    prompt queue it claimed three times that capacity."""
+    from costmodels.load import prompt_work_s
+    from costmodels.serving import effective_strategy
+
+    spec = get_model("llama-3.1-8b")
+    ev = evaluation.evaluate(topology=TOPO, model=spec, tp=1, isl=isl, osl=osl)
+    work = prompt_work_s(spec, ev.gpu, effective_strategy(spec, ev.gpu, ev.strategy, isl=isl, osl=osl), isl=isl,
+                         links=ev.links)
+    for c in (16, 64, 256):
+        lp = serve_at_concurrency(spec, ev.gpu, ev.strategy, isl=isl, osl=osl, concurrency=c, links=ev.links)
+        assert lp.requests_per_s * work <= c / (c - 1) + 1e-9, (c, lp.requests_per_s, 1 / work)
+
+
+def test_short_prompts_that_share_a_step_barely_queue(monkeypatch):
+    """A short prompt costs its share of a full step, so with answers to decode the queue is small
+    (it once priced each 128-token prompt as a weight read of its own and cut throughput 2.8x)."""
+    import costmodels.load as load
+
+    spec = get_model("llama-3.1-8b")
+    ev = evaluation.evaluate(topology=TOPO, model=spec, tp=1, isl=128, osl=16)
+    queued = serve_at_concurrency(spec, ev.gpu, ev.strategy, isl=128, osl=16, concurrency=256, links=ev.links)
+    monkeypatch.setattr(load, "prompt_queue_s", lambda *a, **k: 0.0)
+    bare = serve_at_concurrency(spec, ev.gpu, ev.strategy, isl=128, osl=16, concurrency=256, links=ev.links)
+    assert bare.output_tokens_per_s * 0.97 <= queued.output_tokens_per_s <= bare.output_tokens_per_s
+    assert bare.ttft_s <= queued.ttft_s <= bare.ttft_s * 1.1

@@ -34,7 +34,8 @@ except SystemExit:
 sys.stdout.flush()
 loaded = sorted(name for name in heavy if name in sys.modules)
 sys.stderr.write("\\nLOADED " + json.dumps({"loaded": loaded, "blas_env": "OPENBLAS_NUM_THREADS" in os.environ,
-                                             "gc_enabled": gc.isenabled(), "gc_frozen": gc.get_freeze_count()}))
+                                             "gc_enabled": gc.isenabled(), "gc_frozen": gc.get_freeze_count(),
+                                             "gc_thresholds": gc.get_threshold()}))
 """
 
 
@@ -82,16 +83,16 @@ def test_search_loads_the_text_report_and_the_simulator_only_where_used(tmp_path
     assert "costmodels.benchrun" in _loaded(simulated, tmp_path, report_only)["loaded"]
 
 
-def test_short_commands_run_without_the_cyclic_collector_and_a_sweep_with_it(tmp_path):
-    """planner.entry turns the cyclic collector off and freezes what is left at the end (start-up
-    time); a sweep, whose number of searches has no bound, turns it back on so their cycles are freed."""
-    searched = _loaded(["search", "-t", "dgx-h100x1", "-m", "llama-3.1-8b", "-q", "--json"], tmp_path)
-    assert searched["gc_enabled"] is False and searched["gc_frozen"] > 10_000
-    sweep = tmp_path / "s.yaml"
-    sweep.write_text("name: s\nbase: {topology: dgx-h100x1, model: llama-3.1-8b}\ngrid: {tpot_ms: [null, 50]}\n")
-    swept = _loaded(["sweep", str(sweep), "-o", str(tmp_path / "r.csv"), "-q", "--jobs", "1"], tmp_path)
-    assert swept["gc_enabled"] is True
-    assert (tmp_path / "r.csv").read_text().count("\n") == 3
+def test_the_command_line_collects_cycles_rarely_and_freezes_what_is_left(tmp_path):
+    """planner.entry raises the collector's thresholds (start-up time) without turning it off (each
+    CP-SAT model is a cycle: a frontier would keep them all), and freezes what is alive at the end
+    so the interpreter's last collection skips it."""
+    from planner.entry import COLLECTOR_THRESHOLDS
+
+    for args in (["search", "-t", "dgx-h100x1", "-m", "llama-3.1-8b", "-q", "--json"], ["catalog", "gpus"]):
+        seen = _loaded(args, tmp_path)
+        assert seen["gc_enabled"] is True and tuple(seen["gc_thresholds"]) == COLLECTOR_THRESHOLDS
+        assert seen["gc_frozen"] > 1_000
 
 
 def test_pandas_imported_after_cp_sat_is_the_real_package():

@@ -33,15 +33,9 @@ def sweep_command(file, output, jobs, ray_address, quiet, progress):
     timeout, error), the message of a failed row and the plan's totals. A failing row does
     not stop the sweep; a bad FILE stops it before anything runs (exit 2).
     """
-    import gc
     import time
 
     from planner import sweep as sw
-
-    # Any number of searches in this process: collect their cycles again (planner.entry turned the
-    # collector off for the short commands). What lives already (modules, tables) is frozen first.
-    gc.freeze()
-    gc.enable()
 
     spec = sw.load_sweep(file)
     parquet = _parquet(output)
