@@ -196,6 +196,9 @@ def serve_at_concurrency(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, 
     run = effective_strategy(model, gpu, s, isl=isl, osl=osl)  # the token budget evaluate_replica priced
     queue = prompt_queue_s(prompt_work_s(model, gpu, run, isl=isl, links=links), clients=b, unqueued_s=unqueued_s,
                            servers=run.attention_dp)
+    # never faster than the engine's steady state at its largest batch (the prompt work above gives
+    # prompts the whole token budget, which the decodes share: up to 2 % over at saturation)
+    queue = max(queue, b / full.requests_per_s - unqueued_s) if full.requests_per_s > 0 else queue
     service_s = unqueued_s + queue
     rate = b / service_s
     wait = (concurrency - b) / rate

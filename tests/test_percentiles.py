@@ -198,9 +198,9 @@ def test_closed_loop_prompts_queue_for_the_prefill():
     from costmodels.load import prompt_queue_s, prompt_work_s
 
     assert prompt_queue_s(0.4, clients=1, unqueued_s=10.0) == 0.0
-    for clients, work, base in ((2, 0.1, 5.0), (50, 0.4, 33.0), (200, 0.3, 20.0)):
-        w = prompt_queue_s(work, clients=clients, unqueued_s=base)
-        rho = (clients - 1) * work / (base + w)
+    for clients, work, base, servers in ((2, 0.1, 5.0, 1), (50, 0.4, 33.0, 1), (200, 0.3, 20.0, 1), (200, 0.3, 20.0, 4)):
+        w = prompt_queue_s(work, clients=clients, unqueued_s=base, servers=servers)
+        rho = (clients - 1) * work / servers / (base + w)
         assert rho < 1 and w == pytest.approx(rho * rho * work / (2 * (1 - rho)), rel=1e-9)
     waits = [prompt_queue_s(0.4, clients=c, unqueued_s=30.0) for c in (2, 5, 25, 50, 100)]
     assert waits == sorted(waits) and waits[0] < 1e-3 < waits[-1]
@@ -221,21 +221,29 @@ def test_closed_loop_prompts_queue_for_the_prefill():
         assert lp.requests_per_s == pytest.approx(c / lp.e2e_s, rel=1e-9)
 
 
-@pytest.mark.parametrize("isl,osl", [(128, 1), (128, 16), (2048, 1), (2048, 64)])
-def test_closed_loop_never_prefills_faster_than_a_full_step_can(isl, osl):
-    """Prompts served per second stay within the prefill's own capacity (a step full of prompt
-    tokens, :func:`prompt_work_s`): with one-token answers the loop is all prefill, and before the
-    prompt queue it claimed three times that capacity."""
+@pytest.mark.parametrize("model,topo,kw", [
+    ("llama-3.1-8b", TOPO, {"tp": 1}),
+    ("llama-3.1-70b", TOPO, {"tp": 4, "runtime": "trtllm"}),
+    ("mixtral-8x7b", TOPO, {"tp": 2, "ep": 2, "attention_dp": 2, "runtime": "sglang"}),
+])
+def test_prompt_work_is_the_engines_own_prefill_capacity(model, topo, kw):
+    """With one-token answers the engine at its largest batch does nothing but prefill, so its
+    requests/s (``evaluate_replica``'s steady state, priced its own way) is the prefill capacity;
+    one prompt's work (:func:`prompt_work_s`, per attention-DP group) must match it, and a closed
+    loop of any size never serves more (before the prompt queue it claimed three times as much)."""
     from costmodels.load import prompt_work_s
     from costmodels.serving import effective_strategy
 
-    spec = get_model("llama-3.1-8b")
-    ev = evaluation.evaluate(topology=TOPO, model=spec, tp=1, isl=isl, osl=osl)
-    work = prompt_work_s(spec, ev.gpu, effective_strategy(spec, ev.gpu, ev.strategy, isl=isl, osl=osl), isl=isl,
-                         links=ev.links)
-    for c in (16, 64, 256):
-        lp = serve_at_concurrency(spec, ev.gpu, ev.strategy, isl=isl, osl=osl, concurrency=c, links=ev.links)
-        assert lp.requests_per_s * work <= c / (c - 1) + 1e-9, (c, lp.requests_per_s, 1 / work)
+    spec = get_model(model)
+    for isl in (128, 2048):
+        ev = evaluation.evaluate(topology=topo, model=spec, isl=isl, osl=1, **kw)
+        run = effective_strategy(spec, ev.gpu, ev.strategy, isl=isl, osl=1)
+        work = prompt_work_s(spec, ev.gpu, run, isl=isl, links=ev.links)
+        capacity = ev.metrics.requests_per_s
+        assert 0.9 <= capacity * work / run.attention_dp <= 1.1, (isl, capacity, run.attention_dp / work)
+        for c in (16, 256, 4096):
+            lp = serve_at_concurrency(spec, ev.gpu, ev.strategy, isl=isl, osl=1, concurrency=c, links=ev.links)
+            assert lp.requests_per_s <= capacity * (1 + 1e-9)
 
 
 def test_short_prompts_that_share_a_step_barely_queue(monkeypatch):
