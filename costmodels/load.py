@@ -196,16 +196,15 @@ def serve_at_concurrency(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, 
     run = effective_strategy(model, gpu, s, isl=isl, osl=osl)  # the token budget evaluate_replica priced
     queue = prompt_queue_s(prompt_work_s(model, gpu, run, isl=isl, links=links), clients=b, unqueued_s=unqueued_s,
                            servers=run.attention_dp)
-    # never faster than the engine's steady state at its largest batch (the prompt work above gives
-    # prompts the whole token budget, which the decodes share: up to 2 % over at saturation)
-    queue = max(queue, b / full.requests_per_s - unqueued_s) if full.requests_per_s > 0 else queue
-    service_s = unqueued_s + queue
-    rate = b / service_s
+    if full.requests_per_s > 0:  # never faster than the engine's steady state at its largest batch (the
+        # prompt work above gives prompts the whole token budget, which the decodes share: up to 2 % over)
+        queue = max(queue, b / full.requests_per_s - unqueued_s)
+    rate = b / (unqueued_s + queue)
     wait = (concurrency - b) / rate
     ttft = m.ttft_s + queue + wait
     mix = step_mix(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
     return ClosedLoopMetrics(concurrency=concurrency, batch=b, ttft_s=ttft, tpot_s=m.tpot_s,
-                             e2e_s=ttft + service_s - m.ttft_s - queue, requests_per_s=rate,
+                             e2e_s=ttft + max(osl - 1, 0) * m.tpot_s, requests_per_s=rate,
                              output_tokens_per_s=rate * osl, ttft_p99_s=ttft + m.ttft_p99_extra_s,
                              itl_p50_s=mix.percentile_s(0.5), itl_p99_s=mix.percentile_s(0.99))
 
