@@ -441,7 +441,8 @@ def published_closed_loop(aic_bin: str) -> list[dict]:
 
     ours, peer_cache, out = Predictor(), {}, []
     for row in read_rows(ROOT / "benchmarks" / "data" / "latency.csv"):
-        if row.source_id not in PUBLISHED_SETUPS or row.metric not in _PUBLISHED_METRICS or not row.concurrency:
+        if (row.source_id not in PUBLISHED_SETUPS or row.metric not in _PUBLISHED_METRICS or not row.concurrency
+                or (row.dp or 1) != 1):  # one replica: its clients are the peer's batch
             continue
         checkpoint, system, flags = PUBLISHED_SETUPS[row.source_id]
         key = (row.source_id, row.isl, row.osl, row.tp, row.concurrency)
@@ -459,10 +460,6 @@ def published_closed_loop(aic_bin: str) -> list[dict]:
     return out
 
 
-def _ape(pred: float | None, meas: float) -> float | None:
-    return None if pred is None else abs(pred - meas) / meas
-
-
 def print_published(found: list[dict]) -> None:
     """Each measurement beside both predictions, then each model's MAPE per metric over the rows both price."""
     def cell(pred: float | None, meas: float) -> str:
@@ -477,7 +474,7 @@ def print_published(found: list[dict]) -> None:
     for metric in _PUBLISHED_METRICS:
         both = [f for f in found if f["metric"] == metric and f["ours"] is not None and f["peer"] is not None]
         if both:
-            mape = [sum(_ape(f[who], f["measured"]) for f in both) / len(both) for who in ("ours", "peer")]
+            mape = [sum(abs(f[who] - f["measured"]) / f["measured"] for f in both) / len(both) for who in ("ours", "peer")]
             summary.append([metric, len(both), f"{mape[0]:.1%}", f"{mape[1]:.1%}"])
     print(tabulate(summary, ["metric", "rows both price", "MAPE ours", "MAPE peer"], tablefmt="github",
                    disable_numparse=True))
