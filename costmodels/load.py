@@ -19,6 +19,7 @@ from costmodels.serving import (
     ReplicaMetrics,
     effective_strategy,
     evaluate_replica,
+    prefill_stage_s,
     replica_memory,
     stage_time,
 )
@@ -216,9 +217,8 @@ def prompt_work_s(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, links: 
     anyway). Short prompts share a step, so a short one costs its share of a full step, not a
     weight read of its own; a long one runs in budget-sized chunks at that same cost per token."""
     budget = s.max_num_batched_tokens
-    full = max(stage_time(model, g, s, st, links, prefill_tokens=budget * s.attention_dp, prefill_context=isl / 2,
-                          decode_tokens=0, decode_context=0).total_s
-               for g, st in zip(stage_gpus(gpu, s.pp), stages(model, s), strict=True))
+    full = max(prefill_stage_s(model, s, links, stage_gpus(gpu, s.pp), stages(model, s),
+                               tokens=budget * s.attention_dp, context=isl / 2))
     return full * isl / budget
 
 
@@ -282,8 +282,7 @@ def static_batch(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int
     mems = replica_memory(model, gpu, s, batch=batch, context=isl + osl)
     fits = all(m.fits for m in mems)
     prompt = batch * isl
-    pre = [stage_time(model, g, s, st, links, prefill_tokens=prompt, prefill_context=isl / 2, decode_tokens=0,
-                       decode_context=0).total_s for g, st in zip(gpus, sts, strict=True)]
+    pre = prefill_stage_s(model, s, links, gpus, sts, tokens=prompt, context=isl / 2)
     pre_send = send_s(message_bytes=prompt * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
     ttft = sum(pre) + (s.pp - 1) * pre_send + cal.PREFILL_REQUEST_OVERHEAD_S
     micro = min(s.pp, batch)

@@ -17,7 +17,7 @@ from costmodels.memory import (
     kv_bytes_per_token_per_gpu,
 )
 from costmodels.model_spec import ModelSpec
-from costmodels.serving import TAIL_QUANTILE, ReplicaMetrics, replica_memory, stage_time
+from costmodels.serving import TAIL_QUANTILE, ReplicaMetrics, prefill_stage_s, replica_memory
 from costmodels.strategy import GPUs, Links, Strategy, stage_gpus, stages
 from topologies.graph import Link
 
@@ -159,8 +159,7 @@ def evaluate_prefill(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, link
     fits = all(m.fits for m in mems)
 
     def step_s(tokens: float) -> tuple[list[float], float]:
-        times = [stage_time(model, g, s, st, links, prefill_tokens=tokens, prefill_context=isl / 2,
-                             decode_tokens=0, decode_context=0).total_s for g, st in zip(gpus, sts, strict=True)]
+        times = prefill_stage_s(model, s, links, gpus, sts, tokens=tokens, context=isl / 2)
         send = send_s(message_bytes=tokens * model.hidden * ACT_BYTES / s.tp, link=links.pp) if s.pp > 1 else 0.0
         return times, send
 

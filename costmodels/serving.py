@@ -247,6 +247,14 @@ def stage_time(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, links: L
                            ep_local_ranks=links.ep_local_ranks, runtime=s.runtime, **kw)
 
 
+def prefill_stage_s(model: ModelSpec, s: Strategy, links: Links, gpus: list[GPU], sts: list[StageShape], *,
+                    tokens: float, context: float) -> list[float]:
+    """Each stage's step carrying ``tokens`` prompt tokens and no decodes, attending ``context``
+    tokens on average (``gpus``/``sts``: the stages' GPUs and shapes, ``stage_gpus``/``stages``)."""
+    return [stage_time(model, g, s, st, links, prefill_tokens=tokens, prefill_context=context, decode_tokens=0,
+                       decode_context=0).total_s for g, st in zip(gpus, sts, strict=True)]
+
+
 def effective_strategy(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int) -> Strategy:
     """The strategy as the runtime will run it: for TensorRT-LLM with the default token budget,
     the budget trtllm-bench derives from the batch it expects (what the plan must record)."""
