@@ -117,16 +117,17 @@ class Predictor:
 
     def evaluate(self, *, model: str, gpu: GPU, num_gpus: int, dtypes: tuple[str, str], tp: int, pp: int,
                  dp: int, ep: int, batch: int | None, isl: int, osl: int, runtime: str,
-                 qps: float | None = None, attention_dp: int = 1) -> Evaluation | str:
+                 qps: float | None = None, attention_dp: int = 1, host_overlap: bool = False) -> Evaluation | str:
         """The Evaluation, or the cost model's reason for rejecting the input (a string)."""
-        key = (model, gpu.name, max(8, num_gpus), dtypes, tp, pp, dp, ep, batch, isl, osl, runtime, qps, attention_dp)
+        key = (model, gpu.name, max(8, num_gpus), dtypes, tp, pp, dp, ep, batch, isl, osl, runtime, qps, attention_dp,
+               host_overlap)
         if key not in self._evals:
             self.evaluate_calls += 1
             try:
                 self._evals[key] = evaluate(topology=self.topology(gpu, num_gpus), model=model, tp=tp, pp=pp,
                                             dp=dp, ep=ep, batch=batch, isl=isl, osl=osl, weight_dtype=dtypes[0],
                                             kv_dtype=dtypes[1], gpu=gpu.name, runtime=runtime, qps=qps,
-                                            attention_dp=attention_dp)
+                                            attention_dp=attention_dp, host_overlap=host_overlap)
             except InputError as e:  # one reason per cause, not per shape: drop the token count
                 self._evals[key] = "rejected by cost model: " + re.sub(
                     r"isl \+ osl = \d+ tokens exceeds", "isl + osl exceeds", str(e))
@@ -187,7 +188,8 @@ class Predictor:
                 return Result(row, None, "layout inconsistent: tp x pp does not divide num_gpus")
             dp = row.num_gpus // (row.tp * pp)
         return spec, dict(model=spec.name, gpu=gpu, num_gpus=row.num_gpus, dtypes=dtypes, tp=row.tp, pp=pp, dp=dp,
-                          ep=ep, isl=row.isl, osl=row.osl, runtime=row.runtime, attention_dp=adp)
+                          ep=ep, isl=row.isl, osl=row.osl, runtime=row.runtime, attention_dp=adp,
+                          host_overlap=row.host_overlap)
 
     def _at_batch(self, row: Row, spec: ModelSpec, ev: Evaluation, dp: int) -> Result:
         """A row measured at a fixed batch (closed loop, or a stated batch)."""
@@ -240,7 +242,7 @@ class Predictor:
         dp = max(1, row.layout[2])
         n = max(1, math.ceil(requests / dp))
         key = ("run", row.model, row.gpu, row.precision, row.layout, row.isl, row.osl, n, rate, row.runtime,
-               served_online)
+               row.host_overlap, served_online)
         if key not in self._evals:
             self._evals[key] = simulate_benchmark(spec, ev.gpu, ev.strategy, isl=row.isl, osl=row.osl, requests=n,
                                                   rate_per_s=rate / dp, links=ev.links, online=served_online)
@@ -268,7 +270,8 @@ class Predictor:
         n = row.concurrency or 1
         dp, metric = common["dp"], row.metric
         if row.static:
-            key = ("static", row.model, row.gpu, common["dtypes"], row.layout, row.isl, row.osl, n, row.runtime)
+            key = ("static", row.model, row.gpu, common["dtypes"], row.layout, row.isl, row.osl, n, row.runtime,
+                   row.host_overlap)
             if key not in self._evals:
                 self._evals[key] = static_batch(spec, ev.gpu, ev.strategy, isl=row.isl, osl=row.osl, batch=n,
                                                 links=ev.links)
@@ -279,7 +282,8 @@ class Predictor:
                        "itl_p99": st.tpot_s, "e2e": st.e2e_s, "req": st.requests_per_s,
                        "tok": st.output_tokens_per_s}
         else:
-            key = ("closed", row.model, row.gpu, common["dtypes"], row.layout, row.isl, row.osl, n, row.runtime)
+            key = ("closed", row.model, row.gpu, common["dtypes"], row.layout, row.isl, row.osl, n, row.runtime,
+                   row.host_overlap)
             if key not in self._evals:
                 self._evals[key] = serve_at_concurrency(spec, ev.gpu, ev.strategy, isl=row.isl, osl=row.osl,
                                                         concurrency=max(1, math.ceil(n / dp)), links=ev.links)

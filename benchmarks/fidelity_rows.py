@@ -69,6 +69,7 @@ def latency_kind(metric: str) -> str | None:
 
 
 _STATIC_RE = re.compile(r"static batch|static engine|static benchmark|processed together|no in-flight", re.IGNORECASE)
+_SGLANG_VERSION_RE = re.compile(r"sglang (\d+)\.(\d+)")
 _RUNTIME_NOTES = (("tensorrt-llm", "trtllm"), ("trt-llm", "trtllm"), ("trtllm", "trtllm"), ("sglang", "sglang"),
                   ("vllm", "vllm"))
 
@@ -144,9 +145,33 @@ class Row:
         return runtime_of_source(self.source_id)
 
     @property
+    def host_overlap(self) -> bool:
+        """Whether the measured engine overlapped its host work with the GPU (:func:`engine_overlaps_host`)."""
+        return engine_overlaps_host(self.notes)
+
+    @property
     def layout(self) -> tuple[int, int, int, int]:
         pp = self.pp or 1
         return (self.tp, pp, self.dp or max(self.num_gpus // (self.tp * pp), 1), self.ep or 1)
+
+
+def engine_overlaps_host(notes: str) -> bool:
+    """Whether a measurement's engine overlapped its host work with the GPU's step
+    (``costmodels.calibration.RuntimeProfile.overlaps_host``), from what its notes name: the
+    TensorRT-LLM PyTorch backend (its overlap scheduler is on by default) or SGLang 0.4 and later
+    (its overlap scheduler, on by default since v0.4). Every other source ran an engine that did
+    not: TensorRT-LLM's TensorRT-engine releases (NIM for LLMs 1.x served from them until the
+    PyTorch backend became its default in 1.15.0, 2026-05), vLLM before asynchronous scheduling,
+    LMDeploy.
+
+    >>> engine_overlaps_host("trtllm-bench (PyTorch backend)"), engine_overlaps_host("SGLang 0.3.6")
+    (True, False)
+    """
+    low = notes.lower()
+    if "pytorch backend" in low:
+        return True
+    m = _SGLANG_VERSION_RE.search(low)
+    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (0, 4)
 
 
 class RowProblem(ValueError):

@@ -215,8 +215,9 @@ def ps_search(sc: Scenario) -> Pick:
     return Pick(configs=configs, wall_s=wall, own=own)
 
 
-def ps_evaluate(sc: Scenario, c: Config) -> Price:
-    """Our model's figures for one configuration, its token budget included (planner.evaluation.evaluate).
+def ps_evaluate(sc: Scenario, c: Config, *, host_overlap: bool | None = None) -> Price:
+    """Our model's figures for one configuration, its token budget included (planner.evaluation.evaluate);
+    ``host_overlap=False`` prices an engine release that does not overlap host work with the GPU.
 
     The budget equal to the default (8,192) means "the runtime's own default" to the cost model,
     which then prices trtllm-bench's derived budget; an explicit 8,192 is priced as 8,193 to keep it.
@@ -227,7 +228,7 @@ def ps_evaluate(sc: Scenario, c: Config) -> Price:
     try:
         r = evaluation.evaluate(topology=sc.topology, model=sc.model, tp=c.tp, pp=c.pp, ep=c.ep, attention_dp=c.attention_dp,
                          batch=c.batch, isl=sc.isl, osl=sc.osl, weight_dtype=sc.weight_dtype, kv_dtype=sc.kv_dtype,
-                         runtime="trtllm", max_num_batched_tokens=budget).as_dict()
+                         runtime="trtllm", max_num_batched_tokens=budget, host_overlap=host_overlap).as_dict()
     except InputError as e:
         return Price(error=str(e))
     if not r["fits"]:
@@ -322,17 +323,19 @@ def price_published(aic_bin: str, sc: Scenario, found: list[dict]) -> None:
     """Price the set-up of each nearest published row with both models, so the measurement can be
     compared with predictions of the very configuration it measured. Only rows of the scenario's own
     model and precision with a known concurrency (stated, or by Little's law) are priced; the
-    concurrency is the batch, the token budget trtllm-serve's default. Adds ``published.priced``."""
+    concurrency is the batch, the token budget trtllm-serve's default, and our model prices the
+    engine the row ran (whether it overlapped host work, ``published.host_overlap``). Adds
+    ``published.priced``."""
     cache: dict[tuple, tuple[Price, Price]] = {}
     for d in found:
         p = d["published"]
         if not p or not p["concurrency"] or p["model"] != sc.families[0] or p["precision"].lower() != sc.weight_dtype:
             continue
-        key = (p["tp"], p["isl"], p["osl"], p["concurrency"])
+        key = (p["tp"], p["isl"], p["osl"], p["concurrency"], p["host_overlap"])
         if key not in cache:
             at = replace(sc, isl=p["isl"], osl=p["osl"])
             c = Config(tp=p["tp"], batch=p["concurrency"], ctx_tokens=TRTLLM_DEFAULT_MAX_NUM_TOKENS)
-            cache[key] = (ps_evaluate(at, c), aic_estimate(aic_bin, at, c))
+            cache[key] = (ps_evaluate(at, c, host_overlap=p["host_overlap"]), aic_estimate(aic_bin, at, c))
         ours, peer = cache[key]
         f = _FIELD[d["quantity"]]
         p["priced"] = {"ours": getattr(ours, f), "peer": getattr(peer, f)}

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from benchmarks.fidelity_rows import engine_overlaps_host
+
 if TYPE_CHECKING:  # the configurations and scenarios peer_compare.py compares
     from benchmarks.peer_compare import Config, Scenario
 
@@ -80,4 +82,4 @@ def nearest_published(rows: list[dict], sc: Scenario, c: Config, metrics: tuple[
             "tp": int(r["tp"]), "isl": int(r["isl"]), "osl": int(r["osl"]), "concurrency": r["concurrency"],
             "concurrency_from": r.get("concurrency_from", "stated" if r["concurrency"] else None),
             "metric": r["metric"] + ("/GPU" if r["metric"] == "total_output_tok_per_s" else ""),
-            "value": round(value, 2), "notes": r["notes"][:160]}
+            "value": round(value, 2), "notes": r["notes"][:160], "host_overlap": engine_overlaps_host(r["notes"])}

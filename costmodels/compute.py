@@ -127,7 +127,7 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
                     tp_link: Link, ep_link: Link | None = None, attention_dp: int = 1,
                     expert_imbalance: float | None = None, ep_local_link: Link | None = None,
                     ep_local_ranks: int = 0, runtime: str = "vllm",
-                    busiest_prefill_tokens: float | None = None) -> StepTime:
+                    busiest_prefill_tokens: float | None = None, host_overlap: bool = True) -> StepTime:
     """Time one stage takes to process a step's tokens on each of its ``tp`` GPUs.
 
     ``prefill_tokens`` new prompt tokens, each attending to ``prefill_context`` tokens on
@@ -150,6 +150,11 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     The terms, each its own function: the dense linear layers, the routed experts, the LM head
     (:func:`_linear_s`), attention (:func:`_attention_s`), tensor- and expert-parallel
     communication (:func:`_communication_s`) and the fixed costs of a step.
+
+    ``host_overlap``: the engine prepares each step on the host while the GPU runs the one before
+    (``calibration.RuntimeProfile.overlaps_host``), so its host work (the fixed per-step cost and the
+    per-sequence bookkeeping) delays a step only by what it exceeds the GPU's work by. Without
+    overlap the GPU waits for all of it. The per-layer small kernels are GPU work, paid either way.
     """
     tokens = prefill_tokens + decode_tokens
     if tokens <= 0:
@@ -170,10 +175,13 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     linear_s, load = _linear_s(st, expert_imbalance)
     attention_s = _attention_s(st, prefill_context, decode_context)
     comm_s = _communication_s(st, load, tp_link, ep_link, ep_local_link, ep_local_ranks)
-    # Fixed costs of every step, and the host's per-sequence work (one scheduler per attention group).
-    overhead_s = steps * (cal.STEP_OVERHEAD_S + cal.LAYER_OVERHEAD_S * stage.layer_count) \
-        + cal.SEQUENCE_OVERHEAD_S * decode_tokens / dp
-    return StepTime(linear_s, attention_s, comm_s, overhead_s)
+    # The GPU's small kernels of every layer; the host's fixed work per step and its per-sequence
+    # work (one scheduler per attention group), hidden behind the GPU's work where the engine overlaps.
+    kernels_s = steps * cal.LAYER_OVERHEAD_S * stage.layer_count
+    host_s = steps * cal.STEP_OVERHEAD_S
+    if host_overlap:
+        host_s = max(0.0, host_s - (linear_s + attention_s + comm_s + kernels_s))
+    return StepTime(linear_s, attention_s, comm_s, kernels_s + host_s + cal.SEQUENCE_OVERHEAD_S * decode_tokens / dp)
 
 
 def _linear_s(st: _Step, expert_imbalance: float | None) -> tuple[float, float]:

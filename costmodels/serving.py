@@ -244,7 +244,8 @@ def stage_time(model: ModelSpec, gpu: GPU, s: Strategy, st: StageShape, links: L
     return stage_step_time(model, gpu, stage=st, tp=s.tp, ep=s.ep, weight_dtype=s.weight_dtype,
                            kv_dtype=s.kv_dtype, tp_link=links.tp, ep_link=links.ep, attention_dp=s.attention_dp,
                            expert_imbalance=s.expert_imbalance, ep_local_link=links.ep_local,
-                           ep_local_ranks=links.ep_local_ranks, runtime=s.runtime, **kw)
+                           ep_local_ranks=links.ep_local_ranks, runtime=s.runtime,
+                           host_overlap=s.overlaps_host, **kw)
 
 
 def prefill_stage_s(model: ModelSpec, s: Strategy, links: Links, gpus: list[GPU], sts: list[StageShape], *,

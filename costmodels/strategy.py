@@ -37,6 +37,10 @@ class Strategy:
     # The busiest EP rank's routed tokens over the mean; None: uniform random routing
     # (costmodels.compute.expert_load_factor).
     expert_imbalance: float | None = None
+    # Whether the engine's release overlaps its host work with the GPU's step where it can; None:
+    # what the runtime's current release does by default (calibration.RuntimeProfile.overlaps_host).
+    # False prices an engine that does not (the releases most published measurements ran).
+    host_overlap: bool | None = None
 
     @property
     def gpus(self) -> int:
@@ -50,6 +54,14 @@ class Strategy:
     @property
     def profile(self) -> cal.RuntimeProfile:
         return cal.RUNTIMES[self.runtime]
+
+    @property
+    def overlaps_host(self) -> bool:
+        """Whether this replica's steps hide host work behind the GPU: the release overlaps, and
+        the runtime does so at this pipeline depth (``RuntimeProfile.overlaps_host_with_pp``)."""
+        p = self.profile
+        release = p.overlaps_host if self.host_overlap is None else self.host_overlap
+        return release and (self.pp == 1 or p.overlaps_host_with_pp)
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
              max_num_batched_tokens: int = cal.DEFAULT_MAX_NUM_BATCHED_TOKENS,
              allow_cross_domain_tp: bool = False, qps: float | None = None, attention_dp: int = 1,
              expert_imbalance: float | None = None, concurrency: int | None = None,
-             requests: int | None = None) -> Evaluation:
+             requests: int | None = None, host_overlap: bool | None = None) -> Evaluation:
     """Score one given strategy on the topology's links. Without ``batch``: the largest that fits.
 
     With ``qps`` (spread evenly over the ``dp`` replicas) it also predicts the replicas at
@@ -121,6 +121,8 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
     With ``requests`` and ``qps`` (``math.inf``: all sent at once) it also runs that finite
     benchmark step by step (``Evaluation.run``, :func:`costmodels.benchrun.simulate_benchmark`),
     which is what a published online-serving table measured, queue build-up and drain included.
+    ``host_overlap`` (``Strategy.host_overlap``): False prices an engine that does not overlap its
+    host work with the GPU (older releases); None, the runtime's current default.
     """
     _check_concurrency(concurrency, qps=qps, batch=batch, dp=dp)
     _check_requests(requests, qps=qps, batch=batch, dp=dp)
@@ -135,7 +137,7 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
     check_positive(dp, "--dp", allow_none=False, integer=True)
     s = Strategy(tp=tp, pp=pp, ep=ep, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
                  max_num_batched_tokens=max_num_batched_tokens, runtime=req.runtime, attention_dp=attention_dp,
-                 expert_imbalance=req.expert_imbalance)
+                 expert_imbalance=req.expert_imbalance, host_overlap=host_overlap)
     why = validate_strategy(spec, s)
     if why:
         raise InputError(why, source="--tp/--pp/--ep/--attention-dp")

@@ -41,6 +41,23 @@ def test_pools_win_for_long_prompts_and_a_tight_tpot(pools_plan):
     assert p.totals.tpot_ms <= 40
 
 
+def test_a_comparison_the_time_limit_left_no_room_for_is_not_called_a_proof(monkeypatch):
+    """When the search spends its whole time limit on the plan, the unified-only alternative is
+    not solved; the verdict says so instead of claiming that no such plan meets the request."""
+    import planner.solve.disagg as disagg
+
+    real = disagg.verdict
+
+    def out_of_time(*args):
+        return real(*args[:7], float("-inf"), *args[8:])
+
+    monkeypatch.setattr(disagg, "verdict", out_of_time)
+    d = api.search(**LONG_TIGHT).disaggregation
+    assert d is not None and d.alternative_objective_value is None
+    assert "unified replicas only not weighed: no time was left within --time-limit-s" in d.reason
+    assert "meets the request" not in d.reason
+
+
 def test_unified_wins_for_short_prompts_and_loose_slos():
     p = api.search(**SHORT_LOOSE)
     assert {g.role for g in p.replica_groups} == {"unified"}

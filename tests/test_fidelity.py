@@ -213,6 +213,27 @@ def test_online_rows_use_the_request_rate_in_notes(tmp_path):
     assert res[("ttft_ms_mean", math.inf)].reason.startswith("metric not modelled: ttft_ms_mean")
 
 
+def test_rows_say_whether_their_engine_overlapped_host_work(tmp_path):
+    """Only the engines that overlap their host work with the GPU are priced so: the TensorRT-LLM
+    PyTorch backend and SGLang from 0.4; every other source, and the shipped data's, is not."""
+    head = "source_id,model,precision,gpu,num_gpus,tp,pp,dp,ep,isl,osl,max_batch_or_concurrency,metric,value,notes\n"
+    notes = {"trtllm-bench (PyTorch backend, cuda-graph padding)": True, "SGLang 0.4.3.post2, launch --tp 8": True,
+             "SGLang 0.5.14": True, "SGLang 0.3.6 launch": False, "TensorRT-LLM v0.14 trtllm-serve": False,
+             "vLLM 0.7.3": False, "": False}
+    body = "".join(f"S,Llama-3.1-8B,BF16,H100-SXM-80GB,1,1,1,1,,128,128,8,req_per_s,1,\"{n}\"\n" for n in notes)
+    p = tmp_path / "engines.csv"
+    p.write_text(head + body)
+    assert {r.notes: r.host_overlap for r in F.read_rows(p)} == notes
+    shipped = F.read_all([ROOT / "benchmarks" / "data" / "benchmarks.csv", ROOT / "benchmarks" / "data" / "latency.csv"])
+    overlapped = {r.source_id for r in shipped if r.host_overlap}
+    assert overlapped == {"TRTLLM_PERF_v1.0", "DSTACK_DSR1_H200_MI300X"}
+    assert all(r.host_overlap for r in shipped if r.source_id == "TRTLLM_PERF_v1.0")
+    # an older engine's row is priced with its host work exposed: slower than the same row overlapped
+    rows = list(F.read_rows(p))
+    legacy, current = (F.Predictor().predict(r).predicted for r in (rows[-1], rows[0]))
+    assert current > legacy * 1.001
+
+
 def test_harness_topologies():
     from topologies.schema import TopologySpec
 

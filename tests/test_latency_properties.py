@@ -7,6 +7,9 @@
 * TPOT is at least the time to stream each GPU's weights once from HBM at the datasheet rate,
   and output throughput never beats the HBM or the tensor-core roofline.
 """
+from dataclasses import replace
+
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from costmodels.comm import allreduce_s
@@ -91,3 +94,47 @@ def test_rooflines(name, gpu, tp, b, runtime):
     # every token (prompt and output) costs at least 2 FLOPs per active parameter
     flops_per_output = 2 * m.active_params() * (1024 + 256) / 256
     assert r.output_tokens_per_s * flops_per_output <= tp * g.matmul_flop_per_s("fp8") * (1 + 1e-9)
+
+
+
+@given(name=st.sampled_from(MODELS), tp=st.sampled_from([1, 2, 4, 8]), runtime=st.sampled_from(RUNTIMES),
+       decodes=st.integers(min_value=0, max_value=600), prompt=st.sampled_from([0, 16, 2048, 8192]),
+       steps=st.sampled_from([1, 3]), gpu=st.sampled_from(GPUS))
+@settings(max_examples=200, deadline=None)
+def test_overlapping_host_work_hides_at_most_the_fixed_host_cost_of_a_step(name, tp, runtime, decodes, prompt,
+                                                                          steps, gpu):
+    """An engine that prepares each step while the GPU runs the one before (every runtime's current
+    release) saves at most the fixed host work of its steps, and only what the GPU's work covers:
+    a step is never shorter than that host work, nor than its own GPU work."""
+    from costmodels import calibration as cal
+    from costmodels.compute import StageShape, stage_step_time
+
+    m = get_model(name)
+    s = _strategy(m, tp, runtime, "tp")
+    if validate_strategy(m, s) or decodes + prompt == 0:
+        return
+    assert s.overlaps_host and not replace(s, host_overlap=False).overlaps_host
+    nv = Link(450e9, 1e-6, "nvlink")
+    kw = dict(stage=StageShape(0, m.layers, True, True), tp=tp, ep=1, weight_dtype="fp8", kv_dtype="fp8",
+              prefill_tokens=prompt, prefill_context=prompt / 2, decode_tokens=decodes, decode_context=1024,
+              steps=steps, tp_link=nv, runtime=runtime)
+    g = gpu_catalog()[gpu]
+    now, old = (stage_step_time(m, g, host_overlap=o, **kw) for o in (True, False))
+    assert (now.linear_s, now.attention_s, now.comm_s) == (old.linear_s, old.attention_s, old.comm_s)
+    kernels_s = steps * cal.LAYER_OVERHEAD_S * m.layers  # the small kernels: GPU work, paid either way
+    gpu_s = now.linear_s + now.attention_s + now.comm_s + kernels_s
+    host_s = steps * cal.STEP_OVERHEAD_S
+    saved_s = old.total_s - now.total_s
+    assert saved_s == pytest.approx(min(host_s, gpu_s), rel=1e-9)
+    assert now.total_s >= max(gpu_s, host_s) * (1 - 1e-12)
+
+
+def test_only_vllm_overlaps_host_work_under_a_pipeline():
+    """TensorRT-LLM's and SGLang's pipelines run executor loops of their own that do not overlap
+    (calibration's notes on RuntimeProfile.overlaps_host_with_pp); vLLM's asynchronous scheduling
+    covers pipelines too. ``host_overlap=False`` (an older release) turns it off everywhere."""
+    for runtime in RUNTIMES:
+        assert Strategy(tp=8, runtime=runtime).overlaps_host
+        assert Strategy(tp=4, pp=2, runtime=runtime).overlaps_host == (runtime == "vllm")
+        assert not Strategy(tp=8, runtime=runtime, host_overlap=False).overlaps_host
+        assert not Strategy(tp=4, pp=2, runtime=runtime, host_overlap=False).overlaps_host

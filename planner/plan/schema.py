@@ -245,7 +245,8 @@ class Disaggregation(_Out):
     alternative_objective_value: float | None = Field(description="the alternative's figure on the objective's "
                                                                   "terms (tokens/s per GPU for throughput-per-gpu, "
                                                                   "worst TPOT ms for latency, else the objective "
-                                                                  "value); null when no such plan meets the request")
+                                                                  "value); null when the comparison found no such "
+                                                                  "plan (the reason says whether it ran out of time)")
 
 
 class Plan(_Out):

@@ -70,8 +70,9 @@ def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[C
     decision = ("mixed" if "unified" in roles else "disaggregated") if uses_pools else "unified"
     alt_cands = [c for c in cands if (c.role == "unified") == uses_pools]
     alternative = "unified-only" if uses_pools else "pools-only"
-    alt = None
+    alt, compared = None, False
     if alt_cands and deadline - time.perf_counter() > 0.05:
+        compared = True
         # a comparison, not the answer: a short solve is enough (its value is then a bound-free
         # incumbent, which can only understate the alternative)
         alt, _ = solve_objective(alt_cands, classes, req, params,
@@ -79,12 +80,13 @@ def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[C
     unit = UNITS[req.objective]
     ours = primary(sol, by_index, req.objective)
     alt_value = primary(alt, by_index, req.objective) if alt is not None else None
-    if alt is None:
-        versus = f"no plan with {'unified replicas only' if uses_pools else 'prefill/decode pools only'} " \
-                 f"meets the request"
+    only = 'unified replicas only' if uses_pools else 'prefill/decode pools only'
+    if alt is None and not compared:  # the search spent its whole time limit on the plan itself
+        versus = f"plans with {only} not weighed: no time was left within --time-limit-s"
+    elif alt is None:  # a short solve that found nothing: not a proof that nothing exists
+        versus = f"no plan with {only} found within {ALTERNATIVE_TIME_S:g} s"
     else:
-        versus = f"{_fmt(alt_value, req.objective)} {unit} with " \
-                 f"{'unified replicas only' if uses_pools else 'prefill/decode pools only'}"
+        versus = f"{_fmt(alt_value, req.objective)} {unit} with {only}"
     parts = [f"{_fmt(ours, req.objective)} {unit} against {versus}"]
     slo = f"TPOT <= {req.tpot_s * 1e3:g} ms" if req.tpot_s is not None else "no TPOT limit"
     if uses_pools:
