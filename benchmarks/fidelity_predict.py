@@ -117,7 +117,7 @@ class Predictor:
 
     def evaluate(self, *, model: str, gpu: GPU, num_gpus: int, dtypes: tuple[str, str], tp: int, pp: int,
                  dp: int, ep: int, batch: int | None, isl: int, osl: int, runtime: str,
-                 qps: float | None = None, attention_dp: int = 1, host_overlap: bool = False) -> Evaluation | str:
+                 qps: float | None = None, attention_dp: int = 1, host_overlap: bool | None = None) -> Evaluation | str:
         """The Evaluation, or the cost model's reason for rejecting the input (a string)."""
         key = (model, gpu.name, max(8, num_gpus), dtypes, tp, pp, dp, ep, batch, isl, osl, runtime, qps, attention_dp,
                host_overlap)

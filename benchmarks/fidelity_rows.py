@@ -69,7 +69,7 @@ def latency_kind(metric: str) -> str | None:
 
 
 _STATIC_RE = re.compile(r"static batch|static engine|static benchmark|processed together|no in-flight", re.IGNORECASE)
-_SGLANG_VERSION_RE = re.compile(r"sglang (\d+)\.(\d+)")
+_SGLANG_VERSION_RE = re.compile(r"sglang[\s=v]*(\d+)\.(\d+)")  # "SGLang 0.4.3", "SGLang v0.4", "sglang==0.5"
 _RUNTIME_NOTES = (("tensorrt-llm", "trtllm"), ("trt-llm", "trtllm"), ("trtllm", "trtllm"), ("sglang", "sglang"),
                   ("vllm", "vllm"))
 
@@ -166,6 +166,8 @@ def engine_overlaps_host(notes: str) -> bool:
 
     >>> engine_overlaps_host("trtllm-bench (PyTorch backend)"), engine_overlaps_host("SGLang 0.3.6")
     (True, False)
+    >>> engine_overlaps_host("SGLang v0.4"), engine_overlaps_host("sglang==0.5.2"), engine_overlaps_host("vLLM 0.7")
+    (True, True, False)
     """
     low = notes.lower()
     if "pytorch backend" in low:

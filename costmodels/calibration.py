@@ -85,10 +85,11 @@ DECODE_ATTENTION_EFFICIENCY = 660 / 989
 #: CUDA-graph launches alone: it carries TensorRT-LLM's per-iteration scheduling and sampling. The
 #: per-layer figure carries the small kernels no table prices (norms, residual adds, rotary,
 #: activation); it sat on its 20 us bound until attention was priced from measured kernels.
-#: The per-step figure (with ``SEQUENCE_OVERHEAD_S``) is host work: an engine that overlaps it with
-#: the GPU's step (``RuntimeProfile.overlaps_host``) pays only what exceeds the GPU's work. It is
-#: fitted on measurements of engines that did not overlap; the per-layer figure is GPU work, paid
-#: either way.
+#: The per-step figure is host work: an engine that overlaps it with the GPU's step
+#: (``Strategy.overlaps_host``) pays only what exceeds the GPU's work. It is fitted mostly on
+#: measurements of engines that did not overlap (the fit prices each source's engine as it ran,
+#: ``benchmarks/fidelity_rows.engine_overlaps_host``); the per-layer figure is GPU work, and
+#: ``SEQUENCE_OVERHEAD_S`` host work charged either way.
 STEP_OVERHEAD_S = 1021 * US
 LAYER_OVERHEAD_S = 15.41 * US
 
@@ -165,29 +166,30 @@ class RuntimeProfile:
     #: preparation, output and stop-criteria processing) while the GPU runs step n, so that host
     #: work costs the step nothing while the GPU work is longer (``costmodels.compute.stage_step_time``).
     overlaps_host: bool = True
-    #: Whether it does so with pipeline parallelism too (a pipeline runs its own executor loop).
-    overlaps_host_with_pp: bool = False
 
 
 # Host overlap, each runtime's current release (RuntimeProfile.overlaps_host):
 #   - vLLM: asynchronous scheduling, an opt-in ``--async-scheduling`` from PR #19970 (2025-06), the
-#     default since PR #27614 (vllm-project/vllm issue #27679, "Async Scheduling Plan"); pipeline
-#     parallelism joined it in PR #32359 (2026-01);
+#     default since PR #27614 (vllm-project/vllm issue #27679, "Async Scheduling Plan"); the vLLM
+#     emitter writes the flag for every replica priced with it, so the older releases it writes for
+#     run it too;
 #   - SGLang: the overlap ("zero-overhead") batch scheduler, on by default since v0.4 (LMSYS blog
 #     2024-12-04; ``--disable-overlap-schedule`` turns it off);
 #   - TensorRT-LLM: the PyTorch backend's overlap scheduler, "Enabled by default" (docs, features/
 #     overlap-scheduler; ``disable_overlap_scheduler``), the default backend since v1.0.
-# With pipeline parallelism only vLLM overlaps: TensorRT-LLM's ``PyExecutor`` runs
-# ``_executor_loop_pp`` when pp_size > 1 and its overlap loop only otherwise, and SGLang's
-# ``event_loop_pp`` is "a non-overlap scheduler loop for pipeline parallelism"
-# (RuntimeProfile.overlaps_host_with_pp). The C++ executor of the TensorRT-engine releases (v0.x) did
+# Not under a pipeline (``Strategy.overlaps_host``): TensorRT-LLM's ``PyExecutor`` runs
+# ``_executor_loop_pp`` when pp_size > 1 and its overlap loop only otherwise; SGLang's
+# ``event_loop_pp`` is "a non-overlap scheduler loop for pipeline parallelism"; vLLM's asynchronous
+# scheduling took pipelines only in PR #32359 (2026-01, "with constraints"), was turned off for them
+# before it (PR #31998), and is refused under its Ray executor with a pipeline, which the vLLM
+# emitter uses for a pipeline across nodes. The C++ executor of the TensorRT-engine releases (v0.x) did
 # not overlap, nor did the engines most of the published measurements ran:
 # ``benchmarks/fidelity_rows.Row.host_overlap`` says which did.
 RUNTIMES: dict[str, RuntimeProfile] = {
     # vLLM: gpu_memory_utilization 0.9; the V1 hybrid KV allocator keeps only the window for
     # sliding-window layers. The planner sets --max-num-seqs itself, so the cap is ours.
     "vllm": RuntimeProfile("vllm", kv_rule="total", memory_fraction=GPU_MEMORY_UTILIZATION, max_batch=MAX_BATCH_SIZE,
-                           sliding_window_kv=True, overlaps_host_with_pp=True),
+                           sliding_window_kv=True),
     # SGLang: --mem-fraction-static around 0.88 on 80 GB GPUs (server_args picks it by GPU memory).
     "sglang": RuntimeProfile("sglang", kv_rule="total", memory_fraction=0.88, max_batch=MAX_BATCH_SIZE,
                              sliding_window_kv=True),

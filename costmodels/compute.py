@@ -152,9 +152,10 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     communication (:func:`_communication_s`) and the fixed costs of a step.
 
     ``host_overlap``: the engine prepares each step on the host while the GPU runs the one before
-    (``calibration.RuntimeProfile.overlaps_host``), so its host work (the fixed per-step cost and the
-    per-sequence bookkeeping) delays a step only by what it exceeds the GPU's work by. Without
-    overlap the GPU waits for all of it. The per-layer small kernels are GPU work, paid either way.
+    (``Strategy.overlaps_host``), so the fixed host work of a step delays it only by what it exceeds
+    the GPU's work by; without overlap the GPU waits for all of it. The per-layer small kernels are
+    GPU work, and the per-sequence host work is charged either way (README, "Host work behind the
+    GPU": hiding it too over-predicts the measured engine that overlaps, at large batches).
     """
     tokens = prefill_tokens + decode_tokens
     if tokens <= 0:
@@ -175,13 +176,14 @@ def stage_step_time(model: ModelSpec, gpu: GPU, *, stage: StageShape, tp: int, e
     linear_s, load = _linear_s(st, expert_imbalance)
     attention_s = _attention_s(st, prefill_context, decode_context)
     comm_s = _communication_s(st, load, tp_link, ep_link, ep_local_link, ep_local_ranks)
-    # The GPU's small kernels of every layer; the host's fixed work per step and its per-sequence
-    # work (one scheduler per attention group), hidden behind the GPU's work where the engine overlaps.
+    # The GPU's small kernels of every layer; the host's fixed work per step, hidden behind the GPU's
+    # work where the engine overlaps; the host's per-sequence work (one scheduler per attention group).
     kernels_s = steps * cal.LAYER_OVERHEAD_S * stage.layer_count
     host_s = steps * cal.STEP_OVERHEAD_S
     if host_overlap:
         host_s = max(0.0, host_s - (linear_s + attention_s + comm_s + kernels_s))
-    return StepTime(linear_s, attention_s, comm_s, kernels_s + host_s + cal.SEQUENCE_OVERHEAD_S * decode_tokens / dp)
+    sequences_s = cal.SEQUENCE_OVERHEAD_S * decode_tokens / dp
+    return StepTime(linear_s, attention_s, comm_s, kernels_s + host_s + sequences_s)
 
 
 def _linear_s(st: _Step, expert_imbalance: float | None) -> tuple[float, float]:

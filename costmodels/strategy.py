@@ -57,11 +57,11 @@ class Strategy:
 
     @property
     def overlaps_host(self) -> bool:
-        """Whether this replica's steps hide host work behind the GPU: the release overlaps, and
-        the runtime does so at this pipeline depth (``RuntimeProfile.overlaps_host_with_pp``)."""
-        p = self.profile
-        release = p.overlaps_host if self.host_overlap is None else self.host_overlap
-        return release and (self.pp == 1 or p.overlaps_host_with_pp)
+        """Whether this replica's steps hide host work behind the GPU: the release overlaps, and the
+        replica has no pipeline (every runtime schedules a pipeline through an executor loop that
+        does not overlap; calibration's notes on host overlap)."""
+        release = self.profile.overlaps_host if self.host_overlap is None else self.host_overlap
+        return release and self.pp == 1
 
 
 @dataclass(frozen=True)

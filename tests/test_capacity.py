@@ -168,3 +168,21 @@ def test_bad_prices_are_one_line_exit_2(args, needle, tmp_path):
     assert r.exit_code == 2, r.output
     assert len(r.stderr.splitlines()) == 1 and needle in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kw", [
+    dict(topology="hgx-h200x2", model="llama-3.1-70b", isl=2048, osl=512, tpot_ms=40, qps=10, runtime="sglang"),
+    dict(topology="dgx-h100x128", model="llama-3.1-70b", isl=1024, osl=256, qps=1000, tpot_ms=50, ttft_ms=1000,
+         runtime="sglang", weight_dtype="fp8", kv_dtype="fp8"),
+])
+def test_min_gpus_proves_its_answer_and_weighs_the_alternative(kw):
+    """The fewest GPUs is proven first, then the most throughput among such plans: the weighted
+    objective alone once left CP-SAT with no bound on the GPUs after the whole 10 s limit on the
+    README's library example (FEASIBLE, gap 100 %), and the pools verdict with no time to weigh
+    unified replicas. The answer is the one the weighted objective finds when it is proven."""
+    plan = api.search(objective="min-gpus", **kw)
+    assert plan.solver.status == "OPTIMAL" and plan.solver.gap == 0.0
+    assert plan.solver.best_bound == plan.solver.objective_value == plan.totals.gpus_used
+    d = plan.disaggregation
+    assert d is not None and d.alternative_objective_value is not None
+    assert d.alternative_objective_value > plan.totals.gpus_used

@@ -44,18 +44,47 @@ def test_pools_win_for_long_prompts_and_a_tight_tpot(pools_plan):
 def test_a_comparison_the_time_limit_left_no_room_for_is_not_called_a_proof(monkeypatch):
     """When the search spends its whole time limit on the plan, the unified-only alternative is
     not solved; the verdict says so instead of claiming that no such plan meets the request."""
+    from types import SimpleNamespace
+
     import planner.solve.disagg as disagg
 
-    real = disagg.verdict
-
-    def out_of_time(*args):
-        return real(*args[:7], float("-inf"), *args[8:])
-
-    monkeypatch.setattr(disagg, "verdict", out_of_time)
+    monkeypatch.setattr(disagg, "time", SimpleNamespace(perf_counter=lambda: float("inf")))
     d = api.search(**LONG_TIGHT).disaggregation
     assert d is not None and d.alternative_objective_value is None
     assert "unified replicas only not weighed: no time was left within --time-limit-s" in d.reason
     assert "meets the request" not in d.reason
+
+
+def test_a_comparison_that_times_out_keeps_the_plan(monkeypatch):
+    """The comparison solve running out of time (CP-SAT UNKNOWN) once threw the plan away with
+    "no plan found within --time-limit-s"; the plan stands and the verdict says the comparison
+    was not settled."""
+    from planner.solve import objectives
+    from topologies.errors import SolveTimeout
+
+    calls = []
+
+    def second_times_out(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise SolveTimeout("no plan found within --time-limit-s 10")
+        return objectives.solve_objective(*args, **kw)
+
+    monkeypatch.setattr(api, "solve_objective", second_times_out)
+    p = api.search(**LONG_TIGHT)
+    assert len(calls) == 2 and {"prefill", "decode"} <= {g.role for g in p.replica_groups}
+    assert "unified replicas only not settled within the comparison's 2 s" in p.disaggregation.reason
+    assert p.disaggregation.alternative_objective_value is None
+
+
+def test_a_proven_absence_is_said_as_one():
+    """At 36 requests/s no plan of unified replicas meets TPOT 50 ms on two DGX H100 (the
+    solver proves it: --disaggregation off is infeasible), and the verdict says so."""
+    req = dict(topology="dgx-h100x2", model="llama-3.1-70b", tpot_ms=50, qps=36, runtime="sglang")
+    d = api.search(**req).disaggregation
+    assert "against no plan with unified replicas only meets the request" in d.reason
+    with pytest.raises(api.InfeasibleError):
+        api.search(disaggregation="off", **req)
 
 
 def test_unified_wins_for_short_prompts_and_loose_slos():

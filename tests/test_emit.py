@@ -50,6 +50,8 @@ ALLOWED = {
     "vllm": {"--tensor-parallel-size", "--pipeline-parallel-size", "--max-num-seqs", "--max-model-len",
              "--max-num-batched-tokens", "--gpu-memory-utilization", "--kv-cache-dtype", "--quantization",
              "--enable-expert-parallel", "--distributed-executor-backend", "--port",
+             # SchedulerConfig.async_scheduling, in 0.11's parser too (tests/data/runtime_flags/vllm-0.11.0.txt)
+             "--async-scheduling",
              "--head", "--address", "--num-gpus",
              # ray start --resources (Ray 2.60 ray/scripts/scripts.py): the plan_node_<node> resource of the
              # node-order check of a Ray replica over three nodes or more (planner/emit/ray_order.py)

@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import Any
 
 from planner.price.candidate import Candidate, Request
 from planner.price.cluster import DomainClass
@@ -333,17 +334,32 @@ def _tie_step(tie_bound: int, weight_limit: int) -> int:
     return max(1, math.ceil((tie_bound + 1) / max(1, weight_limit)))
 
 
+@dataclass(frozen=True)
+class _Lexicographic:
+    """A primary objective to minimise, then the most (coarse) throughput among its best plans:
+    minimised as ``primary x weight - tie``, 0 <= tie < weight."""
+
+    primary: Any
+    tie: Any
+    weight: int
+
+
 def _objective(m: cp_model.CpModel, v: Vars, objective: str):
-    """Set the lexicographic objective; return (raw value -> caller's units, unit name)."""
+    """Set the objective; return (raw value -> caller's units, unit name, the lexicographic parts of
+    min-gpus and min-cost or None). Those two are set to their primary alone: :func:`solve` first
+    proves the primary (a small integer CP-SAT bounds fast), then solves the weighted objective with
+    the primary held to what it found. The weighted objective alone can leave CP-SAT unable to bound
+    the primary at all within the time limit (a min-gpus search once ended FEASIBLE at gap 100 %
+    after 10 s, where the primary alone is proven in a fraction of a second)."""
     total_gpus = sum(k.free * k.count for k in v.inst.classes)
     if objective == "feasible":  # any plan meeting the constraints (a test of the bisection on tokens/s per GPU)
-        return (lambda x: x), ""
+        return (lambda x: x), "", None
     if objective == "max-throughput":
         # maximise throughput * (G+1) - gpus: more throughput first, then fewer GPUs (a tie-break
         # dropped on a fleet so large that the product would near int64)
         tie = v.gpus_used() if v.throughput_bound() * (total_gpus + 1) <= 2 * OBJECTIVE_BOUND else 0
         m.maximize(v.throughput() * (total_gpus + 1) - tie)
-        return (lambda x: (x + total_gpus) / (total_gpus + 1) / THROUGHPUT_SCALE), "tok/s"
+        return (lambda x: (x + total_gpus) / (total_gpus + 1) / THROUGHPUT_SCALE), "tok/s", None
     if objective == "min-gpus":
         primary, primary_bound, per_unit = v.gpus_used(), total_gpus, 1.0
         unit = "GPUs"
@@ -360,10 +376,11 @@ def _objective(m: cp_model.CpModel, v: Vars, objective: str):
     tie = v.coarse_throughput(m, step)
     weight = v.throughput_bound() // step + 1
     assert (primary_bound + 1) * weight <= 2 * OBJECTIVE_BOUND, (primary_bound, weight)
-    m.minimize(primary * weight - tie)
+    m.minimize(primary)
+    lex = _Lexicographic(primary, tie, weight)
     if objective == "min-gpus":
-        return (lambda x: math.ceil(x / weight)), unit
-    return (lambda x: math.ceil(x / weight) * per_unit), unit
+        return (lambda x: math.ceil(x / weight)), unit, lex
+    return (lambda x: math.ceil(x / weight) * per_unit), unit, lex
 
 
 # -- solving -----------------------------------------------------------------------------------
@@ -408,28 +425,64 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
         m.add_bool_or(differs)
     if min_ratio is not None:
         v.at_least_ratio(m, min_ratio)
-    scale, unit = _objective(m, v, objective)
+    scale, unit, lex = _objective(m, v, objective)
     v.greedy_hint(m)
+    limit_s = max(0.01, params.time_limit_s if time_limit_s is None else time_limit_s)
+    t0 = time.perf_counter()
+    solver = _solver(params, limit_s)
+    # min-gpus / min-cost: the primary alone first, reported in the weighted objective's raw units
+    raw = (lambda x: x) if lex is None else (lambda x: x * lex.weight)
+    status = _valid(run_interruptibly(solver, m, control, scale=lambda x: scale(raw(x)), unit=unit), m, objective)
+    found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    bound = raw(solver.best_objective_bound) if found else 0.0
+    if lex is not None and found:
+        # then the most throughput among plans no worse on the primary than the one found; the
+        # primary's bound from the first solve stands (the tie-break lowers the raw value by < weight)
+        proven = status == cp_model.OPTIMAL
+        first = {x: solver.value(x) for x in v.replicas.values()}
+        m.add(lex.primary <= solver.value(lex.primary))
+        m.clear_hints()
+        for x, val in first.items():
+            m.add_hint(x, val)
+        m.minimize(lex.primary * lex.weight - lex.tie)
+        left_s = limit_s - (time.perf_counter() - t0)
+        if left_s > 0.01 and not (control is not None and control.interrupted):
+            second = _solver(params, left_s)
+            status2 = _valid(run_interruptibly(second, m, control, scale=scale, unit=unit), m, objective)
+            if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                solver, bound = second, max(second.best_objective_bound, bound - (lex.weight - 1))
+                status = status2 if proven else cp_model.FEASIBLE
+            elif proven:
+                status = cp_model.FEASIBLE  # the primary is proven, the tie-break is not
+        elif proven:
+            status = cp_model.FEASIBLE
+    wall = time.perf_counter() - t0
+    sol = Solution(status=solver.status_name(status), wall_time_s=wall)
+    if found:
+        sol.replicas = {i: solver.value(x) for i, x in v.replicas.items() if solver.value(x) > 0}
+        sol.units = {key: solver.value(x) for key, x in v.units.items() if solver.value(x) > 0}
+        sol.served_by_pools = solver.value(v.served) if v.served is not None else 0
+        value = solver.objective_value if lex is None else \
+            solver.value(lex.primary) * lex.weight - solver.value(lex.tie)
+        sol.objective_value = scale(value)
+        sol.best_bound = scale(bound)
+    return sol
+
+
+def _valid(status: int, m: cp_model.CpModel, objective: str) -> int:
+    if status == cp_model.MODEL_INVALID:  # a bug in this module, never an answer about the request
+        raise AssertionError(f"CP-SAT refused the {objective} model as invalid: {m.validate()[:300]}")
+    return status
+
+
+def _solver(params: SolverParams, limit_s: float) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.01, params.time_limit_s if time_limit_s is None else time_limit_s)
+    solver.parameters.max_time_in_seconds = limit_s
     solver.parameters.num_workers = params.workers
     solver.parameters.random_seed = params.seed
     if params.log:  # the solver's log goes to stderr, so stdout stays the result alone
         solver.parameters.log_search_progress = True
         solver.parameters.log_to_stdout = False
         solver.log_callback = lambda line: print(line, file=sys.stderr)
-    t0 = time.perf_counter()
-    status = run_interruptibly(solver, m, control, scale=scale, unit=unit)
-    wall = time.perf_counter() - t0
-    name = solver.status_name(status)
-    if status == cp_model.MODEL_INVALID:  # a bug in this module, never an answer about the request
-        raise AssertionError(f"CP-SAT refused the {objective} model as invalid: {m.validate()[:300]}")
-    sol = Solution(status=name, wall_time_s=wall)
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        sol.replicas = {i: solver.value(x) for i, x in v.replicas.items() if solver.value(x) > 0}
-        sol.units = {key: solver.value(x) for key, x in v.units.items() if solver.value(x) > 0}
-        sol.served_by_pools = solver.value(v.served) if v.served is not None else 0
-        sol.objective_value = scale(solver.objective_value)
-        sol.best_bound = scale(solver.best_objective_bound)
-    return sol
+    return solver
 

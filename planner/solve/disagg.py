@@ -16,6 +16,7 @@ from planner.plan import schema as S
 from planner.price.candidate import Candidate, Request
 from planner.price.cluster import ClusterView
 from planner.solve.cpsat import THROUGHPUT_SCALE, Solution, SolverParams, throughput_units
+from topologies.errors import SolveTimeout
 
 UNITS = {"throughput": "output tokens/s", "throughput-per-gpu": "output tokens/s per GPU", "latency": "ms TPOT",
          "min-gpus": "GPUs", "min-cost": "per hour"}  # min-cost values print as $X
@@ -70,21 +71,28 @@ def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[C
     decision = ("mixed" if "unified" in roles else "disaggregated") if uses_pools else "unified"
     alt_cands = [c for c in cands if (c.role == "unified") == uses_pools]
     alternative = "unified-only" if uses_pools else "pools-only"
-    alt, compared = None, False
-    if alt_cands and deadline - time.perf_counter() > 0.05:
-        compared = True
+    alt, why_none = None, None
+    if not alt_cands:
+        why_none = "no shape of {only} meets the request"
+    elif deadline - time.perf_counter() <= 0.05:
+        why_none = "plans with {only} not weighed: no time was left within --time-limit-s"
+    else:
         # a comparison, not the answer: a short solve is enough (its value is then a bound-free
         # incumbent, which can only understate the alternative)
-        alt, _ = solve_objective(alt_cands, classes, req, params,
-                                 deadline=min(deadline, time.perf_counter() + ALTERNATIVE_TIME_S))
+        try:
+            alt, _ = solve_objective(alt_cands, classes, req, params,
+                                     deadline=min(deadline, time.perf_counter() + ALTERNATIVE_TIME_S))
+        except SolveTimeout:  # the plan found stands; only the comparison is left open
+            why_none = f"plans with {{only}} not settled within the comparison's {ALTERNATIVE_TIME_S:g} s"
+        else:
+            if alt is None:  # the solver proved it: no such plan
+                why_none = "no plan with {only} meets the request"
     unit = UNITS[req.objective]
     ours = primary(sol, by_index, req.objective)
     alt_value = primary(alt, by_index, req.objective) if alt is not None else None
     only = 'unified replicas only' if uses_pools else 'prefill/decode pools only'
-    if alt is None and not compared:  # the search spent its whole time limit on the plan itself
-        versus = f"plans with {only} not weighed: no time was left within --time-limit-s"
-    elif alt is None:  # a short solve that found nothing: not a proof that nothing exists
-        versus = f"no plan with {only} found within {ALTERNATIVE_TIME_S:g} s"
+    if alt is None:
+        versus = (why_none or "no plan with {only} meets the request").format(only=only)
     else:
         versus = f"{_fmt(alt_value, req.objective)} {unit} with {only}"
     parts = [f"{_fmt(ours, req.objective)} {unit} against {versus}"]
