@@ -58,7 +58,10 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout
 from benchmarks.peer_published import TPOT_METRICS, TPUT_METRICS, TTFT_METRICS, nearest_published, published_rows  # noqa: E402
 from benchmarks.startup import ENTRY, bytecode_cache_environment  # noqa: E402
 from costmodels import calibration as cal  # noqa: E402
+from costmodels.hardware import get_gpu  # noqa: E402
 from costmodels.models import get_model  # noqa: E402
+from costmodels.serving import effective_strategy  # noqa: E402
+from costmodels.strategy import Strategy  # noqa: E402
 from planner import evaluation  # noqa: E402
 from topologies.errors import InputError  # noqa: E402
 
@@ -236,6 +239,14 @@ def ps_evaluate(sc: Scenario, c: Config, *, host_overlap: bool | None = None) ->
     return Price(tok_s_gpu=r["output_tokens_per_s_per_gpu"], ttft_ms=r["ttft_ms"], tpot_ms=r["tpot_ms"])
 
 
+def our_budget(sc: Scenario, c: Config) -> int:
+    """The token budget plan-search launches TensorRT-LLM with for this shape: trtllm-bench's, derived
+    from the largest batch that fits (``costmodels.serving.effective_strategy``)."""
+    s = Strategy(tp=c.tp, pp=c.pp, ep=c.ep, attention_dp=c.attention_dp, weight_dtype=sc.weight_dtype,
+                 kv_dtype=sc.kv_dtype, runtime="trtllm")
+    return effective_strategy(get_model(sc.model), get_gpu(sc.gpu), s, isl=sc.isl, osl=sc.osl).max_num_batched_tokens
+
+
 def _aic_shape(c: Config, *, moe: bool) -> list[str]:
     """Our shape in the peer's flags: attention tp x dp = expert tp x ep = GPUs per stage; bs per dp rank.
     For an MoE model the expert split is always given (the peer needs it even without EP)."""
@@ -358,13 +369,19 @@ def compare(aic_bin: str, sc: Scenario, rows: list[dict]) -> dict:
     if theirs.configs and theirs_by_ours:
         found += disagreements(rows, sc, "peer", theirs.configs[0], theirs_by_ours, theirs.own)
     price_published(aic_bin, sc, found)
+    # the peer's pick at the token budget plan-search launches TensorRT-LLM with for that batch, by both models:
+    # the peer's TPOT depends on the budget (it counts n - 3 of the n prompt-carrying steps in it), ours barely
+    same = [replace(c, ctx_tokens=our_budget(sc, c)) for c in theirs.configs]
+    theirs_same_budget = {"ctx_tokens": [c.ctx_tokens for c in same],
+                          "by_peer": asdict(combine([aic_estimate(aic_bin, sc, c) for c in same], same)) if same else None,
+                          "by_ours": asdict(combine([ps_evaluate(sc, c) for c in same], same)) if same else None}
     return {
         "scenario": asdict(sc),
         "plan_search": {"pick": [asdict(c) for c in ours.configs], "note": ours.note, "wall_s": round(ours.wall_s, 2),
                         "by_ours": ours.own and asdict(ours.own), "by_peer": ours_by_peer and asdict(ours_by_peer)},
         "peer": {"pick": [asdict(c) for c in theirs.configs], "note": theirs.note, "wall_s": round(theirs.wall_s, 2),
                  "search_s": theirs.search_s, "by_peer": theirs.own and asdict(theirs.own),
-                 "by_ours": theirs_by_ours and asdict(theirs_by_ours)},
+                 "by_ours": theirs_by_ours and asdict(theirs_by_ours), "at_our_budget": theirs_same_budget},
         "meets": {"ours_by_ours": ours.own and ours.own.meets(sc), "ours_by_peer": ours_by_peer and ours_by_peer.meets(sc),
                   "peer_by_peer": theirs.own and theirs.own.meets(sc), "peer_by_ours": theirs_by_ours and theirs_by_ours.meets(sc)},
         "ours_by_peer_over_peer_best": ratio and round(ratio, 3),
@@ -405,6 +422,14 @@ def print_report(results: list[dict]) -> None:
              "yes" if r["target_met"] else "no", r["wall_ratio_peer_over_ours"]] for r in results]
     print(tabulate(summ, ["scenario", "limits ms", "weights/KV (peer's modes)", "ours by peer / peer best",
                           f">= {TARGET_RATIO} and meets", "wall AIC / plan-search"], tablefmt="github", disable_numparse=True))
+    print()
+    same = [[r["scenario"]["name"], _picks(r["peer"]), ", ".join(str(c.get("ctx_tokens")) for c in r["peer"]["pick"]),
+             _fmt(r["peer"]["by_peer"], r["scenario"]), ", ".join(map(str, r["peer"]["at_our_budget"]["ctx_tokens"])),
+             _fmt(r["peer"]["at_our_budget"]["by_peer"], r["scenario"]), _fmt(r["peer"]["at_our_budget"]["by_ours"], r["scenario"])]
+            for r in results if r["peer"]["pick"]]
+    print("The peer's pick at its own token budget and at the one plan-search launches TensorRT-LLM with for that batch:")
+    print(tabulate(same, ["scenario", "peer's pick", "its budget", "peer model there", "our budget",
+                          "peer model at ours", "our model at ours"], tablefmt="github", disable_numparse=True))
     found = [d for r in results for d in r["disagreements"]]
     print()
     if not found:
