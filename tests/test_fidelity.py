@@ -377,3 +377,17 @@ def test_peer_compare_prices_each_published_closed_loop_row_with_both_models(tmp
     assert shapes == {(str(r.isl), str(r.osl), str(r.concurrency)) for r in rows}
     assert all(" ".join(e).count("--gemm-quant-mode fp8 --kvcache-quant-mode fp8") == 1 and "--tp" in e
                and e[e.index("--tp") + 1] == "2" for e in estimates)
+
+
+def test_peer_compare_prices_the_peer_pick_at_the_budget_plan_search_launches():
+    """``peer_compare.our_budget`` is the token budget the plan records (and ``emit --target trtllm``
+    launches with) for the same shape: checked against a real search of the first scenario."""
+    from benchmarks.peer_compare import SCENARIOS, Config, our_budget
+    from planner import api
+
+    sc = SCENARIOS[0]
+    plan = api.search(topology=sc.topology, model=sc.model, isl=sc.isl, osl=sc.osl, tpot_ms=sc.tpot_ms,
+                      ttft_ms=sc.ttft_ms, runtime="trtllm", disaggregation="off")
+    s = plan.replica_groups[0].strategy
+    assert s.max_num_batched_tokens == our_budget(sc, Config(tp=s.tp, pp=s.pp, ep=s.ep, attention_dp=s.attention_dp))
+    assert our_budget(sc, Config(tp=2)) != our_budget(sc, Config(tp=8))  # it follows the shape's largest batch
