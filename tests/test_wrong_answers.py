@@ -70,8 +70,8 @@ def test_a_model_cp_sat_refuses_is_a_bug_not_infeasible(monkeypatch):
     """MODEL_INVALID once came back as "no plan meets the request" (exit 3)."""
     from planner.solve import cpsat
 
-    monkeypatch.setattr(cpsat, "COST_BOUND", 2**62)  # no coarsening: the objective overflows int64
-    monkeypatch.setattr(cpsat, "OBJECTIVE_BOUND", 2**62)
+    monkeypatch.setattr(cpsat, "COST_BOUND", 2**70)  # no coarsening: the cost objective overflows int64
+    monkeypatch.setattr(cpsat, "PRICE_SCALE", 2**70)
     with pytest.raises(AssertionError, match="invalid"):
         api.search(topology="dgx-h100x128", model="llama-3.1-8b", objective="min-cost", qps=500,
                    price_per_gpu_hour={H100: 10_000.0}, disaggregation="off")

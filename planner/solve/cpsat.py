@@ -29,9 +29,9 @@ THROUGHPUT_SCALE = 100  # centi-tokens/s
 QPS_SCALE = 1_000_000  # micro-requests/s
 PRICE_SCALE = 10_000  # 1e-4 $ per GPU-hour (coarser only when a fleet's total would pass COST_BOUND)
 # CP-SAT works in int64 and refuses (MODEL_INVALID) a model whose objective or constraint
-# could overflow. A lexicographic objective is primary * weight + tie-break, so both parts are
-# bounded: the cost of the whole fleet fits in COST_BOUND units, and the tie-break is made coarse
-# enough that primary * weight stays under OBJECTIVE_BOUND, far from int64 and from 2**53.
+# could overflow: the cost of the whole fleet fits in COST_BOUND units, and max-throughput's
+# weighted objective (throughput x (GPUs + 1) - GPUs) drops its tie-break where it would pass
+# OBJECTIVE_BOUND, far from int64 and from 2**53.
 COST_BOUND = 2**36
 OBJECTIVE_BOUND = 2**50
 # Classes of at most this many domains get one variable set per domain (exact packing, any
@@ -184,19 +184,6 @@ class Vars:
         unified = [c for c in self.inst.candidates if c.role == "unified"]
         return _per_gpu_bound(unified, _tput, total_gpus) + self.served_bound
 
-    def coarse_throughput(self, m: cp_model.CpModel, step: int):
-        """:meth:`throughput` in units of ``step`` (rounded down): a tie-break small enough to weigh
-        under a primary objective without overflow."""
-        if step == 1:
-            return self.throughput()
-        unified = sum(v * (_tput(self.cand[i]) // step) for i, v in self.replicas.items()
-                      if self.cand[i].role == "unified")
-        if self.served is None:
-            return unified
-        coarse = m.new_int_var(0, self.served_bound // step, "served_coarse")
-        m.add(coarse * step <= self.served)  # coarse = floor(served / step) at the optimum
-        return unified + coarse
-
     def price_unit(self) -> float:
         """Dollars per integer unit of :meth:`cost`: 1e-4 $, or coarser so the whole fleet's price
         per hour stays within COST_BOUND units."""
@@ -329,28 +316,22 @@ MODULES = (units_make_replicas, class_capacity, gpu_budget, serves_qps, at_least
 
 # -- objectives --------------------------------------------------------------------------------
 
-def _tie_step(tie_bound: int, weight_limit: int) -> int:
-    """The coarsening that brings a tie-break of ``tie_bound`` under ``weight_limit``."""
-    return max(1, math.ceil((tie_bound + 1) / max(1, weight_limit)))
-
-
 @dataclass(frozen=True)
 class _Lexicographic:
-    """A primary objective to minimise, then the most (coarse) throughput among its best plans:
-    minimised as ``primary x weight - tie``, 0 <= tie < weight."""
+    """min-gpus and min-cost: a primary (GPUs, or cost in price units) to minimise, then the most
+    throughput among the plans that reach it (:func:`solve` runs the two in turn)."""
 
     primary: Any
-    tie: Any
-    weight: int
+    per_unit: float  # the primary's units -> the caller's (GPUs, $/h)
 
 
 def _objective(m: cp_model.CpModel, v: Vars, objective: str):
     """Set the objective; return (raw value -> caller's units, unit name, the lexicographic parts of
-    min-gpus and min-cost or None). Those two are set to their primary alone: :func:`solve` first
-    proves the primary (a small integer CP-SAT bounds fast), then solves the weighted objective with
-    the primary held to what it found. The weighted objective alone can leave CP-SAT unable to bound
-    the primary at all within the time limit (a min-gpus search once ended FEASIBLE at gap 100 %
-    after 10 s, where the primary alone is proven in a fraction of a second)."""
+    min-gpus and min-cost or None). Those two are set to their primary alone: :func:`solve` proves it
+    first (a small integer CP-SAT bounds fast), then maximises throughput with the primary held. One
+    weighted objective (primary x W - throughput) left CP-SAT unable to bound the primary at all
+    within the time limit (a min-gpus search once ended FEASIBLE at gap 100 % after 10 s, where the
+    primary alone is proven in a fraction of a second)."""
     total_gpus = sum(k.free * k.count for k in v.inst.classes)
     if objective == "feasible":  # any plan meeting the constraints (a test of the bisection on tokens/s per GPU)
         return (lambda x: x), "", None
@@ -361,26 +342,14 @@ def _objective(m: cp_model.CpModel, v: Vars, objective: str):
         m.maximize(v.throughput() * (total_gpus + 1) - tie)
         return (lambda x: (x + total_gpus) / (total_gpus + 1) / THROUGHPUT_SCALE), "tok/s", None
     if objective == "min-gpus":
-        primary, primary_bound, per_unit = v.gpus_used(), total_gpus, 1.0
-        unit = "GPUs"
+        lex, unit = _Lexicographic(v.gpus_used(), 1.0), "GPUs"
     elif objective == "min-cost":
         per_unit = v.price_unit()
-        primary = v.cost(per_unit)
-        primary_bound = sum(k.free * k.count * _price(v.inst.request.price_of(k.node_type) or 0.0, per_unit)
-                            for k in v.inst.classes)
-        unit = "$/h"
+        lex, unit = _Lexicographic(v.cost(per_unit), per_unit), "$/h"
     else:
         raise ValueError(objective)
-    # minimise primary * W - coarse throughput (0 <= it < W): the primary first, then more throughput
-    step = _tie_step(v.throughput_bound(), OBJECTIVE_BOUND // (primary_bound + 1))
-    tie = v.coarse_throughput(m, step)
-    weight = v.throughput_bound() // step + 1
-    assert (primary_bound + 1) * weight <= 2 * OBJECTIVE_BOUND, (primary_bound, weight)
-    m.minimize(primary)
-    lex = _Lexicographic(primary, tie, weight)
-    if objective == "min-gpus":
-        return (lambda x: math.ceil(x / weight)), unit, lex
-    return (lambda x: math.ceil(x / weight) * per_unit), unit, lex
+    m.minimize(lex.primary)
+    return (lambda x: x * lex.per_unit), unit, lex
 
 
 # -- solving -----------------------------------------------------------------------------------
@@ -398,9 +367,9 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
           min_ratio: tuple[int, int, int] | None = None) -> Solution:
     """Build and solve one CP-SAT model.
 
-    ``objective``: ``max-throughput`` (ties: fewer GPUs), ``min-gpus`` or ``min-cost`` (ties:
-    more throughput), each lexicographic through one weighted integer objective, or
-    ``feasible`` (any plan). ``min_ratio`` = (T, G, e) keeps throughput x G at
+    ``objective``: ``max-throughput`` (ties: fewer GPUs, through one weighted integer objective),
+    ``min-gpus`` or ``min-cost`` (ties: more throughput; two solves, the primary proven first, then
+    the tie-break with the primary held: OPTIMAL only when both are proven), or ``feasible`` (any plan). ``min_ratio`` = (T, G, e) keeps throughput x G at
     least GPUs x T + e (throughput in the solver's units; :meth:`Vars.at_least_ratio`). With
     ``control``, improving solutions are reported and Ctrl-C stops the solve with its
     incumbent. ``exclude`` lists replica-count vectors (candidate index -> replicas) the
@@ -430,43 +399,50 @@ def solve(inst: Instance, params: SolverParams, *, objective: str, time_limit_s:
     limit_s = max(0.01, params.time_limit_s if time_limit_s is None else time_limit_s)
     t0 = time.perf_counter()
     solver = _solver(params, limit_s)
-    # min-gpus / min-cost: the primary alone first, reported in the weighted objective's raw units
-    raw = (lambda x: x) if lex is None else (lambda x: x * lex.weight)
-    status = _valid(run_interruptibly(solver, m, control, scale=lambda x: scale(raw(x)), unit=unit), m, objective)
+    status = _valid(run_interruptibly(solver, m, control, scale=scale, unit=unit), m, objective)
     found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
-    bound = raw(solver.best_objective_bound) if found else 0.0
-    if lex is not None and found:
-        # then the most throughput among plans no worse on the primary than the one found; the
-        # primary's bound from the first solve stands (the tie-break lowers the raw value by < weight)
-        proven = status == cp_model.OPTIMAL
-        first = {x: solver.value(x) for x in v.replicas.values()}
-        m.add(lex.primary <= solver.value(lex.primary))
-        m.clear_hints()
-        for x, val in first.items():
-            m.add_hint(x, val)
-        m.minimize(lex.primary * lex.weight - lex.tie)
-        left_s = limit_s - (time.perf_counter() - t0)
-        if left_s > 0.01 and not (control is not None and control.interrupted):
-            second = _solver(params, left_s)
-            status2 = _valid(run_interruptibly(second, m, control, scale=scale, unit=unit), m, objective)
-            if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-                solver, bound = second, max(second.best_objective_bound, bound - (lex.weight - 1))
-                status = status2 if proven else cp_model.FEASIBLE
-            elif proven:
-                status = cp_model.FEASIBLE  # the primary is proven, the tie-break is not
-        elif proven:
-            status = cp_model.FEASIBLE
+    value = solver.objective_value if found else 0.0
+    bound = solver.best_objective_bound if found else 0.0
+    if lex is not None and status == cp_model.OPTIMAL:
+        # min-gpus / min-cost: the primary is proven; now the most throughput among the plans that
+        # reach it, from the plan found (hinted whole). Where that is cut short, the plan found stands.
+        status = cp_model.FEASIBLE
+        second = _tie_break(m, v, lex, solver, params, limit_s - (time.perf_counter() - t0), control, objective)
+        if second is not None:
+            solver, status = second
     wall = time.perf_counter() - t0
     sol = Solution(status=solver.status_name(status), wall_time_s=wall)
     if found:
         sol.replicas = {i: solver.value(x) for i, x in v.replicas.items() if solver.value(x) > 0}
         sol.units = {key: solver.value(x) for key, x in v.units.items() if solver.value(x) > 0}
         sol.served_by_pools = solver.value(v.served) if v.served is not None else 0
-        value = solver.objective_value if lex is None else \
-            solver.value(lex.primary) * lex.weight - solver.value(lex.tie)
         sol.objective_value = scale(value)
         sol.best_bound = scale(bound)
     return sol
+
+
+def _tie_break(m: cp_model.CpModel, v: Vars, lex: _Lexicographic, first: cp_model.CpSolver, params: SolverParams,
+               left_s: float, control: SearchControl | None, objective: str) -> tuple[cp_model.CpSolver, int] | None:
+    """The second solve of min-gpus / min-cost: the primary held at the proven optimum of ``first``,
+    the most throughput; (its solver, status) if it found a plan, else None (no time, or Ctrl-C)."""
+    if left_s <= 0.01 or (control is not None and control.interrupted):
+        return None
+    try:
+        m.add(lex.primary == first.value(lex.primary))
+        m.clear_hints()
+        for i, x in enumerate(first.response_proto.solution):
+            m.proto.solution_hint.vars.append(i)
+            m.proto.solution_hint.values.append(x)
+        m.maximize(v.throughput())
+        second = _solver(params, left_s)
+    except KeyboardInterrupt:  # between the two solves: keep the plan found
+        if control is None:
+            raise
+        control.interrupted = True
+        return None
+    status = _valid(run_interruptibly(second, m, control, scale=lambda x: x / THROUGHPUT_SCALE,
+                                      unit="tok/s at that minimum"), m, objective)
+    return (second, status) if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
 
 
 def _valid(status: int, m: cp_model.CpModel, objective: str) -> int:

@@ -79,11 +79,11 @@ def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[C
     else:
         # a comparison, not the answer: a short solve is enough (its value is then a bound-free
         # incumbent, which can only understate the alternative)
+        budget_s = min(deadline - time.perf_counter(), ALTERNATIVE_TIME_S)
         try:
-            alt, _ = solve_objective(alt_cands, classes, req, params,
-                                     deadline=min(deadline, time.perf_counter() + ALTERNATIVE_TIME_S))
+            alt, _ = solve_objective(alt_cands, classes, req, params, deadline=time.perf_counter() + budget_s)
         except SolveTimeout:  # the plan found stands; only the comparison is left open
-            why_none = f"plans with {{only}} not settled within the comparison's {ALTERNATIVE_TIME_S:g} s"
+            why_none = f"plans with {{only}} not settled within the comparison's {budget_s:.2g} s"
         else:
             if alt is None:  # the solver proved it: no such plan
                 why_none = "no plan with {only} meets the request"

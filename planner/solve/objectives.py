@@ -1,6 +1,7 @@
 """Each objective as CP-SAT solves it, and the words for a request no plan meets.
 
-``throughput``, ``min-gpus`` and ``min-cost`` are one solve each; ``throughput-per-gpu`` finds
+``throughput`` is one solve; ``min-gpus`` and ``min-cost`` two (the primary, then the most
+throughput at it: ``planner.solve.cpsat.solve``); ``throughput-per-gpu`` finds
 its ratio by bisection over feasibility solves; ``latency`` bisects over the candidates sorted
 by TPOT. Every solve of one search shares one deadline.
 """
