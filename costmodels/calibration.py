@@ -177,7 +177,7 @@ class RuntimeProfile:
 #     2024-12-04; ``--disable-overlap-schedule`` turns it off);
 #   - TensorRT-LLM: the PyTorch backend's overlap scheduler, "Enabled by default" (docs, features/
 #     overlap-scheduler; ``disable_overlap_scheduler``), the default backend since v1.0.
-# Not under a pipeline (``Strategy.overlaps_host``): TensorRT-LLM's ``PyExecutor`` runs
+# Not under a pipeline (:func:`overlaps_host`): TensorRT-LLM's ``PyExecutor`` runs
 # ``_executor_loop_pp`` when pp_size > 1 and its overlap loop only otherwise; SGLang's
 # ``event_loop_pp`` is "a non-overlap scheduler loop for pipeline parallelism"; vLLM's asynchronous
 # scheduling took pipelines only in PR #32359 (2026-01, "with constraints"), was turned off for them
@@ -198,6 +198,18 @@ RUNTIMES: dict[str, RuntimeProfile] = {
     # attention windows unless max_attention_window is set.
     "trtllm": RuntimeProfile("trtllm", kv_rule="free", memory_fraction=0.90, max_batch=4096, sliding_window_kv=False),
 }
+
+
+def overlaps_host(runtime: str, *, pp: int, release: bool | None = None) -> bool:
+    """Whether a replica of ``runtime`` with ``pp`` pipeline stages hides its host work behind the
+    GPU (the notes above): the release overlaps (``release``; None: the current release's default,
+    ``RuntimeProfile.overlaps_host``) and the replica has no pipeline. The one rule the cost model
+    (``Strategy.overlaps_host``) and the launch files (the vLLM emitter's ``--async-scheduling``) share.
+
+    >>> overlaps_host("trtllm", pp=1), overlaps_host("vllm", pp=2), overlaps_host("sglang", pp=1, release=False)
+    (True, False, False)
+    """
+    return (RUNTIMES[runtime].overlaps_host if release is None else release) and pp == 1
 
 
 def trtllm_bench_max_num_tokens(*, max_batch: int, isl: int, osl: int) -> int:

@@ -60,8 +60,7 @@ class Strategy:
         """Whether this replica's steps hide host work behind the GPU: the release overlaps, and the
         replica has no pipeline (every runtime schedules a pipeline through an executor loop that
         does not overlap; calibration's notes on host overlap)."""
-        release = self.profile.overlaps_host if self.host_overlap is None else self.host_overlap
-        return release and self.pp == 1
+        return cal.overlaps_host(self.runtime, pp=self.pp, release=self.host_overlap)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ from dataclasses import replace
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
+from costmodels import calibration as cal
 from costmodels.comm import allreduce_s
+from costmodels.compute import StageShape, stage_step_time
 from costmodels.hardware import gpu_catalog
 from costmodels.memory import stage_weight_bytes
 from costmodels.models import builtin_model_names, get_model
@@ -107,9 +109,6 @@ def test_overlapping_host_work_hides_at_most_the_fixed_host_cost_of_a_step(name,
     """An engine that prepares each step while the GPU runs the one before (every runtime's current
     release) saves at most the fixed host work of its steps, and only what the GPU's work covers:
     a step is never shorter than that host work, nor than its own GPU work."""
-    from costmodels import calibration as cal
-    from costmodels.compute import StageShape, stage_step_time
-
     m = get_model(name)
     s = _strategy(m, tp, runtime, "tp")
     if validate_strategy(m, s) or decodes + prompt == 0:
@@ -137,8 +136,6 @@ def test_no_runtime_overlaps_host_work_under_a_pipeline():
     _executor_loop_pp, SGLang's event_loop_pp, vLLM's Ray executor with a pipeline): its steps pay
     the host work; a replica without one hides it unless ``host_overlap=False`` (an older release).
     Checked on the priced step, not only on the flag."""
-    from costmodels import calibration as cal
-
     m, g = get_model("llama-3.1-8b"), gpu_catalog()["H100-SXM-80GB"]
     nv = Link(450e9, 1e-6, "nvlink")
     for runtime in RUNTIMES:

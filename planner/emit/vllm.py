@@ -56,6 +56,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from costmodels.calibration import overlaps_host
 from planner.emit import (
     ReplicaLayout,
     all_nodes,
@@ -139,11 +140,11 @@ def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool
             ("--kv-cache-dtype", kv_cache_flag(g, fp8="fp8", runtime="vLLM"))]
     if quant:
         cmd.append(("--quantization", "fp8"))
-    if s.pp == 1:
-        # the plan priced this replica's host work as hidden behind the GPU (RuntimeProfile.overlaps_host):
-        # asynchronous scheduling, opt-in in the older releases written for, the default in later ones.
-        # Not under a pipeline, which is priced without it. (A replica across nodes under the Ray
-        # executor of releases before RayExecutorV2 still runs without it: vLLM turns it off there.)
+    if overlaps_host("vllm", pp=s.pp):
+        # the plan priced this replica's host work as hidden behind the GPU: asynchronous scheduling,
+        # opt-in in the older releases written for, the default in later ones. (A replica across nodes
+        # under the Ray executor of releases before RayExecutorV2 still runs without it: vLLM turns it
+        # off there.)
         cmd.append(("--async-scheduling",))
     if d > 1 and s.ep != s.tp:
         raise InputError(f"with attention data parallelism vLLM spreads the experts over all {s.tp} GPUs of the "

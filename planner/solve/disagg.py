@@ -71,11 +71,12 @@ def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[C
     decision = ("mixed" if "unified" in roles else "disaggregated") if uses_pools else "unified"
     alt_cands = [c for c in cands if (c.role == "unified") == uses_pools]
     alternative = "unified-only" if uses_pools else "pools-only"
-    alt, why_none = None, None
+    only = 'unified replicas only' if uses_pools else 'prefill/decode pools only'
+    alt, versus = None, f"no plan with {only} meets the request"  # what a proven absence says
     if not alt_cands:
-        why_none = "no shape of {only} meets the request"
+        versus = f"no shape of {only} meets the request"
     elif deadline - time.perf_counter() <= 0.05:
-        why_none = "plans with {only} not weighed: no time was left within --time-limit-s"
+        versus = f"plans with {only} not weighed: no time was left within --time-limit-s"
     else:
         # a comparison, not the answer: a short solve is enough (its value is then a bound-free
         # incumbent, which can only understate the alternative)
@@ -83,17 +84,11 @@ def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[C
         try:
             alt, _ = solve_objective(alt_cands, classes, req, params, deadline=time.perf_counter() + budget_s)
         except SolveTimeout:  # the plan found stands; only the comparison is left open
-            why_none = f"plans with {{only}} not settled within the comparison's {budget_s:.2g} s"
-        else:
-            if alt is None:  # the solver proved it: no such plan
-                why_none = "no plan with {only} meets the request"
+            versus = f"plans with {only} not settled within the comparison's {budget_s:.2g} s"
     unit = UNITS[req.objective]
     ours = primary(sol, by_index, req.objective)
     alt_value = primary(alt, by_index, req.objective) if alt is not None else None
-    only = 'unified replicas only' if uses_pools else 'prefill/decode pools only'
-    if alt is None:
-        versus = (why_none or "no plan with {only} meets the request").format(only=only)
-    else:
+    if alt is not None:
         versus = f"{_fmt(alt_value, req.objective)} {unit} with {only}"
     parts = [f"{_fmt(ours, req.objective)} {unit} against {versus}"]
     slo = f"TPOT <= {req.tpot_s * 1e3:g} ms" if req.tpot_s is not None else "no TPOT limit"
