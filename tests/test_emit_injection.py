@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,9 @@ import yaml
 
 from planner import api
 from planner.emit import emit
+from planner.emit.router import Endpoint, ends_in_number, safe_host
 from planner.emit.vllm import head_ip_var
+from planner.emit.yaml_text import plain_safe, yaml_dump
 from planner.plan.schema import Plan
 from topologies.errors import InputError
 
@@ -61,6 +64,8 @@ PAYLOADS = {
     "control-characters": "n0\x01\x02\x7f\x08$(touch MARKPATH)",
     "glob": "*$(touch MARKPATH)",
     "flag": "--port=1; touch MARKPATH",
+    "yaml-number": "08",  # valid names that YAML readers other than PyYAML would read as a number or a boolean
+    "yaml-boolean": "y",
 }
 FIELDS = ["node", "id", "gpu", "generator", "model_name", "topology_name", "model_path"]
 STUBS = ["vllm", "vllm-router", "python", "python3", "ray", "trtllm-serve", "trtllm-llmapi-launch", "mpirun", "nvidia-smi", "curl",
@@ -162,8 +167,10 @@ def _fronted(plan: Plan) -> bool:
     return unified + any(g.role != "unified" for g in plan.replica_groups) > 1
 
 
-def _refusal_allowed(field: str, target: str, plan: Plan) -> bool:
-    return field == "id" or (field == "node" and (target in ("ray", "k8s") or _fronted(plan)))
+def _refusal_allowed(field: str, target: str, plan: Plan, payload: str) -> bool:
+    return (field == "id" or (field == "node" and (target in ("ray", "k8s") or _fronted(plan)))
+            or (field == "model_path" and payload.startswith("-"))  # the runtime would read it as an option
+            or (field == "node" and ends_in_number(payload)))  # a resolver would read it as an address
 
 
 def _nginx_directives(text: str) -> str:
@@ -271,6 +278,27 @@ def _skeleton(x):
     return "str" if isinstance(x, str) else repr(x)
 
 
+def _ambiguous_plain_scalars(text: str) -> list[str]:
+    """Strings written plain that are not plain-safe (planner/emit/yaml_text.py): kubectl's YAML reader
+    or a YAML 1.1 one could take them for a number or a boolean."""
+    out = []
+
+    def walk(node):
+        if isinstance(node, yaml.ScalarNode):
+            if node.style is None and node.tag == "tag:yaml.org,2002:str" and not plain_safe(node.value):
+                out.append(node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            for x in node.value:
+                walk(x)
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                walk(k)
+                walk(v)
+    for doc in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        walk(doc)
+    return out
+
+
 def _container_commands(docs: list) -> list[list[str]]:
     out = []
 
@@ -306,6 +334,7 @@ def _check_files(files: dict[str, str], base: dict[str, str], plan: Plan, d: Pat
             assert r.returncode in (0, 1), r.stderr  # 1: the stub cluster placed nothing
             assert (d / "ray.log").exists()
         elif name.endswith((".yaml", ".yml")):
+            assert _ambiguous_plain_scalars(text) == [], f"{name}: plain scalars another YAML reader may retype"
             docs, want = list(yaml.safe_load_all(text)), list(yaml.safe_load_all(base[name]))
             assert _skeleton(docs) == _skeleton(want), f"{name}: documents changed"
             for i, cmd in enumerate(_container_commands(docs)):
@@ -358,10 +387,15 @@ def test_no_payload_runs(kind, plans, stub_bin, stub_ray, tmp_path):
             try:
                 files = emit(plan, target, model_path=model_path)
             except InputError as e:
-                assert _refusal_allowed(field, target, base_plan), f"{where}: refused: {e}"
+                assert _refusal_allowed(field, target, base_plan, payload), f"{where}: refused: {e}"
                 assert "\n" not in str(e) and "\x1b" not in str(e)
                 continue
-            plain, plain_path = _with_payload(base_plan, field, "plain0")  # the same edit, harmless text
+            assert not (field == "model_path" and payload.startswith("-") and target != "ray"), \
+                f"{where}: an option-like model path"  # ray's placement groups name no checkpoint
+            # the same edit with harmless text; a payload that is a plain name (an id names files, a node name
+            # is a host in the load balancers' directives) is its own base
+            harmless = re.fullmatch(r"[A-Za-z0-9._-]+", payload) is not None
+            plain, plain_path = _with_payload(base_plan, field, payload if harmless else "plain0")
             base = emit(plain, target, model_path=plain_path)
             if field in ("gpu", "generator", "model_name", "topology_name"):  # comments only: one safe line each
                 for name, text in files.items():
@@ -417,3 +451,43 @@ def test_stub_run_sees_an_injection(plans, stub_bin, stub_ray, tmp_path):
     _check_files({name: bad}, files, plans["unified"], tmp_path / "x",
                  _env(stub_bin, tmp_path / "l", plans["unified"]), stub_ray)
     assert marker.exists()
+
+
+def test_yaml_strings_keep_their_type():
+    """Names that kubectl (go-yaml) or a YAML 1.1 reader would take for numbers or booleans are quoted,
+    and every string reads back as itself."""
+    tricky = ["08", "09", "y", "N", "off", "1e3", "0o17", "0x1F", "2e1", ".inf", "-1", "~", "null", "1:20", "a: b"]
+    text = yaml_dump({"values": tricky, "k": {"08": "y"}})
+    assert yaml.safe_load(text) == {"values": tricky, "k": {"08": "y"}}
+    assert _ambiguous_plain_scalars(text) == []
+    assert '- "08"' in text and '- "y"' in text
+    # the check above can fail: PyYAML's own dumper writes 08 plain (its YAML 1.1 resolver reads it as a string)
+    assert _ambiguous_plain_scalars(yaml.safe_dump(["08", "plain"])) == ["08"]
+
+
+@pytest.mark.parametrize("target", ["vllm", "sglang", "trtllm", "k8s"])
+def test_option_like_model_path_refused(plans, target):
+    """A --model-path starting with '-' would be read by `vllm serve` or `trtllm-serve` as an option of
+    theirs (the model is a positional word): refused in one line, with the fix."""
+    plan = plans["unified-even" if target == "trtllm" else "unified"]
+    with pytest.raises(InputError, match=r"starts with '-'.*\./--trust-remote-code") as e:
+        emit(plan, target, model_path="--trust-remote-code")
+    assert e.value.field == "--model-path"
+    assert emit(plan, target, model_path="./--trust-remote-code")  # the same folder, named as a path
+
+
+def test_head_ip_variables_distinct():
+    """Node names that differ only in characters a shell name cannot hold get variables of their own."""
+    names = ["h-0", "h.0", "h_0", "h0", "dgx-1", "dgx.1"]
+    assert len({head_ip_var(n) for n in names}) == len(names)
+    assert head_ip_var("h_0") == "DP_HEAD_IP_h_0"
+
+
+@pytest.mark.parametrize("host", ["1", "08", "h.0", "n.0x1f", "2130706433"])
+def test_host_ending_in_a_number_refused(host):
+    """Resolvers and URL parsers read such a name as an IPv4 address (1 is 0.0.0.1), so the load
+    balancer would send traffic to that address, not to the node."""
+    with pytest.raises(InputError, match="ends in a number"):
+        safe_host(Endpoint(host=host, port=8000, share=1.0, note="", field="f"))
+    assert safe_host(Endpoint(host="10.0.0.7", port=8000, share=1.0, note="", field="f")) == "10.0.0.7"
+    assert safe_host(Endpoint(host="dgx0", port=8000, share=1.0, note="", field="f")) == "dgx0"

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from planner.emit.shell import node_case, sh_comment
+from planner.emit.shell import node_case, safe_text, sh_comment
 from topologies.errors import InputError
 
 if TYPE_CHECKING:  # annotations; the functions that need the schema at run time import it, so that the
@@ -96,6 +96,12 @@ def model_ref(plan: Plan, model_path: str | None) -> tuple[str, str | None]:
     name = plan.inputs.model.name
     known = HF_MODELS.get(name)
     if model_path:
+        # The runtimes take the model as a positional word (`vllm serve MODEL`, `trtllm-serve MODEL`):
+        # one starting with '-' would be parsed as an option of theirs (`--model-path=--trust-remote-code`).
+        if model_path.startswith("-"):
+            raise InputError(f"--model-path {safe_text(repr(model_path))} starts with '-', so the runtime would read "
+                             "it as one of its options; give a path such as ./" + safe_text(model_path),
+                             field="--model-path")
         return model_path, known[1] if known else None
     if known is None:
         raise InputError(f"no Hugging Face repository is known for model {name!r}; give the checkpoint "

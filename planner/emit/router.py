@@ -38,16 +38,16 @@ and any other plan text reaches these files only in ``#`` comments through ``saf
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import floor, gcd
 
-import yaml
-
 from planner.emit import ReplicaLayout
 from planner.emit.shell import continued, safe_text, sh_comment
+from planner.emit.yaml_text import yaml_dump
 from planner.plan.schema import Plan
 from topologies.errors import InputError
 
@@ -124,11 +124,34 @@ def weights(shares: list[float], field: str = "replica_groups") -> list[int]:
     return [x // d for x in p]
 
 
+def ends_in_number(host: str) -> bool:
+    """Whether URL parsers and the C resolver read ``host`` as an IPv4 address: its last label all
+    digits or ``0x`` hex (the WHATWG URL standard's "ends in a number" check; glibc's inet_aton takes
+    ``1`` as 0.0.0.1), unless it is a dotted-quad address already.
+
+    >>> [ends_in_number(h) for h in ("dgx0", "1", "h.0", "node.0x1f", "10.0.0.7", "08")]
+    [False, True, True, True, False, True]
+    """
+    last = host.rsplit(".", 1)[-1]
+    if not (last.isdigit() or re.fullmatch(r"0[xX][0-9A-Fa-f]*", last)):
+        return False
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return True
+    return False
+
+
 def safe_host(ep: Endpoint) -> str:
-    """The endpoint's host name, refused unless it is plain host-name syntax; its port checked too."""
+    """The endpoint's host name, refused unless it is plain host-name syntax naming a host rather than
+    an address; its port checked too."""
     if not isinstance(ep.host, str) or not HOST.fullmatch(ep.host):
         raise InputError(f"node name {safe_text(repr(ep.host))} is not a host name the load balancer can reach "
                          "(letters, digits, '-' and '_' in dot-separated labels)", field=ep.field)
+    if ends_in_number(ep.host):
+        raise InputError(f"node name {ep.host!r} ends in a number, so the load balancer and the routers would read "
+                         "it as an IPv4 address, not look it up; give the node a name whose last label holds a "
+                         "letter", field=ep.field)
     if not isinstance(ep.port, int) or isinstance(ep.port, bool) or not 1 <= ep.port <= 65535:
         raise InputError(f"port {ep.port!r} is not a TCP port (1 to 65535)", field=ep.field)
     return ep.host
@@ -197,7 +220,7 @@ def envoy_yaml(plan: Plan, eps: list[Endpoint], target: str) -> str:
     ws = weights([e.share for e in eps])
     notes = [sh_comment(f"endpoint {i}: {e.note}, weight {w}") for i, (e, w) in enumerate(zip(eps, ws, strict=True))]
     head = _header(plan, "Envoy load balancer", target, len(eps)) + ["# run: envoy -c router-envoy.yaml"] + notes
-    body = yaml.safe_dump(envoy_bootstrap(eps), sort_keys=False, default_flow_style=False, width=1000)
+    body = yaml_dump(envoy_bootstrap(eps))
     return "\n".join(head) + "\n" + body
 
 

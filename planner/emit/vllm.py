@@ -53,6 +53,7 @@ which the V1 engine turns on for generation models, so it is not a rule here.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -214,8 +215,17 @@ def all2all_env(g: ReplicaGroup, multi_node: bool, version: Version = DEFAULT_VE
 
 
 def head_ip_var(head: str) -> str:
-    """Shell variable that holds the IP address of a data-parallel head node."""
-    return "DP_HEAD_IP_" + re.sub(r"[^A-Za-z0-9_]", "_", head)
+    """Shell variable that holds the IP address of a data-parallel head node: the name itself where
+    it is a shell name's letters, digits and '_'; else those with '_' for the rest and a digest of
+    the name, so that ``h-0`` and ``h.0`` (both ``h_0``) get variables of their own.
+
+    >>> head_ip_var("dgx0"), head_ip_var("h-0") != head_ip_var("h.0")
+    ('DP_HEAD_IP_dgx0', True)
+    """
+    word = re.sub(r"[^A-Za-z0-9_]", "_", head)
+    if word != head:
+        word += "_" + hashlib.sha256(head.encode()).hexdigest()[:12]
+    return "DP_HEAD_IP_" + word
 
 
 def pp_partition_env(g: ReplicaGroup) -> dict[str, str]:
