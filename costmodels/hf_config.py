@@ -41,6 +41,12 @@ KNOWN_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_mo
 #: Architectures with multi-head latent attention: only their ``kv_lora_rank`` means MLA.
 MLA_MODEL_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "kimi_k2"})
 GELU_ACTS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu"}
+#: Model types whose MLP width defaults to 4 x hidden when the config leaves it out (transformers:
+#: GPT2Config / GPTJConfig / GPTBigCodeConfig / CodeGenConfig ``n_inner`` None, GPTNeoConfig
+#: ``intermediate_size`` None, FalconConfig ``ffn_hidden_size`` None: "4 * hidden_size"; BloomMLP's
+#: fixed 4 x hidden). Other model types' classes default to a fixed width of their own (LlamaConfig:
+#: 11008), so a config of theirs without the field cannot be priced from it.
+FOUR_X_MLP_MODEL_TYPES = frozenset({"gpt2", "gptj", "gpt_neo", "gpt_bigcode", "codegen", "falcon", "bloom"})
 #: Gemma's MLP is gated although its activation is a GELU (GeGLU: gate, up and down projections,
 #: ``Gemma2MLP`` / ``Gemma3MLP`` in transformers), and its configs leave ``tie_word_embeddings`` to
 #: the class default, which is true (``Gemma2Config``, ``Gemma3TextConfig``).
@@ -149,7 +155,10 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
     hidden = need_int("hidden_size", "n_embd", "d_model")
     layers = need_int("num_hidden_layers", "n_layer", "num_layers")
     heads = need_int("num_attention_heads", "n_head")
-    kv_heads = opt_int("num_key_value_heads", "num_kv_heads", default=heads) or heads
+    kv_heads = opt_int("num_key_value_heads", "num_kv_heads", default=heads)
+    if kv_heads == 0:
+        raise InputError("must be at least 1 (leave it out when every attention head has its own keys and "
+                         "values)", source=source, field="num_key_value_heads")
     if kv_heads > heads or heads % kv_heads:
         raise InputError(f"{kv_heads} KV heads do not divide {heads} attention heads", source=source,
                          field="num_key_value_heads")
@@ -160,7 +169,7 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
                          field="hidden_act")
     act = act.lower()
     gated = act not in GELU_ACTS or model_type in GEMMA_MODEL_TYPES
-    intermediate = opt_int("intermediate_size", "n_inner", "ffn_hidden_size", default=0) or 4 * hidden
+    intermediate = _mlp_width(cfg, model_type, hidden, source, opt_int)
     vocab = need_int("vocab_size")
 
     experts = opt_int("num_local_experts", "n_routed_experts", "num_experts")
@@ -199,6 +208,21 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
     )
 
 
+def _mlp_width(cfg: dict[str, Any], model_type: Any, hidden: int, source: str, opt_int) -> int:
+    """The dense MLP's width: the config's, else 4 x hidden where the model type's class defaults to that
+    (``FOUR_X_MLP_MODEL_TYPES``; our catalog's trimmed configs, which carry no model type, too)."""
+    names = ("intermediate_size", "n_inner", "ffn_hidden_size")
+    given = _get(cfg, *names, default=None)
+    width = opt_int(*names, default=0)
+    if given is not None and width == 0:
+        raise InputError("must be at least 1", source=source, field=names[0])
+    if given is None and model_type is not None and model_type not in FOUR_X_MLP_MODEL_TYPES:
+        raise InputError(f"missing; a {model_type!r} config must give its MLP width (only "
+                         f"{', '.join(sorted(FOUR_X_MLP_MODEL_TYPES))} default it to 4 x hidden_size)",
+                         source=source, field=names[0])
+    return width or 4 * hidden
+
+
 def _attention_window(cfg: dict[str, Any], f: _Fields, model_type: Any, layers: int) -> tuple[int, int, int]:
     """``(kv_lora_rank, window, windowed layers)``: multi-head latent attention's rank (0 without
     MLA), and the sliding window or Llama 4's attention chunk with the number of layers using it."""
@@ -208,6 +232,9 @@ def _attention_window(cfg: dict[str, Any], f: _Fields, model_type: Any, layers: 
         raise InputError(f"multi-head latent attention is only in model types {', '.join(sorted(MLA_MODEL_TYPES))}; "
                          f"a {model_type!r} config with kv_lora_rank is inconsistent: remove it or fix model_type",
                          source=source, field="kv_lora_rank")
+    if kv_lora:  # the latent attention's head widths: its KV cache and FLOPs are made of them
+        for dim in ("qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"):
+            f.need_int(dim)
     sliding = opt_int("sliding_window", default=0) if opt_bool("use_sliding_window", default=True) else 0
     sliding_layers = _sliding_layers(cfg, layers, model_type, sliding, source, opt_int)
     if sliding_layers == 0:

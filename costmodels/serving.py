@@ -410,7 +410,7 @@ class _SteadySteps:
         the chunk-carrying step and its send.
         (TensorRT-LLM's ``attention_dp_config.enable_balance`` exists to line these steps up.)"""
         dp = self.s.attention_dp
-        p_any = 1 - (1 - share) ** dp
+        p_any = -math.expm1(dp * math.log1p(-share))  # 1 - (1 - share)^dp, exact for the tiniest shares too
         per_group = self.chunk_tokens / dp
         prompt = dp * share / p_any * per_group
         times = self.stage_steps(prefill_tokens=prompt, decode_tokens=self.per_micro,

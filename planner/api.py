@@ -39,6 +39,7 @@ from planner.solve.progress import SearchControl
 from topologies.errors import InfeasibleError, InputError
 from topologies.graph import Topology
 from topologies.load import load_topology
+from topologies.schema import MAX_PRICE_PER_GPU_HOUR
 
 OBJECTIVES = ("throughput", "throughput-per-gpu", "min-gpus", "min-cost", "latency")
 #: Runtimes whose launch files run prefill/decode pools (the SGLang emitter writes them; the vLLM,
@@ -274,9 +275,10 @@ def resolve_prices(topo: Topology, view: ClusterView, flags: dict[str, float] | 
         return _get_gpu(name, custom=own, **kw)
 
     for name, price in sorted((flags or {}).items()):
-        if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price < 0:
-            raise InputError(f"price of {name} must be a non-negative number of dollars, got {price!r}",
-                             source="--price")
+        if (isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price)
+                or not 0 <= price <= MAX_PRICE_PER_GPU_HOUR):
+            raise InputError(f"price of {name} must be a number of dollars from 0 to {MAX_PRICE_PER_GPU_HOUR:,.0f} "
+                             f"per GPU-hour, got {price!r}", source="--price")
         gpu = get_gpu(name, source="--price").name
         if gpu not in {get_gpu(nt.gpu).name for nt in topo.spec.node_types.values()}:
             have = ", ".join(sorted({get_gpu(nt.gpu).name for nt in topo.spec.node_types.values()}))

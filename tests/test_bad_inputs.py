@@ -320,6 +320,13 @@ NUMBER_CASES = [
     if not (field.endswith("price_per_gpu_hour") and payload == "denormal")  # a price near 0 is a price
 ]
 
+BOOL_LIST_CASES = [  # booleans inside lists of numbers (found by a fuzzing pass: `[true]` was GPU 1)
+    generated(f"bool-in-list-{i}", _hostile_topology(_set("nodes.0.unavailable_gpus", value), f"bool_list_{i}.yaml"),
+              "nodes.0.unavailable_gpus", "true or false",
+              regression="booleans in lists were read as GPU indices 0 and 1 (unavailable_gpus: [true])")
+    for i, value in enumerate([[True], [0, False]])
+]
+
 
 def _corpus_topology(file: str, *mentions: str, **kw) -> Case:
     return topo(file, *mentions, **kw)
@@ -407,6 +414,7 @@ PLAN_CASES = [
 HOSTILE_CASES: list[Case] = [
     *NAME_CASES,
     *NUMBER_CASES,
+    *BOOL_LIST_CASES,
     # duplicate keys, NaN and Infinity literals
     _corpus_topology("duplicate_key_top.yaml", "'name'", "twice", "line 2"),
     _corpus_topology("duplicate_key_nested.yaml", "'gpus_per_node'", "twice", "line 6"),
@@ -440,6 +448,13 @@ HOSTILE_CASES: list[Case] = [
     model("string-bool-sliding-window", "use_sliding_window", "'no'",
           regression="'no' was read as true: the batch went from 53 to 1,725"),
     model("head-dim-zero", "head_dim", "positive"),
+    # found by a fuzzing pass: each was priced as another model
+    model("kv-heads-zero", "num_key_value_heads", "at least 1", regression="0 KV heads was priced as full MHA"),
+    model("intermediate-missing", "intermediate_size", "4 x hidden_size",
+          regression="a llama config without its MLP width was priced at 4 x hidden, 8.8 B parameters for 8.0 B"),
+    model("intermediate-zero", "intermediate_size", "at least 1"),
+    model("mla-without-head-dims", "qk_rope_head_dim", "missing",
+          regression="latent attention without its head widths was priced with zero-width heads"),
     model("head-dim-float", "head_dim", "128.0"),
     model("hidden-not-divisible", "hidden_size", "head_dim"),
     model("hidden-smaller-than-heads", "hidden_size", "head_dim", regression="head_dim worked out to 0"),

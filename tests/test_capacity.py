@@ -156,8 +156,10 @@ network: {kind: none}
     (["--price", "A100-SXM4-80GB=1.0"], "A100-SXM4-80GB is not in topology 'dgx-h100x1'"),
     (["--price", "H100-SXM-80GB"], "expected GPU=USD_PER_HOUR"),
     (["--price", "H100-SXM-80GB=cheap"], "expected GPU=USD_PER_HOUR"),
-    (["--price", "H100-SXM-80GB=-1"], "non-negative"),
-    (["--price", "H100-SXM-80GB=nan"], "non-negative"),
+    (["--price", "H100-SXM-80GB=-1"], "from 0 to 1,000,000"),
+    (["--price", "H100-SXM-80GB=nan"], "from 0 to 1,000,000"),
+    # a finite price whose costs overflow to NaN in the objective was a traceback
+    (["--objective", "min-cost", "--qps", "10", "--price", "H100-SXM-80GB=1e308"], "from 0 to 1,000,000"),
     (["--price", "NoSuchGPU=1"], "NoSuchGPU"),
     (["--objective", "min-cost", "--qps", "1"], "min-cost needs a price for every GPU type"),
     (["--objective", "min-cost"], "min-cost needs a target request rate"),

@@ -373,3 +373,20 @@ def test_quiet_prints_only_the_result():
     code, out, err = run(["search", *SMALL, "--quiet"])
     assert code == 0 and err == ""
     assert "wall time" not in out and "OPTIMAL" in out
+
+
+def test_search_emit_of_a_config_json_needs_a_model_path(tmp_path):
+    """`search --emit` of a model given as a config.json names no checkpoint a launch file could serve: refused
+    before the search with the flag `search` has (the message used to name a flag only `emit` had, after the
+    whole search); with --model-path it writes the files; --model-path alone is refused."""
+    from pathlib import Path
+    config = Path(__file__).parent / "corpus" / "models" / "valid-llama" / "config.json"
+    out = tmp_path / "launch"
+    base = ["search", "-t", "dgx-h100x1", "-m", config, "--time-limit-s", "2", "-q"]
+    code, _, err = run([*base, "--emit", "vllm", "--emit-dir", out])
+    assert code == 2 and "--model-path" in err and len(err.splitlines()) == 1 and not out.exists()
+    code, _, err = run([*base, "--emit", "vllm", "--emit-dir", out, "--model-path", "/models/valid-llama"])
+    assert code == 0, err
+    assert "/models/valid-llama" in (out / "vllm-g0.sh").read_text()
+    code, _, err = run([*base, "--model-path", "/models/valid-llama"])
+    assert code == 2 and "add --emit" in err

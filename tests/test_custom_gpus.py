@@ -176,3 +176,22 @@ def test_library_callers_get_input_errors():
     with pytest.raises(InputError) as e:
         parse_topology(topology(gpu_types={"Acme-X1": {**ACME, "bf16_dense_tflops": float("nan")}}), source="lib")
     assert e.value.field == "gpu_types.Acme-X1.bf16_dense_tflops"
+
+
+@pytest.mark.parametrize("written", ["H100", "h100-sxm-80gb", "H100-SXM"])
+def test_catalog_gpu_by_alias_or_in_any_case_plans_as_its_catalog_name(written, tmp_path):
+    """A node type may name a catalog GPU by an alias or in any case, as `--gpu` may: validate, search,
+    evaluate and emit work, and the plan names the catalog GPU (this was a KeyError traceback)."""
+    from planner import api
+    from planner.emit import emit
+    from planner.plan.check import check_plan
+
+    topo = write(tmp_path / "box.yaml", topology(gpu=written))
+    code, out, err = run(["topology", "validate", topo])
+    assert code == 0, err
+    code, out, err = run(["evaluate", "-t", topo, "-m", "llama-3.1-8b", "--tp", "4"])
+    assert code == 0 and "Traceback" not in err, err
+    plan = api.search(topology=str(topo), model="llama-3.1-8b", disaggregation="off", time_limit_s=5.0)
+    assert {g.gpu for g in plan.replica_groups} == {"H100-SXM-80GB"}
+    assert check_plan(plan, topology=str(topo)).ok
+    assert emit(plan, "vllm")

@@ -60,6 +60,14 @@ EDITS = {
         "replica_groups.0.replicas.1.ranks.0.gpu_index"),
     "rank-numbering": (lambda d: _g0(d)["replicas"][0]["ranks"][0].update(rank=7), "replica_groups.0.replicas.0.ranks"),
     "batch-beyond-memory": (lambda d: _g0(d)["strategy"].update(batch_size=100000), None),
+    # figures the launch flags are made of (found by a fuzzing pass: each reached the files, or was a traceback)
+    "max-model-len": (lambda d: _g0(d)["strategy"].update(max_model_len=10**11), "replica_groups.0.strategy.max_model_len"),
+    "kv-dtype": (lambda d: _g0(d)["strategy"].update(kv_dtype="x"), "replica_groups.0.strategy.kv_dtype"),
+    "no-reserve": (lambda d: _g0(d)["memory_per_gpu_bytes"].update(reserve=0), None),
+    "huge-capacity": (lambda d: _g0(d)["memory_per_gpu_bytes"].update(capacity=2**63), None),
+    "huge-osl": (lambda d: (d["inputs"]["workload"].update(osl=10**29),
+                            [g["strategy"].update(max_model_len=d["inputs"]["workload"]["isl"] + 10**29)
+                             for g in d["replica_groups"]]), None),
 }
 
 

@@ -208,3 +208,17 @@ def test_trtllm_gathers_quantised_tokens_under_attention_dp(model, weight_dtype,
     scatter = ring_s(tokens * m.hidden * 2)
     assert comm("trtllm") == pytest.approx(gather + scatter, rel=1e-9)
     assert comm("vllm") == pytest.approx(2 * scatter, rel=1e-9)
+
+
+def test_attention_dp_steps_with_a_vanishing_prompt_share():
+    """Under attention DP the share of steps carrying a prompt chunk is 1 - (1 - share)^dp; for a share
+    below the float epsilon (a hand-edited plan's 10^29-token answers) that was 0 and the chunk step's
+    prompt tokens divided by it (ZeroDivisionError from `plan-search emit`). It is dp x share there."""
+    from costmodels.hardware import get_gpu
+    from costmodels.models import get_model
+    from costmodels.serving import evaluate_replica
+    from costmodels.strategy import Strategy
+
+    s = Strategy(tp=8, pp=1, ep=8, weight_dtype="bf16", kv_dtype="bf16", runtime="sglang", attention_dp=8)
+    m = evaluate_replica(get_model("qwen3-30b-a3b"), get_gpu("H100-SXM-80GB"), s, isl=1024, osl=10**29, batch=64)
+    assert m.tpot_s > 0 and m.output_tokens_per_s > 0

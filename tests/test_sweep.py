@@ -233,6 +233,10 @@ BAD_FILES = {
     "scalar-not-list": ("grid: {topology: dgx-h100x1, model: [llama-3.1-8b]}", "grid.topology", "valid list"),
     "bad-objective": ("base: {objective: fastest}\n" + GRID, "base.objective", "'throughput'"),
     "negative": ("base: {isl: -1}\n" + GRID, "base.isl", "greater than 0"),
+    # printed in the summary: a terminal escape or a line break reached the terminal (found by a fuzzing pass)
+    "name-escape": ('name: "evil\\e[31mRED\\nline2"\n' + GRID, "name", "unprintable character"),
+    "price-overflow": ("base: {price_per_gpu_hour: {H100-SXM-80GB: 1.0e+308}}\n" + GRID,
+                       "base.price_per_gpu_hour.H100-SXM-80GB", "less than or equal to 1000000"),
     "empty-grid": ("grid: {}", "grid", "nothing to run"),
     "empty-file-grid": ("name: nothing", "grid", "nothing to run"),
     "empty-list": ("grid: {topology: [], model: [llama-3.1-8b]}", "grid.topology", "empty list"),

@@ -48,6 +48,7 @@ MIN_GBIT_PER_S = MIN_GBYTE_PER_S * 8
 MAX_GBIT_PER_S = MAX_GBYTE_PER_S * 8
 MIN_LATENCY_US = 0.01  # 10 ns: less than one switch hop
 MAX_LATENCY_US = 1e6  # 1 s: more than any network round trip
+MAX_PRICE_PER_GPU_HOUR = 1e6  # US dollars: far above any rental price; keeps the costs of 100,000s of GPUs finite
 
 
 def _check_name(pattern: re.Pattern, what: str, rule: str) -> AfterValidator:
@@ -86,13 +87,24 @@ class _Strict(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_bools_for_numbers(cls, data):
-        # pydantic's lax mode reads `true` as 1; in a topology file that is always a typo.
+        # pydantic's lax mode reads `true` as 1; in a topology file that is always a typo, in a list of
+        # numbers too (`unavailable_gpus: [true]` was GPU 1, `pairs: [[false, true]]` GPUs 0 and 1).
         if isinstance(data, dict):
             for name, info in cls.model_fields.items():
                 v = data.get(name)
                 if isinstance(v, bool) and info.annotation is not bool:
                     raise ValueError(f"{name}: expected a number, got {str(v).lower()}")
+                if isinstance(v, list) and _holds_bool(v):
+                    raise ValueError(f"{name}: expected numbers, got true or false in the list")
         return data
+
+
+def _holds_bool(items: list, depth: int = 2) -> bool:
+    """Whether a list, or a list inside it (``depth`` levels: the schema's lists of numbers and of
+    pairs), holds a boolean. Deeper nesting is no field's type, and walking it would let an alias
+    bomb's shared lists expand before the schema refuses them."""
+    return any(isinstance(x, bool) or (depth > 1 and isinstance(x, list) and _holds_bool(x, depth - 1))
+               for x in items)
 
 
 class Fabric(_Strict):
@@ -143,7 +155,7 @@ class NodeType(_Strict):
     gpus_per_node: int = Field(ge=1, le=MAX_GPUS_PER_NODE)
     fabric: Fabric
     nics: Nics | None = None
-    price_per_gpu_hour: float | None = Field(default=None, ge=0, le=1e6)
+    price_per_gpu_hour: float | None = Field(default=None, ge=0, le=MAX_PRICE_PER_GPU_HOUR)
 
 
 class Node(_Strict):

@@ -80,12 +80,14 @@ from topologies.errors import InputError
 @click.option("--emit-dir", type=click.Path(file_okay=False), help="Folder for --emit (default: ./launch-TARGET).")
 @click.option("--runtime-version", metavar="X.Y[.Z]",
               help=f"With --emit: release of the target's runtime to write for ({EMIT_VERSIONS_HELP}).")
+@click.option("--model-path", help="With --emit: checkpoint to serve (HF repo id or folder); default: the model's "
+                                   "HF repo (as `plan-search emit`).")
 @clean_errors
 def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, tpot_ms, tpot_p99_ms, ttft_p99_ms,
            qps, objective, max_gpus,
            prices, allow_cross_domain_tp, ep, attention_dp, expert_imbalance, disaggregation, time_limit_s, workers, seed, as_json, output, include_timings, verbose,
            quiet, progress, top_k, pareto, pareto_axis, pareto_points, plot_file, emit_target, emit_dir,
-           runtime_version):
+           runtime_version, model_path):
     """Find the best plan for a model on a topology.
 
     Ctrl-C while the solver runs stops it and prints the best plan found so far
@@ -99,7 +101,15 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     t0 = time.perf_counter()
     disaggregation = _check_flags(output=output, plot_file=plot_file, top_k=top_k, pareto=pareto,
                                   emit_target=emit_target, emit_dir=emit_dir, runtime_version=runtime_version,
-                                  disaggregation=disaggregation)
+                                  disaggregation=disaggregation, model_path=model_path)
+    if emit_target and model_path is None:  # before the search: no launch file could name the checkpoint
+        from costmodels.models import get_model
+        from planner.emit import HF_MODELS
+
+        name = get_model(model).name
+        if name not in HF_MODELS:
+            raise InputError(f"no Hugging Face repository is known for model {name!r}; give the checkpoint with "
+                             "--model-path", source="--emit")
     if progress is None:
         progress = not quiet and sys.stderr.isatty()
     status_line = StatusLine(sys.stderr) if progress and not quiet else None
@@ -130,7 +140,7 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
         from planner.cli.plot import plot_frontier
         plot_frontier(result, plot_file)
     emit_dir = emit_dir if emit_dir is not None else f"launch-{emit_target}"
-    emitted = _emit(result, emit_target, runtime_version) if emit_target else None
+    emitted = _emit(result, emit_target, runtime_version, model_path) if emit_target else None
     if output:
         write_atomic(output, text)
     if emitted is not None:
@@ -148,7 +158,8 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
         click.echo(f"wall time: {time.perf_counter() - t0:.2f} s")
 
 
-def _check_flags(*, output, plot_file, top_k, pareto, emit_target, emit_dir, runtime_version, disaggregation) -> str:
+def _check_flags(*, output, plot_file, top_k, pareto, emit_target, emit_dir, runtime_version, disaggregation,
+                 model_path) -> str:
     """Refuse flags that do not go together, before any search; the ``--disaggregation`` to use."""
     for path, flag in ((output, "--output"), (plot_file, "--plot")):
         if path is not None:
@@ -166,6 +177,9 @@ def _check_flags(*, output, plot_file, top_k, pareto, emit_target, emit_dir, run
         resolve(emit_target, runtime_version)  # a release outside the supported range: before the search
     elif runtime_version is not None:
         raise InputError("--runtime-version picks the release --emit writes for: add --emit", source="--runtime-version")
+    elif model_path is not None:
+        raise InputError("--model-path names the checkpoint --emit's launch files serve: add --emit",
+                         source="--model-path")
     if disaggregation is None:
         # offer only what the launch files asked for can run: pools need a target that writes them
         from planner.emit import POOL_TARGETS
@@ -199,12 +213,12 @@ def _run(args: dict, *, top_k, pareto, pareto_axis, pareto_points, include_timin
     return result
 
 
-def _emit(plan, target: str, runtime_version: str | None) -> dict[str, str]:
+def _emit(plan, target: str, runtime_version: str | None, model_path: str | None) -> dict[str, str]:
     """``--emit``: the plan's launch files, before any file is written (a plan the target cannot
     express writes none)."""
     from planner.emit import emit as emit_fn
     try:
-        return emit_fn(plan, target, runtime_version=runtime_version)
+        return emit_fn(plan, target, runtime_version=runtime_version, model_path=model_path)
     except InputError as e:  # emit's words name its own flag; here the flag is --emit
         raise InputError(str(e).replace("--target", "--emit"), source="--emit") from None
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from costmodels.units import DTYPES
+from planner.emit.shell import safe_text
 from topologies.errors import InputError, PlanSearchError
 
 #: Group ids name files (``vllm-<id>.sh``): letters, digits, '.', '_', '-', and not '.' or '..'.
@@ -52,12 +54,19 @@ def check_group_ids(plan, source: str | None = None) -> None:
         seen[gid] = i
 
 
-def _check_strategy(g, where: str, layers, source: str | None) -> None:
+def _check_strategy(g, where: str, layers, context, source: str | None) -> None:
     s = g.strategy
     for name in ("tp", "pp", "ep", "dp", "attention_dp", "batch_size", "max_num_batched_tokens", "max_model_len"):
         v = getattr(s, name, None)
         if not _positive(v):
             _refuse(f"{name} must be a positive integer, not {v!r}", f"{where}.strategy.{name}", source)
+    if _positive(context) and s.max_model_len != context:  # the context the plan was priced at (plan/build.py)
+        _refuse(f"max_model_len {s.max_model_len} is not the workload's isl + osl = {context}, the context the plan "
+                "was priced at", f"{where}.strategy.max_model_len", source)
+    for name in ("weight_dtype", "kv_dtype"):
+        v = getattr(s, name, None)
+        if v not in DTYPES:
+            _refuse(f"{name} {safe_text(repr(v))} is none of {', '.join(DTYPES)}", f"{where}.strategy.{name}", source)
     split = s.layer_split
     if (not isinstance(split, list) or len(split) != s.pp or not all(_positive(x) for x in split)
             or (_positive(layers) and sum(split) != layers)):
@@ -116,11 +125,15 @@ def check_structure(plan, source: str | None = None) -> None:
     if not isinstance(groups, list) or not groups:
         _refuse("a plan needs at least one replica group", "replica_groups", source)
     check_group_ids(plan, source)
-    layers = getattr(getattr(getattr(plan, "inputs", None), "model", None), "layers", None)
+    inputs = getattr(plan, "inputs", None)
+    layers = getattr(getattr(inputs, "model", None), "layers", None)
+    workload = getattr(inputs, "workload", None)
+    isl, osl = getattr(workload, "isl", None), getattr(workload, "osl", None)
+    context = isl + osl if _positive(isl) and _positive(osl) else None
     used: dict = {}
     for i, g in enumerate(groups):
         where = f"replica_groups.{i}"
-        _check_strategy(g, where, layers, source)
+        _check_strategy(g, where, layers, context, source)
         _check_replicas(g, where, used, source)
 
 

@@ -125,6 +125,7 @@ def cluster_view(topo: Topology) -> ClusterView:
     g = topo.graph
     by_key: dict[tuple, list[str]] = {}
     free_of: dict[str, list[str]] = {}
+    types: dict[str, GPU] = {}
     for dom, gpus in topo.domains.items():
         free = _bridged_pairs_first(topo, [x for x in gpus if g.nodes[x]["available"]])
         if not free:
@@ -136,18 +137,20 @@ def cluster_view(topo: Topology) -> ClusterView:
             raise InputError(f"NVLink domain {dom!r} mixes GPU types {sorted(gpu_names)}", source=topo.source,
                              field="nvlink_domains")
         node_type = topo.node_type_of(first["node"])
+        # the file may name the GPU by an alias or in any case (H100, h100-sxm-80gb): classes and plans
+        # use the name it resolves to
+        gpu = topology_gpu(topo.spec, first["gpu"], source=topo.source, field=f"node_types.{node_type}.gpu")
+        types[gpu.name] = gpu
         kind = topo.spec.node_types[node_type].fabric.kind
         positions = None if kind in ("nvswitch", "nvlink-domain") else tuple(
             i for i, x in enumerate(gpus) if g.nodes[x]["available"])
-        key = (first["gpu"], node_type, len(gpus), len(free), positions)
+        key = (gpu.name, node_type, len(gpus), len(free), positions)
         by_key.setdefault(key, []).append(dom)
-    classes, types = [], {}
+    classes = []
     for i, (key, doms) in enumerate(sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][3],
                                                                            kv[0][4] or ()))):
         gpu_name, node_type, size, free, positions = key
-        gpu = types.setdefault(gpu_name, topology_gpu(topo.spec, gpu_name, source=topo.source,
-                                                      field=f"node_types.{node_type}.gpu"))
-        classes.append(DomainClass(index=i, gpu=gpu.name, node_type=node_type, domains=tuple(doms), free=free,
+        classes.append(DomainClass(index=i, gpu=gpu_name, node_type=node_type, domains=tuple(doms), free=free,
                                    domain_size=size, free_positions=positions))
     if not classes:
         raise InputError("every GPU is marked unavailable; free some in 'nodes'", source=topo.source, field="nodes")

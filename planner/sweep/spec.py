@@ -36,12 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from costmodels import calibration as cal
 from costmodels.units import DTYPES
 from planner.api import OBJECTIVES
 from topologies.errors import InputError
+from topologies.schema import MAX_PRICE_PER_GPU_HOUR
 
 MAX_ROWS = 100_000
 
@@ -115,9 +116,15 @@ _FIELD_TYPES: dict[str, Any] = {
     "expert_imbalance": Annotated[float, Field(ge=1)] | None,
     # GPU type -> US dollars per GPU-hour, over the topology's own prices (search()'s argument)
     "price_per_gpu_hour": dict[Annotated[str, Field(min_length=1, max_length=200)],
-                               Annotated[float, Field(ge=0)]] | None,
+                               Annotated[float, Field(ge=0, le=MAX_PRICE_PER_GPU_HOUR)]] | None,
 }
 assert tuple(_FIELD_TYPES) == SEARCH_KEYS
+
+def _printable(v: str) -> str:
+    if not v.isprintable():
+        raise ValueError("holds a line break, a terminal escape or another unprintable character; remove it")
+    return v
+
 
 # Unset fields stay None (not validated); only keys the file gives count (model_fields_set).
 SearchArgs = create_model("SearchArgs", __config__=_STRICT,
@@ -130,7 +137,8 @@ Grid = create_model("Grid", __config__=_STRICT,
 class SweepFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[str, Field(min_length=1, max_length=200, strict=True)] | None = None
+    # printed in the summary and the status line: one line, no terminal escapes or format characters
+    name: Annotated[str, Field(min_length=1, max_length=200, strict=True), AfterValidator(_printable)] | None = None
     base: SearchArgs = Field(default_factory=SearchArgs)  # type: ignore[valid-type]
     grid: Grid = Field(default_factory=Grid)  # type: ignore[valid-type]
     cases: list[SearchArgs] = Field(default_factory=list)  # type: ignore[valid-type]

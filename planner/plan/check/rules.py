@@ -186,12 +186,15 @@ def p99_within_slo_and_as_reported(a: Audit, s: Served) -> Iterator[str]:
 
 
 def figures_are_as_reported(a: Audit, s: Served) -> Iterator[str]:
-    """A group's reported TPOT, output tokens/s and memory per GPU match the recomputation (to 0.1)."""
+    """A group's reported TPOT, output tokens/s and memory per GPU (its total, and the capacity and
+    reserve the launch files derive the runtimes' memory fractions from) match the recomputation (to 0.1)."""
     g, m = s.grp.group, s.m
     for name, got, want in (("tpot_ms", g.metrics_per_replica.tpot_ms, m.tpot_s * 1e3),
                             ("output_tokens_per_s", g.metrics_per_replica.output_tokens_per_s,
                              m.output_tokens_per_s),
-                            ("memory total", g.memory_per_gpu_bytes.total, m.memory.total)):
+                            ("memory total", g.memory_per_gpu_bytes.total, m.memory.total),
+                            ("memory capacity", g.memory_per_gpu_bytes.capacity, m.memory.capacity),
+                            ("memory reserve", g.memory_per_gpu_bytes.reserve, m.memory.reserve)):
         if not math.isclose(got, want, rel_tol=REL_TOL, abs_tol=0.051):  # plans round to 0.1
             yield f"{g.id}: reported {name} {got} but recomputed {want:.3f}"
 
