@@ -45,6 +45,8 @@ def _g0(d):
 
 EDITS = {
     "duplicate-id": (lambda d: d["replica_groups"].append(copy.deepcopy(_g0(d))), "replica_groups.1.id"),
+    "duplicate-id-but-case": (lambda d: d["replica_groups"].append({**copy.deepcopy(_g0(d)), "id": _g0(d)["id"].upper()}),
+                              "replica_groups.1.id"),
     "gpu-index-999": (lambda d: _g0(d)["replicas"][0]["ranks"][0].update(gpu_index=999), None),
     "gpu-index-5000": (lambda d: _g0(d)["replicas"][0]["ranks"][0].update(gpu_index=5000),
                        "replica_groups.0.replicas.0.ranks.0.gpu_index"),

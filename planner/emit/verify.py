@@ -42,16 +42,19 @@ def _refuse(message: str, field: str, source: str | None) -> None:
 
 
 def check_group_ids(plan, source: str | None = None) -> None:
-    """Each group id a plain file-name part (``[A-Za-z0-9._-]+``, not ``.`` or ``..``), used once."""
+    """Each group id a plain file-name part (``[A-Za-z0-9._-]+``, not ``.`` or ``..``), used once (case aside)."""
     seen: dict[str, int] = {}
     for i, g in enumerate(plan.replica_groups):
         gid = g.id
         if not isinstance(gid, str) or not GROUP_ID.fullmatch(gid) or gid in (".", ".."):
             _refuse(f"group id {gid!r} must be letters, digits, '.', '_' and '-' (not '.' or '..'): it names "
                     "the launch files", f"replica_groups.{i}.id", source)
-        if gid in seen:
-            _refuse(f"group id {gid!r} is also the id of replica_groups.{seen[gid]}", f"replica_groups.{i}.id", source)
-        seen[gid] = i
+        # file names: ids that differ only in case would overwrite each other on a case-insensitive
+        # file system (macOS, Windows)
+        if gid.casefold() in seen:
+            _refuse(f"group id {gid!r} is also the id of replica_groups.{seen[gid.casefold()]} (ids name files, "
+                    "compared without case)", f"replica_groups.{i}.id", source)
+        seen[gid.casefold()] = i
 
 
 def _check_strategy(g, where: str, layers, context, source: str | None) -> None:
