@@ -320,6 +320,12 @@ NUMBER_CASES = [
     if not (field.endswith("price_per_gpu_hour") and payload == "denormal")  # a price near 0 is a price
 ]
 
+NVLINK_RATE_CASES = [  # the datasheet's both-ways figure where the file wants one direction (found by a fuzzing pass)
+    generated("nvlink-rate-both-ways", _hostile_topology(_set("node_types.h100.fabric.nvlink_bandwidth_gbyte_per_s", 900),
+                                                         "nvlink_900.yaml"),
+              "node_types.h100.fabric.nvlink_bandwidth_gbyte_per_s", "each way",
+              regression="H100 NVLink at 900 GB/s per direction (100,000 too) was priced as given: TP twice as fast"),
+]
 BOOL_LIST_CASES = [  # booleans inside lists of numbers (found by a fuzzing pass: `[true]` was GPU 1)
     generated(f"bool-in-list-{i}", _hostile_topology(_set("nodes.0.unavailable_gpus", value), f"bool_list_{i}.yaml"),
               "nodes.0.unavailable_gpus", "true or false",
@@ -415,6 +421,7 @@ HOSTILE_CASES: list[Case] = [
     *NAME_CASES,
     *NUMBER_CASES,
     *BOOL_LIST_CASES,
+    *NVLINK_RATE_CASES,
     # duplicate keys, NaN and Infinity literals
     _corpus_topology("duplicate_key_top.yaml", "'name'", "twice", "line 2"),
     _corpus_topology("duplicate_key_nested.yaml", "'gpus_per_node'", "twice", "line 6"),

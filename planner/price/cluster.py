@@ -108,15 +108,32 @@ def check_fabrics(topo: Topology) -> None:
             raise InputError(f"'nvswitch' with {nt.gpus_per_node} GPUs per node is impossible: NVLink joins at most "
                              f"{most} {gpu.name} (GPU catalog); use more nodes, or 'nvlink-pairs' or 'pcie'",
                              source=topo.source, field=where)
+        if kind in ("nvswitch", "nvlink-pairs"):
+            _check_nvlink_rate(nt.fabric.nvlink_bandwidth_gbyte_per_s, gpu, topo,
+                               f"node_types.{name}.fabric.nvlink_bandwidth_gbyte_per_s")
     types = {n.name: spec.node_types[n.type] for n in spec.all_nodes()} if spec.nvlink_domains else {}
     for j, d in enumerate(spec.nvlink_domains):
         first = types[d.nodes[0]]
         gpu = topology_gpu(spec, first.gpu, source=topo.source, field="nvlink_domains")
         total = sum(types[n].gpus_per_node for n in d.nodes)
+        _check_nvlink_rate(d.bandwidth_gbyte_per_s, gpu, topo, f"nvlink_domains[{j}].bandwidth_gbyte_per_s")
         if total > gpu.nvlink_domain_gpus:
             raise InputError(f"domain {d.name!r} joins {total} GPUs by NVLink, but one NVLink domain of {gpu.name} "
                              f"holds at most {gpu.nvlink_domain_gpus} (GPU catalog)", source=topo.source,
                              field=f"nvlink_domains[{j}].nodes")
+
+
+def _check_nvlink_rate(gbyte_per_s: float, gpu: GPU, topo: Topology, field: str) -> None:
+    """Refuse an NVLink rate above what the GPU's NVLink carries each way (GPU catalog): the file's
+    figure is per direction, and datasheets quote both directions added (H100: 900 GB/s, 450 each way),
+    so the datasheet figure here would price tensor parallelism twice as fast as it runs."""
+    if not gpu.nvlink_bytes_per_s:  # no figure in the catalog (MI300X's Infinity Fabric): nothing to hold it to
+        return
+    most = gpu.nvlink_bytes_per_s / 1e9
+    if gbyte_per_s > most * 1.001:
+        raise InputError(f"{gbyte_per_s:g} GB/s is more than {gpu.name}'s NVLink carries each way ({most:g} GB/s, "
+                         "GPU catalog); the figure is per direction, datasheets quote both directions added",
+                         source=topo.source, field=field)
 
 
 def cluster_view(topo: Topology) -> ClusterView:
