@@ -141,11 +141,10 @@ def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool
             ("--kv-cache-dtype", kv_cache_flag(g, fp8="fp8", runtime="vLLM"))]
     if quant:
         cmd.append(("--quantization", "fp8"))
-    if overlaps_host("vllm", pp=s.pp):
+    if overlaps_host("vllm", pp=s.pp, ray=ray):
         # the plan priced this replica's host work as hidden behind the GPU: asynchronous scheduling,
-        # opt-in in the older releases written for, the default in later ones. (A replica across nodes
-        # under the Ray executor of releases before RayExecutorV2 still runs without it: vLLM turns it
-        # off there.)
+        # opt-in in the older releases written for, the default in later ones; never under the Ray
+        # executor, which refuses it (costmodels.calibration.vllm_ray_executor)
         cmd.append(("--async-scheduling",))
     if d > 1 and s.ep != s.tp:
         raise InputError(f"with attention data parallelism vLLM spreads the experts over all {s.tp} GPUs of the "
