@@ -99,8 +99,12 @@ def run_case(case) -> dict:
 
 
 def corpus() -> list[dict]:
-    from test_bad_inputs import CASES  # the corpus is defined once, beside its test
+    from test_bad_inputs import CASES, _plan_text  # the corpus is defined once, beside its test
 
+    # The plan-file cases edit a plan the CLI makes in-process through click's CliRunner, which swaps
+    # sys.stdout for the whole process: made from several threads at once, the plan went to this
+    # script's stdout and the run stopped there. Made once, here, before the threads start.
+    _plan_text()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         return list(pool.map(run_case, CASES))
 
