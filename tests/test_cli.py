@@ -390,3 +390,5 @@ def test_search_emit_of_a_config_json_needs_a_model_path(tmp_path):
     assert "/models/valid-llama" in (out / "vllm-g0.sh").read_text()
     code, _, err = run([*base, "--model-path", "/models/valid-llama"])
     assert code == 2 and "add --emit" in err
+    code, _, err = run([*base, "--emit", "ray", "--emit-dir", tmp_path / "ray"])  # placement groups name no checkpoint
+    assert code == 0, err

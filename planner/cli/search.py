@@ -102,7 +102,8 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     disaggregation = _check_flags(output=output, plot_file=plot_file, top_k=top_k, pareto=pareto,
                                   emit_target=emit_target, emit_dir=emit_dir, runtime_version=runtime_version,
                                   disaggregation=disaggregation, model_path=model_path)
-    if emit_target and model_path is None:  # before the search: no launch file could name the checkpoint
+    if emit_target and emit_target != "ray" and model_path is None:  # before the search: no launch file could
+        # name the checkpoint (Ray's placement groups name none)
         from costmodels.models import get_model
         from planner.emit import HF_MODELS
 
