@@ -139,8 +139,8 @@ def _judge_process(p: subprocess.CompletedProcess, out_dir: Path) -> str | None:
 
 def _use_files(inj, plans, job, plan, model_path, files, d: Path, stub_bin: Path, stub_ray: Path) -> str | None:
     """Run the emitted files as the injection test does; why they misbehaved, or None."""
-    _, field, pname, target = job
-    plain, plain_path = inj._with_payload(plans[pname], field, "plain0")  # the same edit, harmless text
+    kind, field, pname, target = job
+    plain, plain_path = inj._plain_twin(plans[pname], field, inj.PAYLOADS[kind])  # as the injection test compares
     base = inj.emit(plain, target, model_path=plain_path)
     try:
         inj._check_files(files, base, plan, d / "run", inj._env(stub_bin, d / "stub.log", plan), stub_ray)

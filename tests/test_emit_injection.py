@@ -160,6 +160,12 @@ def _with_payload(plan: Plan, field: str, payload: str) -> tuple[Plan, str | Non
     return plan, payload
 
 
+def _plain_twin(plan: Plan, field: str, payload: str) -> tuple[Plan, str | None]:
+    """What the emitted files are compared with: the same edit with harmless text, or with the payload itself
+    when it is a plain name (an id names files, a node name is a host in the load balancers' directives)."""
+    return _with_payload(plan, field, payload if re.fullmatch(r"[A-Za-z0-9._-]+", payload) else "plain0")
+
+
 def _fronted(plan: Plan) -> bool:
     """Whether the runtime targets write a load balancer for the plan (more than one endpoint), whose
     hosts are node names held to host-name syntax (planner/emit/router.py)."""
@@ -392,10 +398,7 @@ def test_no_payload_runs(kind, plans, stub_bin, stub_ray, tmp_path):
                 continue
             assert not (field == "model_path" and payload.startswith("-") and target != "ray"), \
                 f"{where}: an option-like model path"  # ray's placement groups name no checkpoint
-            # the same edit with harmless text; a payload that is a plain name (an id names files, a node name
-            # is a host in the load balancers' directives) is its own base
-            harmless = re.fullmatch(r"[A-Za-z0-9._-]+", payload) is not None
-            plain, plain_path = _with_payload(base_plan, field, payload if harmless else "plain0")
+            plain, plain_path = _plain_twin(base_plan, field, payload)
             base = emit(plain, target, model_path=plain_path)
             if field in ("gpu", "generator", "model_name", "topology_name"):  # comments only: one safe line each
                 for name, text in files.items():
