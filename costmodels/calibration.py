@@ -200,37 +200,16 @@ RUNTIMES: dict[str, RuntimeProfile] = {
 }
 
 
-def overlaps_host(runtime: str, *, pp: int, release: bool | None = None, ray: bool = False) -> bool:
+def overlaps_host(runtime: str, *, pp: int, release: bool | None = None) -> bool:
     """Whether a replica of ``runtime`` with ``pp`` pipeline stages hides its host work behind the
     GPU (the notes above): the release overlaps (``release``; None: the current release's default,
-    ``RuntimeProfile.overlaps_host``), the replica has no pipeline and it does not run under vLLM's Ray
-    executor (``ray``, :func:`vllm_ray_executor`). The one rule the cost model (``Strategy.overlaps_host``)
-    and the launch files (the vLLM emitter's ``--async-scheduling``) share.
+    ``RuntimeProfile.overlaps_host``) and the replica has no pipeline. The one rule the cost model
+    (``Strategy.overlaps_host``) and the launch files (the vLLM emitter's ``--async-scheduling``) share.
 
     >>> overlaps_host("trtllm", pp=1), overlaps_host("vllm", pp=2), overlaps_host("sglang", pp=1, release=False)
     (True, False, False)
-    >>> overlaps_host("vllm", pp=1, ray=True)
-    False
     """
-    return (RUNTIMES[runtime].overlaps_host if release is None else release) and pp == 1 and not ray
-
-
-def vllm_ray_executor(runtime: str, *, tp: int, pp: int, attention_dp: int, gpus_per_node: int) -> bool:
-    """Whether the launch files run a replica under vLLM's Ray executor: one vLLM engine (no attention
-    DP, whose engines are vLLM's own data-parallel processes, one set per node) on more GPUs than a node
-    holds (the vLLM emitter's ``_ray_replica``). vLLM refuses ``--async-scheduling`` there: "Currently,
-    async scheduling only supports `mp`, `uni` or `external_launcher` distributed executor backend"
-    (``EngineArgs.create_engine_config`` in vllm/engine/arg_utils.py, 0.11; ``VllmConfig`` checks the
-    executor's ``supports_async_scheduling`` later, False for the Ray executor), and leaves it off by
-    default, so such a replica does not hide its host work.
-
-    >>> vllm_ray_executor("vllm", tp=8, pp=1, attention_dp=1, gpus_per_node=4)
-    True
-    >>> vllm_ray_executor("vllm", tp=8, pp=1, attention_dp=8, gpus_per_node=4), vllm_ray_executor(
-    ...     "sglang", tp=8, pp=1, attention_dp=1, gpus_per_node=4)
-    (False, False)
-    """
-    return runtime == "vllm" and attention_dp == 1 and tp * pp > gpus_per_node
+    return (RUNTIMES[runtime].overlaps_host if release is None else release) and pp == 1
 
 
 def trtllm_bench_max_num_tokens(*, max_batch: int, isl: int, osl: int) -> int:

@@ -17,7 +17,7 @@ from costmodels.strategy import Links, Strategy, validate_strategy
 from planner.api import check_positive, make_request, model_of, topology_of
 from planner.plan.build import link_out, rounded
 from planner.price.candidate import Request
-from planner.price.cluster import ClusterView, cluster_view, node_gpus
+from planner.price.cluster import ClusterView, cluster_view
 from planner.price.spans import inter_domain_link_fn, replica_spans, wide_span
 from topologies.errors import InputError
 from topologies.graph import Topology
@@ -143,9 +143,6 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
         raise InputError(why, source="--tp/--pp/--ep/--attention-dp")
     view = cluster_view(topo)
     gpu_name, span, links, free, reason = _where(topo, view, gpu, s, req, dp=dp)
-    if host_overlap is None and cal.vllm_ray_executor(s.runtime, tp=tp, pp=pp, attention_dp=attention_dp,
-                                                  gpus_per_node=node_gpus(topo, gpu_name)):
-        s = replace(s, host_overlap=False)  # as a search prices it: vLLM's Ray executor cannot overlap
     m = evaluate_replica(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl, batch=batch, links=links)
     loaded = None
     if qps is not None:

@@ -48,6 +48,12 @@ DEFAULT: dict[str, Version] = {"vllm": (0, 33, 0), "sglang": (0, 5, 23), "trtllm
 VLLM_ALL2ALL_FLAG_SINCE: Version = (0, 11, 1)
 #: vLLM: the Ray executor orders a replica's nodes by Ray node id from this release on, by (workers, IP) before.
 VLLM_RAY_NODE_ID_ORDER_SINCE: Version = (0, 21, 0)
+#: vLLM: the Ray executor runs asynchronous scheduling from this release on: ``RayExecutorV2``, its Ray
+#: executor from 0.21.0, "Async scheduling is enabled, inherited from MultiprocExecutor"
+#: (vllm/v1/executor/ray_executor_v2.py; vllm-project/vllm PR #36836). The Ray executor before it refuses
+#: ``--async-scheduling``: "Currently, async scheduling only supports `mp`, `uni` or `external_launcher`
+#: distributed executor backend" (``EngineArgs.create_engine_config``, vllm/engine/arg_utils.py, 0.11).
+VLLM_RAY_ASYNC_SCHEDULING_SINCE: Version = (0, 21, 0)
 #: SGLang: ``--attn-dp-size D`` from this release on; ``--dp-size D --enable-dp-attention`` before it.
 SGLANG_ATTN_DP_SIZE_SINCE: Version = (0, 5, 22)
 #: TensorRT-LLM: ``pp_partition`` in the extra-options YAML from this release on (see the module doc).

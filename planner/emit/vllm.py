@@ -75,7 +75,7 @@ from planner.emit import (
 from planner.emit.ray_order import node_order
 from planner.emit.router import add_file, equal_shares, front_files, replica_endpoints, worker_router_script
 from planner.emit.shell import Sh, continued, safe_text, sh_assign, sh_cmd, sh_comment, sh_var, sh_word
-from planner.emit.versions import DEFAULT, VLLM_ALL2ALL_FLAG_SINCE, Version, text
+from planner.emit.versions import DEFAULT, VLLM_ALL2ALL_FLAG_SINCE, VLLM_RAY_ASYNC_SCHEDULING_SINCE, Version, text
 from planner.plan.schema import Plan, ReplicaGroup
 from topologies.errors import InputError
 
@@ -141,10 +141,11 @@ def serve_command(model: str, g: ReplicaGroup, quant: bool, port: int, ray: bool
             ("--kv-cache-dtype", kv_cache_flag(g, fp8="fp8", runtime="vLLM"))]
     if quant:
         cmd.append(("--quantization", "fp8"))
-    if overlaps_host("vllm", pp=s.pp, ray=ray):
+    if overlaps_host("vllm", pp=s.pp) and (not ray or version >= VLLM_RAY_ASYNC_SCHEDULING_SINCE):
         # the plan priced this replica's host work as hidden behind the GPU: asynchronous scheduling,
-        # opt-in in the older releases written for, the default in later ones; never under the Ray
-        # executor, which refuses it (costmodels.calibration.vllm_ray_executor)
+        # opt-in in the older releases written for, the default in later ones. Under the Ray executor (a
+        # replica across nodes) only from VLLM_RAY_ASYNC_SCHEDULING_SINCE: the releases before refuse the
+        # flag there, so a replica written for them runs without it.
         cmd.append(("--async-scheduling",))
     if d > 1 and s.ep != s.tp:
         raise InputError(f"with attention data parallelism vLLM spreads the experts over all {s.tp} GPUs of the "

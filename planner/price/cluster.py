@@ -123,14 +123,6 @@ def check_fabrics(topo: Topology) -> None:
                              field=f"nvlink_domains[{j}].nodes")
 
 
-def node_gpus(topo: Topology, gpu_name: str) -> int:
-    """The fewest GPUs a node of ``gpu_name`` holds in the topology (0 if none): a replica on more GPUs
-    than that spans nodes."""
-    spec = topo.spec
-    return min((nt.gpus_per_node for nt in spec.node_types.values()
-                if topology_gpu(spec, nt.gpu, source=topo.source).name == gpu_name), default=0)
-
-
 def _check_nvlink_rate(gbyte_per_s: float, gpu: GPU, topo: Topology, field: str) -> None:
     """Refuse an NVLink rate above what the GPU's NVLink carries each way (GPU catalog): the file's
     figure is per direction, and datasheets quote both directions added (H100: 900 GB/s, 450 each way),

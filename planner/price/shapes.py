@@ -14,13 +14,10 @@ for runtimes that can pin one; otherwise the runtime's balanced split is used.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
-from costmodels.calibration import vllm_ray_executor
 from costmodels.model_spec import ModelSpec
 from costmodels.strategy import Links, Strategy, validate_strategy
 from planner.price.candidate import Candidate, Pricing, Request
-from planner.price.cluster import ClusterView, DomainClass, node_gpus
+from planner.price.cluster import ClusterView, DomainClass
 from planner.price.cross_type import price_cross_type_pipelines
 from planner.price.layouts import MAX_PP, moe_layouts, tp_options, with_layer_split
 from planner.price.roles import disaggregate, pool_kv_link, price_roles
@@ -43,7 +40,6 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
         by_type.setdefault(c.gpu, []).append(c)
     for gpu_name, classes in sorted(by_type.items()):
         gpu = view.gpu_of_type[gpu_name]
-        per_node = node_gpus(topo, gpu_name)
         total_free = sum(c.free * c.count for c in classes)
         max_free = max(c.free for c in classes)
         tp_limit = total_free if req.allow_cross_domain_tp else max_free
@@ -66,8 +62,6 @@ def price_candidates(model: ModelSpec, view: ClusterView, req: Request) -> Prici
                         if (gpu_name, s) not in splits:
                             splits[gpu_name, s] = with_layer_split(model, gpu, s, req)
                         s = splits[gpu_name, s]
-                        if vllm_ray_executor(req.runtime, tp=tp, pp=pp, attention_dp=adp, gpus_per_node=per_node):
-                            s = replace(s, host_overlap=False)  # launched under the Ray executor, which cannot
                         if disaggregate(req) and span == "intra":  # pool replicas sit in one domain
                             priced += price_roles(model, gpu, gpu_name, s, span, unit, units, per_stage, cls_ok,
                                                    Links(tp=links.tp, pp=links.pp, ep=links.tp),

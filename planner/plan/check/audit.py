@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from costmodels.calibration import vllm_ray_executor
 from costmodels.model_spec import ModelSpec
 from costmodels.strategy import Strategy
 from planner.plan.schema import Plan
@@ -63,18 +62,15 @@ class GroupCheck:
     inputs: Any  # the plan's inputs (runtime, expert imbalance)
     gpus: list = field(default_factory=list)  # one GPU spec per stage, set once stage_gpus is checked
     links: list = field(default_factory=list)  # the links of each replica laid out
-    node_gpus: int = 0  # the fewest GPUs a node of the group's GPU type holds (planner.price.cluster.node_gpus)
 
     @cached_property
     def strategy(self) -> Strategy:
         """The cost model's form of the plan's strategy, built when a rule first asks for it."""
-        st, runtime = self.group.strategy, self.inputs.runtime
-        ray = vllm_ray_executor(runtime, tp=st.tp, pp=st.pp, attention_dp=st.attention_dp,
-                                gpus_per_node=self.node_gpus)
+        st = self.group.strategy
         return Strategy(tp=st.tp, pp=st.pp, ep=st.ep, weight_dtype=st.weight_dtype, kv_dtype=st.kv_dtype,
                         layer_split=tuple(st.layer_split), max_num_batched_tokens=st.max_num_batched_tokens,
-                        runtime=runtime, attention_dp=st.attention_dp,
-                        expert_imbalance=self.inputs.expert_imbalance, host_overlap=False if ray else None)
+                        runtime=self.inputs.runtime, attention_dp=st.attention_dp,
+                        expert_imbalance=self.inputs.expert_imbalance)
 
 
 @dataclass

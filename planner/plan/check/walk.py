@@ -16,7 +16,6 @@ from planner.place.placement import measure_links, slowest_stage_link, worst_lin
 from planner.plan.check.audit import Audit, CheckReport, GroupCheck, Priced, RankCheck, ReplicaCheck, Served
 from planner.plan.check.rules import RULES
 from planner.plan.schema import Plan
-from planner.price.cluster import node_gpus
 from topologies.graph import Topology
 from topologies.load import load_topology
 
@@ -70,8 +69,7 @@ def _open(plan: Plan | dict, topology: str | Path | Topology | None, model: str 
 def _lay_out(a: Audit, g: Any) -> None:
     """Check one group's declaration, then each replica rank by rank; measure the links of each replica
     laid out, and keep the group for pricing when any was."""
-    gpu = get_gpu(g.gpu, custom=a.own)
-    grp = GroupCheck(group=g, gpu=gpu, inputs=a.plan.inputs, node_gpus=node_gpus(a.topo, gpu.name))
+    grp = GroupCheck(group=g, gpu=get_gpu(g.gpu, custom=a.own), inputs=a.plan.inputs)
     if not _apply(a, "group", grp):
         return
     st = g.strategy
