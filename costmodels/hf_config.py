@@ -46,7 +46,8 @@ GELU_ACTS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu"}
 #: ``intermediate_size`` None, FalconConfig ``ffn_hidden_size`` None: "4 * hidden_size"; BloomMLP's
 #: fixed 4 x hidden). Other model types' classes default to a fixed width of their own (LlamaConfig:
 #: 11008), so a config of theirs without the field cannot be priced from it.
-FOUR_X_MLP_MODEL_TYPES = frozenset({"gpt2", "gptj", "gpt_neo", "gpt_bigcode", "codegen", "falcon", "bloom"})
+FOUR_X_MLP_MODEL_TYPES = frozenset({"gpt2", "gptj", "gpt_neo", "gpt_bigcode", "codegen", "falcon", "bloom",
+                                    "RefinedWeb", "RefinedWebModel", "phi-msft"})  # older Falcon and Phi-2 configs
 #: Gemma's MLP is gated although its activation is a GELU (GeGLU: gate, up and down projections,
 #: ``Gemma2MLP`` / ``Gemma3MLP`` in transformers), and its configs leave ``tie_word_embeddings`` to
 #: the class default, which is true (``Gemma2Config``, ``Gemma3TextConfig``).
@@ -211,15 +212,15 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
 def _mlp_width(cfg: dict[str, Any], model_type: Any, hidden: int, source: str, opt_int) -> int:
     """The dense MLP's width: the config's, else 4 x hidden where the model type's class defaults to that
     (``FOUR_X_MLP_MODEL_TYPES``; our catalog's trimmed configs, which carry no model type, too)."""
-    names = ("intermediate_size", "n_inner", "ffn_hidden_size")
+    names = ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim")  # ffn_dim: OPT
     given = _get(cfg, *names, default=None)
     width = opt_int(*names, default=0)
     if given is not None and width == 0:
         raise InputError("must be at least 1", source=source, field=names[0])
     if given is None and model_type is not None and model_type not in FOUR_X_MLP_MODEL_TYPES:
-        raise InputError(f"missing; a {model_type!r} config must give its MLP width (only "
-                         f"{', '.join(sorted(FOUR_X_MLP_MODEL_TYPES))} default it to 4 x hidden_size)",
-                         source=source, field=names[0])
+        raise InputError(f"missing; a {model_type!r} config must give its MLP width as one of "
+                         f"{', '.join(names)} (only {', '.join(sorted(FOUR_X_MLP_MODEL_TYPES))} default it to "
+                         "4 x hidden_size)", source=source, field=names[0])
     return width or 4 * hidden
 
 

@@ -195,3 +195,19 @@ def test_catalog_gpu_by_alias_or_in_any_case_plans_as_its_catalog_name(written, 
     assert {g.gpu for g in plan.replica_groups} == {"H100-SXM-80GB"}
     assert check_plan(plan, topology=str(topo)).ok
     assert emit(plan, "vllm")
+
+
+def test_nvlink_domain_whose_trays_spell_one_gpu_differently(tmp_path):
+    """An NVLink domain must hold one GPU type, compared by catalog name: trays written `GB200` and
+    `GB200-186GB` are one type (this was refused as mixing GPU types)."""
+    from pathlib import Path as P
+    data = yaml.safe_load((P(__file__).parents[1] / "topologies" / "builtin" / "gb200-nvl72x1.yaml").read_text())
+    data["node_types"]["gb200-tray-b"] = {**data["node_types"]["gb200-tray"], "gpu": "GB200"}
+    for n in data["nodes"][9:]:
+        n["type"] = "gb200-tray-b"
+    topo = write(tmp_path / "gb.yaml", data)
+    code, out, err = run(["topology", "validate", topo])
+    assert code == 0, err
+    data["node_types"]["gb200-tray-b"]["gpu"] = "B200-180GB"  # a different GPU in the domain is still refused
+    code, out, err = run(["topology", "validate", write(tmp_path / "mixed.yaml", data)])
+    assert code == 2 and "mixes GPU types" in err

@@ -230,7 +230,7 @@ def _env(stub_bin: Path, log: Path, plan: Plan) -> dict[str, str]:
     env = {"PATH": f"{stub_bin}:/usr/bin:/bin", "STUB_LOG": str(log), "HOME": str(log.parent), "LANG": "C.UTF-8",
            "LWS_LEADER_ADDRESS": "10.0.0.1", "LWS_WORKER_INDEX": "1", "POD_IP": "10.0.0.2"}
     for n in _nodes(plan):
-        env[head_ip_var(n)] = "10.0.0.3"
+        env[head_ip_var(n, _nodes(plan))] = "10.0.0.3"
     return env
 
 
@@ -482,8 +482,9 @@ def test_option_like_model_path_refused(plans, target):
 def test_head_ip_variables_distinct():
     """Node names that differ only in characters a shell name cannot hold get variables of their own."""
     names = ["h-0", "h.0", "h_0", "h0", "dgx-1", "dgx.1"]
-    assert len({head_ip_var(n) for n in names}) == len(names)
-    assert head_ip_var("h_0") == "DP_HEAD_IP_h_0"
+    assert len({head_ip_var(n, names) for n in names}) == len(names)
+    assert head_ip_var("h_0", ["h_0", "dgx0"]) == "DP_HEAD_IP_h_0"
+    assert head_ip_var("gpu-node-1", ["gpu-node-1", "gpu-node-2"]) == "DP_HEAD_IP_gpu_node_1"  # no clash: plain
 
 
 @pytest.mark.parametrize("host", ["1", "08", "h.0", "n.0x1f", "2130706433"])
@@ -494,3 +495,13 @@ def test_host_ending_in_a_number_refused(host):
         safe_host(Endpoint(host=host, port=8000, share=1.0, note="", field="f"))
     assert safe_host(Endpoint(host="10.0.0.7", port=8000, share=1.0, note="", field="f")) == "10.0.0.7"
     assert safe_host(Endpoint(host="dgx0", port=8000, share=1.0, note="", field="f")) == "dgx0"
+
+
+@pytest.mark.parametrize("pname, target, use", [("multi", "vllm", "ray start --address"),
+                                                ("multi", "ray", "ray start --address"),
+                                                ("trtllm-multi", "trtllm", "mpirun -H"),
+                                                ("multi", "sglang", "--dist-init-addr")])
+def test_node_name_ending_in_a_number_refused_where_it_becomes_a_host(plans, pname, target, use):
+    """`ray start --address=1:6379`, `mpirun -H 1:8` and `--dist-init-addr 1:5000` would go to 0.0.0.1."""
+    with pytest.raises(InputError, match=f"ends in a number, so {re.escape(use)}"):
+        emit(_rename_node(plans[pname], "1"), target)

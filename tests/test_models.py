@@ -143,3 +143,21 @@ def test_mlp_only_layers_are_the_listed_layers_not_the_first_ones():
     with pytest.raises(InputError) as e:
         model_from_config({**cfg, "mlp_only_layers": [0, 1, 2, 3]}, name="x", source="x.json")
     assert e.value.field == "mlp_only_layers" and "no layer is left with experts" in str(e.value)
+
+
+@pytest.mark.parametrize("cfg, width", [
+    ({"model_type": "opt", "ffn_dim": 16384}, 16384),  # OPT names its MLP width ffn_dim
+    ({"model_type": "gpt2"}, 4 * 4096),  # GPT2Config n_inner None: 4 x hidden
+    ({"model_type": "RefinedWebModel"}, 4 * 4096),  # an older Falcon config
+    ({"model_type": "llama", "intermediate_size": 14336}, 14336),
+])
+def test_mlp_width_from_each_family(cfg, width):
+    base = {"hidden_size": 4096, "num_attention_heads": 32, "num_hidden_layers": 2, "vocab_size": 1000}
+    assert model_from_config({**base, **cfg}, name="m").intermediate == width
+
+
+def test_mlp_width_missing_where_no_default_names_the_fields():
+    base = {"hidden_size": 4096, "num_attention_heads": 32, "num_hidden_layers": 2, "vocab_size": 1000}
+    with pytest.raises(InputError, match="ffn_dim") as e:
+        model_from_config({**base, "model_type": "llama"}, name="m")
+    assert e.value.field == "intermediate_size"

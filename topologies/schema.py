@@ -95,7 +95,7 @@ class _Strict(BaseModel):
                 if isinstance(v, bool) and info.annotation is not bool:
                     raise ValueError(f"{name}: expected a number, got {str(v).lower()}")
                 if isinstance(v, list) and _holds_bool(v):
-                    raise ValueError(f"{name}: expected numbers, got true or false in the list")
+                    raise ValueError(f"{name}: a true or false in the list; write the numbers or names it holds")
         return data
 
 

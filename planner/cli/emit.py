@@ -25,11 +25,13 @@ from topologies.errors import InputError
 @clean_errors
 def emit(plan_file, target, model_path, runtime_version, out_dir):
     """Write the runtime's launch files for a plan (scripts per replica group)."""
-    from planner.emit import emit as emit_fn, load_plan
+    from planner.emit import check_model_path, emit as emit_fn, load_plan
     from planner.emit.verify import check_against_topology
 
     if out_dir is not None:
         check_out_dir(out_dir, "--output")
+    if model_path is not None:
+        check_model_path(model_path)  # a flag's mistake, not the plan file's
     plan = load_plan(plan_file)
     try:
         files = emit_fn(plan, target, model_path=model_path, runtime_version=runtime_version)

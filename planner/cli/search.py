@@ -181,6 +181,10 @@ def _check_flags(*, output, plot_file, top_k, pareto, emit_target, emit_dir, run
     elif model_path is not None:
         raise InputError("--model-path names the checkpoint --emit's launch files serve: add --emit",
                          source="--model-path")
+    if model_path is not None:
+        from planner.emit import check_model_path
+
+        check_model_path(model_path)  # before the search
     if disaggregation is None:
         # offer only what the launch files asked for can run: pools need a target that writes them
         from planner.emit import POOL_TARGETS

@@ -91,17 +91,21 @@ HF_MODELS: dict[str, tuple[str, str]] = {
 _HALF = ("bf16", "fp16")
 
 
+def check_model_path(model_path: str) -> None:
+    """Refuse a ``--model-path`` the runtimes would misread: they take the model as a positional word
+    (`vllm serve MODEL`, `trtllm-serve MODEL`), so one starting with '-' would be parsed as an option of
+    theirs (`--model-path=--trust-remote-code`)."""
+    if model_path.startswith("-"):
+        raise InputError(f"{safe_text(repr(model_path))} starts with '-', so the runtime would read it as one of its "
+                         "options; give a path such as ./" + safe_text(model_path), field="--model-path")
+
+
 def model_ref(plan: Plan, model_path: str | None) -> tuple[str, str | None]:
     """(what to pass the runtime as the model, the checkpoint's dtype if known)."""
     name = plan.inputs.model.name
     known = HF_MODELS.get(name)
     if model_path:
-        # The runtimes take the model as a positional word (`vllm serve MODEL`, `trtllm-serve MODEL`):
-        # one starting with '-' would be parsed as an option of theirs (`--model-path=--trust-remote-code`).
-        if model_path.startswith("-"):
-            raise InputError(f"--model-path {safe_text(repr(model_path))} starts with '-', so the runtime would read "
-                             "it as one of its options; give a path such as ./" + safe_text(model_path),
-                             field="--model-path")
+        check_model_path(model_path)
         return model_path, known[1] if known else None
     if known is None:
         raise InputError(f"no Hugging Face repository is known for model {name!r}; give the checkpoint "

@@ -39,6 +39,7 @@ import json
 import re
 
 from planner.emit import check_node_names, csv, layouts, script
+from planner.emit.router import check_host
 from planner.emit.shell import Sh, node_case, sh_assign, sh_cmd, sh_comment, sh_var, sh_word
 from planner.plan.schema import Plan
 
@@ -112,7 +113,7 @@ def _start_script(plan: Plan, gpus: dict[str, list[int]]) -> str:
         else:
             address = Sh("--address=" + sh_var("RAY_HEAD_ADDR", "ray_head", f":{RAY_PORT}"))
             lines = ["  " + sh_comment(f"join the Ray cluster headed by {head}; GPUs {csv(gpus[n])} of the plan"),
-                     "  " + sh_assign("ray_head", head),
+                     "  " + sh_assign("ray_head", check_host(head, "replica_groups", "ray start --address")),
                      "  " + sh_cmd([cuda, "ray", "start", address, f"--num-gpus={len(gpus[n])}",
                                     Sh("--resources=" + sh_word(res))])]
         bodies[n] = lines

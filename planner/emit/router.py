@@ -142,16 +142,22 @@ def ends_in_number(host: str) -> bool:
     return False
 
 
+def check_host(name: str, field: str, use: str) -> str:
+    """``name``, refused when ``use`` (what reaches it: a URL, ``ray start --address``, ``mpirun -H``) would
+    take it for an IPv4 address rather than look it up (:func:`ends_in_number`)."""
+    if ends_in_number(name):
+        raise InputError(f"node name {name!r} ends in a number, so {use} would read it as an IPv4 address, not look "
+                         "it up; give the node a name whose last label holds a letter", field=field)
+    return name
+
+
 def safe_host(ep: Endpoint) -> str:
     """The endpoint's host name, refused unless it is plain host-name syntax naming a host rather than
     an address; its port checked too."""
     if not isinstance(ep.host, str) or not HOST.fullmatch(ep.host):
         raise InputError(f"node name {safe_text(repr(ep.host))} is not a host name the load balancer can reach "
                          "(letters, digits, '-' and '_' in dot-separated labels)", field=ep.field)
-    if ends_in_number(ep.host):
-        raise InputError(f"node name {ep.host!r} ends in a number, so the load balancer and the routers would read "
-                         "it as an IPv4 address, not look it up; give the node a name whose last label holds a "
-                         "letter", field=ep.field)
+    check_host(ep.host, ep.field, "the load balancer and the routers")
     if not isinstance(ep.port, int) or isinstance(ep.port, bool) or not 1 <= ep.port <= 65535:
         raise InputError(f"port {ep.port!r} is not a TCP port (1 to 65535)", field=ep.field)
     return ep.host

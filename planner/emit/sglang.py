@@ -80,7 +80,7 @@ from planner.emit.router import (
     NGINX_FILE,
     Endpoint,
     add_file,
-    ends_in_number,
+    check_host,
     equal_shares,
     front_files,
     pools_share,
@@ -246,10 +246,7 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
             raise InputError("SGLang places the same number of ranks on every node of a replica; replica "
                              f"{r.index} has {', '.join(f'{n}: {len(row.gpus[n])}' for n in row.nodes)}",
                              field=f"replica_groups.{g.id}.replicas.{r.index}.ranks")
-        if ends_in_number(row.head):
-            raise InputError(f"node name {row.head!r} ends in a number, so --dist-init-addr would read it as an IPv4 "
-                             "address, not look it up; give the node a name whose last label holds a letter",
-                             field=f"replica_groups.{g.id}.replicas.{r.index}.ranks")
+        check_host(row.head, f"replica_groups.{g.id}.replicas.{r.index}.ranks", "--dist-init-addr")
         addr = sh_var("DIST_INIT_HOST", "dist_head", f":{p.dist}")
         for rank, n in enumerate(row.nodes):
             gpus = csv(row.gpus[n])

@@ -51,7 +51,7 @@ from planner.emit import (
     needs_fp8_quantization,
     uneven,
 )
-from planner.emit.router import add_file, front_files, replica_endpoints
+from planner.emit.router import add_file, check_host, front_files, replica_endpoints
 from planner.emit.shell import Sh, continued, sh_assign, sh_comment, sh_word
 from planner.emit.versions import DEFAULT, TRTLLM_PP_PARTITION_SINCE, Version, text
 from planner.plan.schema import Plan, ReplicaGroup
@@ -158,7 +158,8 @@ def _group_files(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model: 
                              "CUDA_VISIBLE_DEVICES", field=f"replica_groups.{g.id}.replicas.{r.index}.ranks")
         gpus = list(lists.pop())
         world = len(gpus) * len(row.nodes)
-        hosts = ",".join(f"{n}:{len(gpus)}" for n in row.nodes)
+        field = f"replica_groups.{g.id}.replicas.{r.index}.ranks"
+        hosts = ",".join(f"{check_host(n, field, 'mpirun -H')}:{len(gpus)}" for n in row.nodes)
         bodies[row.head].append("  " + sh_comment(f"replica {r.index}: {len(row.nodes)} nodes "
                                                   f"({', '.join(row.nodes)}), GPUs {csv(gpus)} on each, port "
                                                   f"{row.port}; launched from here over MPI"))

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from costmodels.calibration import overlaps_host
@@ -73,7 +74,7 @@ from planner.emit import (
     uneven,
 )
 from planner.emit.ray_order import node_order
-from planner.emit.router import add_file, equal_shares, front_files, replica_endpoints, worker_router_script
+from planner.emit.router import add_file, check_host, equal_shares, front_files, replica_endpoints, worker_router_script
 from planner.emit.shell import Sh, continued, safe_text, sh_assign, sh_cmd, sh_comment, sh_var, sh_word
 from planner.emit.versions import DEFAULT, VLLM_ALL2ALL_FLAG_SINCE, VLLM_RAY_ASYNC_SCHEDULING_SINCE, Version, text
 from planner.plan.schema import Plan, ReplicaGroup
@@ -214,18 +215,23 @@ def all2all_env(g: ReplicaGroup, multi_node: bool, version: Version = DEFAULT_VE
     return {}
 
 
-def head_ip_var(head: str) -> str:
-    """Shell variable that holds the IP address of a data-parallel head node: the name itself where
-    it is a shell name's letters, digits and '_'; else those with '_' for the rest and a digest of
-    the name, so that ``h-0`` and ``h.0`` (both ``h_0``) get variables of their own.
+def head_ip_var(head: str, nodes: Iterable[str] = ()) -> str:
+    """Shell variable that holds the IP address of a data-parallel head node: its name with '_' for
+    what a shell name cannot hold, and a digest of the name only where another of the plan's ``nodes``
+    would get the same variable (``h-0`` and ``h.0``), so that each head has its own.
 
-    >>> head_ip_var("dgx0"), head_ip_var("h-0") != head_ip_var("h.0")
-    ('DP_HEAD_IP_dgx0', True)
+    >>> head_ip_var("dgx0"), head_ip_var("gpu-node-1", ["gpu-node-1", "gpu-node-2"])
+    ('DP_HEAD_IP_dgx0', 'DP_HEAD_IP_gpu_node_1')
+    >>> head_ip_var("h-0", ["h-0", "h.0"]) != head_ip_var("h.0", ["h-0", "h.0"])
+    True
     """
-    word = re.sub(r"[^A-Za-z0-9_]", "_", head)
-    if word != head:
-        word += "_" + hashlib.sha256(head.encode()).hexdigest()[:12]
-    return "DP_HEAD_IP_" + word
+    def word(name: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+    w = word(head)
+    if any(n != head and word(n) == w for n in nodes):
+        w += "_" + hashlib.sha256(head.encode()).hexdigest()[:12]
+    return "DP_HEAD_IP_" + w
 
 
 def pp_partition_env(g: ReplicaGroup) -> dict[str, str]:
@@ -249,12 +255,13 @@ def _group_script(plan: Plan, g: ReplicaGroup, rows: list[ReplicaLayout], model:
                   version: Version) -> str:
     pp_env = _env_words(pp_partition_env(g))
     nodes = all_nodes(rows)
+    plan_nodes = sorted({k.node for grp in plan.replica_groups for rep in grp.replicas for k in rep.ranks})
     bodies: dict[str, list[str]] = {n: [] for n in nodes}
     d, at = attention_groups(g)
     for i, row in enumerate(rows):
         r = row.replica
         if d > 1 and row.multi_node:
-            _dp_multi_node(g, row, model, quant, bodies, version)
+            _dp_multi_node(g, row, model, quant, bodies, version, plan_nodes)
             continue
         if not row.multi_node:
             gpus = csv(row.gpus[row.head])
@@ -295,20 +302,21 @@ def _ray_replica(g: ReplicaGroup, row: ReplicaLayout, ray_port: int, model: str,
     b.extend(continued(cmd, background=True))
     for n in row.nodes[1:]:
         bodies[n].append("  " + sh_comment(f"replica {r.index}: join the Ray cluster headed by {head}"))
-        bodies[n].append("  " + sh_assign("ray_head", head))
+        bodies[n].append("  " + sh_assign("ray_head", check_host(head, f"replica_groups.{g.id}.replicas.{r.index}.ranks",
+                                                                 "ray start --address")))
         address = Sh("--address=" + sh_var("RAY_HEAD_ADDR", "ray_head", f":{ray_port}"))
         bodies[n].append("  " + sh_cmd([sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[n])), *pp_env, "ray",
                                         "start", address, f"--num-gpus={len(row.gpus[n])}", *order.resources(n)]))
 
 
 def _dp_multi_node(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool,
-                   bodies: dict[str, list[str]], version: Version) -> None:
+                   bodies: dict[str, list[str]], version: Version, plan_nodes: list[str]) -> None:
     """vLLM's multi-node data-parallel launch of one replica: API server and first engines on its first
     node, ``--headless`` engines on the others; no Ray."""
     d, at = attention_groups(g)
     r = row.replica
     per_node = dp_node_ranks(g, row)
-    var = head_ip_var(row.head)
+    var = head_ip_var(row.head, plan_nodes)
     rpc = DP_RPC_PORT + (row.port - BASE_PORT)
     where = ", ".join(f"{n} GPUs {csv(row.gpus[n])}" for n in row.nodes)
     for node, start, local in per_node:

@@ -149,8 +149,8 @@ def cluster_view(topo: Topology) -> ClusterView:
             continue
         free_of[dom] = free
         first = g.nodes[gpus[0]]
-        gpu_names = {g.nodes[x]["gpu"] for x in gpus}
-        if len(gpu_names) > 1:
+        gpu_names = {topology_gpu(topo.spec, name, source=topo.source).name for name in {g.nodes[x]["gpu"] for x in gpus}}
+        if len(gpu_names) > 1:  # by catalog name: trays may spell one GPU differently (GB200, GB200-186GB)
             raise InputError(f"NVLink domain {dom!r} mixes GPU types {sorted(gpu_names)}", source=topo.source,
                              field="nvlink_domains")
         node_type = topo.node_type_of(first["node"])
