@@ -209,7 +209,7 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
     )
 
 
-def _mlp_width(cfg: dict[str, Any], model_type: Any, hidden: int, source: str, opt_int) -> int:
+def _mlp_width(cfg: dict[str, Any], model_type: Any, hidden: int, source: str, opt_int: Callable[..., int]) -> int:
     """The dense MLP's width: the config's, else 4 x hidden where the model type's class defaults to that
     (``FOUR_X_MLP_MODEL_TYPES``; our catalog's trimmed configs, which carry no model type, too)."""
     names = ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim")  # ffn_dim: OPT
