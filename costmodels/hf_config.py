@@ -47,7 +47,8 @@ GELU_ACTS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu"}
 #: fixed 4 x hidden). Other model types' classes default to a fixed width of their own (LlamaConfig:
 #: 11008), so a config of theirs without the field cannot be priced from it.
 FOUR_X_MLP_MODEL_TYPES = frozenset({"gpt2", "gptj", "gpt_neo", "gpt_bigcode", "codegen", "falcon", "bloom",
-                                    "RefinedWeb", "RefinedWebModel", "phi-msft"})  # older Falcon and Phi-2 configs
+                                    "gpt-sw3", "openai-gpt", "gpt_neox_japanese",  # the last: intermediate_multiple_size 4
+                                    "RefinedWeb", "RefinedWebModel", "phi-msft", "mixformer-sequential"})  # older Falcon, Phi
 #: Gemma's MLP is gated although its activation is a GELU (GeGLU: gate, up and down projections,
 #: ``Gemma2MLP`` / ``Gemma3MLP`` in transformers), and its configs leave ``tie_word_embeddings`` to
 #: the class default, which is true (``Gemma2Config``, ``Gemma3TextConfig``).
@@ -216,7 +217,7 @@ def _mlp_width(cfg: dict[str, Any], model_type: Any, hidden: int, source: str, o
     given = _get(cfg, *names, default=None)
     width = opt_int(*names, default=0)
     if given is not None and width == 0:
-        raise InputError("must be at least 1", source=source, field=names[0])
+        raise InputError("must be at least 1", source=source, field=next(n for n in names if n in cfg))
     if given is None and model_type is not None and model_type not in FOUR_X_MLP_MODEL_TYPES:
         raise InputError(f"missing; a {model_type!r} config must give its MLP width as one of "
                          f"{', '.join(names)} (only {', '.join(sorted(FOUR_X_MLP_MODEL_TYPES))} default it to "

@@ -211,3 +211,16 @@ def test_nvlink_domain_whose_trays_spell_one_gpu_differently(tmp_path):
     data["node_types"]["gb200-tray-b"]["gpu"] = "B200-180GB"  # a different GPU in the domain is still refused
     code, out, err = run(["topology", "validate", write(tmp_path / "mixed.yaml", data)])
     assert code == 2 and "mixes GPU types" in err
+
+
+def test_bridged_pairs_keep_their_own_rate(tmp_path):
+    """The per-direction NVLink cap holds NVSwitch nodes to the part's figure; bridged pairs are not held
+    to it: a pair's rate is its bridge's or link count's (two MI250X dies share four Infinity Fabric links,
+    200 GB/s each way, while the catalog's conservative figure is one link)."""
+    data = {"name": "mi250x-box", "node_types": {"box": {
+        "gpu": "MI250X", "gpus_per_node": 8,
+        "fabric": {"kind": "nvlink-pairs", "nvlink_bandwidth_gbyte_per_s": 200,
+                   "pairs": [[0, 1], [2, 3], [4, 5], [6, 7]]}}},
+        "nodes": [{"name": "n0", "type": "box"}], "network": {"kind": "none"}}
+    code, out, err = run(["topology", "validate", write(tmp_path / "mi250x.yaml", data)])
+    assert code == 0, err

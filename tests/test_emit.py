@@ -561,7 +561,9 @@ def test_vllm_ray_replica_gets_async_scheduling_only_where_the_release_takes_it(
         for g in multi:
             text = files[f"vllm-{g.id}.sh"]
             assert "--distributed-executor-backend ray" in text
-            assert ("--async-scheduling" in text) == wanted, (version, g.id)
+            flag = any(line.split()[:1] == ["--async-scheduling"] for line in text.splitlines())  # not a comment
+            assert flag == wanted, (version, g.id)
+            assert ("Ray executor refuses --async-scheduling" in text) == (not wanted)  # the launch file says so
         lws = emit(plan, "k8s", runtime_version=version)
         assert all(("--async-scheduling" in lws[f"k8s-{g.id}.yaml"]) == wanted for g in multi), version
     one_node = api.search(topology="dgx-h100x1", model="llama-3.1-8b", disaggregation="off", time_limit_s=5.0,

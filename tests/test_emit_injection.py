@@ -167,10 +167,11 @@ def _plain_twin(plan: Plan, field: str, payload: str) -> tuple[Plan, str | None]
 
 
 def _fronted(plan: Plan) -> bool:
-    """Whether the runtime targets write a load balancer for the plan (more than one endpoint), whose
-    hosts are node names held to host-name syntax (planner/emit/router.py)."""
+    """Whether the runtime targets write a load balancer or router for the plan (more than one endpoint, or
+    SGLang's PD router in front of pools), whose hosts are node names held to host-name syntax
+    (planner/emit/router.py)."""
     unified = sum(len(g.replicas) for g in plan.replica_groups if g.role == "unified")
-    return unified + any(g.role != "unified" for g in plan.replica_groups) > 1
+    return unified > 1 or any(g.role != "unified" for g in plan.replica_groups)
 
 
 def _refusal_allowed(field: str, target: str, plan: Plan, payload: str) -> bool:
@@ -500,7 +501,9 @@ def test_host_ending_in_a_number_refused(host):
 @pytest.mark.parametrize("pname, target, use", [("multi", "vllm", "ray start --address"),
                                                 ("multi", "ray", "ray start --address"),
                                                 ("trtllm-multi", "trtllm", "mpirun -H"),
-                                                ("multi", "sglang", "--dist-init-addr")])
+                                                ("multi", "sglang", "--dist-init-addr"),
+                                                ("pools", "sglang", "the load balancer and the routers"),
+                                                ("dp", "vllm", "--data-parallel-address")])
 def test_node_name_ending_in_a_number_refused_where_it_becomes_a_host(plans, pname, target, use):
     """`ray start --address=1:6379`, `mpirun -H 1:8` and `--dist-init-addr 1:5000` would go to 0.0.0.1."""
     with pytest.raises(InputError, match=f"ends in a number, so {re.escape(use)}"):

@@ -161,3 +161,10 @@ def test_mlp_width_missing_where_no_default_names_the_fields():
     with pytest.raises(InputError, match="ffn_dim") as e:
         model_from_config({**base, "model_type": "llama"}, name="m")
     assert e.value.field == "intermediate_size"
+
+
+def test_zero_mlp_width_names_the_field_given():
+    base = {"hidden_size": 4096, "num_attention_heads": 32, "num_hidden_layers": 2, "vocab_size": 1000}
+    with pytest.raises(InputError, match="at least 1") as e:
+        model_from_config({**base, "model_type": "opt", "ffn_dim": 0}, name="m")
+    assert e.value.field == "ffn_dim"

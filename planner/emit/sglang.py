@@ -85,6 +85,7 @@ from planner.emit.router import (
     front_files,
     pools_share,
     replica_endpoints,
+    safe_host,
     worker_router_script,
 )
 from planner.emit.shell import continued, sh_assign, sh_comment, sh_var
@@ -298,10 +299,10 @@ def _router(plan: Plan, rows: dict[str, list[ReplicaLayout]], ports: dict[tuple[
     for g in plan.replica_groups:
         for row in rows[g.id]:
             p = ports[(g.id, row.replica.index)]
-            if g.role == "prefill":
-                cmd.append(("--prefill", f"http://{row.head}:{p.http}", p.bootstrap))
-            elif g.role == "decode":
-                cmd.append(("--decode", f"http://{row.head}:{p.http}"))
+            if g.role in ("prefill", "decode"):
+                host = safe_host(Endpoint(host=row.head, port=p.http, share=0.0, note="",
+                                          field=f"replica_groups.{g.id}.replicas.{row.replica.index}.ranks"))
+                cmd.append((f"--{g.role}", f"http://{host}:{p.http}", *((p.bootstrap,) if g.role == "prefill" else ())))
     cmd += [("--host", "0.0.0.0"), ("--port", ROUTER_PORT), ("--prometheus-port", ROUTER_METRICS_PORT)]
     unified = [f"{g.id}" for g in plan.replica_groups if g.role == "unified"]
     lines = ["#!/usr/bin/env bash",

@@ -290,6 +290,10 @@ def _ray_replica(g: ReplicaGroup, row: ReplicaLayout, ray_port: int, model: str,
     b.append("  " + sh_comment(f"replica {r.index}: {len(row.nodes)} nodes ({where}); Ray head here, "
                                f"port {row.port}"))
     b.extend("  " + sh_comment(line) for line in order.comments)
+    if overlaps_host("vllm", pp=g.strategy.pp) and version < VLLM_RAY_ASYNC_SCHEDULING_SINCE:
+        b.append("  " + sh_comment(f"vLLM {text(version)}'s Ray executor refuses --async-scheduling, so this replica "
+                                   "runs without it: about 1 ms of host work per step that the plan's TPOT counted "
+                                   "as hidden"))
     b.append("  " + sh_cmd([sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[head])), *pp_env, "ray", "start",
                             "--head", f"--port={ray_port}", f"--num-gpus={len(row.gpus[head])}",
                             *order.resources(head)]))
@@ -336,7 +340,8 @@ def _dp_multi_node(g: ReplicaGroup, row: ReplicaLayout, model: str, quant: bool,
             b.append("  " + sh_comment(f"replica {r.index}: {ranks} (tensor-parallel {at} each), engines only "
                                        f"(--headless), serving through the API server on {row.head} at ${var} "
                                        f"(default: the name {row.head})"))
-            b.append("  " + sh_assign("dp_head", row.head))
+            b.append("  " + sh_assign("dp_head", check_host(row.head, f"replica_groups.{g.id}.replicas.{r.index}.ranks",
+                                                            "--data-parallel-address")))
         cmd = serve_command(model, g, quant, row.port, ray=False, dp=dp, version=version)
         env = _env_words(all2all_env(g, multi_node=True, version=version))
         cmd[0] = (sh_assign("CUDA_VISIBLE_DEVICES", csv(row.gpus[node])), *env, *cmd[0])

@@ -108,7 +108,7 @@ def check_fabrics(topo: Topology) -> None:
             raise InputError(f"'nvswitch' with {nt.gpus_per_node} GPUs per node is impossible: NVLink joins at most "
                              f"{most} {gpu.name} (GPU catalog); use more nodes, or 'nvlink-pairs' or 'pcie'",
                              source=topo.source, field=where)
-        if kind in ("nvswitch", "nvlink-pairs"):
+        if kind == "nvswitch":  # not bridged pairs: a pair's rate is its bridge's or link count's, not the part's
             _check_nvlink_rate(nt.fabric.nvlink_bandwidth_gbyte_per_s, gpu, topo,
                                f"node_types.{name}.fabric.nvlink_bandwidth_gbyte_per_s")
     types = {n.name: spec.node_types[n.type] for n in spec.all_nodes()} if spec.nvlink_domains else {}
@@ -149,11 +149,12 @@ def cluster_view(topo: Topology) -> ClusterView:
             continue
         free_of[dom] = free
         first = g.nodes[gpus[0]]
-        gpu_names = {topology_gpu(topo.spec, name, source=topo.source).name for name in {g.nodes[x]["gpu"] for x in gpus}}
+        node_type = topo.node_type_of(first["node"])
+        gpu_names = {topology_gpu(topo.spec, name, source=topo.source, field=f"node_types.{node_type}.gpu").name
+                     for name in {g.nodes[x]["gpu"] for x in gpus}}
         if len(gpu_names) > 1:  # by catalog name: trays may spell one GPU differently (GB200, GB200-186GB)
             raise InputError(f"NVLink domain {dom!r} mixes GPU types {sorted(gpu_names)}", source=topo.source,
                              field="nvlink_domains")
-        node_type = topo.node_type_of(first["node"])
         # the file may name the GPU by an alias or in any case (H100, h100-sxm-80gb): classes and plans
         # use the name it resolves to
         gpu = topology_gpu(topo.spec, first["gpu"], source=topo.source, field=f"node_types.{node_type}.gpu")
