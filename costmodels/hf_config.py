@@ -41,6 +41,9 @@ KNOWN_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_mo
 #: Architectures with multi-head latent attention: only their ``kv_lora_rank`` means MLA.
 MLA_MODEL_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "kimi_k2"})
 GELU_ACTS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu"}
+#: Model types whose MLP is a GELU one when the config names no activation (FalconConfig's
+#: ``activation`` default "gelu"; BloomMLP).
+GELU_DEFAULT_MODEL_TYPES = frozenset({"falcon", "RefinedWeb", "RefinedWebModel", "bloom"})
 #: Model types whose MLP width defaults to 4 x hidden when the config leaves it out (transformers:
 #: GPT2Config / GPTJConfig / GPTBigCodeConfig / CodeGenConfig ``n_inner`` None, GPTNeoConfig
 #: ``intermediate_size`` None, FalconConfig ``ffn_hidden_size`` None: "4 * hidden_size"; BloomMLP's
@@ -157,7 +160,10 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
     hidden = need_int("hidden_size", "n_embd", "d_model")
     layers = need_int("num_hidden_layers", "n_layer", "num_layers")
     heads = need_int("num_attention_heads", "n_head")
-    kv_heads = opt_int("num_key_value_heads", "num_kv_heads", default=heads)
+    # Falcon: n_head_kv in the older RefinedWeb configs; multi_query (one K/V head) in Falcon-7B's
+    # (FalconConfig: "num_kv_heads ... if multi_query, 1").
+    multi_query = opt_bool("multi_query", default=False) and not opt_bool("new_decoder_architecture", default=False)
+    kv_heads = opt_int("num_key_value_heads", "num_kv_heads", "n_head_kv", default=1 if multi_query else heads)
     if kv_heads == 0:
         raise InputError("must be at least 1 (leave it out when every attention head has its own keys and "
                          "values)", source=source, field="num_key_value_heads")
@@ -165,13 +171,18 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
         raise InputError(f"{kv_heads} KV heads do not divide {heads} attention heads", source=source,
                          field="num_key_value_heads")
     head_dim = _head_dim(cfg, hidden, heads, source, opt_int)
-    act = _get(cfg, "hidden_act", "activation_function", default="silu")
+    # Falcon's configs name it `activation` (FalconConfig, default "gelu"); BLOOM's MLP is a GELU one
+    # (BloomMLP) whose config names none.
+    act = _get(cfg, "hidden_act", "activation_function", "activation",
+               default="gelu" if model_type in GELU_DEFAULT_MODEL_TYPES else "silu")
     if not isinstance(act, str):
         raise InputError(f"must be the name of an activation function, got {act!r}", source=source,
                          field="hidden_act")
     act = act.lower()
     gated = act not in GELU_ACTS or model_type in GEMMA_MODEL_TYPES
     intermediate = _mlp_width(cfg, model_type, hidden, source, opt_int)
+    if model_type == "qwen":  # Qwen (v1): intermediate_size counts both branches (QWenMLP: intermediate_size // 2)
+        intermediate //= 2
     vocab = need_int("vocab_size")
 
     experts = opt_int("num_local_experts", "n_routed_experts", "num_experts")

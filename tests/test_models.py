@@ -168,3 +168,23 @@ def test_zero_mlp_width_names_the_field_given():
     with pytest.raises(InputError, match="at least 1") as e:
         model_from_config({**base, "model_type": "opt", "ffn_dim": 0}, name="m")
     assert e.value.field == "ffn_dim"
+
+
+def test_falcon_bloom_and_qwen_v1_configs_read_as_their_classes_do():
+    """Falcon-7B's multi_query means one K/V head and its MLP is a GELU one named by `activation`
+    (FalconConfig); RefinedWeb names its K/V heads n_head_kv; BLOOM's MLP is a GELU one whose config
+    names no activation; Qwen v1's intermediate_size counts both MLP branches (QWenMLP). All were
+    priced as other models: Falcon-7B at 11.2 B parameters with 71 K/V heads."""
+    f7 = model_from_config({"model_type": "falcon", "hidden_size": 4544, "num_attention_heads": 71,
+                            "num_hidden_layers": 32, "vocab_size": 65024, "multi_query": True,
+                            "new_decoder_architecture": False, "parallel_attn": True, "bias": False}, name="f7")
+    assert f7.kv_heads == 1 and not f7.gated_mlp and 6.5e9 < f7.total_params() < 7.5e9
+    rw = model_from_config({"model_type": "RefinedWeb", "hidden_size": 8192, "n_head": 128, "n_layer": 60,
+                            "vocab_size": 65024, "n_head_kv": 8}, name="rw")
+    assert rw.kv_heads == 8 and not rw.gated_mlp
+    bloom = model_from_config({"model_type": "bloom", "hidden_size": 1024, "n_head": 16, "n_layer": 24,
+                               "vocab_size": 250880}, name="b")
+    assert not bloom.gated_mlp and bloom.intermediate == 4096
+    qwen = model_from_config({"model_type": "qwen", "hidden_size": 4096, "num_attention_heads": 32,
+                              "num_hidden_layers": 32, "vocab_size": 151936, "intermediate_size": 22016}, name="q")
+    assert qwen.intermediate == 11008 and qwen.gated_mlp
