@@ -43,7 +43,7 @@ MLA_MODEL_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "kimi_k2"})
 GELU_ACTS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu"}
 #: Model types whose MLP is a GELU one when the config names no activation (FalconConfig's
 #: ``activation`` default "gelu"; BloomMLP).
-GELU_DEFAULT_MODEL_TYPES = frozenset({"falcon", "RefinedWeb", "RefinedWebModel", "bloom"})
+GELU_DEFAULT_MODEL_TYPES = frozenset({"falcon", "RefinedWeb", "RefinedWebModel", "bloom", "mpt"})  # MPT: ffn "gelu"
 #: Model types whose MLP width defaults to 4 x hidden when the config leaves it out (transformers:
 #: GPT2Config / GPTJConfig / GPTBigCodeConfig / CodeGenConfig ``n_inner`` None, GPTNeoConfig
 #: ``intermediate_size`` None, FalconConfig ``ffn_hidden_size`` None: "4 * hidden_size"; BloomMLP's
@@ -56,6 +56,12 @@ FOUR_X_MLP_MODEL_TYPES = frozenset({"gpt2", "gptj", "gpt_neo", "gpt_bigcode", "c
 #: ``Gemma2MLP`` / ``Gemma3MLP`` in transformers), and its configs leave ``tie_word_embeddings`` to
 #: the class default, which is true (``Gemma2Config``, ``Gemma3TextConfig``).
 GEMMA_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
+#: Model types whose classes tie the LM head to the embedding unless the config says otherwise
+#: (``PretrainedConfig``'s default ``tie_word_embeddings=True``, kept by GPT2Config, BloomConfig,
+#: FalconConfig, GPTNeoConfig, OPTConfig, GPTBigCodeConfig and Gemma's; MPT has no LM head of its own).
+#: Llama, Mistral, Qwen2 and most newer classes default it to false, as the reader does for the rest.
+TIED_DEFAULT_MODEL_TYPES = GEMMA_MODEL_TYPES | {"gpt2", "bloom", "falcon", "RefinedWeb", "RefinedWebModel", "mpt",
+                                                "gpt_neo", "opt", "gpt_bigcode"}
 #: Where a config gives neither ``layer_types`` nor ``sliding_window_pattern``, the class default
 #: places one full-attention layer every n layers, the rest sliding: Gemma 2 alternates (n = 2,
 #: ``Gemma2Config``: sliding on even layers), Gemma 3 has 5 local layers per global one (n = 6,
@@ -157,13 +163,17 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
     model_type = _get(cfg, "model_type", default=None)
     if model_type is not None and not isinstance(model_type, str):
         raise InputError(f"must be a string, got {model_type!r}", source=source, field="model_type")
-    hidden = need_int("hidden_size", "n_embd", "d_model")
-    layers = need_int("num_hidden_layers", "n_layer", "num_layers")
-    heads = need_int("num_attention_heads", "n_head")
+    # the names each family gives them: n_embed (BLOOM-176B), d_model / n_layers / n_heads (MPT),
+    # num_layers / num_heads (GPT-Neo, ChatGLM's num_layers)
+    hidden = need_int("hidden_size", "n_embd", "d_model", "n_embed")
+    layers = need_int("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+    heads = need_int("num_attention_heads", "n_head", "n_heads", "num_heads")
     # Falcon: n_head_kv in the older RefinedWeb configs; multi_query (one K/V head) in Falcon-7B's
     # (FalconConfig: "num_kv_heads ... if multi_query, 1").
     multi_query = opt_bool("multi_query", default=False) and not opt_bool("new_decoder_architecture", default=False)
     kv_heads = opt_int("num_key_value_heads", "num_kv_heads", "n_head_kv", default=1 if multi_query else heads)
+    if opt_bool("multi_query_attention", default=False):  # ChatGLM: multi_query_group_num K/V heads
+        kv_heads = opt_int("multi_query_group_num", default=kv_heads)
     if kv_heads == 0:
         raise InputError("must be at least 1 (leave it out when every attention head has its own keys and "
                          "values)", source=source, field="num_key_value_heads")
@@ -183,7 +193,7 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
     intermediate = _mlp_width(cfg, model_type, hidden, source, opt_int)
     if model_type == "qwen":  # Qwen (v1): intermediate_size counts both branches (QWenMLP: intermediate_size // 2)
         intermediate //= 2
-    vocab = need_int("vocab_size")
+    vocab = need_int("vocab_size", "padded_vocab_size")  # padded_vocab_size: ChatGLM
 
     experts = opt_int("num_local_experts", "n_routed_experts", "num_experts")
     per_tok = opt_int("num_experts_per_tok", "experts_per_token", "moe_topk")
@@ -207,7 +217,7 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
     return ModelSpec(
         name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
         intermediate=intermediate, vocab=vocab,
-        tied_embeddings=opt_bool("tie_word_embeddings", default=model_type in GEMMA_MODEL_TYPES), gated_mlp=gated,
+        tied_embeddings=opt_bool("tie_word_embeddings", default=model_type in TIED_DEFAULT_MODEL_TYPES), gated_mlp=gated,
         experts=experts, experts_per_token=per_tok, moe_intermediate=moe_inter,
         shared_experts=shared, shared_intermediate=shared_inter, mlp_kinds=mlp_kinds,
         kv_lora_rank=kv_lora, q_lora_rank=opt_int("q_lora_rank", default=0),
@@ -229,10 +239,12 @@ def _mlp_width(cfg: dict[str, Any], model_type: Any, hidden: int, source: str, o
     width = opt_int(*names, default=0)
     if given is not None and width == 0:
         raise InputError("must be at least 1", source=source, field=next(n for n in names if n in cfg))
-    if given is None and model_type is not None and model_type not in FOUR_X_MLP_MODEL_TYPES:
+    if given is None and model_type is not None and model_type not in FOUR_X_MLP_MODEL_TYPES | {"mpt"}:
         raise InputError(f"missing; a {model_type!r} config must give its MLP width as one of "
                          f"{', '.join(names)} (only {', '.join(sorted(FOUR_X_MLP_MODEL_TYPES))} default it to "
                          "4 x hidden_size)", source=source, field=names[0])
+    if not width and model_type == "mpt":  # MPTConfig: the MLP is expansion_ratio x d_model wide (default 4)
+        return opt_int("expansion_ratio", default=4) * hidden
     return width or 4 * hidden
 
 
