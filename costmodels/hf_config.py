@@ -239,13 +239,15 @@ def _mlp_width(cfg: dict[str, Any], model_type: Any, hidden: int, source: str, o
     width = opt_int(*names, default=0)
     if given is not None and width == 0:
         raise InputError("must be at least 1", source=source, field=next(n for n in names if n in cfg))
-    if given is None and model_type is not None and model_type not in FOUR_X_MLP_MODEL_TYPES | {"mpt"}:
+    if given is not None:
+        return width
+    if model_type == "mpt":  # MPTConfig: the MLP is expansion_ratio x d_model wide (default 4)
+        return opt_int("expansion_ratio", default=4) * hidden
+    if model_type is not None and model_type not in FOUR_X_MLP_MODEL_TYPES:
         raise InputError(f"missing; a {model_type!r} config must give its MLP width as one of "
                          f"{', '.join(names)} (only {', '.join(sorted(FOUR_X_MLP_MODEL_TYPES))} default it to "
                          "4 x hidden_size)", source=source, field=names[0])
-    if not width and model_type == "mpt":  # MPTConfig: the MLP is expansion_ratio x d_model wide (default 4)
-        return opt_int("expansion_ratio", default=4) * hidden
-    return width or 4 * hidden
+    return 4 * hidden
 
 
 def _attention_window(cfg: dict[str, Any], f: _Fields, model_type: Any, layers: int) -> tuple[int, int, int]:

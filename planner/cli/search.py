@@ -105,12 +105,12 @@ def search(topology, model, weight_dtype, kv_dtype, runtime, isl, osl, ttft_ms, 
     if emit_target and emit_target != "ray" and model_path is None:  # before the search: no launch file could
         # name the checkpoint (Ray's placement groups name none)
         from costmodels.models import get_model
-        from planner.emit import HF_MODELS
+        from planner.emit import hf_checkpoint
 
-        name = get_model(model).name
-        if name not in HF_MODELS:
-            raise InputError(f"no Hugging Face repository is known for model {name!r}; give the checkpoint with "
-                             "--model-path", source="--emit")
+        try:
+            hf_checkpoint(get_model(model).name)
+        except InputError as e:
+            raise InputError(str(e), source="--emit") from None
     if progress is None:
         progress = not quiet and sys.stderr.isatty()
     status_line = StatusLine(sys.stderr) if progress and not quiet else None

@@ -100,17 +100,23 @@ def check_model_path(model_path: str) -> None:
                          "options; give a path such as ./" + safe_text(model_path), field="--model-path")
 
 
+def hf_checkpoint(name: str, field: str | None = None) -> tuple[str, str]:
+    """(the Hugging Face repository, its weights' dtype) of model ``name``, refused when none is known."""
+    known = HF_MODELS.get(name)
+    if known is None:
+        raise InputError(f"no Hugging Face repository is known for model {name!r}; give the checkpoint "
+                         "with --model-path", field=field)
+    return known
+
+
 def model_ref(plan: Plan, model_path: str | None) -> tuple[str, str | None]:
     """(what to pass the runtime as the model, the checkpoint's dtype if known)."""
     name = plan.inputs.model.name
-    known = HF_MODELS.get(name)
     if model_path:
         check_model_path(model_path)
+        known = HF_MODELS.get(name)
         return model_path, known[1] if known else None
-    if known is None:
-        raise InputError(f"no Hugging Face repository is known for model {name!r}; give the checkpoint "
-                         "with --model-path", field="inputs.model.name")
-    return known
+    return hf_checkpoint(name, field="inputs.model.name")
 
 
 def needs_fp8_quantization(group: ReplicaGroup, checkpoint_dtype: str | None, target: str) -> bool:

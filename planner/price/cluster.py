@@ -142,7 +142,16 @@ def cluster_view(topo: Topology) -> ClusterView:
     g = topo.graph
     by_key: dict[tuple, list[str]] = {}
     free_of: dict[str, list[str]] = {}
-    types: dict[str, GPU] = {}
+    types: dict[str, GPU] = {}  # catalog name -> GPU
+    # The file may name a GPU by an alias or in any case (H100, h100-sxm-80gb): classes and plans use the
+    # name it resolves to. Each name as written is resolved once, not once per domain.
+    resolved: dict[str, GPU] = {}
+
+    def resolve(written: str, node_type: str) -> GPU:
+        if written not in resolved:
+            resolved[written] = topology_gpu(topo.spec, written, source=topo.source, field=f"node_types.{node_type}.gpu")
+        return resolved[written]
+
     for dom, gpus in topo.domains.items():
         free = _bridged_pairs_first(topo, [x for x in gpus if g.nodes[x]["available"]])
         if not free:
@@ -150,14 +159,11 @@ def cluster_view(topo: Topology) -> ClusterView:
         free_of[dom] = free
         first = g.nodes[gpus[0]]
         node_type = topo.node_type_of(first["node"])
-        gpu_names = {topology_gpu(topo.spec, name, source=topo.source, field=f"node_types.{node_type}.gpu").name
-                     for name in {g.nodes[x]["gpu"] for x in gpus}}
+        gpu = resolve(first["gpu"], node_type)
+        gpu_names = {resolve(g.nodes[x]["gpu"], node_type).name for x in gpus}
         if len(gpu_names) > 1:  # by catalog name: trays may spell one GPU differently (GB200, GB200-186GB)
             raise InputError(f"NVLink domain {dom!r} mixes GPU types {sorted(gpu_names)}", source=topo.source,
                              field="nvlink_domains")
-        # the file may name the GPU by an alias or in any case (H100, h100-sxm-80gb): classes and plans
-        # use the name it resolves to
-        gpu = topology_gpu(topo.spec, first["gpu"], source=topo.source, field=f"node_types.{node_type}.gpu")
         types[gpu.name] = gpu
         kind = topo.spec.node_types[node_type].fabric.kind
         positions = None if kind in ("nvswitch", "nvlink-domain") else tuple(
