@@ -1,7 +1,7 @@
 """``explain``: the memory and time breakdown of one strategy, in words and numbers."""
 from __future__ import annotations
 
-from costmodels.memory import kv_bytes_per_token_per_gpu
+from costmodels.memory import kv_bytes_per_sequence_per_gpu, kv_bytes_per_token_per_gpu
 from costmodels.strategy import stages
 from planner.evaluation import evaluate
 
@@ -22,7 +22,21 @@ def explain(**kwargs) -> str:
     isl, osl = kwargs["isl"], kwargs["osl"]
     mem = m.memory
     st = stages(spec, s)
-    kv_tok = kv_bytes_per_token_per_gpu(spec, tp=s.tp, layers=max(x.layer_count for x in st), kv_dtype=s.kv_dtype)
+    layers = max(x.layer_count for x in st)
+    # A sequence's KV cache lives on its attention group's GPUs: the whole tp group without attention
+    # data parallelism, tp / attention_dp GPUs with it (costmodels.serving prices it so).
+    at = s.attention_tp
+    kv_tok = kv_bytes_per_token_per_gpu(spec, tp=at, layers=layers, kv_dtype=s.kv_dtype)
+    kv_seq = kv_bytes_per_sequence_per_gpu(spec, tp=at, layers=layers, kv_dtype=s.kv_dtype, context=isl + osl,
+                                           sliding_window=s.profile.sliding_window_kv)
+    def ways(n: int) -> str:
+        return "whole on each GPU" if n == 1 else f"split {n} ways"
+
+    split = (ways(s.tp) if s.attention_dp == 1 else
+             f"experts {ways(s.tp)}, attention and dense layers {ways(at)}, one copy per attention group "
+             f"({s.attention_dp} groups)")
+    holder = ("per GPU" if s.attention_dp == 1 else
+              f"on each GPU of the sequence's attention group ({s.attention_dp} groups share the batch)")
     out = [f"{spec.name} ({spec.total_params() / 1e9:.1f}B parameters, {spec.active_params() / 1e9:.1f}B active, "
            f"{spec.attention_kind}) on {gpu.name}, tp={s.tp} pp={s.pp} ep={s.ep}, weights {s.weight_dtype}, "
            f"KV {s.kv_dtype}, {isl} in / {osl} out tokens."]
@@ -33,12 +47,12 @@ def explain(**kwargs) -> str:
                    f"{mem.capacity / GIB:.1f} GiB after weights, ")
     out.append(
         f"Memory: the most loaded GPU holds {mem.weights / GIB:.1f} GiB of weights (its stage's "
-        f"{max(x.layer_count for x in st)} layers split {s.tp} ways, plus embedding or LM head on the end stages). "
+        f"{layers} layers: {split}; plus embedding or LM head on the end stages). "
         + budget_rule +
         f"{mem.overhead / GIB:.1f} GiB of runtime overhead and {mem.activations / GIB:.1f} GiB of activation "
         f"workspace for {s.max_num_batched_tokens}-token steps, the KV cache gets what is left. One token of "
-        f"context costs {kv_tok / 1024:.0f} KiB of KV cache per GPU, one {isl + osl}-token sequence "
-        f"{kv_tok * (isl + osl) / GIB:.3f} GiB, so at most {m.max_batch} sequences fit"
+        f"context costs {kv_tok / 1024:.0f} KiB of KV cache {holder}, one {isl + osl}-token sequence "
+        f"{kv_seq / GIB:.3f} GiB, so at most {m.max_batch} sequences fit"
         + (f" - not one: weights alone exceed the {mem.capacity * frac / GIB:.1f} GiB the "
            f"runtime may use by {(mem.weights + mem.overhead - mem.capacity * frac) / GIB:.1f} "
            f"GiB; raise tp or pp, or quantise the weights." if mem.weights + mem.overhead

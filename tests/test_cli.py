@@ -227,6 +227,32 @@ def test_explain_mentions_kv_cache():
     assert err == ""
 
 
+def test_explain_kv_figures_are_those_the_batch_was_sized_with():
+    """The per-token and per-sequence KV figures explain prints are the ones that bound the batch: under
+    attention data parallelism a sequence's cache lives on its attention group (TensorRT-LLM: one GPU
+    holding every KV head), and a sliding-window model keeps only the window on those layers."""
+    import re
+
+    from costmodels.memory import kv_bytes_per_token_per_gpu
+    from costmodels.models import get_model
+    args = ["explain", "-t", "dgx-b200x1", "-m", "qwen3-235b-a22b", "--weight-dtype", "fp4", "--kv-dtype", "fp8",
+            "--runtime", "trtllm", "--tp", "8", "--ep", "8", "--attention-dp", "8", "--isl", "5000", "--osl", "500"]
+    code, out, err = run(args)
+    assert code == 0, err
+    whole = kv_bytes_per_token_per_gpu(get_model("qwen3-235b-a22b"), tp=1, layers=94, kv_dtype="fp8")
+    kib, seq_gib = re.search(r"costs (\d+) KiB of KV cache on each GPU of the sequence's attention group "
+                             r"\(8 groups share the batch\), one 5500-token sequence ([\d.]+) GiB", out).groups()
+    assert int(kib) == round(whole / 1024)
+    assert float(seq_gib) == pytest.approx(whole * 5500 / 2**30, abs=1e-3)
+    assert "attention and dense layers whole on each GPU, one copy per attention group (8 groups)" in out
+    code, out, err = run(["explain", "-t", "dgx-h100x1", "-m", "gemma-2-27b", "--tp", "1", "--isl", "8000",
+                          "--osl", "256"])
+    assert code == 0, err
+    kib, seq_gib = re.search(r"costs (\d+) KiB of KV cache per GPU, one 8256-token sequence ([\d.]+) GiB",
+                             out).groups()
+    assert float(seq_gib) < int(kib) * 1024 * 8256 / 2**30 * 0.9  # half the layers keep a 4,096-token window
+
+
 def test_no_tpot_limit_is_said_once_with_the_flags():
     """A plan with no latency limit says so once, naming the flags; a TPOT limit silences it."""
     code, out, err = run(["search", *SMALL, "-q"])
