@@ -469,15 +469,25 @@ def test_yaml_strings_keep_their_type():
     assert _ambiguous_plain_scalars(yaml.safe_dump(["08", "plain"])) == ["08"]
 
 
-@pytest.mark.parametrize("target", ["vllm", "sglang", "trtllm", "k8s"])
+@pytest.mark.parametrize("target", ["vllm", "sglang", "trtllm", "k8s", "ray"])
 def test_option_like_model_path_refused(plans, target):
     """A --model-path starting with '-' would be read by `vllm serve` or `trtllm-serve` as an option of
-    theirs (the model is a positional word): refused in one line, with the fix."""
+    theirs (the model is a positional word): refused in one line, with the fix, by every target alike."""
     plan = plans["unified-even" if target == "trtllm" else "unified"]
     with pytest.raises(InputError, match=r"starts with '-'.*\./--trust-remote-code") as e:
         emit(plan, target, model_path="--trust-remote-code")
     assert e.value.field == "--model-path"
     assert emit(plan, target, model_path="./--trust-remote-code")  # the same folder, named as a path
+
+
+@pytest.mark.parametrize("path", ["", " ", "\t"])
+@pytest.mark.parametrize("target", ["vllm", "k8s", "ray"])
+def test_empty_model_path_refused(plans, target, path):
+    """An empty --model-path names no checkpoint; it once fell back to the Hugging Face repository
+    without a word."""
+    with pytest.raises(InputError, match="names no checkpoint") as e:
+        emit(plans["unified"], target, model_path=path)
+    assert e.value.field == "--model-path"
 
 
 def test_head_ip_variables_distinct():

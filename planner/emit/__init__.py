@@ -94,7 +94,12 @@ _HALF = ("bf16", "fp16")
 def check_model_path(model_path: str) -> None:
     """Refuse a ``--model-path`` the runtimes would misread: they take the model as a positional word
     (`vllm serve MODEL`, `trtllm-serve MODEL`), so one starting with '-' would be parsed as an option of
-    theirs (`--model-path=--trust-remote-code`)."""
+    theirs (`--model-path=--trust-remote-code`); an empty one names no checkpoint (it was once taken
+    as no flag, so the files served the Hugging Face repository without saying so)."""
+    if not model_path.strip():
+        raise InputError(f"{safe_text(repr(model_path))} names no checkpoint; give its directory or Hugging Face "
+                         "repository, or leave the flag out to serve the model's own repository",
+                         field="--model-path")
     if model_path.startswith("-"):
         raise InputError(f"{safe_text(repr(model_path))} starts with '-', so the runtime would read it as one of its "
                          "options; give a path such as ./" + safe_text(model_path), field="--model-path")
@@ -112,7 +117,7 @@ def hf_checkpoint(name: str, field: str | None = None) -> tuple[str, str]:
 def model_ref(plan: Plan, model_path: str | None) -> tuple[str, str | None]:
     """(what to pass the runtime as the model, the checkpoint's dtype if known)."""
     name = plan.inputs.model.name
-    if model_path:
+    if model_path is not None:
         check_model_path(model_path)
         known = HF_MODELS.get(name)
         return model_path, known[1] if known else None
@@ -295,6 +300,8 @@ def emit(plan: Plan, target: str, model_path: str | None = None,
     from planner.emit.versions import resolve
 
     check_structure(plan)
+    if model_path is not None:
+        check_model_path(model_path)  # every target, the Ray one (which names no checkpoint) included
     pools = [g for g in plan.replica_groups if g.role != "unified"]
     if pools and target in TARGETS and target not in POOL_TARGETS:
         raise InputError(f"the plan has prefill/decode pools and the {target} target does not write them; "
