@@ -81,7 +81,9 @@ def harness_topology_spec(gpu: GPU, num_gpus: int) -> dict:
 #: Sources whose documented MoE launch runs expert parallelism over the TP group with attention
 #: data parallelism, where a row does not state its EP degree: TensorRT-LLM's v1.0 perf overview
 #: ("For MoE models: trtllm-bench --tp $tp_size --pp $pp_size --ep $ep_size ... with
-#: enable_attention_dp: true" in llm_options.yml, section "Running the Benchmark").
+#: enable_attention_dp: true" in llm_options.yml, section "Running the Benchmark"). The page's file nests
+#: that key inside cuda_graph_config, whose model (CudaGraphConfig, extra="forbid") would refuse it, so
+#: the file as printed cannot have made the rows; the documented intent is taken (README, MoE tables).
 MOE_DEP_SOURCES = frozenset({"TRTLLM_PERF_v1.0"})
 
 #: Requests each ISL/OSL run of TensorRT-LLM's perf-overview throughput tables sent, all queued at
