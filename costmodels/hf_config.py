@@ -62,6 +62,20 @@ GEMMA_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
 #: Llama, Mistral, Qwen2 and most newer classes default it to false, as the reader does for the rest.
 TIED_DEFAULT_MODEL_TYPES = GEMMA_MODEL_TYPES | {"gpt2", "bloom", "falcon", "RefinedWeb", "RefinedWebModel", "mpt",
                                                 "gpt_neo", "opt", "gpt_bigcode"}
+#: Model types whose classes give every attention head its own keys and values when the config
+#: leaves ``num_key_value_heads`` out (LlamaConfig, PhiConfig, Phi3Config, OlmoConfig, CohereConfig:
+#: "if num_key_value_heads is None: num_key_value_heads = num_attention_heads"), or whose attention
+#: has no grouped heads at all (GPT-2, GPT-J, GPT-Neo(X), OPT, BLOOM, CodeGen, MPT, InternLM, Qwen v1;
+#: Falcon, GPTBigCode and ChatGLM say so with their own multi-query fields). Other classes default to
+#: a fixed count of their own (MistralConfig and MixtralConfig: 8, Qwen2MoeConfig: 16), so a config of
+#: theirs without the field cannot be priced from it; MLA models' KV cache does not depend on it.
+MHA_DEFAULT_MODEL_TYPES = frozenset({"llama", "phi", "phi3", "olmo", "olmo2", "cohere", "gpt2", "gptj", "gpt_neo",
+                                     "gpt_neox", "opt", "bloom", "codegen", "mpt", "internlm", "qwen", "falcon",
+                                     "RefinedWeb", "RefinedWebModel", "gpt_bigcode", "chatglm", "gpt-sw3",
+                                     "openai-gpt", "gpt_neox_japanese", "phi-msft", "mixformer-sequential"})
+#: Qwen2/Qwen3 classes: ``use_sliding_window`` defaults to false, and with it only the layers from
+#: ``max_window_layers`` on slide (Qwen2Config.layer_types: sliding where i >= max_window_layers).
+QWEN_WINDOW_MODEL_TYPES = frozenset({"qwen2", "qwen2_moe", "qwen3", "qwen3_moe"})
 #: Where a config gives neither ``layer_types`` nor ``sliding_window_pattern``, the class default
 #: places one full-attention layer every n layers, the rest sliding: Gemma 2 alternates (n = 2,
 #: ``Gemma2Config``: sliding on even layers), Gemma 3 has 5 local layers per global one (n = 6,
@@ -94,17 +108,63 @@ def _get(cfg: dict[str, Any], *names: str, default: Any = None) -> Any:
     return default
 
 
-def _native_dtype(cfg: dict[str, Any]) -> str:
-    """The weight format of the published checkpoint (DeepSeek-V3 ships FP8, GPT-OSS MXFP4)."""
+#: ModelOpt's ``quant_algo`` prefixes and the weight format each stores (TensorRT Model Optimizer's
+#: published checkpoints: FP8, NVFP4, W4A16_AWQ / W4A8_AWQ, W8A8_SQ_PER_CHANNEL).
+_MODELOPT_ALGOS = (("NVFP4", "fp4"), ("FP8", "fp8"), ("W4A", "int4"), ("INT4", "int4"), ("W8A8", "int8"),
+                   ("INT8", "int8"))
+#: compressed-tensors' weight (bits, type) and the format priced for it.
+_COMPRESSED = {(8, "float"): "fp8", (8, "int"): "int8", (4, "int"): "int4", (4, "float"): "fp4"}
+#: Prefix of ``ModelSpec.native_dtype`` for a checkpoint whose weight format is not read here: pricing
+#: it needs ``--weight-dtype`` (planner.api refuses ``auto`` for it).
+UNKNOWN_DTYPE = "unknown"
+
+
+def _native_dtype(cfg: dict[str, Any], source: str) -> str:
+    """The weight format of the published checkpoint (DeepSeek-V3 ships FP8, GPT-OSS MXFP4), from its
+    ``quantization_config`` as transformers' quantizers read it: GPTQ and AWQ ``bits`` (4 by default;
+    8 is INT8), compressed-tensors' ``config_groups.*.weights`` (``num_bits``, ``type``), ModelOpt's
+    ``quant_algo``, bitsandbytes' ``load_in_4bit`` / ``load_in_8bit``. A method not read here gives
+    :data:`UNKNOWN_DTYPE` with its name, so ``--weight-dtype auto`` is refused rather than priced as
+    16-bit."""
     q = cfg.get("quantization_config")
-    method = str(q.get("quant_method", "")).lower() if isinstance(q, dict) else ""
-    if "fp8" in method:
+    if q is None:
+        return "bf16"
+    if not isinstance(q, dict):
+        raise InputError(f"must be an object, got {type(q).__name__}", source=source, field="quantization_config")
+    method = str(q.get("quant_method", "")).lower()
+    shown = "".join(c for c in method if c.isprintable())[:40]  # a config cannot put escapes on a screen
+    unknown = f"{UNKNOWN_DTYPE} (quant_method {shown!r})"
+    if method in ("fp8", "fbgemm_fp8") or (not method and "fp8" in str(q.get("fmt", "")).lower()):
         return "fp8"
-    if "mxfp4" in method or _get(cfg, "model_type") == "gpt_oss":
+    if method == "mxfp4":
         return "fp4"  # MoE experts in MXFP4 (4.25 bits with scales); attention stays 16 bit
-    if method in ("awq", "gptq"):
-        return "int4"
-    return "bf16"
+    if method in ("gptq", "awq", "auto-round", "autoround"):
+        bits = q.get("bits", q.get("w_bit", 4))  # w_bit: AutoAWQ's older configs
+        if isinstance(bits, int) and not isinstance(bits, bool) and 2 <= bits <= 4:
+            return "int4"  # 2 and 3 bits priced as 4: an upper bound on their memory and reads
+        if bits == 8:
+            return "int8"
+        raise InputError(f"{bits!r} bits is not a weight width this planner prices (4 or 8)", source=source,
+                         field="quantization_config.bits")
+    if method == "compressed-tensors":
+        groups = q.get("config_groups")
+        found = set()
+        for g in groups.values() if isinstance(groups, dict) else ():
+            w = g.get("weights") if isinstance(g, dict) else None
+            if isinstance(w, dict):
+                found.add(_COMPRESSED.get((w.get("num_bits"), str(w.get("type", "int")).lower()), unknown))
+        # several groups: the widest format bounds memory and reads
+        order = ["fp4", "int4", "int8", "fp8", unknown]
+        return max(found, key=order.index) if found else unknown
+    if method == "modelopt":
+        algo = str(q.get("quant_algo", "")).upper()
+        return next((fmt for prefix, fmt in _MODELOPT_ALGOS if algo.startswith(prefix)), unknown)
+    if method == "bitsandbytes":
+        if q.get("load_in_4bit") is True:
+            return "int4"
+        if q.get("load_in_8bit") is True:
+            return "int8"
+    return unknown
 
 
 class _Fields:
@@ -171,7 +231,13 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
     # Falcon: n_head_kv in the older RefinedWeb configs; multi_query (one K/V head) in Falcon-7B's
     # (FalconConfig: "num_kv_heads ... if multi_query, 1").
     multi_query = opt_bool("multi_query", default=False) and not opt_bool("new_decoder_architecture", default=False)
-    kv_heads = opt_int("num_key_value_heads", "num_kv_heads", "n_head_kv", default=1 if multi_query else heads)
+    kv_names = ("num_key_value_heads", "num_kv_heads", "n_head_kv")
+    if (_get(cfg, *kv_names) is None and not multi_query and model_type is not None
+            and model_type not in MHA_DEFAULT_MODEL_TYPES | MLA_MODEL_TYPES):
+        raise InputError(f"missing; the {model_type!r} class does not default it to num_attention_heads, so add the "
+                         "checkpoint's own count, as its published config.json gives it",
+                         source=source, field=kv_names[0])
+    kv_heads = opt_int(*kv_names, default=1 if multi_query else heads)
     if opt_bool("multi_query_attention", default=False):  # ChatGLM: multi_query_group_num K/V heads
         kv_heads = opt_int("multi_query_group_num", default=kv_heads)
     if kv_heads == 0:
@@ -226,7 +292,7 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
         v_head_dim=opt_int("v_head_dim", default=0) or head_dim,
         sliding_window=sliding, sliding_layers=sliding_layers,
         max_context=opt_int("max_position_embeddings", "n_positions", "seq_length", default=0),
-        native_dtype=_native_dtype(cfg),
+        native_dtype=_native_dtype(cfg, source),
         source=_source_note(cfg, source),
     )
 
@@ -262,7 +328,8 @@ def _attention_window(cfg: dict[str, Any], f: _Fields, model_type: Any, layers: 
     if kv_lora:  # the latent attention's head widths: its KV cache and FLOPs are made of them
         for dim in ("qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"):
             f.need_int(dim)
-    sliding = opt_int("sliding_window", default=0) if opt_bool("use_sliding_window", default=True) else 0
+    qwen = model_type in QWEN_WINDOW_MODEL_TYPES
+    sliding = opt_int("sliding_window", default=0) if opt_bool("use_sliding_window", default=not qwen) else 0
     sliding_layers = _sliding_layers(cfg, layers, model_type, sliding, source, opt_int)
     if sliding_layers == 0:
         sliding = 0
@@ -293,6 +360,8 @@ def _sliding_layers(cfg: dict[str, Any], layers: int, model_type: Any, sliding: 
         return layers // 2
     if not sliding:
         return 0
+    if model_type in QWEN_WINDOW_MODEL_TYPES:
+        return max(0, layers - opt_int("max_window_layers", default=28))  # Qwen2Config's default: 28
     pattern = opt_int("sliding_window_pattern", default=DEFAULT_SLIDING_PATTERN.get(model_type, 0))
     return layers - layers // pattern if pattern else layers
 

@@ -74,11 +74,18 @@ def get_model(name_or_path: str | Path) -> ModelSpec:
     """A built-in model by (HF or display) name, or any HF ``config.json`` by path."""
     ref = str(name_or_path)
     key = normalize_model_name(ref)
-    if key in builtin_model_names() and not Path(ref).is_file():
-        return _builtin(key)
     p = Path(ref)
+    # A checkpoint folder or config file that exists is read, as `vllm serve PATH` loads a local folder
+    # before it looks for a repository: /models/Llama-3.1-70B-Instruct may hold a quantised or trimmed
+    # model, so its own config.json decides, not the catalog entry its name resembles.
+    local = p.is_file() or (p.is_dir() and (p / "config.json").is_file())
+    if key in builtin_model_names() and not local:
+        return _builtin(key)
     if p.is_dir() and (p / "config.json").is_file():
         p = p / "config.json"
+    elif p.is_dir() and (len(p.parts) > 1 or ref.endswith(("/", "\\"))):
+        raise InputError(f"folder {ref!r} holds no config.json; give a checkpoint folder or its config.json",
+                         source="--model")
     if p.is_file() or ref.endswith(".json"):
         from topologies.load import read_structured_file  # the one place files are parsed
 

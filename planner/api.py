@@ -21,6 +21,7 @@ from costmodels.hardware import (
     custom_gpus,
     get_gpu as _get_gpu,  # resolve_prices shadows get_gpu with the topology's own types
 )
+from costmodels.hf_config import UNKNOWN_DTYPE
 from costmodels.model_spec import ModelSpec
 from costmodels.models import get_model
 from costmodels.units import DTYPES
@@ -62,6 +63,9 @@ def model_of(m: str | Path | ModelSpec) -> ModelSpec:
 
 def _dtype(value: str | None, default: str, flag: str) -> str:
     if value is None or value == "auto":
+        if default.startswith(UNKNOWN_DTYPE):
+            raise InputError(f"auto takes the checkpoint's weight format, and its quantization_config is one this "
+                             f"planner does not read ({default}); give the format with --weight-dtype", source=flag)
         return default
     v = value.lower()
     if v not in DTYPES:

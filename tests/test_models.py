@@ -208,3 +208,98 @@ def test_families_with_their_own_field_names(cfg, params_b, kv_heads):
     """These families name their sizes their own way; they were refused (a required field missing)."""
     m = model_from_config(cfg, name="m")
     assert m.total_params() / 1e9 == pytest.approx(params_b, abs=0.01) and m.kv_heads == kv_heads
+
+
+_BASE = {"hidden_size": 4096, "num_attention_heads": 32, "num_hidden_layers": 28, "vocab_size": 1000,
+         "intermediate_size": 14336}
+
+
+@pytest.mark.parametrize("q, dtype", [
+    (None, "bf16"),
+    ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "int8"),  # Qwen2.5-72B-Instruct-GPTQ-Int8
+    ({"quant_method": "gptq", "bits": 4}, "int4"),
+    ({"quant_method": "awq", "bits": 4}, "int4"),
+    ({"quant_method": "awq", "w_bit": 4}, "int4"),  # AutoAWQ's older field name
+    ({"quant_method": "fp8", "fmt": "e4m3"}, "fp8"),
+    ({"quant_method": "mxfp4"}, "fp4"),
+    ({"quant_method": "compressed-tensors", "format": "float-quantized",
+      "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "float"}}}}, "fp8"),
+    ({"quant_method": "compressed-tensors", "format": "pack-quantized",
+      "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "int"}}}}, "int4"),
+    ({"quant_method": "modelopt", "quant_algo": "NVFP4"}, "fp4"),
+    ({"quant_method": "modelopt", "quant_algo": "FP8"}, "fp8"),
+    ({"quant_method": "bitsandbytes", "load_in_4bit": True}, "int4"),
+    ({"quant_method": "bitsandbytes", "load_in_8bit": True}, "int8"),
+])
+def test_checkpoint_weight_format_read_from_quantization_config(q, dtype):
+    """Each quantizer's config states its weights' width its own way; an 8-bit GPTQ checkpoint was priced
+    as 4-bit (a plan that ran out of memory at launch), compressed-tensors, ModelOpt and bitsandbytes
+    ones as 16-bit."""
+    cfg = {**_BASE, "model_type": "llama", **({"quantization_config": q} if q else {})}
+    assert model_from_config(cfg, name="m").native_dtype == dtype
+
+
+def test_unknown_quantization_needs_a_weight_dtype():
+    """A quantization method not read here is not priced as 16-bit: --weight-dtype auto is refused with the
+    fix, an explicit format is taken."""
+    from planner.evaluation import evaluate
+
+    cfg = {**_BASE, "model_type": "llama", "quantization_config": {"quant_method": "hqq"}}
+    assert model_from_config(cfg, name="m").native_dtype.startswith("unknown")
+    with pytest.raises(InputError, match="give the format with --weight-dtype") as e:
+        evaluate(topology="dgx-h100x1", model=model_from_config(cfg, name="m"), tp=1, isl=128, osl=16)
+    assert e.value.source == "--weight-dtype"
+    ev = evaluate(topology="dgx-h100x1", model=model_from_config(cfg, name="m"), tp=1, isl=128, osl=16,
+                  weight_dtype="int4")
+    assert ev.strategy.weight_dtype == "int4"
+
+
+def test_gpt_oss_format_comes_from_its_quantization_config():
+    """GPT-OSS ships MXFP4 (its config says so); a BF16 re-upload of it carries no quantization_config."""
+    cfg = {**_BASE, "model_type": "gpt_oss", "num_local_experts": 32, "num_experts_per_tok": 4,
+           "num_key_value_heads": 8}
+    assert model_from_config(cfg, name="m").native_dtype == "bf16"
+    assert model_from_config({**cfg, "quantization_config": {"quant_method": "mxfp4"}}, name="m").native_dtype == "fp4"
+    assert get_model("gpt-oss-120b").native_dtype == "fp4" and get_model("gpt-oss-20b").native_dtype == "fp4"
+
+
+def test_local_folder_named_like_a_catalog_model_is_read(tmp_path):
+    """`--model /models/Llama-3.1-70B-Instruct` reads that folder's config.json (as `vllm serve` loads a
+    local folder first), not the catalog entry the name resembles."""
+    d = tmp_path / "Llama-3.1-70B-Instruct"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({**_BASE, "model_type": "llama", "num_hidden_layers": 2,
+                                               "num_key_value_heads": 8,
+                                               "quantization_config": {"quant_method": "awq", "bits": 4}}))
+    m = get_model(str(d))
+    assert m.layers == 2 and m.native_dtype == "int4" and m.name == "Llama-3.1-70B-Instruct"
+    assert get_model("meta-llama/Llama-3.1-70B-Instruct").layers == 80  # a repository name: the catalog
+    with pytest.raises(InputError, match="holds no config.json"):
+        get_model(str(tmp_path) + "/")
+
+
+@pytest.mark.parametrize("model_type, kv_heads", [("llama", 32), ("phi3", 32), ("gpt_neox", 32), (None, 32)])
+def test_kv_heads_default_where_the_class_defaults_to_heads(model_type, kv_heads):
+    cfg = {**_BASE, **({"model_type": model_type} if model_type else {})}
+    assert model_from_config(cfg, name="m").kv_heads == kv_heads
+
+
+@pytest.mark.parametrize("model_type", ["mistral", "mixtral", "qwen2", "qwen2_moe", "gemma2"])
+def test_kv_heads_missing_where_the_class_has_its_own_default(model_type):
+    """MistralConfig defaults to 8 KV heads, Qwen2MoeConfig to 16: reading the absence as one per head priced
+    Mistral's KV cache 4x too large."""
+    with pytest.raises(InputError, match="does not default it to num_attention_heads") as e:
+        model_from_config({**_BASE, "model_type": model_type}, name="m")
+    assert e.value.field == "num_key_value_heads"
+
+
+@pytest.mark.parametrize("extra, sliding_layers", [
+    ({"use_sliding_window": True, "sliding_window": 4096, "max_window_layers": 28}, 0),
+    ({"use_sliding_window": True, "sliding_window": 4096, "max_window_layers": 21}, 7),
+    ({"use_sliding_window": True, "sliding_window": 4096}, 0),  # Qwen2Config's default: 28 layers full
+    ({"sliding_window": 4096, "max_window_layers": 21}, 0),  # use_sliding_window defaults to false
+])
+def test_qwen_sliding_window_from_max_window_layers(extra, sliding_layers):
+    """Qwen2/Qwen3 slide only the layers from max_window_layers on (Qwen2Config.layer_types)."""
+    cfg = {**_BASE, "model_type": "qwen2", "num_key_value_heads": 4, **extra}
+    assert model_from_config(cfg, name="m").sliding_layers == sliding_layers
