@@ -98,6 +98,11 @@ STATE_SPACE_MODEL_TYPES = frozenset({"mamba", "mamba2", "falcon_mamba", "jamba",
                                      "recurrent_gemma", "lfm2", "plamo2"})
 
 
+#: Fields of a multimodal wrapper's config that hold for its language model too: the checkpoint's
+#: quantisation and dtype, whether its LM head is tied, and the model type where text_config gives none.
+_WRAPPER_FIELDS = ("quantization_config", "torch_dtype", "tie_word_embeddings", "model_type")
+
+
 def _get(cfg: dict[str, Any], *names: str, default: Any = None) -> Any:
     for n in names:
         if n in cfg and cfg[n] is not None:
@@ -215,7 +220,10 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
     if not isinstance(cfg, dict):
         raise InputError("a model config must be a JSON object", source=source)
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM here
-        cfg = {**cfg, **cfg["text_config"]}
+        # the language model is text_config alone (its class fills what it leaves out, as transformers
+        # builds it): the wrapper's own sizes are often the vision tower's. Only what the wrapper states
+        # for the whole checkpoint carries over.
+        cfg = {**{k: cfg[k] for k in _WRAPPER_FIELDS if k in cfg}, **cfg["text_config"]}
     _refuse_unpriceable(cfg, source)
 
     f = _Fields(cfg, source)
@@ -261,7 +269,13 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
         intermediate //= 2
     vocab = need_int("vocab_size", "padded_vocab_size")  # padded_vocab_size: ChatGLM
 
-    experts = opt_int("num_local_experts", "n_routed_experts", "num_experts")
+    expert_names = ("num_local_experts", "n_routed_experts", "num_experts")
+    experts = opt_int(*expert_names)
+    stated = {n: cfg[n] for n in expert_names if cfg.get(n) is not None}
+    if len(set(map(str, stated.values()))) > 1:
+        raise InputError("the expert count is stated more than once and differently ("
+                         + ", ".join(f"{n} {v!r}" for n, v in stated.items()) + "); keep the checkpoint's one",
+                         source=source, field=next(iter(stated)))
     per_tok = opt_int("num_experts_per_tok", "experts_per_token", "moe_topk")
     if experts and not per_tok:
         raise InputError("missing for an MoE model (it has experts)", source=source, field="num_experts_per_tok")
@@ -291,10 +305,33 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
         qk_nope_head_dim=opt_int("qk_nope_head_dim", default=0),
         v_head_dim=opt_int("v_head_dim", default=0) or head_dim,
         sliding_window=sliding, sliding_layers=sliding_layers,
-        max_context=opt_int("max_position_embeddings", "n_positions", "seq_length", default=0),
+        max_context=_max_context(cfg, source, opt_int),
         native_dtype=_native_dtype(cfg, source),
         source=_source_note(cfg, source),
     )
+
+
+def _max_context(cfg: dict[str, Any], source: str, opt_int: Callable[..., int]) -> int:
+    """The longest context the runtime serves, as vLLM derives it (``_get_and_verify_max_len``): the
+    position embeddings' length, stretched by a RoPE scaling ``factor`` except for the types whose
+    length is already the stretched one (llama3, longrope/su); YaRN stretches its
+    ``original_max_position_embeddings``. Qwen2.5's YaRN factor 4 over 32,768 serves 131,072 tokens."""
+    length = opt_int("max_position_embeddings", "n_positions", "seq_length", default=0)
+    rs = cfg.get("rope_scaling")
+    if not isinstance(rs, dict):
+        return length
+    kind = str(rs.get("rope_type", rs.get("type", ""))).lower()
+    factor = rs.get("factor")
+    if kind in ("", "default", "llama3", "longrope", "su", "mrope") or factor is None:
+        return length
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1 <= factor <= 1024:
+        raise InputError(f"must be a number from 1 to 1024, got {factor!r}", source=source,
+                         field="rope_scaling.factor")
+    base = rs.get("original_max_position_embeddings", length) if kind == "yarn" else length
+    if isinstance(base, bool) or not isinstance(base, int) or not 0 <= base <= PLAUSIBLE_MAX["max_position_embeddings"]:
+        raise InputError(f"must be a whole number of tokens, got {base!r}", source=source,
+                         field="rope_scaling.original_max_position_embeddings")
+    return int(base * factor)
 
 
 def _mlp_width(cfg: dict[str, Any], model_type: Any, hidden: int, source: str, opt_int: Callable[..., int]) -> int:

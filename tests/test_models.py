@@ -303,3 +303,37 @@ def test_qwen_sliding_window_from_max_window_layers(extra, sliding_layers):
     """Qwen2/Qwen3 slide only the layers from max_window_layers on (Qwen2Config.layer_types)."""
     cfg = {**_BASE, "model_type": "qwen2", "num_key_value_heads": 4, **extra}
     assert model_from_config(cfg, name="m").sliding_layers == sliding_layers
+
+
+@pytest.mark.parametrize("rope, context", [
+    ({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}, 131072),  # Qwen2.5's card
+    ({"rope_type": "linear", "factor": 2.0}, 65536),
+    ({"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 8192}, 32768),  # already stretched
+    (None, 32768),
+])
+def test_context_stretched_by_rope_scaling_as_vllm_derives_it(rope, context):
+    cfg = {**_BASE, "model_type": "llama", "max_position_embeddings": 32768,
+           **({"rope_scaling": rope} if rope else {})}
+    assert model_from_config(cfg, name="m").max_context == context
+    with pytest.raises(InputError) as e:
+        model_from_config({**cfg, "rope_scaling": {"type": "yarn", "factor": "4"}}, name="m")
+    assert e.value.field == "rope_scaling.factor"
+
+
+def test_multimodal_wrapper_prices_its_text_config_alone():
+    """The wrapper's own sizes are often its vision tower's: a partial text_config is not completed from them."""
+    cfg = {"model_type": "some_vlm", "hidden_size": 1152, "num_hidden_layers": 27, "num_attention_heads": 16,
+           "intermediate_size": 4304, "quantization_config": {"quant_method": "fp8"},
+           "text_config": {"model_type": "llama", "vocab_size": 128256, "num_key_value_heads": 8}}
+    with pytest.raises(InputError, match="hidden_size"):
+        model_from_config(cfg, name="m")
+    m = model_from_config({**cfg, "text_config": {**cfg["text_config"], **_BASE}}, name="m")
+    assert (m.hidden, m.layers, m.native_dtype) == (4096, 28, "fp8")  # the checkpoint's format carries over
+
+
+def test_expert_counts_that_disagree_are_refused():
+    cfg = {**_BASE, "model_type": "qwen3_moe", "num_key_value_heads": 4, "num_experts": 128, "n_routed_experts": 64,
+           "num_experts_per_tok": 8}
+    with pytest.raises(InputError, match="stated more than once"):
+        model_from_config(cfg, name="m")
+    assert model_from_config({**cfg, "n_routed_experts": 128}, name="m").experts == 128
