@@ -586,3 +586,41 @@ def test_smi_tesla_p40_old_driver_pcie_gen3_and_plans(tmp_path):
     plan = api.search(topology=str(tmp_path / "imported.yaml"), model="llama-3.1-8b", disaggregation="off")
     assert {g.gpu for g in plan.replica_groups} == {"P40-24GB"}
     assert plan.totals.output_tokens_per_s > 0
+
+
+def _fold(text: str, width: int) -> str:
+    """What `expand | fold -w WIDTH` (or a mail client wrapping at a fixed width) makes of a table."""
+    out = []
+    for line in text.expandtabs().split("\n"):
+        out += [line[i:i + width] for i in range(0, len(line), width)] or [""]
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("width", [64, 80, 100])
+def test_wrapped_table_refused(width):
+    """Wrapped at a fixed width, the table's first lines read as a smaller header and shorter rows: an 8-GPU
+    H100 table imported as 7 GPUs (64 columns) or with 1 NIC of 8 (80 columns)."""
+    text = _fold(H100_RAIL.read_text(), width)
+    with pytest.raises(InputError, match="looks wrapped"):
+        scan_nvidia_smi(text, "wrapped.txt")
+    assert scan_nvidia_smi(_fold(H100_RAIL.read_text(), 400), "wide.txt").gpus == 8  # wide enough: unchanged
+
+
+def test_two_tables_in_one_file_refused():
+    """Two nodes' tables pasted together (or `pdsh` output) imported the first node alone."""
+    with pytest.raises(InputError, match="a second `nvidia-smi topo -m` table") as e:
+        scan_nvidia_smi(L40S.read_text() + "\n" + H100_RAIL.read_text(), "two.txt")
+    assert e.value.field == f"line {len(L40S.read_text().splitlines()) + 2}"
+    pdsh = "".join(f"{node}: {line}\n" for node, f in (("node1", H100_RAIL), ("node2", A100_LEGEND))
+                   for line in f.read_text().splitlines())
+    with pytest.raises(InputError, match="a second"):
+        scan_nvidia_smi(pdsh, "pdsh.txt")
+
+
+def test_log_lines_naming_gpu0_before_the_table_are_skipped():
+    """A log line such as 'Using GPU0 for rank 0' is no header; the table after it is read. Many such lines
+    are each looked at once (they made the scan quadratic: 20,000 took 28 s)."""
+    text = "2025-01-01 INFO Using GPU0 for rank 0\n" * 3 + H100_RAIL.read_text()
+    assert scan_nvidia_smi(text, "log.txt").gpus == 8
+    many = "step: GPU0 util high\n" * 5000 + H100_RAIL.read_text()
+    assert scan_nvidia_smi(many, "log.txt").gpus == 8

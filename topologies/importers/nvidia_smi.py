@@ -24,6 +24,8 @@ _PCIE_CELLS = ("PIX", "PXB", "PHB", "NODE", "SYS", "SOC")
 _AFFINITY = {"CPU_Affinity", "NUMA_Affinity", "GPU_NUMA_ID"}
 _DEVICE_NAME = re.compile(r"[A-Za-z][\w.:\-]*")
 _GPU_COL = re.compile(r"GPU(\d+)")
+#: Tokens that name a device of the matrix (a GPU, a NIC by number or, on older drivers, by device).
+_LABELISH = re.compile(r"(?:GPU|NIC)\d+|mlx\d+_\d+")
 _SMI_L = re.compile(r"\bGPU ([0-9]{1,4}): (.+?)\s*(?:\(UUID: [^)]*\))?\s*$")
 _NIC_LEGEND = re.compile(r"\b(NIC\d+)\s*:\s*(\S+)\s*$")
 
@@ -82,15 +84,16 @@ class _NotThisTable(Exception):
         self.error = error
 
 
-def _rows(lines: list[list[str]], start: int, cols: list[str], src: str) -> dict[str, list[str]]:
-    """Find each column's row after the header line ``start``; return label -> its cells.
+def _rows(lines: list[list[str]], start: int, cols: list[str], src: str, last: int) -> tuple[dict[str, list[str]], int]:
+    """Find each column's row after the header line ``start``; return (label -> its cells, the index of
+    the line holding the last row). ``last`` is the index of the file's last non-empty line.
 
     A row is the first line naming a column label (after any log prefix). A failure in the
     first row raises :class:`_NotThisTable`, so that a later header (the real table) is tried.
     """
     want = set(cols)
     rows: dict[str, list[str]] = {}
-    last = max((k for k, toks in enumerate(lines) if toks), default=-1)
+    end = start
     for k in range(start + 1, len(lines)):
         toks = lines[k]
         if not toks:
@@ -112,14 +115,37 @@ def _rows(lines: list[list[str]], start: int, cols: list[str], src: str) -> dict
         if error is not None:
             raise _NotThisTable(error) if not rows else error
         rows[label] = cells
+        end = k
         if len(rows) == len(cols):
             break
     missing = [c for c in cols if c not in rows]
     if missing:
-        error = InputError(f"row {missing[0]} is missing (the table looks truncated); paste the whole output of "
+        error = InputError(f"is missing (the table looks truncated); paste the whole output of "
                            f"`nvidia-smi topo -m`", source=src, field=f"row {missing[0]}")
         raise _NotThisTable(error) if not rows else error
-    return rows
+    return rows, end
+
+
+def _check_not_wrapped(lines: list[list[str]], start: int, end: int, cols: list[str], src: str) -> None:
+    """Refuse a table whose lines were cut and continued on the next line (a mail client, a ticket
+    system or `fold` wraps it at a fixed width): its first lines read as a smaller header and shorter
+    rows, so without this check a wrapped 8-GPU table imports as 7 GPUs, or with one NIC of eight.
+    Between the header and the last row, every line must be a row; a line naming a device the header
+    lacks, or holding cells but no row label, is a wrapped piece."""
+    want = set(cols)
+    for k in range(start + 1, min(end + 2, len(lines))):
+        toks = lines[k]
+        if not toks or " ".join(toks).endswith("Legend:"):
+            continue
+        stray = next((t for t in toks if _LABELISH.fullmatch(t) and t not in want), None)
+        if stray is not None:
+            raise InputError(f"names {stray}, a device the header ({cols[0]}..{cols[-1]}) does not list: the table "
+                             "looks wrapped or cut; paste the output of `nvidia-smi topo -m` unwrapped", source=src,
+                             field=f"line {k + 1}")
+        if not any(t in want for t in toks) and sum(map(_is_cell, toks)) >= 2:
+            raise InputError("holds topology cells but no row label: the table looks wrapped (each row continued on "
+                             "the next line); paste the output of `nvidia-smi topo -m` unwrapped", source=src,
+                             field=f"line {k + 1}")
 
 
 def _row_error(label: str, cells: list[str], after: list[str], cols: list[str], src: str, where: str, *,
@@ -188,13 +214,29 @@ def _find_table(lines: list[list[str]], source: str) -> tuple[int, list[str], di
     if not candidates:
         raise InputError("no `nvidia-smi topo -m` table found (no header line naming GPU0); paste the output of "
                          "`nvidia-smi topo -m`", source=source)
+    last = max((k for k, toks in enumerate(lines) if toks), default=-1)  # once: a log may hold many candidates
     first_error: InputError | None = None
+    found: tuple[int, list[str], dict[str, list[str]]] | None = None
+    end = -1
     for k, p in candidates:
-        cols = _columns(lines[k][p:], source, k + 1)
+        if k <= end:
+            continue  # a line of the table found
         try:
-            return k, cols, _rows(lines, k, cols, source)
+            cols = _columns(lines[k][p:], source, k + 1)
+            rows, row_end = _rows(lines, k, cols, source, last)
         except _NotThisTable as e:
             first_error = first_error or e.error
+            continue
+        except InputError as e:  # a log line naming GPU0 ("Using GPU0 for rank 0") is no header
+            first_error = first_error or e
+            continue
+        if found is not None:
+            raise InputError(f"a second `nvidia-smi topo -m` table starts here (the first is at line {found[0] + 1}); "
+                             "give one table per file, one file per node", source=source, field=f"line {k + 1}")
+        _check_not_wrapped(lines, k, row_end, cols, source)
+        found, end = (k, cols, rows), row_end
+    if found is not None:
+        return found
     assert first_error is not None
     raise first_error
 
