@@ -624,3 +624,34 @@ def test_log_lines_naming_gpu0_before_the_table_are_skipped():
     assert scan_nvidia_smi(text, "log.txt").gpus == 8
     many = "step: GPU0 util high\n" * 5000 + H100_RAIL.read_text()
     assert scan_nvidia_smi(many, "log.txt").gpus == 8
+
+
+def test_nccl_gpu_listed_twice_refused():
+    """A duplicated <pci> block made a 4-GPU machine 5 GPUs and rewired its NVLink pairs to a GPU that does not
+    exist; two <gpu> elements with one dev number are as garbled."""
+    text = NCCL_H100_PCIE.read_text()
+    start = text.index('<pci busid="0000:1b:00.0"')
+    end = text.index("</pci>", start) + len("</pci>")
+    block = text[start:end]
+    with pytest.raises(InputError, match="bus id 0000:1b:00.0: the file lists a GPU twice"):
+        scan_nccl(text[:end] + block.replace('dev="0"', 'dev="4"') + text[end:], "dup.xml")
+    other = block.replace('busid="0000:1b:00.0"', 'busid="0000:ff:00.0"')
+    with pytest.raises(InputError, match="dev number 0"):
+        scan_nccl(text[:end] + other + text[end:], "dup.xml")
+
+
+def test_nccl_link_attributes():
+    """An <nvlink count="0"> is refused naming the element (it reached the schema's internal check); a class
+    code without its 0x is read as NCCL means it; a huge attribute is not echoed whole."""
+    text = NCCL_A100.read_text()
+    with pytest.raises(InputError, match="no valid count") as e:
+        scan_nccl(text.replace('count="2"', 'count="0"', 1), "zero.xml")
+    assert e.value.field.startswith("<gpu dev=")
+    assert scan_nccl(text.replace('tclass="0x068000"', 'tclass="068000"'), "no0x.xml").switch_links \
+        == scan_nccl(text, "a.xml").switch_links
+    huge = NCCL_H100_PCIE.read_text().replace('busid="0000:1b:00.0" class="0x030200" vendor="0x10de" device="0x2331"',
+                                              'busid="' + "A" * 100_000 + '" class="0x030200" vendor="0x10de" '
+                                              'device="zz"', 1)
+    with pytest.raises(InputError) as e:
+        scan_nccl(huge, "huge.xml")
+    assert len(str(e.value)) < 300

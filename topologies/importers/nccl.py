@@ -106,6 +106,7 @@ def scan_nccl(text: str, source: str) -> NodeScan:
     if not gpus:
         raise InputError("no GPUs in the topology (no <gpu> element, no <pci> of a display class); give the file "
                          "NCCL writes with NCCL_TOPO_DUMP_FILE=FILE on the machine", source=source)
+    _check_distinct(gpus, source)
     n = len(gpus)
     if n > MAX_GPUS_PER_NODE:
         raise InputError(f"the file has {n} GPUs; one node holds at most {MAX_GPUS_PER_NODE} (an NVL72 domain): "
@@ -116,6 +117,22 @@ def scan_nccl(text: str, source: str) -> NodeScan:
     _gpu_model(scan, gpus)
     _nics(scan, found.nets, found.nic_pcis)
     return scan
+
+
+def _check_distinct(gpus: list[_XmlGpu], source: str) -> None:
+    """Refuse a GPU listed twice: two ``<gpu>`` elements under one bus id, or two with one ``dev`` number,
+    are a garbled or hand-merged file (one duplicated ``<pci>`` block made a 4-GPU machine 5 GPUs, and
+    rewired its NVLink pairs to a GPU that does not exist)."""
+    for key, what in ((lambda g: g.busid, "bus id"), (lambda g: g.dev, "dev number")):
+        seen: set = set()
+        for g in gpus:
+            k = key(g)
+            if k is not None and k in seen:
+                shown = clean(str(k), 40)
+                raise InputError(f"two GPUs have the {what} {shown}: the file lists a GPU twice (garbled or merged "
+                                 "by hand); give the file NCCL_TOPO_DUMP_FILE writes on the machine", source=source,
+                                 field=f"<pci busid={shown!r}>" if what == "bus id" else f"<gpu dev={shown}>")
+            seen.add(k)
 
 
 def _check_root(root, source: str) -> None:
@@ -160,16 +177,19 @@ def _walk(root, source: str) -> _XmlWalk:
 def _xml_gpu(el, pci, source: str, seen_before: int) -> _XmlGpu:
     """One ``<gpu>`` element (``seen_before`` GPUs precede it) under its nearest ``<pci>``: its NVLinks,
     bus id, ``dev`` and ``sm`` numbers and PCI device id."""
-    where = f"<gpu dev={el.get('dev')!r}>" if el.get("dev") is not None else f"<gpu> #{seen_before}"
+    where = f"<gpu dev={clean(el.get('dev'), 20)!r}>" if el.get("dev") is not None else f"<gpu> #{seen_before}"
     links = []
     for nl in el:
         if nl.tag != "nvlink":
             continue
         count = _int_attr(nl, "count", source, where)
-        if count is None or count < 0:
-            raise InputError("an <nvlink> has no valid count", source=source, field=where)
-        links.append(((nl.get("target") or "").strip().lower(), count, (nl.get("tclass") or "").lower()))
-    device = _int_attr(pci, "device", source, f"<pci busid={pci.get('busid')!r}>", base=16) \
+        if count is None or count < 1:
+            raise InputError("an <nvlink> has no valid count (at least 1 link)", source=source, field=where)
+        tclass = (nl.get("tclass") or "").strip().lower()
+        if re.fullmatch(r"[0-9a-f]{6}", tclass):  # a class code written without its 0x
+            tclass = "0x" + tclass
+        links.append(((nl.get("target") or "").strip().lower(), count, tclass))
+    device = _int_attr(pci, "device", source, f"<pci busid={clean(pci.get('busid') or '', 40)!r}>", base=16) \
         if pci is not None else None
     return _XmlGpu(busid=(pci.get("busid") or "").strip().lower() or None if pci is not None else None,
                    dev=_int_attr(el, "dev", source, where), sm=_int_attr(el, "sm", source, where),
@@ -185,7 +205,8 @@ def _bare_gpus(found: _XmlWalk, source: str) -> list[_XmlGpu]:
         vendor = (p.get("vendor") or "0x10de").lower()
         if busid not in gpus_by_bus and vendor == "0x10de":
             bare.append(_XmlGpu(busid=busid or None, dev=None, sm=None,
-                                device=_int_attr(p, "device", source, f"<pci busid={busid!r}>", base=16),
+                                device=_int_attr(p, "device", source, f"<pci busid={clean(busid, 40)!r}>",
+                                                 base=16),
                                 links=[]))
     return bare
 
