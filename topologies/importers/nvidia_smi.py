@@ -120,8 +120,8 @@ def _rows(lines: list[list[str]], start: int, cols: list[str], src: str, last: i
             break
     missing = [c for c in cols if c not in rows]
     if missing:
-        error = InputError(f"is missing (the table looks truncated); paste the whole output of "
-                           f"`nvidia-smi topo -m`", source=src, field=f"row {missing[0]}")
+        error = InputError("is missing (the table looks truncated); paste the whole output of "
+                           "`nvidia-smi topo -m`", source=src, field=f"row {missing[0]}")
         raise _NotThisTable(error) if not rows else error
     return rows, end
 
