@@ -205,17 +205,18 @@ def planned_utilization(m: ReplicaMetrics, tail: TailLatency, role: str, *, ttft
 def group_ttft(m: ReplicaMetrics, tail: TailLatency, utilization: float | None,
                planned: float) -> tuple[float, TailLatency]:
     """A plan group's mean TTFT and its p99 figures at ``utilization`` (its share of the plan's
-    rate over its capacity; None without a rate): a prefill group's from its load-dependent step
-    (:class:`PrefillStep`; without a rate at its ``planned`` utilisation, the load the plan's
-    throughput counts), other groups' with the M/D/1 queueing factor (unloaded without a rate).
-    The plan builder and the independent checker both report this."""
+    rate over its capacity), or without a rate at its ``planned`` utilisation, the load the plan's
+    throughput counts and its TTFT limits are checked at (:func:`planned_utilization`): a prefill
+    group's from its load-dependent step (:class:`PrefillStep`), other groups' with the M/D/1
+    queueing factor. One rule for both kinds, so a plan's TTFT is the one its throughput figure
+    implies, and a --ttft-ms at that figure keeps the plan (it once showed the unloaded TTFT of a
+    unified group while the limit was checked with the queueing of its 90 % load). The plan
+    builder and the independent checker both report this."""
+    u = utilization if utilization is not None else planned
     if m.prefill_step is not None:
-        u = utilization if utilization is not None else planned
         step = m.prefill_step
         return step.ttft_s(u), TailLatency(tpot_p99_s=0.0, ttft_extra_s=step.ttft_p99_extra_s(u))
-    if utilization is None:
-        return m.ttft_s, tail
-    return ttft_under_load_s(ttft_s=m.ttft_s, utilization=utilization), tail
+    return ttft_under_load_s(ttft_s=m.ttft_s, utilization=u), tail
 
 
 def largest_batch_within_slos(model: ModelSpec, gpu: GPUs, s: Strategy, t: Targets, links: Links, max_batch: int,

@@ -193,7 +193,7 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
     (None: uniform random routing, :func:`costmodels.compute.expert_load_factor`).
 
     ``tpot_p99_ms`` and ``ttft_p99_ms`` are p99 SLOs beside the mean ones: every replica's
-    batch keeps its p99 TPOT and p99 TTFT (queueing included when ``qps`` is given) within
+    batch keeps its p99 TPOT and p99 TTFT (queueing at the planned load included) within
     them, as :func:`costmodels.load.tail_latency` prices them.
     """
     t_start = time.perf_counter()

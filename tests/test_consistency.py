@@ -87,3 +87,23 @@ def test_pools_alone_need_a_runtime_that_runs_them():
 
     with pytest.raises(InputError, match="--runtime sglang"):
         api.search(**{**KW, "runtime": "vllm"}, disaggregation="only")
+
+
+@pytest.mark.parametrize("kw", [
+    dict(topology="dgx-h100x1", model="llama-3.1-8b"),  # unified replicas at 90 % of capacity, no rate
+    dict(topology="dgx-h100x2", model="llama-3.1-70b", tpot_ms=50),
+    dict(topology="dgx-h100x1", model="deepseek-v2-lite", runtime="sglang", tpot_ms=20),  # pools
+])
+def test_limits_set_at_a_plans_own_figures_keep_the_plan(kw):
+    """Without a rate, a plan's TTFT is the one at the load its throughput counts (queueing included), and
+    its latencies are rounded up: so --ttft-ms and --tpot-ms set at the figures it prints keep it. A
+    unified plan once printed its unloaded TTFT (81 ms) while a --ttft-ms 81 cut it to 22 % of its
+    throughput, and a TPOT rounded down to 19.996 ms excluded its own batch. (With --qps the TTFT is the
+    one at that rate, below the one its limit is checked at, and the total line says so.)"""
+    plan = api.search(**kw)
+    t = plan.totals
+    again = api.search(**{**kw, "ttft_ms": t.ttft_ms, "tpot_ms": t.tpot_ms})
+    assert again.totals.output_tokens_per_s == pytest.approx(t.output_tokens_per_s, rel=1e-9)
+    assert again.totals.ttft_ms <= t.ttft_ms and again.totals.tpot_ms <= t.tpot_ms
+    unloaded = max(g.metrics_per_replica.ttft_unloaded_ms for g in plan.replica_groups if g.role != "decode")
+    assert unloaded < t.ttft_ms  # the queueing of the planned load is in the figure

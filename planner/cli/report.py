@@ -59,9 +59,14 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     if t.capacity_output_tokens_per_s:
         headroom = (f" at {t.output_tokens_per_s / t.capacity_output_tokens_per_s:.0%} of capacity "
                     f"({t.capacity_output_tokens_per_s:,.0f}; the rest is headroom for queueing)")
+    # the TTFTs are at the load the plan's throughput counts (queueing included); say the unloaded one too
+    unloaded = max((g.metrics_per_replica.ttft_unloaded_ms for g in plan.replica_groups
+                    if g.role != "decode" and g.metrics_per_replica.ttft_unloaded_ms is not None), default=None)
+    load = f"at {i.workload.qps:g} req/s" if i.workload.qps else "at that load"
+    idle = f" {load} ({unloaded:.1f} ms unloaded)" if unloaded is not None and unloaded < t.ttft_ms else ""
     lines += ["", f"total: {plural(t.gpus_used, 'GPU')}, {t.output_tokens_per_s:,.0f} output tok/s "
                   f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s{headroom}; "
-                  f"worst TTFT {t.ttft_ms:.1f} ms, TPOT {t.tpot_ms:.2f} ms"
+                  f"worst TTFT {t.ttft_ms:.1f} ms{idle}, TPOT {t.tpot_ms:.2f} ms"
                   + (f"; ${t.cost_per_hour:,.2f} per hour" if t.cost_per_hour is not None else "")]
     hint = _no_slo_hint(i.slo, i.objective)
     if hint:

@@ -31,12 +31,13 @@ from topologies.errors import InputError
 @common_model_options
 @click.option("--isl", type=int, default=DEFAULT_ISL, show_default=True, help="Input (prompt) tokens per request.")
 @click.option("--osl", type=int, default=DEFAULT_OSL, show_default=True, help="Output tokens per request.")
-@click.option("--ttft-ms", type=float, help="Time-to-first-token target (queueing included when --qps is given).")
+@click.option("--ttft-ms", type=float, help="Time-to-first-token target, queueing included: at --qps when given, else at "
+              "the load the plan's throughput counts.")
 @click.option("--tpot-ms", type=float, help="Time-per-output-token target.")
 @click.option("--tpot-p99-ms", type=float, help="p99 time-per-output-token target (steps carrying a prompt chunk).")
 @click.option("--ttft-p99-ms", type=float,
-              help="p99 time-to-first-token target (the running step's wait at its p99; queueing included when "
-                   "--qps is given).")
+              help="p99 time-to-first-token target (the running step's wait at its p99; queueing included as "
+                   "for --ttft-ms).")
 @click.option("--qps", type=float, help="Request rate to serve (requests/s).")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="throughput", show_default=True)
 @click.option("--max-gpus", type=int, help="Use at most this many GPUs.")

@@ -7,6 +7,7 @@ Fields are added, never renamed; ``schema_version`` follows semantic versioning.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -95,8 +96,8 @@ class Slo(_Out):
     ttft_ms: float | None = Field(default=None, gt=0)
     tpot_ms: float | None = Field(default=None, gt=0)
     tpot_p99_ms: float | None = Field(default=None, gt=0, description="p99 TPOT target (--tpot-p99-ms)")
-    ttft_p99_ms: float | None = Field(default=None, gt=0, description="p99 TTFT target, queueing included when "
-                                                                      "qps is given (--ttft-p99-ms)")
+    ttft_p99_ms: float | None = Field(default=None, gt=0, description="p99 TTFT target, queueing at the planned "
+                                                                      "load included (--ttft-p99-ms)")
 
 
 class Inputs(_Out):
@@ -264,6 +265,13 @@ class Plan(_Out):
         Infinity (strict JSON parsers refuse them), which the models already refuse."""
         return json.dumps(self.model_dump(mode="json", exclude_none=False), indent=2, sort_keys=True,
                           allow_nan=False) + "\n"
+
+
+def latency_ms(x_s: float) -> float:
+    """A latency in ms as plans carry it: rounded up to the microsecond, so a limit set at the printed
+    figure (``--tpot-ms 19.996``) keeps the plan, which rounding to nearest below the true 19.9964 broke.
+    The 1e-6 guard keeps a figure already on the microsecond from going up by one through float noise."""
+    return math.ceil(x_s * 1e6 - 1e-6) / 1e3
 
 
 def json_schema() -> dict[str, Any]:

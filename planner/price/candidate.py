@@ -80,7 +80,7 @@ class Request:
     tpot_s: float | None = None
     objective: str = "throughput"
     tpot_p99_s: float | None = None  # p99 TPOT (costmodels.load.tail_latency)
-    ttft_p99_s: float | None = None  # p99 TTFT, queueing included when qps is given
+    ttft_p99_s: float | None = None  # p99 TTFT, queueing at the planned load included
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     max_gpus: int | None = None
