@@ -107,3 +107,16 @@ def test_limits_set_at_a_plans_own_figures_keep_the_plan(kw):
     assert again.totals.ttft_ms <= t.ttft_ms and again.totals.tpot_ms <= t.tpot_ms
     unloaded = max(g.metrics_per_replica.ttft_unloaded_ms for g in plan.replica_groups if g.role != "decode")
     assert unloaded < t.ttft_ms  # the queueing of the planned load is in the figure
+
+
+def test_infeasible_rate_message_counts_a_pair_of_pools_per_request():
+    """A request in pools needs a prefill and a decode replica: the stated most the cluster serves was the
+    best prefill shape's rate per GPU times every GPU, 119 requests/s where 38 is the most a plan serves."""
+    from topologies.errors import InfeasibleError
+
+    served = api.search(topology="dgx-h100x2", model="llama-3.1-70b", runtime="sglang", tpot_ms=50, qps=38)
+    assert served.totals.requests_per_s >= 38
+    with pytest.raises(InfeasibleError) as e:
+        api.search(topology="dgx-h100x2", model="llama-3.1-70b", runtime="sglang", tpot_ms=50, qps=39)
+    stated = float(str(e.value).split("at most about ")[1].split(" requests/s")[0])
+    assert served.totals.requests_per_s <= stated <= 1.25 * served.totals.requests_per_s

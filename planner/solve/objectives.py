@@ -211,7 +211,13 @@ def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing
     if parts:
         return "; ".join(parts)
     if pricing.candidates and req.qps:
-        best = max(c.usable_requests_per_s / c.gpus for c in pricing.candidates)
+        # requests/s per GPU: a unified replica's alone; a request in pools needs a prefill and a decode
+        # replica, so the best pair's GPU-seconds per request add up (a prefill shape alone serves none)
+        per_gpu = {role: [c.usable_requests_per_s / c.gpus for c in pricing.candidates
+                          if c.role == role and c.usable_requests_per_s > 0] for role in ("unified", "prefill", "decode")}
+        best = max(per_gpu["unified"], default=0.0)
+        if per_gpu["prefill"] and per_gpu["decode"]:
+            best = max(best, 1 / (1 / max(per_gpu["prefill"]) + 1 / max(per_gpu["decode"])))
         free = sum(k.free * k.count for k in view.classes)
         cap = min(free, req.max_gpus or free)
         return (f"--qps {req.qps:g} is more than this cluster serves within the SLOs: at most about "
