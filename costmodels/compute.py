@@ -202,17 +202,13 @@ def _linear_s(st: _Step, expert_imbalance: float | None) -> tuple[float, float]:
     measured_dense = dense_layers_s(model, gpu=gpu.name, runtime=st.runtime, weight_dtype=st.weight_dtype, at=at,
                                     rows=st.group_per_step, dense_layers=stage.layer_count - moe_layers,
                                     moe_layers=moe_layers)
+    dense_params = _stage_dense_params(model, stage.layer_count, moe_layers, at)
     if measured_dense is not None:
-        linear_s = steps * measured_dense
+        # A step reads every dense weight from memory at least once, no faster than the datasheet
+        # bandwidth: a table measured with a GEMM's weights warm in the L2 cache can beat that (RTX PRO
+        # 6000's under TensorRT-LLM: gpt-j-6b at batch 1 came out 15 % under this floor).
+        linear_s = max(steps * measured_dense, steps * dense_params * b_w / gpu.hbm_bandwidth_bytes_per_s)
     else:
-        # The stage's layers of each kind (``ModelSpec.mlp_kinds``: routed experts or a dense MLP,
-        # in the model's pattern) times that kind's dense parameters, computed once rather than per
-        # layer (a search calls this function thousands of times). The counts are integers, so the
-        # product is the same number the layer-by-layer sum gave.
-        moe_layer_dense = model.attention_params_per_layer() + model.shared_expert_params()
-        dense_layer_dense = model.attention_params_per_layer() + model.dense_mlp_params()
-        dense_params = float(moe_layers * moe_layer_dense + (stage.layer_count - moe_layers) * dense_layer_dense)
-        dense_params = dense_params / at + stage.layer_count * replicated_kv_params_per_layer(model, at)
         flops = 2 * st.group_tokens * dense_params
         linear_s = max(flops / (peak * matmul_efficiency(st.group_per_step)), steps * dense_params * b_w / hbm)
     load = 1.0
@@ -222,6 +218,17 @@ def _linear_s(st: _Step, expert_imbalance: float | None) -> tuple[float, float]:
     if stage.last:
         linear_s += _lm_head_s(st)
     return linear_s, load
+
+
+def _stage_dense_params(model: ModelSpec, layer_count: int, moe_layers: int, at: int) -> float:
+    """Dense parameters one GPU of a stage holds (attention projections, dense MLPs, shared experts:
+    split ``at`` ways, with the K/V heads replicated past the KV head count). The stage's layers of
+    each kind (``ModelSpec.mlp_kinds``) times that kind's parameters, computed once rather than per layer
+    (a search calls this thousands of times); the counts are integers, so the product is the sum."""
+    moe_layer_dense = model.attention_params_per_layer() + model.shared_expert_params()
+    dense_layer_dense = model.attention_params_per_layer() + model.dense_mlp_params()
+    dense_params = float(moe_layers * moe_layer_dense + (layer_count - moe_layers) * dense_layer_dense)
+    return dense_params / at + layer_count * replicated_kv_params_per_layer(model, at)
 
 
 def _routed_experts_s(st: _Step, expert_imbalance: float | None, b_w: float) -> tuple[float, float]:

@@ -299,7 +299,7 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
                           per_micro=b / micro)
     unified = role == "unified"
     prefill_per_step = b / micro * isl / max(osl, 1) if unified else 0.0
-    slowest, send, steps = steady.step(prefill_per_step)
+    slowest, send, _ = steady.step(prefill_per_step)
     cycle_s = s.pp * (slowest.total_s + send)
     tokens_per_s = b / cycle_s
     others_prefill = (b - 1) / micro * isl / max(osl, 1) if unified else 0.0
@@ -311,7 +311,7 @@ def evaluate_replica(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl:
     wait_s, wait_p99_s = steady.wait_s(prefill_per_step) if b > 1 and unified else (0.0, 0.0)
     ttft = 0.0 if role == "decode" else _ttft_s(
         steady, others=(b - 1) / micro, prefill_per_step=prefill_per_step,
-        wait_s=wait_s, steps=steps)
+        wait_s=wait_s)
     return ReplicaMetrics(batch=b, max_batch=mb, fits=fits, memory=worst, ttft_s=ttft, tpot_s=tpot,
                           output_tokens_per_s=tokens_per_s, requests_per_s=tokens_per_s / max(osl, 1),
                           step=slowest, pp_send_s=send, wait_s=wait_s, wait_p99_s=wait_p99_s)
@@ -395,8 +395,20 @@ class _SteadySteps:
         theory's length-biased sampling; Kleinrock, Queueing Systems vol. 1, eq. 5.11); steps all
         alike give half a step. The p99 is that residual's own quantile: P(wait > r) =
         sum f_k max(S_k - r, 0) / sum f_k S_k over the kinds' step lengths S_k and frequencies f_k."""
-        kinds = [(share * n, (t.total_s + send) / n) for share, t, send, n in self.kinds(prefill_tokens)]
-        kinds = [(f, length) for f, length in kinds if f > 0]
+        kinds = []
+        for share, t, send, n in self.kinds(prefill_tokens):
+            cycle = t.total_s + send
+            if n == 1:
+                kinds.append((share, cycle))
+                continue
+            # n engine steps: n - 1 full ones and the remainder, each as long as its share of the
+            # scheduler's tokens (the cycle's n equal steps were shorter than its full ones, so a
+            # longer prompt, needing one more step, waited less)
+            tokens = (self.per_micro + prefill_tokens) / self.s.attention_dp
+            full = min(1.0, self.s.max_num_batched_tokens / tokens) if tokens > 0 else 1.0 / n
+            rest = max(0.0, 1.0 - (n - 1) * full)
+            kinds += [(share * (n - 1), cycle * full), (share, cycle * rest)]
+        kinds = [(f, length) for f, length in kinds if f > 0 and length > 0]
         busy = sum(f * length for f, length in kinds)
         mean = sum(f * length * length for f, length in kinds) / (2 * busy)
         return mean, residual_quantile(kinds, busy, TAIL_QUANTILE)
@@ -442,7 +454,7 @@ def _mix(c: StepTime, d: StepTime, share: float) -> StepTime:
         strict=True)))
 
 
-def _ttft_s(steady: _SteadySteps, *, others: float, prefill_per_step: float, wait_s: float, steps: int) -> float:
+def _ttft_s(steady: _SteadySteps, *, others: float, prefill_per_step: float, wait_s: float) -> float:
     """TTFT under in-flight batching at the planned batch. A new prompt first waits for the step
     running when it arrives (``wait_s``, :meth:`_SteadySteps.wait_s`), then runs in chunks; each
     of its steps is a steady-state step: the ``others`` running decodes plus the step's prompt
@@ -452,7 +464,10 @@ def _ttft_s(steady: _SteadySteps, *, others: float, prefill_per_step: float, wai
     s, isl = steady.s, steady.isl
     chunk = min(isl, s.max_num_batched_tokens)
     n_chunks = steps_for_tokens(isl, s.max_num_batched_tokens)
-    step_prompt = min(max(chunk, prefill_per_step / steps / s.attention_dp), s.max_num_batched_tokens)
+    # its step carries the prompt tokens the budget holds: where the prompts need several engine steps
+    # (``steps``), the step holding a new prompt's chunk is a full one, not the cycle's average
+    # (which made a longer prompt's TTFT shorter once it needed one more step)
+    step_prompt = min(max(chunk, prefill_per_step / s.attention_dp), s.max_num_batched_tokens)
     chunk_times = [t.total_s for t in steady.stage_steps(prefill_tokens=step_prompt * s.attention_dp,
                                                            decode_tokens=others)]
     chunk_send = steady.send_s(step_prompt, s.attention_tp)

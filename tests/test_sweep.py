@@ -263,6 +263,14 @@ BAD_FILES = {
                        "cases.0.price_per_gpu_hour.H100", "greater than or equal to 0, got -1"),
     "price-not-number": ("base: {price_per_gpu_hour: {H100: cheap}}\n" + GRID, "base.price_per_gpu_hour.H100",
                          "valid number, got 'cheap'"),
+    # each result row repeats the inputs: a 20,000-entry price mapping made a 300 KB file write 48 MB, and a
+    # model name with terminal escapes went raw into the CSV and the status line (found by a red-team pass)
+    "price-too-many": ("base: {price_per_gpu_hour: {" + ", ".join(f"G{i}: 1" for i in range(65)) + "}}\n" + GRID,
+                       "base.price_per_gpu_hour", "at most 64 items"),
+    "price-not-a-gpu-name": ("base: {price_per_gpu_hour: {'H100 SXM': 2.0}}\n" + GRID, "base.price_per_gpu_hour.H100 SXM.[key]",
+                             "is not a valid GPU name"),
+    "model-escape": ('grid: {topology: [dgx-h100x1], model: ["llama\\e[2J\\nx"]}', "grid.model.0",
+                     "unprintable character"),
 }
 
 

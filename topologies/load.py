@@ -21,6 +21,10 @@ from topologies.schema import GpuSpecFile, GpuTypeSpec, TopologySpec
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_YAML_ALIASES = 1000
+#: Values (scalars, lists, mappings) one YAML file may hold: a sweep's largest grid (100,000 rows from
+#: one list) or a topology of thousands of nodes stays far below; a 16 MiB flow list of a million
+#: numbers took the pure-Python loader 26 s and 780 MB before any other limit applied.
+MAX_YAML_NODES = 300_000
 
 
 class _GuardedLoader(yaml.SafeLoader):
@@ -29,12 +33,17 @@ class _GuardedLoader(yaml.SafeLoader):
     def __init__(self, stream: str):
         super().__init__(stream)
         self._aliases = 0
+        self._nodes = 0
 
     def compose_node(self, parent, index):  # noqa: D102 - PyYAML hook
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_YAML_ALIASES:
                 raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} YAML aliases; refusing to expand")
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES:  # the pure-Python loader takes ~25 us and ~700 bytes a node
+            raise yaml.YAMLError(f"more than {MAX_YAML_NODES:,} YAML values; no topology, sweep or plan has "
+                                 "that many")
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML hook

@@ -42,7 +42,7 @@ from costmodels import calibration as cal
 from costmodels.units import DTYPES
 from planner.api import OBJECTIVES
 from topologies.errors import InputError
-from topologies.schema import MAX_PRICE_PER_GPU_HOUR
+from topologies.schema import MAX_PRICE_PER_GPU_HOUR, GpuName
 
 MAX_ROWS = 100_000
 
@@ -82,7 +82,14 @@ COLUMNS = tuple(COLUMN_TYPES)
 # -- the file format ---------------------------------------------------------------------------
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-_Name = Annotated[str, Field(min_length=1, max_length=4096)]
+def _printable(v: str) -> str:
+    if not v.isprintable():
+        raise ValueError("holds a line break, a terminal escape or another unprintable character; remove it")
+    return v
+
+
+# a topology or model name or path: written into every result row and the status line, so one printable line
+_Name = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_printable)]
 def _yaml_off(value: Any) -> Any:
     """YAML 1.1 reads an unquoted ``off`` as false: take false as ``off`` (true has no meaning here)."""
     if value is False:
@@ -115,15 +122,12 @@ _FIELD_TYPES: dict[str, Any] = {
     "attention_dp": Annotated[int, Field(gt=0)] | None,
     "expert_imbalance": Annotated[float, Field(ge=1)] | None,
     # GPU type -> US dollars per GPU-hour, over the topology's own prices (search()'s argument)
-    "price_per_gpu_hour": dict[Annotated[str, Field(min_length=1, max_length=200)],
-                               Annotated[float, Field(ge=0, le=MAX_PRICE_PER_GPU_HOUR)]] | None,
+    # keys are GPU names (as a topology's gpu_types and the catalog spell them); at most as many as a
+    # topology may define, since each result row repeats the mapping
+    "price_per_gpu_hour": Annotated[dict[GpuName, Annotated[float, Field(ge=0, le=MAX_PRICE_PER_GPU_HOUR)]],
+                                    Field(max_length=64)] | None,
 }
 assert tuple(_FIELD_TYPES) == SEARCH_KEYS
-
-def _printable(v: str) -> str:
-    if not v.isprintable():
-        raise ValueError("holds a line break, a terminal escape or another unprintable character; remove it")
-    return v
 
 
 # Unset fields stay None (not validated); only keys the file gives count (model_fields_set).
