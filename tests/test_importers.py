@@ -655,3 +655,16 @@ def test_nccl_link_attributes():
     with pytest.raises(InputError) as e:
         scan_nccl(huge, "huge.xml")
     assert len(str(e.value)) < 300
+
+
+def test_smi_l_lines_of_another_machine_or_mig_devices():
+    """`nvidia-smi -L` lines naming more GPUs than the table has come from another machine (they named the
+    GPU model of a 4-GPU L40S table H100); MIG devices under a GPU mean it is partitioned: said."""
+    lines = "".join(f"GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i})\n" for i in range(8))
+    with pytest.raises(InputError, match="name GPU 4, but the table has 4 GPUs"):
+        scan_nvidia_smi(lines + L40S.read_text(), "l.txt")
+    mig = ("GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-a)\n  MIG 1g.10gb     Device  0: (UUID: MIG-a)\n"
+           + "".join(f"GPU {i}: NVIDIA A100-SXM4-80GB (UUID: GPU-{i})\n" for i in range(1, 8)))
+    scan = scan_nvidia_smi(mig + A100_LEGEND.read_text(), "mig.txt")
+    assert scan.gpus == 8 and any("GPU 0 is in MIG mode" in w for w in scan.warnings)
+    assert not any("MIG" in w for w in scan_nvidia_smi(A100_LEGEND.read_text(), "a.txt").warnings)

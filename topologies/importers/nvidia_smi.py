@@ -27,6 +27,7 @@ _GPU_COL = re.compile(r"GPU(\d+)")
 #: Tokens that name a device of the matrix (a GPU, a NIC by number or, on older drivers, by device).
 _LABELISH = re.compile(r"(?:GPU|NIC)\d+|mlx\d+_\d+")
 _SMI_L = re.compile(r"\bGPU ([0-9]{1,4}): (.+?)\s*(?:\(UUID: [^)]*\))?\s*$")
+_MIG_L = re.compile(r"^\s*MIG \S+\s+Device\s+\d+:")  # a MIG device line under its GPU in `nvidia-smi -L`
 _NIC_LEGEND = re.compile(r"\b(NIC\d+)\s*:\s*(\S+)\s*$")
 
 
@@ -292,10 +293,24 @@ def _gpu_names(scan: NodeScan, raw_lines: list[str]) -> None:
     """The GPU model, where ``nvidia-smi -L`` lines were pasted with the table: found when all name one
     catalog GPU, else what they say is kept as evidence for the error that asks for ``--gpu``."""
     names = {}
+    mig = set()
+    current = None
     for x in raw_lines:
         m = _SMI_L.search(x)
         if m:
-            names.setdefault(int(m.group(1)), m.group(2).strip())
+            current = int(m.group(1))
+            names.setdefault(current, m.group(2).strip())
+        elif current is not None and _MIG_L.search(x):
+            mig.add(current)
+    beyond = sorted(i for i in names if i >= scan.gpus)
+    if beyond:
+        raise InputError(f"the `nvidia-smi -L` lines name GPU {beyond[0]}, but the table has {scan.gpus} GPUs: the "
+                         "lines come from another machine; paste both outputs from the same node", source=scan.source)
+    if mig:
+        which = f"GPU {min(mig)} is" if len(mig) == 1 else f"GPUs {', '.join(map(str, sorted(mig)))} are"
+        scan.warnings.append(f"{which} in MIG mode "
+                             "(`nvidia-smi -L` lists MIG devices): the topology plans whole GPUs; disable MIG "
+                             "before serving from it, or plan the MIG slices as GPUs of their own")
     if names:
         found = {facts_by_smi_name(v) for v in names.values()}
         shown = sorted(set(names.values()))
