@@ -71,6 +71,7 @@ TIED_DEFAULT_MODEL_TYPES = GEMMA_MODEL_TYPES | {"gpt2", "bloom", "falcon", "Refi
 #: theirs without the field cannot be priced from it; MLA models' KV cache does not depend on it.
 MHA_DEFAULT_MODEL_TYPES = frozenset({"llama", "phi", "phi3", "olmo", "olmo2", "cohere", "gpt2", "gptj", "gpt_neo",
                                      "gpt_neox", "opt", "bloom", "codegen", "mpt", "internlm", "qwen", "falcon",
+                                     "baichuan", "persimmon", "fuyu", "jais",  # MHA classes (Baichuan2, ...)
                                      "RefinedWeb", "RefinedWebModel", "gpt_bigcode", "chatglm", "gpt-sw3",
                                      "openai-gpt", "gpt_neox_japanese", "phi-msft", "mixformer-sequential"})
 #: Qwen2/Qwen3 classes: ``use_sliding_window`` defaults to false, and with it only the layers from
@@ -220,9 +221,9 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str = "<config>
     if not isinstance(cfg, dict):
         raise InputError("a model config must be a JSON object", source=source)
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM here
-        # the language model is text_config alone (its class fills what it leaves out, as transformers
-        # builds it): the wrapper's own sizes are often the vision tower's. Only what the wrapper states
-        # for the whole checkpoint carries over.
+        # the language model is text_config alone: the wrapper's own sizes are often the vision tower's,
+        # so a field text_config leaves out is missing (the text class's defaults are not known here),
+        # not taken from the wrapper. Only what the wrapper states for the whole checkpoint carries over.
         cfg = {**{k: cfg[k] for k in _WRAPPER_FIELDS if k in cfg}, **cfg["text_config"]}
     _refuse_unpriceable(cfg, source)
 
@@ -318,8 +319,8 @@ def _max_context(cfg: dict[str, Any], source: str, opt_int: Callable[..., int]) 
     ``original_max_position_embeddings``. Qwen2.5's YaRN factor 4 over 32,768 serves 131,072 tokens."""
     length = opt_int("max_position_embeddings", "n_positions", "seq_length", default=0)
     rs = cfg.get("rope_scaling")
-    if not isinstance(rs, dict):
-        return length
+    if not isinstance(rs, dict) or "gemma3" in str(cfg.get("model_type", "")):
+        return length  # vLLM leaves Gemma 3's alone: its 131,072 positions are the stretched length
     kind = str(rs.get("rope_type", rs.get("type", ""))).lower()
     factor = rs.get("factor")
     if kind in ("", "default", "llama3", "longrope", "su", "mrope") or factor is None:

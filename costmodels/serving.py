@@ -395,19 +395,16 @@ class _SteadySteps:
         theory's length-biased sampling; Kleinrock, Queueing Systems vol. 1, eq. 5.11); steps all
         alike give half a step. The p99 is that residual's own quantile: P(wait > r) =
         sum f_k max(S_k - r, 0) / sum f_k S_k over the kinds' step lengths S_k and frequencies f_k."""
-        kinds = []
-        for share, t, send, n in self.kinds(prefill_tokens):
-            cycle = t.total_s + send
-            if n == 1:
-                kinds.append((share, cycle))
-                continue
-            # n engine steps: n - 1 full ones and the remainder, each as long as its share of the
-            # scheduler's tokens (the cycle's n equal steps were shorter than its full ones, so a
-            # longer prompt, needing one more step, waited less)
-            tokens = (self.per_micro + prefill_tokens) / self.s.attention_dp
-            full = min(1.0, self.s.max_num_batched_tokens / tokens) if tokens > 0 else 1.0 / n
-            rest = max(0.0, 1.0 - (n - 1) * full)
-            kinds += [(share * (n - 1), cycle * full), (share, cycle * rest)]
+        priced = self.kinds(prefill_tokens)
+        budget = self.s.max_num_batched_tokens * self.s.attention_dp
+        if len(priced) == 1 and priced[0][3] > 1 and self.per_micro < budget:
+            # prompts overflow the budget: they are always waiting, so every step is a full one (the
+            # decodes and as many prompt tokens as fit), not the cycle's average step (which made a
+            # longer prompt, needing one more step per cycle, wait less)
+            t, send, _ = self.even(budget - self.per_micro)
+            kinds = [(1.0, t.total_s + send)]
+        else:
+            kinds = [(share * n, (t.total_s + send) / n) for share, t, send, n in priced]
         kinds = [(f, length) for f, length in kinds if f > 0 and length > 0]
         busy = sum(f * length for f, length in kinds)
         mean = sum(f * length * length for f, length in kinds) / (2 * busy)

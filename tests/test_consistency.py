@@ -120,3 +120,18 @@ def test_infeasible_rate_message_counts_a_pair_of_pools_per_request():
         api.search(topology="dgx-h100x2", model="llama-3.1-70b", runtime="sglang", tpot_ms=50, qps=39)
     stated = float(str(e.value).split("at most about ")[1].split(" requests/s")[0])
     assert served.totals.requests_per_s <= stated <= 1.25 * served.totals.requests_per_s
+
+
+@pytest.mark.parametrize("kw", [dict(ttft_ms=2000), dict(), dict(tpot_ms=50, disaggregation="off")])
+def test_sglang_plans_put_equal_ranks_on_each_node_so_its_emitter_takes_them(kw):
+    """SGLang starts one process of tp x pp / nnodes GPUs per node: a replica of three stages over two nodes
+    cannot launch, and its emitter refused such a plan the search had just offered (found by a review)."""
+    from collections import Counter
+
+    from planner.emit import emit
+
+    plan = api.search(topology="dgx-h100x2", model="llama-3.1-70b", runtime="sglang", **kw)
+    for g in plan.replica_groups:
+        for r in g.replicas:
+            assert len(set(Counter(rk.node for rk in r.ranks).values())) == 1, (g.id, r.index)
+    assert emit(plan, "sglang")

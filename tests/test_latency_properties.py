@@ -167,8 +167,8 @@ def test_a_longer_prompt_takes_no_less_time_once_its_step_runs(name, gpu, b, osl
     """At the same batch, a longer prompt's own processing (TTFT without the wait for the running step) never
     shrinks, and its TTFT falls by no more than the wait can: once the prompts needed more than one engine
     step, the prompt's step was priced as the cycle's average (a third full), and Gemma-3-4B's TTFT fell 29 %
-    from 2,000- to 4,096-token prompts. (The wait itself may shrink a little: a mix of full and part-full
-    steps has a shorter mean residual than full steps alone, E[S^2] / 2E[S].)"""
+    from 2,000- to 4,096-token prompts. (The wait itself may shrink a little: it is half a full step, and
+    what a full step holds, prompt tokens against decodes, shifts with the prompt's length.)"""
     m = get_model(name)
     s = Strategy(tp=1, weight_dtype="fp8", kv_dtype="fp8", runtime=runtime)
     short, longer = sorted(isls)

@@ -278,7 +278,8 @@ def test_local_folder_named_like_a_catalog_model_is_read(tmp_path):
         get_model(str(tmp_path) + "/")
 
 
-@pytest.mark.parametrize("model_type, kv_heads", [("llama", 32), ("phi3", 32), ("gpt_neox", 32), (None, 32)])
+@pytest.mark.parametrize("model_type, kv_heads", [("llama", 32), ("phi3", 32), ("gpt_neox", 32), ("baichuan", 32),
+                                                   (None, 32)])
 def test_kv_heads_default_where_the_class_defaults_to_heads(model_type, kv_heads):
     cfg = {**_BASE, **({"model_type": model_type} if model_type else {})}
     assert model_from_config(cfg, name="m").kv_heads == kv_heads
@@ -315,6 +316,10 @@ def test_context_stretched_by_rope_scaling_as_vllm_derives_it(rope, context):
     cfg = {**_BASE, "model_type": "llama", "max_position_embeddings": 32768,
            **({"rope_scaling": rope} if rope else {})}
     assert model_from_config(cfg, name="m").max_context == context
+    # Gemma 3's linear factor 8 is already in its 131,072 positions (vLLM skips it for gemma3)
+    gemma = {**cfg, "model_type": "gemma3_text", "num_key_value_heads": 8, "max_position_embeddings": 131072,
+             "rope_scaling": {"rope_type": "linear", "factor": 8.0}}
+    assert model_from_config(gemma, name="m").max_context == 131072
     with pytest.raises(InputError) as e:
         model_from_config({**cfg, "rope_scaling": {"type": "yarn", "factor": "4"}}, name="m")
     assert e.value.field == "rope_scaling.factor"

@@ -1,6 +1,8 @@
 """Human-readable text for plans, evaluations and explanations (no I/O)."""
 from __future__ import annotations
 
+import math
+
 from tabulate import tabulate
 
 from planner.cli.group import plural
@@ -8,6 +10,11 @@ from planner.plan.schema import Plan
 
 GIB = 2**30
 
+
+def up(ms: float, places: int) -> str:
+    """A plan's latency as printed: rounded up, as plans round them, so a limit set at the printed
+    figure (``--ttft-ms 446.8``) keeps the plan; to nearest, 446.7 was below the plan's 446.73."""
+    return f"{math.ceil(ms * 10**places - 1e-6) / 10**places:.{places}f}"
 
 def _gib(x: float) -> str:
     return f"{x / GIB:.1f}"
@@ -66,7 +73,7 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     idle = f" {load} ({unloaded:.1f} ms unloaded)" if unloaded is not None and unloaded < t.ttft_ms else ""
     lines += ["", f"total: {plural(t.gpus_used, 'GPU')}, {t.output_tokens_per_s:,.0f} output tok/s "
                   f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s{headroom}; "
-                  f"worst TTFT {t.ttft_ms:.1f} ms{idle}, TPOT {t.tpot_ms:.2f} ms"
+                  f"worst TTFT {up(t.ttft_ms, 1)} ms{idle}, TPOT {up(t.tpot_ms, 2)} ms"
                   + (f"; ${t.cost_per_hour:,.2f} per hour" if t.cost_per_hour is not None else "")]
     hint = _no_slo_hint(i.slo, i.objective)
     if hint:
@@ -94,7 +101,7 @@ def _groups_table(plan: Plan) -> list[str]:
         decode, prefill = g.role == "decode", g.role == "prefill"
         rows.append([g.id, g.role, g.gpu_label, s.tp, s.pp, s.dp, s.ep, *([s.attention_dp] if adp else []),
                      s.batch_size,
-                     "-" if decode else f"{m.ttft_ms:.1f}", "-" if prefill else f"{m.tpot_ms:.2f}",
+                     "-" if decode else up(m.ttft_ms, 1), "-" if prefill else up(m.tpot_ms, 2),
                      "-" if prefill else f"{m.output_tokens_per_s:,.0f}", f"{m.requests_per_s:.2f}",
                      f"{g.traffic_share:.1%}" if g.traffic_share is not None else "-"])
     lines.append(tabulate(rows, headers=["group", "role", "GPU", "tp", "pp", "dp", "ep",
@@ -186,7 +193,7 @@ def top_k_text(plans: list[Plan], why: list[str | None]) -> str:
         t = p.totals
         rows.append([i, f"{t.output_tokens_per_s:,.0f}", f"{t.output_tokens_per_s_per_gpu:,.0f}", t.gpus_used,
                      f"{t.cost_per_hour:,.2f}" if t.cost_per_hour is not None else "-",
-                     f"{t.tpot_ms:.1f}", f"{t.ttft_ms:.1f}", shapes(p), w or "best"])
+                     up(t.tpot_ms, 1), up(t.ttft_ms, 1), shapes(p), w or "best"])
     table = tabulate(rows, headers=["#", "tok/s", "tok/s/GPU", "GPUs", "$/h", "TPOT ms", "TTFT ms", "replicas",
                                     "why below #1"], tablefmt="simple", disable_numparse=True)
     note = "" if len(plans) > 1 else "\n(only one distinct mix of replica shapes meets the request)\n"
@@ -203,7 +210,7 @@ def frontier_text(front) -> str:
         t, slo = p.totals, p.inputs.slo
         step = slo.tpot_ms if front.axis == "tpot" else slo.ttft_ms
         rows.append(["*" if i == front.chosen else "", i, f"{t.output_tokens_per_s_per_gpu:,.0f}", f"{t.output_tokens_per_s:,.0f}", t.gpus_used,
-                     f"{t.tpot_ms:.1f}", f"{t.ttft_ms:.1f}", f"{step:g}" if step else "-", shapes(p)])
+                     up(t.tpot_ms, 1), up(t.ttft_ms, 1), f"{step:g}" if step else "-", shapes(p)])
     head = front.plans[front.chosen].inputs
     lines = [f"plan-search frontier: {head.model.name} on {head.topology.name}, isl={head.workload.isl} "
              f"osl={head.workload.osl}; tokens/s per GPU against {axis}",

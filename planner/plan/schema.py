@@ -17,10 +17,12 @@ from pydantic_core import PydanticCustomError
 
 from topologies.schema import LABEL, Label
 
-SCHEMA_VERSION: Final = "1.4.0"
+SCHEMA_VERSION: Final = "1.5.0"
 # 1.1.0 added min-cost: prices and costs; 1.2.0 attention data parallelism and expert imbalance;
-# 1.3.0 p99 SLOs and p99 metrics; 1.4.0 totals at the planned utilisation beside the capacity
-READABLE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0")
+# 1.3.0 p99 SLOs and p99 metrics; 1.4.0 totals at the planned utilisation beside the capacity;
+# 1.5.0 a unified group's TTFT (mean and p99) at its planned utilisation without a rate, as a prefill
+# pool's was, and latencies rounded up to the microsecond
+READABLE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0")
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 
 
@@ -251,7 +253,7 @@ class Disaggregation(_Out):
 
 
 class Plan(_Out):
-    schema_version: Literal["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"] = SCHEMA_VERSION
     generator: Generator
     inputs: Inputs
     replica_groups: list[ReplicaGroup] = Field(min_length=1)
@@ -267,10 +269,18 @@ class Plan(_Out):
                           allow_nan=False) + "\n"
 
 
+def loaded_ttft(version: str) -> bool:
+    """Whether a plan of schema ``version`` gives a unified group's TTFT at its planned utilisation and
+    rounds latencies up (from 1.5.0); older plans gave it unloaded without a rate, rounded to nearest."""
+    return tuple(int(p) for p in version.split(".")) >= (1, 5, 0)
+
+
 def latency_ms(x_s: float) -> float:
     """A latency in ms as plans carry it: rounded up to the microsecond, so a limit set at the printed
     figure (``--tpot-ms 19.996``) keeps the plan, which rounding to nearest below the true 19.9964 broke.
     The 1e-6 guard keeps a figure already on the microsecond from going up by one through float noise."""
+    if not math.isfinite(x_s):
+        return x_s * 1e3  # refused by the models (no NaN or infinity in a plan)
     return math.ceil(x_s * 1e6 - 1e-6) / 1e3
 
 

@@ -57,6 +57,19 @@ def wide_span(view: ClusterView, classes: list[DomainClass], tp: int, attention_
     return g, cls, links
 
 
+def _even_split_possible(inter: list[DomainClass], tp: int, pp: int, runtime: str) -> bool:
+    """Whether a replica of ``pp`` stages over several domains can put the same number of stages on
+    each, as a runtime starting one process of equal size per node needs
+    (``planner.place.placement.EQUAL_RANKS_PER_NODE_RUNTIMES``): ``pp / d`` domains with room for ``d``
+    stages each, for some divisor ``d < pp``. (Three stages on two nodes cannot be split so; SGLang's
+    emitter refused such a plan the search had offered.) Other runtimes place stages freely."""
+    from planner.place.placement import EQUAL_RANKS_PER_NODE_RUNTIMES
+
+    if runtime not in EQUAL_RANKS_PER_NODE_RUNTIMES:
+        return True
+    return any(sum(c.count for c in inter if c.free >= d * tp) >= pp // d for d in range(1, pp) if pp % d == 0)
+
+
 def replica_spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req: Request, inter_pp):
     """(span, unit GPUs, units per replica, units per stage, classes, links) for a shape."""
     topo = view.topology
@@ -74,7 +87,7 @@ def replica_spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: in
         yield "intra", tp * pp, 1, 1, tuple(c.signature for c in intra), Links(tp=worst_tp, pp=worst_pp)
     inter = [c for c in classes if tp <= c.free]
     if pp > 1 and inter and sum(c.count * (c.free // tp) for c in inter) >= pp and (
-            sum(c.count for c in inter) > 1):
+            sum(c.count for c in inter) > 1) and _even_split_possible(inter, tp, pp, req.runtime):
         lt = max((topo.slowest_link(chunks(view.free_gpus(c.domains[0]), tp)[0]) for c in inter), key=slowness)
         yield "inter", tp, pp, 1, tuple(c.signature for c in inter), Links(tp=lt, pp=inter_pp(tp))
     if req.allow_cross_domain_tp:

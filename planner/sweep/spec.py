@@ -63,7 +63,7 @@ STATUSES = ("ok", "infeasible", "bad-input", "timeout", "error")
 RESULT_COLUMNS: dict[str, str] = {
     "status": "str", "message": "str", "gpus_used": "int", "output_tokens_per_s": "float",
     "output_tokens_per_s_per_gpu": "float", "requests_per_s": "float",
-    "plan_ttft_ms": "float",  # worst over the plan's replica groups (queueing included with qps)
+    "plan_ttft_ms": "float",  # worst over the plan's replica groups (queueing at the planned load included)
     "plan_tpot_ms": "float", "replica_groups": "str", "cost_per_hour": "float", "solver_status": "str",
     "solver_gap": "float",
 }

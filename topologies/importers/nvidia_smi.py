@@ -138,7 +138,8 @@ def _check_not_wrapped(lines: list[list[str]], start: int, end: int, cols: list[
         toks = lines[k]
         if not toks or " ".join(toks).endswith("Legend:"):
             continue
-        stray = next((t for t in toks if _LABELISH.fullmatch(t) and t not in want), None)
+        # past the last row only its continuation can follow: a log line naming a NIC there is no row
+        stray = next((t for t in toks if _LABELISH.fullmatch(t) and t not in want), None) if k <= end else None
         if stray is not None:
             raise InputError(f"names {stray}, a device the header ({cols[0]}..{cols[-1]}) does not list: the table "
                              "looks wrapped or cut; paste the output of `nvidia-smi topo -m` unwrapped", source=src,

@@ -11,7 +11,7 @@ from typing import Any
 from costmodels.hardware import get_gpu
 from costmodels.strategy import validate_strategy
 from planner.plan.check.audit import REL_TOL, Audit, GroupCheck, Priced, RankCheck, ReplicaCheck, Served
-from planner.plan.schema import latency_ms
+from planner.plan.schema import latency_ms, loaded_ttft
 
 
 def topology_is_the_plans(a: Audit, _: Audit) -> Iterator[str]:
@@ -166,8 +166,9 @@ def prefill_ttft_is_as_reported(a: Audit, s: Served) -> Iterator[str]:
     """A prefill group's reported TTFT is exactly the recomputed one, as plans round it (up, to the
     microsecond: :func:`planner.plan.schema.latency_ms`)."""
     g = s.grp.group
-    if g.role == "prefill" and g.metrics_per_replica.ttft_ms != latency_ms(s.ttft_s):
-        yield f"{g.id}: reported ttft_ms {g.metrics_per_replica.ttft_ms} but recomputed {s.ttft_s * 1e3:.3f}"
+    want = latency_ms(s.ttft_s) if loaded_ttft(a.plan.schema_version) else float(round(s.ttft_s * 1e3, 3))
+    if g.role == "prefill" and g.metrics_per_replica.ttft_ms != want:
+        yield f"{g.id}: reported ttft_ms {g.metrics_per_replica.ttft_ms} but recomputed {want}"
 
 
 def p99_within_slo_and_as_reported(a: Audit, s: Served) -> Iterator[str]:

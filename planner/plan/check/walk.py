@@ -15,7 +15,7 @@ from costmodels.serving import evaluate_replica, replica_memory
 from planner.place.placement import measure_links, slowest_stage_link, worst_links
 from planner.plan.check.audit import Audit, CheckReport, GroupCheck, Priced, RankCheck, ReplicaCheck, Served
 from planner.plan.check.rules import RULES
-from planner.plan.schema import Plan
+from planner.plan.schema import Plan, loaded_ttft
 from topologies.graph import Topology
 from topologies.load import load_topology
 
@@ -140,4 +140,7 @@ def _share(a: Audit) -> None:
         within = weight[g.id] / kind_weight[g.role] if kind_weight[g.role] else 0.0
         s.share = kind_rps / a.capacity_rps * within if a.capacity_rps else 0.0
         g_util = qps * s.share / group_rps if qps and group_rps else None
-        s.ttft_s, s.tail = group_ttft(s.m, s.tail, g_util, weight[g.id] / group_rps if group_rps else 0.0)
+        if g_util is None and g.role == "unified" and not loaded_ttft(a.plan.schema_version):
+            s.ttft_s = s.m.ttft_s  # plans before 1.5.0 gave a unified group's TTFT unloaded without a rate
+        else:
+            s.ttft_s, s.tail = group_ttft(s.m, s.tail, g_util, weight[g.id] / group_rps if group_rps else 0.0)
