@@ -569,3 +569,17 @@ def test_vllm_ray_replica_gets_async_scheduling_only_where_the_release_takes_it(
     one_node = api.search(topology="dgx-h100x1", model="llama-3.1-8b", disaggregation="off", time_limit_s=5.0,
                           workers=1, seed=0)
     assert "--async-scheduling" in emit(one_node, "vllm", runtime_version="0.11.0")["vllm-g0.sh"]
+
+
+@pytest.mark.parametrize("name, target", [("unified-p99", "vllm"), ("pools", "sglang")])
+def test_plans_of_schema_1_4_still_emit(name, target):
+    """Plans the previous release wrote (schema 1.4.0: a unified group's TTFT unloaded without a rate, latencies
+    rounded to nearest) pass the checks and emit; they were refused once 1.5.0 changed both."""
+    from planner.emit import emit, load_plan
+    from planner.plan.check import check_plan
+
+    path = Path(__file__).parent / "fixtures" / "plans-1.4.0" / f"{name}.json"
+    plan = load_plan(str(path))
+    assert plan.schema_version == "1.4.0"
+    assert check_plan(plan).ok, check_plan(plan).problems
+    assert emit(plan, target)
