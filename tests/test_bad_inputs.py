@@ -350,6 +350,33 @@ def _smi_table(gpus: int) -> Callable[[Path], Path]:
     return make
 
 
+SAMPLES = Path(__file__).parent / "fixtures" / "topology-samples"
+
+
+def _from_sample(sample: str, change: Callable[[str], str], name: str) -> Callable[[Path], Path]:
+    """A machine report from tests/fixtures/topology-samples, changed as a mail client or a hand edit would."""
+    def make(d: Path) -> Path:
+        p = d / name
+        p.write_text(change((SAMPLES / sample).read_text()))
+        return p
+    return make
+
+
+def _fold(text: str, width: int) -> str:
+    """What `expand | fold -w WIDTH` makes of a table."""
+    out = []
+    for line in text.expandtabs().split("\n"):
+        out += [line[i:i + width] for i in range(0, len(line), width)] or [""]
+    return "\n".join(out)
+
+
+def _gpu_twice(text: str) -> str:
+    """The first GPU's <pci> block pasted twice, the copy renumbered."""
+    start = text.index('<pci busid="0000:1b:00.0"')
+    end = text.index("</pci>", start) + len("</pci>")
+    return text[:end] + text[start:end].replace('dev="0"', 'dev="4"') + text[end:]
+
+
 def importer(id: str, fmt: str, file: str | None, *mentions: str, extra: tuple[str, ...] = (),
              make: Callable[[Path], Path] | None = None, blames_file: bool = True, **kw) -> Case:
     """``topology import FMT FILE``; a corpus file under tests/corpus/importers or a generated one.
@@ -485,6 +512,10 @@ HOSTILE_CASES: list[Case] = [
     model("experts-negative", "num_local_experts", "-8"),
     model("duplicate-key", "'hidden_size'", "twice"),
     model("nan-value", "rope_theta", "NaN"),
+    model("kv-heads-missing-mistral", "num_key_value_heads", "does not default it to num_attention_heads",
+          regression="a Mistral config without its KV head count was priced with 32, its class's default is 8"),
+    model("gptq-bits-5", "quantization_config.bits", "4 or 8"),
+    model("experts-stated-twice", "stated more than once", regression="two expert counts: the first read won"),
     model("infinity-layers", "num_hidden_layers", "Infinity"),
     # importers
     importer("import-nccl-net-speed-400-digits", "nccl", "nccl_net_speed_400_digits.xml", "<net name='mlx5_0'>",
@@ -501,6 +532,16 @@ HOSTILE_CASES: list[Case] = [
     importer("import-smi-1000-gpus", "nvidia-smi", None, "1000 GPU columns", "at most 72", make=_smi_table(1000),
              regression="a 1,000-GPU all-NVLink table was imported as one node"),
     importer("import-smi-73-gpus", "nvidia-smi", None, "73 GPU columns", make=_smi_table(73)),
+    # found by a red-team pass: read with fewer GPUs or NICs, or half a file, and no word said
+    importer("import-smi-wrapped-64", "nvidia-smi", None, "line 2", "looks wrapped", extra=("--gpu", "H100"),
+             make=_from_sample("nvidia-smi_8x-h100-sxm_nv18_rail-nics.txt", lambda t: _fold(t, 64), "wrapped.txt"),
+             regression="an 8-GPU table wrapped at 64 columns imported as 7 GPUs"),
+    importer("import-smi-two-tables", "nvidia-smi", None, "a second `nvidia-smi topo -m` table", extra=("--gpu", "L40S"),
+             make=_from_sample("nvidia-smi_4x-l40s_pcie-only.txt", lambda t: t + "\n" + t, "two.txt"),
+             regression="two nodes' tables in one file imported the first alone"),
+    importer("import-nccl-gpu-twice", "nccl", None, "<pci busid='0000:1b:00.0'>", "lists a GPU twice",
+             make=_from_sample("nccl-topo_4x-h100-pcie_nvlink-bridges-0-2_1-3.xml", _gpu_twice, "dup.xml"),
+             regression="a duplicated <pci> block imported a 4-GPU machine as 5 GPUs"),
     *[importer(f"import-name-{payload}", "nvidia-smi", "nvidia-smi_nic_legend_escape.txt", "--name",
                extra=("--gpu", "A100", "--name", value), blames_file=False)
       for payload, value in BAD_NAMES.items() if payload != "empty"],
