@@ -14,6 +14,7 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from costmodels import calibration as cal
 from costmodels.hardware import (
@@ -214,20 +215,22 @@ def search(*, topology: str | Path | Topology, model: str | Path | ModelSpec, is
         raise e
     if sol is None:
         raise InfeasibleError(explain_infeasible(spec, view, req, pricing))
+    plan = build.build_plan(spec, topo, view, req, sol, inst, placed, pricing, params, wall_time_s=None)
     why = None
     if not (control is not None and control.interrupted):
         from planner.solve.disagg import verdict
-        try:
+        try:  # the verdict states the plan's own figure (its totals), as the total line does
             why = verdict(spec, view, req, sol, pricing.candidates, inst.classes, params, deadline,
-                          solve_objective)
+                          solve_objective, ours=build.objective_figure(plan, req.objective))
         except KeyboardInterrupt:  # the comparison solve only explains the plan: keep the plan
             if control is None:
                 raise
             control.interrupted = True
-    wall = time.perf_counter() - t_start
-    plan = build.build_plan(spec, topo, view, req, sol, inst, placed, pricing, params,
-                      wall_time_s=wall if include_timings else None)
-    return plan.model_copy(update={"disaggregation": why}) if why is not None else plan
+    updates: dict[str, Any] = {"disaggregation": why} if why is not None else {}
+    if include_timings:
+        wall = time.perf_counter() - t_start
+        updates["solver"] = plan.solver.model_copy(update={"wall_time_s": build.rounded(wall, 3)})
+    return plan.model_copy(update=updates) if updates else plan
 
 
 def prepare(*, topology, model, isl, osl, qps, ttft_ms, tpot_ms, objective, weight_dtype, kv_dtype, max_gpus,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from costmodels.strategy import Links, Strategy
 from planner.price.candidate import Candidate
 from planner.price.cluster import ClusterView
-from planner.price.spans import slowness
+from planner.price.spans import EQUAL_RANKS_PER_NODE_RUNTIMES, slowness
 from topologies.graph import LOCAL, SPINE, Link, Topology, leaf_id
 
 if TYPE_CHECKING:  # annotations only: `emit` checks a plan through this module without loading the solver
@@ -88,9 +88,6 @@ def place(sol: Solution, inst: Instance, view: ClusterView) -> list[PlacedReplic
     return out
 
 
-#: Runtimes that start one process per node with the same number of GPUs on every node of a
-#: replica (SGLang: ``--nnodes`` processes of tp x pp / nnodes GPUs each).
-EQUAL_RANKS_PER_NODE_RUNTIMES = ("sglang",)
 
 
 def _equal_per_node(units: list[tuple[str, ...]], pp: int, node_of) -> list[list[tuple[str, ...]]] | None:

@@ -57,14 +57,17 @@ def wide_span(view: ClusterView, classes: list[DomainClass], tp: int, attention_
     return g, cls, links
 
 
+#: Runtimes that start one process per node with the same number of GPUs on every node of a
+#: replica (SGLang: ``--nnodes`` processes of tp x pp / nnodes GPUs each).
+EQUAL_RANKS_PER_NODE_RUNTIMES = ("sglang",)
+
+
 def _even_split_possible(inter: list[DomainClass], tp: int, pp: int, runtime: str) -> bool:
     """Whether a replica of ``pp`` stages over several domains can put the same number of stages on
     each, as a runtime starting one process of equal size per node needs
-    (``planner.place.placement.EQUAL_RANKS_PER_NODE_RUNTIMES``): ``pp / d`` domains with room for ``d``
+    (:data:`EQUAL_RANKS_PER_NODE_RUNTIMES`): ``pp / d`` domains with room for ``d``
     stages each, for some divisor ``d < pp``. (Three stages on two nodes cannot be split so; SGLang's
     emitter refused such a plan the search had offered.) Other runtimes place stages freely."""
-    from planner.place.placement import EQUAL_RANKS_PER_NODE_RUNTIMES
-
     if runtime not in EQUAL_RANKS_PER_NODE_RUNTIMES:
         return True
     return any(sum(c.count for c in inter if c.free >= d * tp) >= pp // d for d in range(1, pp) if pp % d == 0)

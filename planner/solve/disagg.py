@@ -57,9 +57,12 @@ def _interference(model, view: ClusterView, c: Candidate, req: Request) -> tuple
 
 
 def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[Candidate], classes,
-            params: SolverParams, deadline: float, solve_objective) -> S.Disaggregation | None:
+            params: SolverParams, deadline: float, solve_objective, ours: float | None = None
+            ) -> S.Disaggregation | None:
     """The decision and its reason, or None when pools were not considered (turned off or asked
-    for alone); when the runtime ruled them out, a unified decision saying so."""
+    for alone); when the runtime ruled them out, a unified decision saying so. ``ours`` is the
+    plan's own figure on the objective's terms where the plan states one (its totals), else the
+    solution's (:func:`primary`)."""
     if req.pools_note is not None:
         return S.Disaggregation(decision="unified", reason=req.pools_note, alternative="none",
                                 alternative_objective_value=None)
@@ -86,7 +89,7 @@ def verdict(model, view: ClusterView, req: Request, sol: Solution, cands: list[C
         except SolveTimeout:  # the plan found stands; only the comparison is left open
             versus = f"plans with {only} not settled within the comparison's {budget_s:.2g} s"
     unit = UNITS[req.objective]
-    ours = primary(sol, by_index, req.objective)
+    ours = primary(sol, by_index, req.objective) if ours is None else ours
     alt_value = primary(alt, by_index, req.objective) if alt is not None else None
     if alt is not None:
         versus = f"{_fmt(alt_value, req.objective)} {unit} with {only}"
