@@ -31,9 +31,11 @@ from planner.plan import build, schema as S
 from planner.price.candidate import Candidate, Request
 from planner.price.cluster import ClusterView, cluster_view
 from planner.price.shapes import price_candidates
+from planner.price.spans import EQUAL_RANKS_PER_NODE_RUNTIMES
 from planner.solve.cpsat import (
     SPLIT_CLASSES_UP_TO,
     SolverParams,
+    mix,
     split_classes,
 )
 from planner.solve.objectives import explain_infeasible, solve_objective
@@ -313,6 +315,40 @@ def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, pa
     All solves share one deadline: ``params.time_limit_s`` bounds the whole search.
     """
     deadline = time.perf_counter() + params.time_limit_s
+    excluded = list(exclude)
+    by_index = {c.index: c for c in cands}
+    for _ in range(MAX_UNLAUNCHABLE_MIXES + 1):
+        sol, inst, placed = _solve_and_place_once(view, cands, req, params, control, tuple(excluded), deadline)
+        if sol is None or _launchable(view, req.runtime, placed):
+            return sol, inst, placed
+        excluded.append(mix(sol, by_index))  # the runtime cannot start it: the next best mix
+    return sol, inst, placed  # none found in time: the last plan, whose emitter says what it cannot start
+
+
+#: Replica-shape mixes a search sets aside because the runtime cannot start them as placed, before it
+#: keeps the last one (each costs a solve; the emitter then says why it cannot launch).
+MAX_UNLAUNCHABLE_MIXES = 20
+
+
+def _launchable(view: ClusterView, runtime: str, placed) -> bool:
+    """Whether ``runtime`` can start every replica as placed: SGLang starts one process of equal size
+    per node (``EQUAL_RANKS_PER_NODE_RUNTIMES``), so a replica's nodes must hold as many ranks each
+    (a pipeline of 9 stages laid 8 + 1 over two nodes, or 6 over GB200 trays 4 + 2, cannot launch)."""
+    if runtime not in EQUAL_RANKS_PER_NODE_RUNTIMES:
+        return True
+    for rep in placed:
+        per_node: dict[str, int] = {}
+        for stage in rep.stages:
+            for g in stage:
+                node = view.topology.gpu(g)["node"]
+                per_node[node] = per_node.get(node, 0) + 1
+        if len(set(per_node.values())) > 1:
+            return False
+    return True
+
+
+def _solve_and_place_once(view: ClusterView, cands: list[Candidate], req: Request, params: SolverParams,
+                          control: SearchControl | None, exclude: tuple[dict[tuple, int], ...], deadline: float):
     for up_to in (SPLIT_CLASSES_UP_TO, 10**9):
         classes = split_classes(view.classes, up_to=up_to)
         sol, inst = solve_objective(cands, classes, req, params, deadline=deadline, control=control,
