@@ -119,7 +119,7 @@ def _get(cfg: dict[str, Any], *names: str, default: Any = None) -> Any:
 _MODELOPT_ALGOS = (("NVFP4", "fp4"), ("FP8", "fp8"), ("W4A", "int4"), ("INT4", "int4"), ("W8A8", "int8"),
                    ("INT8", "int8"))
 #: compressed-tensors' weight (bits, type) and the format priced for it.
-_COMPRESSED = {(8, "float"): "fp8", (8, "int"): "int8", (4, "int"): "int4", (4, "float"): "fp4"}
+_COMPRESSED: dict[tuple[Any, str], str] = {(8, "float"): "fp8", (8, "int"): "int8", (4, "int"): "int4", (4, "float"): "fp4"}
 #: Prefix of ``ModelSpec.native_dtype`` for a checkpoint whose weight format is not read here: pricing
 #: it needs ``--weight-dtype`` (planner.api refuses ``auto`` for it).
 UNKNOWN_DTYPE = "unknown"
