@@ -68,6 +68,16 @@ def test_objective_value_verdict_and_total_line_agree(extra):
         assert plan.disaggregation.reason.startswith(f"{t.output_tokens_per_s:,.0f} output tokens/s against")
 
 
+@pytest.mark.parametrize("kw", [dict(topology="hgx-h200x2", model="qwen3-235b-a22b", objective="latency"),
+                                dict(KW, objective="throughput-per-gpu")])
+def test_the_solver_record_states_the_plans_total_for_every_throughput_valued_objective(kw):
+    """latency and throughput-per-gpu record the throughput among their best shapes: the plan's total, not the
+    solver's sum of whole centi-tokens/s (306.84 was recorded beside a total of 306.9)."""
+    plan = api.search(**kw)
+    assert plan.solver.objective_value == pytest.approx(plan.totals.output_tokens_per_s, abs=0.005)
+    assert plan.solver.best_bound >= plan.solver.objective_value
+
+
 @pytest.mark.parametrize("runtime,target", [("vllm", "vllm"), ("trtllm", "trtllm"), ("vllm", "k8s")])
 def test_runtimes_without_pool_launch_files_get_unified_plans_and_are_told_why(runtime, target):
     from planner.emit import emit

@@ -124,7 +124,7 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
     prices = dict(req.prices)
     totals = _totals(topo, req, groups, priced, prices)
     value, bound, gap = sol.objective_value, sol.best_bound, sol.gap
-    if req.objective in ("throughput", "throughput-per-gpu"):
+    if req.objective in ("throughput", "throughput-per-gpu", "latency"):  # their value is output tokens/s
         # One figure per plan: the solver counts each replica in whole centi-tokens/s; the record states
         # the plan's own total (a feasibility step cut short by the time limit has no objective value at
         # all), the bound no lower than it, the gap between the two
@@ -142,11 +142,14 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
 
 def objective_figure(plan: S.Plan, objective: str) -> float | None:
     """The plan's own figure on its objective's terms, where its totals state it: output tokens/s
-    (throughput) or per GPU (throughput-per-gpu); None for the others (the solution's own)."""
+    (throughput), per GPU (throughput-per-gpu) or the worst TPOT in ms (latency); None for the others
+    (the solution's own)."""
     if objective == "throughput":
         return plan.totals.output_tokens_per_s
     if objective == "throughput-per-gpu":
         return plan.totals.output_tokens_per_s_per_gpu
+    if objective == "latency":
+        return plan.totals.tpot_ms
     return None
 
 
