@@ -462,8 +462,8 @@ def _ttft_s(steady: _SteadySteps, *, others: float, prefill_per_step: float, wai
     chunk = min(isl, s.max_num_batched_tokens)
     n_chunks = steps_for_tokens(isl, s.max_num_batched_tokens)
     # its step carries the prompt tokens the budget holds: where the prompts need several engine steps
-    # (``steps``), the step holding a new prompt's chunk is a full one, not the cycle's average
-    # (which made a longer prompt's TTFT shorter once it needed one more step)
+    # per cycle, the step holding a new prompt's chunk is a full one, not the cycle's average (which
+    # made a longer prompt's TTFT shorter once the cycle needed one more step)
     step_prompt = min(max(chunk, prefill_per_step / s.attention_dp), s.max_num_batched_tokens)
     chunk_times = [t.total_s for t in steady.stage_steps(prefill_tokens=step_prompt * s.attention_dp,
                                                            decode_tokens=others)]

@@ -310,7 +310,9 @@ def resolve_prices(topo: Topology, view: ClusterView, flags: dict[str, float] | 
 
 def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, params: SolverParams,
                      control: SearchControl | None = None, exclude: tuple[dict[tuple, int], ...] = ()):
-    """Solve per the objective; on a packing failure of an aggregated class, re-solve exactly.
+    """Solve per the objective and place the plan; a mix of replica shapes the runtime cannot start
+    as placed (:func:`_launchable`) is set aside and the next best solved for, at most
+    :data:`MAX_UNLAUNCHABLE_MIXES` times.
 
     All solves share one deadline: ``params.time_limit_s`` bounds the whole search.
     """
@@ -349,6 +351,7 @@ def _launchable(view: ClusterView, runtime: str, placed) -> bool:
 
 def _solve_and_place_once(view: ClusterView, cands: list[Candidate], req: Request, params: SolverParams,
                           control: SearchControl | None, exclude: tuple[dict[tuple, int], ...], deadline: float):
+    """One solve and its placement; on a packing failure of an aggregated class, re-solve exactly."""
     for up_to in (SPLIT_CLASSES_UP_TO, 10**9):
         classes = split_classes(view.classes, up_to=up_to)
         sol, inst = solve_objective(cands, classes, req, params, deadline=deadline, control=control,
