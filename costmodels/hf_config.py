@@ -150,7 +150,7 @@ def _native_dtype(cfg: dict[str, Any], source: str) -> str:
             return "int4"  # 2 and 3 bits priced as 4: an upper bound on their memory and reads
         if bits == 8:
             return "int8"
-        raise InputError(f"{bits!r} bits is not a weight width this planner prices (4 or 8)", source=source,
+        raise InputError(f"{bits!r} bits is not a weight width this planner prices (2 to 4, or 8)", source=source,
                          field="quantization_config.bits")
     if method == "compressed-tensors":
         groups = q.get("config_groups")
