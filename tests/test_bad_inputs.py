@@ -514,7 +514,7 @@ HOSTILE_CASES: list[Case] = [
     model("nan-value", "rope_theta", "NaN"),
     model("kv-heads-missing-mistral", "num_key_value_heads", "does not default it to num_attention_heads",
           regression="a Mistral config without its KV head count was priced with 32, its class's default is 8"),
-    model("gptq-bits-5", "quantization_config.bits", "4 or 8"),
+    model("gptq-bits-5", "quantization_config.bits", "2 to 4, or 8"),
     model("experts-stated-twice", "stated more than once", regression="two expert counts: the first read won"),
     model("infinity-layers", "num_hidden_layers", "Infinity"),
     # importers
