@@ -132,6 +132,24 @@ def test_infeasible_rate_message_counts_a_pair_of_pools_per_request():
     assert served.totals.requests_per_s <= stated <= 1.25 * served.totals.requests_per_s
 
 
+def test_infeasible_rate_message_counts_only_the_kinds_the_search_may_use():
+    """--disaggregation off counts unified replicas alone (the pairs of pools serve more per GPU here, and
+    counting them stated a rate no unified plan reaches); only counts pairs alone."""
+    from topologies.errors import InfeasibleError
+
+    kw = dict(topology="dgx-h100x2", model="llama-3.1-70b", runtime="sglang", tpot_ms=100)
+
+    def stated(disaggregation: str) -> float:
+        with pytest.raises(InfeasibleError) as e:
+            api.search(**kw, qps=100000, disaggregation=disaggregation)
+        return float(str(e.value).split("at most about ")[1].split(" requests/s")[0])
+
+    auto, only, off = stated("auto"), stated("only"), stated("off")
+    assert off < only == auto
+    assert api.search(**kw, disaggregation="off").totals.requests_per_s <= off
+
+
+
 @pytest.mark.parametrize("kw", [dict(topology="dgx-h100x2", model="llama-3.1-70b", ttft_ms=2000),
                                 dict(topology="dgx-h100x2", model="llama-3.1-70b"),
                                 dict(topology="dgx-h100x2", model="llama-3.1-70b", tpot_ms=50, disaggregation="off"),

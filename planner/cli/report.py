@@ -70,7 +70,7 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
     unloaded = max((g.metrics_per_replica.ttft_unloaded_ms for g in plan.replica_groups
                     if g.role != "decode" and g.metrics_per_replica.ttft_unloaded_ms is not None), default=None)
     load = f"at {i.workload.qps:g} req/s" if i.workload.qps else "at that load"
-    idle = f" {load} ({unloaded:.1f} ms unloaded)" if unloaded is not None and unloaded < t.ttft_ms else ""
+    idle = f" {load} ({up(unloaded, 1)} ms unloaded)" if unloaded is not None and unloaded < t.ttft_ms else ""
     lines += ["", f"total: {plural(t.gpus_used, 'GPU')}, {t.output_tokens_per_s:,.0f} output tok/s "
                   f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s{headroom}; "
                   f"worst TTFT {up(t.ttft_ms, 1)} ms{idle}, TPOT {up(t.tpot_ms, 2)} ms"

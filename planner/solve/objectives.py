@@ -215,13 +215,13 @@ def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing
         # replica, so the best pair's GPU-seconds per request add up (a prefill shape alone serves none)
         per_gpu = {role: [c.usable_requests_per_s / c.gpus for c in pricing.candidates
                           if c.role == role and c.usable_requests_per_s > 0] for role in ("unified", "prefill", "decode")}
-        best = max(per_gpu["unified"], default=0.0)
-        if per_gpu["prefill"] and per_gpu["decode"]:
+        best = max(per_gpu["unified"], default=0.0) if req.disaggregation != "only" else 0.0
+        if per_gpu["prefill"] and per_gpu["decode"] and req.disaggregation != "off":
             best = max(best, 1 / (1 / max(per_gpu["prefill"]) + 1 / max(per_gpu["decode"])))
         free = sum(k.free * k.count for k in view.classes)
         cap = min(free, req.max_gpus or free)
         return (f"--qps {req.qps:g} is more than this cluster serves within the SLOs: at most about "
-                f"{best * cap:.2f} requests/s on {cap} GPUs; lower --qps, relax the SLOs or add GPUs")
+                f"{math.ceil(best * cap * 100) / 100:.2f} requests/s on {cap} GPUs; lower --qps, relax the SLOs or add GPUs")
     if req.max_gpus is not None:
         need = min(c.gpus for c in pricing.candidates) if pricing.candidates else 0
         return f"--max-gpus {req.max_gpus} is fewer than the smallest replica that meets the request ({need} GPUs)"
