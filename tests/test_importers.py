@@ -675,3 +675,10 @@ def test_smi_l_lines_of_another_machine_or_mig_devices():
     scan = scan_nvidia_smi(mig + A100_LEGEND.read_text(), "mig.txt")
     assert scan.gpus == 8 and any("GPU 0 is in MIG mode" in w for w in scan.warnings)
     assert not any("MIG" in w for w in scan_nvidia_smi(A100_LEGEND.read_text(), "a.txt").warnings)
+
+
+def test_an_invisible_character_in_the_header_is_named():
+    """A zero-width space after GPU3 made the message blame GPU4 ("names GPU4 where GPU3 was expected")."""
+    text = H100_RAIL.read_text().replace("GPU3", "GPU3\u200b", 1)
+    with pytest.raises(InputError, match=r"'GPU3\\u200b' holds an invisible character"):
+        scan_nvidia_smi(text, "z.txt")

@@ -12,6 +12,7 @@ HBM3`` lines (``nvidia-smi -L``) pasted in the same file do.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from topologies.errors import InputError
 from topologies.importers.common import NodeScan, clean, ports
@@ -60,6 +61,10 @@ def _columns(toks: list[str], src: str, lineno: int) -> list[str]:
         cols.append(t)
     gpus = [c for c in cols if _GPU_COL.fullmatch(c)]
     where = f"line {lineno}"
+    hidden = next((c for c in cols if any(not ch.isprintable() or unicodedata.category(ch) == "Cf" for ch in c)), None)
+    if hidden is not None:  # a zero-width space after GPU3 made the message blame GPU4
+        raise InputError(f"the header's column {clean(repr(hidden), 40)} holds an invisible character; paste the "
+                         "output of `nvidia-smi topo -m` as it printed", source=src, field=where)
     if len(gpus) > MAX_GPUS_PER_NODE:
         raise InputError(f"the table has {len(gpus)} GPU columns; one node holds at most {MAX_GPUS_PER_NODE} "
                          f"GPUs (an NVL72 domain): give one `nvidia-smi topo -m` table per node", source=src,
