@@ -40,7 +40,7 @@ from planner.solve.cpsat import (
 )
 from planner.solve.objectives import explain_infeasible, solve_objective
 from planner.solve.progress import SearchControl
-from topologies.errors import InfeasibleError, InputError
+from topologies.errors import InfeasibleError, InputError, SolveTimeout
 from topologies.graph import Topology
 from topologies.load import load_topology
 from topologies.schema import MAX_PRICE_PER_GPU_HOUR
@@ -319,16 +319,29 @@ def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, pa
     deadline = time.perf_counter() + params.time_limit_s
     excluded = list(exclude)
     by_index = {c.index: c for c in cands}
-    for _ in range(MAX_UNLAUNCHABLE_MIXES + 1):
-        sol, inst, placed = _solve_and_place_once(view, cands, req, params, control, tuple(excluded), deadline)
-        if sol is None or _launchable(view, req.runtime, placed):
-            return sol, inst, placed
+    sol, inst, placed = _solve_and_place_once(view, cands, req, params, control, tuple(excluded), deadline)
+    for _ in range(MAX_UNLAUNCHABLE_MIXES):
+        if sol is None or _launchable(view, req.runtime, placed) or (control is not None and control.interrupted):
+            break
         excluded.append(mix(sol, by_index))  # the runtime cannot start it: the next best mix
-    return sol, inst, placed  # none found in time: the last plan, whose emitter says what it cannot start
+        try:
+            nxt = _solve_and_place_once(view, cands, req, params, control, tuple(excluded), deadline)
+        except (SolveTimeout, KeyboardInterrupt) as e:  # out of time or interrupted: keep the plan found
+            if isinstance(e, KeyboardInterrupt):
+                if control is None:
+                    raise
+                control.interrupted = True
+            break
+        if nxt[0] is None:  # no other mix meets the request: keep the plan found
+            break
+        sol, inst, placed = nxt
+    # a plan the runtime cannot start is kept only when no other was found (its emitter says why)
+    return sol, inst, placed
 
 
 #: Replica-shape mixes a search sets aside because the runtime cannot start them as placed, before it
-#: keeps the last one (each costs a solve; the emitter then says why it cannot launch).
+#: keeps the last one found (each costs a solve; the emitter then says why it cannot launch). The time
+#: limit, Ctrl-C and a request no other mix meets end the search the same way, keeping that plan.
 MAX_UNLAUNCHABLE_MIXES = 20
 
 

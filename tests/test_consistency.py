@@ -169,3 +169,28 @@ def test_sglang_plans_put_equal_ranks_on_each_node_so_its_emitter_takes_them(kw)
         for r in g.replicas:
             assert len(set(Counter(rk.node for rk in r.ranks).values())) == 1, (g.id, r.index)
     assert emit(plan, "sglang")
+
+
+def test_a_search_keeps_its_plan_when_setting_unlaunchable_mixes_aside_runs_out(monkeypatch):
+    """When the plan found cannot start and the search for another runs out of time, is interrupted, or
+    finds none, the plan found is kept: with a 4 s limit on hgx-a100x4 the re-solve got no time and the
+    search said "no plan found" for a plan it had (found by a review)."""
+    from topologies.errors import SolveTimeout
+
+    kw = dict(topology="dgx-h100x1", model="llama-3.1-8b", runtime="sglang")
+    best = api.search(**kw)
+    monkeypatch.setattr(api, "_launchable", lambda *a: False)
+    calls = {"n": 0}
+    once = api._solve_and_place_once
+
+    def timing_out(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise SolveTimeout("no time left")
+        return once(*a, **k)
+
+    monkeypatch.setattr(api, "_solve_and_place_once", timing_out)
+    assert api.search(**kw).totals == best.totals  # out of time: the plan found
+    monkeypatch.setattr(api, "_solve_and_place_once", once)
+    plan = api.search(**kw)  # every mix set aside in turn, at most MAX_UNLAUNCHABLE_MIXES: the last one found
+    assert plan.totals.output_tokens_per_s <= best.totals.output_tokens_per_s

@@ -76,14 +76,13 @@ def _even_split_possible(inter: list[DomainClass], tp: int, pp: int, runtime: st
 def _node_aligned(view: ClusterView, c: DomainClass, size: int, runtime: str) -> bool:
     """Whether a replica of ``size`` GPUs inside a domain of several nodes (a GB200 NVL72 rack of
     4-GPU trays) can hold the same number on each node, as a runtime starting one process of equal
-    size per node needs: it fits a node and divides it, or takes whole nodes. Replicas of such sizes,
-    placed largest first, stay on node boundaries; a 6-GPU one over trays 4 + 2 cannot start."""
+    size per node needs: it fits one node, or takes whole nodes. (Where placement still splits one
+    unevenly, the search sets that mix aside: planner.api._launchable.) A 6-GPU replica could run
+    as 2 + 2 + 2, but placement fills trays in order, 4 + 2, which cannot start."""
     if runtime not in EQUAL_RANKS_PER_NODE_RUNTIMES:
         return True
     per_node = view.topology.spec.node_types[c.node_type].gpus_per_node
-    if c.domain_size <= per_node:
-        return True
-    return (size <= per_node and per_node % size == 0) or size % per_node == 0
+    return c.domain_size <= per_node or size <= per_node or size % per_node == 0
 
 
 def replica_spans(view: ClusterView, classes: list[DomainClass], tp: int, pp: int, req: Request, inter_pp):
