@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from costmodels.model_spec import DENSE_MLP, MOE_MLP, ModelSpec, warn
-from topologies.errors import InputError
+from topologies.errors import InputError, printable
 
 #: Upper bounds far beyond any published model, to refuse a corrupt config before pricing it.
 PLAUSIBLE_MAX = {"num_hidden_layers": 1024, "hidden_size": 1 << 20, "num_attention_heads": 1 << 14,
@@ -138,8 +138,7 @@ def _native_dtype(cfg: dict[str, Any], source: str) -> str:
     if not isinstance(q, dict):
         raise InputError(f"must be an object, got {type(q).__name__}", source=source, field="quantization_config")
     method = str(q.get("quant_method", "")).lower()
-    shown = "".join(c for c in method if c.isprintable())[:40]  # a config cannot put escapes on a screen
-    unknown = f"{UNKNOWN_DTYPE} (quant_method {shown!r})"
+    unknown = f"{UNKNOWN_DTYPE} (quant_method {printable(method)[:40]!r})"  # no escapes from a config
     if method in ("fp8", "fbgemm_fp8") or (not method and "fp8" in str(q.get("fmt", "")).lower()):
         return "fp8"
     if method == "mxfp4":

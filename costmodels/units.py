@@ -1,6 +1,8 @@
 """Unit constants and data types. Inside the code everything is SI: bytes, seconds, FLOP/s."""
 from __future__ import annotations
 
+import math
+
 KIB = 1024
 MIB = 1024**2
 GIB = 1024**3
@@ -22,6 +24,17 @@ DTYPE_BYTES: dict[str, float] = {
 }
 
 DTYPES = tuple(DTYPE_BYTES)
+
+
+def round_up(value: float, places: int) -> float:
+    """``value`` rounded up to ``places`` decimals, for a figure a limit may be set at (a latency, an upper
+    estimate): a figure already on its last place stays, not one place up through float noise.
+
+    >>> round_up(446.7301, 1), round_up(19.996, 3)
+    (446.8, 19.996)
+    """
+    scale = 10.0**places
+    return math.ceil(value * scale - 1e-6) / scale
 
 #: Bytes of quantisation scales stored per weight element, on top of ``DTYPE_BYTES``:
 #: * int4 (W4A16, AWQ/GPTQ as vLLM and TensorRT-LLM load them): groups of 128 weights share one

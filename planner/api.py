@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -351,15 +352,8 @@ def _launchable(view: ClusterView, runtime: str, placed) -> bool:
     (a pipeline of 9 stages laid 8 + 1 over two nodes, or 6 over GB200 trays 4 + 2, cannot launch)."""
     if runtime not in EQUAL_RANKS_PER_NODE_RUNTIMES:
         return True
-    for rep in placed:
-        per_node: dict[str, int] = {}
-        for stage in rep.stages:
-            for g in stage:
-                node = view.topology.gpu(g)["node"]
-                per_node[node] = per_node.get(node, 0) + 1
-        if len(set(per_node.values())) > 1:
-            return False
-    return True
+    return all(len(set(Counter(view.topology.gpu(g)["node"] for stage in rep.stages for g in stage).values())) == 1
+               for rep in placed)
 
 
 def _solve_and_place_once(view: ClusterView, cands: list[Candidate], req: Request, params: SolverParams,

@@ -1,10 +1,9 @@
 """Human-readable text for plans, evaluations and explanations (no I/O)."""
 from __future__ import annotations
 
-import math
-
 from tabulate import tabulate
 
+from costmodels.units import round_up
 from planner.cli.group import plural
 from planner.plan.schema import Plan
 
@@ -14,7 +13,8 @@ GIB = 2**30
 def up(ms: float, places: int) -> str:
     """A plan's latency as printed: rounded up, as plans round them, so a limit set at the printed
     figure (``--ttft-ms 446.8``) keeps the plan; to nearest, 446.7 was below the plan's 446.73."""
-    return f"{math.ceil(ms * 10**places - 1e-6) / 10**places:.{places}f}"
+    return f"{round_up(ms, places):.{places}f}"
+
 
 def _gib(x: float) -> str:
     return f"{x / GIB:.1f}"

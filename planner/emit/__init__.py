@@ -117,8 +117,7 @@ def hf_checkpoint(name: str, field: str | None = None) -> tuple[str, str]:
 def model_ref(plan: Plan, model_path: str | None) -> tuple[str, str | None]:
     """(what to pass the runtime as the model, the checkpoint's dtype if known)."""
     name = plan.inputs.model.name
-    if model_path is not None:
-        check_model_path(model_path)
+    if model_path is not None:  # checked by emit() (check_model_path), for every target
         known = HF_MODELS.get(name)
         return model_path, known[1] if known else None
     return hf_checkpoint(name, field="inputs.model.name")

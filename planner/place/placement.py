@@ -88,8 +88,6 @@ def place(sol: Solution, inst: Instance, view: ClusterView) -> list[PlacedReplic
     return out
 
 
-
-
 def _equal_per_node(units: list[tuple[str, ...]], pp: int, node_of) -> list[list[tuple[str, ...]]] | None:
     """Group pipeline-stage units (each on one node, in placement order) into replicas of ``pp``
     stages whose nodes each hold the same number of stages, or None if this greedy cannot.

@@ -125,11 +125,10 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
     totals = _totals(topo, req, groups, priced, prices)
     value, bound, gap = sol.objective_value, sol.best_bound, sol.gap
     if req.objective in ("throughput", "throughput-per-gpu", "latency"):  # their value is output tokens/s
-        # One figure per plan: the solver counts each replica in whole centi-tokens/s; the record states
-        # the plan's own total (a feasibility step cut short by the time limit has no objective value at
-        # all), the bound no lower than it, the gap between the two
-        # (the solver's bound is on the candidates' figures, which placement re-prices at the links the
-        # replicas got: it stands as stated, or the plan's own total where that is higher)
+        # One figure per plan: the solver counts each replica in whole centi-tokens/s (and a feasibility
+        # step cut short has no value at all), so the record states the plan's own total. The solver's
+        # bound is on the candidates' figures, which placement re-prices at the links the replicas got:
+        # it stands, or the plan's total where that is higher.
         value = totals.output_tokens_per_s
         bound = max(bound, value)
         gap = (bound - value) / max(abs(value), 1e-9)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from costmodels.units import round_up
 from topologies.schema import LABEL, Label
 
 SCHEMA_VERSION: Final = "1.5.0"
@@ -281,7 +282,7 @@ def latency_ms(x_s: float) -> float:
     The 1e-6 guard keeps a figure already on the microsecond from going up by one through float noise."""
     if not math.isfinite(x_s):
         return x_s * 1e3  # refused by the models (no NaN or infinity in a plan)
-    return math.ceil(x_s * 1e6 - 1e-6) / 1e3
+    return round_up(x_s * 1e3, 3)
 
 
 def json_schema() -> dict[str, Any]:

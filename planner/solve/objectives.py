@@ -14,7 +14,7 @@ from fractions import Fraction
 from costmodels import calibration as cal
 from costmodels.memory import weight_bytes
 from costmodels.model_spec import ModelSpec
-from costmodels.units import GIB, dtype_bytes
+from costmodels.units import GIB, dtype_bytes, round_up
 from planner.price.candidate import Candidate, Pricing, Request
 from planner.price.cluster import ClusterView
 from planner.solve.cpsat import (
@@ -221,7 +221,7 @@ def explain_infeasible(spec: ModelSpec, view: ClusterView, req: Request, pricing
         free = sum(k.free * k.count for k in view.classes)
         cap = min(free, req.max_gpus or free)
         return (f"--qps {req.qps:g} is more than this cluster serves within the SLOs: at most about "
-                f"{math.ceil(best * cap * 100) / 100:.2f} requests/s on {cap} GPUs; lower --qps, relax the SLOs or add GPUs")
+                f"{round_up(best * cap, 2):.2f} requests/s on {cap} GPUs; lower --qps, relax the SLOs or add GPUs")
     if req.max_gpus is not None:
         need = min(c.gpus for c in pricing.candidates) if pricing.candidates else 0
         return f"--max-gpus {req.max_gpus} is fewer than the smallest replica that meets the request ({need} GPUs)"

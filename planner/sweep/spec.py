@@ -82,6 +82,8 @@ COLUMNS = tuple(COLUMN_TYPES)
 # -- the file format ---------------------------------------------------------------------------
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
 def _printable(v: str) -> str:
     if not v.isprintable():
         raise ValueError("holds a line break, a terminal escape or another unprintable character; remove it")
@@ -90,6 +92,8 @@ def _printable(v: str) -> str:
 
 # a topology or model name or path: written into every result row and the status line, so one printable line
 _Name = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_printable)]
+
+
 def _yaml_off(value: Any) -> Any:
     """YAML 1.1 reads an unquoted ``off`` as false: take false as ``off`` (true has no meaning here)."""
     if value is False:
