@@ -239,6 +239,11 @@ def trtllm_bench_max_num_tokens(*, max_batch: int, isl: int, osl: int) -> int:
 #: workspace, 16 MB for 2+ ranks (``AllReduceStrategy.AUTO`` falls back to NCCL above it).
 KERNEL_ALLREDUCE_MAX_BYTES = {"vllm": 8 * 2**20, "sglang": 8 * 2**20, "trtllm": 16e6}
 
+#: Group sizes vLLM and SGLang start their peer-memory kernel for; any other size runs NCCL
+#: (``CustomAllreduce._SUPPORTED_WORLD_SIZES = [2, 4, 6, 8]`` in vLLM's custom_all_reduce.py and
+#: in SGLang's copy: the kernel is disabled with a warning at 3, 5 or 7 GPUs).
+KERNEL_ALLREDUCE_RANKS = {"vllm": (2, 4, 6, 8), "sglang": (2, 4, 6, 8)}
+
 def trtllm_one_shot_max_bytes(ranks: int) -> float:
     """Largest all-reduce TensorRT-LLM's AUTO strategy sends through its one-shot kernel; NCCL
     above. ``AllreducePlugin::selectImplementation``: within the 16 MB IPC workspace at 2 ranks,

@@ -81,9 +81,8 @@ def _measured(gpu: str | None, kind: str, path: str, ranks: int,
     A rank count between measured ones takes the next larger (more steps, never optimistic); more
     ranks than measured take the largest. A GPU without its own measurements takes those of the
     GPU with its chip (``calibration.COLLECTIVE_SAME_AS``), else
-    ``calibration.COLLECTIVE_FALLBACK_GPU[kind]``. Over PCIe, a GPU measured only on NVLink is
-    never priced faster than on its own NVLink: the same software path over a slower link.
-    ``table`` replaces the shipped measurements (the leave-one-GPU-out check).
+    ``calibration.COLLECTIVE_FALLBACK_GPU[kind]``, held to its figures over the other kind of link
+    (``_bounded``). ``table`` replaces the shipped measurements (the leave-one-GPU-out check).
     """
     if table is None:
         return _measured_shipped(gpu, kind, path, ranks)
@@ -107,11 +106,31 @@ def _resolve(table: dict[tuple[str, str, str, int], Measured], gpu: str | None, 
     m = _pick(table, own, kind, path, ranks)
     nvlink_gpus = {g for g, k, _, _ in table if k == "nvlink"}
     if kind == "pcie" and own != gpu and gpu in nvlink_gpus:
-        nv = _pick(table, gpu, "nvlink", path, ranks)
-        m = Measured(max(m.alpha_s, nv.alpha_s), min(m.bus_efficiency, nv.bus_efficiency),
-                     None if m.bus_efficiency_8mib is None or nv.bus_efficiency_8mib is None
-                     else min(m.bus_efficiency_8mib, nv.bus_efficiency_8mib))
+        return _bounded(m, _pick(table, gpu, "nvlink", path, ranks), worse=True)
+    if kind == "nvlink" and own != gpu:
+        pcie = _resolve(table, gpu, "pcie", path, ranks) if _measured_at(table, "pcie", path, ranks) else None
+        if pcie is not None:
+            return _bounded(m, pcie, worse=False)
     return m
+
+
+def _measured_at(table: dict[tuple[str, str, str, int], Measured], kind: str, path: str, ranks: int) -> bool:
+    """Whether some GPU has ``path`` measured over ``kind`` at ``ranks`` ranks or more."""
+    return any(k == kind and p == path and n >= ranks for _, k, p, n in table)
+
+
+def _bounded(m: Measured, other: Measured, *, worse: bool) -> Measured:
+    """``m`` held to ``other``, constant by constant: never better than it (``worse``) or never worse.
+
+    Over PCIe, a GPU measured only on NVLink is never priced faster than on its own NVLink (the
+    same software path over a slower link). Over NVLink, a GPU whose NVLink constants are another
+    GPU's is never priced slower than the PCIe figures that describe it (its own, or the PCIe
+    fallback's): NVLink GPUs sit on PCIe too, and NCCL picks the faster transport. So the same group
+    is never cheaper over PCIe than over NVLink (tests/test_latency_properties.py)."""
+    pick_alpha, pick_eff = (max, min) if worse else (min, max)
+    eff_8mib = (None if m.bus_efficiency_8mib is None or other.bus_efficiency_8mib is None
+                else pick_eff(m.bus_efficiency_8mib, other.bus_efficiency_8mib))
+    return Measured(pick_alpha(m.alpha_s, other.alpha_s), pick_eff(m.bus_efficiency, other.bus_efficiency), eff_8mib)
 
 
 def _pick(table: dict[tuple[str, str, str, int], Measured], gpu: str, kind: str, path: str, ranks: int) -> Measured:
@@ -156,6 +175,8 @@ def _kernel_s(message_bytes: float, ranks: int, link: Link, runtime: str, gpu: s
     as the message grows."""
     if runtime not in KERNEL_RUNTIMES or ranks > cal.SINGLE_NODE_MAX_RANKS:
         return None
+    if ranks not in cal.KERNEL_ALLREDUCE_RANKS.get(runtime, (ranks,)):
+        return None
     if link.kind == "pcie" and ranks > 2:
         return None  # vLLM and SGLang turn their kernel off on PCIe beyond 2 GPUs (no full P2P)
     if link.kind not in ("nvlink", "pcie") or message_bytes > cal.KERNEL_ALLREDUCE_MAX_BYTES[runtime]:
@@ -182,21 +203,38 @@ def nccl_allreduce_s(message_bytes: float, ranks: int, link: Link, gpu: str | No
     latency per step; NCCL's double binary tree (``2 x message`` in ``2 log2 n`` steps) is taken
     where it is faster. NVLink groups wider than one baseboard exist only on NVLink Switch
     systems (GB200 NVL72), where NCCL reduces in the switches: each rank sends and receives the
-    message once.
+    message once, through one switch hop each way, the hop the 8-rank measurement on an NVSwitch
+    baseboard already crossed (so, as inside a node, the link's latency is in alpha).
+
+    A ring over more ranks than were measured (PCIe cards beyond 8, rings across nodes) takes
+    the measured fixed latency at 8 ranks plus, per extra rank, what each extra rank added
+    between the measured 4 and 8 (``_ring_alpha_per_rank_s``): a ring's fixed latency is its
+    ``2 (n - 1)`` steps (L40S over PCIe: 12.2 us at 4 ranks, 23.0 at 8).
     """
     n, mbytes = ranks, message_bytes
     kind = "pcie" if link.kind == "pcie" else "nvlink"
-    meas = _measured(gpu, kind, "nccl", min(n, cal.SINGLE_NODE_MAX_RANKS))
+    widest = cal.SINGLE_NODE_MAX_RANKS
+    meas = _measured(gpu, kind, "nccl", min(n, widest))
     bw = link.bandwidth_bytes_per_s * meas.efficiency(mbytes)
     steps = 2 * (n - 1)
-    if link.kind == "nvlink" and n > cal.SINGLE_NODE_MAX_RANKS:
-        return meas.alpha_s + mbytes / bw + 2 * link.latency_s
+    if link.kind == "nvlink" and n > widest:
+        return meas.alpha_s + mbytes / bw
+    ring_alpha_s = meas.alpha_s + max(0, n - widest) * _ring_alpha_per_rank_s(gpu, kind)
     if link.kind in ("nvlink", "pcie", "local"):
         # measured on that kind of link: its latency is in alpha already
-        return meas.alpha_s + 2 * (n - 1) / n * mbytes / bw
-    ring = meas.alpha_s + steps * link.latency_s + 2 * (n - 1) / n * mbytes / bw
+        return ring_alpha_s + 2 * (n - 1) / n * mbytes / bw
+    ring = ring_alpha_s + steps * link.latency_s + 2 * (n - 1) / n * mbytes / bw
     tree = meas.alpha_s + 2 * math.ceil(math.log2(n)) * link.latency_s + 2 * mbytes / bw
     return min(ring, tree)
+
+
+def _ring_alpha_per_rank_s(gpu: str | None, kind: str) -> float:
+    """What one more rank adds to NCCL's fixed all-reduce latency on ``gpu`` over ``kind``: the
+    slope between the measured 4 and 8 ranks (never negative)."""
+    widest = cal.SINGLE_NODE_MAX_RANKS
+    half = _measured(gpu, kind, "nccl", widest // 2)
+    full = _measured(gpu, kind, "nccl", widest)
+    return max(0.0, (full.alpha_s - half.alpha_s) / (widest - widest // 2))
 
 
 def allreduce_s(*, message_bytes: float, ranks: int, link: Link, runtime: str = "vllm",

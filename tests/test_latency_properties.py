@@ -67,12 +67,20 @@ def test_a_faster_link_is_never_slower(msg, n, kind, runtime, gpu, bw, faster, l
     assert fast <= slow * (1 + 1e-12)
 
 
-@given(msg=st.floats(min_value=1e3, max_value=5e8), n=st.sampled_from([2, 4, 8]), runtime=st.sampled_from(RUNTIMES),
+@given(msg=st.floats(min_value=1e3, max_value=5e8), n=st.sampled_from([2, 3, 4, 6, 8, 9, 16, 64, 72]),
+       runtime=st.sampled_from(RUNTIMES),
        gpu=st.sampled_from(GPUS), nvlink_bw=st.floats(min_value=100e9, max_value=900e9),
        other_bw=st.floats(min_value=5e9, max_value=64e9), other=st.sampled_from(["pcie", "nic", "network"]),
        lat=st.floats(min_value=1e-7, max_value=5e-6))
 @settings(max_examples=300, deadline=None)
+@example(msg=1e3, n=9, runtime="vllm", gpu="B200-180GB", nvlink_bw=100e9, other_bw=64e9, other="pcie", lat=5e-6)
+@example(msg=8.192e6, n=3, runtime="vllm", gpu="L40S-48GB", nvlink_bw=100e9, other_bw=64e9, other="pcie", lat=1e-7)
+@example(msg=5.12e5, n=3, runtime="trtllm", gpu="L40S-48GB", nvlink_bw=100e9, other_bw=64e9, other="pcie",
+         lat=1e-6)
 def test_nvlink_is_never_slower_than_pcie_or_a_nic(msg, n, runtime, gpu, nvlink_bw, other_bw, other, lat):
+    """(Beyond 8 ranks NVLink had paid its link latency twice over the switch hop the 8-rank measurement
+    already crossed, while PCIe rings past 8 ranks paid nothing for their extra steps: NVLink came out up
+    to 39 % slower. A GPU without NVLink measurements borrowed another GPU's, worse than its own PCIe.)"""
     nv = allreduce_s(message_bytes=msg, ranks=n, link=Link(nvlink_bw, lat, "nvlink"), runtime=runtime, gpu=gpu)
     slow = allreduce_s(message_bytes=msg, ranks=n, link=Link(other_bw, lat, other), runtime=runtime, gpu=gpu)
     assert nv <= slow * (1 + 1e-12), (nv, slow)
@@ -180,3 +188,25 @@ def test_a_longer_prompt_takes_no_less_time_once_its_step_runs(name, gpu, b, osl
         return
     assert c.ttft_s - c.wait_s >= (a.ttft_s - a.wait_s) * (1 - 1e-9)
     assert c.ttft_s >= a.ttft_s - a.wait_s / 2
+
+
+@given(name=st.sampled_from(MODELS), tp=st.sampled_from([2, 4, 8]), runtime=st.sampled_from(RUNTIMES),
+       layout=st.sampled_from(["tp", "ep", "attention_dp"]), b=st.integers(min_value=1, max_value=256),
+       isl=st.sampled_from([128, 1024, 8192]), osl=st.sampled_from([16, 256]), gpu=st.sampled_from(GPUS),
+       kind=st.sampled_from(["nvlink", "pcie", "nic"]), bw=st.floats(min_value=10e9, max_value=900e9),
+       faster=st.floats(min_value=1.0, max_value=8.0), lat=st.floats(min_value=1e-7, max_value=1e-5))
+@settings(max_examples=80, deadline=None)
+def test_a_faster_link_never_makes_a_replica_slower(name, tp, runtime, layout, b, isl, osl, gpu, kind, bw, faster,
+                                                   lat):
+    """The whole replica at one batch, not the all-reduce alone: its TPOT and its TTFT (prompt steps, the
+    wait for the running step, pipeline sends) never grow on a faster link of the same kind."""
+    m = get_model(name)
+    s = _strategy(m, tp, runtime, layout)
+    if validate_strategy(m, s):
+        return
+    g = gpu_catalog()[gpu]
+    slow, fast = Link(bw, lat, kind), Link(bw * faster, lat / faster, kind)
+    a = evaluate_replica(m, g, s, isl=isl, osl=osl, batch=b, links=Links(tp=slow, ep=slow))
+    c = evaluate_replica(m, g, s, isl=isl, osl=osl, batch=b, links=Links(tp=fast, ep=fast))
+    assert c.tpot_s <= a.tpot_s * (1 + 1e-9), (c.tpot_s, a.tpot_s)
+    assert c.ttft_s <= a.ttft_s * (1 + 1e-9), (c.ttft_s, a.ttft_s)
