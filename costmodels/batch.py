@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from costmodels import calibration as cal
-from costmodels.load import TailLatency, max_utilization, tail_latency, ttft_under_load_s
+from costmodels.load import OpenLoop, TailLatency, max_utilization, tail_latency, ttft_under_load_s
 from costmodels.model_spec import ModelSpec
 from costmodels.prefill import PrefillStep, evaluate_prefill, kv_transfer_s
 from costmodels.serving import ReplicaMetrics, evaluate_replica
@@ -103,6 +103,7 @@ def choose_batch(model: ModelSpec, gpu: GPUs, s: Strategy, t: Targets, links: Li
         limit = largest_batch_within_slos(model, gpu, s, t, links, top.max_batch, role)
         if limit and limit not in grid:
             grid = sorted(grid + [limit])
+    priced: dict[int, ReplicaMetrics] = {}  # the queues of this shape's batches share their pricing
     for b in grid:
         if b > top.max_batch:
             out.rejected.append("memory")
@@ -126,7 +127,11 @@ def choose_batch(model: ModelSpec, gpu: GPUs, s: Strategy, t: Targets, links: Li
         if why is not None:
             out.rejected.append(why)
             continue
-        util = utilization_cap(m, tail, t.ttft_s, t.ttft_p99_s)
+        loop = open_loop(model, gpu, s, t, links, m, role, priced)
+        util = utilization_cap(m, tail, t.ttft_s, t.ttft_p99_s, loop)
+        if loop is not None and util <= 0:  # a prompt reaching an idle replica breaks a TTFT limit
+            out.rejected.append("ttft" if t.ttft_s is not None and loop.ttft_s(0.0) > t.ttft_s else "ttft_p99")
+            continue
         if out.best is None or _better(m, util, out.best, out.utilization, t):
             out.best, out.utilization = m, util
     return out
@@ -142,29 +147,46 @@ def _tail(model: ModelSpec, gpu: GPUs, s: Strategy, t: Targets, links: Links, m:
 
 def failed_slo(m: ReplicaMetrics, tail: TailLatency | None, t: Targets, role: str) -> str | None:
     """The first limit ``m`` breaks unloaded ('tpot', 'ttft', 'tpot_p99', 'ttft_p99'), or None.
-    A prefill replica's TPOT and a decode replica's TTFT are not its own to meet."""
+    A prefill replica's TPOT and a decode replica's TTFT are not its own to meet. A unified
+    replica's TTFT limits are met through its queue (:class:`OpenLoop`, :func:`utilization_cap`):
+    at the load a plan gives it the batch in flight is the one Little's law sets, not its largest,
+    so its TTFT at the largest batch is no bound (checked there, a --ttft-ms set at a plan's own
+    TTFT turned its batch down)."""
     checks = (("tpot", t.tpot_s, m.tpot_s, role != "prefill"),
-              ("ttft", t.ttft_s, m.ttft_s, role != "decode"),
+              ("ttft", t.ttft_s, m.ttft_s, role == "prefill"),
               ("tpot_p99", t.tpot_p99_s, tail.tpot_p99_s if tail else None, role != "prefill"),
-              ("ttft_p99", t.ttft_p99_s, tail.ttft_p99_s(m.ttft_s) if tail else None, role != "decode"))
+              ("ttft_p99", t.ttft_p99_s, tail.ttft_p99_s(m.ttft_s) if tail else None, role == "prefill"))
     for why, slo, value, applies in checks:
         if applies and slo is not None and value is not None and value > slo:
             return why
     return None
 
 
+def open_loop(model: ModelSpec, gpu: GPUs, s: Strategy, t: Targets, links: Links, m: ReplicaMetrics,
+              role: str, priced: dict[int, ReplicaMetrics]) -> OpenLoop | None:
+    """The queue of a unified replica at ``m``'s batch when ``t`` limits its TTFT (None otherwise:
+    nothing to cap, and a decode replica's TTFT is not its own)."""
+    if role != "unified" or (t.ttft_s is None and t.ttft_p99_s is None):
+        return None
+    return OpenLoop(model, gpu, s, isl=t.isl, osl=t.osl, capacity=m, links=links, priced=priced)
+
+
 def utilization_cap(m: ReplicaMetrics, tail: TailLatency | None, ttft_s: float | None,
-                    ttft_p99_s: float | None) -> float:
+                    ttft_p99_s: float | None, loop: OpenLoop | None = None) -> float:
     """The highest utilisation at which the queued mean TTFT and the queued p99 TTFT stay within
-    ``ttft_s`` and ``ttft_p99_s``. The p99 is the queued mean plus its extra wait (the same M/D/1
-    factor; the tail of the queue itself is not modelled). A prefill replica's TTFTs follow its
-    load-dependent step instead (:func:`prefill_utilization_cap`)."""
+    ``ttft_s`` and ``ttft_p99_s``. The p99 is the queued mean plus its extra wait (the tail of the
+    queue itself is not modelled). A unified replica queues as ``loop`` says (:class:`OpenLoop`); a
+    prefill replica's TTFTs follow its load-dependent step (:func:`prefill_utilization_cap`);
+    without either (plans before schema 1.6.0, and a decode replica) the M/D/1 factor over the
+    whole TTFT (:func:`costmodels.load.max_utilization`)."""
     if m.prefill_step is not None:
         return prefill_utilization_cap(m.prefill_step, ttft_s, ttft_p99_s)
-    cap = max_utilization(ttft_s=m.ttft_s, ttft_slo_s=ttft_s)
-    if ttft_p99_s is not None and tail is not None:
-        cap = min(cap, max_utilization(ttft_s=m.ttft_s, ttft_slo_s=ttft_p99_s - tail.ttft_extra_s))
-    return cap
+    limits = [x for x in (ttft_s, None if ttft_p99_s is None or tail is None else ttft_p99_s - tail.ttft_extra_s)
+              if x is not None]
+    if loop is not None:
+        return min([cal.MAX_PLANNED_UTILIZATION] + [loop.utilization_cap(x) for x in limits])
+    return min([max_utilization(ttft_s=m.ttft_s, ttft_slo_s=None)]
+               + [max_utilization(ttft_s=m.ttft_s, ttft_slo_s=x) for x in limits])
 
 
 #: Bisection rounds for a prefill group's utilisation cap: 2**-40 of the cap, far below what plans print.
@@ -192,30 +214,34 @@ def prefill_utilization_cap(step: PrefillStep, ttft_s: float | None, ttft_p99_s:
 
 
 def planned_utilization(m: ReplicaMetrics, tail: TailLatency, role: str, *, ttft_s: float | None,
-                        ttft_p99_s: float | None) -> float:
+                        ttft_p99_s: float | None, loop: OpenLoop | None = None) -> float:
     """The utilisation a group is planned at, the share of its capacity a plan sends it: the highest
     at which its queued TTFTs stay within ``ttft_s``/``ttft_p99_s`` (:func:`utilization_cap`); a
     decode replica's TTFT is not its own, so the plain cap. Plans split each kind's traffic in
     proportion to capacity x this, so no group of a kind runs past its own limit."""
     if role == "decode":
         return max_utilization(ttft_s=0.0, ttft_slo_s=None)
-    return utilization_cap(m, tail, ttft_s, ttft_p99_s)
+    return utilization_cap(m, tail, ttft_s, ttft_p99_s, loop)
 
 
 def group_ttft(m: ReplicaMetrics, tail: TailLatency, utilization: float | None,
-               planned: float) -> tuple[float, TailLatency]:
+               planned: float, loop: OpenLoop | None = None) -> tuple[float, TailLatency]:
     """A plan group's mean TTFT and its p99 figures at ``utilization`` (its share of the plan's
     rate over its capacity), or without a rate at its ``planned`` utilisation, the load the plan's
     throughput counts and its TTFT limits are checked at (:func:`planned_utilization`): a prefill
-    group's from its load-dependent step (:class:`PrefillStep`), other groups' with the M/D/1
-    queueing factor. One rule for both kinds, so a plan's TTFT is the one its throughput figure
-    implies, and a --ttft-ms at that figure keeps the plan (it once showed the unloaded TTFT of a
-    unified group while the limit was checked with the queueing of its 90 % load). The plan
-    builder and the independent checker both report this."""
+    group's from its load-dependent step (:class:`PrefillStep`), a unified group's from its
+    open-loop queue (``loop``, :class:`OpenLoop`: the figure ``evaluate --qps`` gives at that rate,
+    less the HTTP front end's share), without one (plans before schema 1.6.0) the M/D/1 factor over
+    its TTFT. One rule for both kinds, so a plan's TTFT is the one its throughput figure implies,
+    and a --ttft-ms at that figure keeps the plan (it once showed the unloaded TTFT of a unified
+    group while the limit was checked with the queueing of its 90 % load). The plan builder and
+    the independent checker both report this."""
     u = utilization if utilization is not None else planned
     if m.prefill_step is not None:
         step = m.prefill_step
         return step.ttft_s(u), TailLatency(tpot_p99_s=0.0, ttft_extra_s=step.ttft_p99_extra_s(u))
+    if loop is not None:
+        return loop.ttft_s(u * m.requests_per_s), tail
     return ttft_under_load_s(ttft_s=m.ttft_s, utilization=u), tail
 
 
@@ -243,9 +269,11 @@ def _better(a: ReplicaMetrics, util_a: float, b: ReplicaMetrics, util_b: float, 
     """Whether batch ``a`` beats batch ``b`` (``util_*``: their utilisation caps under the TTFT limits)."""
     if t.objective == "latency":
         return (a.tpot_s, -a.output_tokens_per_s) < (b.tpot_s, -b.output_tokens_per_s)
+    # the traffic each serves at the utilisation its TTFT limits allow, as plans count it (without a
+    # rate too: a larger batch whose queue leaves it a smaller share once won on capacity alone)
     ua = a.requests_per_s * util_a
     ub = b.requests_per_s * util_b
-    if t.qps is not None and not math.isclose(ua, ub):
+    if not math.isclose(ua, ub):
         return ua > ub
     return (a.output_tokens_per_s, -a.batch) > (b.output_tokens_per_s, -b.batch)
 

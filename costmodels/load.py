@@ -27,7 +27,9 @@ from costmodels.strategy import GPUs, Links, Strategy, stage_gpus, stages
 
 
 def ttft_under_load_s(*, ttft_s: float, utilization: float) -> float:
-    """TTFT with queueing: an M/D/1 wait in front of the prompt, ``rho / (2 (1 - rho))`` services.
+    """TTFT with queueing as plans before schema 1.6.0 priced it, and as their check still does: an
+    M/D/1 wait in front of the prompt, ``rho / (2 (1 - rho))`` services of a whole TTFT. Newer plans
+    and ``evaluate --qps`` use :class:`OpenLoop`.
 
     >>> round(ttft_under_load_s(ttft_s=0.1, utilization=0.5), 6)
     0.15
@@ -42,7 +44,7 @@ def ttft_under_load_s(*, ttft_s: float, utilization: float) -> float:
 def max_utilization(*, ttft_s: float, ttft_slo_s: float | None) -> float:
     """Highest utilisation at which the queued TTFT stays within ``ttft_slo_s``.
 
-    Inverts :func:`ttft_under_load_s`; capped at ``MAX_PLANNED_UTILIZATION``.
+    Inverts :func:`ttft_under_load_s` (plans before schema 1.6.0); capped at ``MAX_PLANNED_UTILIZATION``.
 
     >>> round(max_utilization(ttft_s=0.1, ttft_slo_s=0.15), 3)
     0.5
@@ -63,58 +65,184 @@ class LoadedMetrics:
     rate_per_s: float
     batch: int  # sequences in flight on average (Little's law)
     utilization: float  # rate / capacity at the largest batch
-    ttft_s: float  # queueing included
+    ttft_s: float  # queueing and the HTTP front end's share included, as a benchmark client sees it
     tpot_s: float
     requests_per_s: float  # served: min(rate, capacity)
     output_tokens_per_s: float
 
 
+def md1_wait_s(rho: float, service_s: float) -> float:
+    """Mean wait in an M/D/1 queue (Poisson arrivals, fixed service), ``rho service / (2 (1 - rho))``
+    (Pollaczek-Khinchine with no service variance); infinite at or past saturation.
+
+    >>> md1_wait_s(0.5, 0.2)
+    0.1
+    """
+    if rho <= 0 or service_s <= 0:
+        return 0.0
+    return math.inf if rho >= 1 else rho * service_s / (2 * (1 - rho))
+
+
+def mdc_wait_s(servers: int, offered: float, service_s: float) -> float:
+    """Mean wait for one of ``servers`` slots held ``service_s`` each, at ``offered`` = arrival rate x
+    ``service_s`` (M/D/c): Erlang C's M/M/c wait halved, the Allen-Cunneen approximation for Poisson
+    arrivals (squared coefficient of variation 1) and fixed service (0), a factor (1 + 0) / 2.
+
+    Erlang B is summed from the top, ``1 / sum_j prod_{i<j} (c - i) / a``, stopping once a term no
+    longer counts: a handful of terms far from saturation, a few times sqrt(c) near it.
+
+    >>> round(mdc_wait_s(1, 0.5, 1.0), 6)  # one slot: M/D/1, 0.5 / (2 x 0.5)
+    0.5
+    >>> mdc_wait_s(256, 100.0, 20.0) < 1e-30  # far from saturation nothing waits
+    True
+    """
+    c = servers
+    if offered <= 0 or service_s <= 0:
+        return 0.0
+    if c < 1 or offered >= c:
+        return math.inf
+    total, term = 1.0, 1.0
+    for j in range(1, c + 1):
+        term *= (c - j + 1) / offered
+        total += term
+        if term < 1e-17 * total:
+            break
+    erlang_b = 1.0 / total
+    erlang_c = c * erlang_b / (c - offered * (1 - erlang_b))
+    return 0.5 * erlang_c * service_s / (c - offered)
+
+
+#: Bisection rounds for a unified replica's utilisation cap: 2**-30 of the rate, below any printed digit.
+_RATE_ROUNDS = 30
+
+
+class OpenLoop:
+    """One unified replica at ``capacity.batch`` slots (``max_num_seqs``) under Poisson arrivals:
+    its mean TTFT as the rate grows, the same figure for ``evaluate --qps``, a plan's groups
+    and the TTFT limits of a search.
+
+    At rate r the replica runs the batch Little's law gives (:meth:`batch_at`), and a prompt
+    waits for three things beyond its own prompt steps (``evaluate_replica``'s TTFT at that batch,
+    which holds the wait for the running step):
+
+    * the prompts ahead of it: the prefill is an M/D/1 queue per attention-DP group, each prompt
+      holding it for :func:`prompt_work_s`, ``rho = r x work / groups`` (:func:`md1_wait_s`);
+    * a free slot, once the batch is full: M/D/c over the slots, each held for the request's
+      end-to-end latency at that batch (:func:`mdc_wait_s`), nothing until near capacity;
+    * nothing else: continuous batching admits a prompt at the next step, so the M/D/1 factor
+      over the whole TTFT (each replica one server whose service is a prompt's TTFT) that plans
+      used before schema 1.6.0 does not describe it. Against the step-by-step benchmark
+      (:func:`costmodels.benchrun.simulate_benchmark`, 72 set-ups at 30-95 % of capacity,
+      ``python benchmarks/ttft_wait.py --load``) that factor was 255 % off on average, the same
+      factor at the operating point (``evaluate --qps`` before) 131 %, this 13.5 %, low where long
+      prompts fill most of the steps near capacity (16,384-token prompts at 95 %: 991 ms against 2,647).
+    """
+
+    def __init__(self, model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, capacity: ReplicaMetrics,
+                 links: Links = Links(), priced: dict[int, ReplicaMetrics] | None = None) -> None:
+        """``priced``: the replica already priced at other batches (same model, GPU, strategy, links and
+        lengths), shared by the queues of one shape's batches, and added to."""
+        self.model, self.gpu, self.s, self.isl, self.osl, self.links = model, gpu, s, isl, osl, links
+        self.capacity = capacity
+        self.slots = capacity.batch
+        self._at = priced if priced is not None else {}
+        self._at[capacity.batch] = capacity
+        self._work: tuple[float, int] | None = None
+
+    def metrics(self, b: int) -> ReplicaMetrics:
+        if b not in self._at:
+            self._at[b] = evaluate_replica(self.model, self.gpu, self.s, isl=self.isl, osl=self.osl, batch=b,
+                                           links=self.links)
+        return self._at[b]
+
+    def _latency_s(self, b: int) -> float:
+        m = self.metrics(b)
+        return m.ttft_s + max(self.osl - 1, 0) * m.tpot_s
+
+    def rate_of(self, b: int) -> float:
+        """The highest rate at which ``b`` sequences in flight suffice (Little's law: ``b`` over a
+        request's latency at batch ``b``)."""
+        return (b + 1e-9) / self._latency_s(b)
+
+    def batch_at(self, rate_per_s: float) -> int:
+        """Sequences in flight at ``rate_per_s``: the least batch that sustains it (bisection over
+        ``rate_of``, which grows with the batch), at most the slots."""
+        lo, hi = 1, self.slots
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if rate_per_s <= self.rate_of(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def _prompt_work(self) -> tuple[float, int]:
+        if self._work is None:
+            run = effective_strategy(self.model, self.gpu, self.s, isl=self.isl, osl=self.osl)
+            self._work = (prompt_work_s(self.model, self.gpu, run, isl=self.isl, links=self.links), run.attention_dp)
+        return self._work
+
+    def _ttft_at_s(self, rate_per_s: float, b: int) -> float:
+        m = self.metrics(b)
+        work, groups = self._prompt_work()
+        slot = mdc_wait_s(self.slots, rate_per_s * self._latency_s(b), self._latency_s(b))
+        return m.ttft_s + md1_wait_s(rate_per_s * work / groups, work) + slot
+
+    def ttft_s(self, rate_per_s: float) -> float:
+        """Mean TTFT at ``rate_per_s``, the engine's (no HTTP front end); infinite at or past capacity."""
+        if self.slots < 1 or rate_per_s >= self.capacity.requests_per_s:
+            return math.inf
+        if rate_per_s <= 0:
+            return self.metrics(1).ttft_s
+        return self._ttft_at_s(rate_per_s, self.batch_at(rate_per_s))
+
+    def ttft_bound_s(self, rate_per_s: float) -> float:
+        """An upper bound on :meth:`ttft_s` from the replica at its full batch alone (TTFT and latency
+        grow with the batch, ``tests/test_latency_properties.py``): a search skips the fixed point
+        with it wherever a limit is far off."""
+        if self.slots < 1 or rate_per_s >= self.capacity.requests_per_s:
+            return math.inf
+        return self._ttft_at_s(rate_per_s, self.slots)
+
+    def utilization_cap(self, limit_s: float) -> float:
+        """The highest utilisation, at most ``MAX_PLANNED_UTILIZATION``, at which :meth:`ttft_s`
+        stays within ``limit_s``; 0 when a lone prompt breaks it. Bisection over the rate, so the
+        TTFT a plan prints at this utilisation is within the limit."""
+        top = cal.MAX_PLANNED_UTILIZATION
+        rps = self.capacity.requests_per_s
+        if rps <= 0 or self.slots < 1:
+            return 0.0
+        if self.ttft_bound_s(top * rps) <= limit_s or self.ttft_s(top * rps) <= limit_s:
+            return top
+        if self.ttft_s(0.0) > limit_s:
+            return 0.0
+        lo, hi = 0.0, top
+        for _ in range(_RATE_ROUNDS):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if self.ttft_s(mid * rps) <= limit_s else (lo, mid)
+        return lo
+
+
 def serve_at_rate(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, rate_per_s: float,
                   links: Links = Links(), capacity: ReplicaMetrics | None = None) -> LoadedMetrics:
-    """Predict a replica at a request rate: the in-flight batch the rate sustains, its TPOT,
-    and TTFT with the queueing wait at that utilisation.
-
-    The batch is the least fixed point of Little's law, ``b = rate x (TTFT(b) + (osl - 1)
-    TPOT(b))``, capped at the largest batch that fits. At or above capacity the queue has no
-    steady state: TTFT is infinite and the replica serves its capacity.
+    """Predict a replica at a request rate (:class:`OpenLoop`): the in-flight batch the rate
+    sustains, its TPOT, and TTFT with the prompt queue, the wait for a slot and the HTTP front
+    end (``ONLINE_REQUEST_OVERHEAD_S``). ``capacity``: the replica at its batch limit
+    (``max_num_seqs``; default the largest batch that fits). At or above capacity the queue has
+    no steady state: TTFT is infinite and the replica serves its capacity.
     """
     cap = capacity or evaluate_replica(model, gpu, s, isl=isl, osl=osl, links=links)
-    if cap.max_batch < 1 or cap.requests_per_s <= 0:
+    if cap.max_batch < 1 or cap.batch < 1 or cap.requests_per_s <= 0:
         return LoadedMetrics(rate_per_s, 0, math.inf, math.inf, math.inf, 0.0, 0.0)
     util = rate_per_s / cap.requests_per_s
     if util >= 1:
         return LoadedMetrics(rate_per_s, cap.batch, util, math.inf, cap.tpot_s, cap.requests_per_s,
                              cap.output_tokens_per_s)
-    at: dict[int, ReplicaMetrics] = {}
-
-    def metrics(b: int) -> ReplicaMetrics:
-        if b not in at:
-            at[b] = evaluate_replica(model, gpu, s, isl=isl, osl=osl, batch=b, links=links)
-        return at[b]
-
-    def little(b: int) -> int:
-        m = metrics(b)
-        return max(1, min(cap.max_batch, math.ceil(rate_per_s * (m.ttft_s + (osl - 1) * m.tpot_s) - 1e-9)))
-
-    b = 1
-    for _ in range(24):
-        nb = little(b)
-        if nb <= b:
-            break
-        b = nb
-    else:  # slow convergence near saturation: bisect for the least b with little(b) <= b
-        lo, hi = b, cap.max_batch
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if little(mid) <= mid:
-                hi = mid
-            else:
-                lo = mid + 1
-        b = lo
-    m = metrics(b)
+    loop = OpenLoop(model, gpu, s, isl=isl, osl=osl, capacity=cap, links=links)
+    b = loop.batch_at(rate_per_s)
     return LoadedMetrics(rate_per_s=rate_per_s, batch=b, utilization=util,
-                         ttft_s=ttft_under_load_s(ttft_s=m.ttft_s, utilization=util) + cal.ONLINE_REQUEST_OVERHEAD_S,
-                         tpot_s=m.tpot_s,
+                         ttft_s=loop.ttft_s(rate_per_s) + cal.ONLINE_REQUEST_OVERHEAD_S,
+                         tpot_s=loop.metrics(b).tpot_s,
                          requests_per_s=rate_per_s, output_tokens_per_s=rate_per_s * osl)
 
 
@@ -233,23 +361,27 @@ def prompt_queue_s(work_s: float, *, clients: int, unqueued_s: float, servers: i
     The prompts queue for the prefill (``work_s`` each, :func:`prompt_work_s`), one queue per
     attention-DP group (``servers``, the prompts spread evenly). The other ``clients - 1`` send
     theirs at ``lambda = (clients - 1) / e2e`` together, so ``rho = lambda x work_s / servers`` of
-    the time a group's prefill is busy. Queued as M/D/1, a prompt waits ``rho work_s / (2 (1 - rho))``; the
-    residual of the prompt in service, ``rho work_s / 2``, is in the running step already, which
-    leaves ``rho**2 work_s / (2 (1 - rho))``. The wait lengthens e2e, which lowers lambda: the wait
+    the time a group's prefill is busy. Queued as M/D/1, a prompt waits ``rho work_s / (2 (1 - rho))``
+    (:func:`md1_wait_s`, as under an open loop, :class:`OpenLoop`): the rest of the prompt in service is
+    waited for on top of the running step, which a prompt spanning several chunks outlasts (the
+    residual was once taken as inside the running step, ``rho**2 work_s / (2 (1 - rho))``: NIM's
+    closed loops, where TTFT runs low, 42.7 % TTFT MAPE against 41.5 % now; under an open loop, 19.2 %
+    against 13.5 % from the step-by-step benchmark, ``benchmarks/ttft_wait.py --load``). The wait
+    lengthens e2e, which lowers lambda: the wait
     is the fixed point, found by bisection (the wait minus its M/D/1 value rises with it, and at
     ``clients x work_s``, every other prompt ahead, it is positive). One client never waits.
 
     >>> prompt_queue_s(0.4, clients=1, unqueued_s=10.0)
     0.0
-    >>> round(prompt_queue_s(0.4, clients=50, unqueued_s=33.0), 3)  # rho about 0.58
-    0.171
+    >>> round(prompt_queue_s(0.4, clients=50, unqueued_s=33.0), 3)  # rho about 0.59
+    0.286
     """
     if clients <= 1 or work_s <= 0:
         return 0.0
 
     def excess(w: float) -> float:
         rho = (clients - 1) * work_s / servers / (unqueued_s + w)
-        return w - (math.inf if rho >= 1 else rho * rho * work_s / (2 * (1 - rho)))
+        return w - md1_wait_s(rho, work_s)
 
     lo, hi = 0.0, clients * work_s
     for _ in range(_QUEUE_ROUNDS):
@@ -324,8 +456,8 @@ def tail_latency(model: ModelSpec, gpu: GPUs, s: Strategy, m: ReplicaMetrics, *,
     steps fill more than 1 % of the time; at batch 1 nothing runs, so nothing is waited for). A prefill
     replica's mean counts half of the step its load sets, when one runs (``m.prefill_step``, at
     ``utilization``; :class:`costmodels.prefill.PrefillStep`), its p99 that wait's own quantile; its mean takes no
-    M/D/1 factor (the step wait is its queue). For other roles, under a request rate the same M/D/1 queueing factor as the mean's applies
-    (:func:`ttft_under_load_s`); the tail of the queueing wait itself is not modelled, so
+    M/D/1 factor (the step wait is its queue). For a unified replica under load the p99 is the queued
+    mean (:class:`OpenLoop`) plus this extra; the tail of the queueing wait itself is not modelled, so
     the p99 is optimistic under heavy load.
     """
     if role == "prefill":

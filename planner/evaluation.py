@@ -150,9 +150,9 @@ def evaluate(*, topology: str | Path | Topology, model: str | Path | ModelSpec, 
             qps = math.inf
         elif qps < 0 or not qps == qps:
             raise InputError(f"must be a non-negative number, got {qps!r}", source="--qps")
-        cap = m if batch is None else None
+        # the replica at its batch limit (--batch is max_num_seqs; without it, the largest that fits)
         loaded = serve_at_rate(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl, rate_per_s=qps / dp,
-                               links=links, capacity=cap)
+                               links=links, capacity=m)
     closed = None
     if concurrency is not None:
         closed = serve_at_concurrency(spec, view.gpu_of_type[gpu_name], s, isl=isl, osl=osl,

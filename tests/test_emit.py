@@ -571,6 +571,21 @@ def test_vllm_ray_replica_gets_async_scheduling_only_where_the_release_takes_it(
     assert "--async-scheduling" in emit(one_node, "vllm", runtime_version="0.11.0")["vllm-g0.sh"]
 
 
+@pytest.mark.parametrize("name, target", [("unified-ttft", "vllm"), ("unified-qps", "trtllm"), ("pools", "sglang")])
+def test_plans_of_schema_1_5_still_emit(name, target):
+    """Plans of schema 1.5.0 put an M/D/1 factor over a unified group's whole TTFT, in the figure and in the
+    utilisation a TTFT limit left it (unified-ttft: 80 % under --ttft-ms 150); 1.6.0 queues it as an open
+    loop. The older plans still pass the checks, recomputed their way, and emit."""
+    from planner.emit import emit, load_plan
+    from planner.plan.check import check_plan
+
+    path = Path(__file__).parent / "fixtures" / "plans-1.5.0" / f"{name}.json"
+    plan = load_plan(str(path))
+    assert plan.schema_version == "1.5.0"
+    assert check_plan(plan).ok, check_plan(plan).problems
+    assert emit(plan, target)
+
+
 @pytest.mark.parametrize("name, target", [("unified-p99", "vllm"), ("pools", "sglang")])
 def test_plans_of_schema_1_4_still_emit(name, target):
     """Plans the previous release wrote (schema 1.4.0: a unified group's TTFT unloaded without a rate, latencies

@@ -210,3 +210,41 @@ def test_a_faster_link_never_makes_a_replica_slower(name, tp, runtime, layout, b
     c = evaluate_replica(m, g, s, isl=isl, osl=osl, batch=b, links=Links(tp=fast, ep=fast))
     assert c.tpot_s <= a.tpot_s * (1 + 1e-9), (c.tpot_s, a.tpot_s)
     assert c.ttft_s <= a.ttft_s * (1 + 1e-9), (c.ttft_s, a.ttft_s)
+
+
+@given(name=st.sampled_from(MODELS), tp=st.sampled_from([1, 2, 4, 8]), runtime=st.sampled_from(RUNTIMES),
+       gpu=st.sampled_from(GPUS), isl=st.sampled_from([128, 1024, 8192]), osl=st.sampled_from([16, 256, 2048]),
+       slots=st.integers(min_value=1, max_value=512), limit_ms=st.floats(min_value=5.0, max_value=5000.0))
+@settings(max_examples=60, deadline=None)
+@example(name="llama-3.1-8b", tp=1, runtime="vllm", gpu="H100-SXM-80GB", isl=1024, osl=256, slots=1, limit_ms=3000.0)
+def test_an_open_loop_queue_grows_with_the_rate_and_its_cap_meets_the_limit(name, tp, runtime, gpu, isl, osl, slots,
+                                                                            limit_ms):
+    """costmodels.load.OpenLoop, the queue behind a plan's TTFT, `evaluate --qps` and a --ttft-ms limit: TTFT
+    never falls as the rate grows, is never below a prompt reaching an idle replica, never above the bound
+    a search skips the fixed point with; the utilisation cap meets the limit, and a little more load breaks it
+    unless the cap is the planned 90 %."""
+    from costmodels.load import OpenLoop
+
+    m = get_model(name)
+    s = Strategy(tp=tp, weight_dtype="fp8", kv_dtype="fp8", runtime=runtime)
+    if validate_strategy(m, s):
+        return
+    g = gpu_catalog()[gpu]
+    top = evaluate_replica(m, g, s, isl=isl, osl=osl, links=Links())
+    if top.max_batch < 1:
+        return
+    cap = evaluate_replica(m, g, s, isl=isl, osl=osl, batch=min(slots, top.max_batch), links=Links())
+    loop = OpenLoop(m, g, s, isl=isl, osl=osl, capacity=cap)
+    rps = cap.requests_per_s
+    ttfts = [loop.ttft_s(u * rps) for u in (0.0, 0.2, 0.5, 0.8, 0.9, 0.99)]
+    assert all(b >= a * (1 - 1e-9) for a, b in zip(ttfts, ttfts[1:], strict=False)), ttfts
+    assert loop.ttft_s(rps) == float("inf")
+    for u in (0.2, 0.5, 0.9):
+        assert loop.ttft_s(u * rps) <= loop.ttft_bound_s(u * rps) * (1 + 1e-9)
+    limit = limit_ms / 1e3
+    u = loop.utilization_cap(limit)
+    assert 0.0 <= u <= cal.MAX_PLANNED_UTILIZATION
+    if u > 0:
+        assert loop.ttft_s(u * rps) <= limit
+    if u < cal.MAX_PLANNED_UTILIZATION:
+        assert loop.ttft_s(min(u + 1e-6, 0.999) * rps) > limit * (1 - 1e-6)

@@ -201,9 +201,9 @@ def test_closed_loop_prompts_queue_for_the_prefill():
     for clients, work, base, servers in ((2, 0.1, 5.0, 1), (50, 0.4, 33.0, 1), (200, 0.3, 20.0, 1), (200, 0.3, 20.0, 4)):
         w = prompt_queue_s(work, clients=clients, unqueued_s=base, servers=servers)
         rho = (clients - 1) * work / servers / (base + w)
-        assert rho < 1 and w == pytest.approx(rho * rho * work / (2 * (1 - rho)), rel=1e-9)
+        assert rho < 1 and w == pytest.approx(rho * work / (2 * (1 - rho)), rel=1e-9)
     waits = [prompt_queue_s(0.4, clients=c, unqueued_s=30.0) for c in (2, 5, 25, 50, 100)]
-    assert waits == sorted(waits) and waits[0] < 1e-3 < waits[-1]
+    assert waits == sorted(waits) and waits[0] < 0.01 * 0.4 < waits[-1]  # one other client: ahead 1.3 % of the time
 
     spec = get_model("llama-3.1-70b")
     ev = evaluation.evaluate(topology=TOPO, model=spec, tp=4, isl=4096, osl=256)

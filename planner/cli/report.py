@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from costmodels.calibration import ONLINE_REQUEST_OVERHEAD_S
 from costmodels.units import round_up
 from planner.cli.group import plural
 from planner.plan.schema import Plan
@@ -238,8 +239,10 @@ def _loaded_lines(d: dict) -> list[str]:
     q = d.get("at_qps")
     if q is not None:
         rate = "an unbounded rate" if q["qps"] is None else f"{q['qps']:g} req/s"
-        out.append(f"at {rate}: {q['batch_in_flight']} in flight, TTFT {_ms(q['ttft_ms'])} (queueing "
-                   f"included), TPOT {_ms(q['tpot_ms'])}, {q['output_tokens_per_s']:,.0f} output tok/s")
+        front = ONLINE_REQUEST_OVERHEAD_S * 1e3
+        out.append(f"at {rate}: {q['batch_in_flight']} in flight, TTFT {_ms(q['ttft_ms'])} (queueing and the HTTP "
+                   f"front end's {front:.1f} ms included; a plan's TTFT leaves the front end out), TPOT "
+                   f"{_ms(q['tpot_ms'])}, {q['output_tokens_per_s']:,.0f} output tok/s")
     c = d.get("at_concurrency")
     if c is not None:
         out.append(f"at concurrency {c['concurrency']}: {c['batch_in_flight']} in flight per replica, TTFT "

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 
 from costmodels.batch import group_ttft, planned_utilization
-from costmodels.load import tail_latency
+from costmodels.load import OpenLoop, tail_latency
 from costmodels.model_spec import ModelSpec
 from costmodels.prefill import evaluate_prefill, kv_transfer_s
 from costmodels.serving import effective_strategy, evaluate_replica
@@ -63,6 +63,7 @@ class _Priced:
     utilisation the plan is made for, and the sum of its groups' weights."""
 
     metrics: dict[int, tuple] = field(default_factory=dict)
+    loops: dict[int, OpenLoop | None] = field(default_factory=dict)  # a unified group's queue
     weight: dict[int, float] = field(default_factory=dict)
     cap: dict[str, float] = field(default_factory=lambda: {"unified": 0.0, "prefill": 0.0, "decode": 0.0})
     planned: dict[str, float] = field(default_factory=lambda: {"unified": 0.0, "prefill": 0.0, "decode": 0.0})
@@ -100,10 +101,12 @@ def _price_groups(spec: ModelSpec, topo: Topology, view: ClusterView, req: Reque
                                  role=c.role)
         tail = tail_latency(spec, gpus, c.strategy, m, isl=req.isl, osl=req.osl, links=worst, role=c.role)
         out.metrics[ci] = (m, worst, xfer, kv, tail)
+        loop = out.loops[ci] = (OpenLoop(spec, gpus, c.strategy, isl=req.isl, osl=req.osl, capacity=m, links=worst)
+                                if c.role == "unified" else None)
         out.cap[c.role] += m.requests_per_s * len(reps)
         # traffic goes to each group in proportion to its capacity at its own planned utilisation
         out.weight[ci] = m.requests_per_s * len(reps) * planned_utilization(m, tail, c.role, ttft_s=req.ttft_s,
-                                                                             ttft_p99_s=req.ttft_p99_s)
+                                                                             ttft_p99_s=req.ttft_p99_s, loop=loop)
         out.kind_weight[c.role] += out.weight[ci]
         # what the solver counted: each group at its planned (usable) utilisation, one rule for both kinds
         out.planned[c.role] += m.requests_per_s * len(reps) * c.usable_requests_per_s / c.metrics.requests_per_s
@@ -169,7 +172,8 @@ def _group(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, gid
     within = priced.weight[ci] / priced.kind_weight[c.role] if priced.kind_weight[c.role] else 0.0
     share = (kind_rps / total_capacity_rps) * within if total_capacity_rps else 0.0
     g_util = req.qps * share / group_rps if req.qps and group_rps else None
-    ttft, tail = group_ttft(m, tail, g_util, priced.weight[ci] / group_rps if group_rps else 0.0)
+    ttft, tail = group_ttft(m, tail, g_util, priced.weight[ci] / group_rps if group_rps else 0.0, priced.loops[ci])
+    idle = priced.loops[ci]  # a unified group's TTFT unloaded: a prompt reaching an idle replica
     gpus_c = [view.gpu_of_type[x] for x in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
     replicas = [S.Replica(index=ri, ranks=[S.Rank(rank=st * c.strategy.tp + tr, stage=st, tp_rank=tr,
                                                   node=topo.gpu(gid_)["node"], gpu_index=topo.gpu(gid_)["index"])
@@ -193,7 +197,8 @@ def _group(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, gid
                                batch_size=c.batch, max_num_batched_tokens=budget,
                                max_model_len=req.isl + req.osl, layer_split=split,
                                weight_dtype=c.strategy.weight_dtype, kv_dtype=c.strategy.kv_dtype),
-        metrics_per_replica=S.Metrics(ttft_ms=S.latency_ms(ttft), ttft_unloaded_ms=S.latency_ms(m.ttft_s),
+        metrics_per_replica=S.Metrics(ttft_ms=S.latency_ms(ttft),
+                                      ttft_unloaded_ms=S.latency_ms(idle.ttft_s(0.0) if idle else m.ttft_s),
                                       tpot_ms=S.latency_ms(m.tpot_s), output_tokens_per_s=rounded(m.output_tokens_per_s, 1),
                                       requests_per_s=rounded(m.requests_per_s, 4),
                                       utilization=rounded(g_util, 4) if g_util is not None else None,

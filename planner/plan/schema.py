@@ -18,12 +18,14 @@ from pydantic_core import PydanticCustomError
 from costmodels.units import round_up
 from topologies.schema import LABEL, Label
 
-SCHEMA_VERSION: Final = "1.5.0"
+SCHEMA_VERSION: Final = "1.6.0"
 # 1.1.0 added min-cost: prices and costs; 1.2.0 attention data parallelism and expert imbalance;
 # 1.3.0 p99 SLOs and p99 metrics; 1.4.0 totals at the planned utilisation beside the capacity;
 # 1.5.0 a unified group's TTFT (mean and p99) at its planned utilisation without a rate, as a prefill
-# pool's was, and latencies rounded up to the microsecond
-READABLE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0")
+# pool's was, and latencies rounded up to the microsecond; 1.6.0 a unified group queues as an open loop
+# (costmodels.load.OpenLoop: prompt queue and slot wait at the batch its load sets), in its TTFT and in
+# the utilisation a TTFT limit allows, where older plans put an M/D/1 factor over its whole TTFT
+READABLE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0", "1.6.0")
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 
 
@@ -140,7 +142,8 @@ class StrategyOut(_Out):
 
 class Metrics(_Out):
     ttft_ms: float = Field(description="time to first token, queueing at the planned load included")
-    ttft_unloaded_ms: float
+    ttft_unloaded_ms: float = Field(description="time to first token with no queue: a prompt reaching an idle replica "
+                                                 "(before 1.6.0, a unified group's at its full batch)")
     tpot_ms: float
     output_tokens_per_s: float
     requests_per_s: float
@@ -254,7 +257,7 @@ class Disaggregation(_Out):
 
 
 class Plan(_Out):
-    schema_version: Literal["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0", "1.6.0"] = SCHEMA_VERSION
     generator: Generator
     inputs: Inputs
     replica_groups: list[ReplicaGroup] = Field(min_length=1)
@@ -274,6 +277,12 @@ def loaded_ttft(version: str) -> bool:
     """Whether a plan of schema ``version`` gives a unified group's TTFT at its planned utilisation and
     rounds latencies up (from 1.5.0); older plans gave it unloaded without a rate, rounded to nearest."""
     return tuple(int(p) for p in version.split(".")) >= (1, 5, 0)
+
+
+def open_loop_queue(version: str) -> bool:
+    """Whether a plan of schema ``version`` queues a unified group as an open loop
+    (:class:`costmodels.load.OpenLoop`, from 1.6.0); older plans put an M/D/1 factor over its TTFT."""
+    return tuple(int(p) for p in version.split(".")) >= (1, 6, 0)
 
 
 def latency_ms(x_s: float) -> float:

@@ -122,4 +122,5 @@ class Served:
     weight: float  # requests/s x planned utilisation: how the plan splits each kind's traffic
     share: float = 0.0
     ttft_s: float = 0.0
+    loop: Any = None  # costmodels.load.OpenLoop of a unified group (plans from schema 1.6.0), else None
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from costmodels.batch import group_ttft, planned_utilization
 from costmodels.hardware import custom_gpus, get_gpu
-from costmodels.load import tail_latency
+from costmodels.load import OpenLoop, tail_latency
 from costmodels.model_spec import ModelSpec
 from costmodels.models import get_model
 from costmodels.prefill import evaluate_prefill, kv_transfer_s
@@ -15,7 +15,7 @@ from costmodels.serving import evaluate_replica, replica_memory
 from planner.place.placement import measure_links, slowest_stage_link, worst_links
 from planner.plan.check.audit import Audit, CheckReport, GroupCheck, Priced, RankCheck, ReplicaCheck, Served
 from planner.plan.check.rules import RULES
-from planner.plan.schema import Plan, loaded_ttft
+from planner.plan.schema import Plan, loaded_ttft, open_loop_queue
 from topologies.graph import Topology
 from topologies.load import load_topology
 
@@ -113,10 +113,12 @@ def _price(a: Audit, grp: GroupCheck) -> None:
     _apply(a, "priced", Priced(grp=grp, m=m, mems=mems, xfer_s=xfer))
     tail = tail_latency(spec_m, grp.gpus, strategy, m, isl=isl, osl=osl, links=links, role=g.role)
     a.cap[g.role] += m.requests_per_s * st.dp
+    loop = (OpenLoop(spec_m, grp.gpus, strategy, isl=isl, osl=osl, capacity=m, links=links)
+            if g.role == "unified" and open_loop_queue(a.plan.schema_version) else None)
     weight = m.requests_per_s * st.dp * planned_utilization(
         m, tail, g.role, ttft_s=slo.ttft_ms / 1e3 if slo.ttft_ms else None,
-        ttft_p99_s=slo.ttft_p99_ms / 1e3 if slo.ttft_p99_ms else None)
-    a.served.append(Served(grp=grp, m=m, tail=tail, weight=weight))
+        ttft_p99_s=slo.ttft_p99_ms / 1e3 if slo.ttft_p99_ms else None, loop=loop)
+    a.served.append(Served(grp=grp, m=m, tail=tail, weight=weight, loop=loop))
 
 
 def _share(a: Audit) -> None:
@@ -143,4 +145,5 @@ def _share(a: Audit) -> None:
         if g_util is None and g.role == "unified" and not loaded_ttft(a.plan.schema_version):
             s.ttft_s = s.m.ttft_s  # plans before 1.5.0 gave a unified group's TTFT unloaded without a rate
         else:
-            s.ttft_s, s.tail = group_ttft(s.m, s.tail, g_util, weight[g.id] / group_rps if group_rps else 0.0)
+            s.ttft_s, s.tail = group_ttft(s.m, s.tail, g_util, weight[g.id] / group_rps if group_rps else 0.0,
+                                          s.loop)
