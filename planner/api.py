@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ from planner.plan import build, schema as S
 from planner.price.candidate import Candidate, Request
 from planner.price.cluster import ClusterView, cluster_view
 from planner.price.shapes import price_candidates
-from planner.price.spans import EQUAL_RANKS_PER_NODE_RUNTIMES
 from planner.solve.cpsat import (
     SPLIT_CLASSES_UP_TO,
     SolverParams,
@@ -347,13 +345,8 @@ MAX_UNLAUNCHABLE_MIXES = 20
 
 
 def _launchable(view: ClusterView, runtime: str, placed) -> bool:
-    """Whether ``runtime`` can start every replica as placed: SGLang starts one process of equal size
-    per node (``EQUAL_RANKS_PER_NODE_RUNTIMES``), so a replica's nodes must hold as many ranks each
-    (a pipeline of 9 stages laid 8 + 1 over two nodes, or 6 over GB200 trays 4 + 2, cannot launch)."""
-    if runtime not in EQUAL_RANKS_PER_NODE_RUNTIMES:
-        return True
-    return all(len(set(Counter(view.topology.gpu(g)["node"] for stage in rep.stages for g in stage).values())) == 1
-               for rep in placed)
+    """Whether ``runtime`` can start every replica as placed (:func:`planner.plan.build.launch_problem`)."""
+    return build.launch_problem(view, runtime, placed) is None
 
 
 def _solve_and_place_once(view: ClusterView, cands: list[Candidate], req: Request, params: SolverParams,

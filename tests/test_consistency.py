@@ -220,3 +220,20 @@ def test_a_plans_ttft_is_what_evaluate_gives_at_the_plans_rate(kw):
                                  batch=st.batch_size, isl=1024, osl=256, qps=rate, gpu=g.gpu)
         assert ev.loaded.ttft_s * 1e3 - cal.ONLINE_REQUEST_OVERHEAD_S * 1e3 == pytest.approx(m.ttft_ms, abs=2e-3)
         assert m.ttft_unloaded_ms < m.ttft_ms
+
+
+def test_a_plan_its_runtime_cannot_start_says_so(monkeypatch):
+    """A plan kept although SGLang cannot start it as placed (no other mix found: here none tried) carries a
+    warning, in the JSON and in the report; it was kept without a word, and only its emitter said why."""
+    from planner.cli.report import plan_text
+    from planner.emit import emit
+    from topologies.errors import PlanSearchError
+
+    kw = dict(topology="hgx-a100x4", model="mixtral-8x22b", runtime="sglang")
+    assert api.search(**kw).warnings == []  # the search sets the mix aside and finds one that starts
+    monkeypatch.setattr(api, "MAX_UNLAUNCHABLE_MIXES", 0)
+    plan = api.search(**kw)
+    assert plan.warnings and "sglang cannot start a tp=4 pp=3 replica laid 4 + 8 ranks" in plan.warnings[0]
+    assert f"warning: {plan.warnings[0]}" in plan_text(plan)
+    with pytest.raises(PlanSearchError):
+        emit(plan, "sglang")

@@ -76,6 +76,7 @@ def plan_text(plan: Plan, *, max_replicas_shown: int = 8) -> str:
                   f"({t.output_tokens_per_s_per_gpu:,.0f} per GPU), {t.requests_per_s:.2f} req/s{headroom}; "
                   f"worst TTFT {up(t.ttft_ms, 1)} ms{idle}, TPOT {up(t.tpot_ms, 2)} ms"
                   + (f"; ${t.cost_per_hour:,.2f} per hour" if t.cost_per_hour is not None else "")]
+    lines += [f"warning: {w}" for w in plan.warnings]
     hint = _no_slo_hint(i.slo, i.objective)
     if hint:
         lines.append(hint)

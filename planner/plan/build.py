@@ -5,6 +5,7 @@ inputs that make the plan reproducible.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 from costmodels.batch import group_ttft, planned_utilization
@@ -17,6 +18,7 @@ from planner.place.placement import PlacedReplica, replica_links, slowest_stage_
 from planner.plan import schema as S
 from planner.price.candidate import Pricing, Request
 from planner.price.cluster import ClusterView
+from planner.price.spans import EQUAL_RANKS_PER_NODE_RUNTIMES
 from planner.solve.cpsat import (
     Instance,
     Solution,
@@ -113,6 +115,25 @@ def _price_groups(spec: ModelSpec, topo: Topology, view: ClusterView, req: Reque
     return out
 
 
+def launch_problem(view: ClusterView, runtime: str, placed: list[PlacedReplica]) -> str | None:
+    """Why ``runtime`` cannot start a replica as placed, or None: SGLang starts one process of equal size
+    per node (``EQUAL_RANKS_PER_NODE_RUNTIMES``), so a replica's nodes must hold as many ranks each (a
+    pipeline of 9 stages laid 8 + 1 over two nodes, or 6 GPUs over GB200 trays 4 + 2, cannot launch).
+    The search sets such a mix aside and solves for the next best; a plan keeps one only when no other
+    was found (out of time, interrupted, or none meets the request), and then says so."""
+    if runtime not in EQUAL_RANKS_PER_NODE_RUNTIMES:
+        return None
+    for rep in placed:
+        per_node = Counter(view.topology.gpu(g)["node"] for stage in rep.stages for g in stage)
+        if len(set(per_node.values())) > 1:
+            c = rep.candidate.strategy
+            laid = " + ".join(str(n) for _, n in sorted(per_node.items()))
+            return (f"{runtime} cannot start a tp={c.tp} pp={c.pp} replica laid {laid} ranks over "
+                    f"{len(per_node)} nodes (one process of equal size per node); no plan it can start was found "
+                    f"in the time and mixes the search had (--time-limit-s), and its emitter refuses this one")
+    return None
+
+
 def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, sol: Solution,
                inst: Instance, placed: list[PlacedReplica], pricing: Pricing, params: SolverParams,
                *, wall_time_s: float | None) -> S.Plan:
@@ -140,8 +161,9 @@ def build_plan(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request,
                          best_bound=rounded(bound, 2), gap=rounded(gap, 6), candidates_priced=pricing.priced,
                          seed=params.seed, workers=params.workers, time_limit_s=params.time_limit_s,
                          wall_time_s=rounded(wall_time_s, 3) if wall_time_s is not None else None)
+    problem = launch_problem(view, req.runtime, placed)
     return S.Plan(generator=f"plan-search {VERSION}", inputs=_inputs(spec, topo, req, prices), replica_groups=groups,
-                  totals=totals, solver=solver)
+                  totals=totals, solver=solver, warnings=[problem] if problem else [])
 
 
 def objective_figure(plan: S.Plan, objective: str) -> float | None:

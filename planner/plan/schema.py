@@ -265,6 +265,10 @@ class Plan(_Out):
     solver: SolverOut
     disaggregation: Disaggregation | None = Field(default=None, description="present when prefill/decode pools "
                                                                             "were considered")
+    warnings: list[OneLine] = Field(default_factory=list, max_length=16,
+                                    description="what a reader must know before launching (from 1.6.0): a plan "
+                                                "the runtime cannot start as placed, kept because no other was "
+                                                "found")
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, fixed float formatting, trailing newline; never NaN or
