@@ -224,6 +224,23 @@ def planned_utilization(m: ReplicaMetrics, tail: TailLatency, role: str, *, ttft
     return utilization_cap(m, tail, ttft_s, ttft_p99_s, loop)
 
 
+def kind_shares(capacity_rps: dict[str, float], planned_rps: dict[str, float], *,
+                by_planned: bool = True) -> dict[str, float]:
+    """The share of a plan's requests each kind of group takes ('unified', 'prefill', 'decode'; a
+    request goes to one unified group, or to one prefill and one decode group): in proportion to each
+    kind's planned requests/s (its groups' capacity at their planned utilisation; the pools the smaller
+    of prefill's and decode's), so that at any rate up to the plan's planned total no group runs past
+    the utilisation its TTFT limits allow. Split by capacity instead (``by_planned`` False, plans before
+    schema 1.6.0), a unified group capped at 80 % beside pools at 90 % ran at 82 % under --qps and broke
+    its --ttft-ms."""
+    src = planned_rps if by_planned else capacity_rps
+    unified, pools = src["unified"], min(src["prefill"], src["decode"])
+    total = unified + pools
+    if total <= 0:
+        return {"unified": 0.0, "prefill": 0.0, "decode": 0.0}
+    return {"unified": unified / total, "prefill": pools / total, "decode": pools / total}
+
+
 def group_ttft(m: ReplicaMetrics, tail: TailLatency, utilization: float | None,
                planned: float, loop: OpenLoop | None = None) -> tuple[float, TailLatency]:
     """A plan group's mean TTFT and its p99 figures at ``utilization`` (its share of the plan's
@@ -270,12 +287,18 @@ def _better(a: ReplicaMetrics, util_a: float, b: ReplicaMetrics, util_b: float, 
     if t.objective == "latency":
         return (a.tpot_s, -a.output_tokens_per_s) < (b.tpot_s, -b.output_tokens_per_s)
     # the traffic each serves at the utilisation its TTFT limits allow, as plans count it (without a
-    # rate too: a larger batch whose queue leaves it a smaller share once won on capacity alone)
+    # rate too: a larger batch whose queue leaves it a smaller share once won on capacity alone); on a
+    # tie (a TTFT limit caps both at the same rate, whatever their slots), the lower TPOT: the larger
+    # batch's extra capacity cannot be used, and it had won a plan the frontier showed dominated
     ua = a.requests_per_s * util_a
     ub = b.requests_per_s * util_b
-    if not math.isclose(ua, ub):
+    if not math.isclose(ua, ub, rel_tol=_SAME_TRAFFIC):
         return ua > ub
-    return (a.output_tokens_per_s, -a.batch) > (b.output_tokens_per_s, -b.batch)
+    return (a.tpot_s, a.batch) < (b.tpot_s, b.batch)
+
+
+#: Served traffic within this share of another's is the same (far below the 0.1 tokens/s plans print).
+_SAME_TRAFFIC = 1e-6
 
 
 #: The step token budgets (``max_num_batched_tokens``; SGLang's ``--chunked-prefill-size``) a

@@ -63,7 +63,7 @@ class LoadedMetrics:
     """One replica serving ``rate_per_s`` requests/s (open loop, Poisson-like arrivals)."""
 
     rate_per_s: float
-    batch: int  # sequences in flight on average (Little's law)
+    batch: int  # sequences in flight on average (Little's law), to the nearest whole one
     utilization: float  # rate / capacity at the largest batch
     ttft_s: float  # queueing and the HTTP front end's share included, as a benchmark client sees it
     tpot_s: float
@@ -121,9 +121,11 @@ class OpenLoop:
     its mean TTFT as the rate grows, the same figure for ``evaluate --qps``, a plan's groups
     and the TTFT limits of a search.
 
-    At rate r the replica runs the batch Little's law gives (:meth:`batch_at`), and a prompt
-    waits for three things beyond its own prompt steps (``evaluate_replica``'s TTFT at that batch,
-    which holds the wait for the running step):
+    At rate r the replica holds on average the number of sequences Little's law gives
+    (:meth:`in_flight`: ``n = r x latency(n)``, the latency interpolated between whole batches, so
+    the figures move smoothly with the rate), and a prompt waits for three things beyond its own
+    prompt steps (``evaluate_replica``'s TTFT at that batch, which holds the wait for the running
+    step):
 
     * the prompts ahead of it: the prefill is an M/D/1 queue per attention-DP group, each prompt
       holding it for :func:`prompt_work_s`, ``rho = r x work / groups`` (:func:`md1_wait_s`);
@@ -134,8 +136,14 @@ class OpenLoop:
       used before schema 1.6.0 does not describe it. Against the step-by-step benchmark
       (:func:`costmodels.benchrun.simulate_benchmark`, 72 set-ups at 30-95 % of capacity,
       ``python benchmarks/ttft_wait.py --load``) that factor was 255 % off on average, the same
-      factor at the operating point (``evaluate --qps`` before) 131 %, this 13.5 %, low where long
+      factor at the operating point (``evaluate --qps`` before) 131 %, this 13.6 %, low where long
       prompts fill most of the steps near capacity (16,384-token prompts at 95 %: 991 ms against 2,647).
+
+    Neither hold exceeds what the replica's capacity allows per request: a prompt holds its group at
+    most ``groups / capacity`` and a slot at most ``slots / capacity`` (where the step cycle turns
+    requests over faster than Little's law at the full batch says, as with long prompts under
+    attention DP, an end-to-end latency as the slot's hold had put the slots past saturation below
+    capacity, an infinite TTFT).
     """
 
     def __init__(self, model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, capacity: ReplicaMetrics,
@@ -165,8 +173,8 @@ class OpenLoop:
         return (b + 1e-9) / self._latency_s(b)
 
     def batch_at(self, rate_per_s: float) -> int:
-        """Sequences in flight at ``rate_per_s``: the least batch that sustains it (bisection over
-        ``rate_of``, which grows with the batch), at most the slots."""
+        """The whole batch the replica reaches at ``rate_per_s``: the least that sustains it (bisection
+        over ``rate_of``, which grows with the batch), at most the slots."""
         lo, hi = 1, self.slots
         while lo < hi:
             mid = (lo + hi) // 2
@@ -176,17 +184,37 @@ class OpenLoop:
                 lo = mid + 1
         return lo
 
+    def in_flight(self, rate_per_s: float) -> tuple[float, float, float, float]:
+        """(sequences in flight on average, TTFT there without the queues, end-to-end latency, TPOT) at
+        ``rate_per_s``: ``n = rate x latency(n)`` with TTFT and latency linear between the whole batches
+        ``b - 1`` and ``b = batch_at(rate)`` (below one sequence, a lone request's: the replica is idle
+        the rest of the time). The whole batch alone made TTFT jump at each step of the batch (from 1 to
+        2 sequences it adds the wait for the running step), so a cap on a step's edge broke its limit
+        a rate rounded up by 1e-4 later."""
+        b = self.batch_at(rate_per_s)
+        lo_b = max(b - 1, 1)
+        lo, hi = self.metrics(lo_b), self.metrics(b)
+        lo_lat, hi_lat = self._latency_s(lo_b), self._latency_s(b)
+        base = b - 1.0
+        slope = 1.0 - rate_per_s * (hi_lat - lo_lat)
+        f = (rate_per_s * lo_lat - base) / slope if slope > 0 else 1.0
+        f = min(max(f, 0.0), 1.0)
+        return (base + f, lo.ttft_s + f * (hi.ttft_s - lo.ttft_s), lo_lat + f * (hi_lat - lo_lat),
+                lo.tpot_s + f * (hi.tpot_s - lo.tpot_s))
+
     def _prompt_work(self) -> tuple[float, int]:
         if self._work is None:
             run = effective_strategy(self.model, self.gpu, self.s, isl=self.isl, osl=self.osl)
             self._work = (prompt_work_s(self.model, self.gpu, run, isl=self.isl, links=self.links), run.attention_dp)
         return self._work
 
-    def _ttft_at_s(self, rate_per_s: float, b: int) -> float:
-        m = self.metrics(b)
+    def _waits_s(self, rate_per_s: float, latency_s: float) -> float:
+        """The prompt queue's and the slot queue's mean waits at ``rate_per_s`` (see the class)."""
+        rps = self.capacity.requests_per_s
         work, groups = self._prompt_work()
-        slot = mdc_wait_s(self.slots, rate_per_s * self._latency_s(b), self._latency_s(b))
-        return m.ttft_s + md1_wait_s(rate_per_s * work / groups, work) + slot
+        work = min(work, groups / rps)
+        hold = min(latency_s, self.slots / rps)
+        return md1_wait_s(rate_per_s * work / groups, work) + mdc_wait_s(self.slots, rate_per_s * hold, hold)
 
     def ttft_s(self, rate_per_s: float) -> float:
         """Mean TTFT at ``rate_per_s``, the engine's (no HTTP front end); infinite at or past capacity."""
@@ -194,7 +222,8 @@ class OpenLoop:
             return math.inf
         if rate_per_s <= 0:
             return self.metrics(1).ttft_s
-        return self._ttft_at_s(rate_per_s, self.batch_at(rate_per_s))
+        _, ttft, latency, _ = self.in_flight(rate_per_s)
+        return ttft + self._waits_s(rate_per_s, latency)
 
     def ttft_bound_s(self, rate_per_s: float) -> float:
         """An upper bound on :meth:`ttft_s` from the replica at its full batch alone (TTFT and latency
@@ -202,25 +231,38 @@ class OpenLoop:
         with it wherever a limit is far off."""
         if self.slots < 1 or rate_per_s >= self.capacity.requests_per_s:
             return math.inf
-        return self._ttft_at_s(rate_per_s, self.slots)
+        return self.capacity.ttft_s + self._waits_s(rate_per_s, self._latency_s(self.slots))
 
     def utilization_cap(self, limit_s: float) -> float:
         """The highest utilisation, at most ``MAX_PLANNED_UTILIZATION``, at which :meth:`ttft_s`
-        stays within ``limit_s``; 0 when a lone prompt breaks it. Bisection over the rate, so the
-        TTFT a plan prints at this utilisation is within the limit."""
+        stays within ``limit_s``; 0 when a lone prompt breaks it. The whole batch where the limit
+        is crossed is found first (bisection over the batches: a few replica pricings), then the
+        rate within that batch's range (no more pricing), so the TTFT a plan prints at this
+        utilisation is within the limit."""
         top = cal.MAX_PLANNED_UTILIZATION
         rps = self.capacity.requests_per_s
         if rps <= 0 or self.slots < 1:
             return 0.0
-        if self.ttft_bound_s(top * rps) <= limit_s or self.ttft_s(top * rps) <= limit_s:
+        top_rate = top * rps
+        if self.ttft_bound_s(top_rate) <= limit_s or self.ttft_s(top_rate) <= limit_s:
             return top
         if self.ttft_s(0.0) > limit_s:
             return 0.0
-        lo, hi = 0.0, top
+        lo_b, hi_b = 1, self.batch_at(top_rate)  # the least batch whose range ends past the limit
+        while lo_b < hi_b:
+            mid_b = (lo_b + hi_b) // 2
+            if self.ttft_s(min(self.rate_of(mid_b), top_rate)) > limit_s:
+                hi_b = mid_b
+            else:
+                lo_b = mid_b + 1
+        lo = self.rate_of(lo_b - 1) if lo_b > 1 else 0.0
+        hi = min(self.rate_of(lo_b), top_rate)
+        if not self.ttft_s(lo) <= limit_s:  # TTFT not monotone in the batch here: search the whole range
+            lo, hi = 0.0, top_rate
         for _ in range(_RATE_ROUNDS):
             mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if self.ttft_s(mid * rps) <= limit_s else (lo, mid)
-        return lo
+            lo, hi = (mid, hi) if self.ttft_s(mid) <= limit_s else (lo, mid)
+        return lo / rps
 
 
 def serve_at_rate(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: int, rate_per_s: float,
@@ -239,10 +281,10 @@ def serve_at_rate(model: ModelSpec, gpu: GPUs, s: Strategy, *, isl: int, osl: in
         return LoadedMetrics(rate_per_s, cap.batch, util, math.inf, cap.tpot_s, cap.requests_per_s,
                              cap.output_tokens_per_s)
     loop = OpenLoop(model, gpu, s, isl=isl, osl=osl, capacity=cap, links=links)
-    b = loop.batch_at(rate_per_s)
-    return LoadedMetrics(rate_per_s=rate_per_s, batch=b, utilization=util,
+    n, _, _, tpot = loop.in_flight(rate_per_s)
+    return LoadedMetrics(rate_per_s=rate_per_s, batch=max(1, round(n)), utilization=util,
                          ttft_s=loop.ttft_s(rate_per_s) + cal.ONLINE_REQUEST_OVERHEAD_S,
-                         tpot_s=loop.metrics(b).tpot_s,
+                         tpot_s=tpot,
                          requests_per_s=rate_per_s, output_tokens_per_s=rate_per_s * osl)
 
 

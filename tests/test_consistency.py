@@ -237,3 +237,52 @@ def test_a_plan_its_runtime_cannot_start_says_so(monkeypatch):
     assert f"warning: {plan.warnings[0]}" in plan_text(plan)
     with pytest.raises(PlanSearchError):
         emit(plan, "sglang")
+
+
+def test_a_ttft_cap_does_not_sit_on_the_edge_of_a_batch_step():
+    """The in-flight batch is fractional (Little's law with the latency interpolated between whole batches),
+    so TTFT moves smoothly with the rate: a cap at --ttft-ms 7.5 once sat where the whole batch stepped from 1
+    to 2, and `evaluate --qps` at the plan's rate rounded to its printed 4 decimals gave 10.96 ms (a review)."""
+    from costmodels import calibration as cal
+    from planner import evaluation
+
+    plan = api.search(topology="dgx-h100x1", model="llama-3.1-8b", ttft_ms=7.5)
+    assert plan.totals.ttft_ms <= 7.5
+    for g in plan.replica_groups:
+        st, m = g.strategy, g.metrics_per_replica
+        rate = round(plan.totals.requests_per_s * m.requests_per_s * st.dp * 256 / plan.totals.capacity_output_tokens_per_s,
+                     4)
+        ev = evaluation.evaluate(topology="dgx-h100x1", model="llama-3.1-8b", tp=st.tp, dp=st.dp, batch=st.batch_size,
+                                 isl=1024, osl=256, qps=rate * 1.0001)
+        assert ev.loaded.ttft_s - cal.ONLINE_REQUEST_OVERHEAD_S <= 7.5e-3 * 1.001
+
+
+def test_long_prompts_under_attention_dp_keep_a_finite_ttft():
+    """Where the step cycle turns requests over faster than Little's law at the full batch says (long prompts,
+    attention DP), the slots' hold is bounded by the capacity: it had put the slots past saturation below
+    capacity, an infinite TTFT, and the plan failed to build with a traceback (a review)."""
+    import math
+
+    plan = api.search(topology="pcie-l40sx1", model="mixtral-8x7b", runtime="sglang", attention_dp=4, isl=32000,
+                      osl=16)
+    assert math.isfinite(plan.totals.ttft_ms)
+
+
+def test_a_ttft_limit_picks_the_batch_with_the_lower_tpot_among_those_serving_as_much():
+    """Under a binding --ttft-ms every batch above some size serves the same traffic (the limit caps the rate,
+    whatever the slots): the tie went to the largest capacity, which cannot be used, and the chosen plan (batch
+    790, TPOT 73 ms) was dominated on its own frontier by batch 276 (TPOT 27 ms) (a review)."""
+    front = frontier(axis="tpot", points=4, topology="dgx-h100x1", model="llama-3.1-8b", ttft_ms=30)
+    assert not front.chosen_dominated
+
+
+def test_unified_groups_beside_pools_keep_their_ttft_limit_under_a_rate():
+    """The kinds split a rate by their planned requests/s, not their capacity: a unified group capped at
+    80 % by --ttft-ms beside pools at 90 % ran at 82 % of its capacity at --qps 35 and broke the limit
+    (122.8 ms against 120; check_plan refused the plan) (a review)."""
+    from planner.plan.check import check_plan
+
+    plan = api.search(ttft_ms=120, tpot_ms=50, qps=35, **KW)
+    assert {g.role for g in plan.replica_groups} >= {"unified", "prefill", "decode"}
+    assert plan.totals.ttft_ms <= 120
+    assert check_plan(plan).ok, check_plan(plan).problems

@@ -77,6 +77,7 @@ def test_a_faster_link_is_never_slower(msg, n, kind, runtime, gpu, bw, faster, l
 @example(msg=8.192e6, n=3, runtime="vllm", gpu="L40S-48GB", nvlink_bw=100e9, other_bw=64e9, other="pcie", lat=1e-7)
 @example(msg=5.12e5, n=3, runtime="trtllm", gpu="L40S-48GB", nvlink_bw=100e9, other_bw=64e9, other="pcie",
          lat=1e-6)
+@example(msg=8e6, n=4, runtime="vllm", gpu="L40S-48GB", nvlink_bw=100e9, other_bw=64e9, other="pcie", lat=1e-6)
 def test_nvlink_is_never_slower_than_pcie_or_a_nic(msg, n, runtime, gpu, nvlink_bw, other_bw, other, lat):
     """(Beyond 8 ranks NVLink had paid its link latency twice over the switch hop the 8-rank measurement
     already crossed, while PCIe rings past 8 ranks paid nothing for their extra steps: NVLink came out up

@@ -8,7 +8,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from costmodels.batch import group_ttft, planned_utilization
+from costmodels.batch import group_ttft, kind_shares, planned_utilization
 from costmodels.load import OpenLoop, tail_latency
 from costmodels.model_spec import ModelSpec
 from costmodels.prefill import evaluate_prefill, kv_transfer_s
@@ -185,14 +185,12 @@ def _group(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, gid
     links and every rank's GPU."""
     c = reps[0].candidate
     m, links, xfer, kv, tail = priced.metrics[ci]
-    # A request goes to a unified group, or to one prefill and one decode group; the kinds'
-    # shares follow their capacities, and within a kind each group's share its capacity at
-    # its own planned utilisation (so a group with a tighter TTFT headroom gets less).
+    # A request goes to a unified group, or to one prefill and one decode group; the kinds' shares
+    # follow their planned requests/s (kind_shares), and within a kind each group's share its
+    # capacity at its own planned utilisation (so a group with a tighter TTFT headroom gets less).
     group_rps = m.requests_per_s * len(reps)
-    kind_rps = priced.cap["unified"] if c.role == "unified" else priced.pools_rps
-    total_capacity_rps = priced.total_capacity_rps
     within = priced.weight[ci] / priced.kind_weight[c.role] if priced.kind_weight[c.role] else 0.0
-    share = (kind_rps / total_capacity_rps) * within if total_capacity_rps else 0.0
+    share = kind_shares(priced.cap, priced.kind_weight)[c.role] * within
     g_util = req.qps * share / group_rps if req.qps and group_rps else None
     ttft, tail = group_ttft(m, tail, g_util, priced.weight[ci] / group_rps if group_rps else 0.0, priced.loops[ci])
     idle = priced.loops[ci]  # a unified group's TTFT unloaded: a prompt reaching an idle replica

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from costmodels.batch import group_ttft, planned_utilization
+from costmodels.batch import group_ttft, kind_shares, planned_utilization
 from costmodels.hardware import custom_gpus, get_gpu
 from costmodels.load import OpenLoop, tail_latency
 from costmodels.model_spec import ModelSpec
@@ -123,8 +123,9 @@ def _price(a: Audit, grp: GroupCheck) -> None:
 
 def _share(a: Audit) -> None:
     """The plan's capacity and each group's share of the traffic: each kind's (unified, or prefill and
-    decode pools) split by capacity at each group's planned utilisation, as planner.plan.build.build_plan
-    does; and each group's TTFT and tail at that load."""
+    decode pools) split by planned requests/s (by capacity before schema 1.6.0), within a kind by capacity at
+    each group's planned utilisation, as planner.plan.build.build_plan does; and each group's TTFT and tail
+    at that load."""
     pools = min(a.cap["prefill"], a.cap["decode"])
     a.capacity_rps = a.cap["unified"] + pools
     qps = a.plan.inputs.workload.qps
@@ -135,12 +136,12 @@ def _share(a: Audit) -> None:
     # looked up by group id, as planner.api names groups: two groups of one id (a hand-edited plan)
     # both take the last one's weight, as check_plan always did
     weight = {s.grp.group.id: s.weight for s in a.served}
+    shares = kind_shares(a.cap, kind_weight, by_planned=open_loop_queue(a.plan.schema_version))
     for s in a.served:
         g = s.grp.group
         group_rps = s.m.requests_per_s * g.strategy.dp
-        kind_rps = a.cap["unified"] if g.role == "unified" else pools
         within = weight[g.id] / kind_weight[g.role] if kind_weight[g.role] else 0.0
-        s.share = kind_rps / a.capacity_rps * within if a.capacity_rps else 0.0
+        s.share = shares[g.role] * within if a.capacity_rps else 0.0
         g_util = qps * s.share / group_rps if qps and group_rps else None
         if g_util is None and g.role == "unified" and not loaded_ttft(a.plan.schema_version):
             s.ttft_s = s.m.ttft_s  # plans before 1.5.0 gave a unified group's TTFT unloaded without a rate
