@@ -60,6 +60,15 @@ LOAD_SETUPS = [("llama-3.1-8b", "H100-SXM-80GB", 1, "vllm", 2048, 256),
 LOADS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 
 
+def whole_batch_at(loop: OpenLoop, rate: float) -> int:
+    """The least whole batch that sustains ``rate`` (Little's law), as ``evaluate --qps`` took it before."""
+    lo, hi = 1, loop.slots
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if rate <= loop.rate_of(mid) else (mid + 1, hi)
+    return lo
+
+
 def load_report() -> None:
     catalog = gpu_catalog()
     links = Links(tp=NVLINK, ep=NVLINK)
@@ -75,7 +84,7 @@ def load_report() -> None:
             rate = u * full.requests_per_s
             sim = simulate_benchmark(model, gpu, s, isl=isl, osl=osl, requests=4000, rate_per_s=rate,
                                      links=links).ttft_mean_s
-            at = loop.metrics(loop.batch_at(rate))
+            at = loop.metrics(whole_batch_at(loop, rate))
             figures = {"open loop": loop.ttft_s(rate) + front,
                        "M/D/1 at the operating point": ttft_under_load_s(ttft_s=at.ttft_s, utilization=u) + front,
                        "M/D/1 at the full batch": ttft_under_load_s(ttft_s=full.ttft_s, utilization=u) + front}
