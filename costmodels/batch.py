@@ -264,8 +264,12 @@ def group_ttft(m: ReplicaMetrics, tail: TailLatency, utilization: float | None,
 
 def largest_batch_within_slos(model: ModelSpec, gpu: GPUs, s: Strategy, t: Targets, links: Links, max_batch: int,
                               role: str = "unified") -> int:
-    """The largest batch meeting every limit, mean and p99 (each grows with the batch), by bisection."""
-    if all(x is None for x in (t.tpot_s, t.ttft_s, t.tpot_p99_s, t.ttft_p99_s)):
+    """The largest batch meeting every limit, mean and p99 (each grows with the batch), by bisection;
+    the largest that fits when no limit applies to the role (a unified replica meets its TTFT limits
+    through its queue, :func:`failed_slo`)."""
+    tpot_limits = (t.tpot_s, t.tpot_p99_s) if role != "prefill" else ()
+    ttft_limits = (t.ttft_s, t.ttft_p99_s) if role == "prefill" else ()
+    if all(x is None for x in (*tpot_limits, *ttft_limits)):
         return max_batch
 
     def ok(b: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import re
 
 import pytest
@@ -78,3 +79,16 @@ def test_a_new_rule_is_one_function_and_one_entry(two_groups, monkeypatch):
     # the new group rule stops each group before placement: nothing is placed, so the totals disagree
     assert problems[:2] == ["g0: not named x", "g1: not named x"] and problems[-1] == "the end"
     assert any(p.startswith("totals.gpus_used is 12 but 0 GPUs are placed") for p in problems)
+
+
+def test_a_unified_groups_ttft_and_the_worst_are_checked_as_reported():
+    """A unified group's TTFT and the totals' worst TTFT are compared with the recomputation: edited down to
+    10 ms (or the totals to 40), the plan passed every check (a review)."""
+    plan = api.search(topology="dgx-h100x1", model="llama-3.1-8b", ttft_ms=50)
+    assert check_plan(plan).ok
+    d = json.loads(plan.to_json())
+    d["replica_groups"][0]["metrics_per_replica"]["ttft_ms"] = 10.0
+    assert any("reported ttft_ms 10.0" in p for p in check_plan(d).problems)
+    d = json.loads(plan.to_json())
+    d["totals"]["ttft_ms"] = 40.0
+    assert any("reported worst TTFT 40.0 ms" in p for p in check_plan(d).problems)

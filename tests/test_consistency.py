@@ -286,3 +286,25 @@ def test_unified_groups_beside_pools_keep_their_ttft_limit_under_a_rate():
     assert {g.role for g in plan.replica_groups} >= {"unified", "prefill", "decode"}
     assert plan.totals.ttft_ms <= 120
     assert check_plan(plan).ok, check_plan(plan).problems
+
+
+def test_short_answers_do_not_make_the_queue_jump():
+    """With one output token a second sequence sustains fewer requests/s than one (its prompt lands in the
+    first's TTFT), and the operating point jumped over that dip: evaluate --qps 17.68 gave TTFT 79.8 ms and
+    17.69 gave 155.4 (a review). The queue interpolates across such batches, and its cap re-checks its own
+    edge (gpt-oss-20b on H20 with 4 output tokens: the cap's TTFT was 0.1095 s against a 0.0906 s limit)."""
+    from costmodels.hardware import gpu_catalog
+    from costmodels.load import OpenLoop
+    from costmodels.models import get_model
+    from costmodels.serving import evaluate_replica
+    from costmodels.strategy import Strategy
+    from planner import evaluation
+
+    a, b = (evaluation.evaluate(topology="dgx-h100x1", model="llama-3.1-8b", tp=1, isl=2048, osl=1, qps=q).loaded
+            for q in (17.68, 17.69))
+    assert b.ttft_s == pytest.approx(a.ttft_s, rel=0.01)
+    m, g, s = get_model("gpt-oss-20b"), gpu_catalog()["H20-96GB"], Strategy(tp=2, ep=2)
+    cap = evaluate_replica(m, g, s, isl=1024, osl=4, batch=943)
+    loop = OpenLoop(m, g, s, isl=1024, osl=4, capacity=cap)
+    u = loop.utilization_cap(0.0905582)
+    assert 0 < u and loop.ttft_s(u * cap.requests_per_s) <= 0.0905582
