@@ -183,10 +183,12 @@ def utilization_cap(m: ReplicaMetrics, tail: TailLatency | None, ttft_s: float |
         return prefill_utilization_cap(m.prefill_step, ttft_s, ttft_p99_s)
     limits = [x for x in (ttft_s, None if ttft_p99_s is None or tail is None else ttft_p99_s - tail.ttft_extra_s)
               if x is not None]
-    if loop is not None:
-        return min([cal.MAX_PLANNED_UTILIZATION] + [loop.utilization_cap(x) for x in limits])
-    return min([max_utilization(ttft_s=m.ttft_s, ttft_slo_s=None)]
-               + [max_utilization(ttft_s=m.ttft_s, ttft_slo_s=x) for x in limits])
+    def cap(limit_s: float) -> float:
+        if loop is not None:
+            return loop.utilization_cap(limit_s)
+        return max_utilization(ttft_s=m.ttft_s, ttft_slo_s=limit_s)
+
+    return min([cal.MAX_PLANNED_UTILIZATION, *(cap(x) for x in limits)])
 
 
 #: Bisection rounds for a prefill group's utilisation cap: 2**-40 of the cap, far below what plans print.

@@ -334,12 +334,12 @@ def _solve_and_place(view: ClusterView, cands: list[Candidate], req: Request, pa
         if nxt[0] is None:  # no other mix meets the request: keep the plan found
             break
         sol, inst, placed = nxt
-    # a plan the runtime cannot start is kept only when no other was found (its emitter says why)
+    # a plan the runtime cannot start is kept only when no other was found (its warnings and its emitter say why)
     return sol, inst, placed
 
 
 #: Replica-shape mixes a search sets aside because the runtime cannot start them as placed, before it
-#: keeps the last one found (each costs a solve; the emitter then says why it cannot launch). The time
+#: keeps the last one found (each costs a solve; the plan's warnings and its emitter say why). The time
 #: limit, Ctrl-C and a request no other mix meets end the search the same way, keeping that plan.
 MAX_UNLAUNCHABLE_MIXES = 20
 

@@ -192,8 +192,8 @@ def _group(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, gid
     within = priced.weight[ci] / priced.kind_weight[c.role] if priced.kind_weight[c.role] else 0.0
     share = kind_shares(priced.cap, priced.kind_weight)[c.role] * within
     g_util = req.qps * share / group_rps if req.qps and group_rps else None
-    ttft, tail = group_ttft(m, tail, g_util, priced.weight[ci] / group_rps if group_rps else 0.0, priced.loops[ci])
-    idle = priced.loops[ci]  # a unified group's TTFT unloaded: a prompt reaching an idle replica
+    loop = priced.loops[ci]  # a unified group's queue (its unloaded TTFT: a prompt reaching an idle replica)
+    ttft, tail = group_ttft(m, tail, g_util, priced.weight[ci] / group_rps if group_rps else 0.0, loop)
     gpus_c = [view.gpu_of_type[x] for x in c.stage_gpus] if c.hetero else view.gpu_of_type[c.gpu]
     replicas = [S.Replica(index=ri, ranks=[S.Rank(rank=st * c.strategy.tp + tr, stage=st, tp_rank=tr,
                                                   node=topo.gpu(gid_)["node"], gpu_index=topo.gpu(gid_)["index"])
@@ -218,7 +218,7 @@ def _group(spec: ModelSpec, topo: Topology, view: ClusterView, req: Request, gid
                                max_model_len=req.isl + req.osl, layer_split=split,
                                weight_dtype=c.strategy.weight_dtype, kv_dtype=c.strategy.kv_dtype),
         metrics_per_replica=S.Metrics(ttft_ms=S.latency_ms(ttft),
-                                      ttft_unloaded_ms=S.latency_ms(idle.ttft_s(0.0) if idle else m.ttft_s),
+                                      ttft_unloaded_ms=S.latency_ms(loop.ttft_s(0.0) if loop else m.ttft_s),
                                       tpot_ms=S.latency_ms(m.tpot_s), output_tokens_per_s=rounded(m.output_tokens_per_s, 1),
                                       requests_per_s=rounded(m.requests_per_s, 4),
                                       utilization=rounded(g_util, 4) if g_util is not None else None,
